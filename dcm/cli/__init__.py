@@ -1,0 +1,1 @@
+"""The ``dcm`` command line."""

@@ -1,0 +1,1 @@
+"""dcm.publish."""

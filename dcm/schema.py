@@ -1,0 +1,171 @@
+"""Column contracts for the frames that cross package boundaries.
+
+Every frame that leaves :mod:`dcm.ingest` or :mod:`dcm.simulate`, or enters
+:mod:`dcm.analysis`, follows one of the contracts below. Coordinates are WGS84
+degrees (EPSG:4326); timestamps are timezone-aware UTC (``datetime64[ns, UTC]``).
+:func:`validate_frame` checks a frame and raises :class:`~dcm.errors.SchemaError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from dcm.errors import SchemaError
+
+CRS = "EPSG:4326"
+
+STATUSES = ("ok", "no_service", "failed")
+RADIOS = ("GSM", "UMTS", "LTE", "NR", "CDMA")
+CELL_STATUSES = ("online", "offline", "unknown")
+GRID_STATES = ("up", "down", "uncertain", "no_data")
+SEVERITIES = ("outage", "degraded")
+ALL_NETWORKS = "all"
+
+UTC_TS = "datetime64[ns, UTC]"
+
+#: Canonical measurement frame (ingest output, simulator output, analysis input).
+#: ``network`` is derived: ``"MCC-MNC"`` or ``<NA>`` when mcc/mnc are missing.
+#: ``device`` is already hashed when it leaves ingest (never clear text).
+MEASUREMENT_COLUMNS: dict[str, str] = {
+    "timestamp": UTC_TS,
+    "lat": "float64",
+    "lon": "float64",
+    "status": "string",
+    "mcc": "Int64",
+    "mnc": "Int64",
+    "network": "string",
+    "radio": "string",
+    "area": "Int64",
+    "cell": "Int64",
+    "signal_dbm": "float64",
+    "download_kbps": "float64",
+    "upload_kbps": "float64",
+    "latency_ms": "float64",
+    "accuracy_m": "float64",
+    "measurement_id": "string",
+    "device": "string",
+}
+MEASUREMENT_REQUIRED = ("timestamp", "lat", "lon", "status")
+
+#: Columns of an OpenCelliD / MLS export, in file order.
+OPENCELLID_COLUMNS = (
+    "radio", "mcc", "net", "area", "cell", "unit", "lon", "lat", "range",
+    "samples", "changeable", "created", "updated", "averageSignal",
+)
+
+#: Cell frame (ingest output, simulator output, analysis input). ``created`` and
+#: ``updated`` are UTC timestamps; ``range`` is metres; ``site_id`` groups the
+#: cells of one physical site of one network; ``network`` is ``"MCC-MNC"``.
+CELL_COLUMNS: dict[str, str] = {
+    "radio": "string",
+    "mcc": "int64",
+    "net": "int64",
+    "area": "int64",
+    "cell": "int64",
+    "unit": "Int64",
+    "lon": "float64",
+    "lat": "float64",
+    "range": "float64",
+    "samples": "Int64",
+    "changeable": "Int64",
+    "created": UTC_TS,
+    "updated": UTC_TS,
+    "averageSignal": "float64",
+    "network": "string",
+    "site_id": "string",
+}
+
+#: Population points: one row per raster pixel with people (pixel centres).
+POPULATION_COLUMNS: dict[str, str] = {"lon": "float64", "lat": "float64", "population": "float64"}
+
+#: Status of each cell over time (``cells.csv``).
+CELL_STATUS_COLUMNS: dict[str, str] = {
+    "radio": "string",
+    "mcc": "int64",
+    "net": "int64",
+    "area": "int64",
+    "cell": "int64",
+    "site_id": "string",
+    "status": "string",
+    "start": UTC_TS,
+    "end": UTC_TS,
+    "p_offline": "float64",
+}
+
+#: Per grid cell, network and window (``status.parquet``).
+GRID_STATUS_COLUMNS: dict[str, str] = {
+    "h3": "string",
+    "network": "string",
+    "window_start": UTC_TS,
+    "window_end": UTC_TS,
+    "expected_count": "float64",
+    "observed_count": "int64",
+    "ok_count": "int64",
+    "fail_count": "int64",
+    "state": "string",
+    "p_down": "float64",
+}
+
+#: Outage polygons (``outages.geojson``); a GeoDataFrame in EPSG:4326.
+OUTAGE_COLUMNS: dict[str, str] = {
+    "outage_id": "string",
+    "window_start": UTC_TS,
+    "window_end": UTC_TS,
+    "network": "string",
+    "severity": "string",
+    "confidence": "float64",
+    "area_km2": "float64",
+    "population": "float64",
+    "cells_offline": "int64",
+    "onset": UTC_TS,
+}
+
+
+def network_key(mcc: pd.Series, mnc: pd.Series) -> pd.Series:
+    """``"MCC-MNC"`` per row (vectorised); ``<NA>`` where either part is missing."""
+    mcc_i = pd.array(mcc, dtype="Int64")
+    mnc_i = pd.array(mnc, dtype="Int64")
+    out = pd.Series(mcc_i.astype("string"), index=mcc.index) + "-" + pd.Series(
+        mnc_i.astype("string"), index=mnc.index
+    )
+    return out.astype("string")
+
+
+def empty_frame(columns: Mapping[str, str]) -> pd.DataFrame:
+    """An empty frame with the contract's columns and dtypes."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+
+
+def validate_frame(
+    frame: pd.DataFrame,
+    columns: Mapping[str, str],
+    *,
+    name: str,
+    required: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """Check that ``frame`` has the contract's columns with compatible dtypes.
+
+    ``required`` columns (all of them when None) must be present; others may be
+    missing. Numeric columns must be numeric, timestamp columns tz-aware UTC.
+    Returns the frame unchanged so it can be used inline.
+    """
+    needed = tuple(columns) if required is None else required
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{name}: missing columns {missing}")
+    for col, dtype in columns.items():
+        if col not in frame.columns:
+            continue
+        actual = frame[col].dtype
+        if dtype == UTC_TS:
+            if not isinstance(actual, pd.DatetimeTZDtype) or str(actual.tz) != "UTC":
+                raise SchemaError(f"{name}: column {col!r} must be UTC timestamps, got {actual}")
+        elif dtype in ("float64", "int64", "Int64"):
+            if not (pd.api.types.is_numeric_dtype(actual) or actual == np.dtype("O")) or (
+                pd.api.types.is_bool_dtype(actual)
+            ):
+                raise SchemaError(f"{name}: column {col!r} must be numeric, got {actual}")
+    return frame

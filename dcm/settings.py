@@ -1,0 +1,37 @@
+"""Configuration from ``DCM_`` environment variables, built when asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Installation settings. Nothing reads the environment at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="DCM_", extra="ignore")
+
+    #: ``sqlite:///path/to/dcm.sqlite`` (default: ``data_dir/dcm.sqlite``) or
+    #: ``postgresql://user:pass@host:port/db`` for PostgreSQL + PostGIS.
+    database_url: str | None = None
+    #: Where the SQLite file, raw uploads and the installation secret live.
+    data_dir: Path = Path.home() / ".local" / "share" / "dcm"
+    #: Secret used to hash device identifiers; generated and stored in data_dir if unset.
+    secret: str | None = None
+    #: Public layers hide grid cells with fewer distinct devices than this.
+    k_anonymity: int = 3
+    #: Map refresh interval in seconds.
+    map_refresh_s: int = 300
+    #: Optional online basemap tile URL template; none by default (works offline).
+    basemap_url: str | None = None
+    #: Alert thresholds.
+    alert_min_population: float = 100.0
+    alert_min_area_km2: float = 1.0
+    alert_min_confidence: float = 0.7
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'dcm.sqlite'}"
