@@ -1,0 +1,246 @@
+"""Delimited text → a frame of strings with the physical line of every row.
+
+pyarrow parses (fast, multithreaded) with every column read as a string; validation is
+left to the readers, done vectorised on those strings. To report bad rows by line we
+find the record boundaries ourselves with numpy: a newline ends a record unless it lies
+inside a quoted value (an odd number of quotes before it). That also gives the number of
+fields per record, so rows with too few or too many fields are reported, not fatal.
+
+Quotes are counted only where they can open or close a value (next to a delimiter, a line
+end or another quote); a stray quote inside an unquoted value is literal text, as pyarrow
+reads it. When our record count still disagrees with pyarrow's (irregular quoting), the
+file is re-read with Python's :mod:`csv` module, which tracks lines itself: slower, but
+exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from dcm.errors import IngestError
+from dcm.ingest.report import RejectedRow
+
+NL, CR, QUOTE = 10, 13, 34
+
+
+@dataclass
+class StringTable:
+    """Parsed rows as strings (``""`` for empty), their physical lines and raw text."""
+
+    frame: pd.DataFrame
+    lines: np.ndarray
+    raw: list[str] | None
+    starts: np.ndarray
+    stops: np.ndarray
+    data: bytes
+    rejected: list[RejectedRow] = field(default_factory=list)
+    rows_in: int = 0
+
+    def raw_rows(self, positions: np.ndarray) -> list[str]:
+        """Raw text of the rows at ``positions`` (0-based positions in ``frame``)."""
+        if self.raw is not None:
+            return [self.raw[i] for i in positions]
+        return [
+            self.data[self.starts[i] : self.stops[i]].decode("utf-8", errors="replace")
+            for i in positions
+        ]
+
+
+@dataclass
+class _Records:
+    starts: np.ndarray  # byte offset where each non-empty record starts
+    stops: np.ndarray  # byte offset after its content (line end excluded)
+    ends: np.ndarray  # byte offset of its terminating newline (or len(data))
+    lines: np.ndarray  # 1-based physical line of its first byte
+    fields: np.ndarray  # number of fields
+    quoted: bool
+
+
+def _records(data: bytes, delimiter: str) -> _Records:
+    arr = np.frombuffer(data, dtype=np.uint8)
+    n = arr.size
+    delim = ord(delimiter)
+    newlines = np.flatnonzero(arr == NL)
+    quoted = b'"' in data
+    if quoted:
+        qpos = np.flatnonzero(arr == QUOTE)
+        prev = np.where(qpos > 0, arr[np.maximum(qpos - 1, 0)], NL)
+        nxt = np.where(qpos < n - 1, arr[np.minimum(qpos + 1, n - 1)], NL)
+        edge = (NL, CR, QUOTE, delim)
+        structural = np.isin(prev, edge) | np.isin(nxt, edge)
+        qpos = qpos[structural]
+        boundary = np.searchsorted(qpos, newlines) % 2 == 0
+        ends = newlines[boundary]
+    else:
+        ends = newlines
+    if n and (ends.size == 0 or ends[-1] != n - 1):
+        ends = np.append(ends, n)
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    stops = ends.copy()
+    has_cr = (stops > starts) & (arr[np.clip(stops - 1, 0, max(n - 1, 0))] == CR)
+    stops = stops - has_cr
+    dpos = np.flatnonzero(arr == delim)
+    if quoted and dpos.size:
+        dpos = dpos[np.searchsorted(qpos, dpos) % 2 == 0]
+    fields = np.bincount(np.searchsorted(ends, dpos), minlength=ends.size)[: ends.size] + 1
+    keep = stops > starts  # pyarrow skips empty lines; so do we
+    lines = np.searchsorted(newlines, starts) + 1
+    return _Records(starts[keep], stops[keep], ends[keep], lines[keep], fields[keep], quoted)
+
+
+def _header_names(text: str, delimiter: str, *, name: str) -> list[str]:
+    try:
+        names = next(csv.reader([text], delimiter=delimiter))
+    except (csv.Error, StopIteration) as exc:
+        raise IngestError(f"unreadable header line ({exc})", path=name) from exc
+    names = [n.strip() for n in names]
+    seen = [n for n in names if n and names.count(n) > 1]
+    if seen:
+        raise IngestError(f"duplicate column names in header: {sorted(set(seen))}", path=name)
+    return names
+
+
+def read_csv_strings(
+    data: bytes,
+    *,
+    name: str,
+    delimiter: str = ",",
+    header: bool = True,
+    column_names: list[str] | None = None,
+) -> tuple[list[str], StringTable]:
+    """Parse delimited UTF-8 ``data`` into strings; rows with a wrong field count are rejected.
+
+    With ``header`` the first non-empty record gives the column names (stripped);
+    otherwise ``column_names`` must be given. Returns ``(names, table)``.
+    """
+    rec = _records(data, delimiter)
+    if header:
+        if rec.starts.size == 0:
+            raise IngestError("empty file (no header line)", path=name)
+        head = data[rec.starts[0] : rec.stops[0]].decode("utf-8", errors="replace")
+        names = _header_names(head, delimiter, name=name)
+        body = slice(1, None)
+    else:
+        if column_names is None:
+            raise ValueError("column_names is required when header=False")
+        names = list(column_names)
+        body = slice(0, None)
+    starts, stops, ends = rec.starts[body], rec.stops[body], rec.ends[body]
+    lines, fields = rec.lines[body], rec.fields[body]
+    good = fields == len(names)
+    rejected = [
+        RejectedRow(
+            int(lines[i]),
+            "row",
+            f"expected {len(names)} fields, found {int(fields[i])}",
+            data[starts[i] : stops[i]].decode("utf-8", errors="replace"),
+        )
+        for i in np.flatnonzero(~good)
+    ]
+    rows_in = int(starts.size)
+    if good.all() and starts.size:
+        buffer = data[starts[0] :]
+    else:
+        # Keep the bytes of good records (content plus line end), vectorised.
+        mark = np.zeros(len(data) + 1, dtype=np.int8)
+        np.add.at(mark, starts[good], 1)
+        np.add.at(mark, np.minimum(ends[good] + 1, len(data)), -1)
+        keep = np.cumsum(mark[:-1], dtype=np.int8) > 0
+        buffer = np.frombuffer(data, dtype=np.uint8)[keep].tobytes()
+    frame = _parse_arrow(buffer, names, delimiter, quoted=rec.quoted, expected=int(good.sum()))
+    if frame is None:
+        return names, _parse_python(data, names, delimiter, header=header, name=name)
+    table = StringTable(
+        frame=frame,
+        lines=lines[good],
+        raw=None,
+        starts=starts[good],
+        stops=stops[good],
+        data=data,
+        rejected=rejected,
+        rows_in=rows_in,
+    )
+    return names, table
+
+
+def _parse_arrow(
+    buffer: bytes, names: list[str], delimiter: str, *, quoted: bool, expected: int
+) -> pd.DataFrame | None:
+    """pyarrow parse of ``buffer`` (no header) as strings; None when it disagrees with us."""
+    cols = [f"c{i}" for i in range(len(names))]
+    if expected == 0:
+        return pd.DataFrame({n: pd.Series([], dtype="str") for n in names})
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(buffer),
+            read_options=pacsv.ReadOptions(column_names=cols, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=quoted),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(cols, pa.string()), strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return None
+    if table.num_rows != expected:
+        return None
+    frame = table.to_pandas()
+    frame.columns = names
+    return frame
+
+
+def _parse_python(
+    data: bytes, names: list[str], delimiter: str, *, header: bool, name: str
+) -> StringTable:
+    """Exact but slow path for irregular quoting: Python's csv module tracks lines itself."""
+    text = data.decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    raws: list[str] = []
+    rejected: list[RejectedRow] = []
+    physical = text.splitlines()
+    last_line = 0
+    skipped_header = not header
+    rows_in = 0
+    try:
+        for row in reader:
+            start, last_line = last_line + 1, reader.line_num
+            if not row or (len(row) == 1 and row[0] == ""):
+                continue
+            if not skipped_header:
+                skipped_header = True
+                continue
+            rows_in += 1
+            raw = "\n".join(physical[start - 1 : last_line])
+            if len(row) != len(names):
+                reason = f"expected {len(names)} fields, found {len(row)}"
+                rejected.append(RejectedRow(start, "row", reason, raw))
+                continue
+            rows.append(row)
+            lines.append(start)
+            raws.append(raw)
+    except csv.Error as exc:
+        raise IngestError(f"unreadable CSV near line {last_line + 1} ({exc})", path=name) from exc
+    frame = (
+        pd.DataFrame(rows, columns=names, dtype="str")
+        if rows
+        else pd.DataFrame({n: pd.Series([], dtype="str") for n in names})
+    )
+    empty = np.zeros(0, dtype=np.int64)
+    return StringTable(
+        frame=frame,
+        lines=np.asarray(lines, dtype=np.int64),
+        raw=raws,
+        starts=empty,
+        stops=empty,
+        data=b"",
+        rejected=rejected,
+        rows_in=rows_in,
+    )

@@ -1,0 +1,194 @@
+"""Vectorised field parsers shared by the readers, and the per-row error ledger.
+
+Each parser takes a column (strings from CSV, or typed values from Parquet/GeoJSON) and
+returns parsed values plus a boolean mask of rows whose value is present but invalid.
+:class:`RowErrors` remembers, per row, the first field that failed and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import numpy as np
+import pandas as pd
+
+from dcm.ingest.report import RejectedRow
+
+#: Used to hash device ids when no per-installation secret is given. Fine for local
+#: analysis of one's own files; the store always passes the installation's secret so
+#: hashes cannot be reversed by guessing ids with a public key.
+DEFAULT_DEVICE_SECRET = b"dcm-local-analysis-not-secret"
+
+#: Length of the hex digest kept for hashed device ids (128 bits).
+DEVICE_HASH_HEX = 32
+
+#: Radio technology names seen in exports and app logs → the canonical radio.
+RADIO_ALIASES: dict[str, str] = {
+    "GSM": "GSM", "GPRS": "GSM", "EDGE": "GSM", "2G": "GSM",
+    "UMTS": "UMTS", "WCDMA": "UMTS", "HSPA": "UMTS", "HSPA+": "UMTS", "HSDPA": "UMTS",
+    "HSUPA": "UMTS", "TD-SCDMA": "UMTS", "3G": "UMTS",
+    "LTE": "LTE", "LTE-A": "LTE", "LTE+": "LTE", "4G": "LTE",
+    "NR": "NR", "5G": "NR", "NR5G": "NR", "5G NR": "NR", "NR-NSA": "NR", "NR-SA": "NR",
+    "CDMA": "CDMA", "CDMA2000": "CDMA", "EVDO": "CDMA", "1XRTT": "CDMA",
+}  # fmt: skip
+
+_OFFSET_RE = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+class RowErrors:
+    """First failing field and reason per row (vectorised bookkeeping)."""
+
+    def __init__(self, n: int) -> None:
+        self.code = np.full(n, -1, dtype=np.int32)
+        self.checks: list[tuple[str, str]] = []
+
+    def add(self, mask: np.ndarray | pd.Series, field: str, reason: str) -> None:
+        """Mark rows in ``mask`` as failing ``field`` for ``reason`` unless already failed."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        self.checks.append((field, reason))
+        self.code[mask & (self.code < 0)] = len(self.checks) - 1
+
+    @property
+    def bad(self) -> np.ndarray:
+        return self.code >= 0
+
+    def rejected(
+        self,
+        lines: np.ndarray,
+        raws: list[str],
+        values: pd.DataFrame | None = None,
+    ) -> list[RejectedRow]:
+        """One :class:`RejectedRow` per bad row (loops over bad rows only)."""
+        out = []
+        for i, raw in zip(np.flatnonzero(self.bad), raws, strict=True):
+            fld, reason = self.checks[self.code[i]]
+            if values is not None and fld in values.columns:
+                value = values[fld].iloc[i]
+                if isinstance(value, str) and value.strip():
+                    reason = f"{reason}: {value.strip()[:60]!r}"
+            out.append(RejectedRow(int(lines[i]), fld, reason, raw))
+        return out
+
+
+def is_texty(col: pd.Series) -> bool:
+    return bool(pd.api.types.is_string_dtype(col) or col.dtype == object)
+
+
+def text(col: pd.Series) -> pd.Series:
+    """Stripped strings with ``<NA>`` for missing or empty values."""
+    out = col.astype("string").str.strip() if is_texty(col) else col.astype("string")
+    return out.mask(out == "")
+
+
+def numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(float values, missing, invalid)``; non-finite numbers count as invalid."""
+    if pd.api.types.is_bool_dtype(col):
+        col = col.astype("string")
+    if pd.api.types.is_numeric_dtype(col):
+        values = col.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+        missing = np.isnan(values)
+        return values, missing, np.zeros(len(col), dtype=bool)
+    txt = text(col)
+    missing = txt.isna().to_numpy()
+    values = pd.to_numeric(txt, errors="coerce").astype("float64")
+    values = values.to_numpy(dtype="float64", na_value=np.nan)
+    invalid = ~missing & ~np.isfinite(values)
+    return values, missing, invalid
+
+
+def integers(
+    col: pd.Series, errors: RowErrors, field: str, *, lo: float = 0, hi: float = 2**53
+) -> pd.Series:
+    """Optional integer column checked for ``lo <= v <= hi`` → ``Int64`` (bad rows ``<NA>``)."""
+    values, missing, invalid = numeric(col)
+    errors.add(invalid, field, "not a number")
+    with np.errstate(invalid="ignore"):
+        fractional = ~missing & ~invalid & (values != np.floor(values))
+        out_of_range = ~missing & ~invalid & ~fractional & ((values < lo) | (values > hi))
+    errors.add(fractional, field, "not an integer")
+    errors.add(out_of_range, field, f"outside {lo:g}..{hi:g}")
+    values = np.where(missing | invalid | fractional | out_of_range, np.nan, values)
+    return pd.Series(pd.array(values, dtype="Float64"), index=col.index).astype("Int64")
+
+
+def floats(
+    col: pd.Series, errors: RowErrors, field: str, *, lo: float = -np.inf, hi: float = np.inf
+) -> pd.Series:
+    """Optional float column checked for ``lo <= v <= hi`` → ``float64`` (NaN when missing)."""
+    values, missing, invalid = numeric(col)
+    errors.add(invalid, field, "not a number")
+    with np.errstate(invalid="ignore"):
+        out_of_range = ~missing & ~invalid & ((values < lo) | (values > hi))
+    errors.add(out_of_range, field, f"outside {lo:g}..{hi:g}")
+    return pd.Series(np.where(invalid | out_of_range, np.nan, values), index=col.index)
+
+
+def required(col: pd.Series, errors: RowErrors, field: str) -> None:
+    """Reject rows where a required field is empty."""
+    errors.add(text(col).isna().to_numpy(), field, "required value is missing")
+
+
+def timestamps_iso(col: pd.Series, errors: RowErrors, field: str) -> pd.Series:
+    """ISO 8601 strings with ``Z`` or an offset (or tz-aware datetimes) → UTC ``ns``.
+
+    Naive timestamps are rejected: their time zone is unknown, so their instant is too.
+    """
+    index = col.index
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        return col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_dtype(col.dtype):
+        errors.add(col.notna().to_numpy(), field, "naive timestamp (no UTC offset)")
+        return pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
+    txt = text(col)
+    present = txt.notna().to_numpy()
+    has_offset = txt.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
+    parsed = pd.to_datetime(txt, utc=True, format="ISO8601", errors="coerce")
+    bad = present & parsed.isna().to_numpy()
+    errors.add(bad, field, "not an ISO 8601 timestamp")
+    errors.add(present & ~bad & ~has_offset, field, "naive timestamp (no UTC offset or Z)")
+    parsed = parsed.where(has_offset)
+    return pd.Series(parsed, index=index).astype("datetime64[ns, UTC]")
+
+
+def unix_seconds(col: pd.Series, errors: RowErrors, field: str) -> pd.Series:
+    """Unix seconds → UTC ``ns`` timestamps (``NaT`` when missing)."""
+    values = floats(col, errors, field, lo=0, hi=4.1e9)
+    return pd.to_datetime(values, unit="s", utc=True).astype("datetime64[ns, UTC]")
+
+
+def choices(
+    col: pd.Series,
+    errors: RowErrors,
+    field: str,
+    mapping: dict[str, str],
+    *,
+    upper: bool = True,
+    reject_unknown: bool = True,
+) -> pd.Series:
+    """Map case-folded names through ``mapping``; unknown names rejected (or ``<NA>``)."""
+    txt = text(col)
+    key = txt.str.upper() if upper else txt.str.lower()
+    out = key.map(mapping).astype("string")
+    unknown = (txt.notna() & out.isna()).to_numpy(dtype=bool)
+    if reject_unknown:
+        errors.add(unknown, field, f"not one of {'/'.join(sorted(set(mapping.values())))}")
+    return out
+
+
+def hash_devices(devices: pd.Series, secret: bytes | None = None) -> pd.Series:
+    """HMAC-SHA256 of each device id (hex, 128 bits kept); hashes unique values only."""
+    key = DEFAULT_DEVICE_SECRET if secret is None else secret
+    txt = text(devices)
+    codes, uniques = pd.factorize(txt, use_na_sentinel=True)
+    digests = np.array(
+        [
+            hmac.new(key, str(u).encode("utf-8"), hashlib.sha256).hexdigest()[:DEVICE_HASH_HEX]
+            for u in uniques
+        ]
+        + [None],
+        dtype=object,
+    )
+    return pd.Series(digests[codes], index=devices.index, dtype="string")

@@ -1,0 +1,70 @@
+"""Turn a path or binary stream into bytes: gzip detected by magic bytes, errors named."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from dcm.errors import IngestError
+
+Source = str | Path | BinaryIO
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def source_name(source: Source, name: str | None = None) -> str:
+    """The name used in reports and errors: ``name``, the path, or the stream's name."""
+    if name:
+        return name
+    if isinstance(source, str | Path):
+        return str(source)
+    return str(getattr(source, "name", "<stream>"))
+
+
+def read_bytes(source: Source, *, name: str) -> bytes:
+    """All bytes of ``source``, gunzipped when they start with the gzip magic.
+
+    Raises :class:`IngestError` for a missing or unreadable file or a corrupt gzip stream.
+    """
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.exists():
+            raise IngestError("file not found", path=name)
+        if path.is_dir():
+            raise IngestError("is a directory, not a file", path=name)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IngestError(f"cannot read file ({exc.strerror})", path=name) from exc
+    else:
+        try:
+            data = source.read()
+        except (OSError, ValueError) as exc:
+            raise IngestError(f"cannot read stream ({exc})", path=name) from exc
+        if isinstance(data, str):  # a text stream given by mistake: accept it
+            data = data.encode("utf-8")
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise IngestError(f"corrupt gzip data ({exc})", path=name) from exc
+    return bytes(data)
+
+
+def decode_utf8(data: bytes, *, name: str) -> bytes:
+    """``data`` as valid UTF-8 bytes (BOM removed); undecodable bytes become U+FFFD.
+
+    Replacing instead of failing keeps a file with one garbled row readable: the row then
+    fails validation on its own and is reported, the others go on.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
+    if b"\x00" in data[:4096] and data[:4096].count(b"\x00") > 16:
+        raise IngestError("binary data, not a text file", path=name)
+    return data

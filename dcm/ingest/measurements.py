@@ -1,0 +1,305 @@
+"""Canonical measurements from CSV, GeoJSON points, Parquet or NDJSON (plain or gzip).
+
+Field rules (``docs/ingest.md``): ``timestamp`` ISO 8601 with ``Z`` or an offset (stored
+UTC; naive times rejected), ``lat``/``lon`` WGS84 degrees in range, ``status`` one of
+``ok``/``no_service``/``failed`` (any case), optional ``mcc``/``mnc`` (``net`` is an alias),
+``radio``, ``area``, ``cell`` integers, signal and speed floats, ``measurement_id`` and a
+``device`` that is hashed before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from dcm.errors import IngestError
+from dcm.ingest import _fields as f
+from dcm.ingest._csv import read_csv_strings
+from dcm.ingest._source import Source, decode_utf8, read_bytes, source_name
+from dcm.ingest.report import IngestReport, IngestResult, RejectedRow
+from dcm.schema import (
+    MEASUREMENT_COLUMNS,
+    MEASUREMENT_REQUIRED,
+    RADIOS,
+    STATUSES,
+    network_key,
+)
+
+RawRows = Callable[[np.ndarray], list[str]]
+
+FORMATS = ("csv", "geojson", "parquet", "ndjson")
+
+#: Accepted alternative column names (after lower-casing) → canonical name.
+COLUMN_ALIASES = {"net": "mnc", "latitude": "lat", "longitude": "lon", "lng": "lon"}
+
+_STATUS_MAP = {s: s for s in STATUSES}
+_RADIO_MAP = {r: r for r in RADIOS} | {"WCDMA": "UMTS"}
+
+
+def read_measurements(
+    source: Source,
+    *,
+    format: str | None = None,
+    device_secret: bytes | None = None,
+    name: str | None = None,
+) -> IngestResult:
+    """Read canonical measurements; bad rows are reported, good rows kept.
+
+    ``format`` is ``csv``, ``geojson``, ``parquet`` or ``ndjson`` (guessed from the name,
+    then the content, when None). ``device_secret`` keys the HMAC of device ids (a fixed
+    documented default when None: local analysis only). Returns a frame with
+    :data:`dcm.schema.MEASUREMENT_COLUMNS` and an :class:`IngestReport` of kind
+    ``measurements``.
+    """
+    label = source_name(source, name)
+    data = read_bytes(source, name=label)
+    fmt = (format or guess_format(label, data)).lower()
+    if fmt not in FORMATS:
+        raise IngestError(f"unknown measurement format {fmt!r} (use {', '.join(FORMATS)})")
+    if fmt == "csv":
+        data = decode_utf8(data, name=label)
+        _, table = read_csv_strings(data, name=label)
+        raw = table.frame
+        raw_rows: RawRows = table.raw_rows
+        lines, rejected, rows_in = table.lines, table.rejected, table.rows_in
+    else:
+        loader = {"geojson": _geojson_frame, "parquet": _parquet_frame, "ndjson": _ndjson_frame}
+        raw, lines, raw_rows, rejected = loader[fmt](data, label)
+        rows_in = len(raw) + len(rejected)
+    return normalise_measurements(
+        raw,
+        lines=lines,
+        raw_rows=raw_rows,
+        name=label,
+        kind="measurements",
+        device_secret=device_secret,
+        rejected=rejected,
+        rows_in=rows_in,
+    )
+
+
+def guess_format(name: str, data: bytes) -> str:
+    """``csv``/``geojson``/``parquet``/``ndjson`` from the file name, else from the content."""
+    lower = name.lower().removesuffix(".gz")
+    for suffix, fmt in (
+        (".parquet", "parquet"), (".pq", "parquet"), (".geojson", "geojson"),
+        (".ndjson", "ndjson"), (".jsonl", "ndjson"), (".geojsonl", "ndjson"),
+        (".geojsons", "ndjson"), (".csv", "csv"), (".txt", "csv"),
+    ):  # fmt: skip
+        if lower.endswith(suffix):
+            return fmt
+    if data[:4] == b"PAR1":
+        return "parquet"
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n\x1e")
+    if head.startswith(b"{"):
+        first = head.split(b"\n", 1)[0]
+        try:
+            obj = json.loads(first)
+        except ValueError:
+            return "geojson"  # a multi-line JSON document
+        if isinstance(obj, dict) and obj.get("type") == "FeatureCollection":
+            return "geojson"
+        return "ndjson"
+    return "csv"
+
+
+def normalise_measurements(
+    raw: pd.DataFrame,
+    *,
+    lines: np.ndarray,
+    raw_rows: RawRows,
+    name: str,
+    kind: str,
+    device_secret: bytes | None,
+    rejected: list[RejectedRow] | None = None,
+    rows_in: int | None = None,
+    reject_unknown_radio: bool = True,
+) -> IngestResult:
+    """Validate a frame of canonical-named columns (strings or typed) → canonical frame.
+
+    ``lines`` gives each row's line for the report, ``raw_rows(positions)`` its raw text.
+    Rows already rejected upstream (``rejected``) count toward ``rows_in``.
+    """
+    rejected = list(rejected or [])
+    raw = _canonical_names(raw, name=name)
+    n = len(raw)
+    rows_in = n + len(rejected) if rows_in is None else rows_in
+
+    def col(c: str) -> pd.Series:
+        if c in raw.columns:
+            return raw[c]
+        return pd.Series(pd.array([pd.NA] * n, dtype="string"), index=raw.index)
+
+    errors = f.RowErrors(n)
+    out = pd.DataFrame(index=raw.index)
+    f.required(col("timestamp"), errors, "timestamp")
+    out["timestamp"] = f.timestamps_iso(col("timestamp"), errors, "timestamp")
+    f.required(col("lat"), errors, "lat")
+    out["lat"] = f.floats(col("lat"), errors, "lat", lo=-90, hi=90)
+    f.required(col("lon"), errors, "lon")
+    out["lon"] = f.floats(col("lon"), errors, "lon", lo=-180, hi=180)
+    f.required(col("status"), errors, "status")
+    out["status"] = f.choices(col("status"), errors, "status", _STATUS_MAP, upper=False)
+    out["mcc"] = f.integers(col("mcc"), errors, "mcc", lo=0, hi=999)
+    out["mnc"] = f.integers(col("mnc"), errors, "mnc", lo=0, hi=999)
+    out["network"] = network_key(out["mcc"], out["mnc"])
+    radio_map = f.RADIO_ALIASES if not reject_unknown_radio else _RADIO_MAP
+    out["radio"] = f.choices(
+        col("radio"), errors, "radio", radio_map, reject_unknown=reject_unknown_radio
+    )
+    out["area"] = f.integers(col("area"), errors, "area", lo=0, hi=2**32)
+    out["cell"] = f.integers(col("cell"), errors, "cell", lo=0, hi=2**40)
+    out["signal_dbm"] = f.floats(col("signal_dbm"), errors, "signal_dbm", lo=-200, hi=0)
+    for c in ("download_kbps", "upload_kbps", "latency_ms", "accuracy_m"):
+        out[c] = f.floats(col(c), errors, c, lo=0)
+    out["measurement_id"] = f.text(col("measurement_id")).astype("string")
+    out["device"] = f.hash_devices(col("device"), device_secret)
+
+    bad = errors.bad
+    if bad.any():
+        positions = np.flatnonzero(bad)
+        rejected += errors.rejected(lines, raw_rows(positions), raw)
+    good = out.loc[~bad]
+    dup = duplicated_measurements(good)
+    frame = good.loc[~dup].reset_index(drop=True)
+    frame = frame.astype(MEASUREMENT_COLUMNS)[list(MEASUREMENT_COLUMNS)]
+    rejected.sort(key=lambda r: r.line)
+    report = IngestReport(
+        path=name,
+        kind=kind,
+        rows_in=rows_in,
+        accepted=len(frame),
+        duplicates=int(dup.sum()),
+        rejected=rejected,
+    )
+    return IngestResult(frame=frame, report=report)
+
+
+def duplicated_measurements(frame: pd.DataFrame) -> np.ndarray:
+    """Later copies of a row: same ``measurement_id``, or same content when it has none."""
+    has_id = frame["measurement_id"].notna().to_numpy()
+    content = [c for c in MEASUREMENT_COLUMNS if c != "measurement_id" and c in frame.columns]
+    hashes = pd.util.hash_pandas_object(frame[content], index=False).to_numpy()
+    by_id = frame["measurement_id"].where(has_id).duplicated().to_numpy() & has_id
+    by_content = pd.Series(np.where(has_id, 0, hashes)).duplicated().to_numpy() & ~has_id
+    return by_id | by_content
+
+
+def _canonical_names(raw: pd.DataFrame, *, name: str) -> pd.DataFrame:
+    renamed = {c: COLUMN_ALIASES.get(str(c).strip().lower(), str(c).strip().lower()) for c in raw}
+    raw = raw.rename(columns=renamed)
+    if raw.columns.duplicated().any():
+        dupes = sorted(set(raw.columns[raw.columns.duplicated()]))
+        raise IngestError(f"columns given twice (after aliases like net→mnc): {dupes}", path=name)
+    missing = [c for c in MEASUREMENT_REQUIRED if c not in raw.columns]
+    if missing:
+        raise IngestError(
+            f"missing required columns {missing}; expected a header like "
+            f"{','.join(c for c in MEASUREMENT_COLUMNS if c != 'network')}",
+            path=name,
+        )
+    return raw
+
+
+def _geojson_frame(
+    data: bytes, name: str
+) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
+    """Point features → property columns plus lon/lat; line = 1-based feature number."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IngestError(f"not valid GeoJSON ({exc})", path=name) from exc
+    if isinstance(doc, dict) and doc.get("type") == "Feature":
+        features = [doc]
+    elif isinstance(doc, dict) and isinstance(doc.get("features"), list):
+        features = doc["features"]
+    else:
+        raise IngestError("not a GeoJSON FeatureCollection", path=name)
+    return _features_frame(features, np.arange(1, len(features) + 1), name)
+
+
+def _ndjson_frame(
+    data: bytes, name: str
+) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
+    """One JSON object (flat record or GeoJSON point feature) per line."""
+    text = decode_utf8(data, name=name).decode("utf-8")
+    records: list[object] = []
+    numbers: list[int] = []
+    rejected: list[RejectedRow] = []
+    # One json.loads per line: JSON has no vectorised parser for ragged objects here.
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip().lstrip("\x1e")
+        if not stripped:
+            continue
+        try:
+            records.append(json.loads(stripped))
+            numbers.append(number)
+        except ValueError as exc:
+            rejected.append(RejectedRow(number, "row", f"not valid JSON ({exc.args[0]})", line))
+    if not records and rejected:
+        raise IngestError("no line is valid JSON (not an NDJSON file)", path=name)
+    frame, lines, raw_rows, more = _features_frame(records, np.asarray(numbers), name)
+    return frame, lines, raw_rows, rejected + more
+
+
+def _features_frame(
+    items: list[object], numbers: np.ndarray, name: str
+) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
+    """Flat dicts or GeoJSON point features → a frame with lon/lat from the geometry."""
+    rows: list[dict[str, object]] = []
+    keep: list[int] = []
+    rejected: list[RejectedRow] = []
+    for i, item in enumerate(items):
+        line = int(numbers[i])
+        if not isinstance(item, dict):
+            rejected.append(RejectedRow(line, "row", "not a JSON object", json.dumps(item)[:500]))
+            continue
+        if item.get("type") == "Feature":
+            props = item.get("properties") or {}
+            geom = item.get("geometry") or {}
+            row = dict(props) if isinstance(props, dict) else {}
+            coords = geom.get("coordinates") if isinstance(geom, dict) else None
+            if not isinstance(geom, dict) or geom.get("type") != "Point":
+                reason = "geometry is not a Point"
+                rejected.append(RejectedRow(line, "geometry", reason, json.dumps(item)[:500]))
+                continue
+            if isinstance(coords, list) and len(coords) >= 2:
+                row["lon"], row["lat"] = coords[0], coords[1]
+        else:
+            row = item
+        rows.append({k: _scalar(v) for k, v in row.items()})
+        keep.append(i)
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    frame = frame.astype("string") if len(frame.columns) else frame
+    if not len(frame.columns):
+        frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    lines = numbers[keep] if keep else np.zeros(0, np.int64)
+    return frame, lines, lambda pos: [json.dumps(items[keep[i]])[:500] for i in pos], rejected
+
+
+def _scalar(value: object) -> object:
+    # Nested values (lists, dicts) are not canonical fields; keep them as JSON text.
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def _parquet_frame(
+    data: bytes, name: str
+) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
+    """Parquet columns as stored; line = 1-based row number."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        frame = pq.read_table(io.BytesIO(data)).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise IngestError(f"not a readable Parquet file ({exc})", path=name) from exc
+    frame = frame.reset_index(drop=True)
+
+    def raws(positions: np.ndarray) -> list[str]:
+        return [json.dumps(frame.iloc[i].to_dict(), default=str) for i in positions]
+
+    return frame, np.arange(1, len(frame) + 1), raws, []
