@@ -1,0 +1,100 @@
+"""GeoJSON (RFC 7946) output of GeoDataFrames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from dcm.errors import ParameterError
+from dcm.publish._values import frame_with_iso_times, jsonable
+
+#: RFC 7946 §11.2: 7 decimals of a degree are about 1 cm, more is noise.
+MAX_PRECISION = 7
+
+
+def prepare_geometries(geometry: gpd.GeoSeries, *, precision: int = MAX_PRECISION) -> np.ndarray:
+    """Geometries ready for RFC 7946: EPSG:4326, rounded, exteriors counter-clockwise.
+
+    Returns an object array of shapely geometries (None for missing or empty ones).
+    """
+    if not 0 <= precision <= MAX_PRECISION:
+        raise ParameterError(f"precision must be 0..{MAX_PRECISION} decimals, got {precision}")
+    if geometry.crs is not None and geometry.crs.to_epsg() != 4326:
+        geometry = geometry.to_crs(4326)
+    geoms = np.asarray(geometry.array, dtype=object)
+    geoms = shapely.transform(geoms, lambda xy: np.round(xy, precision))
+    # Orient after rounding: rounding can move vertices but never the other way round.
+    geoms = shapely.orient_polygons(geoms, exterior_cw=False)
+    geoms[shapely.is_missing(geoms) | shapely.is_empty(geoms)] = None
+    return geoms
+
+
+def to_geojson(
+    gdf: gpd.GeoDataFrame, *, id_column: str | None = None, precision: int = MAX_PRECISION
+) -> dict[str, Any]:
+    """An RFC 7946 FeatureCollection dict of ``gdf``.
+
+    Coordinates are lon/lat in EPSG:4326 (reprojected when the frame has another
+    CRS; a frame without CRS is taken to be WGS84), rounded to ``precision``
+    decimals; polygon exteriors are counter-clockwise and holes clockwise; there is
+    no ``crs`` member. Datetime columns become ISO 8601 UTC strings ending in ``Z``,
+    NaN/NA become null. ``id_column`` (kept in the properties too) gives each
+    feature's ``id``.
+    """
+    if id_column is not None and id_column not in gdf.columns:
+        raise ParameterError(f"id column {id_column!r} is not in the frame")
+    geoms = prepare_geometries(gdf.geometry, precision=precision)
+    texts = shapely.to_geojson(geoms)
+    # One json.loads for every geometry instead of one per feature.
+    geometries = json.loads("[" + ",".join(t if t is not None else "null" for t in texts) + "]")
+
+    props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+    for col in props.columns:
+        if isinstance(props[col].dtype, gpd.array.GeometryDtype):
+            props[col] = shapely.to_wkt(np.asarray(props[col].array, dtype=object))
+    props.columns = [str(c) for c in props.columns]
+    props = frame_with_iso_times(props).reset_index(drop=True)
+    if len(props.columns):
+        records = json.loads(
+            props.to_json(orient="records", double_precision=15, default_handler=str)
+        )
+    else:
+        records = [{} for _ in range(len(props))]
+
+    ids = jsonable(list(gdf[id_column])) if id_column is not None else None
+    features: list[dict[str, Any]] = []
+    for i, (geometry, properties) in enumerate(zip(geometries, records, strict=True)):
+        feature: dict[str, Any] = {"type": "Feature"}
+        if ids is not None and ids[i] is not None:
+            feature["id"] = ids[i]
+        feature["geometry"] = geometry
+        feature["properties"] = properties
+        features.append(feature)
+    return {"type": "FeatureCollection", "features": features}
+
+
+def geojson_bytes(
+    gdf: gpd.GeoDataFrame, *, id_column: str | None = None, precision: int = MAX_PRECISION
+) -> bytes:
+    """Compact UTF-8 GeoJSON of ``gdf`` (see :func:`to_geojson`), for HTTP responses."""
+    doc = to_geojson(gdf, id_column=id_column, precision=precision)
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def write_geojson(
+    gdf: gpd.GeoDataFrame,
+    path: str | Path,
+    *,
+    id_column: str | None = None,
+    precision: int = MAX_PRECISION,
+) -> Path:
+    """Write ``gdf`` as an RFC 7946 GeoJSON file (see :func:`to_geojson`); returns the path."""
+    path = Path(path)
+    path.write_bytes(geojson_bytes(gdf, id_column=id_column, precision=precision) + b"\n")
+    return path

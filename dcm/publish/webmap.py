@@ -1,0 +1,460 @@
+"""The outage map: one self-contained folium/Leaflet HTML page that needs no internet.
+
+folium normally links Leaflet, jQuery, Bootstrap and Font Awesome from CDNs. Here the
+map and every layer use plain Leaflet only (no folium Popup/Marker/plugins, which need
+jQuery or Bootstrap), the CDN lists are emptied, and Leaflet's JS and CSS are inlined
+from :mod:`dcm.publish.assets`. Styles and popups are small JavaScript functions that
+read short feature properties, so thousands of cells stay one compact GeoJSON layer.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import folium
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from branca.element import Element, MacroElement
+from folium.template import Template
+from folium.utilities import JsCode
+
+from dcm.errors import ParameterError
+from dcm.publish.assets import leaflet_css_inline, leaflet_js
+from dcm.publish.geojson import to_geojson
+from dcm.schema import ALL_NETWORKS
+
+#: Coordinates on the map: 5 decimals ≈ 1 m, plenty on screen and keeps the page small.
+MAP_PRECISION = 5
+
+# Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
+VERMILLION = "#D55E00"
+ORANGE = "#E69F00"
+BLUISH_GREEN = "#009E73"
+SKY_BLUE = "#56B4E9"
+REDDISH_PURPLE = "#CC79A7"
+GREY = "#999999"
+BLACK = "#000000"
+HATCH_ID = "dcm-hatch"
+
+#: Leaflet path options per layer kind and feature key ``s``; ``_`` is the fallback.
+STYLES: dict[str, dict[str, dict[str, Any]]] = {
+    "outage": {
+        "outage": {"color": VERMILLION, "weight": 2, "fillColor": VERMILLION, "fillOpacity": 0.45},
+        "degraded": {"color": ORANGE, "weight": 2, "fillColor": ORANGE, "fillOpacity": 0.35},
+        "_": {"color": GREY, "weight": 2, "fillOpacity": 0.3},
+    },
+    "cell": {
+        "online": {
+            "radius": 4,
+            "color": BLACK,
+            "weight": 1,
+            "fillColor": BLUISH_GREEN,
+            "fillOpacity": 0.9,
+        },
+        "offline": {
+            "radius": 5,
+            "color": BLACK,
+            "weight": 1,
+            "fillColor": VERMILLION,
+            "fillOpacity": 0.95,
+        },
+        "_": {"radius": 3, "color": GREY, "weight": 1, "fillColor": "#FFFFFF", "fillOpacity": 0.8},
+    },
+    "grid": {
+        "no_data": {
+            "color": GREY,
+            "weight": 0.5,
+            "fillColor": f"url(#{HATCH_ID})",
+            "fillOpacity": 0.8,
+        },
+        "uncertain": {"color": SKY_BLUE, "weight": 0.5, "fillColor": SKY_BLUE, "fillOpacity": 0.3},
+        "_": {"color": GREY, "weight": 0.5, "fillOpacity": 0.1},
+    },
+    "area": {"_": {"color": BLACK, "weight": 1, "fill": False, "opacity": 0.6}},
+    "hazard": {
+        "_": {
+            "color": REDDISH_PURPLE,
+            "weight": 2,
+            "dashArray": "6 4",
+            "fillColor": REDDISH_PURPLE,
+            "fillOpacity": 0.08,
+        },
+    },
+}
+
+# Inserted after Leaflet: style, marker and popup factories shared by every layer.
+_HELPERS_JS = """
+var DCM_STYLES = %s;
+function dcmStyle(kind) {
+  return function (f) { var s = DCM_STYLES[kind]; return s[f.properties.s] || s["_"]; };
+}
+function dcmPoint(kind) {
+  return function (f, latlng) {
+    var s = DCM_STYLES[kind]; return L.circleMarker(latlng, s[f.properties.s] || s["_"]);
+  };
+}
+function dcmPopup(labels) {
+  return function (f, layer) {
+    layer.bindPopup(function () {
+      var table = document.createElement("table");
+      table.className = "dcm-popup";
+      for (var key in labels) {
+        var value = f.properties[key];
+        if (value === null || value === undefined || value === "") continue;
+        var row = table.insertRow();
+        var th = document.createElement("th");
+        th.textContent = labels[key];
+        row.appendChild(th);
+        row.insertCell().textContent = String(value);
+      }
+      return table;
+    });
+  };
+}
+"""
+
+_PAGE_CSS = """
+.dcm-legend { background: #fff; padding: 6px 10px; font: 13px/1.4 sans-serif;
+  box-shadow: 0 1px 5px rgba(0,0,0,.4); border-radius: 5px; max-width: 260px; }
+.dcm-legend h1 { font-size: 15px; margin: 0 0 4px; }
+.dcm-legend p { margin: 0 0 6px; color: #333; }
+.dcm-legend i { display: inline-block; width: 14px; height: 14px; margin-right: 6px;
+  vertical-align: -2px; border: 1px solid #333; }
+.dcm-legend i.dot { border-radius: 50%; }
+.dcm-popup th { text-align: left; padding-right: 8px; font-weight: 600; }
+.leaflet-container { background: #f2efe9; }
+"""
+
+_HATCH_SVG = f"""<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>
+<pattern id="{HATCH_ID}" patternUnits="userSpaceOnUse" width="6" height="6"
+ patternTransform="rotate(45)"><rect width="6" height="6" fill="#dddddd"/>
+<line x1="0" y1="0" x2="0" y2="6" stroke="{GREY}" stroke-width="2"/></pattern></defs></svg>"""
+
+
+class _Raw(Element):
+    """Markup inserted verbatim (branca would run a plain Element through Jinja)."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self.markup = markup
+
+    def render(self, **kwargs: Any) -> str:
+        return self.markup
+
+
+class _Legend(MacroElement):
+    """A Leaflet control holding the title, the shown window and the colour key."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.control({position: "bottomright"});
+        {{ this.get_name() }}.onAdd = function () {
+            var div = L.DomUtil.create("div", "dcm-legend");
+            div.innerHTML = {{ this.markup|tojson }};
+            L.DomEvent.disableClickPropagation(div);
+            return div;
+        };
+        {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self._name = "Legend"
+        self.markup = markup
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _fmt_time(values: pd.Series) -> pd.Series:
+    """``YYYY-MM-DD HH:MM UTC`` strings; missing stays missing."""
+    utc = pd.to_datetime(values, utc=True)
+    return utc.dt.strftime("%Y-%m-%d %H:%M UTC").astype(object).where(utc.notna(), None)
+
+
+def _fmt_number(values: pd.Series, *, decimals: int = 0, suffix: str = "") -> pd.Series:
+    """Thousands-separated numbers as strings; missing stays missing."""
+    num = pd.to_numeric(values, errors="coerce").astype("float64")
+    text = [f"{v:,.{decimals}f}{suffix}" if np.isfinite(v) else None for v in num.to_numpy()]
+    return pd.Series(text, index=values.index, dtype=object)
+
+
+def _window_ends(*frames: pd.DataFrame | None) -> list[pd.Timestamp]:
+    ends: set[pd.Timestamp] = set()
+    for frame in frames:
+        if frame is not None and "window_end" in frame.columns and len(frame):
+            ends.update(pd.to_datetime(frame["window_end"], utc=True).dropna().unique())
+    return sorted(ends)
+
+
+def _in_window(frame: pd.DataFrame, window_end: pd.Timestamp | None) -> pd.DataFrame:
+    if window_end is None or "window_end" not in frame.columns:
+        return frame
+    return frame[pd.to_datetime(frame["window_end"], utc=True) == window_end]
+
+
+def _layer(
+    data: dict[str, Any], *, kind: str, name: str, labels: dict[str, str], show: bool = True
+) -> folium.GeoJson:
+    """A plain Leaflet GeoJSON layer styled and labelled by the shared JS helpers."""
+    return folium.GeoJson(
+        data,
+        name=name,
+        show=show,
+        on_each_feature=JsCode(f"dcmPopup({json.dumps(labels)})"),
+        style=JsCode(f"dcmStyle({json.dumps(kind)})"),
+        point_to_layer=JsCode(f"dcmPoint({json.dumps(kind)})"),
+    )
+
+
+OUTAGE_LABELS = {
+    "network": "Network",
+    "severity": "Severity",
+    "onset": "Since",
+    "people": "People affected",
+    "confidence": "Confidence",
+    "cells": "Cells offline",
+    "area": "Area",
+    "window": "Window",
+    "id": "Outage",
+}
+
+
+def _outage_layers(outages: gpd.GeoDataFrame) -> list[folium.GeoJson]:
+    """One layer per network; the all-network layer first."""
+    if outages.empty:
+        return []
+    out = gpd.GeoDataFrame(geometry=outages.geometry.values, crs=outages.crs)
+    idx = outages.index
+    network = (
+        outages["network"].astype("string").fillna(ALL_NETWORKS)
+        if "network" in outages
+        else pd.Series(ALL_NETWORKS, index=idx, dtype="string")
+    )
+    out["s"] = outages["severity"].astype(object).to_numpy() if "severity" in outages else None
+    out["network"] = network.where(network != ALL_NETWORKS, "all networks").to_numpy()
+    out["severity"] = out["s"]
+    out["onset"] = _fmt_time(outages["onset"]).to_numpy() if "onset" in outages else None
+    out["people"] = (
+        _fmt_number(outages["population"]).to_numpy() if "population" in outages else None
+    )
+    out["confidence"] = (
+        _fmt_number(outages["confidence"] * 100, suffix=" %").to_numpy()
+        if "confidence" in outages
+        else None
+    )
+    out["cells"] = (
+        _fmt_number(outages["cells_offline"]).to_numpy() if "cells_offline" in outages else None
+    )
+    out["area"] = (
+        _fmt_number(outages["area_km2"], decimals=1, suffix=" km²").to_numpy()
+        if "area_km2" in outages
+        else None
+    )
+    if "window_start" in outages and "window_end" in outages:
+        start = _fmt_time(outages["window_start"]).str.slice(0, 16)
+        out["window"] = (start + " – " + _fmt_time(outages["window_end"])).to_numpy()
+    out["id"] = outages["outage_id"].astype(object).to_numpy() if "outage_id" in outages else None
+
+    layers = []
+    keys = sorted(network.unique(), key=lambda n: (n != ALL_NETWORKS, str(n)))
+    for key in keys:
+        part = out[(network == key).to_numpy()]
+        name = "Outage: no network" if key == ALL_NETWORKS else f"Network {key} down"
+        data = to_geojson(part, precision=MAP_PRECISION)
+        layers.append(_layer(data, kind="outage", name=name, labels=OUTAGE_LABELS))
+    return layers
+
+
+def _cells_at(cells: pd.DataFrame, window_end: pd.Timestamp | None) -> pd.DataFrame:
+    """Cell rows valid at ``window_end`` (status intervals) with lon/lat and status."""
+    missing = [c for c in ("lon", "lat", "status") if c not in cells.columns]
+    if missing:
+        raise ParameterError(f"cells for the map need columns lon, lat, status; missing {missing}")
+    frame = cells
+    if window_end is not None and {"start", "end"} <= set(cells.columns):
+        start = pd.to_datetime(cells["start"], utc=True)
+        end = pd.to_datetime(cells["end"], utc=True)
+        frame = cells[(start < window_end) & (end.isna() | (end >= window_end))]
+        keys = [c for c in ("radio", "mcc", "net", "area", "cell") if c in frame.columns]
+        if keys:
+            frame = frame.sort_values("start").drop_duplicates(keys, keep="last")
+    return frame.dropna(subset=["lon", "lat"])
+
+
+CELL_LABELS = {"c": "Cell", "site": "Site", "s": "Status", "p": "P(offline)"}
+
+
+def _cells_layer(cells: pd.DataFrame) -> folium.GeoJson:
+    """All cells as one GeoJSON layer of circle markers keyed by status."""
+    label = pd.Series("", index=cells.index, dtype="string")
+    if {"mcc", "net"} <= set(cells.columns):
+        label = cells["mcc"].astype("string") + "-" + cells["net"].astype("string")
+    elif "network" in cells.columns:
+        label = cells["network"].astype("string")
+    for col, prefix in (("radio", " "), ("area", " area "), ("cell", " cell ")):
+        if col in cells.columns:
+            label = label + prefix + cells[col].astype("string").fillna("?")
+    out = gpd.GeoDataFrame(
+        {"s": cells["status"].astype(object).to_numpy(), "c": label.to_numpy()},
+        geometry=gpd.points_from_xy(cells["lon"], cells["lat"]),
+        crs="EPSG:4326",
+    )
+    if "site_id" in cells.columns:
+        out["site"] = cells["site_id"].astype(object).to_numpy()
+    if "p_offline" in cells.columns:
+        out["p"] = pd.to_numeric(cells["p_offline"], errors="coerce").round(2).to_numpy()
+    data = to_geojson(out, precision=MAP_PRECISION)
+    return _layer(data, kind="cell", name="Cells", labels=CELL_LABELS)
+
+
+_STATE_RANK = {"up": 0, "down": 1, "uncertain": 2, "no_data": 3}
+
+
+def _grid_layer(grid: gpd.GeoDataFrame) -> folium.GeoJson | None:
+    """Hexes where no network has data (hatched grey) or the state is uncertain.
+
+    A hex seen by any network is not "no data"; the best-known state per hex wins.
+    """
+    if grid.empty or "state" not in grid.columns:
+        return None
+    rank = grid["state"].map(_STATE_RANK).fillna(_STATE_RANK["no_data"])
+    key = (
+        grid["h3"] if "h3" in grid.columns else pd.Series(grid.geometry.to_wkb(), index=grid.index)
+    )
+    best = rank.groupby(key.to_numpy()).transform("min")
+    first = ~key.duplicated()
+    shown = grid[(first & (best >= _STATE_RANK["uncertain"])).to_numpy()]
+    states = best[shown.index].map({v: k for k, v in _STATE_RANK.items()})
+    out = gpd.GeoDataFrame({"s": states.to_numpy()}, geometry=shown.geometry.values, crs=grid.crs)
+    out["state"] = out["s"].str.replace("_", " ")
+    if "h3" in shown.columns:
+        out["h3"] = shown["h3"].astype(object).to_numpy()
+    data = to_geojson(out, precision=MAP_PRECISION)
+    labels = {"state": "State", "h3": "Hex"}
+    return _layer(data, kind="grid", name="No data / uncertain", labels=labels)
+
+
+def _outline_layer(gdf: gpd.GeoDataFrame, *, kind: str, name: str) -> folium.GeoJson:
+    keep = [c for c in ("name", "area_id", "hazard_id", "level") if c in gdf.columns]
+    out = gpd.GeoDataFrame(
+        gdf[keep].astype(object).to_numpy(), columns=keep, geometry=gdf.geometry.values, crs=gdf.crs
+    )
+    labels = {c: c.replace("_", " ").capitalize() for c in keep}
+    return _layer(to_geojson(out, precision=MAP_PRECISION), kind=kind, name=name, labels=labels)
+
+
+def _legend_markup(title: str, window: pd.Timestamp | None, kinds: list[str]) -> str:
+    rows = {
+        "outage": f'<i style="background:{VERMILLION}"></i>Outage: no network serves',
+        "degraded": f'<i style="background:{ORANGE}"></i>Degraded: a network is down',
+        "online": f'<i class="dot" style="background:{BLUISH_GREEN}"></i>Cell online',
+        "offline": f'<i class="dot" style="background:{VERMILLION}"></i>Cell offline',
+        "unknown": '<i class="dot" style="background:#fff;border-color:#999"></i>Cell unknown',
+        "no_data": f'<i style="background:repeating-linear-gradient(45deg,{GREY} 0 2px,'
+        '#ddd 2px 5px)"></i>No data',
+        "uncertain": f'<i style="background:{SKY_BLUE};opacity:.5"></i>Uncertain',
+        "hazard": f'<i style="border:2px dashed {REDDISH_PURPLE}"></i>Hazard',
+        "area": '<i style="background:none"></i>District',
+    }
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if window is not None:
+        parts.append(f"<p>Window ending {window.strftime('%Y-%m-%d %H:%M')} UTC</p>")
+    parts.extend(rows[k] + "<br>" for k in kinds)
+    return "".join(parts)
+
+
+def _bounds(frames: list[gpd.GeoDataFrame]) -> list[list[float]] | None:
+    """[[south, west], [north, east]] of the first non-empty frame (outages first)."""
+    for frame in frames:
+        if frame is not None and len(frame) and not frame.geometry.is_empty.all():
+            geo = frame.to_crs(4326) if frame.crs is not None else frame
+            w, s, e, n = geo.total_bounds
+            if np.all(np.isfinite([w, s, e, n])):
+                return [[float(s), float(w)], [float(n), float(e)]]
+    return None
+
+
+def render_map(
+    *,
+    outages: gpd.GeoDataFrame,
+    cells: pd.DataFrame | None = None,
+    grid: gpd.GeoDataFrame | None = None,
+    areas: gpd.GeoDataFrame | None = None,
+    hazard: gpd.GeoDataFrame | None = None,
+    title: str = "Mobile connectivity outages",
+    window_end: Any = None,
+    tiles_url: str | None = None,
+    tiles_attribution: str | None = None,
+) -> str:
+    """The outage map as one self-contained HTML page (no internet needed).
+
+    ``outages``: OUTAGE_COLUMNS GeoDataFrame (all windows); ``cells``: lon, lat, status
+    (and optionally start/end status intervals, ids, p_offline); ``grid``: grid status
+    with hex geometry; ``areas``/``hazard``: outlines. Only the window ending at
+    ``window_end`` (default: the latest) is shown. ``tiles_url`` adds an online basemap,
+    off by default.
+    """
+    windows = _window_ends(outages, grid)
+    window = _utc(window_end) if window_end is not None else (windows[-1] if windows else None)
+
+    fmap = folium.Map(tiles=None, control_scale=True, attribution_control=tiles_url is not None)
+    # No CDN: Leaflet is inlined below, nothing else is used.
+    fmap.default_js = []
+    fmap.default_css = []
+    figure = fmap.get_root()
+    figure.header.add_child(_Raw(f"<title>{html.escape(title)}</title>"), name="title")
+    figure.header.add_child(_Raw(f"<style>{leaflet_css_inline()}</style>"), name="leaflet_css")
+    figure.header.add_child(_Raw(f"<style>{_PAGE_CSS}</style>"), name="dcm_css")
+    figure.header.add_child(_Raw(f"<script>{leaflet_js()}</script>"), name="leaflet_js")
+    figure.header.add_child(
+        _Raw(f"<script>{_HELPERS_JS % json.dumps(STYLES)}</script>"), name="dcm_js"
+    )
+    figure.html.add_child(_Raw(_HATCH_SVG), name="hatch")
+    if tiles_url:
+        folium.TileLayer(tiles_url, attr=tiles_attribution or "", name="Basemap").add_to(fmap)
+
+    kinds: list[str] = []
+    shown_outages = _in_window(outages, window)
+    if len(shown_outages):
+        for layer in _outage_layers(shown_outages):
+            layer.add_to(fmap)
+        present = set(shown_outages.get("severity", pd.Series(dtype=object)).dropna())
+        kinds += [k for k in ("outage", "degraded") if k in present]
+    shown_grid = _in_window(grid, window) if grid is not None else None
+    if shown_grid is not None and (layer := _grid_layer(shown_grid)) is not None:
+        layer.add_to(fmap)
+        kinds += ["no_data", "uncertain"]
+    if hazard is not None and len(hazard):
+        _outline_layer(hazard, kind="hazard", name="Hazard").add_to(fmap)
+        kinds.append("hazard")
+    if areas is not None and len(areas):
+        _outline_layer(areas, kind="area", name="Districts").add_to(fmap)
+        kinds.append("area")
+    shown_cells = _cells_at(cells, window) if cells is not None else None
+    if shown_cells is not None and len(shown_cells):
+        _cells_layer(shown_cells).add_to(fmap)
+        kinds += ["online", "offline", "unknown"]
+
+    folium.LayerControl(collapsed=False).add_to(fmap)
+    _Legend(_legend_markup(title, window, kinds)).add_to(fmap)
+
+    cell_points = (
+        gpd.GeoDataFrame(
+            geometry=gpd.points_from_xy(shown_cells["lon"], shown_cells["lat"]), crs=4326
+        )
+        if shown_cells is not None
+        else None
+    )
+    bounds = _bounds([shown_outages, shown_grid, cell_points, areas, hazard])
+    if bounds is not None:
+        fmap.fit_bounds(bounds, padding=(10, 10))
+    return figure.render()

@@ -1,0 +1,116 @@
+"""RFC 7946 output: order, orientation, precision, CRS, property values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from shapely.geometry import MultiPolygon, Point, Polygon
+
+from dcm.errors import ParameterError
+from dcm.publish import geojson_bytes, to_geojson, write_geojson
+
+
+def _signed_area(ring: list[list[float]]) -> float:
+    xy = np.asarray(ring)
+    return 0.5 * float(np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]))
+
+
+@pytest.fixture()
+def frame() -> gpd.GeoDataFrame:
+    # Exterior given clockwise and the hole counter-clockwise: both must be flipped.
+    shell = [(-61.3, 13.1), (-61.3, 13.40000000123), (-61.1, 13.4), (-61.1, 13.1)]
+    hole = [(-61.25, 13.2), (-61.15, 13.2), (-61.15, 13.3), (-61.25, 13.3)]
+    return gpd.GeoDataFrame(
+        {
+            "outage_id": ["a", "b", "c"],
+            "population": [1234.5, np.nan, 7.0],
+            "cells_offline": np.array([3, 0, 1], dtype=np.int64),
+            "network": pd.array(["all", None, "358-110"], dtype="string"),
+            "count": pd.array([1, None, 2], dtype="Int64"),
+            "onset": pd.to_datetime(
+                ["2021-04-09T12:00:00Z", None, "2021-04-09T13:30:00.5Z"], utc=True, format="ISO8601"
+            ),
+        },
+        geometry=[
+            Polygon(shell, [hole]),
+            MultiPolygon([Polygon(shell), Polygon([(0, 0), (0, 1), (1, 1), (1, 0)])]),
+            Point(-61.123456789, 13.987654321),
+        ],
+        crs="EPSG:4326",
+    )
+
+
+def test_feature_collection_structure_and_values(frame: gpd.GeoDataFrame) -> None:
+    doc = to_geojson(frame, id_column="outage_id")
+    assert doc["type"] == "FeatureCollection"
+    assert "crs" not in doc
+    first, second, third = doc["features"]
+    assert [f["id"] for f in doc["features"]] == ["a", "b", "c"]
+    assert first["properties"]["onset"] == "2021-04-09T12:00:00Z"
+    assert third["properties"]["onset"] == "2021-04-09T13:30:00.500000Z"
+    assert second["properties"]["onset"] is None
+    assert second["properties"]["population"] is None
+    assert second["properties"]["network"] is None
+    assert second["properties"]["count"] is None
+    assert first["properties"]["cells_offline"] == 3
+    assert isinstance(first["properties"]["cells_offline"], int)
+    assert first["properties"]["population"] == 1234.5
+    # Whole document must be strict JSON (no NaN tokens).
+    json.loads(json.dumps(doc, allow_nan=False))
+
+
+def test_orientation_closed_rings_and_precision(frame: gpd.GeoDataFrame) -> None:
+    doc = to_geojson(frame, precision=6)
+    polygon = doc["features"][0]["geometry"]["coordinates"]
+    exterior, hole = polygon
+    assert _signed_area(exterior) > 0  # counter-clockwise
+    assert _signed_area(hole) < 0  # clockwise
+    for ring in polygon:
+        assert ring[0] == ring[-1]
+    for part in doc["features"][1]["geometry"]["coordinates"]:
+        assert _signed_area(part[0]) > 0
+    x, y = doc["features"][2]["geometry"]["coordinates"]
+    assert (x, y) == (-61.123457, 13.987654)  # lon first, 6 decimals
+    assert "13.400000001" not in json.dumps(doc)
+
+
+def test_reprojects_to_wgs84(frame: gpd.GeoDataFrame) -> None:
+    projected = frame.to_crs("EPSG:32620")
+    x, y = to_geojson(projected)["features"][2]["geometry"]["coordinates"]
+    assert x == pytest.approx(-61.1234568, abs=1e-6)
+    assert y == pytest.approx(13.9876543, abs=1e-6)
+
+
+def test_missing_and_empty_geometries_are_null() -> None:
+    gdf = gpd.GeoDataFrame({"v": [1, 2]}, geometry=[None, Polygon()], crs=4326)
+    assert [f["geometry"] for f in to_geojson(gdf)["features"]] == [None, None]
+
+
+def test_precision_limit_and_unknown_id_column(frame: gpd.GeoDataFrame) -> None:
+    with pytest.raises(ParameterError):
+        to_geojson(frame, precision=8)
+    with pytest.raises(ParameterError):
+        to_geojson(frame, id_column="nope")
+
+
+def test_bytes_and_file_round_trip(frame: gpd.GeoDataFrame, tmp_path: Path) -> None:
+    raw = geojson_bytes(frame)
+    assert b", " not in raw and b": " not in raw  # compact for the API
+    path = write_geojson(frame, tmp_path / "outages.geojson", id_column="outage_id")
+    back = gpd.read_file(path)
+    assert len(back) == 3
+    assert back.crs.to_epsg() == 4326
+    assert shapely.equals_exact(
+        back.geometry.iloc[0], shapely.orient_polygons(frame.geometry.iloc[0]), tolerance=1e-6
+    )
+
+
+def test_empty_frame() -> None:
+    gdf = gpd.GeoDataFrame({"v": []}, geometry=[], crs=4326)
+    assert to_geojson(gdf) == {"type": "FeatureCollection", "features": []}

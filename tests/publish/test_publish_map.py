@@ -1,0 +1,178 @@
+"""The outage map: self-contained (no CDN), Leaflet inlined, data and layers present."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import Point, box
+
+from dcm.errors import ParameterError
+from dcm.publish import leaflet_assets, render_map
+
+T0 = pd.Timestamp("2021-04-09T12:00:00Z")
+
+
+class _Links(HTMLParser):
+    """Collects every src/href attribute and the text of <script> elements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str, str]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_script = tag == "script"
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append((tag, name, value))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+
+
+def _outages(windows: int = 3) -> gpd.GeoDataFrame:
+    rows = []
+    for w in range(windows):
+        start = T0 + pd.Timedelta(hours=w)
+        common = {"window_start": start, "window_end": start + pd.Timedelta(hours=1), "onset": T0}
+        rows.append(
+            common
+            | {
+                "outage_id": f"all-{w}",
+                "network": "all",
+                "severity": "outage",
+                "confidence": 0.93,
+                "area_km2": 12.5,
+                "population": 1234.0 + w,
+                "cells_offline": 3,
+                "geometry": Point(-61.2, 13.3).buffer(0.02 + 0.01 * w),
+            }
+        )
+        rows.append(
+            common
+            | {
+                "outage_id": f"net-{w}",
+                "network": "358-110",
+                "severity": "degraded",
+                "confidence": 0.7,
+                "area_km2": 3.0,
+                "population": np.nan,
+                "cells_offline": 1,
+                "geometry": box(-61.15, 13.2, -61.1, 13.25),
+            }
+        )
+    return gpd.GeoDataFrame(rows, crs="EPSG:4326")
+
+
+def _cells(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "radio": "LTE",
+            "mcc": 358,
+            "net": 110,
+            "area": rng.integers(1, 9, n),
+            "cell": np.arange(n),
+            "lon": -61.2 + rng.normal(0, 0.05, n),
+            "lat": 13.25 + rng.normal(0, 0.05, n),
+            "status": rng.choice(["online", "offline", "unknown"], n),
+            "p_offline": rng.random(n),
+        }
+    )
+
+
+def test_map_is_self_contained_and_has_the_data() -> None:
+    page = render_map(outages=_outages(), cells=_cells(), title="St Vincent <test>")
+    parser = _Links()
+    parser.feed(page)
+    external = [u for u in parser.urls if re.match(r"(https?:)?//", u[2])]
+    assert external == [], external
+    assert not re.search(r"<(script|link)[^>]+(src|href)=", page)
+    leaflet = leaflet_assets()["leaflet.js"].read_text(encoding="utf-8")
+    assert any(leaflet[-2000:] in s for s in parser.scripts)  # Leaflet inlined verbatim
+    assert "leaflet-control-layers" in page  # Leaflet CSS inlined
+    assert "url(images/" not in page  # CSS images embedded as data URIs
+    assert "jquery" not in page.lower() and "bootstrap" not in page.lower()
+    # Latest window only: its outage ids and people, not the earlier ones.
+    assert "all-2" in page and "net-2" in page
+    assert "all-0" not in page and "all-1" not in page
+    assert "1,236" in page
+    assert "Network 358-110 down" in page and "Outage: no network" in page
+    assert "St Vincent &lt;test&gt;" in page
+    assert "L.control.layers" in page
+
+
+def test_map_window_choice_and_errors() -> None:
+    page = render_map(outages=_outages(), window_end=T0 + pd.Timedelta(hours=1))
+    assert "all-0" in page and "all-2" not in page
+    with pytest.raises(ParameterError):
+        render_map(outages=_outages(), cells=_cells().drop(columns="lat"))
+
+
+def test_map_stays_small_with_many_cells() -> None:
+    page = render_map(outages=_outages(1), cells=_cells(5000))
+    leaflet_size = sum(p.stat().st_size for p in leaflet_assets().values())
+    # Per cell well under 100 bytes on top of Leaflet itself.
+    assert len(page.encode()) - leaflet_size < 5000 * 100
+
+
+def test_leaflet_assets_are_files() -> None:
+    assets = leaflet_assets()
+    assert {"leaflet.js", "leaflet.css", "images/layers.png"} <= set(assets)
+    assert all(p.is_file() for p in assets.values())
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium"
+)
+def test_map_renders_in_headless_chromium(tmp_path: Path) -> None:
+    path = tmp_path / "map.html"
+    grid = gpd.GeoDataFrame(
+        {
+            "h3": ["a", "b"],
+            "network": "all",
+            "state": ["no_data", "uncertain"],
+            "window_end": T0 + pd.Timedelta(hours=3),
+        },
+        geometry=[box(-61.3, 13.1, -61.29, 13.11), box(-61.28, 13.1, -61.27, 13.11)],
+        crs="EPSG:4326",
+    )
+    path.write_text(render_map(outages=_outages(), cells=_cells(50), grid=grid), encoding="utf-8")
+    result = subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--dump-dom",
+            path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    dom = result.stdout
+    paths = re.findall(r"<path[^>]*leaflet-interactive", dom)
+    # 2 outages + 2 grid hexes + 50 cells drawn as SVG paths.
+    assert len(paths) >= 54
+    assert "dcm-legend" in dom and "leaflet-control-layers" in dom
+    assert shutil.which(str(CHROMIUM))
