@@ -1,0 +1,174 @@
+"""Sites, cells and outages of the simulated networks.
+
+Each network builds a jittered grid of rural sites (radius close to the spacing so
+that neighbours overlap) plus denser sites in towns. A site carries one cell per
+radio and sector. The hazard knocks sites out: damage (long) or loss of mains
+power (starts when batteries drain, short).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from dcm.simulate.geo import LocalProjection
+from dcm.simulate.hazard import Hazard
+from dcm.simulate.regions import Region
+
+#: Radios a handset prefers, best first.
+RADIO_PREFERENCE = ("NR", "LTE", "UMTS", "GSM")
+
+
+def build_sites(region: Region, proj: LocalProjection, rng: np.random.Generator) -> pd.DataFrame:
+    """True site positions: site_id, network, mcc, mnc, lon, lat, x, y, range_m, urban."""
+    land_xy = shapely.Polygon(proj.to_xy(*np.asarray(region.land.exterior.coords).T))
+    minx, miny, maxx, maxy = land_xy.bounds
+    frames = []
+    for net in region.networks:
+        s = net.rural_spacing_m
+        ox, oy = rng.uniform(0, s, 2)
+        gx, gy = np.meshgrid(
+            np.arange(minx - s + ox, maxx + s, s), np.arange(miny - s + oy, maxy + s, s)
+        )
+        x = gx.ravel() + rng.uniform(-0.25, 0.25, gx.size) * s
+        y = gy.ravel() + rng.uniform(-0.25, 0.25, gy.size) * s
+        keep = shapely.contains_xy(land_xy, x, y)
+        x, y = x[keep], y[keep]
+        rural_range = s * rng.uniform(0.8, 1.0, len(x))
+        ux, uy, ur = [], [], []
+        for town in region.towns:
+            n = max(1, round(town.population / net.people_per_urban_site))
+            txy = proj.to_xy(np.array([town.lon]), np.array([town.lat]))[0]
+            px = txy[0] + rng.normal(0, town.radius_m * 0.8, n)
+            py = txy[1] + rng.normal(0, town.radius_m * 0.8, n)
+            inside = shapely.contains_xy(land_xy, px, py)
+            # A town site in the sea moves to the town centre instead.
+            px = np.where(inside, px, txy[0])
+            py = np.where(inside, py, txy[1])
+            ux.append(px)
+            uy.append(py)
+            ur.append(rng.uniform(1_500, 2_500, n))
+        all_x = np.concatenate([x, *ux])
+        all_y = np.concatenate([y, *uy])
+        lon, lat = proj.to_lonlat(all_x, all_y)
+        n_sites = len(all_x)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "site_id": [f"{net.key}-S{i:04d}" for i in range(n_sites)],
+                    "network": net.key,
+                    "mcc": net.mcc,
+                    "mnc": net.mnc,
+                    "lon": lon,
+                    "lat": lat,
+                    "x": all_x,
+                    "y": all_y,
+                    "range_m": np.round(np.concatenate([rural_range, *ur]), 0),
+                    "urban": np.r_[np.zeros(len(x), bool), np.ones(n_sites - len(x), bool)],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_cells(sites: pd.DataFrame, region: Region, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per cell: site_row, site_id, network, mcc, net, radio, area, cell, unit,
+    sector, n_sectors, azimuth0 (degrees of sector 0's start)."""
+    radios_of = {net.key: net.radios for net in region.networks}
+    n = len(sites)
+    n_sectors = np.where(sites["urban"].to_numpy(), 3, rng.choice([1, 2, 3], n, p=[0.2, 0.2, 0.6]))
+    azimuth0 = rng.uniform(0, 360, n)
+    # Location/tracking areas: blocks of ~12 km, numbered per network.
+    block = (
+        np.floor(sites["x"].to_numpy() / 12_000).astype(int) * 7
+        + np.floor(sites["y"].to_numpy() / 12_000).astype(int)
+    ) % 90
+    rows = []
+    site_num = sites.groupby("network").cumcount().to_numpy()
+    for radio in RADIO_PREFERENCE:
+        has = sites["network"].map(lambda k, r=radio: r in radios_of[k]).to_numpy(bool)
+        for sector in range(3):
+            sel = np.flatnonzero(has & (n_sectors > sector))
+            num = site_num[sel]
+            if radio in ("LTE", "NR"):
+                cell = (10_000 + num) * 256 + sector + 1  # eNB id * 256 + sector (ECI)
+                area = 20_000 + block[sel] * 10 + 1  # TAC
+                unit = (num * 3 + sector) % 504  # PCI
+            elif radio == "UMTS":
+                cell = (100 + num // 200) * 65_536 + (num % 200) * 10 + sector + 1  # RNC + CID
+                area = 1_000 + block[sel] * 10 + 2  # LAC
+                unit = (num * 7 + sector * 3) % 512  # PSC
+            else:
+                cell = 10_000 + num * 10 + sector + 1
+                area = 1_000 + block[sel] * 10 + 2
+                unit = np.full(len(sel), -1)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "site_row": sel,
+                        "radio": radio,
+                        "area": area,
+                        "cell": cell,
+                        "unit": unit,
+                        "sector": sector,
+                        "n_sectors": n_sectors[sel],
+                        "azimuth0": azimuth0[sel],
+                    }
+                )
+            )
+    cells = pd.concat(rows, ignore_index=True)
+    for col in ("site_id", "network", "mcc", "mnc"):
+        cells[col] = sites[col].to_numpy()[cells["site_row"].to_numpy()]
+    cells = cells.rename(columns={"mnc": "net"})
+    return cells.sort_values(["site_row", "radio", "sector"], ignore_index=True)
+
+
+def assign_outages(
+    sites: pd.DataFrame,
+    hazard: Hazard | None,
+    *,
+    onset: pd.Timestamp,
+    end: pd.Timestamp,
+    proj: LocalProjection,
+    land: shapely.Polygon,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Add intensity, down_from, up_at (UTC, NaT = never / not by ``end``) and cause."""
+    out = sites.copy()
+    n = len(out)
+    out["intensity"] = 0.0
+    out["down_from"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
+    out["up_at"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
+    out["cause"] = ""
+    # Draw every random number even without a hazard so that control and disaster
+    # runs of one seed share the same measurement stream structure.
+    u_damage, u_power = rng.uniform(size=n), rng.uniform(size=n)
+    u_delay, u_dur, u_long = rng.uniform(size=n), rng.uniform(size=n), rng.uniform(size=n)
+    if hazard is None:
+        return out
+    lon, lat = out["lon"].to_numpy(), out["lat"].to_numpy()
+    inten = hazard.intensity(lon, lat, proj)
+    out["intensity"] = inten
+    arrival = hazard.arrival_h(lon, lat, proj, land)
+    damaged = u_damage < hazard.damage_max * inten**hazard.damage_gamma
+    power = ~damaged & (u_power < hazard.power_max * inten**hazard.power_gamma)
+    lo, hi = hazard.damage_delay_h
+    start_h = np.where(damaged, lo + (hi - lo) * u_delay, 0.0)
+    days = hazard.damage_days[0] + (hazard.damage_days[1] - hazard.damage_days[0]) * u_dur
+    days = np.where(u_long < hazard.damage_long_share, 8 + 4 * u_dur, days)
+    dur_h = np.where(damaged, days * 24, 0.0)
+    lo, hi = hazard.power_delay_h
+    start_h = np.where(power, lo + (hi - lo) * u_delay, start_h)
+    lo, hi = hazard.power_hours
+    dur_h = np.where(power, lo + (hi - lo) * u_dur, dur_h)
+    hit = damaged | power
+    down = onset + pd.to_timedelta(np.round((arrival + start_h) * 3600), unit="s")
+    up = down + pd.to_timedelta(np.round(dur_h * 3600), unit="s")
+    hit &= down < end
+    down_s = pd.Series(down, index=out.index).where(hit)
+    up_s = pd.Series(up, index=out.index).where(hit & (up < end))
+    out["down_from"] = down_s.astype("datetime64[ns, UTC]")
+    out["up_at"] = up_s.astype("datetime64[ns, UTC]")
+    out["cause"] = np.where(hit, np.where(damaged, "damage", "power"), "")
+    return out

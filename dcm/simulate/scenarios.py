@@ -1,0 +1,466 @@
+"""Named scenarios and :func:`simulate`, which turns one into frames plus ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import affine
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from dcm.errors import ParameterError
+from dcm.schema import CELL_COLUMNS, CRS, MEASUREMENT_COLUMNS, validate_frame
+from dcm.simulate.geo import LocalProjection
+from dcm.simulate.hazard import Hazard, Zone
+from dcm.simulate.measurements import generate, make_people
+from dcm.simulate.network import RADIO_PREFERENCE, assign_outages, build_cells, build_sites
+from dcm.simulate.regions import Region, st_vincent, synthetic
+from dcm.simulate.truth import SITE_COLUMNS, TRUTH_CELL_COLUMNS, ScenarioTruth, SiteIndex
+
+SCENARIOS: tuple[str, ...] = (
+    "quake",
+    "cyclone",
+    "eruption",
+    "control",
+    "stvincent",
+    "stvincent-control",
+)
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """Everything that defines a named scenario except the seed and scale."""
+
+    name: str
+    region: Region
+    hazard: Hazard | None
+    onset: pd.Timestamp
+    baseline_days: float
+    event_days: float
+    baseline_rows: int
+    event_rows: int
+    #: Peak event-period volume relative to the baseline hourly rate (app campaign).
+    campaign: float
+    description: str
+
+
+@dataclass
+class Scenario:
+    """A simulated disaster (or calm control) with its inputs and ground truth.
+
+    ``baseline`` covers [baseline_start, event_start), ``event`` covers
+    [event_start, event_end); the hazard strikes at ``event_start``.
+    """
+
+    name: str
+    seed: int
+    baseline_start: pd.Timestamp
+    event_start: pd.Timestamp
+    event_end: pd.Timestamp
+    cells: pd.DataFrame
+    baseline: pd.DataFrame
+    event: pd.DataFrame
+    population: np.ndarray
+    population_transform: affine.Affine
+    areas: gpd.GeoDataFrame
+    hazard: gpd.GeoDataFrame
+    truth: ScenarioTruth
+
+
+def _synthetic_spec(name: str) -> ScenarioSpec:
+    region = synthetic()
+    lon0, lat0 = region.centre
+    proj = LocalProjection(lon0, lat0)
+
+    def ll(x_km: float, y_km: float) -> tuple[float, float]:
+        lon, lat = proj.to_lonlat(np.array([x_km * 1000]), np.array([y_km * 1000]))
+        return float(lon[0]), float(lat[0])
+
+    onset = pd.Timestamp("2024-03-11T05:46:00Z")
+    zones3 = (Zone("red", 0.5, 0.85), Zone("orange", 0.25, 0.3), Zone("yellow", 0.1, 0.0))
+    hazard: Hazard | None
+    if name == "quake":
+        hazard = Hazard(
+            "quake",
+            (ll(-14, -4),),
+            core_m=3_000,
+            scale_m=9_000,
+            zones=(
+                Zone("IX", 0.6, 0.85),
+                Zone("VIII", 0.35, 0.3),
+                Zone("VII", 0.18, 0.0),
+                Zone("VI", 0.08, 0.0),
+            ),
+            damage_max=0.7,
+            damage_gamma=1.5,
+            power_max=0.8,
+            power_gamma=1.0,
+            damage_delay_h=(0.0, 0.2),
+            dead_phones=0.3,
+        )
+    elif name == "cyclone":
+        hazard = Hazard(
+            "cyclone",
+            (ll(45, -40), ll(0, -5), ll(-45, 35)),
+            core_m=6_000,
+            scale_m=10_000,
+            zones=zones3,
+            damage_max=0.5,
+            damage_gamma=1.5,
+            power_max=0.9,
+            power_gamma=0.8,
+            damage_delay_h=(-1.0, 2.0),
+            speed_ms=5.0,
+            dead_phones=0.5,
+        )
+    elif name == "eruption":
+        hazard = Hazard(
+            "eruption",
+            (ll(12, 14),),
+            core_m=4_000,
+            scale_m=7_000,
+            zones=zones3,
+            damage_max=0.7,
+            damage_gamma=1.5,
+            power_max=0.9,
+            power_gamma=0.8,
+            damage_delay_h=(0.0, 6.0),
+            dead_phones=0.4,
+        )
+    else:
+        hazard = None
+    return ScenarioSpec(
+        name=name,
+        region=region,
+        hazard=hazard,
+        onset=onset,
+        baseline_days=14,
+        event_days=7,
+        baseline_rows=200_000,
+        event_rows=200_000 if hazard is not None else 150_000,
+        campaign=2.0 if hazard is not None else 1.5,
+        description=(
+            f"synthetic {name} on a 60 x 60 km island"
+            if hazard is not None
+            else "synthetic island, no disaster (control)"
+        ),
+    )
+
+
+def _stvincent_spec(name: str) -> ScenarioSpec:
+    region = st_vincent()
+    land = region.land
+
+    def band(lat_w: float, lat_e: float) -> shapely.Polygon:
+        # Land north of a line from the west coast (lat_w) to the east coast (lat_e).
+        return shapely.intersection(
+            land, shapely.Polygon([(-61.4, lat_w), (-61.0, lat_e), (-61.0, 13.5), (-61.4, 13.5)])
+        )
+
+    red = band(13.268, 13.262)
+    orange = shapely.difference(band(13.228, 13.222), red)
+    green = shapely.difference(land, band(13.228, 13.222))
+    # La Soufrière; intensity (ash, pyroclastic flows) fades over ~6 km beyond 3 km.
+    hazard = Hazard(
+        "eruption",
+        ((-61.181, 13.334),),
+        core_m=3_000,
+        scale_m=6_000,
+        zones=(
+            Zone("red", 0.0, 0.9, red),
+            Zone("orange", 0.0, 0.3, orange),
+            Zone("green", 0.0, 0.0, green),
+        ),
+        damage_max=0.8,
+        damage_gamma=1.2,
+        power_max=1.0,
+        power_gamma=0.6,
+        damage_delay_h=(0.0, 6.0),
+        dead_phones=0.4,
+    )
+    return ScenarioSpec(
+        name=name,
+        region=region,
+        hazard=hazard if name == "stvincent" else None,
+        onset=pd.Timestamp("2021-04-09T12:41:00Z"),
+        baseline_days=21,
+        event_days=7,
+        baseline_rows=50_000,
+        event_rows=32_000 if name == "stvincent" else 24_000,
+        campaign=1.9 if name == "stvincent" else 1.4,
+        description=(
+            "La Soufrière eruption of 9 April 2021 on St Vincent (approximate)"
+            if name == "stvincent"
+            else "St Vincent, same periods, no eruption"
+        ),
+    )
+
+
+def scenario_spec(name: str) -> ScenarioSpec:
+    """The definition of a named scenario; raises ParameterError for unknown names."""
+    if name not in SCENARIOS:
+        raise ParameterError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    return _stvincent_spec(name) if name.startswith("stvincent") else _synthetic_spec(name)
+
+
+def population_raster(region: Region, rng: np.random.Generator) -> tuple[np.ndarray, affine.Affine]:
+    """People per pixel (float32, north-up) and its EPSG:4326 transform."""
+    px = region.pixel_deg
+    minx, miny, maxx, maxy = region.land.bounds
+    west, north = np.floor(minx / px) * px - px, np.ceil(maxy / px) * px + px
+    width = int(np.ceil((maxx - west) / px)) + 1
+    height = int(np.ceil((north - miny) / px)) + 1
+    transform = affine.Affine(px, 0.0, west, 0.0, -px, north)
+    lon = west + (np.arange(width) + 0.5) * px
+    lat = north - (np.arange(height) + 0.5) * px
+    glon, glat = np.meshgrid(lon, lat)
+    proj = LocalProjection(*region.centre)
+    xy = proj.to_xy(glon.ravel(), glat.ravel())
+    pixel_km2 = (px * proj.kx / 1000) * (px * proj.ky / 1000)
+    density = np.full(len(xy), region.rural_density)
+    for town in region.towns:
+        t = proj.to_xy(np.array([town.lon]), np.array([town.lat]))[0]
+        d2 = ((xy - t) ** 2).sum(axis=1)
+        peak = town.population / (2 * np.pi * (town.radius_m / 1000) ** 2)
+        density += peak * np.exp(-d2 / (2 * town.radius_m**2))
+    on_land = shapely.contains_xy(region.land, glon.ravel(), glat.ravel())
+    people = density * pixel_km2 * rng.lognormal(0, 0.5, len(xy)) * on_land
+    # Roads and hamlets: a share of rural pixels is empty.
+    people[(density < 3 * region.rural_density) & (rng.uniform(size=len(xy)) < 0.3)] = 0
+    return np.round(people, 2).reshape(height, width).astype("float32"), transform
+
+
+def admin_areas(region: Region) -> gpd.GeoDataFrame:
+    """Admin areas covering the land: the land nearest to each area's seed points."""
+    pts = [(a.area_id, a.name, p) for a in region.areas for p in a.points]
+    seeds = shapely.multipoints([p for _, _, p in pts])
+    cells = shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=region.land.buffer(0.1)))
+    seed_pts = shapely.points([p for _, _, p in pts])
+    owner = [next(i for i, s in enumerate(seed_pts) if c.contains(s)) for c in cells]
+    rows = []
+    for area in region.areas:
+        parts = [cells[j] for j, i in enumerate(owner) if pts[i][0] == area.area_id]
+        geom = shapely.intersection(shapely.union_all(parts), region.land)
+        rows.append({"area_id": area.area_id, "name": area.name, "geometry": geom})
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
+
+
+def _opencellid_cells(
+    cells: pd.DataFrame,
+    sites: pd.DataFrame,
+    *,
+    before: pd.Timestamp,
+    proj: LocalProjection,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """The cells as an OpenCelliD export would show them (CELL_COLUMNS + site_id)."""
+    n = len(cells)
+    srow = cells["site_row"].to_numpy()
+    true_range = sites["range_m"].to_numpy()[srow]
+    # OpenCelliD positions are the centroid of where the cell was heard: pulled toward
+    # the sector's direction and noisy; ranges are rough, often the 1000 m default.
+    n_sec = cells["n_sectors"].to_numpy()
+    az = np.radians(cells["azimuth0"].to_numpy() + (cells["sector"].to_numpy() + 0.5) * 360 / n_sec)
+    pull = np.where(n_sec > 1, rng.uniform(0.1, 0.4, n) * true_range, 0.0)
+    x = sites["x"].to_numpy()[srow] + pull * np.sin(az) + rng.normal(0, 150, n)
+    y = sites["y"].to_numpy()[srow] + pull * np.cos(az) + rng.normal(0, 150, n)
+    lon, lat = proj.to_lonlat(x, y)
+    est = np.round(true_range * rng.uniform(0.2, 1.1, n))
+    rng_m = np.where(rng.uniform(size=n) < 0.45, 1000.0, np.maximum(est, 100.0))
+    created = before - pd.to_timedelta(rng.uniform(200, 3000, n).round(), unit="D")
+    updated = before - pd.to_timedelta(rng.uniform(1, 200, n).round(), unit="D")
+    samples = np.maximum(1, np.round(rng.lognormal(3.0, 1.2, n))).astype(int)
+    unit = cells["unit"].to_numpy()
+    frame = pd.DataFrame(
+        {
+            "radio": pd.array(cells["radio"].to_numpy(), dtype="string"),
+            "mcc": cells["mcc"].to_numpy().astype("int64"),
+            "net": cells["net"].to_numpy().astype("int64"),
+            "area": cells["area"].to_numpy().astype("int64"),
+            "cell": cells["cell"].to_numpy().astype("int64"),
+            "unit": pd.array(np.where(unit >= 0, unit, 0), dtype="Int64"),
+            "lon": np.round(lon, 6),
+            "lat": np.round(lat, 6),
+            "range": rng_m,
+            "samples": pd.array(samples, dtype="Int64"),
+            "changeable": pd.array(np.ones(n, dtype=int), dtype="Int64"),
+            "created": pd.DatetimeIndex(created).floor("s").as_unit("ns"),
+            "updated": pd.DatetimeIndex(updated).floor("s").as_unit("ns"),
+            "averageSignal": np.where(
+                rng.uniform(size=n) < 0.8, 0.0, np.round(rng.uniform(-110, -60, n))
+            ),
+            "network": pd.array(cells["network"].to_numpy(), dtype="string"),
+            "site_id": pd.array(cells["site_id"].to_numpy(), dtype="string"),
+        }
+    )
+    frame.loc[unit < 0, "unit"] = pd.NA
+    return frame[list(CELL_COLUMNS)]
+
+
+def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
+    """Generate the named scenario; ``scale`` multiplies the measurement volume.
+
+    Deterministic for a (name, seed, scale).
+    """
+    if not scale > 0:
+        raise ParameterError(f"scale must be > 0, got {scale}")
+    spec = scenario_spec(name)
+    region = spec.region
+    rng = np.random.default_rng(seed)
+    proj = LocalProjection(*region.centre)
+    event_start = spec.onset
+    event_end = event_start + pd.Timedelta(days=spec.event_days)
+    baseline_start = event_start - pd.Timedelta(days=spec.baseline_days)
+
+    population, transform = population_raster(region, rng)
+    rows_i, cols_i = np.nonzero(population > 0)
+    px_lon, px_lat = transform * (cols_i + 0.5, rows_i + 0.5)
+    px_xy = proj.to_xy(px_lon, px_lat)
+    pixel_m = np.array([region.pixel_deg * proj.kx, region.pixel_deg * proj.ky])
+
+    sites = build_sites(region, proj, rng)
+    sites = assign_outages(
+        sites, spec.hazard, onset=event_start, end=event_end, proj=proj, land=region.land, rng=rng
+    )
+    cells = build_cells(sites, region, rng)
+    index = SiteIndex(sites)
+    lookup = np.full((len(sites), len(RADIO_PREFERENCE), 3), -1, dtype=np.int64)
+    lookup[
+        cells["site_row"].to_numpy(),
+        cells["radio"].map(RADIO_PREFERENCE.index).to_numpy(),
+        cells["sector"].to_numpy(),
+    ] = np.arange(len(cells))
+
+    town_xy = np.array([proj.to_xy(np.array([t.lon]), np.array([t.lat]))[0] for t in region.towns])
+    weights = dict(region.shelters)
+    shelter_w = np.array([weights.get(t.name, 0.0) for t in region.towns])
+    if spec.hazard is not None:
+        # Evacuees go where the hazard is weak.
+        t_lon, t_lat = proj.to_lonlat(town_xy[:, 0], town_xy[:, 1])
+        shelter_w = shelter_w * (1 - spec.hazard.intensity(t_lon, t_lat, proj)) ** 4
+    if shelter_w.sum() <= 0:
+        shelter_w = np.array([t.population for t in region.towns], dtype=float)
+    networks = [(n.key, n.mcc, n.mnc, n.share) for n in region.networks]
+    n_baseline = max(1, round(spec.baseline_rows * scale))
+    n_event = max(1, round(spec.event_rows * scale))
+    # A few measurements per device per day during the event.
+    n_devices = max(20, round(n_event / spec.event_days / 3))
+    people = make_people(
+        px_xy=px_xy,
+        px_pop=population[rows_i, cols_i].astype("float64"),
+        pixel_m=pixel_m,
+        networks=networks,
+        n_devices=n_devices,
+        hazard=spec.hazard,
+        proj=proj,
+        shelters_xy=town_xy,
+        shelter_weight=shelter_w,
+        rng=rng,
+    )
+    common: dict[str, Any] = {
+        "onset": event_start,
+        "hazard": spec.hazard,
+        "utc_offset_h": region.utc_offset_h,
+        "proj": proj,
+        "rng": rng,
+    }
+    baseline = generate(
+        people,
+        index,
+        lookup,
+        cells,
+        start=baseline_start,
+        end=event_start,
+        n_rows=n_baseline,
+        campaign=1.0,
+        **common,
+    )
+    event = generate(
+        people,
+        index,
+        lookup,
+        cells,
+        start=event_start,
+        end=event_end,
+        n_rows=n_event,
+        campaign=spec.campaign,
+        **common,
+    )
+    validate_frame(baseline, MEASUREMENT_COLUMNS, name="simulated baseline")
+    validate_frame(event, MEASUREMENT_COLUMNS, name="simulated event")
+
+    cell_frame = _opencellid_cells(cells, sites, before=baseline_start, proj=proj, rng=rng)
+    validate_frame(cell_frame, CELL_COLUMNS, name="simulated cells")
+    truth_sites = sites[list(SITE_COLUMNS)].copy()
+    truth_cells = cells[["radio", "mcc", "net", "area", "cell", "site_id", "network"]].copy()
+    for col in ("down_from", "up_at", "cause"):
+        truth_cells[col] = sites[col].to_numpy()[cells["site_row"].to_numpy()]
+    truth_cells = truth_cells[list(TRUTH_CELL_COLUMNS)]
+    if spec.hazard is not None:
+        hazard = spec.hazard.footprint(region.land, proj)
+    else:
+        hazard = gpd.GeoDataFrame(
+            {
+                "hazard_id": pd.Series(dtype="string"),
+                "level": pd.Series(dtype="string"),
+                "intensity": pd.Series(dtype="float64"),
+            },
+            geometry=gpd.GeoSeries([], crs=CRS),
+            crs=CRS,
+        )
+    meta = {
+        "name": name,
+        "seed": seed,
+        "scale": scale,
+        "description": spec.description,
+        "region": region.name,
+        "hazard": spec.hazard.kind if spec.hazard is not None else None,
+        "baseline_start": baseline_start.isoformat(),
+        "event_start": event_start.isoformat(),
+        "event_end": event_end.isoformat(),
+        "onset": event_start.isoformat(),
+        "utc_offset_h": region.utc_offset_h,
+        "campaign": spec.campaign,
+        "networks": [
+            {
+                "network": n.key,
+                "mcc": n.mcc,
+                "mnc": n.mnc,
+                "share": n.share,
+                "radios": list(n.radios),
+            }
+            for n in region.networks
+        ],
+        "counts": {
+            "sites": len(sites),
+            "cells": len(cells),
+            "sites_down": int(truth_sites["down_from"].notna().sum()),
+            "sites_damage": int((truth_sites["cause"] == "damage").sum()),
+            "sites_power": int((truth_sites["cause"] == "power").sum()),
+            "baseline": len(baseline),
+            "event": len(event),
+            "devices": n_devices,
+            "population": float(population.sum()),
+        },
+    }
+    return Scenario(
+        name=name,
+        seed=seed,
+        baseline_start=baseline_start,
+        event_start=event_start,
+        event_end=event_end,
+        cells=cell_frame,
+        baseline=baseline,
+        event=event,
+        population=population,
+        population_transform=transform,
+        areas=admin_areas(region),
+        hazard=hazard,
+        truth=ScenarioTruth(meta=meta, sites=truth_sites, truth_cells=truth_cells),
+    )
+
+
+__all__ = ["SCENARIOS", "Scenario", "ScenarioSpec", "replace", "scenario_spec", "simulate"]
