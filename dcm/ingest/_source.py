@@ -7,6 +7,8 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from dcm.errors import IngestError
 
 Source = str | Path | BinaryIO
@@ -61,10 +63,13 @@ def decode_utf8(data: bytes, *, name: str) -> bytes:
     """
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    sample = np.frombuffer(data[:8192], dtype=np.uint8)
+    control = int(((sample < 32) & ~np.isin(sample, (9, 10, 13))).sum())
+    # A text file may carry a stray control byte in one bad row; many of them mean binary.
+    if control > max(8, sample.size // 50):
+        raise IngestError("binary data, not a text file", path=name)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         data = data.decode("utf-8", errors="replace").encode("utf-8")
-    if b"\x00" in data[:4096] and data[:4096].count(b"\x00") > 16:
-        raise IngestError("binary data, not a text file", path=name)
     return data
