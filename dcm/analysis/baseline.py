@@ -1,0 +1,333 @@
+"""The baseline model: what each place and network looked like before the event.
+
+:func:`build_baseline` runs once per event on the pre-event measurements and the
+cell list; :func:`dcm.analysis.detect.detect` then judges any set of event windows
+against it. Every count is a group-by sum, so chunks can be counted separately and
+added up (see :func:`count_baseline`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dcm.analysis.grid import disk_cells, edge_length_m, points_to_cells
+from dcm.analysis.params import DetectionParams
+from dcm.errors import SchemaError
+from dcm.schema import MEASUREMENT_REQUIRED, validate_frame
+
+CELL_KEY = ("mcc", "net", "area", "cell")
+FAIL_STATUSES = ("no_service", "failed")
+
+
+@dataclass(frozen=True)
+class PreparedMeasurements:
+    """Measurements reduced to what counting needs (numpy arrays, one row each)."""
+
+    ts: np.ndarray  #: int64 ns since epoch, UTC
+    h3: np.ndarray  #: int64 H3 cell at the analysis resolution
+    network: np.ndarray  #: int64 index into the network list, -1 when unknown
+    ok: np.ndarray  #: bool, status == "ok"
+    fail: np.ndarray  #: bool, status in no_service/failed
+    cell: np.ndarray  #: int64 row of the cell frame, -1 when unknown
+    signal_dbm: np.ndarray
+    download_kbps: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Pre-event model of the measurements.
+
+    ``grid``: one row per (h3, network) seen in the baseline with columns ``h3``
+    (int64), ``network`` (index into ``networks``), ``count``, ``ok_count``,
+    ``fail_count``, ``rate`` (reports per hour), ``fail_share`` (smoothed share of
+    failure reports), ``served`` (the network gave ok service there),
+    ``signal_dbm`` and ``download_kbps`` (medians of ok reports).
+    ``cell_areas``: (``cell`` row, ``h3``, ``weight``) where each cell serves; weights
+    of a cell sum to 1; ``observed`` says whether it comes from sightings or from
+    the nominal range. ``cell_rate``: sightings per hour of each cell.
+    """
+
+    params: DetectionParams
+    start: pd.Timestamp
+    end: pd.Timestamp
+    networks: tuple[str, ...]
+    grid: pd.DataFrame
+    hour_profile: np.ndarray
+    cells: pd.DataFrame
+    cell_areas: pd.DataFrame
+    cell_rate: np.ndarray
+    network_fail_share: np.ndarray
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hours(self) -> float:
+        return max((self.end - self.start) / pd.Timedelta(hours=1), 1.0)
+
+    def network_index(self, names: pd.Series) -> np.ndarray:
+        """Index of each network name in ``networks`` (-1 when unknown or missing)."""
+        lookup = pd.Index(self.networks)
+        return np.asarray(lookup.get_indexer(names.astype("string").fillna("")), dtype="int64")
+
+
+def prepare_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cell frame with one row per (mcc, net, area, cell), index 0..n-1.
+
+    Radio is not part of the key: measurements often lack it, and OpenCelliD cell
+    ids rarely repeat across radios within one area.
+    """
+    validate_frame(cells, {c: "int64" for c in CELL_KEY}, name="cells", required=CELL_KEY)
+    out = cells.drop_duplicates(list(CELL_KEY)).reset_index(drop=True).copy()
+    if "network" not in out.columns:
+        out["network"] = out["mcc"].astype("string") + "-" + out["net"].astype("string")
+    if "site_id" not in out.columns or out["site_id"].isna().any():
+        # Without a site grouping from ingest, a cell is its own site.
+        own = (
+            out["network"].astype("string")
+            + ":"
+            + out["area"].astype("string")
+            + ":"
+            + out["cell"].astype("string")
+        )
+        site = out["site_id"] if "site_id" in out.columns else pd.Series(pd.NA, index=out.index)
+        out["site_id"] = site.astype("string").fillna(own)
+    return out
+
+
+def prepare_measurements(
+    frame: pd.DataFrame,
+    *,
+    cells: pd.DataFrame,
+    networks: tuple[str, ...],
+    resolution: int,
+) -> PreparedMeasurements:
+    """Grid cell, network index, status flags and serving cell row of each measurement."""
+    validate_frame(
+        frame,
+        {"timestamp": "datetime64[ns, UTC]"},
+        name="measurements",
+        required=MEASUREMENT_REQUIRED,
+    )
+    n = len(frame)
+    ts = frame["timestamp"].dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").view("int64")
+    h3cells = points_to_cells(
+        frame["lat"].to_numpy("float64"), frame["lon"].to_numpy("float64"), resolution
+    )
+    status = frame["status"].astype("string").str.lower()
+    ok = (status == "ok").fillna(False).to_numpy(dtype=bool)
+    fail = status.isin(FAIL_STATUSES).fillna(False).to_numpy(dtype=bool)
+    if "network" in frame.columns:
+        names = frame["network"].astype("string")
+    elif {"mcc", "mnc"} <= set(frame.columns):
+        names = (
+            frame["mcc"].astype("Int64").astype("string")
+            + "-"
+            + frame["mnc"].astype("Int64").astype("string")
+        )
+    else:
+        names = pd.Series(pd.NA, index=frame.index, dtype="string")
+    network = np.asarray(pd.Index(networks).get_indexer(names.fillna("")), dtype="int64")
+    cell = np.full(n, -1, dtype="int64")
+    if {"mcc", "mnc", "area", "cell"} <= set(frame.columns) and len(cells):
+        key = pd.MultiIndex.from_frame(cells[list(CELL_KEY)].astype("int64"))
+        have = frame[["mcc", "mnc", "area", "cell"]].notna().all(axis=1).to_numpy()
+        if have.any():
+            sub = frame.loc[have, ["mcc", "mnc", "area", "cell"]].astype("int64")
+            cell[have] = key.get_indexer(pd.MultiIndex.from_frame(sub))
+
+    def numeric(col: str) -> np.ndarray:
+        if col in frame.columns:
+            return pd.to_numeric(frame[col], errors="coerce").to_numpy("float64", na_value=np.nan)
+        return np.full(n, np.nan)
+
+    return PreparedMeasurements(
+        ts=ts,
+        h3=h3cells,
+        network=network,
+        ok=ok,
+        fail=fail,
+        cell=cell,
+        signal_dbm=numeric("signal_dbm"),
+        download_kbps=numeric("download_kbps"),
+    )
+
+
+def network_list(*frames: pd.DataFrame) -> tuple[str, ...]:
+    """Sorted network keys ("MCC-MNC") appearing in any of the frames."""
+    names: set[str] = set()
+    for frame in frames:
+        if "network" in frame.columns:
+            names |= set(frame["network"].dropna().astype(str).unique())
+    return tuple(sorted(names))
+
+
+def count_baseline(prepared: PreparedMeasurements) -> pd.DataFrame:
+    """Partial counts of one chunk: per (h3, network, hour of day) and per (cell, h3).
+
+    Returns one long frame with columns ``kind`` ("grid" | "cell"), ``h3``,
+    ``network``, ``hour``, ``cell``, ``count``, ``ok_count``, ``fail_count``; the
+    sum of chunk results (grouped again) equals the count of the whole.
+    """
+    hour = (prepared.ts // 3_600_000_000_000) % 24
+    grid = (
+        pd.DataFrame(
+            {
+                "h3": prepared.h3,
+                "network": prepared.network,
+                "hour": hour,
+                "count": 1,
+                "ok_count": prepared.ok.astype("int64"),
+                "fail_count": prepared.fail.astype("int64"),
+            }
+        )
+        .groupby(["h3", "network", "hour"], as_index=False)
+        .sum()
+    )
+    grid["kind"] = "grid"
+    grid["cell"] = -1
+    seen = prepared.ok & (prepared.cell >= 0)
+    cell = pd.DataFrame({"cell": prepared.cell[seen], "h3": prepared.h3[seen], "count": 1})
+    cell = cell.groupby(["cell", "h3"], as_index=False).sum()
+    cell["kind"] = "cell"
+    return (
+        pd.concat([grid, cell], ignore_index=True)
+        .fillna({"network": -1, "hour": -1, "ok_count": 0, "fail_count": 0})
+        .astype({"network": "int64", "hour": "int64", "ok_count": "int64", "fail_count": "int64"})
+    )
+
+
+def build_baseline(
+    baseline: pd.DataFrame,
+    cells: pd.DataFrame,
+    params: DetectionParams | None = None,
+    *,
+    networks: tuple[str, ...] | None = None,
+) -> Baseline:
+    """Build the baseline model from pre-event measurements and the cell list.
+
+    ``baseline``: measurement frame (dcm.schema.MEASUREMENT_COLUMNS); ``cells``:
+    cell frame (dcm.schema.CELL_COLUMNS). ``networks`` fixes the network list
+    (default: every network in the measurements and cells).
+    """
+    params = params or DetectionParams()
+    if len(baseline) == 0:
+        raise SchemaError("baseline: no measurements")
+    cells = prepare_cells(cells)
+    networks = networks or tuple(sorted(set(network_list(baseline)) | set(network_list(cells))))
+    prepared = prepare_measurements(
+        baseline, cells=cells, networks=networks, resolution=params.resolution
+    )
+    start = baseline["timestamp"].min().floor("h")
+    end = baseline["timestamp"].max().ceil("h")
+    if end <= start:
+        end = start + pd.Timedelta(hours=1)
+    hours = max((end - start) / pd.Timedelta(hours=1), 1.0)
+    counts = count_baseline(prepared)
+    grid_h = counts[counts["kind"] == "grid"]
+
+    # Hour-of-day profile, pooled over all places: per-place hourly counts are far
+    # too sparse, and the daily rhythm of a population is much the same everywhere.
+    hours_of_day = pd.date_range(start, end, freq="h", inclusive="left").hour
+    hour_exposure = np.bincount(hours_of_day, minlength=24).astype("float64")
+    per_hour = np.bincount(grid_h["hour"], weights=grid_h["count"], minlength=24)
+    rate_h = np.divide(per_hour, hour_exposure, out=np.zeros(24), where=hour_exposure > 0)
+    mean_rate = per_hour.sum() / hours
+    # Smooth over neighbouring hours; keep a floor so a quiet hour never says "nobody".
+    smooth = (np.roll(rate_h, 1) + 2 * rate_h + np.roll(rate_h, -1)) / 4
+    profile = np.maximum(smooth / mean_rate if mean_rate > 0 else np.ones(24), 0.05)
+    profile = profile / profile.mean()
+
+    grid = grid_h.groupby(["h3", "network"], as_index=False)[
+        ["count", "ok_count", "fail_count"]
+    ].sum()
+    grid = grid[grid["network"] >= 0].reset_index(drop=True)
+    net_fail = np.zeros(len(networks))
+    tot = grid.groupby("network")[["count", "fail_count"]].sum()
+    net_fail[tot.index.to_numpy()] = (tot["fail_count"] / tot["count"]).to_numpy()
+    net_fail = np.maximum(net_fail, params.fail_share_floor)
+    w = params.fail_share_weight
+    grid["fail_share"] = np.maximum(
+        (grid["fail_count"] + w * net_fail[grid["network"]]) / (grid["count"] + w),
+        params.fail_share_floor,
+    )
+    grid["rate"] = grid["count"] / hours
+    grid["served"] = grid["ok_count"] > 0
+    okm = prepared.ok & (prepared.network >= 0)
+    med = (
+        pd.DataFrame(
+            {
+                "h3": prepared.h3[okm],
+                "network": prepared.network[okm],
+                "signal_dbm": prepared.signal_dbm[okm],
+                "download_kbps": prepared.download_kbps[okm],
+            }
+        )
+        .groupby(["h3", "network"], as_index=False)
+        .median()
+    )
+    grid = grid.merge(med, on=["h3", "network"], how="left")
+
+    cell_areas, cell_rate = _cell_service_areas(
+        counts[counts["kind"] == "cell"], cells, params, hours
+    )
+    return Baseline(
+        params=params,
+        start=start,
+        end=end,
+        networks=networks,
+        grid=grid,
+        hour_profile=profile,
+        cells=cells,
+        cell_areas=cell_areas,
+        cell_rate=cell_rate,
+        network_fail_share=net_fail,
+        stats={
+            "measurements": float(len(prepared)),
+            "hours": hours,
+            "grid_cells": float(grid["h3"].nunique()),
+            "cells_heard": float((cell_rate > 0).sum()),
+        },
+    )
+
+
+def _cell_service_areas(
+    sightings: pd.DataFrame, cells: pd.DataFrame, params: DetectionParams, hours: float
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Where each cell serves: observed sightings, else a disc of its clipped range."""
+    per_cell = sightings.groupby("cell")["count"].sum()
+    cell_rate = np.zeros(len(cells))
+    cell_rate[per_cell.index.to_numpy()] = per_cell.to_numpy() / hours
+    observed = sightings[["cell", "h3", "count"]].copy()
+    observed["weight"] = observed["count"] / observed["cell"].map(per_cell)
+    observed["observed"] = True
+    unheard = np.flatnonzero(cell_rate == 0)
+    nominal = pd.DataFrame(columns=["cell", "h3", "weight", "observed"])
+    if unheard.size:
+        sub = cells.iloc[unheard]
+        rng = pd.to_numeric(sub.get("range"), errors="coerce") if "range" in sub else None
+        rng = (
+            np.full(unheard.size, params.cell_range_min_m)
+            if rng is None
+            else rng.fillna(params.cell_range_min_m).to_numpy("float64")
+        )
+        rng = np.clip(rng, params.cell_range_min_m, params.cell_range_max_m)
+        k = np.maximum(np.round(rng / (np.sqrt(3) * edge_length_m(params.resolution))), 0)
+        centre = points_to_cells(
+            sub["lat"].to_numpy("float64"), sub["lon"].to_numpy("float64"), params.resolution
+        )
+        valid = centre != 0
+        row, h3cells = disk_cells(centre[valid], k[valid].astype("int64"))
+        idx = unheard[valid][row]
+        sizes = np.bincount(row, minlength=int(valid.sum()))[row]
+        nominal = pd.DataFrame(
+            {"cell": idx, "h3": h3cells, "weight": 1.0 / sizes, "observed": False}
+        )
+    areas = pd.concat(
+        [observed[["cell", "h3", "weight", "observed"]], nominal], ignore_index=True
+    ).astype({"cell": "int64", "h3": "int64", "weight": "float64", "observed": bool})
+    return areas, cell_rate

@@ -1,0 +1,471 @@
+"""Detection: event measurements judged against the baseline, window by window.
+
+:func:`detect` turns event measurements into a state per (grid cell, network,
+window), a status per cell, and outage polygons tracked over time. It computes
+only the windows asked for (plus the trailing span it needs), so a live service
+can call it on each new window with the previous outages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.special import expit, logit
+
+from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measurements
+from dcm.analysis.evidence import silence_llr, trailing_evidence, volume_factor, window_sums
+from dcm.analysis.grid import neighbour_pairs, to_strings
+from dcm.analysis.outages import build_outages
+from dcm.analysis.params import DetectionParams
+from dcm.analysis.states import DOWN, NO_DATA, STATE_CODES, UNCERTAIN, UP, all_network_state
+from dcm.errors import ParameterError
+from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, empty_frame
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Everything :func:`detect` found.
+
+    ``grid``: dcm.schema.GRID_STATUS_COLUMNS (+ ``llr``), per network and ``"all"``.
+    ``cells``: dcm.schema.CELL_STATUS_COLUMNS status intervals.
+    ``cell_windows``: per cell and window: ``cell`` (row of ``baseline.cells``),
+    ``window_start``, ``status``, ``p_offline``.
+    ``outages``: dcm.schema.OUTAGE_COLUMNS + ``restored``, ``hexes`` and geometry.
+    ``volume``: event volume factor per window.
+    """
+
+    windows: pd.DatetimeIndex
+    grid: pd.DataFrame
+    cells: pd.DataFrame
+    cell_windows: pd.DataFrame
+    outages: gpd.GeoDataFrame
+    volume: pd.Series
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def event_windows(
+    event: pd.DataFrame, *, window: pd.Timedelta, at: pd.Timestamp | None = None
+) -> pd.DatetimeIndex:
+    """Window starts covering the event measurements (or the one window holding ``at``)."""
+    if at is not None:
+        at = pd.Timestamp(at)
+        at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+        return pd.DatetimeIndex([at.floor(window)])
+    if len(event) == 0:
+        raise ParameterError("event: no measurements, no windows to judge")
+    start = event["timestamp"].min().floor(window)
+    end = event["timestamp"].max().floor(window)
+    return pd.date_range(start, end, freq=window, name="window_start")
+
+
+def detect(
+    baseline: Baseline,
+    event: pd.DataFrame,
+    *,
+    params: DetectionParams | None = None,
+    windows: pd.DatetimeIndex | None = None,
+    population: pd.DataFrame | None = None,
+    previous: gpd.GeoDataFrame | None = None,
+) -> Detection:
+    """Judge ``event`` measurements window by window against ``baseline``.
+
+    ``windows``: window starts to report (default: every window of the event data);
+    earlier event data within the trailing span is used as evidence. ``population``:
+    dcm.schema.POPULATION_COLUMNS points. ``previous``: outages of the window just
+    before the first requested one, whose ids carry over.
+    """
+    params = params or baseline.params
+    if params.resolution != baseline.params.resolution:
+        raise ParameterError("params.resolution differs from the baseline's resolution")
+    win = params.window_td
+    win_ns = int(win.value)
+    out_windows = (
+        event_windows(event, window=win)
+        if windows is None
+        else pd.DatetimeIndex(windows).tz_convert("UTC")
+    )
+    lookback = max(params.span_windows, params.volume_windows)
+    t0 = out_windows.min() - lookback * win
+    if len(event):
+        t0 = max(t0, event["timestamp"].min().floor(win))
+    n_win = int((out_windows.max() - t0) // win) + 1
+    all_windows = pd.date_range(t0, periods=n_win, freq=win)
+
+    prep = prepare_measurements(
+        event, cells=baseline.cells, networks=baseline.networks, resolution=params.resolution
+    )
+    w_row = (prep.ts - t0.value) // win_ns
+    keep = (w_row >= 0) & (w_row < n_win) & (prep.h3 != 0)
+    keys = _keys(baseline, prep, keep)
+    grid_ev = _grid_evidence(baseline, keys, prep, keep, w_row, all_windows, params)
+    out_cols = all_windows.get_indexer(out_windows)
+    if (out_cols < 0).any():
+        raise ParameterError("requested windows are not aligned to the window length")
+
+    cell_ev = _cell_evidence(baseline, keys, grid_ev, prep, keep, w_row, all_windows, params)
+    grid = _grid_frame(keys, grid_ev, all_windows, out_cols, baseline, win)
+    cell_windows = pd.DataFrame(
+        {
+            "cell": np.repeat(np.arange(len(baseline.cells)), out_cols.size),
+            "window_start": np.tile(out_windows.to_numpy(), len(baseline.cells)),
+            "status": cell_ev["status"][:, out_cols].ravel(),
+            "p_offline": cell_ev["p"][:, out_cols].ravel(),
+        }
+    )
+    cells = _cell_intervals(baseline.cells, cell_windows, win)
+    outages = build_outages(
+        keys=keys,
+        state=grid_ev["state"][:, out_cols],
+        p_down=grid_ev["p"][:, out_cols],
+        windows=out_windows,
+        window=win,
+        networks=baseline.networks,
+        params=params,
+        population=population,
+        cells=baseline.cells,
+        cell_offline=cell_ev["status"][:, out_cols] == "offline",
+        previous=previous,
+    )
+    vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
+    stats = {
+        "event_measurements": float(len(prep)),
+        "event_used": float(keep.sum()),
+        "keys": float(len(keys)),
+        "windows": float(out_cols.size),
+    }
+    return Detection(
+        windows=out_windows,
+        grid=grid,
+        cells=cells,
+        cell_windows=cell_windows,
+        outages=outages,
+        volume=vol,
+        stats=stats,
+    )
+
+
+def _keys(baseline: Baseline, prep: PreparedMeasurements, keep: np.ndarray) -> pd.DataFrame:
+    """(h3, network) rows: every baseline pair plus pairs first seen in the event."""
+    base = baseline.grid[["h3", "network", "rate", "fail_share", "served"]]
+    sel = keep & (prep.network >= 0)
+    ev = pd.DataFrame({"h3": prep.h3[sel], "network": prep.network[sel]}).drop_duplicates()
+    keys = base.merge(ev, on=["h3", "network"], how="outer", sort=True)
+    keys["rate"] = keys["rate"].fillna(0.0)
+    keys["served"] = keys["served"].astype("boolean").fillna(False).astype(bool)
+    keys["fail_share"] = keys["fail_share"].fillna(
+        pd.Series(baseline.network_fail_share[keys["network"]], index=keys.index)
+    )
+    keys["hex"] = pd.factorize(keys["h3"])[0]
+    return keys.reset_index(drop=True)
+
+
+def _window_profile(baseline: Baseline, windows: pd.DatetimeIndex, win: pd.Timedelta) -> np.ndarray:
+    """Mean hour-of-day multiplier over each window."""
+    per_hour = max(int(win / pd.Timedelta(hours=1)), 1)
+    hours = (windows.hour.to_numpy()[:, None] + np.arange(per_hour)[None, :]) % 24
+    return baseline.hour_profile[hours].mean(axis=1)
+
+
+def _grid_evidence(
+    baseline: Baseline,
+    keys: pd.DataFrame,
+    prep: PreparedMeasurements,
+    keep: np.ndarray,
+    w_row: np.ndarray,
+    windows: pd.DatetimeIndex,
+    params: DetectionParams,
+) -> dict[str, np.ndarray]:
+    """Counts, expectations, log-likelihood ratios, posteriors and states per key × window."""
+    n_key, n_win = len(keys), len(windows)
+    win = params.window_td
+    win_h = win / pd.Timedelta(hours=1)
+    idx = pd.MultiIndex.from_frame(keys[["h3", "network"]])
+    key_row = np.full(len(prep), -1, dtype="int64")
+    sel = keep & (prep.network >= 0)
+    key_row[sel] = idx.get_indexer(pd.MultiIndex.from_arrays([prep.h3[sel], prep.network[sel]]))
+    has_key = key_row >= 0
+    flat = key_row[has_key] * n_win + w_row[has_key]
+    size = n_key * n_win
+    ok_r, fail_r, ts_r = prep.ok[has_key], prep.fail[has_key], prep.ts[has_key]
+    ok = np.bincount(flat[ok_r], minlength=size).reshape(n_key, n_win).astype("float64")
+    fail = np.bincount(flat[fail_r], minlength=size).reshape(n_key, n_win).astype("float64")
+
+    # Time of the last ok report in each (key, window): failures before it are stale.
+    last_ok = pd.Series(ts_r[ok_r]).groupby(flat[ok_r]).max()
+    last_ok_ts = np.full(size, np.iinfo("int64").min, dtype="int64")
+    last_ok_ts[last_ok.index.to_numpy()] = last_ok.to_numpy()
+    after = fail_r & (ts_r > last_ok_ts[flat])
+    fail_after = np.bincount(flat[after], minlength=size).reshape(n_key, n_win).astype("float64")
+    win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
+    share_after = np.zeros(size)
+    has_ok = last_ok_ts > np.iinfo("int64").min
+    share_after[has_ok] = (np.tile(win_end, n_key)[has_ok] - last_ok_ts[has_ok]) / win.value
+    share_after = np.clip(share_after, 0.0, 1.0).reshape(n_key, n_win)
+
+    profile = _window_profile(baseline, windows, win)
+    expected0 = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
+    volume = volume_factor(
+        ok + fail,
+        expected0,
+        ok,
+        span=params.volume_windows,
+        min_expected=params.volume_min_expected,
+    )
+    expected = expected0 * volume[None, :]
+
+    # Activity of the place (all networks, all statuses, plus reports without a network).
+    hex_of_key = keys["hex"].to_numpy()
+    n_hex = int(hex_of_key.max()) + 1 if n_key else 0
+    hex_lookup = pd.Index(keys.drop_duplicates("hex")["h3"].to_numpy())
+    hex_row = np.full(len(prep), -1, dtype="int64")
+    hex_row[keep] = hex_lookup.get_indexer(prep.h3[keep])
+    hsel = hex_row >= 0
+    obs_hex = (
+        np.bincount(hex_row[hsel] * n_win + w_row[hsel], minlength=n_hex * n_win)
+        .reshape(n_hex, n_win)
+        .astype("float64")
+    )
+    exp_hex = np.zeros((n_hex, n_win))
+    np.add.at(exp_hex, hex_of_key, expected)
+    span = params.span_windows
+    act_obs = window_sums(obs_hex, span)[hex_of_key]
+    act_exp = window_sums(exp_hex, span)[hex_of_key]
+
+    ev = trailing_evidence(
+        ok, fail, expected, fail_after_ok=fail_after, share_after_ok=share_after, span=span
+    )
+    fail_share = keys["fail_share"].to_numpy()[:, None]
+    llr = (
+        np.where(ev.recent_ok, np.log(params.ok_when_down), 0.0)
+        + silence_llr(
+            ev.expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
+        )
+        + np.minimum(ev.fails, params.max_fail_reports)
+        * np.log(params.fail_share_down / fail_share)
+    )
+    served = keys["served"].to_numpy()
+    # A network cannot go down where it never served.
+    llr = np.where(served[:, None], llr, np.minimum(llr, 0.0))
+    support = _neighbour_matrix(keys) @ np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
+    post = logit(params.prior_down) + llr + params.neighbour_weight * support
+    p = expit(post)
+    p = np.where(served[:, None], p, np.minimum(p, params.prior_down))
+
+    no_data = (ev.expected < params.min_expected) & (ev.fails == 0) & ~ev.recent_ok
+    state = np.full(p.shape, UNCERTAIN, dtype="int8")
+    state[p <= params.p_up] = UP
+    state[no_data] = NO_DATA
+    state[(p >= params.p_down) & served[:, None]] = DOWN
+    state[~served[:, None] & ev.recent_ok] = UP
+    return {
+        "ok": ok,
+        "fail": fail,
+        "expected": expected,
+        "span_expected": ev.expected,
+        "span_fails": ev.fails,
+        "recent_ok": ev.recent_ok,
+        "llr": llr,
+        "p": p,
+        "state": state,
+        "volume": volume,
+        "act_obs": act_obs,
+        "act_exp": act_exp,
+        "obs_hex": obs_hex,
+        "exp_hex": exp_hex,
+    }
+
+
+def _neighbour_matrix(keys: pd.DataFrame) -> sparse.csr_matrix:
+    """Sparse (key × key) mean over the six H3 neighbours of the same network."""
+    hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
+    a, b = neighbour_pairs(hexes)
+    pairs = pd.DataFrame({"hex": a, "hex_b": b})
+    left = keys[["hex", "network"]].reset_index(names="ka").merge(pairs, on="hex")
+    right = keys[["hex", "network"]].reset_index(names="kb").rename(columns={"hex": "hex_b"})
+    both = left.merge(right, on=["hex_b", "network"])
+    n = len(keys)
+    return sparse.csr_matrix(
+        (np.full(len(both), 1.0 / 6.0), (both["ka"].to_numpy(), both["kb"].to_numpy())),
+        shape=(n, n),
+    )
+
+
+def _cell_evidence(
+    baseline: Baseline,
+    keys: pd.DataFrame,
+    grid_ev: dict[str, np.ndarray],
+    prep: PreparedMeasurements,
+    keep: np.ndarray,
+    w_row: np.ndarray,
+    windows: pd.DatetimeIndex,
+    params: DetectionParams,
+) -> dict[str, np.ndarray]:
+    """p_offline and status per cell × window.
+
+    Direct evidence first: a sighting (ok report naming the cell) says online. Then
+    the cell's own silence, judged against its baseline sighting rate and the
+    activity in its service area (neighbours taking over its area still report),
+    and the state of its network in its service area.
+    """
+    cells = baseline.cells
+    n_cell, n_win = len(cells), grid_ev["p"].shape[1]
+    sel = keep & prep.ok & (prep.cell >= 0)
+    flat = prep.cell[sel] * n_win + w_row[sel]
+    seen = np.bincount(flat, minlength=n_cell * n_win).reshape(n_cell, n_win).astype("float64")
+    last = pd.Series(prep.ts[sel]).groupby(flat).max()
+    share_after = np.zeros(n_cell * n_win)
+    win_ns = params.window_td.value
+    win_end = (windows + params.window_td).to_numpy(dtype="datetime64[ns]").view("int64")
+    if len(last):
+        end_ns = win_end[last.index.to_numpy() % n_win]
+        share_after[last.index.to_numpy()] = np.clip((end_ns - last.to_numpy()) / win_ns, 0, 1)
+    share_after = share_after.reshape(n_cell, n_win)
+
+    areas = baseline.cell_areas
+    net_of_cell = baseline.network_index(cells["network"])
+    key_idx = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
+        pd.MultiIndex.from_arrays([areas["h3"].to_numpy(), net_of_cell[areas["cell"].to_numpy()]])
+    )
+    on_key = key_idx >= 0
+    weight = sparse.csr_matrix(
+        (areas["weight"].to_numpy()[on_key], (areas["cell"].to_numpy()[on_key], key_idx[on_key])),
+        shape=(n_cell, len(keys)),
+    )
+    covered = np.asarray(weight.sum(axis=1)).ravel()
+    grid_llr = grid_ev["llr"]
+    area_llr = weight @ grid_llr
+    state = grid_ev["state"]
+    known_share = weight @ (state != NO_DATA).astype("float64")
+
+    profile = grid_ev["expected"].sum(axis=0)
+    base_profile = keys["rate"].to_numpy().sum()
+    per_window = profile / base_profile if base_profile > 0 else np.zeros(n_win)
+    # per_window = hour-of-day multiplier × volume factor × window hours, shared by all cells.
+    expected = baseline.cell_rate[:, None] * per_window[None, :]
+    ev = trailing_evidence(
+        seen,
+        np.zeros_like(seen),
+        expected,
+        fail_after_ok=np.zeros_like(seen),
+        share_after_ok=share_after,
+        span=params.span_windows,
+    )
+    act_obs = weight @ grid_ev["act_obs"]
+    act_exp = weight @ grid_ev["act_exp"]
+    own = silence_llr(ev.expected, act_obs, act_exp, dispersion=params.dispersion)
+    llr = np.where(ev.recent_ok, np.log(params.ok_when_down), 0.0) + np.maximum(own, area_llr)
+    p = expit(logit(params.prior_down) + llr)
+    has_evidence = ev.recent_ok | (ev.expected >= params.min_expected) | (known_share >= 0.5)
+    status = np.full(p.shape, "unknown", dtype=object)
+    status[(p <= params.cell_online_p) & has_evidence] = "online"
+    status[(p >= params.cell_offline_p) & (covered[:, None] > 0)] = "offline"
+    status[ev.recent_ok & (p <= params.cell_online_p)] = "online"
+    return {"p": p, "status": status}
+
+
+def _grid_frame(
+    keys: pd.DataFrame,
+    ev: dict[str, np.ndarray],
+    windows: pd.DatetimeIndex,
+    cols: np.ndarray,
+    baseline: Baseline,
+    win: pd.Timedelta,
+) -> pd.DataFrame:
+    """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all"."""
+    len(keys)
+    starts = windows[cols]
+    expected = ev["expected"][:, cols]
+    ok = ev["ok"][:, cols]
+    fail = ev["fail"][:, cols]
+    state = ev["state"][:, cols]
+    p = ev["p"][:, cols]
+    keep = (expected >= 0.05) | (ok + fail > 0) | (state == DOWN)
+    r, c = np.nonzero(keep)
+    h3s = to_strings(keys["h3"].to_numpy())
+    nets = np.asarray(baseline.networks, dtype=object)
+    per_net = pd.DataFrame(
+        {
+            "h3": h3s[r],
+            "network": nets[keys["network"].to_numpy()[r]],
+            "window_start": starts[c],
+            "window_end": starts[c] + win,
+            "expected_count": expected[r, c],
+            "observed_count": (ok[r, c] + fail[r, c]).astype("int64"),
+            "ok_count": ok[r, c].astype("int64"),
+            "fail_count": fail[r, c].astype("int64"),
+            "state": STATE_CODES[state[r, c]],
+            "p_down": p[r, c],
+            "llr": ev["llr"][:, cols][r, c],
+        }
+    )
+    all_state, all_p = all_network_state(keys, state, p)
+    hex_first = keys.drop_duplicates("hex").sort_values("hex")
+    exp_hex = ev["exp_hex"][:, cols]
+    obs_hex = ev["obs_hex"][:, cols]
+    hr, hc = np.nonzero((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA))
+    hex_ok = np.zeros_like(exp_hex)
+    np.add.at(hex_ok, keys["hex"].to_numpy(), ok)
+    hex_fail = obs_hex - hex_ok
+    all_rows = pd.DataFrame(
+        {
+            "h3": h3s[hex_first.index.to_numpy()][hr],
+            "network": ALL_NETWORKS,
+            "window_start": starts[hc],
+            "window_end": starts[hc] + win,
+            "expected_count": exp_hex[hr, hc],
+            "observed_count": obs_hex[hr, hc].astype("int64"),
+            "ok_count": hex_ok[hr, hc].astype("int64"),
+            "fail_count": hex_fail[hr, hc].astype("int64"),
+            "state": STATE_CODES[all_state[hr, hc]],
+            "p_down": all_p[hr, hc],
+            "llr": np.nan,
+        }
+    )
+    out = pd.concat([per_net, all_rows], ignore_index=True)
+    for col, dtype in GRID_STATUS_COLUMNS.items():
+        out[col] = out[col].astype(dtype)
+    return out.sort_values(["window_start", "network", "h3"], ignore_index=True)
+
+
+def _cell_intervals(
+    cells: pd.DataFrame, cell_windows: pd.DataFrame, win: pd.Timedelta
+) -> pd.DataFrame:
+    """Merge consecutive windows with the same status into intervals per cell."""
+    if cell_windows.empty:
+        return empty_frame(CELL_STATUS_COLUMNS)
+    cw = cell_windows.sort_values(["cell", "window_start"], kind="stable")
+    new_run = (
+        cw["cell"].ne(cw["cell"].shift())
+        | cw["status"].ne(cw["status"].shift())
+        | cw["window_start"].ne(cw["window_start"].shift() + win)
+    )
+    run = new_run.cumsum()
+    agg = cw.groupby(run).agg(
+        cell=("cell", "first"),
+        status=("status", "first"),
+        start=("window_start", "first"),
+        last=("window_start", "last"),
+        p_offline=("p_offline", "mean"),
+    )
+    meta = cells.iloc[agg["cell"].to_numpy()].reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "radio": meta["radio"].astype("string") if "radio" in meta else pd.NA,
+            "mcc": meta["mcc"].astype("int64"),
+            "net": meta["net"].astype("int64"),
+            "area": meta["area"].astype("int64"),
+            "cell": meta["cell"].astype("int64"),
+            "site_id": meta["site_id"].astype("string"),
+            "status": agg["status"].astype("string").to_numpy(),
+            "start": pd.to_datetime(agg["start"].to_numpy(), utc=True),
+            "end": pd.to_datetime((agg["last"] + win).to_numpy(), utc=True),
+            "p_offline": agg["p_offline"].round(4).to_numpy(),
+        }
+    )
+    for col, dtype in CELL_STATUS_COLUMNS.items():
+        out[col] = out[col].astype(dtype)
+    return out

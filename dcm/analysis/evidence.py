@@ -1,0 +1,117 @@
+"""Evidence arithmetic on dense (place × window) arrays.
+
+Rows are (grid cell, network) keys or cells, columns are consecutive windows. All
+functions are vectorised over both axes; see docs/method.md for the formulas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def cumulative(values: np.ndarray) -> np.ndarray:
+    """Cumulative sums along windows with a leading zero column: C[:, j] = sum(values[:, :j])."""
+    out = np.zeros((values.shape[0], values.shape[1] + 1), dtype="float64")
+    np.cumsum(values, axis=1, out=out[:, 1:])
+    return out
+
+
+def span_sum(cum: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Sum of windows [start, stop) per row and column, from :func:`cumulative` sums.
+
+    ``start`` and ``stop`` are (rows × windows) integer arrays.
+    """
+    return np.take_along_axis(cum, stop, axis=1) - np.take_along_axis(cum, start, axis=1)
+
+
+@dataclass(frozen=True)
+class SpanEvidence:
+    """Evidence of each row over its trailing span, reset at the last ok report."""
+
+    recent_ok: np.ndarray  #: bool: an ok report within the span
+    fails: np.ndarray  #: failure reports since the last ok report (within the span)
+    expected: np.ndarray  #: expected reports since the last ok report (within the span)
+
+
+def trailing_evidence(
+    ok: np.ndarray,
+    fail: np.ndarray,
+    expected: np.ndarray,
+    *,
+    fail_after_ok: np.ndarray,
+    share_after_ok: np.ndarray,
+    span: int,
+) -> SpanEvidence:
+    """Accumulate failures and expected reports over the trailing ``span`` windows.
+
+    An ok report restarts the count: only what happened after the last ok report
+    (within its window: ``fail_after_ok`` reports and ``share_after_ok`` of the
+    window's expected count) and in later windows is evidence of an outage now.
+    """
+    rows, n = ok.shape
+    cols = np.broadcast_to(np.arange(n), (rows, n))
+    last_ok = np.maximum.accumulate(np.where(ok > 0, cols, -1), axis=1)
+    lo = cols - span + 1
+    recent = last_ok >= np.maximum(lo, 0)
+    start = np.where(recent, last_ok + 1, np.maximum(lo, 0))
+    stop = cols + 1
+    li = np.maximum(last_ok, 0)
+    fails = span_sum(cumulative(fail), start, stop) + np.where(
+        recent, np.take_along_axis(fail_after_ok, li, axis=1), 0.0
+    )
+    exp = span_sum(cumulative(expected), start, stop) + np.where(
+        recent,
+        np.take_along_axis(expected, li, axis=1) * np.take_along_axis(share_after_ok, li, axis=1),
+        0.0,
+    )
+    return SpanEvidence(recent_ok=recent, fails=fails, expected=np.maximum(exp, 0.0))
+
+
+def window_sums(values: np.ndarray, span: int) -> np.ndarray:
+    """Sum over the trailing ``span`` windows (no reset)."""
+    rows, n = values.shape
+    cols = np.broadcast_to(np.arange(n), (rows, n))
+    return span_sum(cumulative(values), np.maximum(cols - span + 1, 0), cols + 1)
+
+
+def silence_llr(
+    expected: np.ndarray, activity_obs: np.ndarray, activity_exp: np.ndarray, *, dispersion: float
+) -> np.ndarray:
+    """Log-likelihood ratio (down vs up) of seeing no ok report where ``expected`` were due.
+
+    Local activity a ~ Gamma(k, k) is updated by all reports from the place
+    (``activity_obs`` seen where ``activity_exp`` were due), so the chance of
+    silence while up is the negative-binomial zero probability
+    ((k + E_a) / (k + E_a + expected)) ** (k + O_a). Its negative log is the LLR.
+    """
+    k = dispersion
+    return (k + activity_obs) * np.log1p(expected / (k + activity_exp))
+
+
+def volume_factor(
+    observed: np.ndarray,
+    expected: np.ndarray,
+    ok: np.ndarray,
+    *,
+    span: int,
+    min_expected: float,
+) -> np.ndarray:
+    """Event-period measurement volume relative to the baseline, per window.
+
+    Estimated only from places that are evidently still up (an ok report within the
+    trailing span) and that expect enough reports for the ratio to mean something,
+    so outages and evacuated places do not drag it down. Falls back to the ratio
+    over the whole period, then 1, when too few places qualify.
+    """
+    obs_s = window_sums(observed, span)
+    exp_s = window_sums(expected, span)
+    up = (window_sums(ok, span) > 0) & (exp_s >= min_expected)
+    num = np.where(up, obs_s, 0.0).sum(axis=0)
+    den = np.where(up, exp_s, 0.0).sum(axis=0)
+    tot_up = (ok.sum(axis=1) > 0) & (expected.sum(axis=1) >= min_expected)
+    glob_den = expected[tot_up].sum()
+    fallback = observed[tot_up].sum() / glob_den if glob_den >= 4 * min_expected else 1.0
+    factor = np.where(den >= 4 * min_expected, num / np.maximum(den, 1e-12), fallback)
+    return np.clip(factor, 0.1, 10.0)

@@ -1,0 +1,261 @@
+"""Outage polygons: connected down grid cells per network and window, tracked over time."""
+
+from __future__ import annotations
+
+import hashlib
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from dcm.analysis.grid import cell_areas_km2, cells_to_polygon, neighbour_pairs, points_to_cells
+from dcm.analysis.params import DetectionParams
+from dcm.analysis.states import DOWN, all_network_state
+from dcm.schema import ALL_NETWORKS, CRS, OUTAGE_COLUMNS
+
+#: Layer codes besides network indexes (>= 0).
+ALL_OUTAGE, ALL_DEGRADED = -1, -2
+
+EXTRA_COLUMNS = {"restored": "datetime64[ns, UTC]", "hexes": "int64"}
+
+
+def empty_outages() -> gpd.GeoDataFrame:
+    """An empty outage frame with the contract's columns."""
+    cols = {**OUTAGE_COLUMNS, **EXTRA_COLUMNS}
+    frame = pd.DataFrame({c: pd.Series(dtype=d) for c, d in cols.items()})
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=CRS), crs=CRS)
+
+
+def build_outages(
+    *,
+    keys: pd.DataFrame,
+    state: np.ndarray,
+    p_down: np.ndarray,
+    windows: pd.DatetimeIndex,
+    window: pd.Timedelta,
+    networks: tuple[str, ...],
+    params: DetectionParams,
+    population: pd.DataFrame | None,
+    cells: pd.DataFrame,
+    cell_offline: np.ndarray,
+    previous: gpd.GeoDataFrame | None = None,
+) -> gpd.GeoDataFrame:
+    """Outage features from key × window states (columns of ``state`` are ``windows``).
+
+    Per network: connected grid cells in state down. For ``"all"``: connected grid
+    cells where every serving network is down (severity ``outage``) and, separately,
+    where some but not all are (``degraded``). Components smaller than
+    ``params.min_outage_cells`` are dropped (an isolated cell is weak evidence).
+    """
+    nodes = _down_nodes(keys, state, p_down)
+    if nodes.empty:
+        return empty_outages()
+    hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
+    a, b = neighbour_pairs(hexes)
+    nodes = nodes.reset_index(drop=True)
+    nodes["node"] = np.arange(len(nodes))
+    edges = (
+        nodes[["layer", "col", "hex", "node"]]
+        .merge(pd.DataFrame({"hex": a, "hex_b": b}), on="hex")
+        .merge(
+            nodes[["layer", "col", "hex", "node"]].rename(
+                columns={"hex": "hex_b", "node": "node_b"}
+            ),
+            on=["layer", "col", "hex_b"],
+        )
+    )
+    graph = sparse.coo_matrix(
+        (np.ones(len(edges)), (edges["node"].to_numpy(), edges["node_b"].to_numpy())),
+        shape=(len(nodes), len(nodes)),
+    )
+    _, label = connected_components(graph, directed=False)
+    nodes["component"] = label
+    size = nodes.groupby("component")["hex"].transform("size")
+    nodes = nodes[size >= params.min_outage_cells]
+    if nodes.empty:
+        return empty_outages()
+
+    area = cell_areas_km2(hexes)
+    nodes["area_km2"] = area[nodes["hex"].to_numpy()]
+    pop = _population_per_hex(population, hexes, params.resolution)
+    nodes["population"] = pop[nodes["hex"].to_numpy()] if pop is not None else np.nan
+    comp = nodes.groupby("component").agg(
+        layer=("layer", "first"),
+        col=("col", "first"),
+        confidence=("p", "mean"),
+        area_km2=("area_km2", "sum"),
+        population=("population", "sum"),
+        hexes=("hex", "size"),
+    )
+    if pop is None:
+        comp["population"] = np.nan
+    comp["cells_offline"] = _cells_offline(
+        nodes, cells, cell_offline, hexes, params.resolution, networks
+    ).reindex(comp.index, fill_value=0)
+    hex_lists = nodes.groupby("component")["hex"].agg(list)
+    geoms = [cells_to_polygon(hexes[np.asarray(hex_lists[c])]) for c in comp.index]
+    names = np.asarray(networks, dtype=object)
+    layer = comp["layer"].to_numpy()
+    start = windows[comp["col"].to_numpy()]
+    frame = gpd.GeoDataFrame(
+        {
+            "outage_id": pd.array([None] * len(comp), dtype="string"),
+            "window_start": start,
+            "window_end": start + window,
+            "network": np.where(layer >= 0, names[np.maximum(layer, 0)], ALL_NETWORKS),
+            "severity": np.where(layer == ALL_DEGRADED, "degraded", "outage"),
+            "confidence": comp["confidence"].round(4).to_numpy(),
+            "area_km2": comp["area_km2"].round(3).to_numpy(),
+            "population": comp["population"].round(1).to_numpy(),
+            "cells_offline": comp["cells_offline"].astype("int64").to_numpy(),
+            "onset": start,
+            "hexes": comp["hexes"].astype("int64").to_numpy(),
+        },
+        geometry=geoms,
+        crs=CRS,
+    )
+    frame = frame.sort_values(["window_start", "network", "severity"], ignore_index=True)
+    return _track_all(frame, previous, window)
+
+
+def _down_nodes(keys: pd.DataFrame, state: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """One row per (layer, window column, hex) in an outage, with its p_down."""
+    r, c = np.nonzero(state == DOWN)
+    per_net = pd.DataFrame(
+        {
+            "layer": keys["network"].to_numpy()[r],
+            "col": c,
+            "hex": keys["hex"].to_numpy()[r],
+            "p": p[r, c],
+        }
+    )
+    all_state, all_p = all_network_state(keys, state, p)
+    hr, hc = np.nonzero(all_state == DOWN)
+    all_rows = pd.DataFrame({"layer": ALL_OUTAGE, "col": hc, "hex": hr, "p": all_p[hr, hc]})
+    # Degraded: some serving network is down here, but not all of them.
+    deg = per_net.groupby(["hex", "col"], as_index=False)["p"].max()
+    deg = deg.merge(all_rows[["hex", "col"]], on=["hex", "col"], how="left", indicator=True)
+    deg = deg[deg["_merge"] == "left_only"].drop(columns="_merge")
+    deg["layer"] = ALL_DEGRADED
+    return pd.concat([per_net, all_rows, deg[["layer", "col", "hex", "p"]]], ignore_index=True)
+
+
+def _population_per_hex(
+    population: pd.DataFrame | None, hexes: np.ndarray, resolution: int
+) -> np.ndarray | None:
+    """People per hex of ``hexes`` from population points (pixel centres)."""
+    if population is None:
+        return None
+    h = points_to_cells(
+        population["lat"].to_numpy("float64"), population["lon"].to_numpy("float64"), resolution
+    )
+    pos = pd.Index(hexes).get_indexer(h)
+    ok = pos >= 0
+    return np.bincount(
+        pos[ok], weights=population["population"].to_numpy("float64")[ok], minlength=hexes.size
+    )
+
+
+def _cells_offline(
+    nodes: pd.DataFrame,
+    cells: pd.DataFrame,
+    offline: np.ndarray,
+    hexes: np.ndarray,
+    resolution: int,
+    networks: tuple[str, ...],
+) -> pd.Series:
+    """Offline cells per component: cells located in its grid cells, of its network
+    (any network for the all-network layers)."""
+    r, c = np.nonzero(offline)
+    if r.size == 0:
+        return pd.Series(dtype="int64")
+    cell_hex = pd.Index(hexes).get_indexer(
+        points_to_cells(
+            cells["lat"].to_numpy("float64"), cells["lon"].to_numpy("float64"), resolution
+        )
+    )
+    cell_net = pd.Index(networks).get_indexer(cells["network"].astype(str))
+    off = pd.DataFrame({"hex": cell_hex[r], "col": c, "cell_net": cell_net[r]})
+    off = off[off["hex"] >= 0]
+    joined = nodes[["component", "layer", "col", "hex"]].merge(off, on=["hex", "col"])
+    joined = joined[(joined["layer"] < 0) | (joined["layer"] == joined["cell_net"])]
+    return joined.groupby("component").size()
+
+
+def _track_all(
+    frame: gpd.GeoDataFrame, previous: gpd.GeoDataFrame | None, window: pd.Timedelta
+) -> gpd.GeoDataFrame:
+    """Give ids window by window, then the restoration time of each outage."""
+    done: list[gpd.GeoDataFrame] = []
+    prev = previous
+    for start, group in frame.groupby("window_start", sort=True):
+        if prev is not None and len(prev) and (prev["window_end"] < start).all():
+            prev = None  # a gap of a whole window: nothing carries over
+        group = track_outages(prev, group)
+        done.append(group)
+        prev = group
+    out = pd.concat(done, ignore_index=True)
+    last_end = out.groupby("outage_id")["window_end"].transform("max")
+    restored = last_end.where(last_end < out["window_end"].max())
+    out["restored"] = pd.to_datetime(restored, utc=True)
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=CRS)
+
+
+def track_outages(previous: gpd.GeoDataFrame | None, new: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Carry ids and onset times from the previous window's outages to the new ones.
+
+    Matching is per network by overlapping area, largest overlap first, one to one:
+    when an outage splits, its largest part keeps the id; when two merge, the
+    larger overlap wins. Unmatched outages get a new id and onset = window_start.
+    """
+    new = new.copy()
+    new["outage_id"] = pd.array([None] * len(new), dtype="string")
+    new["onset"] = new["window_start"]
+    if previous is not None and len(previous) and len(new):
+        prev = previous.reset_index(drop=True)
+        tree = shapely.STRtree(prev.geometry.to_numpy())
+        new_idx, prev_idx = tree.query(new.geometry.to_numpy(), predicate="intersects")
+        same = new["network"].to_numpy()[new_idx] == prev["network"].to_numpy()[prev_idx]
+        new_idx, prev_idx = new_idx[same], prev_idx[same]
+        overlap = shapely.area(
+            shapely.intersection(
+                new.geometry.to_numpy()[new_idx], prev.geometry.to_numpy()[prev_idx]
+            )
+        )
+        order = np.argsort(-overlap, kind="stable")
+        used_new: set[int] = set()
+        used_prev: set[int] = set()
+        ids = new["outage_id"].to_numpy(dtype=object)
+        onset = new["onset"].to_numpy()
+        for i in order:
+            n, p = int(new_idx[i]), int(prev_idx[i])
+            if overlap[i] <= 0 or n in used_new or p in used_prev:
+                continue
+            used_new.add(n)
+            used_prev.add(p)
+            ids[n] = prev["outage_id"].iloc[p]
+            onset[n] = prev["onset"].to_numpy()[p]
+        new["outage_id"] = pd.array(ids, dtype="string")
+        new["onset"] = pd.to_datetime(onset, utc=True)
+    missing = new["outage_id"].isna().to_numpy()
+    if missing.any():
+        new.loc[missing, "outage_id"] = [
+            outage_id(net, on, geom)
+            for net, on, geom in zip(
+                new.loc[missing, "network"],
+                new.loc[missing, "onset"],
+                new.geometry[missing],
+                strict=True,
+            )
+        ]
+    return new
+
+
+def outage_id(network: str, onset: pd.Timestamp, geometry: shapely.Geometry) -> str:
+    """A readable, reproducible id: network, onset and a short hash of the place."""
+    point = shapely.get_coordinates(geometry.representative_point())[0]
+    digest = hashlib.sha1(f"{network}|{onset}|{point[0]:.4f}|{point[1]:.4f}".encode()).hexdigest()
+    return f"{network}-{pd.Timestamp(onset):%Y%m%dT%H%MZ}-{digest[:6]}"

@@ -1,0 +1,100 @@
+"""Detection parameters (one frozen dataclass, every default explained in docs/method.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from dcm.analysis.grid import DEFAULT_RESOLUTION, check_resolution
+from dcm.errors import ParameterError
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionParams:
+    """All knobs of the method. Times are pandas offset strings ("1h", "12h")."""
+
+    #: H3 resolution of the grid.
+    resolution: int = DEFAULT_RESOLUTION
+    #: Length of one time window.
+    window: str = "1h"
+    #: Trailing span over which evidence accumulates (reset by an ok report).
+    span: str = "12h"
+    #: Prior probability that a (grid cell, network) is down in a window.
+    prior_down: float = 0.02
+    #: Posterior probability at or above which a grid cell is ``down``.
+    p_down: float = 0.9
+    #: Posterior probability at or below which a grid cell with evidence is ``up``.
+    p_up: float = 0.2
+    #: Below this expected count (and without any report) a grid cell is ``no_data``.
+    min_expected: float = 1.0
+    #: Shape k of the gamma prior on local activity (smaller = activity varies more).
+    dispersion: float = 2.0
+    #: Probability that an ok report is seen from a place whose network is down
+    #: (mixed hexes at an outage edge, clock errors).
+    ok_when_down: float = 0.02
+    #: Share of a network's reports that are no_service/failed while it is down.
+    fail_share_down: float = 0.5
+    #: Floor and prior weight (pseudo-reports) of the baseline failure share.
+    fail_share_floor: float = 0.01
+    fail_share_weight: float = 10.0
+    #: At most this many failure reports count per span (one stuck phone is not ten).
+    max_fail_reports: int = 8
+    #: Weight of the mean neighbour log-likelihood ratio (spatial support).
+    neighbour_weight: float = 0.5
+    #: Neighbour log-likelihood ratios are clipped to +/- this before averaging.
+    neighbour_clip: float = 6.0
+    #: Span over which the event-period measurement volume is estimated.
+    volume_span: str = "24h"
+    #: Only places expecting at least this many reports in the volume span count.
+    volume_min_expected: float = 5.0
+    #: Cell status thresholds on p_offline.
+    cell_offline_p: float = 0.8
+    cell_online_p: float = 0.2
+    #: Clip of OpenCelliD ranges (m) for cells never heard in the baseline.
+    cell_range_min_m: float = 500.0
+    cell_range_max_m: float = 2500.0
+    #: Outage components smaller than this many grid cells are dropped.
+    min_outage_cells: int = 2
+
+    def __post_init__(self) -> None:
+        check_resolution(self.resolution)
+        for name in ("prior_down", "p_down", "p_up", "ok_when_down", "fail_share_down"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ParameterError(f"{name} must be between 0 and 1, got {value}")
+        if self.p_up >= self.p_down:
+            raise ParameterError("p_up must be below p_down")
+        if self.span_windows < 1:
+            raise ParameterError("span must be at least one window")
+
+    @property
+    def window_td(self) -> pd.Timedelta:
+        return parse_duration(self.window, name="window")
+
+    @property
+    def span_windows(self) -> int:
+        return max(1, int(parse_duration(self.span, name="span") // self.window_td))
+
+    @property
+    def volume_windows(self) -> int:
+        return max(1, int(parse_duration(self.volume_span, name="volume_span") // self.window_td))
+
+    def with_(self, **changes: Any) -> DetectionParams:
+        """A copy with some parameters changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_duration(value: str | pd.Timedelta, *, name: str = "duration") -> pd.Timedelta:
+    """A positive duration from "1h", "30min", "2h" or a Timedelta."""
+    try:
+        td = pd.Timedelta(value)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(f"{name}: cannot read {value!r} as a duration") from exc
+    if td <= pd.Timedelta(0):
+        raise ParameterError(f"{name} must be positive, got {value!r}")
+    return td

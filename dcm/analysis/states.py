@@ -1,0 +1,50 @@
+"""Grid states and how the per-network states combine into "all networks"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: State codes used in the dense arrays; STATE_CODES[code] is the schema name.
+STATE_CODES = np.array(["up", "down", "uncertain", "no_data"], dtype=object)
+UP, DOWN, UNCERTAIN, NO_DATA = 0, 1, 2, 3
+
+
+def all_network_state(
+    keys: pd.DataFrame, state: np.ndarray, p: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """State and p_down of "all networks" per hex × window.
+
+    Down where every network that served the place is down; up where any network
+    is up; no_data where none of them has data; uncertain otherwise. p_down is the
+    smallest p_down of the networks (the weakest link of "nobody serves").
+    """
+    hex_of_key = keys["hex"].to_numpy()
+    n_hex = int(hex_of_key.max()) + 1 if len(keys) else 0
+    served = keys["served"].to_numpy()[:, None]
+    shape = (n_hex, state.shape[1])
+    n_served = np.zeros(shape)
+    np.add.at(n_served, hex_of_key, np.broadcast_to(served, state.shape).astype("float64"))
+    n_down = np.zeros(shape)
+    np.add.at(n_down, hex_of_key, ((state == DOWN) & served).astype("float64"))
+    n_up = np.zeros(shape)
+    np.add.at(n_up, hex_of_key, (state == UP).astype("float64"))
+    n_known = np.zeros(shape)
+    np.add.at(n_known, hex_of_key, (state != NO_DATA).astype("float64"))
+    p_min = np.ones(shape)
+    np.minimum.at(p_min, hex_of_key, np.where(served, p, 1.0))
+    p_min = np.where(n_served > 0, p_min, 0.0)
+    out = np.full(shape, UNCERTAIN, dtype="int8")
+    out[n_known == 0] = NO_DATA
+    out[n_up > 0] = UP
+    out[(n_served > 0) & (n_down == n_served) & (n_up == 0)] = DOWN
+    return out, p_min
+
+
+def degraded_mask(keys: pd.DataFrame, state: np.ndarray) -> np.ndarray:
+    """Hex × window: at least one served network down (but not necessarily all)."""
+    hex_of_key = keys["hex"].to_numpy()
+    n_hex = int(hex_of_key.max()) + 1 if len(keys) else 0
+    n_down = np.zeros((n_hex, state.shape[1]))
+    np.add.at(n_down, hex_of_key, (state == DOWN).astype("float64"))
+    return n_down > 0
