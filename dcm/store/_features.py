@@ -1,0 +1,442 @@
+"""SQL for the API's collections: one query builder per kind, GeoJSON Feature dicts out.
+
+Every query carries the access rules: dataset visibility for raw layers (measurements,
+areas, hazard), the k-anonymity threshold on grid and coverage hexes, and the device
+column only for admins. Bbox filters use the R*Tree (SQLite measurements), bbox columns
+(SQLite polygons) or the PostGIS GiST indexes (``geom && ST_MakeEnvelope``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from dcm.errors import NotFound, ParameterError
+from dcm.store._db import FID_FORMAT, to_ts, ts_text
+from dcm.store.models import COLLECTION_KINDS
+
+if TYPE_CHECKING:
+    from dcm.store.access import Principal
+    from dcm.store.core import BBox, Interval, Store
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Query:
+    """A SELECT split in parts so the same query can page, count and measure its extent."""
+
+    source: str
+    columns: list[str]
+    to_feature: Callable[[Row], dict[str, Any]]
+    order: str
+    extent_bbox: str
+    extent_time: str | None
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    empty: bool = False
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.where.append(clause)
+        self.params.extend(params)
+
+    @property
+    def where_sql(self) -> str:
+        return " AND ".join(self.where) if self.where else "1 = 1"
+
+
+def _iso(value: Any) -> str | None:
+    ts = to_ts(value)
+    return None if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _num(value: Any) -> Any:
+    return None if value is None else (float(value) if isinstance(value, float) else value)
+
+
+def _parse_fid_time(text: str) -> str:
+    try:
+        return ts_text(pd.Timestamp(pd.to_datetime(text, format=FID_FORMAT, utc=True)))  # type: ignore[return-value]
+    except ValueError as exc:
+        raise NotFound(f"no feature with time {text!r}") from exc
+
+
+def _bbox_polygons(store: Store, q: Query, alias: str, bbox: BBox) -> None:
+    minx, miny, maxx, maxy = bbox
+    if store.db.is_pg:
+        q.add(f"{alias}.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
+    else:
+        q.add(
+            f"{alias}.maxx >= ? AND {alias}.minx <= ? AND {alias}.maxy >= ? AND {alias}.miny <= ?",
+            minx, maxx, miny, maxy,
+        )  # fmt: skip
+
+
+def _bbox_points(store: Store, q: Query, alias: str, bbox: BBox) -> None:
+    minx, miny, maxx, maxy = bbox
+    if store.db.is_pg:
+        q.add(f"{alias}.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
+    else:
+        q.add(
+            f"{alias}.lon BETWEEN ? AND ? AND {alias}.lat BETWEEN ? AND ?", minx, maxx, miny, maxy
+        )
+
+
+def _interval(q: Query, start_col: str, end_col: str, interval: Interval | None) -> None:
+    """Keep rows whose [start, end) overlaps the interval (open ends allowed)."""
+    if interval is None:
+        return
+    lo, hi = interval
+    if lo is not None:
+        q.add(f"{end_col} > ?", ts_text(lo))
+    if hi is not None:
+        q.add(f"{start_col} <= ?", ts_text(hi))
+
+
+def _window_filter(store: Store, q: Query, table: str, col: str, eid: int, value: Any) -> None:
+    if value is None:
+        return
+    if value == "latest":
+        q.add(f"{col} = (SELECT max(window_start) FROM {table} WHERE event_id = ?)", eid)
+    else:
+        q.add(f"{col} = ?", ts_text(value))
+
+
+def _readable(store: Store, q: Query, alias: str, event: str | int, principal: Principal) -> None:
+    ids = store.readable_dataset_ids(event, principal)
+    if ids is None:
+        return
+    if not ids:
+        q.empty = True
+        return
+    q.add(f"{alias}.dataset_id IN ({', '.join('?' * len(ids))})", *ids)
+
+
+def _outage_feature(r: Row) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": r["fid"],
+        "geometry": json.loads(r["geojson"]),
+        "properties": {
+            "outage_id": r["outage_id"],
+            "window_start": _iso(r["window_start"]),
+            "window_end": _iso(r["window_end"]),
+            "network": r["network"],
+            "severity": r["severity"],
+            "confidence": _num(r["confidence"]),
+            "area_km2": _num(r["area_km2"]),
+            "population": _num(r["population"]),
+            "cells_offline": r["cells_offline"],
+            "onset": _iso(r["onset"]),
+        },
+    }
+
+
+def _cell_feature(r: Row) -> dict[str, Any]:
+    geometry = (
+        None
+        if r["lon"] is None or r["lat"] is None
+        else {"type": "Point", "coordinates": [round(r["lon"], 7), round(r["lat"], 7)]}
+    )
+    return {
+        "type": "Feature",
+        "id": r["fid"],
+        "geometry": geometry,
+        "properties": {
+            "radio": r["radio"],
+            "mcc": r["mcc"],
+            "net": r["net"],
+            "area": r["area"],
+            "cell": r["cell"],
+            "network": r["network"],
+            "site_id": r["site_id"],
+            "status": r["status"],
+            "start": _iso(r["start_time"]),
+            "end": _iso(r["end_time"]),
+            "p_offline": _num(r["p_offline"]),
+        },
+    }
+
+
+def _grid_feature(r: Row) -> dict[str, Any]:
+    start = to_ts(r["window_start"])
+    fid = f"{r['h3']}_{r['network']}_{start.strftime(FID_FORMAT)}"  # type: ignore[union-attr]
+    return {
+        "type": "Feature",
+        "id": fid,
+        "geometry": json.loads(r["geojson"]),
+        "properties": {
+            "h3": r["h3"],
+            "network": r["network"],
+            "window_start": _iso(r["window_start"]),
+            "window_end": _iso(r["window_end"]),
+            "expected_count": _num(r["expected_count"]),
+            "observed_count": r["observed_count"],
+            "ok_count": r["ok_count"],
+            "fail_count": r["fail_count"],
+            "state": r["state"],
+            "p_down": _num(r["p_down"]),
+        },
+    }
+
+
+def _coverage_feature(r: Row) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": f"{r['h3']}_{r['network']}",
+        "geometry": json.loads(r["geojson"]),
+        "properties": {
+            "h3": r["h3"],
+            "network": r["network"],
+            "measurements": r["measurements"],
+            "ok_count": r["ok_count"],
+            "fail_count": r["fail_count"],
+            "ok_share": (r["ok_count"] / r["measurements"]) if r["measurements"] else None,
+        },
+    }
+
+
+_MEASUREMENT_PROPS = (
+    "dataset_id", "period", "status", "mcc", "mnc", "network", "radio", "area", "cell",
+    "signal_dbm", "download_kbps", "upload_kbps", "latency_ms", "accuracy_m", "measurement_id",
+)  # fmt: skip
+
+
+def _measurement_feature(r: Row) -> dict[str, Any]:
+    props = {"timestamp": _iso(r["ts"])}
+    props.update({k: _num(r[k]) for k in _MEASUREMENT_PROPS})
+    if "device" in r:
+        props["device"] = r["device"]
+    return {
+        "type": "Feature",
+        "id": str(r["id"]),
+        "geometry": {"type": "Point", "coordinates": [round(r["lon"], 7), round(r["lat"], 7)]},
+        "properties": props,
+    }
+
+
+def _shape_feature(id_col: str, extra: str) -> Callable[[Row], dict[str, Any]]:
+    def feature(r: Row) -> dict[str, Any]:
+        props = json.loads(r["properties"]) if r["properties"] else {}
+        props[id_col] = r[id_col]
+        props[extra] = r[extra]
+        return {
+            "type": "Feature",
+            "id": r[id_col],
+            "geometry": json.loads(r["geojson"]),
+            "properties": props,
+        }
+
+    return feature
+
+
+def build(
+    store: Store,
+    kind: str,
+    event: str | int,
+    *,
+    bbox: BBox | None,
+    interval: Interval | None,
+    principal: Principal,
+    filters: dict[str, Any],
+) -> Query:
+    """The query of collection ``kind`` of ``event`` as seen by ``principal``."""
+    if kind not in COLLECTION_KINDS:
+        raise NotFound(f"no collection kind {kind!r} (use {', '.join(COLLECTION_KINDS)})")
+    if bbox is not None:
+        if len(bbox) != 4 or bbox[0] > bbox[2] or bbox[1] > bbox[3]:
+            raise ParameterError(f"bbox must be minlon,minlat,maxlon,maxlat, got {bbox}")
+        bbox = tuple(float(v) for v in bbox)  # type: ignore[assignment]
+    eid = store.event_id(event)
+    k = int(store.settings.k_anonymity)
+    fid = filters.get("fid")
+
+    if kind == "outages":
+        q = Query(
+            source="outages o",
+            columns=["o.fid", "o.outage_id", "o.window_start", "o.window_end", "o.network",
+                     "o.severity", "o.confidence", "o.area_km2", "o.population",
+                     "o.cells_offline", "o.onset", "o.geojson"],
+            to_feature=_outage_feature,
+            order="o.window_start, o.outage_id",
+            extent_bbox="min(o.minx), min(o.miny), max(o.maxx), max(o.maxy)",
+            extent_time="min(o.window_start), max(o.window_end)",
+        )  # fmt: skip
+        q.add("o.event_id = ?", eid)
+        if bbox:
+            _bbox_polygons(store, q, "o", bbox)
+        _interval(q, "o.window_start", "o.window_end", interval)
+        _window_filter(store, q, "outages", "o.window_start", eid, filters.get("window"))
+        if filters.get("network"):
+            q.add("o.network = ?", filters["network"])
+        if filters.get("severity"):
+            q.add("o.severity = ?", filters["severity"])
+        if fid is not None:
+            q.add("o.fid = ?", fid)
+    elif kind == "cells":
+        q = Query(
+            source="cell_status c",
+            columns=["c.fid", "c.radio", "c.mcc", "c.net", "c.area", "c.cell", "c.network",
+                     "c.site_id", "c.status", "c.start_time", "c.end_time", "c.p_offline",
+                     "c.lon", "c.lat"],
+            to_feature=_cell_feature,
+            order="c.start_time, c.id",
+            extent_bbox="min(c.lon), min(c.lat), max(c.lon), max(c.lat)",
+            extent_time="min(c.start_time), max(c.end_time)",
+        )  # fmt: skip
+        q.add("c.event_id = ?", eid)
+        if bbox:
+            _bbox_points(store, q, "c", bbox)
+        _interval(q, "c.start_time", "c.end_time", interval)
+        _window_filter(store, q, "grid", "c.start_time", eid, filters.get("window"))
+        for name in ("network", "status"):
+            if filters.get(name):
+                q.add(f"c.{name} = ?", filters[name])
+        if fid is not None:
+            q.add("c.fid = ?", fid)
+    elif kind == "grid":
+        q = Query(
+            source="grid g JOIN hexes h ON h.h3 = g.h3",
+            columns=["g.h3", "g.network", "g.window_start", "g.window_end", "g.expected_count",
+                     "g.observed_count", "g.ok_count", "g.fail_count", "g.state", "g.p_down",
+                     "h.geojson"],
+            to_feature=_grid_feature,
+            order="g.window_start, g.h3, g.network",
+            extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
+            extent_time="min(g.window_start), max(g.window_end)",
+        )  # fmt: skip
+        q.add("g.event_id = ?", eid)
+        if principal.applies_k_anonymity():
+            q.add("g.devices >= ?", k)
+        if bbox:
+            _bbox_polygons(store, q, "h", bbox)
+        _interval(q, "g.window_start", "g.window_end", interval)
+        _window_filter(store, q, "grid", "g.window_start", eid, filters.get("window"))
+        for name in ("network", "state"):
+            if filters.get(name):
+                q.add(f"g.{name} = ?", filters[name])
+        if fid is not None:
+            parts = str(fid).split("_")
+            if len(parts) != 3:
+                raise NotFound(f"no grid feature {fid!r}")
+            q.add("g.h3 = ? AND g.network = ? AND g.window_start = ?",
+                  parts[0], parts[1], _parse_fid_time(parts[2]))  # fmt: skip
+    elif kind == "coverage":
+        q = Query(
+            source="coverage v JOIN hexes h ON h.h3 = v.h3",
+            columns=["v.h3", "v.network", "v.measurements", "v.ok_count", "v.fail_count",
+                     "h.geojson"],
+            to_feature=_coverage_feature,
+            order="v.h3, v.network",
+            extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
+            extent_time=None,
+        )  # fmt: skip
+        q.add("v.event_id = ?", eid)
+        if principal.applies_k_anonymity():
+            q.add("v.devices >= ?", k)
+        if bbox:
+            _bbox_polygons(store, q, "h", bbox)
+        if filters.get("network"):
+            q.add("v.network = ?", filters["network"])
+        if fid is not None:
+            h3_id, _, network = str(fid).partition("_")
+            q.add("v.h3 = ? AND v.network = ?", h3_id, network)
+    elif kind == "measurements":
+        cols = ["m.id", "m.ts", "m.lon", "m.lat", *(f"m.{c}" for c in _MEASUREMENT_PROPS)]
+        if principal.sees_devices():
+            cols.append("m.device")
+        source = "measurements m"
+        q = Query(
+            source=source,
+            columns=cols,
+            to_feature=_measurement_feature,
+            order="m.id",
+            extent_bbox="min(m.lon), min(m.lat), max(m.lon), max(m.lat)",
+            extent_time="min(m.ts), max(m.ts)",
+        )
+        if bbox:
+            minx, miny, maxx, maxy = bbox
+            if store.db.is_pg:
+                q.add("m.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
+            else:
+                # The R*Tree finds candidates; its 32-bit bounds are rounded outwards, so
+                # the exact lon/lat test follows.
+                q.source = "measurements_rtree r JOIN measurements m ON m.id = r.id"
+                q.add("r.min_lon <= ? AND r.max_lon >= ? AND r.min_lat <= ? AND r.max_lat >= ?",
+                      maxx, minx, maxy, miny)  # fmt: skip
+                q.add("m.lon BETWEEN ? AND ? AND m.lat BETWEEN ? AND ?", minx, maxx, miny, maxy)
+        q.add("m.event_id = ?", eid)
+        _readable(store, q, "m", event, principal)
+        if interval is not None:
+            lo, hi = interval
+            if lo is not None:
+                q.add("m.ts >= ?", ts_text(lo))
+            if hi is not None:
+                q.add("m.ts <= ?", ts_text(hi))
+        for name in ("network", "status", "period"):
+            if filters.get(name):
+                q.add(f"m.{name} = ?", filters[name])
+        if fid is not None:
+            if not str(fid).isdigit():
+                raise NotFound(f"no measurement {fid!r}")
+            q.add("m.id = ?", int(fid))
+    else:  # areas, hazard
+        table, id_col, extra = (
+            ("areas", "area_id", "name") if kind == "areas" else ("hazard", "hazard_id", "level")
+        )
+        q = Query(
+            source=f"{table} s",
+            columns=[f"s.{id_col}", f"s.{extra}", "s.properties", "s.geojson"],
+            to_feature=_shape_feature(id_col, extra),
+            order="s.id",
+            extent_bbox="min(s.minx), min(s.miny), max(s.maxx), max(s.maxy)",
+            extent_time=None,
+        )
+        q.add("s.event_id = ?", eid)
+        _readable(store, q, "s", event, principal)
+        if bbox:
+            _bbox_polygons(store, q, "s", bbox)
+        if fid is not None:
+            q.add(f"s.{id_col} = ?", str(fid))
+    return q
+
+
+def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any:
+    """Run ``q`` for one page (and its count) and convert rows to Feature dicts."""
+    from dcm.store.models import FeaturePage
+
+    if q.empty:
+        return FeaturePage([], 0 if count else -1)
+    names = [c.split(".", 1)[-1] for c in q.columns]
+    rows = store.db.query(
+        f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "
+        f"ORDER BY {q.order} LIMIT ? OFFSET ?",
+        (*q.params, int(limit), int(offset)),
+    )
+    features = [q.to_feature(dict(zip(names, r, strict=True))) for r in rows]
+    if not count:
+        matched = -1
+    elif offset == 0 and len(features) < limit:
+        matched = len(features)  # the whole result fits in this page: no second query
+    else:
+        matched = int(
+            store.db.scalar(f"SELECT count(*) FROM {q.source} WHERE {q.where_sql}", q.params)
+        )
+    return FeaturePage(features, matched)
+
+
+def extent(store: Store, q: Query) -> tuple[Any, Any]:
+    """(bbox or None, (start, end)) of everything ``q`` matches."""
+    if q.empty:
+        return None, (None, None)
+    cols = q.extent_bbox + (f", {q.extent_time}" if q.extent_time else "")
+    row = store.db.one(f"SELECT {cols} FROM {q.source} WHERE {q.where_sql}", q.params)
+    if row is None or row[0] is None:
+        return None, (None, None)
+    bbox = tuple(float(v) for v in row[:4])
+    times = (to_ts(row[4]), to_ts(row[5])) if q.extent_time else (None, None)
+    return bbox, times
