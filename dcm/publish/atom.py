@@ -44,7 +44,7 @@ def cap_entry(message: CapMessage, *, cap_url: str, entry_id: str | None = None)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+    element = ET.SubElement(parent, tag, attrs)
     if text is not None:
         element.text = text
     return element
@@ -70,7 +70,9 @@ def atom_feed(
         raise ParameterError("an Atom feed needs an id and a self URL")
     if updated is None:
         updated = max((e.updated for e in entries), default=dt.datetime.now(dt.UTC))
-    feed = ET.Element(f"{{{ATOM_NS}}}feed")
+    # Plain tags under a default xmlns: ElementTree's default_namespace option
+    # rejects the unqualified attributes Atom uses (rel, type, href).
+    feed = ET.Element("feed", xmlns=ATOM_NS)
     _sub(feed, "id", feed_id)
     _sub(feed, "title", title)
     _sub(feed, "updated", iso_utc_scalar(updated))
@@ -88,4 +90,4 @@ def atom_feed(
             _sub(item, "published", iso_utc_scalar(entry.published))
         _sub(item, "summary", entry.summary, type="text")
         _sub(item, "link", rel="alternate", type=CAP_MIME, href=entry.cap_url)
-    return ET.tostring(feed, encoding="utf-8", xml_declaration=True, default_namespace=ATOM_NS)
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)

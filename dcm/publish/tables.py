@@ -24,10 +24,10 @@ def write_csv(frame: pd.DataFrame, path: str | Path, *, precision: int = MAX_PRE
     ``precision`` decimals.
     """
     path = Path(path)
-    out = frame_with_iso_times(frame)
+    out = pd.DataFrame(frame_with_iso_times(frame))
     for col in out.columns:
         if isinstance(out[col].dtype, gpd.array.GeometryDtype):
-            geoms = prepare_geometries(gpd.GeoSeries(out[col]), precision=precision)
+            geoms = prepare_geometries(gpd.GeoSeries(frame[col]), precision=precision)
             out[col] = shapely.to_wkt(geoms, rounding_precision=-1)
     out.to_csv(path, index=False, lineterminator="\n")
     return path

@@ -1,0 +1,239 @@
+"""CAP 1.2 alerts (validated against the official schema) and the Atom feed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xmlschema
+from shapely.geometry import MultiPolygon, Point, Polygon
+
+from dcm.errors import ParameterError
+from dcm.publish import (
+    CAP_NS,
+    AtomEntry,
+    CapMessage,
+    atom_feed,
+    cap_alert,
+    cap_datetime,
+    cap_entry,
+    cap_polygons,
+    certainty_from_confidence,
+    outage_to_cap,
+)
+
+NS = {"cap": CAP_NS}
+ATOM = {"a": "http://www.w3.org/2005/Atom"}
+SENT = dt.datetime(2021, 4, 9, 13, 5, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def schema(cap_schema: Path) -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(cap_schema)
+
+
+def _valid(schema: xmlschema.XMLSchema, doc: bytes) -> ET.Element:
+    schema.validate(doc.decode("utf-8"))
+    return ET.fromstring(doc)
+
+
+def _outage(**changes: object) -> pd.Series:
+    big = Point(-61.2, 13.3).buffer(0.05, quad_segs=64)  # 257 vertices
+    holed = Polygon(big.exterior.coords, [Point(-61.2, 13.3).buffer(0.01).exterior.coords])
+    row = {
+        "outage_id": "stv-0007",
+        "window_start": pd.Timestamp("2021-04-09T12:00Z"),
+        "window_end": pd.Timestamp("2021-04-09T13:00Z"),
+        "network": "all",
+        "severity": "outage",
+        "confidence": 0.93,
+        "area_km2": 12.5,
+        "population": 1234.0,
+        "cells_offline": np.int64(3),
+        "onset": pd.Timestamp("2021-04-09T11:20Z"),
+        "geometry": MultiPolygon([holed, Point(-61.0, 13.1).buffer(0.01)]),
+    }
+    return pd.Series(row | changes)
+
+
+def test_outage_alert_is_valid_cap(schema: xmlschema.XMLSchema) -> None:
+    message = outage_to_cap(
+        _outage(), identifier="dcm-stv-0007-1", sender="alerts@dcm.example", sent=SENT
+    )
+    doc = cap_alert(message)
+    assert doc.startswith(b"<?xml")
+    root = _valid(schema, doc)
+    assert root.tag == f"{{{CAP_NS}}}alert"
+    assert root.findtext("cap:sent", namespaces=NS) == "2021-04-09T13:05:00-00:00"
+    info = root.find("cap:info", NS)
+    assert info.findtext("cap:category", namespaces=NS) == "Infra"
+    assert info.findtext("cap:severity", namespaces=NS) == "Severe"
+    assert info.findtext("cap:certainty", namespaces=NS) == "Observed"
+    assert info.findtext("cap:onset", namespaces=NS) == "2021-04-09T11:20:00-00:00"
+    assert info.findtext("cap:expires", namespaces=NS) == "2021-04-09T19:05:00-00:00"
+    params = {
+        p.findtext("cap:valueName", namespaces=NS): p.findtext("cap:value", namespaces=NS)
+        for p in info.findall("cap:parameter", NS)
+    }
+    assert params["network"] == "all"
+    assert params["population"] == "1234"
+    assert params["confidence"] == "0.93"
+    assert params["cells_offline"] == "3"
+    polygons = info.findall("cap:area/cap:polygon", NS)
+    assert len(polygons) == 2  # one per part of the multipolygon, hole dropped
+    for polygon in polygons:
+        pairs = polygon.text.split(" ")
+        assert 4 <= len(pairs) <= 100
+        assert pairs[0] == pairs[-1]
+        lat, lon = (float(v) for v in pairs[0].split(","))
+        assert 13 < lat < 14 and -62 < lon < -60  # latitude first
+        assert all(re.fullmatch(r"-?\d+\.\d{1,6},-?\d+\.\d{1,6}", p) for p in pairs)
+    assert len(doc) < 8000
+
+
+def test_degraded_update_and_cancel(schema: xmlschema.XMLSchema) -> None:
+    first = ("alerts@dcm.example", "dcm-stv-0007-1", SENT)
+    update = outage_to_cap(
+        _outage(network="358-110", severity="degraded", population=20.0, confidence=0.65),
+        identifier="dcm-stv-0007-2",
+        sender="alerts@dcm.example",
+        sent=SENT + dt.timedelta(hours=1),
+        msg_type="Update",
+        references=[first],
+    )
+    root = _valid(schema, cap_alert(update))
+    assert root.findtext("cap:msgType", namespaces=NS) == "Update"
+    assert root.findtext("cap:references", namespaces=NS) == (
+        "alerts@dcm.example,dcm-stv-0007-1,2021-04-09T13:05:00-00:00"
+    )
+    info = root.find("cap:info", NS)
+    assert info.findtext("cap:severity", namespaces=NS) == "Moderate"
+    assert info.findtext("cap:certainty", namespaces=NS) == "Likely"
+    assert "358-110" in info.findtext("cap:headline", namespaces=NS)
+
+    cancel = outage_to_cap(
+        _outage(population=np.nan, confidence=0.4, onset=pd.NaT),
+        identifier="dcm-stv-0007-3",
+        sender="alerts@dcm.example",
+        sent=SENT + dt.timedelta(hours=2),
+        msg_type="Cancel",
+        references=[first, ("alerts@dcm.example", "dcm-stv-0007-2", SENT)],
+    )
+    root = _valid(schema, cap_alert(cancel))
+    info = root.find("cap:info", NS)
+    assert info.findtext("cap:urgency", namespaces=NS) == "Past"
+    assert info.findtext("cap:certainty", namespaces=NS) == "Possible"
+    assert info.find("cap:onset", NS) is None
+    names = [p.findtext("cap:valueName", namespaces=NS) for p in info.findall("cap:parameter", NS)]
+    assert "population" not in names
+    assert len(root.findtext("cap:references", namespaces=NS).split(" ")) == 2
+
+
+def test_message_with_every_optional_element(schema: xmlschema.XMLSchema) -> None:
+    message = CapMessage(
+        identifier="x-1",
+        sender="s@example.org",
+        sent=dt.datetime(2021, 4, 9, 9, 5, tzinfo=dt.timezone(dt.timedelta(hours=-4))),
+        status="Exercise",
+        scope="Restricted",
+        restriction="Responders only",
+        source="dcm",
+        note="exercise",
+        incidents="stv-1",
+        sender_name="Emergency Telecommunications Cluster",
+        headline="h",
+        description="d",
+        instruction="i",
+        web="https://dcm.example/alerts/x-1.xml",
+        contact="etc@example.org",
+        parameters={"n": 1},
+        onset=dt.datetime(2021, 4, 9, 12),  # naive: UTC
+        expires=dt.datetime(2021, 4, 10, 12),
+        area_desc="Test area",
+        polygons=[Polygon([(0, 0), (1, 0), (1, 1), (0, 0)])],
+    )
+    root = _valid(schema, cap_alert(message))
+    assert root.findtext("cap:sent", namespaces=NS) == "2021-04-09T13:05:00-00:00"  # to UTC
+    assert root.findtext("cap:info/cap:onset", namespaces=NS) == "2021-04-09T12:00:00-00:00"
+    no_area = CapMessage(
+        identifier="x-2", sender="s", sent=SENT, msg_type="Ack", references=[("s", "x-1", SENT)]
+    )
+    root = _valid(schema, cap_alert(no_area))
+    assert root.find("cap:info/cap:area/cap:polygon", NS) is None
+
+
+def test_cap_rules_are_enforced() -> None:
+    with pytest.raises(ParameterError):
+        CapMessage(identifier="has space", sender="s", sent=SENT)
+    with pytest.raises(ParameterError):
+        CapMessage(identifier="a", sender="s", sent=SENT, status="Live")
+    with pytest.raises(ParameterError):
+        CapMessage(identifier="a", sender="s", sent=SENT, msg_type="Cancel")  # no references
+    with pytest.raises(ParameterError):
+        CapMessage(identifier="a", sender="s", sent=SENT, scope="Restricted")
+    with pytest.raises(ParameterError):
+        cap_polygons([Point(500000, 1500000).buffer(10)])  # projected metres
+    assert "Z" not in cap_datetime(pd.Timestamp("2021-04-09T12:00Z"))
+
+
+def test_polygon_simplification_and_collapse() -> None:
+    ring = cap_polygons(Point(0, 0).buffer(1.0, quad_segs=500), max_vertices=30)
+    assert len(ring) == 1 and 4 <= len(ring[0].split(" ")) <= 30
+    tiny = Polygon([(0, 0), (1e-8, 0), (1e-8, 1e-8), (0, 0)])
+    assert cap_polygons(tiny) == []  # collapses when rounded to 6 decimals
+
+
+def test_certainty_thresholds() -> None:
+    assert [certainty_from_confidence(c) for c in (0.95, 0.9, 0.6, 0.59, float("nan"))] == [
+        "Observed",
+        "Observed",
+        "Likely",
+        "Possible",
+        "Unknown",
+    ]
+
+
+def test_atom_feed_links_cap_documents() -> None:
+    message = outage_to_cap(_outage(), identifier="dcm-1", sender="alerts@dcm.example", sent=SENT)
+    entries = [
+        cap_entry(message, cap_url="https://dcm.example/alerts/dcm-1.xml"),
+        AtomEntry(
+            id="urn:dcm:alert:dcm-0",
+            title="Older <alert> & co",
+            updated=SENT - dt.timedelta(hours=3),
+            summary="s",
+            cap_url="https://dcm.example/alerts/dcm-0.xml",
+        ),
+    ]
+    doc = atom_feed(
+        entries,
+        feed_id="urn:dcm:event:stv",
+        title="St Vincent alerts",
+        self_url="https://dcm.example/events/stv/alerts.atom",
+    )
+    root = ET.fromstring(doc)
+    assert root.tag == "{http://www.w3.org/2005/Atom}feed"
+    assert root.findtext("a:updated", namespaces=ATOM) == "2021-04-09T13:05:00Z"
+    self_link = root.find("a:link[@rel='self']", ATOM)
+    assert self_link.get("href") == "https://dcm.example/events/stv/alerts.atom"
+    assert root.findtext("a:author/a:name", namespaces=ATOM) == "dcm"
+    items = root.findall("a:entry", ATOM)
+    assert [i.findtext("a:id", namespaces=ATOM) for i in items] == [
+        "https://dcm.example/alerts/dcm-1.xml",
+        "urn:dcm:alert:dcm-0",
+    ]
+    assert items[1].findtext("a:title", namespaces=ATOM) == "Older <alert> & co"
+    for item in items:
+        link = item.find("a:link", ATOM)
+        assert link.get("rel") == "alternate"
+        assert link.get("type") == "application/cap+xml"
+        assert link.get("href").endswith(".xml")
+        assert item.findtext("a:summary", namespaces=ATOM)
+        assert item.findtext("a:updated", namespaces=ATOM).endswith("Z")
+    with pytest.raises(ParameterError):
+        atom_feed([], feed_id="", title="t", self_url="u")

@@ -1,0 +1,117 @@
+"""CSV, Parquet, GeoPackage and JSON writers: UTC timestamps, missing values, layers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+from shapely.geometry import Point, Polygon
+
+from dcm.errors import ParameterError
+from dcm.publish import write_csv, write_geopackage, write_json, write_parquet
+from dcm.schema import CELL_STATUS_COLUMNS, validate_frame
+
+
+def _cell_status() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "radio": pd.array(["LTE", "GSM"], dtype="string"),
+            "mcc": np.array([358, 358], dtype=np.int64),
+            "net": np.array([110, 50], dtype=np.int64),
+            "area": np.array([1, 2], dtype=np.int64),
+            "cell": np.array([101, 202], dtype=np.int64),
+            "site_id": pd.array(["358-110-1", "358-50-2"], dtype="string"),
+            "status": pd.array(["offline", "unknown"], dtype="string"),
+            "start": pd.to_datetime(["2021-04-09T12:00Z", "2021-04-09T12:00Z"], utc=True),
+            "end": pd.to_datetime(["2021-04-09T15:30Z", None], utc=True),
+            "p_offline": [0.97, np.nan],
+        }
+    )
+
+
+def _outages() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "outage_id": ["o1"],
+            "window_end": pd.to_datetime(["2021-04-09T13:00Z"], utc=True),
+            "population": [12.0],
+        },
+        geometry=[Polygon([(-61.2, 13.2), (-61.1, 13.2), (-61.1, 13.3000000004), (-61.2, 13.2)])],
+        crs="EPSG:4326",
+    )
+
+
+def test_csv_writes_iso_utc_and_empty_missing(tmp_path: Path) -> None:
+    path = write_csv(_cell_status(), tmp_path / "cells.csv")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == ",".join(CELL_STATUS_COLUMNS)
+    assert lines[1].endswith("2021-04-09T12:00:00Z,2021-04-09T15:30:00Z,0.97")
+    assert lines[2].endswith("2021-04-09T12:00:00Z,,")
+    back = pd.read_csv(path)
+    parsed = pd.to_datetime(back["start"], utc=True)
+    assert (parsed == _cell_status()["start"]).all()
+
+
+def test_csv_of_geodataframe_has_rounded_wkt(tmp_path: Path) -> None:
+    path = write_csv(_outages(), tmp_path / "outages.csv")
+    text = path.read_text(encoding="utf-8")
+    assert "POLYGON ((" in text
+    assert "13.3000000004" not in text and "13.3" in text
+
+
+def test_parquet_keeps_dtypes(tmp_path: Path) -> None:
+    frame = _cell_status()
+    back = pd.read_parquet(write_parquet(frame, tmp_path / "status.parquet"))
+    validate_frame(back, CELL_STATUS_COLUMNS, name="cells")
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    gback = gpd.read_parquet(write_parquet(_outages(), tmp_path / "outages.parquet"))
+    assert gback.crs.to_epsg() == 4326 and gback.geometry.iloc[0].equals(_outages().geometry[0])
+
+
+def test_geopackage_layers_and_timestamps(tmp_path: Path) -> None:
+    naive = _outages().assign(onset=pd.Timestamp("2021-04-09T11:00"))  # naive = UTC
+    path = tmp_path / "results.gpkg"
+    path.write_text("stale")  # replaced, not appended to
+    write_geopackage({"outages": naive, "cells": _cell_status()}, path)
+    layers = dict(pyogrio.list_layers(path))
+    assert set(layers) == {"outages", "cells"}
+    outages = pyogrio.read_dataframe(path, layer="outages")
+    assert outages.crs.to_epsg() == 4326
+    assert outages["window_end"].iloc[0] == pd.Timestamp("2021-04-09T13:00Z")
+    assert outages["onset"].iloc[0] == pd.Timestamp("2021-04-09T11:00Z")
+    assert str(outages["window_end"].dt.tz) == "UTC"
+    cells = pyogrio.read_dataframe(path, layer="cells")
+    assert list(cells["status"]) == ["offline", "unknown"]
+    assert cells["end"].isna().iloc[1]
+    with pytest.raises(ParameterError):
+        write_geopackage({}, tmp_path / "empty.gpkg")
+
+
+def test_json_converts_numpy_and_pandas_values(tmp_path: Path) -> None:
+    summary = {
+        "counts": {"outages": np.int64(3), "share": np.float32(0.5)},
+        "missing": [np.nan, pd.NA, pd.NaT, None],
+        "event_start": pd.Timestamp("2021-04-09T12:00Z"),
+        "windows": pd.DatetimeIndex(["2021-04-09T12:00Z", "2021-04-09T13:00Z"]),
+        "array": np.arange(3),
+        "path": tmp_path / "x",
+        "where": Point(1, 2),
+    }
+    path = write_json(summary, tmp_path / "summary.json")
+    text = path.read_text(encoding="utf-8")
+    assert "\n  " in text  # pretty
+    back = json.loads(text)
+    assert back["counts"] == {"outages": 3, "share": 0.5}
+    assert back["missing"] == [None, None, None, None]
+    assert back["event_start"] == "2021-04-09T12:00:00Z"
+    assert back["windows"] == ["2021-04-09T12:00:00Z", "2021-04-09T13:00:00Z"]
+    assert back["array"] == [0, 1, 2]
+    assert back["path"] == str(tmp_path / "x")
+    assert back["where"] == {"type": "Point", "coordinates": [1.0, 2.0]}
+    with pytest.raises(TypeError):
+        write_json({"x": object()}, tmp_path / "bad.json")
