@@ -1,0 +1,378 @@
+"""``dcm.compare``: baseline vs. event measurements, from frames or files, to results.
+
+``compare(...)`` reads what it is given as paths (through :mod:`dcm.ingest`), runs
+the method (:mod:`dcm.analysis`) and returns a :class:`ComparisonResult`;
+``write_comparison(result, out_dir)`` writes the result files (through
+:mod:`dcm.publish`). The module itself is callable, so ``dcm.compare(...)`` works
+both as ``from dcm.compare import compare`` and after ``import dcm.compare``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from dcm import __version__
+from dcm.analysis import DEFAULT_RESOLUTION, DetectionParams, build_baseline, detect
+from dcm.analysis.detect import event_windows
+from dcm.analysis.impact import overlay_areas, population_points
+from dcm.errors import Conflict, IngestError, ParameterError
+from dcm.schema import CRS, POPULATION_COLUMNS, validate_frame
+
+log = logging.getLogger(__name__)
+
+Frame = pd.DataFrame | str | Path
+Progress = Callable[[str], None]
+
+OUTPUT_FILES = ("outages.geojson", "cells.csv", "status.parquet", "summary.json", "map.html")
+
+
+@dataclass
+class ComparisonResult:
+    """What a comparison found.
+
+    ``outages``: GeoDataFrame with dcm.schema.OUTAGE_COLUMNS (+ ``restored``,
+    ``hexes``, ``areas``, ``hazard_level``) per outage and window; ``cells``:
+    CELL_STATUS_COLUMNS intervals; ``grid``: GRID_STATUS_COLUMNS rows; ``summary``:
+    JSON-ready dict; ``windows``: window starts judged.
+    """
+
+    outages: gpd.GeoDataFrame
+    cells: pd.DataFrame
+    grid: pd.DataFrame
+    summary: dict[str, Any]
+    windows: pd.DatetimeIndex
+    cell_positions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    areas: gpd.GeoDataFrame | None = None
+    hazard: gpd.GeoDataFrame | None = None
+
+
+def compare(
+    *,
+    cells: Frame,
+    baseline: Frame,
+    event: Frame,
+    window: str = "1h",
+    resolution: int = DEFAULT_RESOLUTION,
+    population: pd.DataFrame | str | Path | None = None,
+    areas: gpd.GeoDataFrame | str | Path | None = None,
+    hazard: gpd.GeoDataFrame | str | Path | None = None,
+    at: str | pd.Timestamp | None = None,
+    params: DetectionParams | None = None,
+    progress: Progress | None = None,
+) -> ComparisonResult:
+    """Compare event measurements with the baseline; frames or paths in, results out.
+
+    ``cells``: cell frame (dcm.schema.CELL_COLUMNS) or an OpenCelliD/MLS export path;
+    ``baseline``/``event``: measurement frames or files (CSV, GeoJSON, Parquet, NDJSON);
+    ``population``: POPULATION_COLUMNS points or a raster path; ``areas``/``hazard``:
+    GeoDataFrames or vector files; ``at``: judge only the window holding this time.
+    ``params`` overrides the defaults; ``window``/``resolution`` override ``params``.
+    """
+    say = progress or (lambda _msg: None)
+    params = (params or DetectionParams()).with_(window=window, resolution=resolution)
+    timings: dict[str, float] = {}
+    inputs: dict[str, Any] = {}
+    rejected: dict[str, Any] = {}
+
+    def step(name: str) -> _Timer:
+        say(name)
+        return _Timer(timings, name)
+
+    with step("reading inputs"):
+        cells_f = _load(cells, "cells", inputs, rejected)
+        base_f = _load(baseline, "baseline", inputs, rejected)
+        event_f = _load(event, "event", inputs, rejected)
+        pop_f = _load_population(population, inputs)
+        areas_f = _load_vector(areas, "areas", inputs)
+        hazard_f = _load_vector(hazard, "hazard", inputs)
+    if len(event_f) == 0:
+        raise ParameterError("event: no valid measurements to compare")
+    at_ts = _parse_time(at) if at is not None else None
+    windows = event_windows(event_f, window=params.window_td, at=at_ts)
+
+    with step("building the baseline"):
+        model = build_baseline(base_f, cells_f, params)
+    with step(f"judging {len(windows)} window(s)"):
+        found = detect(model, event_f, params=params, windows=windows, population=pop_f)
+    with step("overlaying areas and hazard"):
+        outages = overlay_areas(found.outages, areas=areas_f, hazard=hazard_f)
+    cell_positions = model.cells[
+        ["radio", "mcc", "net", "area", "cell", "site_id", "network", "lon", "lat"]
+    ].copy()
+    summary = _summary(
+        outages=outages,
+        cells=found.cells,
+        grid=found.grid,
+        windows=found.windows,
+        params=params,
+        inputs=inputs,
+        rejected=rejected,
+        timings=timings,
+        volume=found.volume,
+        networks=model.networks,
+        population=pop_f,
+    )
+    return ComparisonResult(
+        outages=outages,
+        cells=found.cells,
+        grid=found.grid,
+        summary=summary,
+        windows=found.windows,
+        cell_positions=cell_positions,
+        areas=areas_f,
+        hazard=hazard_f,
+    )
+
+
+def write_comparison(
+    result: ComparisonResult,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Write outages.geojson, cells.csv, status.parquet, summary.json and map.html.
+
+    Refuses (:class:`~dcm.errors.Conflict`) to replace existing files unless
+    ``overwrite``. map.html is skipped with a warning when the map renderer is absent.
+    """
+    from dcm import publish
+
+    say = progress or (lambda _msg: None)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise Conflict(f"{out} exists and is not a directory")
+    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise Conflict(f"{out} already holds {', '.join(existing)}; use --overwrite to replace")
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    say("writing outages.geojson")
+    outages = result.outages.drop(columns=["hexes"], errors="ignore")
+    paths["outages"] = publish.write_geojson(outages, out / "outages.geojson", id_column=None)
+    say("writing cells.csv")
+    paths["cells"] = publish.write_csv(result.cells, out / "cells.csv")
+    say("writing status.parquet")
+    paths["status"] = publish.write_parquet(result.grid, out / "status.parquet")
+    say("rendering map.html")
+    try:
+        render = publish.render_map
+    except AttributeError:
+        log.warning("map.html skipped: dcm.publish.render_map is not available")
+    else:
+        cells_map = _cells_for_map(result)
+        html = render(
+            outages=outages,
+            cells=cells_map,
+            areas=result.areas,
+            hazard=result.hazard,
+            title="dcm: mobile connectivity outages",
+        )
+        path = out / "map.html"
+        path.write_text(html, encoding="utf-8")
+        paths["map"] = path
+    summary = dict(result.summary)
+    summary["outputs"] = {k: p.name for k, p in paths.items()} | {"summary": "summary.json"}
+    paths["summary"] = publish.write_json(summary, out / "summary.json")
+    return paths
+
+
+def _cells_for_map(result: ComparisonResult) -> pd.DataFrame:
+    """Cell status intervals with positions (for the map)."""
+    pos = result.cell_positions
+    if pos.empty:
+        return result.cells
+    return result.cells.merge(
+        pos.drop(columns=["radio", "site_id"]), on=["mcc", "net", "area", "cell"], how="left"
+    )
+
+
+class _Timer:
+    def __init__(self, sink: dict[str, float], name: str) -> None:
+        self.sink, self.name = sink, name
+
+    def __enter__(self) -> _Timer:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sink[self.name] = round(time.perf_counter() - self.t0, 3)
+
+
+def _load(
+    source: Frame, kind: str, inputs: dict[str, Any], rejected: dict[str, Any]
+) -> pd.DataFrame:
+    """A frame as given, or read through dcm.ingest with its report kept."""
+    if isinstance(source, pd.DataFrame):
+        inputs[kind] = {"source": "frame", "rows": len(source)}
+        return source
+    from dcm import ingest
+
+    path = Path(source)
+    if not path.exists():
+        raise IngestError("no such file", path=str(path))
+    result = ingest.read_cells(path) if kind == "cells" else ingest.read_measurements(path)
+    report = result.report
+    inputs[kind] = {
+        "source": str(path),
+        "rows": len(result.frame),
+        "rows_in": report.rows_in,
+        "duplicates": report.duplicates,
+    }
+    rejected[kind] = {"count": report.rejected_count, "reasons": report.reasons()}
+    return result.frame
+
+
+def _load_population(
+    source: pd.DataFrame | str | Path | None, inputs: dict[str, Any]
+) -> pd.DataFrame | None:
+    if source is None:
+        return None
+    if isinstance(source, pd.DataFrame):
+        frame = validate_frame(source, POPULATION_COLUMNS, name="population")
+        inputs["population"] = {"source": "frame", "rows": len(frame)}
+        return frame
+    path = Path(source)
+    from dcm import ingest
+
+    reader = getattr(ingest, "read_population", None)
+    if reader is not None:
+        frame = reader(path)
+    else:
+        import rasterio
+
+        try:
+            with rasterio.open(path) as src:
+                frame = population_points(src.read(1, masked=True).filled(0), src.transform)
+        except rasterio.errors.RasterioIOError as exc:
+            raise IngestError(f"cannot read population raster: {exc}", path=str(path)) from exc
+    inputs["population"] = {
+        "source": str(path),
+        "pixels": len(frame),
+        "people": float(frame["population"].sum()),
+    }
+    return frame
+
+
+def _load_vector(
+    source: gpd.GeoDataFrame | str | Path | None, kind: str, inputs: dict[str, Any]
+) -> gpd.GeoDataFrame | None:
+    if source is None:
+        return None
+    if isinstance(source, gpd.GeoDataFrame):
+        inputs[kind] = {"source": "frame", "features": len(source)}
+        return source
+    path = Path(source)
+    from dcm import ingest
+
+    reader = getattr(ingest, f"read_{kind}", None)
+    if reader is not None:
+        frame = reader(path)
+    else:
+        import pyogrio
+
+        if not path.exists():
+            raise IngestError("no such file", path=str(path))
+        try:
+            frame = gpd.read_file(path)
+        except pyogrio.errors.DataSourceError as exc:
+            raise IngestError(f"cannot read {kind}: {exc}", path=str(path)) from exc
+        frame = frame.to_crs(CRS) if frame.crs else frame.set_crs(CRS)
+    inputs[kind] = {"source": str(path), "features": len(frame)}
+    return frame
+
+
+def _parse_time(value: str | pd.Timestamp) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(f"--at: cannot read {value!r} as a time (ISO 8601)") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _summary(
+    *,
+    outages: gpd.GeoDataFrame,
+    cells: pd.DataFrame,
+    grid: pd.DataFrame,
+    windows: pd.DatetimeIndex,
+    params: DetectionParams,
+    inputs: dict[str, Any],
+    rejected: dict[str, Any],
+    timings: dict[str, float],
+    volume: pd.Series,
+    networks: tuple[str, ...],
+    population: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """JSON-ready summary: inputs, parameters, counts, rejected rows, timings, version."""
+    last = windows.max()
+    latest = outages[outages["window_start"] == last]
+    per_network: dict[str, Any] = {}
+    for net in [*networks, "all"]:
+        sel = outages[outages["network"] == net]
+        now = latest[latest["network"] == net]
+        entry: dict[str, Any] = {
+            "outages_total": int(sel["outage_id"].nunique()),
+            "outages_latest": len(now),
+            "area_km2_latest": round(float(now["area_km2"].sum()), 3),
+            "cells_offline_latest": int(now["cells_offline"].sum()),
+        }
+        if population is not None:
+            entry["people_latest"] = round(float(now["population"].sum()), 1)
+            peak = sel.groupby("window_start")["population"].sum()
+            entry["people_peak"] = round(float(peak.max()), 1) if len(peak) else 0.0
+        if net == "all" and len(now):
+            entry["by_severity_latest"] = {
+                str(k): int(v) for k, v in now.groupby("severity").size().items()
+            }
+        per_network[net] = entry
+    cells_last = cells[cells["end"] == cells["end"].max()] if len(cells) else cells
+    states = grid[grid["window_start"] == last].groupby(["network", "state"]).size()
+    return {
+        "software": {"name": "dcm", "version": __version__},
+        "created": pd.Timestamp.now(tz="UTC").isoformat().replace("+00:00", "Z"),
+        "inputs": inputs,
+        "parameters": params.as_dict(),
+        "rejected_rows": rejected,
+        "windows": {
+            "count": len(windows),
+            "first_start": windows.min(),
+            "last_end": windows.max() + params.window_td,
+        },
+        "counts": {
+            "outage_features": len(outages),
+            "outages": int(outages["outage_id"].nunique()),
+            "per_network": per_network,
+            "cells_latest": {
+                str(k): int(v) for k, v in cells_last.groupby("status").size().items()
+            },
+            "grid_latest": {f"{n}:{s}": int(v) for (n, s), v in states.items()},
+        },
+        "volume_factor": {
+            "median": float(np.median(volume)) if len(volume) else None,
+            "min": float(volume.min()) if len(volume) else None,
+            "max": float(volume.max()) if len(volume) else None,
+        },
+        "timings_s": timings,
+    }
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``dcm.compare(...)`` call :func:`compare` once the module is imported."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ComparisonResult:
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
