@@ -1,0 +1,441 @@
+/* dcm responder map: plain ES2017 over Leaflet 1.9, every layer from the OGC API. */
+(function () {
+  'use strict';
+
+  const cfg = JSON.parse(document.getElementById('dcm-config').textContent);
+  const EV = encodeURIComponent(cfg.event);
+  const API = cfg.api || '';
+  const PAGE = 2000;            // features per request; next links fetch the rest
+  const MAX_PAGES = 40;
+  const PLAY_STEP_MS = 1200;
+
+  // An API key may come in the fragment (#key=…), never sent to server logs; kept per tab.
+  const hash = new URLSearchParams(location.hash.slice(1));
+  if (hash.get('key')) {
+    sessionStorage.setItem('dcm-key', hash.get('key'));
+    hash.delete('key');
+    history.replaceState(null, '', location.pathname + location.search +
+      (hash.toString() ? '#' + hash : ''));
+  }
+  const KEY = sessionStorage.getItem('dcm-key');
+  const HEADERS = KEY ? { 'X-API-Key': KEY } : {};
+
+  // Okabe–Ito colours; severity is also told apart by hatching and dash patterns.
+  const C = { outage: '#D55E00', degraded: '#E69F00', up: '#009E73', uncertain: '#F0E442',
+    nodata: '#8c8c8c', hazard: '#CC79A7', density: '#0072B2' };
+  const GRID_RANK = { down: 3, uncertain: 2, no_data: 1, up: 0 };
+
+  const $ = (id) => document.getElementById(id);
+  const state = { windows: [], index: -1, follow: true, playing: false, token: 0,
+    networks: new Map(), densityAllowed: false, fitted: false, checked: null };
+  // Read by the browser tests and handy in the console.
+  const status = window.dcm = { ready: false, index: -1, windows: 0, drawn: {}, errors: [] };
+
+  // ---- data ---------------------------------------------------------------------------
+
+  async function getJSON(url) {
+    const r = await fetch(url, { headers: HEADERS, cache: 'no-cache' });
+    if (!r.ok) { const e = new Error(r.status + ' ' + url); e.status = r.status; throw e; }
+    return r.json();
+  }
+
+  async function items(kind, params) {
+    const q = new URLSearchParams(Object.assign({ limit: PAGE }, params || {}));
+    let url = `${API}/collections/${EV}-${kind}/items?${q}`;
+    const out = [];
+    for (let n = 0; url && n < MAX_PAGES; n++) {
+      const fc = await getJSON(url);
+      out.push(...fc.features);
+      const next = (fc.links || []).find((l) => l.rel === 'next');
+      url = next ? next.href : null;
+    }
+    return out;
+  }
+
+  /* The selected window, shrunk by a second at each end so that features of the
+     neighbouring windows, which touch its ends, are left out. */
+  function windowParam(w) {
+    const s = new Date(Date.parse(w.start) + 1000), e = new Date(Date.parse(w.end) - 1000);
+    return { datetime: `${iso(s)}/${iso(e)}` };
+  }
+
+  function parseWindows(ev) {
+    const list = ev.windows || [];
+    return list.map((w) => typeof w === 'string' ? { start: w, end: null }
+      : { start: w.window_start || w.start, end: w.window_end || w.end })
+      .filter((w) => w.start).map((w, i, all) => ({
+        start: w.start,
+        end: w.end || (all[i + 1] ? all[i + 1].start : iso(new Date(Date.parse(w.start) + 3600e3))),
+      }))
+      .sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+  }
+
+  // Without a windows list, the outage features themselves tell which windows exist.
+  async function windowsFromOutages() {
+    const seen = new Map();
+    for (const f of await items('outages', { limit: 5000 })) {
+      const p = f.properties;
+      if (p.window_start) seen.set(p.window_start, { start: p.window_start, end: p.window_end });
+    }
+    return [...seen.values()].sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+  }
+
+  // ---- formatting ---------------------------------------------------------------------
+
+  const iso = (d) => d.toISOString().replace('.000Z', 'Z');
+  const utc = (t) => t ? iso(new Date(t)).slice(0, 16).replace('T', ' ') : '–';
+  const hm = (t) => iso(new Date(t)).slice(11, 16);
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const netName = (n) => n === 'all' ? 'all networks' : n;
+  function people(n) {
+    if (n == null || isNaN(n)) return 'unknown';
+    const r = n >= 1000 ? Math.round(n / 100) * 100 : Math.round(n / 10) * 10;
+    return '≈ ' + r.toLocaleString('en-GB');
+  }
+  function windowText(w) {
+    if (!w) return 'no windows yet';
+    const sameDay = w.end && w.start.slice(0, 10) === iso(new Date(w.end)).slice(0, 10);
+    return `${utc(w.start)} – ${sameDay ? hm(w.end) : utc(w.end)}`;
+  }
+
+  // ---- map and layers -----------------------------------------------------------------
+
+  const map = L.map('map', { zoomSnap: 0.25, keyboard: true, worldCopyJump: false })
+    .setView([0, 0], 2);
+  map.attributionControl.setPrefix(false);
+  map.attributionControl.addAttribution('dcm · <a href="https://leafletjs.com">Leaflet</a>');
+  L.control.scale({ imperial: false }).addTo(map);
+  if (cfg.basemap_url) {
+    L.tileLayer(cfg.basemap_url, { maxZoom: 18, attribution: 'Basemap: configured tile server' })
+      .addTo(map);
+  }
+  [['areas', 350], ['event', 355], ['hazard', 360], ['grid', 370], ['density', 380],
+    ['outages', 400], ['cells', 450]].forEach(([name, z]) => {
+    map.createPane(name).style.zIndex = z;
+  });
+  const canvas = L.canvas({ pane: 'density' });
+  const L_ = {};
+  ['areas', 'event', 'hazard', 'grid', 'density', 'outages', 'cells']
+    .forEach((name) => { L_[name] = L.layerGroup().addTo(map); });
+
+  function draw(name, features, options) {
+    L_[name].clearLayers();
+    if (features.length) L_[name].addLayer(L.geoJSON({ type: 'FeatureCollection', features },
+      Object.assign({ pane: name }, options)));
+    status.drawn[name] = features.length;
+  }
+
+  // ---- filters from the controls ------------------------------------------------------
+
+  function checked(name) {
+    return new Set([...document.querySelectorAll(`input[name="${name}"]:checked`)]
+      .map((i) => i.value));
+  }
+
+  function syncNetworks(features) {
+    let added = false;
+    for (const f of features) {
+      const n = f.properties.network;
+      if (n && !state.networks.has(n)) { state.networks.set(n, true); added = true; }
+    }
+    if (!added) return;
+    const box = $('networks');
+    box.textContent = '';
+    const names = [...state.networks.keys()].sort((a, b) => (a === 'all' ? -1 : b === 'all' ? 1
+      : a.localeCompare(b)));
+    for (const n of names) {
+      const label = document.createElement('label');
+      const input = document.createElement('input');
+      Object.assign(input, { type: 'checkbox', name: 'network', value: n,
+        checked: state.networks.get(n) });
+      input.addEventListener('change', () => { state.networks.set(n, input.checked); redraw(); });
+      label.append(input, n === 'all' ? 'All networks (no service)' : `Network ${n}`);
+      box.append(label);
+    }
+    markOff();
+  }
+
+  // Unchecked entries are left out of the printed legend.
+  function markOff() {
+    document.querySelectorAll('#panel label').forEach((l) => {
+      const i = l.querySelector('input');
+      l.classList.toggle('off', !!i && !i.checked);
+    });
+  }
+
+  // ---- drawing ------------------------------------------------------------------------
+
+  let current = { outages: [], cells: [], grid: [], density: [] };
+
+  function outagePopup(p) {
+    const nets = Array.isArray(p.networks) ? p.networks.map(netName).join(', ') : netName(p.network);
+    const rows = [
+      ['Since (onset)', utc(p.onset || p.window_start) + ' UTC'],
+      ['People affected', people(p.population)],
+      ['Networks', nets],
+      ['Confidence', p.confidence == null ? '–' : Math.round(p.confidence * 100) + ' %'],
+      ['Cells offline', p.cells_offline == null ? '–' : p.cells_offline],
+      ['Area', p.area_km2 == null ? '–' : (+p.area_km2).toFixed(1) + ' km²'],
+      ['Window', windowText({ start: p.window_start, end: p.window_end })],
+    ];
+    const title = p.severity === 'outage' ? 'No service' : 'Degraded service';
+    return `<div class="dcm-popup"><h3>${esc(title)}</h3><dl>${rows.map(([k, v]) =>
+      `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl></div>`;
+  }
+
+  function drawOutages() {
+    const sev = checked('severity');
+    const list = current.outages.filter((f) => sev.has(f.properties.severity) &&
+      state.networks.get(f.properties.network) !== false);
+    // Degraded first so areas with no service at all lie on top.
+    list.sort((a, b) => (a.properties.severity === 'outage') - (b.properties.severity === 'outage'));
+    draw('outages', list, {
+      style: (f) => f.properties.severity === 'outage'
+        ? { color: '#7a2e00', weight: 2, fillColor: C.outage, fillOpacity: 0.5, className: 'dcm-outage' }
+        : { color: '#8a5a00', weight: 2, dashArray: '6 4', fillColor: C.degraded,
+          fillOpacity: 0.35, className: 'dcm-degraded' },
+      onEachFeature: (f, layer) => layer.bindPopup(outagePopup(f.properties)),
+    });
+  }
+
+  function cellPopup(p) {
+    const rows = [['Status', p.status], ['Network', p.network], ['Site', p.site_id],
+      ['Radio', p.radio], ['Since', utc(p.start) + ' UTC'],
+      ['P(offline)', p.p_offline == null ? '–' : Math.round(p.p_offline * 100) + ' %']];
+    return `<div class="dcm-popup"><h3>Cell ${esc(p.cell == null ? '' : p.cell)}</h3><dl>${rows
+      .filter(([, v]) => v != null).map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join('')}</dl></div>`;
+  }
+
+  function drawCells() {
+    const want = checked('cells');
+    // One marker per cell: the latest status interval that reaches into the window.
+    const latest = new Map();
+    for (const f of current.cells) {
+      const p = f.properties;
+      const id = [p.network, p.area, p.cell, f.id].join(':');
+      const seen = latest.get(id);
+      if (!seen || Date.parse(p.start) > Date.parse(seen.properties.start)) latest.set(id, f);
+    }
+    const list = [...latest.values()].filter((f) => want.has(f.properties.status) &&
+      state.networks.get(f.properties.network) !== false);
+    const look = {
+      offline: { radius: 6, color: '#000', weight: 2, fillColor: C.outage, fillOpacity: 1 },
+      online: { radius: 4, color: '#fff', weight: 1, fillColor: C.up, fillOpacity: 1 },
+      unknown: { radius: 4, color: '#666', weight: 2, dashArray: '2 2', fillColor: '#fff',
+        fillOpacity: 1 },
+    };
+    draw('cells', list, {
+      pointToLayer: (f, ll) => L.circleMarker(ll, Object.assign({ pane: 'cells' },
+        look[f.properties.status] || look.unknown)),
+      onEachFeature: (f, layer) => layer.bindPopup(cellPopup(f.properties)),
+    });
+  }
+
+  function drawGrid() {
+    const want = checked('grid');
+    // Per hexagon, the worst state among the networks shown.
+    const worst = new Map();
+    for (const f of current.grid) {
+      const p = f.properties;
+      if (state.networks.get(p.network) === false) continue;
+      const id = p.h3 || f.id;
+      const seen = worst.get(id);
+      if (!seen || GRID_RANK[p.state] > GRID_RANK[seen.properties.state]) worst.set(id, f);
+    }
+    const list = [...worst.values()].filter((f) => want.has(f.properties.state));
+    const look = {
+      down: { fillColor: C.outage, fillOpacity: 0.45, stroke: false },
+      uncertain: { fillColor: C.uncertain, fillOpacity: 0.55, stroke: false },
+      up: { fillColor: C.up, fillOpacity: 0.3, stroke: false },
+      no_data: { fillColor: '#bbb', fillOpacity: 0.2, color: C.nodata, weight: 1, dashArray: '3 3' },
+    };
+    draw('grid', list, {
+      style: (f) => look[f.properties.state] || look.no_data,
+      onEachFeature: (f, layer) => layer.bindTooltip(
+        `${f.properties.state.replace('_', ' ')} · ${netName(f.properties.network)}`),
+    });
+  }
+
+  function drawDensity() {
+    const on = state.densityAllowed && checked('layer').has('density');
+    draw('density', on ? current.density : [], {
+      pointToLayer: (f, ll) => L.circleMarker(ll, { renderer: canvas, radius: 3, stroke: false,
+        fillColor: C.density, fillOpacity: 0.35, interactive: false }),
+    });
+  }
+
+  function showContext() {
+    const on = checked('layer');
+    for (const name of ['areas', 'hazard', 'event']) {
+      if (on.has(name)) map.addLayer(L_[name]); else map.removeLayer(L_[name]);
+    }
+  }
+
+  function redraw() {
+    drawOutages(); drawCells(); drawGrid(); drawDensity(); showContext(); markOff();
+  }
+
+  // ---- loading ------------------------------------------------------------------------
+
+  async function loadContext(ev) {
+    const [areas, hazard] = await Promise.all([
+      items('areas').catch(() => []), items('hazard').catch(() => [])]);
+    draw('areas', areas, {
+      style: { color: '#333', weight: 1, fill: false },
+      interactive: false,
+      onEachFeature: (f, layer) => {
+        const name = f.properties.name || f.properties.area_id;
+        if (name) layer.bindTooltip(esc(name), { permanent: true, direction: 'center',
+          className: 'area-label', interactive: false });
+      },
+    });
+    draw('hazard', hazard, {
+      style: { color: C.hazard, weight: 2, dashArray: '8 6', fillColor: C.hazard, fillOpacity: 0.1 },
+      interactive: false,
+    });
+    const outline = ev.area || ev.geometry;
+    draw('event', outline ? [{ type: 'Feature', geometry: outline, properties: {} }] : [], {
+      style: { color: '#000', weight: 2, dashArray: '1 5', fill: false }, interactive: false,
+    });
+    // Show the measurement toggle only for keys that may read measurements.
+    try {
+      state.densityAllowed = (await getJSON(
+        `${API}/collections/${EV}-measurements/items?limit=1`)).features.length > 0;
+    } catch (e) {
+      state.densityAllowed = false;
+    }
+    $('density-toggle').hidden = !state.densityAllowed;
+  }
+
+  function fitOnce() {
+    if (state.fitted) return;
+    for (const name of ['areas', 'event', 'hazard', 'outages', 'cells']) {
+      const layers = L_[name].getLayers();
+      if (!layers.length) continue;
+      const b = layers[0].getBounds();
+      if (b.isValid()) { map.fitBounds(b, { padding: [12, 12] }); state.fitted = true; return; }
+    }
+  }
+
+  async function show(index) {
+    if (!state.windows.length) return;
+    index = Math.max(0, Math.min(state.windows.length - 1, index));
+    const token = ++state.token;
+    const w = state.windows[index];
+    state.index = index;
+    state.follow = index === state.windows.length - 1;
+    updateTimeControls();
+    const p = windowParam(w);
+    const density = state.densityAllowed && checked('layer').has('density');
+    const [outages, cells, grid, dens] = await Promise.all([
+      items('outages', p), items('cells', p).catch(() => []), items('grid', p).catch(() => []),
+      density ? items('measurements', p).catch(() => []) : Promise.resolve([])]);
+    if (token !== state.token) return;   // a later step has started meanwhile
+    const inside = (f) => !f.properties.window_start ||
+      (Date.parse(f.properties.window_start) < Date.parse(w.end) &&
+       Date.parse(f.properties.window_end || w.end) > Date.parse(w.start));
+    current = { outages: outages.filter(inside), cells, grid: grid.filter(inside), density: dens };
+    syncNetworks([...current.outages, ...current.cells, ...current.grid]);
+    redraw();
+    fitOnce();
+    status.index = index;
+    status.window = w;
+  }
+
+  async function loadEvent() {
+    const ev = await getJSON(`${API}/events/${EV}`);
+    let windows = parseWindows(ev);
+    if (!windows.length) windows = await windowsFromOutages();
+    state.windows = windows;
+    status.windows = windows.length;
+    state.asOf = ev.high_water || ev.updated || (windows.length ? windows[windows.length - 1].end : null);
+    return ev;
+  }
+
+  function banner(ok) {
+    const el = $('updated');
+    const checkedAt = hm(new Date()) + ' UTC';
+    el.classList.toggle('stale', !ok);
+    el.textContent = ok
+      ? `Data to ${utc(state.asOf)} UTC · updated ${checkedAt}`
+      : `Server unreachable at ${checkedAt} — showing data to ${utc(state.asOf)} UTC`;
+    status.updated = el.textContent;
+  }
+
+  async function refresh() {
+    try {
+      const before = state.windows.length;
+      await loadEvent();
+      const target = state.follow || state.index < 0 ? state.windows.length - 1 : state.index;
+      if (state.windows.length !== before || !state.playing) await show(target);
+      banner(true);
+    } catch (e) {
+      status.errors.push(String(e));
+      banner(false);
+    }
+  }
+
+  // ---- time control -------------------------------------------------------------------
+
+  function updateTimeControls() {
+    const n = state.windows.length, i = state.index, slider = $('slider');
+    slider.max = Math.max(0, n - 1);
+    slider.value = Math.max(0, i);
+    slider.disabled = n < 2;
+    const text = windowText(state.windows[i]);
+    slider.setAttribute('aria-valuetext', text);
+    $('window-label').textContent = n ? `${text} (${i + 1} of ${n})` : text;
+    $('prev').disabled = i <= 0;
+    $('next').disabled = i >= n - 1;
+    $('latest').disabled = i >= n - 1;
+  }
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  async function play() {
+    state.playing = !state.playing;
+    const btn = $('play');
+    btn.setAttribute('aria-pressed', String(state.playing));
+    btn.innerHTML = state.playing ? '&#10074;&#10074; Pause' : '&#9654; Play';
+    if (state.playing && state.index >= state.windows.length - 1) await show(0);
+    while (state.playing && state.index < state.windows.length - 1) {
+      await sleep(PLAY_STEP_MS);
+      if (state.playing) await show(state.index + 1);
+    }
+    if (state.playing) play();
+  }
+
+  $('prev').addEventListener('click', () => show(state.index - 1));
+  $('next').addEventListener('click', () => show(state.index + 1));
+  $('latest').addEventListener('click', () => show(state.windows.length - 1));
+  $('play').addEventListener('click', play);
+  $('slider').addEventListener('input', (e) => show(+e.target.value));
+  document.querySelectorAll('input[name=severity], input[name=cells], input[name=grid]')
+    .forEach((i) => i.addEventListener('change', redraw));
+  document.querySelectorAll('input[name=layer]').forEach((i) => i.addEventListener('change',
+    () => (i.value === 'density' && i.checked ? show(state.index) : redraw())));
+  // Leaflet must measure the map again when the print layout resizes it.
+  const resize = () => map.invalidateSize({ animate: false });
+  window.addEventListener('beforeprint', resize);
+  window.addEventListener('afterprint', resize);
+
+  // ---- start --------------------------------------------------------------------------
+
+  (async function start() {
+    try {
+      const ev = await loadEvent();
+      document.title = `${ev.name || cfg.event} — connectivity map (dcm)`;
+      await loadContext(ev);
+      fitOnce();
+      await show(state.windows.length - 1);
+      if (!state.windows.length) updateTimeControls();
+      banner(true);
+    } catch (e) {
+      status.errors.push(String(e));
+      $('updated').textContent = `Could not load the event: ${e.message}`;
+      $('updated').classList.add('stale');
+    }
+    status.ready = true;
+    setInterval(refresh, cfg.refresh_s * 1000);
+  }());
+}());

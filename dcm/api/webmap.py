@@ -1,0 +1,138 @@
+"""The responder web map: ``/events/{event}/map`` and the static files it needs.
+
+The page is a small HTML template plus hand-written Leaflet JavaScript
+(``static/map.js``) that fetches every layer from the OGC API – Features routes, so it
+follows new data without a rebuild. Everything it loads comes from this server: Leaflet
+from the installed ``django-js-lib-leaflet`` package, our own script and stylesheet from
+``dcm/api/static/``; no font, icon or tile is fetched from elsewhere unless
+``Settings.basemap_url`` asks for a basemap.
+
+Static files carry a content hash in their URL (``?v=…``) and are served with a long
+``Cache-Control`` lifetime; the page itself is revalidated on every visit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import importlib.util
+import json
+from functools import cache
+from pathlib import Path
+from string import Template
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse
+
+from dcm.errors import NotFound
+from dcm.settings import Settings
+
+STATIC_DIR = Path(__file__).with_name("static")
+#: Our own files served under ``/static/map/`` (name -> media type).
+MAP_FILES = {"map.js": "text/javascript", "map.css": "text/css"}
+#: Static assets never change under the same ``?v=`` hash: cache them for a year.
+ASSET_CACHE = "public, max-age=31536000, immutable"
+#: Files requested without the hash (Leaflet's CSS asks for its images by name).
+PLAIN_CACHE = "public, max-age=86400"
+
+router = APIRouter(tags=["Web map"])
+
+
+@cache
+def leaflet_files() -> dict[str, Path]:
+    """Leaflet 1.9.4's files by name (``leaflet.js``, ``leaflet.css``, ``images/*.png``)."""
+    try:
+        from dcm.publish.assets import leaflet_assets
+    except ImportError:  # publish not installed in this layout: locate the package ourselves
+        spec = importlib.util.find_spec("js_lib_leaflet")
+        if spec is None or not spec.submodule_search_locations:
+            raise NotFound("Leaflet is not installed (package django-js-lib-leaflet)") from None
+        folder = Path(next(iter(spec.submodule_search_locations))) / "static" / "js_lib_leaflet"
+        files = {"leaflet.js": folder / "leaflet.js", "leaflet.css": folder / "leaflet.css"}
+        files.update({f"images/{p.name}": p for p in sorted((folder / "images").glob("*.png"))})
+        return files
+    return leaflet_assets()
+
+
+@cache
+def _digest(path: Path) -> str:
+    """Short content hash of a file, for cache-busting asset URLs."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+@cache
+def _template() -> Template:
+    return Template((STATIC_DIR / "map.html").read_text(encoding="utf-8"))
+
+
+def _settings(request: Request) -> Settings:
+    settings = getattr(request.app.state, "settings", None)
+    return settings if isinstance(settings, Settings) else Settings()
+
+
+def page_config(event: str, settings: Settings, *, root: str = "") -> dict[str, Any]:
+    """What the page's script needs: event, API root, refresh interval (s), basemap."""
+    return {
+        "event": event,
+        "api": root,
+        "refresh_s": max(int(settings.map_refresh_s), 5),
+        "basemap_url": settings.basemap_url,
+    }
+
+
+def render_page(event: str, settings: Settings, *, root: str = "") -> str:
+    """The map page's HTML for one event."""
+    leaflet = leaflet_files()
+    own = {name: STATIC_DIR / name for name in MAP_FILES}
+    config = json.dumps(page_config(event, settings, root=root), separators=(",", ":"))
+    return _template().substitute(
+        title=html.escape(event),
+        event_path=html.escape(f"{root}/events/{event}", quote=True),
+        # Markup characters inside the JSON could end the script element early.
+        config=config.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
+        leaflet_css=f"{root}/static/leaflet/leaflet.css?v={_digest(leaflet['leaflet.css'])}",
+        leaflet_js=f"{root}/static/leaflet/leaflet.js?v={_digest(leaflet['leaflet.js'])}",
+        map_css=f"{root}/static/map/map.css?v={_digest(own['map.css'])}",
+        map_js=f"{root}/static/map/map.js?v={_digest(own['map.js'])}",
+    )
+
+
+EventId = Annotated[str, PathParam(description="Event name, e.g. 'stvincent'.")]
+
+
+@router.get("/events/{event}/map", response_class=HTMLResponse, summary="Responder web map")
+def event_map(request: Request, event: EventId) -> HTMLResponse:
+    """The web map of one event: outages, cells, grid status, hazard and areas over time."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    page = render_page(event, _settings(request), root=root)
+    # Revalidate each visit so a changed refresh interval or script hash is picked up.
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+def _asset(path: Path, media_type: str | None, request: Request) -> FileResponse:
+    versioned = "v" in request.query_params
+    return FileResponse(
+        path,
+        media_type=media_type,
+        headers={"Cache-Control": ASSET_CACHE if versioned else PLAIN_CACHE},
+    )
+
+
+@router.get("/static/map/{name}", include_in_schema=False)
+def map_asset(request: Request, name: str) -> FileResponse:
+    """The map's own script and stylesheet."""
+    if name not in MAP_FILES:
+        raise NotFound(f"no static file {name!r}")
+    return _asset(STATIC_DIR / name, MAP_FILES[name], request)
+
+
+@router.get("/static/leaflet/{name:path}", include_in_schema=False)
+def leaflet_asset(request: Request, name: str) -> FileResponse:
+    """Leaflet's script, stylesheet and images from the installed package."""
+    path = leaflet_files().get(name)
+    if path is None:
+        raise NotFound(f"no Leaflet file {name!r}")
+    media = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}[path.suffix]
+    return _asset(path, media, request)

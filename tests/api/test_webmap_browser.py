@@ -1,0 +1,382 @@
+"""The responder web map in real headless Chromium, served over loopback.
+
+The page is loaded from a uvicorn server on 127.0.0.1 and driven over the DevTools
+protocol (see ``test_webmap_cdp.py``); every request it makes is recorded. The browser
+cannot resolve or reach anything but loopback, so a script or font fetched from the
+internet would show up as a failed request.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Header, Request
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import JSONResponse
+
+from dcm.api import webmap
+from dcm.api.errors import install_error_handlers
+from dcm.errors import AuthenticationRequired, NotFound
+from dcm.settings import Settings
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+EVENT = "stvincent"
+T0 = datetime(2021, 4, 9, 12, tzinfo=UTC)
+ANALYST_KEY = "analyst-key"
+
+
+def _cdp() -> Any:
+    name = "dcm_test_webmap_cdp"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("test_webmap_cdp.py")
+        )
+        assert spec and spec.loader
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+pytestmark = pytest.mark.browser
+
+
+# -- a small API with realistically shaped layers ----------------------------------------
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hexagon(lon: float, lat: float, r: float) -> dict[str, Any]:
+    ring = [
+        [
+            round(lon + r * math.cos(math.radians(a)), 6),
+            round(lat + r * math.sin(math.radians(a)), 6),
+        ]
+        for a in range(0, 361, 60)
+    ]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def _fake_layers() -> dict[str, list[dict[str, Any]]]:
+    """Three hourly windows: an outage that starts, spreads and ends."""
+    windows = [(T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1)) for h in range(3)]
+    outages: list[dict[str, Any]] = []
+    plan = {
+        0: [("o1", "all", "outage", 0.08)],
+        1: [("o1", "all", "outage", 0.1), ("o2", "358-50", "degraded", 0.06)],
+        2: [("o2", "358-50", "degraded", 0.05)],
+    }
+    for w, items in plan.items():
+        start, end = windows[w]
+        for oid, network, severity, r in items:
+            lon = -61.18 if oid == "o1" else -61.24
+            outages.append(
+                {
+                    "type": "Feature",
+                    "id": f"{oid}-{w}",
+                    "geometry": _hexagon(lon, 13.3, r),
+                    "properties": {
+                        "outage_id": oid,
+                        "window_start": _iso(start),
+                        "window_end": _iso(end),
+                        "network": network,
+                        "severity": severity,
+                        "confidence": 0.9,
+                        "area_km2": 40.0,
+                        "population": 1234.0,
+                        "cells_offline": 3,
+                        "onset": _iso(windows[0][0] if oid == "o1" else windows[1][0]),
+                    },
+                }
+            )
+    cells = [
+        {
+            "type": "Feature",
+            "id": f"c{i}",
+            "geometry": {"type": "Point", "coordinates": [-61.25 + 0.02 * i, 13.2 + 0.01 * i]},
+            "properties": {
+                "network": "358-50" if i % 2 else "358-110",
+                "cell": 100 + i,
+                "area": 1,
+                "radio": "LTE",
+                "site_id": f"s{i}",
+                "status": "offline" if i < 3 else "online",
+                "start": _iso(T0),
+                "end": _iso(windows[-1][1]),
+                "p_offline": 0.8,
+            },
+        }
+        for i in range(8)
+    ]
+    grid = [
+        {
+            "type": "Feature",
+            "id": f"g{w}-{i}",
+            "geometry": _hexagon(-61.3 + 0.03 * i, 13.15, 0.015),
+            "properties": {
+                "h3": f"h{i}",
+                "network": "358-50",
+                "state": state,
+                "window_start": _iso(windows[w][0]),
+                "window_end": _iso(windows[w][1]),
+            },
+        }
+        for w in range(3)
+        for i, state in enumerate(["up", "down", "uncertain", "no_data"])
+    ]
+    areas = [
+        {
+            "type": "Feature",
+            "id": name,
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [[x0, 13.12], [x0 + 0.1, 13.12], [x0 + 0.1, 13.38], [x0, 13.38], [x0, 13.12]]
+                ],
+            },
+            "properties": {"area_id": name, "name": name},
+        }
+        for name, x0 in (("Charlotte", -61.2), ("Saint Patrick", -61.3))
+    ]
+    hazard = [
+        {
+            "type": "Feature",
+            "id": "h1",
+            "geometry": _hexagon(-61.18, 13.33, 0.06),
+            "properties": {"hazard_id": "h1", "level": "red"},
+        }
+    ]
+    measurements = [
+        {
+            "type": "Feature",
+            "id": f"m{i}",
+            "geometry": {"type": "Point", "coordinates": [-61.28 + 0.001 * i, 13.2]},
+            "properties": {"timestamp": _iso(T0 + timedelta(minutes=i)), "status": "ok"},
+        }
+        for i in range(150)
+    ]
+    return {
+        "outages": outages,
+        "cells": cells,
+        "grid": grid,
+        "areas": areas,
+        "hazard": hazard,
+        "measurements": measurements,
+        "windows": [{"window_start": _iso(s), "window_end": _iso(e)} for s, e in windows],
+    }
+
+
+def _overlaps(props: dict[str, Any], start: datetime | None, end: datetime | None) -> bool:
+    s = props.get("window_start") or props.get("start") or props.get("timestamp")
+    e = props.get("window_end") or props.get("end") or s
+    if s is None:
+        return True
+    fs, fe = (datetime.fromisoformat(v.replace("Z", "+00:00")) for v in (s, e))
+    return not ((end is not None and fs > end) or (start is not None and fe < start))
+
+
+def fake_app(settings: Settings) -> FastAPI:
+    """The routes the page uses, answering like the OGC API (paging, datetime, 401)."""
+    data = _fake_layers()
+    app = FastAPI()
+    app.state.settings = settings
+    app.add_middleware(GZipMiddleware, minimum_size=500)
+    install_error_handlers(app)
+    app.include_router(webmap.router)
+
+    @app.get("/events/{event}")
+    def event(event: str) -> JSONResponse:
+        if event != EVENT:
+            raise NotFound(event)
+        return JSONResponse(
+            {
+                "name": EVENT,
+                "windows": data["windows"],
+                "high_water": data["windows"][-1]["window_end"],
+            }
+        )
+
+    @app.get("/collections/{cid}/items")
+    def items(
+        request: Request,
+        cid: str,
+        limit: int = 10,
+        offset: int = 0,
+        x_api_key: str | None = Header(None),
+    ) -> JSONResponse:
+        event, _, kind = cid.partition("-")
+        if event != EVENT or kind not in data:
+            raise NotFound(cid)
+        if kind == "measurements" and x_api_key != ANALYST_KEY:
+            raise AuthenticationRequired("measurements need an analyst key")
+        start = end = None
+        if "datetime" in request.query_params:
+            a, b = request.query_params["datetime"].split("/")
+            start, end = (datetime.fromisoformat(v.replace("Z", "+00:00")) for v in (a, b))
+        found = [f for f in data[kind] if _overlaps(f["properties"], start, end)]
+        page = found[offset : offset + limit]
+        links = []
+        if offset + limit < len(found):
+            links.append(
+                {
+                    "rel": "next",
+                    "type": "application/geo+json",
+                    "href": str(request.url.include_query_params(offset=offset + limit)),
+                }
+            )
+        return JSONResponse(
+            {
+                "type": "FeatureCollection",
+                "features": page,
+                "numberMatched": len(found),
+                "numberReturned": len(page),
+                "links": links,
+            },
+            media_type="application/geo+json",
+        )
+
+    app.state.fake = data
+    return app
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_url(serve: Callable[[FastAPI], str]) -> str:
+    return serve(fake_app(Settings(map_refresh_s=3600)))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    cdp = _cdp()
+    with cdp.Chromium(cdp.require_chromium(), width=1280, height=820) as chromium:
+        yield chromium
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, base_url: str) -> Any:
+    """The map of the sample event, loaded and settled."""
+    browser.navigate(f"{base_url}/events/{EVENT}/map")
+    browser.wait_js("window.dcm && window.dcm.ready")
+    browser.idle()
+    return browser
+
+
+def _drawn_outages(page: Any) -> list[str]:
+    return page.evaluate(
+        "[...document.querySelectorAll('.leaflet-outages-pane path')].map(p => p.getAttribute('d'))"
+    )
+
+
+# -- tests -------------------------------------------------------------------------------
+
+
+def test_page_draws_outage_polygons_of_the_latest_window(page: Any) -> None:
+    assert page.evaluate("dcm.errors") == []
+    assert page.evaluate("dcm.windows") == 3
+    assert page.evaluate("dcm.index") == 2
+    paths = _drawn_outages(page)
+    assert len(paths) == 1 and all(p.startswith("M") for p in paths)
+    assert (
+        page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-degraded').length")
+        == 1
+    )
+    assert page.evaluate("dcm.drawn.areas") == 2
+    assert page.evaluate("dcm.drawn.hazard") == 1
+
+
+def test_legend_and_time_control_are_present_and_labelled(page: Any) -> None:
+    controls = page.evaluate(
+        """[...document.querySelectorAll('#panel button, #panel input')]
+             .map(e => [e.tagName, e.type, e.getAttribute('aria-label') ||
+                        (e.closest('label') || {}).textContent || ''])"""
+    )
+    kinds = {(tag, kind) for tag, kind, _ in controls}
+    assert {("BUTTON", "button"), ("INPUT", "range"), ("INPUT", "checkbox")} <= kinds
+    assert all(label.strip() for _, _, label in controls), controls
+    legend = page.evaluate(
+        "[...document.querySelectorAll('#panel legend')].map(l => l.textContent)"
+    )
+    assert {"Outage areas", "Cell sites", "Grid status", "Context"} <= set(legend)
+    label = page.evaluate("document.getElementById('window-label').textContent")
+    assert label.startswith("2021-04-09 14:00 – 15:00") and "3 of 3" in label
+    assert "Data to 2021-04-09 15:00 UTC" in page.evaluate("dcm.updated")
+
+
+def test_stepping_the_time_control_changes_what_is_drawn(page: Any) -> None:
+    latest = _drawn_outages(page)
+    page.evaluate("document.getElementById('prev').click()")
+    page.wait_js("dcm.index === 1")
+    page.idle()
+    middle = _drawn_outages(page)
+    assert len(middle) == 2 and middle != latest
+    # Keyboard: the slider moves with the arrow keys.
+    page.evaluate("document.getElementById('slider').focus()")
+    for kind in ("keyDown", "keyUp"):
+        page.send(
+            "Input.dispatchKeyEvent",
+            {"type": kind, "key": "ArrowLeft", "code": "ArrowLeft", "windowsVirtualKeyCode": 37},
+            session=page.session,
+        )
+    page.wait_js("dcm.index === 0")
+    page.idle()
+    first = _drawn_outages(page)
+    assert len(first) == 1 and first != latest
+    assert "09 12:00 – 13:00" in page.evaluate(
+        "document.getElementById('window-label').textContent"
+    )
+    page.evaluate("document.getElementById('latest').click()")
+    page.wait_js("dcm.index === 2")
+    page.idle()
+
+
+def test_no_request_left_loopback_or_failed(page: Any) -> None:
+    requests = list(page.requests.values())
+    assert requests
+    for r in requests:
+        if r.url.startswith("data:"):
+            continue
+        assert r.host == "127.0.0.1", f"request left loopback: {r}"
+        assert r.failed is None, f"request failed: {r}"
+        # Anonymous visitors may not read measurements: the page probes once and hides it.
+        expected = 401 if "-measurements/" in r.url else 200
+        assert r.status in (expected, 304), f"unexpected status: {r}"
+    kinds = {re.sub(r"\?.*", "", r.url.rsplit("/", 1)[-1]) for r in requests}
+    assert {"map", "leaflet.js", "leaflet.css", "map.js", "map.css"} <= kinds
+
+
+def test_measurement_density_is_hidden_without_access(page: Any) -> None:
+    assert page.evaluate("document.getElementById('density-toggle').hidden") is True
+
+
+def test_screenshot_shows_the_map(page: Any) -> None:
+    path = page.screenshot(ARTIFACTS / "webmap.png")
+    assert path.stat().st_size > 10_000
+
+
+def test_print_layout_is_one_page(page: Any) -> None:
+    pdf = page.print_pdf()
+    assert pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1
+
+
+def test_analyst_key_shows_measurement_density(browser: Any, base_url: str) -> None:
+    browser.navigate("about:blank")
+    browser.navigate(f"{base_url}/events/{EVENT}/map#key={ANALYST_KEY}")
+    browser.wait_js("window.dcm && window.dcm.ready")
+    assert browser.evaluate("location.hash") == ""  # the key is not left in the address bar
+    assert browser.evaluate("document.getElementById('density-toggle').hidden") is False
+    browser.evaluate("document.querySelector('input[value=density]').click()")
+    browser.wait_js("dcm.drawn.density > 0")
+    time.sleep(0.1)
