@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 #: Metres per degree of latitude (WGS84 mean; good to 0.5 % at our scales).
@@ -43,3 +45,12 @@ def hex_ids(values: np.ndarray, *, width: int = 16) -> np.ndarray:
     nibbles = (v[:, None] >> shifts[None, :]) & np.uint64(15)
     chars = _HEX[nibbles.astype(np.intp)]
     return np.ascontiguousarray(chars).view(f"S{width}").ravel().astype(str).astype(object)
+
+
+def pixel_centres(
+    transform: Any, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lon, lat) of pixel centres of a north-up raster (rotation terms ignored)."""
+    lon = transform.c + transform.a * (np.asarray(cols) + 0.5)
+    lat = transform.f + transform.e * (np.asarray(rows) + 0.5)
+    return lon, lat

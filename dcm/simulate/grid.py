@@ -6,6 +6,7 @@ import h3
 import numpy as np
 import pandas as pd
 
+from dcm.simulate.geo import pixel_centres
 from dcm.simulate.truth import SiteIndex
 
 #: H3 resolution of the truth grid (~0.74 km² hexagons).
@@ -31,7 +32,7 @@ def truth_grid(
     served_share (float32), population (float32).
     """
     rows_i, cols_i = np.nonzero(population > 0)
-    lon, lat = transform * (cols_i + 0.5, rows_i + 0.5)  # type: ignore[operator]
+    lon, lat = pixel_centres(transform, rows_i, cols_i)
     pop = population[rows_i, cols_i].astype("float64")
     cells = np.array(
         [h3.latlng_to_cell(float(a), float(o), resolution) for a, o in zip(lat, lon, strict=True)]

@@ -35,7 +35,8 @@ class Zone:
 class Hazard:
     """A hazard footprint and how hard it hits sites and people.
 
-    ``P(damage) = damage_max * I ** damage_gamma``, same form for power. Damage
+    ``P(damage) = damage_max * J ** damage_gamma`` with ``J`` the intensity rescaled
+    so that ``harmless_below`` maps to 0; same form for power. Damage
     starts ``damage_delay_h`` (uniform range) after the hazard arrives and lasts
     ``damage_days`` (uniform range); a power cut starts when batteries run dry,
     ``power_delay_h`` after arrival, and lasts ``power_hours``.
@@ -62,6 +63,8 @@ class Hazard:
     speed_ms: float = 0.0
     #: Largest share of phones in the worst-hit places that go dead (no charge).
     dead_phones: float = 0.4
+    #: Intensity below which sites come to no harm (P(damage) and P(power) are 0).
+    harmless_below: float = 0.1
     extra: dict[str, float] = field(default_factory=dict)
 
     def _geometry(self, proj: LocalProjection) -> BaseGeometry:
@@ -80,6 +83,11 @@ class Hazard:
         """Intensity in [0, 1] at each point."""
         d = self.distance_m(lon, lat, proj)
         return np.exp(-np.maximum(d - self.core_m, 0.0) / self.scale_m)
+
+    def harm(self, intensity: np.ndarray) -> np.ndarray:
+        """Intensity rescaled to [0, 1] above the harmless level."""
+        lo = self.harmless_below
+        return np.clip((np.asarray(intensity) - lo) / (1.0 - lo), 0.0, 1.0)
 
     def arrival_h(
         self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection, land: Polygon

@@ -99,11 +99,13 @@ def make_people(
     n_devices: int,
     hazard: Hazard | None,
     proj: LocalProjection,
-    shelters_xy: np.ndarray,
-    shelter_weight: np.ndarray,
+    shelter_px: np.ndarray,
     rng: np.random.Generator,
 ) -> People:
-    """Devices with homes (population-weighted), networks (by share) and evacuation plans."""
+    """Devices with homes (population-weighted), networks (by share) and evacuation plans.
+
+    ``shelter_px`` weighs the populated pixels as places where evacuees stay.
+    """
     p = px_pop / px_pop.sum()
     home_px = rng.choice(len(p), size=n_devices, p=p)
     home_xy = px_xy[home_px] + (rng.uniform(size=(n_devices, 2)) - 0.5) * pixel_m
@@ -116,8 +118,8 @@ def make_people(
     activity = rng.lognormal(0.0, 0.8, n_devices)
     u_evac = rng.uniform(size=n_devices)
     evac_delay = rng.exponential(3.0, n_devices)
-    shelter = rng.choice(len(shelters_xy), size=n_devices, p=shelter_weight / shelter_weight.sum())
-    shelter_xy = shelters_xy[shelter] + rng.normal(0, 800.0, size=(n_devices, 2))
+    shelter = rng.choice(len(shelter_px), size=n_devices, p=shelter_px / shelter_px.sum())
+    shelter_xy = px_xy[shelter] + (rng.uniform(size=(n_devices, 2)) - 0.5) * pixel_m
     if hazard is not None:
         lon, lat = proj.to_lonlat(home_xy[:, 0], home_xy[:, 1])
         evac = hazard.evacuation_share(lon, lat, proj)
@@ -256,6 +258,9 @@ def generate(
     safe_site = np.maximum(site, 0)
     avail = cell_lookup[safe_site, :, 0] >= 0  # (m, radios)
     allowed = avail & (np.arange(len(RADIO_PREFERENCE))[None, :] >= people.radio_cap[dev][:, None])
+    # A handset older than every radio of its network is treated as supporting the
+    # oldest one: served places must yield a serving cell, as the truth says.
+    allowed |= avail & ~allowed.any(axis=1, keepdims=True)
     allowed &= served[:, None]
     best = np.argmax(allowed, axis=1)
     second_allowed = allowed.copy()

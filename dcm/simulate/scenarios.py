@@ -13,7 +13,7 @@ import shapely
 
 from dcm.errors import ParameterError
 from dcm.schema import CELL_COLUMNS, CRS, MEASUREMENT_COLUMNS, validate_frame
-from dcm.simulate.geo import LocalProjection
+from dcm.simulate.geo import LocalProjection, pixel_centres
 from dcm.simulate.hazard import Hazard, Zone
 from dcm.simulate.measurements import generate, make_people
 from dcm.simulate.network import RADIO_PREFERENCE, assign_outages, build_cells, build_sites
@@ -115,6 +115,7 @@ def _synthetic_spec(name: str) -> ScenarioSpec:
             damage_delay_h=(-1.0, 2.0),
             speed_ms=5.0,
             dead_phones=0.5,
+            harmless_below=0.25,
         )
     elif name == "eruption":
         hazard = Hazard(
@@ -174,12 +175,14 @@ def _stvincent_spec(name: str) -> ScenarioSpec:
             Zone("orange", 0.0, 0.3, orange),
             Zone("green", 0.0, 0.0, green),
         ),
-        damage_max=0.8,
-        damage_gamma=1.2,
-        power_max=1.0,
-        power_gamma=0.6,
-        damage_delay_h=(0.0, 6.0),
+        damage_max=0.7,
+        damage_gamma=1.0,
+        power_max=0.9,
+        power_gamma=0.7,
+        # Ash from the explosions of 9-10 April builds up on equipment over a day.
+        damage_delay_h=(0.0, 30.0),
         dead_phones=0.4,
+        harmless_below=0.2,
     )
     return ScenarioSpec(
         name=name,
@@ -300,6 +303,34 @@ def _opencellid_cells(
     return frame[list(CELL_COLUMNS)]
 
 
+def _shelter_weights(
+    region: Region,
+    hazard: Hazard | None,
+    px_xy: np.ndarray,
+    px_pop: np.ndarray,
+    proj: LocalProjection,
+) -> np.ndarray:
+    """Weight of each populated pixel as a place evacuees go: around shelter towns
+    (relatives, schools, churches), away from the hazard."""
+    weights = dict(region.shelters)
+    out = np.zeros(len(px_xy))
+    for town in region.towns:
+        w = weights.get(town.name, 0.0)
+        t_xy = proj.to_xy(np.array([town.lon]), np.array([town.lat]))[0]
+        if hazard is not None:
+            # Evacuees go where the hazard is weak.
+            w *= (
+                float(1 - hazard.intensity(np.array([town.lon]), np.array([town.lat]), proj)[0])
+                ** 4
+            )
+        if w <= 0:
+            continue
+        g = px_pop * np.exp(-((px_xy - t_xy) ** 2).sum(axis=1) / (2 * (1.5 * town.radius_m) ** 2))
+        if g.sum() > 0:
+            out += w * g / g.sum()
+    return out if out.sum() > 0 else px_pop.astype("float64")
+
+
 def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
     """Generate the named scenario; ``scale`` multiplies the measurement volume.
 
@@ -317,7 +348,7 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
 
     population, transform = population_raster(region, rng)
     rows_i, cols_i = np.nonzero(population > 0)
-    px_lon, px_lat = transform * (cols_i + 0.5, rows_i + 0.5)
+    px_lon, px_lat = pixel_centres(transform, rows_i, cols_i)
     px_xy = proj.to_xy(px_lon, px_lat)
     pixel_m = np.array([region.pixel_deg * proj.kx, region.pixel_deg * proj.ky])
 
@@ -334,15 +365,7 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
         cells["sector"].to_numpy(),
     ] = np.arange(len(cells))
 
-    town_xy = np.array([proj.to_xy(np.array([t.lon]), np.array([t.lat]))[0] for t in region.towns])
-    weights = dict(region.shelters)
-    shelter_w = np.array([weights.get(t.name, 0.0) for t in region.towns])
-    if spec.hazard is not None:
-        # Evacuees go where the hazard is weak.
-        t_lon, t_lat = proj.to_lonlat(town_xy[:, 0], town_xy[:, 1])
-        shelter_w = shelter_w * (1 - spec.hazard.intensity(t_lon, t_lat, proj)) ** 4
-    if shelter_w.sum() <= 0:
-        shelter_w = np.array([t.population for t in region.towns], dtype=float)
+    shelter_px = _shelter_weights(region, spec.hazard, px_xy, population[rows_i, cols_i], proj)
     networks = [(n.key, n.mcc, n.mnc, n.share) for n in region.networks]
     n_baseline = max(1, round(spec.baseline_rows * scale))
     n_event = max(1, round(spec.event_rows * scale))
@@ -356,8 +379,7 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
         n_devices=n_devices,
         hazard=spec.hazard,
         proj=proj,
-        shelters_xy=town_xy,
-        shelter_weight=shelter_w,
+        shelter_px=shelter_px,
         rng=rng,
     )
     common: dict[str, Any] = {
