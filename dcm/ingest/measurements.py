@@ -118,11 +118,15 @@ def normalise_measurements(
     rejected: list[RejectedRow] | None = None,
     rows_in: int | None = None,
     reject_unknown_radio: bool = True,
+    errors: f.RowErrors | None = None,
 ) -> IngestResult:
     """Validate a frame of canonical-named columns (strings or typed) → canonical frame.
 
     ``lines`` gives each row's line for the report, ``raw_rows(positions)`` its raw text.
-    Rows already rejected upstream (``rejected``) count toward ``rows_in``.
+    Rows already rejected upstream (``rejected``) count toward ``rows_in``; ``errors``
+    may carry reasons found by a format-specific reader (they take precedence).
+    With ``reject_unknown_radio=False`` radio names are mapped through
+    :data:`RADIO_ALIASES` and unknown ones become ``<NA>`` (app logs).
     """
     rejected = list(rejected or [])
     raw = _canonical_names(raw, name=name)
@@ -134,7 +138,7 @@ def normalise_measurements(
             return raw[c]
         return pd.Series(pd.array([pd.NA] * n, dtype="string"), index=raw.index)
 
-    errors = f.RowErrors(n)
+    errors = f.RowErrors(n) if errors is None else errors
     out = pd.DataFrame(index=raw.index)
     f.required(col("timestamp"), errors, "timestamp")
     out["timestamp"] = f.timestamps_iso(col("timestamp"), errors, "timestamp")

@@ -1,0 +1,72 @@
+"""Tell what kind of file a measurement-like file is from its first bytes."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+from dcm.errors import IngestError
+from dcm.ingest._source import GZIP_MAGIC, Source, source_name
+from dcm.schema import RADIOS
+
+KINDS = ("measurements", "cells", "gnettrack", "towercollector")
+
+_SNIFF_BYTES = 64 * 1024
+
+
+def sniff_kind(source: Source, *, name: str | None = None) -> str:
+    """``"measurements"``, ``"cells"``, ``"gnettrack"`` or ``"towercollector"``.
+
+    Looks at the header line (or the first record of a header-less OpenCelliD export);
+    JSON and Parquet files are measurements. Raises :class:`IngestError` when the file is
+    missing, unreadable or of none of these kinds.
+    """
+    label = source_name(source, name)
+    head = _head(source, label)
+    if head[:4] == b"PAR1" or head.lstrip()[:1] in (b"{", b"["):
+        return "measurements"
+    first = head.lstrip(b"\xef\xbb\xbf\r\n").split(b"\n", 1)[0].decode("utf-8", "replace")
+    delimiter = "\t" if "\t" in first else ","
+    fields = [c.strip().strip('"').lower() for c in first.split(delimiter)]
+    names = set(fields)
+    if {"measured_at", "cell_id"} <= names:
+        return "towercollector"
+    if {"timestamp", "longitude", "latitude"} <= names:
+        return "gnettrack"
+    if {"timestamp", "lat", "lon", "status"} <= names:
+        return "measurements"
+    if {"radio", "mcc", "area", "cell"} <= names and ({"net", "mnc"} & names):
+        return "cells"
+    if fields and fields[0].upper() in RADIOS and len(fields) == 14:
+        return "cells"
+    raise IngestError(
+        "cannot tell the kind of file from its first line; expected a canonical "
+        "measurement header (timestamp,lat,lon,status,...), an OpenCelliD/MLS export, a "
+        "G-NetTrack log or a Tower Collector CSV",
+        path=label,
+    )
+
+
+def _head(source: Source, label: str) -> bytes:
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise IngestError("file not found" if not path.exists() else "not a file", path=label)
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(_SNIFF_BYTES)
+        except OSError as exc:
+            raise IngestError(f"cannot read file ({exc.strerror})", path=label) from exc
+    else:
+        position = source.tell() if source.seekable() else None
+        raw = source.read(_SNIFF_BYTES)
+        if position is not None:
+            source.seek(position)
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            # A partial stream: decompress what we have, ignore the missing end.
+            raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, _SNIFF_BYTES)
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise IngestError(f"corrupt gzip data ({exc})", path=label) from exc
+    return bytes(raw)
