@@ -360,6 +360,23 @@ def test_measurement_density_is_hidden_without_access(page: Any) -> None:
     assert page.evaluate("document.getElementById('density-toggle').hidden") is True
 
 
+def test_grid_layer_is_fetched_only_when_shown(page: Any) -> None:
+    def grid_requests() -> int:
+        return sum("-grid/items" in r.url for r in list(page.requests.values()))
+
+    assert grid_requests() == 0
+    page.evaluate("document.querySelector('input[name=grid][value=no_data]').click()")
+    page.wait_js("dcm.drawn.grid === 1")
+    assert grid_requests() == 1
+    state = page.evaluate(
+        "document.querySelector('.leaflet-grid-pane path').getAttribute('stroke-dasharray')"
+    )
+    assert state == "3 3"  # "no data" is told apart by its dashed outline
+    page.evaluate("document.querySelector('input[name=grid][value=no_data]').click()")
+    page.wait_js("dcm.drawn.grid === 0")
+    assert grid_requests() == 1
+
+
 def test_screenshot_shows_the_map(page: Any) -> None:
     path = page.screenshot(ARTIFACTS / "webmap.png")
     assert path.stat().st_size > 10_000

@@ -165,7 +165,7 @@
 
   // ---- drawing ------------------------------------------------------------------------
 
-  let current = { outages: [], cells: [], grid: [], density: [] };
+  let current = { outages: [], cells: [], grid: [], density: [], index: -1, have: {} };
 
   function outagePopup(p) {
     const nets = Array.isArray(p.networks) ? p.networks.map(netName).join(', ') : netName(p.network);
@@ -317,6 +317,12 @@
     }
   }
 
+  // Only the layers someone looks at are fetched: each costs bytes on a poor link.
+  function wanted() {
+    return { cells: checked('cells').size > 0, grid: checked('grid').size > 0,
+      density: state.densityAllowed && checked('layer').has('density') };
+  }
+
   async function show(index) {
     if (!state.windows.length) return;
     index = Math.max(0, Math.min(state.windows.length - 1, index));
@@ -325,21 +331,32 @@
     state.index = index;
     state.follow = index === state.windows.length - 1;
     updateTimeControls();
-    const p = windowParam(w);
-    const density = state.densityAllowed && checked('layer').has('density');
-    const [outages, cells, grid, dens] = await Promise.all([
-      items('outages', p), items('cells', p).catch(() => []), items('grid', p).catch(() => []),
-      density ? items('measurements', p).catch(() => []) : Promise.resolve([])]);
+    const p = windowParam(w), want = wanted();
+    const none = Promise.resolve([]);
+    const [outages, cells, grid, density] = await Promise.all([
+      items('outages', p),
+      want.cells ? items('cells', p).catch(() => []) : none,
+      want.grid ? items('grid', p).catch(() => []) : none,
+      want.density ? items('measurements', p).catch(() => []) : none]);
     if (token !== state.token) return;   // a later step has started meanwhile
     const inside = (f) => !f.properties.window_start ||
       (Date.parse(f.properties.window_start) < Date.parse(w.end) &&
        Date.parse(f.properties.window_end || w.end) > Date.parse(w.start));
-    current = { outages: outages.filter(inside), cells, grid: grid.filter(inside), density: dens };
+    current = { outages: outages.filter(inside), cells, grid: grid.filter(inside), density,
+      index, have: want };
     syncNetworks([...current.outages, ...current.cells, ...current.grid]);
     redraw();
     fitOnce();
     status.index = index;
     status.window = w;
+  }
+
+  // A toggle that needs a layer not fetched for this window fetches it; others redraw.
+  function toggled() {
+    const want = wanted(), have = current.have || {};
+    if (current.index === state.index && ['cells', 'grid', 'density']
+      .every((k) => !want[k] || have[k])) redraw();
+    else show(state.index);
   }
 
   async function loadEvent() {
@@ -410,10 +427,8 @@
   $('latest').addEventListener('click', () => show(state.windows.length - 1));
   $('play').addEventListener('click', play);
   $('slider').addEventListener('input', (e) => show(+e.target.value));
-  document.querySelectorAll('input[name=severity], input[name=cells], input[name=grid]')
-    .forEach((i) => i.addEventListener('change', redraw));
-  document.querySelectorAll('input[name=layer]').forEach((i) => i.addEventListener('change',
-    () => (i.value === 'density' && i.checked ? show(state.index) : redraw())));
+  document.querySelectorAll('#panel input[type=checkbox]')
+    .forEach((i) => i.addEventListener('change', toggled));
   // Leaflet must measure the map again when the print layout resizes it.
   const resize = () => map.invalidateSize({ animate: false });
   window.addEventListener('beforeprint', resize);
