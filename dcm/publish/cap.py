@@ -280,8 +280,8 @@ def outage_to_cap(
 ) -> CapMessage:
     """A CAP message for one outage feature (a GeoDataFrame row of OUTAGE_COLUMNS).
 
-    Severity is Severe where no network serves (``severity == "outage"``) or at
-    least ``severe_population`` people are affected, else Moderate; certainty
+    Severity is Severe where no network serves (network ``"all"``, severity
+    ``"outage"``) or at least ``severe_population`` people are affected, else Moderate; certainty
     follows ``confidence``. ``expires`` defaults to ``sent + valid_for``. A
     Cancel (the outage ended) gets urgency Past.
     """
@@ -297,18 +297,39 @@ def outage_to_cap(
     geometry = _value(outage, "geometry")
 
     people = f"about {population:,.0f} people" if population is not None else None
-    severe = kind == "outage" or (population is not None and population >= severe_population)
-    where = "Area without mobile service" if everyone else f"Area without service on {network}"
-    headline = "No mobile service" if everyone else f"Mobile network {network} down"
+    # Three kinds of outage feature (dcm.analysis.outages): every network down
+    # ("all"/outage), some but not all down ("all"/degraded), one network down.
+    no_service = everyone and kind == "outage"
+    severe = no_service or (population is not None and population >= severe_population)
+    since = f" since {cap_datetime(onset)[:16].replace('T', ' ')} UTC" if onset is not None else ""
+    if no_service:
+        where = "Area without mobile service"
+        headline = "No mobile service"
+        first = f"No mobile network serves this area{since}."
+        instruction = (
+            "Calls, including emergency calls, may fail here on every network: use "
+            "satellite phones or radio, or move to an area with service."
+        )
+    elif everyone:
+        where = "Area with reduced mobile service"
+        headline = "Some mobile networks down"
+        first = f"Some mobile networks do not serve this area{since}; others still do."
+        instruction = (
+            "Phones on the failed networks may have no service here; phones that can "
+            "roam, or SIMs of another network, may still get through."
+        )
+    else:
+        where = f"Area without service on network {network}"
+        headline = f"Mobile network {network} down"
+        first = f"Mobile network {network} does not serve this area{since}."
+        instruction = (
+            f"Subscribers of {network} may have no service here; other networks may "
+            "still carry calls, including emergency calls."
+        )
     if people:
         headline += f": {people} affected"
 
-    sentences = []
-    since = f" since {cap_datetime(onset)[:16].replace('T', ' ')} UTC" if onset is not None else ""
-    if everyone:
-        sentences.append(f"No mobile network serves this area{since}.")
-    else:
-        sentences.append(f"Mobile network {network} does not serve this area{since}.")
+    sentences = [first]
     extent = [f"{area_km2:,.1f} km²" if area_km2 is not None else None, people]
     if any(extent):
         sentences.append("Affected: " + ", ".join(e for e in extent if e) + ".")
@@ -319,15 +340,8 @@ def outage_to_cap(
             f"Confidence {confidence:.0%}, from crowdsourced measurements compared with "
             "the same places before the event."
         )
-    instruction = (
-        "Calls, including emergency calls, may fail here on every network: use satellite "
-        "phones or radio, or move to an area with service."
-        if everyone
-        else f"Subscribers of {network} may have no service here; other networks may still "
-        "carry calls, including emergency calls."
-    )
 
-    parameters: dict[str, str] = {"network": str(network)}
+    parameters: dict[str, str] = {"network": str(network), "outage_severity": str(kind)}
     if population is not None:
         parameters["population"] = f"{population:.0f}"
     if confidence is not None:

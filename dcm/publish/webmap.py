@@ -17,6 +17,7 @@ import folium
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from branca.element import Element, MacroElement
 from folium.template import Template
 from folium.utilities import JsCode
@@ -326,7 +327,7 @@ def _outage_layers(outages: gpd.GeoDataFrame) -> list[folium.GeoJson]:
     keys = sorted(network.unique(), key=lambda n: (n != ALL_NETWORKS, str(n)))
     for key in keys:
         part = out[(network == key).to_numpy()]
-        name = "Outage: no network" if key == ALL_NETWORKS else f"Network {key} down"
+        name = "Outages: all networks" if key == ALL_NETWORKS else f"Outages: network {key}"
         data = to_geojson(part, precision=MAP_PRECISION)
         layers.append(_layer(data, kind="outage", name=name, labels=OUTAGE_LABELS))
     return layers
@@ -386,25 +387,44 @@ def _cells_layer(cells: pd.DataFrame) -> folium.GeoJson:
 _STATE_RANK = {"up": 0, "down": 1, "uncertain": 2, "no_data": 3}
 
 
-def _grid_layer(grid: gpd.GeoDataFrame) -> folium.GeoJson | None:
+def _hex_polygons(cells: np.ndarray) -> np.ndarray:
+    """Shapely hexagons (lon/lat) of H3 cell strings."""
+    import h3  # lazy: only grids without geometry need it
+
+    rings = [[(lng, lat) for lat, lng in h3.cell_to_boundary(str(c))] for c in cells]
+    return np.array([shapely.Polygon(r) for r in rings], dtype=object)
+
+
+def _grid_layer(grid: pd.DataFrame) -> folium.GeoJson | None:
     """Hexes where no network has data (hatched grey) or the state is uncertain.
 
-    A hex seen by any network is not "no data"; the best-known state per hex wins.
+    ``grid``: GRID_STATUS_COLUMNS rows of one window, with hex geometry or ``h3``
+    strings. A hex seen by any network is not "no data": the best-known state of
+    each hex wins.
     """
     if grid.empty or "state" not in grid.columns:
         return None
-    rank = grid["state"].map(_STATE_RANK).fillna(_STATE_RANK["no_data"])
-    key = (
-        grid["h3"] if "h3" in grid.columns else pd.Series(grid.geometry.to_wkb(), index=grid.index)
-    )
-    best = rank.groupby(key.to_numpy()).transform("min")
-    first = ~key.duplicated()
-    shown = grid[(first & (best >= _STATE_RANK["uncertain"])).to_numpy()]
-    states = best[shown.index].map({v: k for k, v in _STATE_RANK.items()})
-    out = gpd.GeoDataFrame({"s": states.to_numpy()}, geometry=shown.geometry.values, crs=grid.crs)
-    out["state"] = out["s"].str.replace("_", " ")
-    if "h3" in shown.columns:
-        out["h3"] = shown["h3"].astype(object).to_numpy()
+    has_geometry = isinstance(grid, gpd.GeoDataFrame)
+    if not has_geometry and "h3" not in grid.columns:
+        raise ParameterError("the map's grid needs hex geometry or an 'h3' column")
+    rank = grid["state"].map(_STATE_RANK).fillna(_STATE_RANK["no_data"]).to_numpy()
+    key = grid["h3"].to_numpy() if "h3" in grid.columns else grid.geometry.to_wkb().to_numpy()
+    codes, uniq = pd.factorize(key)
+    best = np.full(len(uniq), _STATE_RANK["no_data"])
+    np.minimum.at(best, codes, rank)
+    first = np.unique(codes, return_index=True)[1]
+    state = best[codes[first]]
+    keep = first[state >= _STATE_RANK["uncertain"]]
+    names = np.array(list(_STATE_RANK))[best[codes[keep]]]
+    if has_geometry:
+        geoms = np.asarray(grid.geometry.array, dtype=object)[keep]
+        crs = grid.crs
+    else:
+        geoms, crs = _hex_polygons(key[keep]), "EPSG:4326"
+    out = gpd.GeoDataFrame({"s": names}, geometry=geoms, crs=crs)
+    out["state"] = np.char.replace(names.astype(str), "_", " ")
+    if "h3" in grid.columns:
+        out["h3"] = key[keep]
     data = to_geojson(out, precision=MAP_PRECISION)
     labels = {"state": "State", "h3": "Hex"}
     return _layer(data, kind="grid", name="No data / uncertain", labels=labels)
@@ -421,8 +441,8 @@ def _outline_layer(gdf: gpd.GeoDataFrame, *, kind: str, name: str) -> folium.Geo
 
 def _legend_markup(title: str, window: pd.Timestamp | None, kinds: list[str]) -> str:
     rows = {
-        "outage": f'<i style="background:{VERMILLION}"></i>Outage: no network serves',
-        "degraded": f'<i style="background:{ORANGE}"></i>Degraded: a network is down',
+        "outage": f'<i style="background:{VERMILLION}"></i>Outage: no service',
+        "degraded": f'<i style="background:{ORANGE}"></i>Degraded: some networks down',
         "online": f'<i class="dot" style="background:{BLUISH_GREEN}"></i>Cell online',
         "offline": f'<i class="dot" style="background:{REDDISH_PURPLE}"></i>Cell offline',
         "unknown": '<i class="dot" style="background:#fff;border-color:#999"></i>Cell unknown',
@@ -442,7 +462,7 @@ def _legend_markup(title: str, window: pd.Timestamp | None, kinds: list[str]) ->
 def _bounds(frames: list[gpd.GeoDataFrame]) -> list[list[float]] | None:
     """[[south, west], [north, east]] of the first non-empty frame (outages first)."""
     for frame in frames:
-        if frame is not None and len(frame) and not frame.geometry.is_empty.all():
+        if isinstance(frame, gpd.GeoDataFrame) and len(frame) and not frame.geometry.is_empty.all():
             geo = frame.to_crs(4326) if frame.crs is not None else frame
             w, s, e, n = geo.total_bounds
             if np.all(np.isfinite([w, s, e, n])):
@@ -454,7 +474,7 @@ def render_map(
     *,
     outages: gpd.GeoDataFrame,
     cells: pd.DataFrame | None = None,
-    grid: gpd.GeoDataFrame | None = None,
+    grid: pd.DataFrame | None = None,
     areas: gpd.GeoDataFrame | None = None,
     hazard: gpd.GeoDataFrame | None = None,
     title: str = "Mobile connectivity outages",
@@ -464,11 +484,12 @@ def render_map(
 ) -> str:
     """The outage map as one self-contained HTML page (no internet needed).
 
-    ``outages``: OUTAGE_COLUMNS GeoDataFrame (all windows); ``cells``: lon, lat, status
-    (and optionally start/end status intervals, ids, p_offline); ``grid``: grid status
-    with hex geometry; ``areas``/``hazard``: outlines. Only the window ending at
-    ``window_end`` (default: the latest) is shown. ``tiles_url`` adds an online basemap,
-    off by default.
+    ``outages``: OUTAGE_COLUMNS GeoDataFrame (all windows). ``cells``: lon, lat,
+    status, optionally CELL_STATUS_COLUMNS intervals (start/end), ids and p_offline;
+    merge cell positions from the CELL_COLUMNS frame first. ``grid``:
+    GRID_STATUS_COLUMNS with hex geometry or ``h3`` strings. ``areas``/``hazard``:
+    outlines. Only the window ending at ``window_end`` (default: the latest) is shown.
+    ``tiles_url`` adds an online basemap; off by default so the page works offline.
     """
     windows = _window_ends(outages, grid)
     window = _utc(window_end) if window_end is not None else (windows[-1] if windows else None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -66,11 +68,24 @@ def _outages(windows: int = 3) -> gpd.GeoDataFrame:
             | {
                 "outage_id": f"net-{w}",
                 "network": "358-110",
-                "severity": "degraded",
+                "severity": "outage",
                 "confidence": 0.7,
                 "area_km2": 3.0,
                 "population": np.nan,
                 "cells_offline": 1,
+                "geometry": box(-61.15, 13.2, -61.1, 13.25),
+            }
+        )
+        rows.append(
+            common
+            | {
+                "outage_id": f"part-{w}",
+                "network": "all",
+                "severity": "degraded",
+                "confidence": 0.8,
+                "area_km2": 3.0,
+                "population": 50.0,
+                "cells_offline": 0,
                 "geometry": box(-61.15, 13.2, -61.1, 13.25),
             }
         )
@@ -110,7 +125,7 @@ def test_map_is_self_contained_and_has_the_data() -> None:
     assert "all-2" in page and "net-2" in page
     assert "all-0" not in page and "all-1" not in page
     assert "1,236" in page
-    assert "Network 358-110 down" in page and "Outage: no network" in page
+    assert "Outages: network 358-110" in page and "Outages: all networks" in page
     assert "St Vincent &lt;test&gt;" in page
     assert "L.control.layers" in page
 
@@ -176,3 +191,63 @@ def test_map_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert len(paths) >= 54
     assert "dcm-legend" in dom and "leaflet-control-layers" in dom
     assert shutil.which(str(CHROMIUM))
+
+
+CDP_CLIENT = Path(__file__).resolve().parents[1] / "api" / "test_webmap_cdp.py"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium"
+)
+@pytest.mark.skipif(
+    not CDP_CLIENT.is_file(), reason="DevTools client tests/api/test_webmap_cdp.py absent"
+)
+def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("dcm_test_webmap_cdp", CDP_CLIENT)
+    assert spec and spec.loader
+    cdp = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, cdp)
+    spec.loader.exec_module(cdp)
+    grid = pd.DataFrame(  # no geometry: hexes come from the h3 ids
+        {
+            "h3": ["885e711483fffff", "885e711493fffff"],
+            "network": "all",
+            "state": ["no_data", "uncertain"],
+            "window_end": T0 + pd.Timedelta(hours=3),
+        }
+    )
+    page = render_map(outages=_outages(), cells=_cells(40), grid=grid)
+    path = tmp_path / "map.html"
+    path.write_text(page, encoding="utf-8")
+    map_var = re.search(r"var (map_[0-9a-f]+) = L\.map\(", page).group(1)
+    with cdp.Chromium(str(CHROMIUM)) as browser:
+        browser.navigate(path.as_uri())
+        browser.idle()
+        urls = [r.url for r in browser.requests.values()]
+        assert all(u.startswith(("file:", "data:")) for u in urls), urls
+        assert not [c for c in browser.console if c.startswith("exception")], browser.console
+        count = "document.querySelectorAll('path.leaflet-interactive').length"
+        total = browser.evaluate(count)
+        assert total == 3 + 2 + 40
+        hatched = browser.evaluate(
+            "document.querySelectorAll('path[fill=\"url(#dcm-hatch)\"]').length"
+        )
+        assert hatched == 1
+        popup = browser.evaluate(
+            f"""(() => {{ let text = null;
+                {map_var}.eachLayer(l => {{
+                  if (l.feature && l.feature.properties.id === 'all-2') {{
+                    l.openPopup(l.getBounds().getCenter());
+                    text = document.querySelector('.leaflet-popup-content').textContent;
+                  }} }});
+                return text; }})()"""
+        )
+        assert "People affected1,236" in popup and "Confidence93 %" in popup
+        # Unticking the per-network layer removes exactly its one polygon.
+        browser.evaluate(
+            """[...document.querySelectorAll('.leaflet-control-layers-overlays label')]
+                 .find(l => l.textContent.includes('network 358-110'))
+                 .querySelector('input').click()"""
+        )
+        assert browser.evaluate(count) == total - 1
