@@ -7,18 +7,35 @@
                           principal=principal)          # idempotent by checksum and row id
     summary = live.update(store, "vincent", principal=principal)   # dirty windows only
     gaps = live.gap_report(store, "vincent")             # DataFrame, ranked by people
+
+Incremental updates: evidence trails over ``DetectionParams.span``, so a measurement at
+``t`` can change the windows from ``floor(t)`` to ``floor(t + span)``. Ingest marks those
+windows dirty in the store; :func:`update` recomputes the dirty windows up to the data
+high-water mark (later ones stay dirty until data reaches them), passing the outages of
+the window before as ``previous`` so outage ids carry over, then runs the alert lifecycle
+on the latest window.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import pickle
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
 
+from dcm.errors import Conflict, IngestError, ParameterError
 from dcm.ingest.report import IngestReport
-from dcm.store import Dataset, Principal, Store
+from dcm.schema import ALL_NETWORKS, CRS
+from dcm.store import AlertMessage, Dataset, Event, Principal, Store
 
 #: Columns of :func:`gap_report`.
 GAP_COLUMNS = (
@@ -32,6 +49,16 @@ GAP_COLUMNS = (
     "people_before",
     "trend",
 )
+
+#: CAP sender of the alerts this installation issues (overridable per call).
+DEFAULT_SENDER = "dcm@disaster-connectivity-mapper.invalid"
+#: A change of area or people by this share or more makes a CAP Update.
+MATERIAL_CHANGE = 0.25
+#: A trend moves when people affected change by more than this share (and 10 people).
+TREND_SHARE = 0.1
+
+#: Equal-area projection for km² of intersections (World Cylindrical Equal Area).
+_EQUAL_AREA = "EPSG:6933"
 
 
 @dataclass
@@ -56,6 +83,33 @@ class UpdateSummary:
     outages: int = 0
     alerts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    baseline_rebuilt: bool = False
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+
+def _read_source(source: str | Path | BinaryIO | bytes, name: str | None) -> tuple[bytes, str]:
+    if isinstance(source, bytes):
+        return source, name or "<upload>"
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise IngestError(
+                "file not found" if not path.exists() else "not a file", path=str(path)
+            )
+        return path.read_bytes(), name or str(path)
+    data = source.read()
+    return (data.encode() if isinstance(data, str) else bytes(data)), name or str(
+        getattr(source, "name", "<stream>")
+    )
+
+
+def detection_params(event: Event) -> Any:
+    """Detection parameters of an event (its window length, defaults otherwise)."""
+    from dcm.analysis import DetectionParams
+
+    return DetectionParams(window=event.window)
 
 
 def ingest(
@@ -74,17 +128,560 @@ def ingest(
     The raw bytes are kept under ``data_dir/raw/<sha256>``; a file already ingested for
     the event (same checksum and kind) adds nothing; measurement rows already stored (same
     measurement_id or content hash) are skipped. New event measurements mark the windows
-    from their timestamp to timestamp + evidence span dirty.
+    from their timestamp to timestamp + evidence span dirty; new baseline data or cells
+    mark every computed window dirty (the baseline model changes).
     """
-    raise NotImplementedError
+    ev = store.get_event(event)
+    principal.require(principal.can_ingest(ev), f"ingest into {ev.name}")
+    data, label = _read_source(source, name)
+    checksum, raw_path = store.keep_raw(data)
+    known = store.find_dataset(ev.id, checksum, kind)
+    if known is not None:
+        return IngestOutcome(dataset=known, report=None, added=0, new=False)
+
+    report: IngestReport | None = None
+    frame: Any
+    if kind in ("measurements", "baseline", "cells"):
+        from dcm import ingest as readers
+
+        if kind == "cells":
+            result = readers.read_cells(io.BytesIO(data), name=label)
+        else:
+            secret = store.device_secret().encode()
+            result = readers.read_measurements(
+                io.BytesIO(data), name=label, device_secret=secret, format=_format_hint(label)
+            )
+        frame, report = result.frame, result.report
+        counts = {
+            "rows_in": report.rows_in,
+            "accepted": report.accepted,
+            "rejected": report.rejected_count,
+            "duplicates": report.duplicates,
+        }
+    elif kind in ("population", "areas", "hazard"):
+        frame = _read_file_kind(kind, raw_path, label)
+        counts = {"rows_in": len(frame), "accepted": len(frame)}
+    else:
+        raise ParameterError(f"unknown dataset kind {kind!r}")
+
+    try:
+        dataset = store.add_dataset(
+            ev.id,
+            kind=kind,
+            source=label,
+            checksum=checksum,
+            licence=licence,
+            visibility=visibility,
+            counts=counts,
+            principal=principal,
+        )
+    except Conflict:  # the same file ingested concurrently: the other call did the work
+        dataset = store.find_dataset(ev.id, checksum, kind)  # type: ignore[assignment]
+        return IngestOutcome(dataset=dataset, report=report, added=0, new=False)
+
+    dirty = 0
+    if kind in ("measurements", "baseline"):
+        period = "event" if kind == "measurements" else "baseline"
+        added_rows = store.insert_measurements(ev.id, dataset.id, frame, period=period)
+        added = len(added_rows)
+        if added and period == "event":
+            store.set_high_water(ev.id, added_rows["timestamp"].max())
+            dirty = store.mark_dirty(ev.id, touched_windows(added_rows["timestamp"], ev))
+        elif added:
+            dirty = _invalidate_all(store, ev)
+    elif kind == "cells":
+        added = store.insert_cells(ev.id, dataset.id, frame)
+        if added:
+            dirty = _invalidate_all(store, ev)
+    elif kind == "population":
+        added = store.insert_population(ev.id, dataset.id, frame)
+        dirty = _invalidate_all(store, ev)  # people per outage change everywhere
+    elif kind == "areas":
+        added = store.insert_areas(ev.id, dataset.id, frame)
+    else:
+        added = store.insert_hazard(ev.id, dataset.id, frame)
+    store.set_dataset_added(dataset.id, added)
+    dataset = store.get_dataset(dataset.id)
+    return IngestOutcome(dataset=dataset, report=report, added=added, new=True, dirty_windows=dirty)
+
+
+def _format_hint(label: str) -> str | None:
+    lower = label.lower().removesuffix(".gz")
+    for suffix, fmt in (
+        (".csv", "csv"),
+        (".geojson", "geojson"),
+        (".json", "geojson"),
+        (".ndjson", "ndjson"),
+        (".jsonl", "ndjson"),
+        (".parquet", "parquet"),
+    ):
+        if lower.endswith(suffix):
+            return fmt
+    return None  # the reader guesses from the content
+
+
+def _read_file_kind(kind: str, raw_path: Path, label: str) -> Any:
+    """Population raster or vector layer, read from the kept raw copy (named like the
+    upload so readers that look at the suffix see it)."""
+    from dcm import compare
+
+    suffix = "".join(Path(label).suffixes[-2:]) or (".tif" if kind == "population" else ".json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.symlink_to(raw_path.resolve())
+        if kind == "population":
+            return compare._load_population(path, {})
+        frame = compare._load_vector(path, kind, {})
+    if kind == "areas" and "area_id" not in frame.columns:
+        frame["area_id"] = np.arange(1, len(frame) + 1).astype(str)
+    if kind == "hazard" and "hazard_id" not in frame.columns:
+        frame["hazard_id"] = np.arange(1, len(frame) + 1).astype(str)
+    return frame
+
+
+def touched_windows(timestamps: pd.Series, event: Event) -> pd.DatetimeIndex:
+    """Starts of the windows a measurement at each timestamp can change: from ``floor(t)``
+    to ``floor(t + span)`` (the trailing evidence span), never before the event start."""
+    params = detection_params(event)
+    win = params.window_td
+    first = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True)).floor(win).unique()
+    offsets = np.arange(params.span_windows + 1) * win.value
+    starts = (first.asi8[:, None] + offsets[None, :]).ravel()
+    out = pd.DatetimeIndex(np.unique(starts)).tz_localize("UTC")
+    return out[out >= event.start.floor(win)]
+
+
+def _invalidate_all(store: Store, event: Event) -> int:
+    computed = store.event_windows(event.id)["window_start"]
+    return store.mark_dirty(event.id, pd.DatetimeIndex(computed))
+
+
+# -- update -------------------------------------------------------------------------------
+
+
+def _baseline(store: Store, event: Event, params: Any) -> tuple[Any, bool]:
+    """The baseline model, from the store's cache when its inputs did not change."""
+    from dcm.analysis import build_baseline
+
+    inputs = [
+        f"{d.id}:{d.checksum}"
+        for d in store.list_datasets(event.id)
+        if d.kind in ("baseline", "cells")
+    ]
+    fingerprint = hashlib.sha256(
+        "|".join([*inputs, repr(sorted(params.as_dict().items()))]).encode()
+    ).hexdigest()
+    cached = store.load_blob(event.id, fingerprint)
+    if cached is not None:
+        # The blob was written by this installation's own update (never from uploads).
+        return pickle.loads(cached), False
+    baseline_rows = store.measurements(event.id, period="baseline")
+    if baseline_rows.empty:
+        raise ParameterError(f"event {event.name}: no baseline measurements ingested yet")
+    model = build_baseline(baseline_rows, store.cells(event.id), params)
+    store.save_blob(event.id, fingerprint, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    store.save_coverage(event.id, coverage(baseline_rows, resolution=params.resolution))
+    return model, True
+
+
+def coverage(baseline: pd.DataFrame, *, resolution: int) -> pd.DataFrame:
+    """Baseline coverage per H3 cell and network (and ``"all"``): measurements, ok and
+    failure counts, distinct devices."""
+    from dcm.analysis.grid import points_to_cells, to_strings
+
+    if baseline.empty:
+        return pd.DataFrame(
+            columns=["h3", "network", "measurements", "ok_count", "fail_count", "devices"]
+        )
+    frame = pd.DataFrame(
+        {
+            "h3": points_to_cells(
+                baseline["lat"].to_numpy(), baseline["lon"].to_numpy(), resolution
+            ),
+            "network": baseline["network"].astype(object).fillna(ALL_NETWORKS),
+            "ok": (baseline["status"] == "ok").to_numpy(dtype="int64"),
+            "fail": (baseline["status"] != "ok").to_numpy(dtype="int64"),
+            "device": baseline["device"].astype(object),
+        }
+    )
+    both = pd.concat([frame, frame.assign(network=ALL_NETWORKS)], ignore_index=True)
+    both = both[both["h3"] != 0]
+    out = both.groupby(["h3", "network"], as_index=False).agg(
+        measurements=("ok", "size"),
+        ok_count=("ok", "sum"),
+        fail_count=("fail", "sum"),
+        devices=("device", "nunique"),
+    )
+    out = out.drop_duplicates(["h3", "network"])
+    out["h3"] = to_strings(out["h3"].to_numpy())
+    return out
+
+
+def grid_devices(
+    event_rows: pd.DataFrame, grid: pd.DataFrame, *, resolution: int, window: pd.Timedelta
+) -> pd.Series:
+    """Distinct devices behind each grid status row (same h3, network and window), the
+    count k-anonymity is judged on; ``"all"`` rows count devices of every network."""
+    from dcm.analysis.grid import points_to_cells, to_strings
+
+    if grid.empty:
+        return pd.Series([], dtype="int64")
+    if event_rows.empty or event_rows["device"].isna().all():
+        return pd.Series(0, index=grid.index, dtype="int64")
+    rows = event_rows[event_rows["device"].notna()]
+    cells = points_to_cells(rows["lat"].to_numpy(), rows["lon"].to_numpy(), resolution)
+    frame = pd.DataFrame(
+        {
+            "h3": to_strings(cells),
+            "network": rows["network"].astype(object).fillna(ALL_NETWORKS).to_numpy(),
+            "window_start": rows["timestamp"].dt.floor(window).to_numpy(),
+            "device": rows["device"].astype(object).to_numpy(),
+        }
+    )
+    both = pd.concat([frame, frame.assign(network=ALL_NETWORKS)], ignore_index=True)
+    counts = both.groupby(["h3", "network", "window_start"])["device"].nunique()
+    counts = counts.rename("devices").reset_index()
+    counts["window_start"] = pd.to_datetime(counts["window_start"], utc=True)
+    keyed = grid[["h3", "network", "window_start"]].astype({"h3": object, "network": object})
+    merged = keyed.merge(counts, on=["h3", "network", "window_start"], how="left")
+    return pd.Series(merged["devices"].fillna(0).astype("int64").to_numpy(), index=grid.index)
 
 
 def update(
-    store: Store, event: str | int, *, principal: Principal, full: bool = False
+    store: Store,
+    event: str | int,
+    *,
+    principal: Principal,
+    full: bool = False,
+    now: pd.Timestamp | None = None,
+    sender: str = DEFAULT_SENDER,
 ) -> UpdateSummary:
-    """Recompute the dirty windows of ``event`` (all windows with ``full``), keep outage
-    ids stable by tracking from the previous window, then run the alert lifecycle."""
-    raise NotImplementedError
+    """Recompute the dirty windows of ``event`` up to the data high-water mark (all its
+    windows with ``full``), keep outage ids stable by tracking from the window before,
+    then run the alert lifecycle on the latest window. ``now`` is the CAP ``sent`` time."""
+    from dcm.analysis import detect
+
+    started = time.perf_counter()
+    ev = store.get_event(event)
+    principal.require(principal.can_write(ev), f"update {ev.name}")
+    params = detection_params(ev)
+    win = params.window_td
+    summary = UpdateSummary(event=ev.name, run_id=None)
+    if ev.high_water is None:
+        return summary
+    last = ev.high_water.floor(win)
+    if full:
+        first = max(
+            store.measurements(ev.id, period="event")["timestamp"].min().floor(win),
+            ev.start.floor(win),
+        )
+        store.mark_dirty(ev.id, pd.date_range(first, last, freq=win))
+    dirty = store.dirty_windows(ev.id)
+    todo = dirty[dirty <= last]
+    if len(todo) == 0:
+        return summary
+
+    baseline, rebuilt = _baseline(store, ev, params)
+    summary.baseline_rebuilt = rebuilt
+    run = store.start_run(ev.id, info={"windows": len(todo), "params": params.as_dict()})
+    summary.run_id = run.id
+    lookback = max(params.span_windows, params.volume_windows)
+    rows = store.measurements(
+        ev.id, period="event", start=todo.min() - lookback * win, end=todo.max() + win
+    )
+    previous = store.outages(ev.id, windows=[todo.min() - win])
+    try:
+        found = detect(
+            baseline,
+            rows,
+            params=params,
+            windows=todo,
+            population=store.population(ev.id),
+            previous=previous,
+        )
+    except Exception as exc:
+        store.finish_run(run.id, status="failed", info={"error": str(exc)[:500]})
+        raise
+    grid = found.grid.copy()
+    grid["devices"] = grid_devices(rows, grid, resolution=params.resolution, window=win)
+    store.save_results(
+        ev.id, run.id, windows=todo, outages=found.outages, cells=found.cells, grid=grid
+    )
+    summary.windows = list(todo)
+    summary.outages = len(found.outages)
+    summary.alerts = refresh_alerts(store, ev.id, now=now, sender=sender)
+    summary.seconds = time.perf_counter() - started
+    store.finish_run(
+        run.id,
+        windows=len(todo),
+        info={
+            "outages": summary.outages,
+            "alerts": summary.alerts,
+            "seconds": round(summary.seconds, 3),
+        },
+    )
+    store.audit(
+        principal, "event.update", f"event:{ev.name}", {"run": run.id, "windows": len(todo)}
+    )
+    return summary
+
+
+# -- alerts -------------------------------------------------------------------------------
+
+
+def cap_severity(properties: dict[str, Any], *, severe_population: float = 1000.0) -> str:
+    """CAP severity of an outage, as :func:`dcm.publish.cap.outage_to_cap` decides it."""
+    people = properties.get("population")
+    severe = properties.get("severity") == "outage" or (
+        people is not None and people == people and people >= severe_population
+    )
+    return "Severe" if severe else "Moderate"
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Area or people changed by MATERIAL_CHANGE or more, or the severity changed."""
+    if old.get("severity") != new.get("severity") or cap_severity(old) != cap_severity(new):
+        return True
+    for key in ("area_km2", "population"):
+        a, b = old.get(key), new.get(key)
+        if a is None or b is None or a != a or b != b:
+            continue
+        if a == 0:
+            if b != 0:
+                return True
+        elif abs(b - a) / abs(a) >= MATERIAL_CHANGE:
+            return True
+    return False
+
+
+def _passes(row: pd.Series, store: Store) -> bool:
+    s = store.settings
+    people = row["population"]
+    people_ok = s.alert_min_population <= 0 or (
+        pd.notna(people) and people >= s.alert_min_population
+    )
+    return bool(
+        people_ok
+        and row["area_km2"] >= s.alert_min_area_km2
+        and row["confidence"] >= s.alert_min_confidence
+    )
+
+
+def _properties(row: pd.Series, event: Event, sender: str) -> dict[str, Any]:
+    def iso(v: Any) -> str | None:
+        return None if pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def num(v: Any) -> float | None:
+        return None if pd.isna(v) else float(v)
+
+    return {
+        "event": event.name,
+        "sender": sender,
+        "outage_id": str(row["outage_id"]),
+        "network": str(row["network"]),
+        "severity": str(row["severity"]),
+        "confidence": num(row["confidence"]),
+        "area_km2": num(row["area_km2"]),
+        "population": num(row["population"]),
+        "cells_offline": None if pd.isna(row["cells_offline"]) else int(row["cells_offline"]),
+        "window_start": iso(row["window_start"]),
+        "window_end": iso(row["window_end"]),
+        "onset": iso(row["onset"]),
+    }
+
+
+def _reference(message: AlertMessage) -> str:
+    from dcm.publish.cap import cap_datetime
+
+    sender = message.properties.get("sender", DEFAULT_SENDER)
+    return f"{sender},{message.identifier},{cap_datetime(message.sent)}"
+
+
+def refresh_alerts(
+    store: Store, event: str | int, *, now: pd.Timestamp | None = None, sender: str = DEFAULT_SENDER
+) -> dict[str, int]:
+    """Alert lifecycle on the latest computed window; returns messages written per type.
+
+    An outage passing the thresholds (``Settings.alert_min_population``,
+    ``alert_min_area_km2``, ``alert_min_confidence``) without an open alert gets an
+    ``Alert``; an open alert whose outage changed materially (area or people ±25 %,
+    severity) an ``Update``; an open alert whose outage is gone from the latest window a
+    ``Cancel``. Each message after the first references the ones before it.
+    """
+    ev = store.get_event(event)
+    sent = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    sent = (sent.tz_localize("UTC") if sent.tzinfo is None else sent.tz_convert("UTC")).floor("s")
+    windows = store.event_windows(ev.id)
+    done = windows[~windows["dirty"]]
+    counts = {"Alert": 0, "Update": 0, "Cancel": 0}
+    if done.empty:
+        return counts
+    latest = done["window_start"].max()
+    current = store.outages(ev.id, windows=[latest])
+    chains: dict[str, list[AlertMessage]] = {}
+    for message in store.alert_messages(ev.id):
+        chains.setdefault(message.outage_id, []).append(message)
+    open_chains = {k: v for k, v in chains.items() if v[-1].msg_type != "Cancel"}
+
+    def write(
+        msg_type: str,
+        outage_id: str,
+        network: str,
+        geometry: dict[str, Any],
+        properties: dict[str, Any],
+    ) -> None:
+        chain = chains.get(outage_id, [])
+        # A cancelled outage that comes back opens a new chain: new identifiers.
+        identifier = f"dcm-{ev.name}-{outage_id}-{len(chain) + 1}"
+        refs = tuple(_reference(m) for m in open_chains.get(outage_id, []))
+        message = AlertMessage(
+            identifier=identifier,
+            event_id=ev.id,
+            outage_id=outage_id,
+            network=network,
+            msg_type=msg_type,
+            sent=sent,
+            references=refs if msg_type != "Alert" else (),
+            geometry=geometry,
+            properties=properties,
+        )
+        store.add_alert_message(message)
+        chains.setdefault(outage_id, []).append(message)
+        counts[msg_type] += 1
+
+    seen: set[str] = set()
+    for _, row in current.iterrows():  # a handful of outages per window
+        outage_id = str(row["outage_id"])
+        seen.add(outage_id)
+        props = _properties(row, ev, sender)
+        geometry = shapely.geometry.mapping(shapely.set_precision(row.geometry, 1e-6))
+        geometry = _plain(geometry)
+        if outage_id in open_chains:
+            if _changed(open_chains[outage_id][-1].properties, props):
+                write("Update", outage_id, props["network"], geometry, props)
+        elif _passes(row, store):
+            write("Alert", outage_id, props["network"], geometry, props)
+    for outage_id, chain in open_chains.items():
+        if outage_id not in seen:
+            last = chain[-1]
+            props = dict(last.properties)
+            props["restored"] = latest.strftime("%Y-%m-%dT%H:%M:%SZ")
+            write("Cancel", outage_id, last.network, last.geometry, props)
+    return counts
+
+
+def _plain(value: Any) -> Any:
+    """GeoJSON mapping with lists instead of tuples (JSON round-trips compare equal)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def latest_alerts(store: Store, event: str | int) -> list[AlertMessage]:
+    """The latest message of each alert chain of ``event`` (open and cancelled)."""
+    last: dict[str, AlertMessage] = {}
+    for message in store.alert_messages(event):
+        last[message.outage_id] = message
+    return list(last.values())
+
+
+def alerts_geojson(store: Store, event: str | int) -> dict[str, Any]:
+    """The latest CAP message of each alert of ``event`` as a GeoJSON FeatureCollection."""
+    features = [
+        {
+            "type": "Feature",
+            "id": m.identifier,
+            "geometry": m.geometry,
+            "properties": {
+                **m.properties,
+                "identifier": m.identifier,
+                "msg_type": m.msg_type,
+                "sent": m.sent.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "references": list(m.references),
+            },
+        }
+        for m in latest_alerts(store, event)
+    ]
+    return {"type": "FeatureCollection", "features": features}
+
+
+def cap_message(message: AlertMessage) -> Any:
+    """The :class:`dcm.publish.CapMessage` of a stored alert message (render it with
+    :func:`dcm.publish.cap_alert`)."""
+    from dcm.publish.cap import outage_to_cap
+
+    props = message.properties
+    outage = {**props, "geometry": shapely.geometry.shape(message.geometry)}
+    for key in ("onset", "window_start", "window_end"):
+        if outage.get(key):
+            outage[key] = pd.Timestamp(outage[key])
+    references = []
+    for ref in message.references:
+        sender, identifier, sent = ref.split(",")
+        references.append((sender, identifier, pd.Timestamp(sent).to_pydatetime()))
+    return outage_to_cap(
+        outage,
+        identifier=message.identifier,
+        sender=props.get("sender", DEFAULT_SENDER),
+        sent=message.sent.to_pydatetime(),
+        msg_type=message.msg_type,
+        references=references,
+    )
+
+
+# -- gap report ---------------------------------------------------------------------------
+
+
+def _people_per_area(
+    outages: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, population: pd.DataFrame | None
+) -> pd.DataFrame:
+    """People, km² and onset per (area, network) for one window's outages."""
+    cols = ["area_id", "network", "people", "area_km2", "since"]
+    if outages.empty:
+        return pd.DataFrame(columns=cols)
+    # People without service on a network: its own outages, plus places where no
+    # network serves (network "all", severity outage). Degraded "all" polygons still
+    # have service from some network, so they count for nobody.
+    nobody = outages[(outages["network"] == ALL_NETWORKS) & (outages["severity"] == "outage")]
+    per_net = outages[outages["network"] != ALL_NETWORKS]
+    layers = {ALL_NETWORKS: nobody}
+    for network, group in per_net.groupby("network"):
+        layers[str(network)] = pd.concat([group, nobody])
+    rows = []
+    area_geoms = areas.geometry.to_numpy()
+    area_eq = gpd.GeoSeries(area_geoms, crs=CRS).to_crs(_EQUAL_AREA).to_numpy()
+    pts = None
+    if population is not None and len(population):
+        pts = gpd.GeoDataFrame(
+            population[["population"]],
+            geometry=gpd.points_from_xy(population["lon"], population["lat"]),
+            crs=CRS,
+        )
+    for network, layer in layers.items():
+        if layer.empty:
+            continue
+        shape = shapely.union_all(layer.geometry.to_numpy())
+        shape_eq = gpd.GeoSeries([shape], crs=CRS).to_crs(_EQUAL_AREA).iloc[0]
+        hit = shapely.intersects(area_geoms, shape)
+        km2 = shapely.area(shapely.intersection(area_eq, shape_eq)) / 1e6
+        people = np.zeros(len(areas))
+        if pts is not None:
+            inside = pts[shapely.contains_xy(shape, pts.geometry.x, pts.geometry.y)]
+            if len(inside):
+                joined = gpd.sjoin(
+                    inside,
+                    areas[["geometry"]].reset_index(drop=True),
+                    how="inner",
+                    predicate="within",
+                )
+                sums = joined.groupby("index_right")["population"].sum()
+                people[sums.index.to_numpy()] = sums.to_numpy()
+        onset = layer["onset"].min()
+        for i in np.nonzero(hit)[0]:  # one row per area touched (a few dozen at most)
+            rows.append((areas["area_id"].iloc[i], network, people[i], km2[i], onset))
+    return pd.DataFrame(rows, columns=cols)
 
 
 def gap_report(
@@ -92,13 +689,79 @@ def gap_report(
 ) -> pd.DataFrame:
     """People without service per admin area and network (columns :data:`GAP_COLUMNS`).
 
-    Population inside the outage polygons of the latest window (or the window at ``at``),
-    area km², cells offline, onset, people ``trend_hours`` earlier and the trend
-    (growing/shrinking/stable), ranked by people affected, most first.
+    Population inside the outage polygons of the latest computed window (or the window
+    holding ``at``), km² of outage inside the area, cells offline there, onset (``since``),
+    people ``trend_hours`` earlier and the trend (``growing``/``shrinking``/``stable``),
+    ranked by people affected, most first. Network ``"all"`` counts places where no
+    network serves. Without stored areas, the whole event is one area (its name).
     """
-    raise NotImplementedError
+    ev = store.get_event(event)
+    win = pd.Timedelta(ev.window)
+    windows = store.event_windows(ev.id)
+    done = windows.loc[~windows["dirty"], "window_start"]
+    if done.empty:
+        return pd.DataFrame(columns=list(GAP_COLUMNS))
+    if at is not None:
+        at_ts = pd.Timestamp(at)
+        at_ts = at_ts.tz_localize("UTC") if at_ts.tzinfo is None else at_ts.tz_convert("UTC")
+        latest = at_ts.floor(win)
+    else:
+        latest = done.max()
+    before = latest - pd.Timedelta(hours=trend_hours)
+    areas = store.areas(ev.id)
+    if areas is None:
+        outline = shapely.box(-180, -90, 180, 90)
+        areas = gpd.GeoDataFrame(
+            {"area_id": [ev.name], "name": [ev.name]}, geometry=[outline], crs=CRS
+        )
+    areas = areas.reset_index(drop=True)
+    population = store.population(ev.id)
+    outages = store.outages(ev.id, windows=[latest, before])
+    now_rows = _people_per_area(outages[outages["window_start"] == latest], areas, population)
+    if now_rows.empty:
+        return pd.DataFrame(columns=list(GAP_COLUMNS))
+    then_rows = _people_per_area(outages[outages["window_start"] == before], areas, population)
+    report = now_rows.merge(
+        then_rows[["area_id", "network", "people"]].rename(columns={"people": "people_before"}),
+        on=["area_id", "network"],
+        how="left",
+    )
+    report["people_before"] = report["people_before"].fillna(0.0)
+    delta = report["people"] - report["people_before"]
+    moved = delta.abs() > np.maximum(TREND_SHARE * report["people_before"], 10.0)
+    report["trend"] = np.where(moved, np.where(delta > 0, "growing", "shrinking"), "stable")
+    report["cells_offline"] = _cells_offline(store, ev, latest, areas, report)
+    names = dict(zip(areas["area_id"], areas.get("name", areas["area_id"]), strict=True))
+    report["area_name"] = report["area_id"].map(names)
+    report["area_km2"] = report["area_km2"].round(3)
+    report["people"] = report["people"].round(1)
+    report["since"] = pd.to_datetime(report["since"], utc=True)
+    report = report.sort_values(["people", "area_km2"], ascending=False, ignore_index=True)
+    return report[list(GAP_COLUMNS)]
 
 
-def alerts_geojson(store: Store, event: str | int) -> dict[str, Any]:
-    """The latest CAP message of each alert of ``event`` as a GeoJSON FeatureCollection."""
-    raise NotImplementedError
+def _cells_offline(
+    store: Store, event: Event, window: pd.Timestamp, areas: gpd.GeoDataFrame, report: pd.DataFrame
+) -> np.ndarray:
+    """Offline cells of the window inside each report row's area (per network; all
+    networks for ``"all"``)."""
+    status = store.cell_status(event.id)
+    status = status[(status["start"] == window) & (status["status"] == "offline")]
+    status = status.dropna(subset=["lon", "lat"]) if "lon" in status.columns else status.iloc[0:0]
+    if status.empty:
+        return np.zeros(len(report), dtype="int64")
+    pts = gpd.GeoDataFrame(
+        status[["network"]].reset_index(drop=True),
+        geometry=gpd.points_from_xy(status["lon"], status["lat"]),
+        crs=CRS,
+    )
+    joined = gpd.sjoin(pts, areas[["area_id", "geometry"]], how="inner", predicate="within")
+    per_net = joined.groupby(["area_id", "network"]).size()
+    per_area = joined.groupby("area_id").size()
+    out = []
+    for area_id, network in zip(report["area_id"], report["network"], strict=True):
+        if network == ALL_NETWORKS:
+            out.append(int(per_area.get(area_id, 0)))
+        else:
+            out.append(int(per_net.get((area_id, network), 0)))
+    return np.asarray(out, dtype="int64")

@@ -72,8 +72,11 @@ def _bbox_polygons(store: Store, q: Query, alias: str, bbox: BBox) -> None:
     else:
         q.add(
             f"{alias}.maxx >= ? AND {alias}.minx <= ? AND {alias}.maxy >= ? AND {alias}.miny <= ?",
-            minx, maxx, miny, maxy,
-        )  # fmt: skip
+            minx,
+            maxx,
+            miny,
+            maxy,
+        )
 
 
 def _bbox_points(store: Store, q: Query, alias: str, bbox: BBox) -> None:
@@ -201,9 +204,22 @@ def _coverage_feature(r: Row) -> dict[str, Any]:
 
 
 _MEASUREMENT_PROPS = (
-    "dataset_id", "period", "status", "mcc", "mnc", "network", "radio", "area", "cell",
-    "signal_dbm", "download_kbps", "upload_kbps", "latency_ms", "accuracy_m", "measurement_id",
-)  # fmt: skip
+    "dataset_id",
+    "period",
+    "status",
+    "mcc",
+    "mnc",
+    "network",
+    "radio",
+    "area",
+    "cell",
+    "signal_dbm",
+    "download_kbps",
+    "upload_kbps",
+    "latency_ms",
+    "accuracy_m",
+    "measurement_id",
+)
 
 
 def _measurement_feature(r: Row) -> dict[str, Any]:
@@ -258,14 +274,25 @@ def build(
     if kind == "outages":
         q = Query(
             source="outages o",
-            columns=["o.fid", "o.outage_id", "o.window_start", "o.window_end", "o.network",
-                     "o.severity", "o.confidence", "o.area_km2", "o.population",
-                     "o.cells_offline", "o.onset", "o.geojson"],
+            columns=[
+                "o.fid",
+                "o.outage_id",
+                "o.window_start",
+                "o.window_end",
+                "o.network",
+                "o.severity",
+                "o.confidence",
+                "o.area_km2",
+                "o.population",
+                "o.cells_offline",
+                "o.onset",
+                "o.geojson",
+            ],
             to_feature=_outage_feature,
             order="o.window_start, o.outage_id",
             extent_bbox="min(o.minx), min(o.miny), max(o.maxx), max(o.maxy)",
             extent_time="min(o.window_start), max(o.window_end)",
-        )  # fmt: skip
+        )
         q.add("o.event_id = ?", eid)
         if bbox:
             _bbox_polygons(store, q, "o", bbox)
@@ -280,14 +307,27 @@ def build(
     elif kind == "cells":
         q = Query(
             source="cell_status c",
-            columns=["c.fid", "c.radio", "c.mcc", "c.net", "c.area", "c.cell", "c.network",
-                     "c.site_id", "c.status", "c.start_time", "c.end_time", "c.p_offline",
-                     "c.lon", "c.lat"],
+            columns=[
+                "c.fid",
+                "c.radio",
+                "c.mcc",
+                "c.net",
+                "c.area",
+                "c.cell",
+                "c.network",
+                "c.site_id",
+                "c.status",
+                "c.start_time",
+                "c.end_time",
+                "c.p_offline",
+                "c.lon",
+                "c.lat",
+            ],
             to_feature=_cell_feature,
             order="c.start_time, c.id",
             extent_bbox="min(c.lon), min(c.lat), max(c.lon), max(c.lat)",
             extent_time="min(c.start_time), max(c.end_time)",
-        )  # fmt: skip
+        )
         q.add("c.event_id = ?", eid)
         if bbox:
             _bbox_points(store, q, "c", bbox)
@@ -301,14 +341,24 @@ def build(
     elif kind == "grid":
         q = Query(
             source="grid g JOIN hexes h ON h.h3 = g.h3",
-            columns=["g.h3", "g.network", "g.window_start", "g.window_end", "g.expected_count",
-                     "g.observed_count", "g.ok_count", "g.fail_count", "g.state", "g.p_down",
-                     "h.geojson"],
+            columns=[
+                "g.h3",
+                "g.network",
+                "g.window_start",
+                "g.window_end",
+                "g.expected_count",
+                "g.observed_count",
+                "g.ok_count",
+                "g.fail_count",
+                "g.state",
+                "g.p_down",
+                "h.geojson",
+            ],
             to_feature=_grid_feature,
             order="g.window_start, g.h3, g.network",
             extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
             extent_time="min(g.window_start), max(g.window_end)",
-        )  # fmt: skip
+        )
         q.add("g.event_id = ?", eid)
         if principal.applies_k_anonymity():
             q.add("g.devices >= ?", k)
@@ -323,18 +373,28 @@ def build(
             parts = str(fid).split("_")
             if len(parts) != 3:
                 raise NotFound(f"no grid feature {fid!r}")
-            q.add("g.h3 = ? AND g.network = ? AND g.window_start = ?",
-                  parts[0], parts[1], _parse_fid_time(parts[2]))  # fmt: skip
+            q.add(
+                "g.h3 = ? AND g.network = ? AND g.window_start = ?",
+                parts[0],
+                parts[1],
+                _parse_fid_time(parts[2]),
+            )
     elif kind == "coverage":
         q = Query(
             source="coverage v JOIN hexes h ON h.h3 = v.h3",
-            columns=["v.h3", "v.network", "v.measurements", "v.ok_count", "v.fail_count",
-                     "h.geojson"],
+            columns=[
+                "v.h3",
+                "v.network",
+                "v.measurements",
+                "v.ok_count",
+                "v.fail_count",
+                "h.geojson",
+            ],
             to_feature=_coverage_feature,
             order="v.h3, v.network",
             extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
             extent_time=None,
-        )  # fmt: skip
+        )
         q.add("v.event_id = ?", eid)
         if principal.applies_k_anonymity():
             q.add("v.devices >= ?", k)
@@ -366,8 +426,13 @@ def build(
                 # The R*Tree finds candidates; its 32-bit bounds are rounded outwards, so
                 # the exact lon/lat test follows.
                 q.source = "measurements_rtree r JOIN measurements m ON m.id = r.id"
-                q.add("r.min_lon <= ? AND r.max_lon >= ? AND r.min_lat <= ? AND r.max_lat >= ?",
-                      maxx, minx, maxy, miny)  # fmt: skip
+                q.add(
+                    "r.min_lon <= ? AND r.max_lon >= ? AND r.min_lat <= ? AND r.max_lat >= ?",
+                    maxx,
+                    minx,
+                    maxy,
+                    miny,
+                )
                 q.add("m.lon BETWEEN ? AND ? AND m.lat BETWEEN ? AND ?", minx, maxx, miny, maxy)
         q.add("m.event_id = ?", eid)
         _readable(store, q, "m", event, principal)

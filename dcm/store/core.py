@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -52,11 +53,31 @@ Interval = tuple[pd.Timestamp | None, pd.Timestamp | None]
 MEASUREMENT_H3_RESOLUTION = 10
 
 _MEASUREMENT_DB_COLUMNS = (
-    "event_id", "dataset_id", "period", "mkey", "ts", "lon", "lat", "h3", "status", "mcc",
-    "mnc", "network", "radio", "area", "cell", "signal_dbm", "download_kbps", "upload_kbps",
-    "latency_ms", "accuracy_m", "measurement_id", "device",
-)  # fmt: skip
+    "event_id",
+    "dataset_id",
+    "period",
+    "mkey",
+    "ts",
+    "lon",
+    "lat",
+    "h3",
+    "status",
+    "mcc",
+    "mnc",
+    "network",
+    "radio",
+    "area",
+    "cell",
+    "signal_dbm",
+    "download_kbps",
+    "upload_kbps",
+    "latency_ms",
+    "accuracy_m",
+    "measurement_id",
+    "device",
+)
 _KEY_CHUNK = 500
+_EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _now() -> pd.Timestamp:
@@ -155,8 +176,11 @@ class Store:
         """Create an event; :class:`~dcm.errors.Conflict` if the name exists."""
         principal.require(principal.can_write(None), "create event")
         name = name.strip()
-        if not name or name.isdigit() or "/" in name:
-            raise ParameterError(f"bad event name {name!r}: use letters, digits, - and _")
+        # Names appear in URLs, collection ids and CAP identifiers (no spaces or commas).
+        if not _EVENT_NAME.fullmatch(name) or name.isdigit():
+            raise ParameterError(
+                f"bad event name {name!r}: use letters, digits, '-', '_' and '.' (not only digits)"
+            )
         start_ts = to_ts(start)
         end_ts = to_ts(end) if end is not None else None
         if end_ts is not None and start_ts is not None and end_ts <= start_ts:
@@ -442,9 +466,26 @@ class Store:
         rows["event_id"] = eid
         rows["dataset_id"] = int(dataset_id)
         rows = rows.rename(columns={"range": "range_m", "averageSignal": "average_signal"})
-        cols = ["event_id", "dataset_id", "radio", "mcc", "net", "area", "cell", "unit", "lon",
-                "lat", "range_m", "samples", "changeable", "created", "updated",
-                "average_signal", "network", "site_id"]  # fmt: skip
+        cols = [
+            "event_id",
+            "dataset_id",
+            "radio",
+            "mcc",
+            "net",
+            "area",
+            "cell",
+            "unit",
+            "lon",
+            "lat",
+            "range_m",
+            "samples",
+            "changeable",
+            "created",
+            "updated",
+            "average_signal",
+            "network",
+            "site_id",
+        ]
         with self.db.transaction():
             self.db.executemany(
                 f"INSERT INTO cells ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
@@ -485,10 +526,17 @@ class Store:
         props = gdf.drop(columns=[gdf.geometry.name]).astype(object)
         props = props.where(pd.notna(props), None)
         rows = [
-            (eid, int(dataset_id), str(ids[i]), None if v is None else str(v),
-             _json(props.iloc[i].to_dict()), texts[i], *map(float, bounds[i]))
+            (
+                eid,
+                int(dataset_id),
+                str(ids[i]),
+                None if v is None else str(v),
+                _json(props.iloc[i].to_dict()),
+                texts[i],
+                *map(float, bounds[i]),
+            )
             for i, v in enumerate(extra_values)
-        ]  # fmt: skip
+        ]
         with self.db.transaction():
             self.db.executemany(
                 f"INSERT INTO {table} (event_id, dataset_id, {id_col}, {extra}, properties, "
@@ -739,8 +787,17 @@ class Store:
             frame[col] = ts_column(frame[col])
         frame["event_id"], frame["run_id"], frame["geojson"] = eid, run_id, texts
         frame[["minx", "miny", "maxx", "maxy"]] = bounds
-        cols = ["event_id", "run_id", "fid", *OUTAGE_COLUMNS, "geojson", "minx", "miny", "maxx",
-                "maxy"]  # fmt: skip
+        cols = [
+            "event_id",
+            "run_id",
+            "fid",
+            *OUTAGE_COLUMNS,
+            "geojson",
+            "minx",
+            "miny",
+            "maxx",
+            "maxy",
+        ]
         self.db.executemany(
             f"INSERT INTO outages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
             frame_rows(frame, cols),
@@ -822,16 +879,36 @@ class Store:
         pairs["fid"] = [
             f"{r}-{m}-{n}-{a}-{c}@{s}"
             for r, m, n, a, c, s in zip(
-                pairs["radio"], pairs["mcc"], pairs["net"], pairs["area"], pairs["cell"],
-                fid_times(pairs["start"]), strict=True,
+                pairs["radio"],
+                pairs["mcc"],
+                pairs["net"],
+                pairs["area"],
+                pairs["cell"],
+                fid_times(pairs["start"]),
+                strict=True,
             )
-        ]  # fmt: skip
+        ]
         pairs["start_time"] = ts_column(pairs["start"])
         pairs["end_time"] = ts_column(pairs["end"])
         pairs["event_id"], pairs["run_id"] = eid, run_id
-        cols = ["event_id", "run_id", "fid", "radio", "mcc", "net", "area", "cell",
-                "network", "site_id", "status", "start_time", "end_time", "p_offline", "lon",
-                "lat"]  # fmt: skip
+        cols = [
+            "event_id",
+            "run_id",
+            "fid",
+            "radio",
+            "mcc",
+            "net",
+            "area",
+            "cell",
+            "network",
+            "site_id",
+            "status",
+            "start_time",
+            "end_time",
+            "p_offline",
+            "lon",
+            "lat",
+        ]
         self.db.executemany(
             f"INSERT INTO cell_status ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
             "ON CONFLICT DO NOTHING",
@@ -1014,8 +1091,15 @@ class Store:
         hexes with fewer than ``k_anonymity`` distinct devices from viewers and partners.
         ``count=False`` skips numberMatched (returned as -1).
         """
-        query = _features.build(self, kind, event, bbox=bbox, interval=interval,
-                                principal=principal, filters=filters or {})  # fmt: skip
+        query = _features.build(
+            self,
+            kind,
+            event,
+            bbox=bbox,
+            interval=interval,
+            principal=principal,
+            filters=filters or {},
+        )
         if limit < 0 or offset < 0:
             raise ParameterError("limit and offset must not be negative")
         return _features.page(self, query, limit=limit, offset=offset, count=count)
@@ -1024,8 +1108,15 @@ class Store:
         self, kind: str, event: str | int, feature_id: str, *, principal: Principal
     ) -> dict[str, Any]:
         """One GeoJSON Feature; NotFound if absent or not readable by ``principal``."""
-        query = _features.build(self, kind, event, bbox=None, interval=None,
-                                principal=principal, filters={"fid": feature_id})  # fmt: skip
+        query = _features.build(
+            self,
+            kind,
+            event,
+            bbox=None,
+            interval=None,
+            principal=principal,
+            filters={"fid": feature_id},
+        )
         found = _features.page(self, query, limit=1, offset=0, count=False).features
         if not found:
             raise NotFound(f"no feature {feature_id!r} in {kind} of event {event!r}")
@@ -1035,8 +1126,9 @@ class Store:
         self, kind: str, event: str | int, *, principal: Principal
     ) -> tuple[BBox | None, Interval]:
         """Spatial (bbox) and temporal extent of a collection for its metadata."""
-        query = _features.build(self, kind, event, bbox=None, interval=None,
-                                principal=principal, filters={})  # fmt: skip
+        query = _features.build(
+            self, kind, event, bbox=None, interval=None, principal=principal, filters={}
+        )
         return _features.extent(self, query)
 
     # -- keys, grants, audit ---------------------------------------------------------------
@@ -1072,8 +1164,12 @@ class Store:
                 "INSERT INTO grants (key_id, dataset_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(key_id, g) for g in grants],
             )
-            self.audit(principal, "key.create", f"key:{key_id}",
-                       {"name": name, "role": role, "grants": grants})  # fmt: skip
+            self.audit(
+                principal,
+                "key.create",
+                f"key:{key_id}",
+                {"name": name, "role": role, "grants": grants},
+            )
         return self._key_by("id", int(key_id)), token
 
     def _key_by(self, column: str, value: Any) -> ApiKey:
@@ -1167,9 +1263,15 @@ class Store:
         self.db.execute(
             "INSERT INTO audit_log (at, key_id, actor, action, target, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (ts_text(_now()), principal.key_id, principal.name, action, target,
-             _json(detail or {})),
-        )  # fmt: skip
+            (
+                ts_text(_now()),
+                principal.key_id,
+                principal.name,
+                action,
+                target,
+                _json(detail or {}),
+            ),
+        )
 
     def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
         """Latest audit entries, newest first."""
