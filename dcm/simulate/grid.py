@@ -39,7 +39,7 @@ def truth_grid(
     )
     hexes, code = np.unique(cells, return_inverse=True)
     hex_pop = np.bincount(code, weights=pop, minlength=len(hexes))
-    hours = pd.date_range(start.floor("h"), end, freq="h", inclusive="left")
+    hours = pd.date_range(start.floor("h"), end, freq="h", inclusive="left").as_unit("ns")
     mids = np.clip(
         hours.as_unit("ns").asi8 + 1_800_000_000_000,
         start.as_unit("ns").value,

@@ -287,12 +287,12 @@ def generate(
     signal = np.clip(np.round(signal + rng.normal(0, 6.0, m)), -140, -44)
     quality = np.clip((signal + 125.0) / 50.0, 0.05, 1.0)
     speed_test = (status == "ok") & (rng.uniform(size=m) >= PASSIVE_SHARE)
-    down = np.round(link[:, 2] * quality * rng.lognormal(0, 0.6, m), 1)
-    up = np.round(link[:, 3] * quality * rng.lognormal(0, 0.6, m), 1)
-    latency = np.round(link[:, 4] / np.sqrt(quality) * rng.lognormal(0, 0.35, m), 1)
+    down = np.round(link[:, 2] * quality * rng.lognormal(0, 0.6, m))
+    up = np.round(link[:, 3] * quality * rng.lognormal(0, 0.6, m))
+    latency = np.round(link[:, 4] / np.sqrt(quality) * rng.lognormal(0, 0.35, m))
 
     # GPS error: ``accuracy_m`` is the 68 % radius the handset reports.
-    acc = np.clip(np.round(rng.lognormal(np.log(12.0), 0.5, m), 1), 3.0, 80.0)
+    acc = np.clip(np.round(rng.lognormal(np.log(12.0), 0.5, m)), 3.0, 80.0)
     obs = xy + rng.normal(0, 1, size=(m, 2)) * (acc / 1.5)[:, None]
     lon, lat = proj.to_lonlat(obs[:, 0], obs[:, 1])
 
@@ -300,8 +300,8 @@ def generate(
     frame = pd.DataFrame(
         {
             "timestamp": pd.to_datetime(t, utc=True).as_unit("ns"),
-            "lat": np.round(lat, 6),
-            "lon": np.round(lon, 6),
+            "lat": np.round(lat, 5),
+            "lon": np.round(lon, 5),
             "status": pd.array(status, dtype="string"),
             "mcc": pd.array(people.mcc[dev], dtype="Int64"),
             "mnc": pd.array(people.mnc[dev], dtype="Int64"),

@@ -191,7 +191,7 @@ def _stvincent_spec(name: str) -> ScenarioSpec:
         onset=pd.Timestamp("2021-04-09T12:41:00Z"),
         baseline_days=21,
         event_days=7,
-        baseline_rows=50_000,
+        baseline_rows=40_000,
         event_rows=32_000 if name == "stvincent" else 24_000,
         campaign=1.9 if name == "stvincent" else 1.4,
         description=(

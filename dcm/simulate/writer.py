@@ -49,6 +49,14 @@ def _measurement_csv(frame: pd.DataFrame, path: Path, rng: np.random.Generator) 
     """Write measurements as canonical CSV (gzip) with duplicates and malformed rows added."""
     out = frame[list(CSV_COLUMNS)].copy()
     out["timestamp"] = _iso(frame["timestamp"])
+    # Whole numbers are written without a trailing ".0", as apps write them.
+    for col in ("signal_dbm", "download_kbps", "upload_kbps", "latency_ms", "accuracy_m"):
+        values = out[col].to_numpy(dtype="float64")
+        if np.array_equal(values[~np.isnan(values)], np.round(values[~np.isnan(values)])):
+            out[col] = pd.array(
+                np.where(np.isnan(values), 0, values).astype("int64"), dtype="Int64"
+            )
+            out.loc[np.isnan(values), col] = pd.NA
     n = len(out)
     n_dup = round(n * DUPLICATE_SHARE)
     dup = np.sort(rng.choice(n, size=min(n_dup, n), replace=False))
@@ -85,10 +93,12 @@ def _measurement_csv(frame: pd.DataFrame, path: Path, rng: np.random.Generator) 
     # dropping duplicates and bad rows gives back exactly the clean frame.
     for p, line in sorted(bad_lines, reverse=True):
         body.insert(p, line)
-    with gzip.open(path, "wt", encoding="utf-8", newline="") as fh:
-        fh.write(header + "\n")
-        fh.write("\n".join(body))
-        fh.write("\n")
+    # mtime=0 keeps the files byte-identical for a seed (committed sample data).
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9 if n < 500_000 else 6) as fh,
+    ):
+        fh.write((header + "\n" + "\n".join(body) + "\n").encode("utf-8"))
     return {"rows": n, "duplicates": len(dup), "malformed": n_bad, "lines": len(body)}
 
 
@@ -104,6 +114,9 @@ def _cells_csv(cells: pd.DataFrame, path: Path) -> None:
 
 def _truth_csv(frame: pd.DataFrame, path: Path) -> None:
     out = frame.copy()
+    for col in ("lon", "lat"):
+        if col in out:
+            out[col] = out[col].round(6)
     for col in ("down_from", "up_at"):
         out[col] = _iso(out[col])
     out.to_csv(path, index=False, lineterminator="\n")
