@@ -18,7 +18,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from branca.element import Element, MacroElement
+from branca.element import Element, Figure, MacroElement
 from folium.template import Template
 from folium.utilities import JsCode
 
@@ -416,11 +416,12 @@ def _grid_layer(grid: pd.DataFrame) -> folium.GeoJson | None:
     state = best[codes[first]]
     keep = first[state >= _STATE_RANK["uncertain"]]
     names = np.array(list(_STATE_RANK))[best[codes[keep]]]
-    if has_geometry:
+    crs: Any = "EPSG:4326"
+    if isinstance(grid, gpd.GeoDataFrame):
         geoms = np.asarray(grid.geometry.array, dtype=object)[keep]
         crs = grid.crs
     else:
-        geoms, crs = _hex_polygons(key[keep]), "EPSG:4326"
+        geoms = _hex_polygons(key[keep])
     out = gpd.GeoDataFrame({"s": names}, geometry=geoms, crs=crs)
     out["state"] = np.char.replace(names.astype(str), "_", " ")
     if "h3" in grid.columns:
@@ -499,6 +500,7 @@ def render_map(
     fmap.default_js = []
     fmap.default_css = []
     figure = fmap.get_root()
+    assert isinstance(figure, Figure)
     figure.header.add_child(_Raw(f"<title>{html.escape(title)}</title>"), name="title")
     figure.header.add_child(_Raw(f"<style>{leaflet_css_inline()}</style>"), name="leaflet_css")
     figure.header.add_child(_Raw(f"<style>{_PAGE_CSS}</style>"), name="dcm_css")
@@ -518,8 +520,9 @@ def render_map(
         present = set(shown_outages.get("severity", pd.Series(dtype=object)).dropna())
         kinds += [k for k in ("outage", "degraded") if k in present]
     shown_grid = _in_window(grid, window) if grid is not None else None
-    if shown_grid is not None and (layer := _grid_layer(shown_grid)) is not None:
-        layer.add_to(fmap)
+    grid_layer = _grid_layer(shown_grid) if shown_grid is not None else None
+    if grid_layer is not None:
+        grid_layer.add_to(fmap)
         kinds += ["no_data", "uncertain"]
     if hazard is not None and len(hazard):
         _outline_layer(hazard, kind="hazard", name="Hazard").add_to(fmap)

@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 import xmlschema
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon
 
 from dcm.errors import ParameterError
@@ -237,3 +240,90 @@ def test_atom_feed_links_cap_documents() -> None:
         assert item.findtext("a:updated", namespaces=ATOM).endswith("Z")
     with pytest.raises(ParameterError):
         atom_feed([], feed_id="", title="t", self_url="u")
+
+
+@pytest.mark.parametrize(
+    ("network", "kind", "population", "severity", "headline"),
+    [
+        ("all", "outage", 10.0, "Severe", "No mobile service"),
+        ("all", "degraded", 10.0, "Moderate", "Some mobile networks down"),
+        ("all", "degraded", 5000.0, "Severe", "Some mobile networks down"),
+        ("358-110", "outage", 10.0, "Moderate", "Mobile network 358-110 down"),
+        ("358-110", "outage", 5000.0, "Severe", "Mobile network 358-110 down"),
+    ],
+)
+def test_severity_by_outage_kind_and_people(
+    schema: xmlschema.XMLSchema,
+    network: str,
+    kind: str,
+    population: float,
+    severity: str,
+    headline: str,
+) -> None:
+    message = outage_to_cap(
+        _outage(network=network, severity=kind, population=population),
+        identifier="dcm-k",
+        sender="alerts@dcm.example",
+        sent=SENT,
+    )
+    info = _valid(schema, cap_alert(message)).find("cap:info", NS)
+    assert info.findtext("cap:severity", namespaces=NS) == severity
+    assert info.findtext("cap:headline", namespaces=NS).startswith(headline)
+
+
+def test_real_hurricane_swath_polygons(schema: xmlschema.XMLSchema, shared_data: Path) -> None:
+    import geopandas as gpd
+    import shapely
+
+    swath = gpd.read_file(shared_data / "hazard" / "nhc_ida_AL092021_windswath.geojson")
+    assert shapely.get_num_coordinates(swath.geometry.values).max() > 1000
+    message = CapMessage(
+        identifier="ida-swath",
+        sender="s@example.org",
+        sent=SENT,
+        event="Hurricane wind swath",
+        category="Met",
+        area_desc="Hurricane Ida 34/50/64 kt wind swath",
+        polygons=list(swath.geometry),
+    )
+    doc = cap_alert(message)
+    root = _valid(schema, doc)
+    polygons = root.findall("cap:info/cap:area/cap:polygon", NS)
+    assert len(polygons) >= len(swath)
+    for text in polygons:
+        pairs = [tuple(map(float, p.split(","))) for p in text.text.split(" ")]
+        assert 4 <= len(pairs) <= 100 and pairs[0] == pairs[-1]
+        ring = Polygon([(lon, lat) for lat, lon in pairs])
+        assert ring.is_valid  # simplification kept a usable ring
+    # Simplified outline still covers nearly the same area as the original.
+    simplified = shapely.union_all(
+        [
+            Polygon([(lon, lat) for lat, lon in (map(float, p.split(",")) for p in t.text.split())])
+            for t in polygons
+        ]
+    )
+    original = shapely.union_all(
+        shapely.polygons(shapely.get_exterior_ring(shapely.get_parts(swath.geometry.values)))
+    )
+    overlap = simplified.intersection(original).area / original.union(simplified).area
+    assert overlap > 0.95
+    assert len(doc) < 60_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-179.9, 179.9), st.floats(-89.9, 89.9)), min_size=3, max_size=400),
+    st.integers(4, 120),
+)
+def test_cap_polygon_strings_always_follow_the_rules(
+    points: list[tuple[float, float]], max_vertices: int
+) -> None:
+    hull = shapely.convex_hull(shapely.multipoints(points))
+    for text in cap_polygons(hull, max_vertices=max_vertices):
+        pairs = text.split(" ")
+        assert 4 <= len(pairs) <= max_vertices
+        assert pairs[0] == pairs[-1]
+        for pair in pairs:
+            lat, lon = pair.split(",")
+            assert -90 <= float(lat) <= 90 and -180 <= float(lon) <= 180
+            assert len(lat.split(".")[1]) <= 6 and len(lon.split(".")[1]) <= 6
