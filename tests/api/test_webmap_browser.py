@@ -71,15 +71,19 @@ def _fake_layers() -> dict[str, list[dict[str, Any]]]:
     """Three hourly windows: an outage that starts, spreads and ends."""
     windows = [(T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1)) for h in range(3)]
     outages: list[dict[str, Any]] = []
+    # o1: no service anywhere, then o3: network 358-50 down (o2) while 358-110 serves.
     plan = {
-        0: [("o1", "all", "outage", 0.08)],
-        1: [("o1", "all", "outage", 0.1), ("o2", "358-50", "degraded", 0.06)],
-        2: [("o2", "358-50", "degraded", 0.05)],
+        0: [("o1", "all", "outage", -61.18, 0.08)],
+        1: [
+            ("o1", "all", "outage", -61.18, 0.1),
+            ("o3", "all", "degraded", -61.24, 0.06),
+            ("o2", "358-50", "outage", -61.24, 0.06),
+        ],
+        2: [("o3", "all", "degraded", -61.24, 0.05), ("o2", "358-50", "outage", -61.24, 0.05)],
     }
-    for w, items in plan.items():
+    for w, layers in plan.items():
         start, end = windows[w]
-        for oid, network, severity, r in items:
-            lon = -61.18 if oid == "o1" else -61.24
+        for oid, network, severity, lon, r in layers:
             outages.append(
                 {
                     "type": "Feature",
@@ -358,6 +362,52 @@ def test_no_request_left_loopback_or_failed(page: Any) -> None:
 
 def test_measurement_density_is_hidden_without_access(page: Any) -> None:
     assert page.evaluate("document.getElementById('density-toggle').hidden") is True
+
+
+def _click(page: Any, selector: str) -> None:
+    """A real mouse click at the centre of the element's box."""
+    box = page.evaluate(
+        f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
+        " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+    )
+    for kind in ("mousePressed", "mouseReleased"):
+        page.send(
+            "Input.dispatchMouseEvent",
+            {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1},
+            session=page.session,
+        )
+
+
+def test_outage_popup_tells_onset_people_networks_confidence_cells(page: Any) -> None:
+    _click(page, ".leaflet-outages-pane path.dcm-degraded")
+    popup = page.wait_js("document.querySelector('.leaflet-popup-content')?.innerText")
+    assert "Degraded: some networks down" in popup
+    for text in (
+        "Since (onset)",
+        "2021-04-09 13:00",
+        "People affected",
+        "≈ 1,200",
+        "Networks down",
+        "358-50",
+        "Confidence",
+        "90 %",
+        "Cells offline",
+    ):
+        assert text in popup, (text, popup)
+    page.evaluate("document.querySelector('.leaflet-popup-close-button').click()")
+
+
+def test_per_network_outages_show_when_their_network_is_ticked(page: Any) -> None:
+    box = "#networks input[value='358-50']"
+    assert page.evaluate(f"document.querySelector({box!r}).checked") is False
+    page.evaluate(f"document.querySelector({box!r}).click()")
+    assert (
+        page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-net').length") == 1
+    )
+    page.evaluate(f"document.querySelector({box!r}).click()")
+    assert (
+        page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-net').length") == 0
+    )
 
 
 def test_grid_layer_is_fetched_only_when_shown(page: Any) -> None:

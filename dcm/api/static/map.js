@@ -132,24 +132,30 @@
       .map((i) => i.value));
   }
 
+  // Per-network outages are outlines, each network with its own colour and dash.
+  const NET_LOOK = [['#0072B2', '10 5'], ['#56B4E9', '3 5'], ['#CC79A7', '12 4 3 4'],
+    ['#000000', '1 6']];
+  const netLook = (n) => NET_LOOK[[...state.networks.keys()].indexOf(n) % NET_LOOK.length];
+
   function syncNetworks(features) {
-    let added = false;
-    for (const f of features) {
-      const n = f.properties.network;
-      if (n && !state.networks.has(n)) { state.networks.set(n, true); added = true; }
-    }
-    if (!added) return;
+    const names = features.map((f) => f.properties.network)
+      .filter((n) => n && n !== 'all' && !state.networks.has(n));
+    if (!names.length) return;
+    names.forEach((n) => state.networks.set(n, false));
     const box = $('networks');
     box.textContent = '';
-    const names = [...state.networks.keys()].sort((a, b) => (a === 'all' ? -1 : b === 'all' ? 1
-      : a.localeCompare(b)));
-    for (const n of names) {
+    for (const n of state.networks.keys()) {
+      const [color, dash] = netLook(n);
       const label = document.createElement('label');
       const input = document.createElement('input');
       Object.assign(input, { type: 'checkbox', name: 'network', value: n,
         checked: state.networks.get(n) });
       input.addEventListener('change', () => { state.networks.set(n, input.checked); redraw(); });
-      label.append(input, n === 'all' ? 'All networks (no service)' : `Network ${n}`);
+      const sw = document.createElement('span');
+      sw.className = 'sw sw-line';
+      sw.innerHTML = `<svg viewBox="0 0 18 12" aria-hidden="true"><path d="M0 6H18" stroke="${color
+      }" stroke-width="3" stroke-dasharray="${dash.split(' ').map((v) => v / 2).join(' ')}"/></svg>`;
+      label.append(input, sw, `Network ${n} down`);
       box.append(label);
     }
     markOff();
@@ -167,34 +173,54 @@
 
   let current = { outages: [], cells: [], grid: [], density: [], index: -1, have: {} };
 
-  function outagePopup(p) {
-    const nets = Array.isArray(p.networks) ? p.networks.map(netName).join(', ') : netName(p.network);
+  // Networks with an outage of their own in the window that meets this area.
+  function networksDown(f) {
+    const box = L.geoJSON(f).getBounds();
+    const nets = current.outages.filter((o) => o.properties.network !== 'all' &&
+      L.geoJSON(o).getBounds().intersects(box)).map((o) => o.properties.network);
+    return [...new Set(nets)].sort();
+  }
+
+  function outagePopup(f) {
+    const p = f.properties, all = p.network === 'all';
+    const down = Array.isArray(p.networks) ? p.networks : all ? networksDown(f) : [p.network];
+    const title = !all ? `Network ${p.network} down`
+      : p.severity === 'outage' ? 'No service on any network' : 'Degraded: some networks down';
     const rows = [
       ['Since (onset)', utc(p.onset || p.window_start) + ' UTC'],
       ['People affected', people(p.population)],
-      ['Networks', nets],
+      ['Networks down', down.length ? down.join(', ') : all && p.severity === 'outage'
+        ? 'all' : '–'],
       ['Confidence', p.confidence == null ? '–' : Math.round(p.confidence * 100) + ' %'],
       ['Cells offline', p.cells_offline == null ? '–' : p.cells_offline],
       ['Area', p.area_km2 == null ? '–' : (+p.area_km2).toFixed(1) + ' km²'],
-      ['Window', windowText({ start: p.window_start, end: p.window_end })],
+      ['Window', windowText({ start: p.window_start, end: p.window_end }) + ' UTC'],
     ];
-    const title = p.severity === 'outage' ? 'No service' : 'Degraded service';
     return `<div class="dcm-popup"><h3>${esc(title)}</h3><dl>${rows.map(([k, v]) =>
       `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl></div>`;
   }
 
+  function outageStyle(p) {
+    if (p.network !== 'all') {
+      const [color, dash] = netLook(p.network);
+      return { color, weight: 3, dashArray: dash, fill: true, fillOpacity: 0, className: 'dcm-net' };
+    }
+    return p.severity === 'outage'
+      ? { color: '#7a2e00', weight: 2, fillColor: C.outage, fillOpacity: 0.5, className: 'dcm-outage' }
+      : { color: '#8a5a00', weight: 2, dashArray: '6 4', fillColor: C.degraded, fillOpacity: 0.35,
+        className: 'dcm-degraded' };
+  }
+
   function drawOutages() {
     const sev = checked('severity');
-    const list = current.outages.filter((f) => sev.has(f.properties.severity) &&
-      state.networks.get(f.properties.network) !== false);
-    // Degraded first so areas with no service at all lie on top.
-    list.sort((a, b) => (a.properties.severity === 'outage') - (b.properties.severity === 'outage'));
+    const shown = (p) => p.network === 'all' ? sev.has(p.severity) : state.networks.get(p.network);
+    // Degraded, then no service, then per-network outlines on top.
+    const rank = (p) => p.network !== 'all' ? 2 : p.severity === 'outage' ? 1 : 0;
+    const list = current.outages.filter((f) => shown(f.properties))
+      .sort((a, b) => rank(a.properties) - rank(b.properties));
     draw('outages', list, {
-      style: (f) => f.properties.severity === 'outage'
-        ? { color: '#7a2e00', weight: 2, fillColor: C.outage, fillOpacity: 0.5, className: 'dcm-outage' }
-        : { color: '#8a5a00', weight: 2, dashArray: '6 4', fillColor: C.degraded,
-          fillOpacity: 0.35, className: 'dcm-degraded' },
-      onEachFeature: (f, layer) => layer.bindPopup(outagePopup(f.properties)),
+      style: (f) => outageStyle(f.properties),
+      onEachFeature: (f, layer) => layer.bindPopup(() => outagePopup(f)),
     });
   }
 
@@ -216,8 +242,7 @@
       const seen = latest.get(id);
       if (!seen || Date.parse(p.start) > Date.parse(seen.properties.start)) latest.set(id, f);
     }
-    const list = [...latest.values()].filter((f) => want.has(f.properties.status) &&
-      state.networks.get(f.properties.network) !== false);
+    const list = [...latest.values()].filter((f) => want.has(f.properties.status));
     const look = {
       offline: { radius: 6, color: '#000', weight: 2, fillColor: C.outage, fillOpacity: 1 },
       online: { radius: 4, color: '#fff', weight: 1, fillColor: C.up, fillOpacity: 1 },
@@ -233,11 +258,10 @@
 
   function drawGrid() {
     const want = checked('grid');
-    // Per hexagon, the worst state among the networks shown.
+    // Per hexagon, the worst state among its networks.
     const worst = new Map();
     for (const f of current.grid) {
       const p = f.properties;
-      if (state.networks.get(p.network) === false) continue;
       const id = p.h3 || f.id;
       const seen = worst.get(id);
       if (!seen || GRID_RANK[p.state] > GRID_RANK[seen.properties.state]) worst.set(id, f);
