@@ -18,6 +18,7 @@ from dcm.publish.cap import (
     cap_alert,
     cap_datetime,
     cap_polygons,
+    cap_severity,
     certainty_from_confidence,
     outage_to_cap,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "cap_datetime",
     "cap_entry",
     "cap_polygons",
+    "cap_severity",
     "certainty_from_confidence",
     "geojson_bytes",
     "jsonable",

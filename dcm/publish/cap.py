@@ -262,6 +262,25 @@ def certainty_from_confidence(confidence: float | None) -> str:
     return "Possible"
 
 
+def cap_severity(
+    outage: Mapping[str, Any] | pd.Series, *, severe_population: float = 1000.0
+) -> str:
+    """CAP severity of an outage feature: Severe where no network serves (network
+    ``"all"``, severity ``"outage"``) or ``population >= severe_population``, else Moderate.
+
+    One network down, or some but not all, leaves other networks to carry calls
+    (emergency calls roam), so people alone decide those.
+    """
+    everyone = (_value(outage, "network") or ALL_NETWORKS) == ALL_NETWORKS
+    population = _value(outage, "population")
+    no_service = everyone and (_value(outage, "severity") or "outage") == "outage"
+    return (
+        "Severe"
+        if no_service or (population is not None and population >= severe_population)
+        else "Moderate"
+    )
+
+
 def outage_to_cap(
     outage: Mapping[str, Any] | pd.Series,
     *,
@@ -280,8 +299,7 @@ def outage_to_cap(
 ) -> CapMessage:
     """A CAP message for one outage feature (a GeoDataFrame row of OUTAGE_COLUMNS).
 
-    Severity is Severe where no network serves (network ``"all"``, severity
-    ``"outage"``) or at least ``severe_population`` people are affected, else Moderate; certainty
+    Severity: :func:`cap_severity`; certainty
     follows ``confidence``. ``expires`` defaults to ``sent + valid_for``. A
     Cancel (the outage ended) gets urgency Past.
     """
@@ -300,7 +318,6 @@ def outage_to_cap(
     # Three kinds of outage feature (dcm.analysis.outages): every network down
     # ("all"/outage), some but not all down ("all"/degraded), one network down.
     no_service = everyone and kind == "outage"
-    severe = no_service or (population is not None and population >= severe_population)
     since = f" since {cap_datetime(onset)[:16].replace('T', ' ')} UTC" if onset is not None else ""
     if no_service:
         where = "Area without mobile service"
@@ -367,7 +384,7 @@ def outage_to_cap(
         event="Mobile network outage",
         category="Infra",
         urgency="Past" if msg_type == "Cancel" else "Immediate",
-        severity="Severe" if severe else "Moderate",
+        severity=cap_severity(outage, severe_population=severe_population),
         certainty=certainty_from_confidence(confidence),
         sender_name=sender_name,
         headline=headline[:160],
