@@ -431,11 +431,9 @@ def update(
 
 def cap_severity(properties: dict[str, Any], *, severe_population: float = 1000.0) -> str:
     """CAP severity of an outage, as :func:`dcm.publish.cap.outage_to_cap` decides it."""
-    people = properties.get("population")
-    severe = properties.get("severity") == "outage" or (
-        people is not None and people == people and people >= severe_population
-    )
-    return "Severe" if severe else "Moderate"
+    from dcm.publish.cap import cap_severity as publish_cap_severity
+
+    return publish_cap_severity(properties, severe_population=severe_population)
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
