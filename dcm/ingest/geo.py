@@ -54,7 +54,10 @@ def read_population(path: str | Path) -> pd.DataFrame:
                 if nodata is not None and np.isfinite(nodata):
                     keep &= values != nodata
                 r, c = np.nonzero(keep)
-                xs, ys = rasterio.transform.xy(transform, r + row0, c, offset="center")
+                # Pixel centres through the affine transform (row/col + 0.5).
+                col, row = c + 0.5, r + row0 + 0.5
+                xs = transform.a * col + transform.b * row + transform.c
+                ys = transform.d * col + transform.e * row + transform.f
                 parts.append(
                     pd.DataFrame(
                         {
@@ -105,14 +108,27 @@ def _read_vector(path: str | Path, what: str):  # type: ignore[no-untyped-def]
 
 
 def _polygons(gdf):  # type: ignore[no-untyped-def]
-    """Only (multi)polygons with valid geometry; shapely's make_valid repairs rings."""
+    """Only (multi)polygons with area: invalid rings are repaired (shapely ``make_valid``),
+    what collapses to points or lines (degenerate rings) is dropped."""
     import shapely
 
     geom = gdf.geometry
     poly = geom.notna() & geom.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
     gdf = gdf.loc[poly].copy()
-    gdf["geometry"] = shapely.make_valid(gdf.geometry.to_numpy())
-    return gdf
+    geoms = gdf.geometry.to_numpy()
+    invalid = ~shapely.is_valid(geoms)
+    if invalid.any():
+        fixed = shapely.make_valid(geoms[invalid])
+        # make_valid may return collections mixing polygons with lines; keep the polygons
+        # (a loop over the few repaired shapes only).
+        for i, shape in enumerate(fixed):
+            if shapely.get_type_id(shape) == 7:  # GeometryCollection
+                parts = shapely.get_parts(shape)
+                fixed[i] = shapely.union_all(parts[np.isin(shapely.get_type_id(parts), (3, 6))])
+        geoms[invalid] = fixed
+    gdf["geometry"] = geoms
+    keep = np.isin(shapely.get_type_id(geoms), (3, 6)) & (shapely.area(geoms) > 0)
+    return gdf.loc[keep]
 
 
 def _pick_column(columns: list[str], patterns: tuple[str, ...]) -> str | None:
