@@ -29,6 +29,9 @@ class Zone:
     #: Share of residents who leave once the hazard strikes.
     evacuation: float
     polygon: Polygon | None = None
+    #: Least harm to sites anywhere in the zone (e.g. the whole red zone loses mains
+    #: power), whatever the intensity says.
+    min_harm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,13 @@ class Hazard:
         d = self.distance_m(lon, lat, proj)
         return np.exp(-np.maximum(d - self.core_m, 0.0) / self.scale_m)
 
-    def harm(self, intensity: np.ndarray) -> np.ndarray:
-        """Intensity rescaled to [0, 1] above the harmless level."""
+    def harm(self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection) -> np.ndarray:
+        """Harm to sites in [0, 1]: intensity rescaled above the harmless level, at least
+        the ``min_harm`` of the zone the point is in."""
         lo = self.harmless_below
-        return np.clip((np.asarray(intensity) - lo) / (1.0 - lo), 0.0, 1.0)
+        harm = np.clip((self.intensity(lon, lat, proj) - lo) / (1.0 - lo), 0.0, 1.0)
+        floors = np.array([z.min_harm for z in self.zones] + [0.0])
+        return np.maximum(harm, floors[self.zone_index(lon, lat, proj)])
 
     def arrival_h(
         self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection, land: Polygon

@@ -57,6 +57,8 @@ LOGGED_FAILURE_SHARE = 0.3
 AWAY_SHARE = 0.25
 #: Share of ok records that are passive signal logs without a speed test.
 PASSIVE_SHARE = 0.4
+#: Share of records located by cell / Wi-Fi positioning (accuracy 100-1500 m).
+COARSE_FIX_SHARE = 0.02
 #: Radio mix of handsets (best radio they support).
 HANDSET_RADIOS = {"LTE": 0.85, "UMTS": 0.12, "GSM": 0.03}
 #: Per radio: signal at 50 m (dBm), slope per decade of distance, median down/up
@@ -293,6 +295,9 @@ def generate(
 
     # GPS error: ``accuracy_m`` is the 68 % radius the handset reports.
     acc = np.clip(np.round(rng.lognormal(np.log(12.0), 0.5, m)), 3.0, 80.0)
+    # Some fixes come from cell or Wi-Fi positioning instead of GPS: hundreds of metres.
+    coarse = rng.uniform(size=m) < COARSE_FIX_SHARE
+    acc = np.where(coarse, np.round(rng.uniform(100.0, 1_500.0, m)), acc)
     obs = xy + rng.normal(0, 1, size=(m, 2)) * (acc / 1.5)[:, None]
     lon, lat = proj.to_lonlat(obs[:, 0], obs[:, 1])
 

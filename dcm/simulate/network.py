@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import shapely
+from scipy.spatial import cKDTree
 
 from dcm.simulate.geo import LocalProjection
 from dcm.simulate.hazard import Hazard
@@ -21,10 +22,13 @@ RADIO_PREFERENCE = ("NR", "LTE", "UMTS", "GSM")
 
 
 def build_sites(region: Region, proj: LocalProjection, rng: np.random.Generator) -> pd.DataFrame:
-    """True site positions: site_id, network, mcc, mnc, lon, lat, x, y, range_m, urban."""
+    """True site positions: site_id, network, mcc, mnc, lon, lat, x, y, range_m, urban,
+    tower (sites of several networks on one shared tower have the same number)."""
     land_xy = shapely.Polygon(proj.to_xy(*np.asarray(region.land.exterior.coords).T))
     minx, miny, maxx, maxy = land_xy.bounds
     frames = []
+    towers = np.empty((0, 2))  # rural towers built so far (shareable)
+    n_towers = 0
     for net in region.networks:
         s = net.rural_spacing_m
         ox, oy = rng.uniform(0, s, 2)
@@ -39,6 +43,20 @@ def build_sites(region: Region, proj: LocalProjection, rng: np.random.Generator)
         # overlap where a neighbour takes over part of a failed site's area, and
         # jitter leaves a few real coverage gaps.
         rural_range = s * rng.uniform(0.72, 0.88, len(x))
+        # Operators share rural towers: a site close to an existing tower moves onto it
+        # half of the time, and then shares its fate (mast, mains power).
+        tower = np.arange(n_towers, n_towers + len(x))
+        u_share = rng.uniform(size=len(x))
+        if len(towers):
+            dist, near = cKDTree(towers).query(np.column_stack((x, y)))
+            share = (dist < 0.35 * s) & (u_share < 0.5)
+            x = np.where(share, towers[near, 0], x)
+            y = np.where(share, towers[near, 1], y)
+            tower = np.where(share, near, tower)
+        new_tower = tower >= n_towers
+        tower[new_tower] = n_towers + np.arange(new_tower.sum())
+        towers = np.vstack([towers, np.column_stack((x, y))[new_tower]])
+        n_towers += int(new_tower.sum())
         ux, uy, ur = [], [], []
         for town in region.towns:
             n = max(1, round(town.population / net.people_per_urban_site))
@@ -52,6 +70,9 @@ def build_sites(region: Region, proj: LocalProjection, rng: np.random.Generator)
             ux.append(px)
             uy.append(py)
             ur.append(rng.uniform(1_000, 1_800, n))
+        n_urban = sum(len(a) for a in ux)
+        # Town sites stand on their own towers (rooftops), numbered after all rural ones.
+        urban_tower = 1_000_000 + sum(len(f) for f in frames) + np.arange(n_urban)
         all_x = np.concatenate([x, *ux])
         all_y = np.concatenate([y, *uy])
         lon, lat = proj.to_lonlat(all_x, all_y)
@@ -69,6 +90,7 @@ def build_sites(region: Region, proj: LocalProjection, rng: np.random.Generator)
                     "y": all_y,
                     "range_m": np.round(np.concatenate([rural_range, *ur]), 0),
                     "urban": np.r_[np.zeros(len(x), bool), np.ones(n_sites - len(x), bool)],
+                    "tower": np.r_[tower, urban_tower].astype(np.int64),
                 }
             )
         )
@@ -145,16 +167,21 @@ def assign_outages(
     out["up_at"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
     out["cause"] = ""
     # Draw every random number even without a hazard so that control and disaster
-    # runs of one seed share the same measurement stream structure.
-    u_damage, u_power = rng.uniform(size=n), rng.uniform(size=n)
-    u_delay, u_dur, u_long = rng.uniform(size=n), rng.uniform(size=n), rng.uniform(size=n)
+    # runs of one seed share the same measurement stream structure. Whether a site is
+    # hit, and when, is drawn per tower: co-located sites fall together; each operator
+    # restores its own equipment.
+    _, tower = np.unique(out["tower"].to_numpy(), return_inverse=True)
+    n_towers = int(tower.max()) + 1 if n else 0
+    u_damage, u_power = rng.uniform(size=n_towers)[tower], rng.uniform(size=n_towers)[tower]
+    u_delay = rng.uniform(size=n_towers)[tower]
+    u_dur, u_long = rng.uniform(size=n), rng.uniform(size=n)
     if hazard is None:
         return out
     lon, lat = out["lon"].to_numpy(), out["lat"].to_numpy()
     inten = hazard.intensity(lon, lat, proj)
     out["intensity"] = inten
     arrival = hazard.arrival_h(lon, lat, proj, land)
-    harm = hazard.harm(inten)
+    harm = hazard.harm(lon, lat, proj)
     damaged = u_damage < hazard.damage_max * harm**hazard.damage_gamma
     power = ~damaged & (u_power < hazard.power_max * harm**hazard.power_gamma)
     lo, hi = hazard.damage_delay_h

@@ -110,7 +110,7 @@ def _synthetic_spec(name: str) -> ScenarioSpec:
             zones=zones3,
             damage_max=0.5,
             damage_gamma=1.5,
-            power_max=0.9,
+            power_max=0.75,
             power_gamma=0.8,
             damage_delay_h=(-1.0, 2.0),
             speed_ms=5.0,
@@ -171,8 +171,9 @@ def _stvincent_spec(name: str) -> ScenarioSpec:
         core_m=3_000,
         scale_m=6_000,
         zones=(
-            Zone("red", 0.0, 0.9, red),
-            Zone("orange", 0.0, 0.3, orange),
+            # The red zone is cut from mains power and under heavy ash.
+            Zone("red", 0.0, 0.9, red, min_harm=0.6),
+            Zone("orange", 0.0, 0.3, orange, min_harm=0.2),
             Zone("green", 0.0, 0.0, green),
         ),
         damage_max=0.7,
@@ -273,8 +274,8 @@ def _opencellid_cells(
     lon, lat = proj.to_lonlat(x, y)
     est = np.round(true_range * rng.uniform(0.2, 1.1, n))
     rng_m = np.where(rng.uniform(size=n) < 0.45, 1000.0, np.maximum(est, 100.0))
-    created = before - pd.to_timedelta(rng.uniform(200, 3000, n).round(), unit="D")
-    updated = before - pd.to_timedelta(rng.uniform(1, 200, n).round(), unit="D")
+    created = before - pd.to_timedelta(rng.uniform(200, 3000, n) * 86_400, unit="s")
+    updated = before - pd.to_timedelta(rng.uniform(1, 200, n) * 86_400, unit="s")
     samples = np.maximum(1, np.round(rng.lognormal(3.0, 1.2, n))).astype(int)
     unit = cells["unit"].to_numpy()
     frame = pd.DataFrame(

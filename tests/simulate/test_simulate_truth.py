@@ -47,6 +47,8 @@ def test_no_ok_measurement_from_a_down_cell(quake: Scenario) -> None:
 
 def test_serving_site_is_within_its_range(quake: Scenario) -> None:
     joined = _with_cell_truth(quake)
+    # GPS fixes only: cell / Wi-Fi positioned records may be hundreds of metres off.
+    joined = joined[joined["accuracy_m"] < 100]
     sites = quake.truth.sites.set_index("site_id")
     s = sites.loc[joined["site_id"]]
     proj = LocalProjection(float(s["lon"].mean()), float(s["lat"].mean()))
@@ -63,6 +65,16 @@ def test_cells_of_a_site_share_its_fate(quake: Scenario) -> None:
         )
         assert same.all()
     assert cells.groupby("site_id")["down_from"].nunique(dropna=False).max() == 1
+
+
+def test_shared_towers_fall_together() -> None:
+    sc = simulate("cyclone", seed=2, scale=0.02)
+    sites = sc.truth.sites
+    lonlat = sites[["lon", "lat"]].round(6).astype(str).agg(",".join, axis=1)
+    shared = sites[lonlat.duplicated(keep=False)].assign(tower=lonlat)
+    assert shared["network"].nunique() > 1, "some rural towers carry several networks"
+    hit = shared.groupby("tower")["down_from"].apply(lambda s: s.notna().nunique())
+    assert (hit == 1).all(), "sites on one tower are all hit or all spared"
 
 
 def test_outages_start_after_onset_and_follow_their_cause(quake: Scenario) -> None:
