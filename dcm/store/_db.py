@@ -82,9 +82,14 @@ def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, .
     """Rows of ``frame[columns]`` as tuples of plain Python values (NA → None)."""
     if frame.empty:
         return []
-    sub = frame.loc[:, list(columns)].astype(object)
-    sub = sub.where(pd.notna(sub), None)
-    return [tuple(py_value(v) for v in row) for row in sub.itertuples(index=False, name=None)]
+    lists = []
+    for col in columns:
+        series = frame[col]
+        values = series.tolist()  # plain Python scalars for numpy and nullable dtypes
+        if series.hasnans or series.dtype == object:
+            values = [py_value(v) for v in values]
+        lists.append(values)
+    return list(zip(*lists, strict=True))
 
 
 @lru_cache(maxsize=512)
@@ -112,6 +117,7 @@ class Database:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute("PRAGMA cache_size=-65536")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
             self._sqlite = conn
@@ -161,6 +167,42 @@ class Database:
                 self._sqlite.executemany(sql, rows)
         except (sqlite3.Error, *self._pg_errors()) as exc:
             raise _store_error(exc, sql) from exc
+
+    def bulk_insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert many rows, skipping those that hit a unique constraint.
+
+        PostgreSQL streams them with COPY into a temporary table first (an order of
+        magnitude faster than row-wise inserts); SQLite inserts them row-wise in C.
+        """
+        if not rows:
+            return
+        cols = ", ".join(columns)
+        if not self.is_pg:
+            marks = ", ".join("?" * len(columns))
+            self.executemany(
+                f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows
+            )
+            return
+        import psycopg
+
+        try:
+            with self.transaction(), self._pg.cursor() as cur:
+                # Column types only, no constraints: the real table checks them below.
+                cur.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS _bulk_{table} ON COMMIT DELETE ROWS "
+                    f"AS SELECT {cols} FROM {table} WITH NO DATA"
+                )
+                with cur.copy(f"COPY _bulk_{table} ({cols}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _bulk_{table} "
+                    "ON CONFLICT DO NOTHING"
+                )
+        except psycopg.Error as exc:
+            raise _store_error(exc, f"COPY {table}") from exc
 
     def script(self, statements: Iterable[str]) -> None:
         """Run DDL statements one by one (inside the caller's transaction)."""

@@ -420,7 +420,10 @@ class Store:
         frame = frame[~frame["mkey"].duplicated()]
         known: set[str] = set()
         keys = frame["mkey"].tolist()
-        for i in range(0, len(keys), _KEY_CHUNK):
+        stored = self.db.one(
+            "SELECT 1 FROM measurements WHERE event_id = ? AND period = ? LIMIT 1", (eid, period)
+        )
+        for i in range(0, len(keys) if stored else 0, _KEY_CHUNK):
             chunk = keys[i : i + _KEY_CHUNK]
             marks = ", ".join("?" * len(chunk))
             known.update(
@@ -445,12 +448,9 @@ class Store:
         rows["h3"] = points_to_cells(
             rows["lat"].to_numpy(), rows["lon"].to_numpy(), MEASUREMENT_H3_RESOLUTION
         )
-        marks = ", ".join("?" * len(_MEASUREMENT_DB_COLUMNS))
         with self.db.transaction():
-            self.db.executemany(
-                f"INSERT INTO measurements ({', '.join(_MEASUREMENT_DB_COLUMNS)}) "
-                f"VALUES ({marks}) ON CONFLICT DO NOTHING",
-                frame_rows(rows, _MEASUREMENT_DB_COLUMNS),
+            self.db.bulk_insert(
+                "measurements", _MEASUREMENT_DB_COLUMNS, frame_rows(rows, _MEASUREMENT_DB_COLUMNS)
             )
         return new.drop(columns="mkey")
 

@@ -3,7 +3,9 @@
 Each step is DDL written once with type placeholders (``{pk}``, ``{ts}``, ``{real}``,
 ``{bigint}``, ``{blob}``) filled per backend. On PostgreSQL each geometry table also gets a
 PostGIS ``geom`` column generated from the stored GeoJSON (or lon/lat) with a GiST index;
-on SQLite, bbox columns (polygons) and an R*Tree (measurement points) do that job.
+on SQLite, bbox columns (polygons) and an R*Tree (measurement points) do that job. The
+per-measurement ``h3`` column (resolution 10) lets coarser grids be counted with
+``h3`` parents without touching coordinates.
 Never edit a released step: add a new one.
 """
 
@@ -96,8 +98,6 @@ CREATE TABLE measurements (
     UNIQUE (event_id, period, mkey)
 );
 CREATE INDEX measurements_event_ts ON measurements (event_id, period, ts);
-CREATE INDEX measurements_lonlat ON measurements (event_id, lon, lat);
-CREATE INDEX measurements_h3 ON measurements (event_id, h3);
 CREATE INDEX measurements_dataset ON measurements (dataset_id);
 CREATE TABLE cells (
     id {pk},

@@ -11,6 +11,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -30,11 +31,15 @@ def _with_search_path(url: str, schema: str) -> str:
     return f"{url}{sep}options={quote(f'-csearch_path={schema},public')}"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Database URL of an empty store on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'dcm.sqlite'}"
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def backend_url(backend: str, folder: Path) -> Iterator[str]:
+    """URL of an empty store: a SQLite file in ``folder``, or a throw-away schema in the
+    PostgreSQL database of ``DCM_TEST_POSTGRES_URL`` (skips when unset)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'dcm.sqlite'}"
         return
     base = os.environ.get(PG_ENV)
     if not base:
@@ -51,17 +56,28 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings with the data directory in tmp_path and low alert thresholds."""
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Database URL of an empty store on each backend."""
+    with backend_url(request.param, tmp_path) as url:
+        yield url
+
+
+def make_settings(data_dir: Path) -> Settings:
+    """Settings with the given data directory and low alert thresholds."""
     return Settings(
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         secret="test-secret",
         k_anonymity=3,
         alert_min_population=0.0,
         alert_min_area_km2=0.5,
         alert_min_confidence=0.5,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
 
 
 @pytest.fixture
@@ -90,11 +106,12 @@ class Scenario:
     from hour ``restore`` service is back."""
 
     folder: Path
+    start: pd.Timestamp
     cells: Path
     baseline: Path
     event: pd.DataFrame
     areas: Path
-    population: pd.DataFrame
+    population: Path
 
     def event_slice(self, first_hour: int, last_hour: int, name: str | None = None) -> Path:
         """Event measurements with first_hour <= hour < last_hour, as a CSV file."""
@@ -206,11 +223,24 @@ def build_scenario(
     }
     areas_path = folder / "areas.geojson"
     areas_path.write_text(json.dumps(areas))
-    glon, glat = np.meshgrid(np.arange(WEST, EAST, 0.002), np.arange(SOUTH, NORTH, 0.002))
-    population = pd.DataFrame(
-        {"lon": glon.ravel(), "lat": glat.ravel(), "population": np.full(glon.size, 20.0)}
-    )
-    return Scenario(folder, cells_path, baseline_path, event, areas_path, population)
+    population_path = folder / "population.tif"
+    _write_population(population_path)
+    return Scenario(folder, START, cells_path, baseline_path, event, areas_path, population_path)
+
+
+def _write_population(path: Path, *, pixel: float = 0.002, people: float = 20.0) -> None:
+    """A GeoTIFF with ``people`` in every pixel of the box (EPSG:4326)."""
+    import rasterio
+    from affine import Affine
+
+    width = round((EAST - WEST) / pixel)
+    height = round((NORTH - SOUTH) / pixel)
+    data = np.full((height, width), people, dtype="float32")
+    with rasterio.open(
+        path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+        crs="EPSG:4326", transform=Affine(pixel, 0.0, WEST, 0.0, -pixel, NORTH), nodata=-1.0,
+    ) as dst:  # fmt: skip
+        dst.write(data, 1)
 
 
 @pytest.fixture(scope="session")

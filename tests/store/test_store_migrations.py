@@ -1,0 +1,75 @@
+"""Schema migrations on a new database, on SQLite and PostgreSQL + PostGIS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dcm.errors import StoreError
+from dcm.settings import Settings
+from dcm.store import Store, open_store
+from dcm.store.migrations import MIGRATIONS
+
+TABLES = (
+    "events", "event_windows", "datasets", "measurements", "cells", "population", "areas",
+    "hazard", "runs", "outages", "cell_status", "grid", "hexes", "coverage", "alerts",
+    "api_keys", "grants", "audit_log", "schema_version",
+)  # fmt: skip
+
+
+def _tables(store: Store) -> set[str]:
+    if store.backend == "postgresql":
+        rows = store.db.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    else:
+        rows = store.db.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {r[0] for r in rows}
+
+
+def test_new_database_is_migrated_to_the_last_step(store: Store) -> None:
+    assert store.schema_version() == MIGRATIONS[-1].number
+    assert set(TABLES) <= _tables(store)
+    steps = store.db.query("SELECT version, description FROM schema_version ORDER BY version")
+    assert [s[0] for s in steps] == [m.number for m in MIGRATIONS]
+    assert all(s[1] for s in steps)
+
+
+def test_reopening_applies_nothing_twice(store_url: str, settings: Settings) -> None:
+    with open_store(settings, url=store_url) as first:
+        applied = first.db.query("SELECT version, applied_at FROM schema_version")
+    with open_store(settings, url=store_url) as second:
+        assert second.db.query("SELECT version, applied_at FROM schema_version") == applied
+
+
+def test_spatial_indexes_exist(store: Store) -> None:
+    if store.backend == "postgresql":
+        rows = store.db.query(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+        gist = {name for name, definition in rows if "USING gist" in definition}
+        assert {"measurements_geom", "outages_geom", "hexes_geom", "areas_geom"} <= gist
+        geom_type = store.db.scalar(
+            "SELECT type FROM geometry_columns WHERE f_table_schema = current_schema() "
+            "AND f_table_name = 'measurements' AND f_geometry_column = 'geom'"
+        )
+        assert geom_type == "POINT"
+    else:
+        assert store.db.scalar("PRAGMA journal_mode") == "wal"
+        sql = store.db.scalar("SELECT sql FROM sqlite_master WHERE name = 'measurements_rtree'")
+        assert "rtree" in sql.lower()
+
+
+def test_sqlite_file_defaults_to_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "dcm-data")
+    with open_store(settings) as store:
+        assert store.backend == "sqlite"
+    assert (tmp_path / "dcm-data" / "dcm.sqlite").is_file()
+
+
+def test_bad_urls_are_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unsupported database URL"):
+        open_store(Settings(data_dir=tmp_path), url="mysql://x/y")
+    with pytest.raises(StoreError):
+        open_store(Settings(data_dir=tmp_path), url="postgresql://nobody@127.0.0.1:1/none")
