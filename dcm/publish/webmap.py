@@ -31,59 +31,85 @@ from dcm.schema import ALL_NETWORKS
 #: Coordinates on the map: 5 decimals ≈ 1 m, plenty on screen and keeps the page small.
 MAP_PRECISION = 5
 
-# Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
+# Okabe–Ito colours (distinguishable with the common colour-vision deficiencies), as in
+# the API's responder map, so both maps read the same. Kinds also differ by fill
+# pattern and dashes, not by colour alone.
 VERMILLION = "#D55E00"
 ORANGE = "#E69F00"
 BLUISH_GREEN = "#009E73"
-SKY_BLUE = "#56B4E9"
+YELLOW = "#F0E442"
 REDDISH_PURPLE = "#CC79A7"
 BLUE = "#0072B2"
-GREY = "#999999"
-BLACK = "#000000"
-HATCH_ID = "dcm-hatch"
+SKY_BLUE = "#56B4E9"
+GREY = "#8C8C8C"
+NODATA_HATCH = "dcm-nodata"
+DEGRADED_HATCH = "dcm-degraded"
+#: Outline colour and dash pattern of each single network's outages, in turn.
+NETWORK_LOOKS = (
+    (BLUE, "8 4"),
+    (REDDISH_PURPLE, "2 4"),
+    ("#000000", "12 4 2 4"),
+    (SKY_BLUE, "8 4"),
+    (BLUISH_GREEN, "2 4"),
+)
 
 #: Leaflet path options per layer kind and feature key ``s``; ``_`` is the fallback.
+#: Single-network outage styles (``net0``, ``net1`` …) are added per map.
 STYLES: dict[str, dict[str, dict[str, Any]]] = {
     "outage": {
-        "outage": {"color": VERMILLION, "weight": 2, "fillColor": VERMILLION, "fillOpacity": 0.45},
-        "degraded": {"color": ORANGE, "weight": 2, "fillColor": ORANGE, "fillOpacity": 0.35},
+        "outage": {"color": "#7A2E00", "weight": 2, "fillColor": VERMILLION, "fillOpacity": 0.5},
+        "degraded": {
+            "color": "#8A5A00",
+            "weight": 2,
+            "dashArray": "6 4",
+            "fillColor": f"url(#{DEGRADED_HATCH})",
+            "fillOpacity": 1,
+        },
         "_": {"color": GREY, "weight": 2, "fillOpacity": 0.3},
     },
     "cell": {
+        "offline": {
+            "radius": 6,
+            "color": "#000000",
+            "weight": 2,
+            "fillColor": VERMILLION,
+            "fillOpacity": 1,
+        },
         "online": {
             "radius": 4,
-            "color": BLACK,
+            "color": "#FFFFFF",
             "weight": 1,
             "fillColor": BLUISH_GREEN,
-            "fillOpacity": 0.9,
+            "fillOpacity": 1,
         },
-        "offline": {
-            "radius": 5,
-            "color": BLACK,
-            "weight": 1,
-            "fillColor": REDDISH_PURPLE,
-            "fillOpacity": 0.95,
+        "_": {
+            "radius": 4,
+            "color": "#666666",
+            "weight": 2,
+            "dashArray": "2 2",
+            "fillColor": "#FFFFFF",
+            "fillOpacity": 1,
         },
-        "_": {"radius": 3, "color": GREY, "weight": 1, "fillColor": "#FFFFFF", "fillOpacity": 0.8},
     },
     "grid": {
         "no_data": {
             "color": GREY,
-            "weight": 0.5,
-            "fillColor": f"url(#{HATCH_ID})",
-            "fillOpacity": 0.8,
+            "weight": 1,
+            "dashArray": "3 3",
+            "fillColor": f"url(#{NODATA_HATCH})",
+            "fillOpacity": 1,
         },
-        "uncertain": {"color": SKY_BLUE, "weight": 0.5, "fillColor": SKY_BLUE, "fillOpacity": 0.3},
+        "uncertain": {"stroke": False, "fillColor": YELLOW, "fillOpacity": 0.55},
         "_": {"color": GREY, "weight": 0.5, "fillOpacity": 0.1},
     },
-    "area": {"_": {"color": BLACK, "weight": 1, "fill": False, "opacity": 0.6}},
+    "area": {"_": {"color": "#333333", "weight": 1, "fill": False}},
     "hazard": {
         "_": {
-            "color": BLUE,
+            "color": REDDISH_PURPLE,
             "weight": 2,
-            "dashArray": "6 4",
-            "fillColor": BLUE,
-            "fillOpacity": 0.08,
+            "dashArray": "8 6",
+            "fillColor": REDDISH_PURPLE,
+            "fillOpacity": 0.1,
         },
     },
 }
@@ -147,9 +173,13 @@ _PAGE_CSS = """
 """
 
 _HATCH_SVG = f"""<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>
-<pattern id="{HATCH_ID}" patternUnits="userSpaceOnUse" width="6" height="6"
- patternTransform="rotate(45)"><rect width="6" height="6" fill="#dddddd"/>
-<line x1="0" y1="0" x2="0" y2="6" stroke="{GREY}" stroke-width="2"/></pattern></defs></svg>"""
+<pattern id="{NODATA_HATCH}" patternUnits="userSpaceOnUse" width="6" height="6"
+ patternTransform="rotate(45)"><rect width="6" height="6" fill="#dddddd" fill-opacity="0.6"/>
+<line x1="0" y1="0" x2="0" y2="6" stroke="{GREY}" stroke-width="1.5"/></pattern>
+<pattern id="{DEGRADED_HATCH}" patternUnits="userSpaceOnUse" width="6" height="6"
+ patternTransform="rotate(45)"><rect width="6" height="6" fill="{ORANGE}" fill-opacity="0.35"/>
+<line x1="0" y1="0" x2="0" y2="6" stroke="#8A5A00" stroke-width="2.2"/></pattern>
+</defs></svg>"""
 
 
 class _Raw(Element):
@@ -287,8 +317,15 @@ OUTAGE_LABELS = {
 }
 
 
-def _outage_layers(outages: gpd.GeoDataFrame) -> list[folium.GeoJson]:
-    """One layer per network; the all-network layer first."""
+def _outage_layers(
+    outages: gpd.GeoDataFrame, styles: dict[str, dict[str, Any]], legend: list[str]
+) -> list[folium.GeoJson]:
+    """One layer per network, the all-network layer first.
+
+    All-network features are filled (no service) or hatched (degraded); each single
+    network's outages are outlined in its own colour and dashes, added to ``styles``
+    and ``legend``.
+    """
     if outages.empty:
         return []
     out = gpd.GeoDataFrame(geometry=outages.geometry.values, crs=outages.crs)
@@ -298,9 +335,21 @@ def _outage_layers(outages: gpd.GeoDataFrame) -> list[folium.GeoJson]:
         if "network" in outages
         else pd.Series(ALL_NETWORKS, index=idx, dtype="string")
     )
-    out["s"] = outages["severity"].astype(object).to_numpy() if "severity" in outages else None
+    severity = (
+        outages["severity"].astype(object).to_numpy()
+        if "severity" in outages
+        else np.full(len(outages), "outage", dtype=object)
+    )
+    everyone = (network == ALL_NETWORKS).to_numpy()
+    singles = sorted(network[~everyone].unique())
+    look = {net: f"net{i}" for i, net in enumerate(singles)}
+    out["s"] = np.where(everyone, severity, network.map(look).astype(object).to_numpy())
     out["network"] = network.where(network != ALL_NETWORKS, "all networks").to_numpy()
-    out["severity"] = out["s"]
+    out["severity"] = np.where(
+        everyone & (severity == "outage"),
+        "no service",
+        np.where(everyone, "degraded: some networks down", "network down"),
+    )
     out["onset"] = _fmt_time(outages["onset"]).to_numpy() if "onset" in outages else None
     out["people"] = (
         _fmt_number(outages["population"]).to_numpy() if "population" in outages else None
@@ -324,12 +373,24 @@ def _outage_layers(outages: gpd.GeoDataFrame) -> list[folium.GeoJson]:
     out["id"] = outages["outage_id"].astype(object).to_numpy() if "outage_id" in outages else None
 
     layers = []
-    keys = sorted(network.unique(), key=lambda n: (n != ALL_NETWORKS, str(n)))
-    for key in keys:
-        part = out[(network == key).to_numpy()]
-        name = "Outages: all networks" if key == ALL_NETWORKS else f"Outages: network {key}"
-        data = to_geojson(part, precision=MAP_PRECISION)
+    if everyone.any():
+        data = to_geojson(out[everyone], precision=MAP_PRECISION)
+        name = "Outages: all networks"
         layers.append(_layer(data, kind="outage", name=name, labels=OUTAGE_LABELS))
+        present = set(severity[everyone])
+        if "outage" in present:
+            legend.append(_swatch("background:" + VERMILLION, "No service (all networks down)"))
+        if "degraded" in present:
+            legend.append(_swatch(_HATCH_CSS % (ORANGE, "#8A5A00"), "Some networks down"))
+    for i, net in enumerate(singles):
+        color, dash = NETWORK_LOOKS[i % len(NETWORK_LOOKS)]
+        # fill with opacity 0 keeps the inside clickable for the popup.
+        styles[look[net]] = {"color": color, "weight": 3, "dashArray": dash, "fillOpacity": 0}
+        data = to_geojson(out[(network == net).to_numpy()], precision=MAP_PRECISION)
+        layers.append(
+            _layer(data, kind="outage", name=f"Outages: network {net}", labels=OUTAGE_LABELS)
+        )
+        legend.append(_swatch(f"border:3px dashed {color}", f"Network {net} down"))
     return layers
 
 
@@ -395,7 +456,7 @@ def _hex_polygons(cells: np.ndarray) -> np.ndarray:
     return np.array([shapely.Polygon(r) for r in rings], dtype=object)
 
 
-def _grid_layer(grid: pd.DataFrame) -> folium.GeoJson | None:
+def _grid_layer(grid: pd.DataFrame, legend: list[str]) -> folium.GeoJson | None:
     """Hexes where no network has data (hatched grey) or the state is uncertain.
 
     ``grid``: GRID_STATUS_COLUMNS rows of one window, with hex geometry or ``h3``
@@ -426,6 +487,15 @@ def _grid_layer(grid: pd.DataFrame) -> folium.GeoJson | None:
     out["state"] = np.char.replace(names.astype(str), "_", " ")
     if "h3" in grid.columns:
         out["h3"] = key[keep]
+    if "no_data" in names:
+        legend.append(
+            _swatch(
+                _HATCH_CSS % ("#ccc", "#fff") + f";border:1px dashed {GREY}",
+                "No data (not: no service)",
+            )
+        )
+    if "uncertain" in names:
+        legend.append(_swatch(f"background:{YELLOW};border:0", "Uncertain"))
     data = to_geojson(out, precision=MAP_PRECISION)
     labels = {"state": "State", "h3": "Hex"}
     return _layer(data, kind="grid", name="No data / uncertain", labels=labels)
@@ -440,23 +510,20 @@ def _outline_layer(gdf: gpd.GeoDataFrame, *, kind: str, name: str) -> folium.Geo
     return _layer(to_geojson(out, precision=MAP_PRECISION), kind=kind, name=name, labels=labels)
 
 
-def _legend_markup(title: str, window: pd.Timestamp | None, kinds: list[str]) -> str:
-    rows = {
-        "outage": f'<i style="background:{VERMILLION}"></i>Outage: no service',
-        "degraded": f'<i style="background:{ORANGE}"></i>Degraded: some networks down',
-        "online": f'<i class="dot" style="background:{BLUISH_GREEN}"></i>Cell online',
-        "offline": f'<i class="dot" style="background:{REDDISH_PURPLE}"></i>Cell offline',
-        "unknown": '<i class="dot" style="background:#fff;border-color:#999"></i>Cell unknown',
-        "no_data": f'<i style="background:repeating-linear-gradient(45deg,{GREY} 0 2px,'
-        '#ddd 2px 5px)"></i>No data',
-        "uncertain": f'<i style="background:{SKY_BLUE};opacity:.5"></i>Uncertain',
-        "hazard": f'<i style="border:2px dashed {BLUE}"></i>Hazard',
-        "area": '<i style="background:none"></i>District',
-    }
+_HATCH_CSS = "background:repeating-linear-gradient(45deg,%s 0 3px,%s 3px 5px)"
+
+
+def _swatch(style: str, label: str, *, dot: bool = False) -> str:
+    """One legend row: a coloured box (or dot) and its label."""
+    cls = ' class="dot"' if dot else ""
+    return f'<i{cls} style="{style}"></i>{html.escape(label)}<br>'
+
+
+def _legend_markup(title: str, window: pd.Timestamp | None, rows: list[str]) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if window is not None:
         parts.append(f"<p>Window ending {window.strftime('%Y-%m-%d %H:%M')} UTC</p>")
-    parts.extend(rows[k] + "<br>" for k in kinds)
+    parts.extend(rows)
     return "".join(parts)
 
 
@@ -505,38 +572,48 @@ def render_map(
     figure.header.add_child(_Raw(f"<style>{leaflet_css_inline()}</style>"), name="leaflet_css")
     figure.header.add_child(_Raw(f"<style>{_PAGE_CSS}</style>"), name="dcm_css")
     figure.header.add_child(_Raw(f"<script>{leaflet_js()}</script>"), name="leaflet_js")
-    figure.header.add_child(
-        _Raw(f"<script>{_HELPERS_JS % json.dumps(STYLES)}</script>"), name="dcm_js"
-    )
     figure.html.add_child(_Raw(_HATCH_SVG), name="hatch")
     if tiles_url:
         folium.TileLayer(tiles_url, attr=tiles_attribution or "", name="Basemap").add_to(fmap)
 
-    kinds: list[str] = []
-    shown_outages = _in_window(outages, window)
-    if len(shown_outages):
-        for layer in _outage_layers(shown_outages):
-            layer.add_to(fmap)
-        present = set(shown_outages.get("severity", pd.Series(dtype=object)).dropna())
-        kinds += [k for k in ("outage", "degraded") if k in present]
-    shown_grid = _in_window(grid, window) if grid is not None else None
-    grid_layer = _grid_layer(shown_grid) if shown_grid is not None else None
-    if grid_layer is not None:
-        grid_layer.add_to(fmap)
-        kinds += ["no_data", "uncertain"]
+    styles = {kind: dict(values) for kind, values in STYLES.items()}
+    legend: list[str] = []
+    # Drawn bottom to top: context, then what was judged, cells last, so the filled
+    # hazard footprint never catches the clicks meant for an outage.
+    context: list[str] = []
+    grid_legend: list[str] = []
     if hazard is not None and len(hazard):
         _outline_layer(hazard, kind="hazard", name="Hazard").add_to(fmap)
-        kinds.append("hazard")
+        context.append(_swatch(f"border:2px dashed {REDDISH_PURPLE}", "Hazard"))
     if areas is not None and len(areas):
         _outline_layer(areas, kind="area", name="Districts").add_to(fmap)
-        kinds.append("area")
+        context.append(_swatch("background:none", "District"))
+    shown_grid = _in_window(grid, window) if grid is not None else None
+    grid_layer = _grid_layer(shown_grid, grid_legend) if shown_grid is not None else None
+    if grid_layer is not None:
+        grid_layer.add_to(fmap)
+    shown_outages = _in_window(outages, window)
+    for layer in _outage_layers(shown_outages, styles["outage"], legend):
+        layer.add_to(fmap)
+    legend += grid_legend
     shown_cells = _cells_at(cells, window) if cells is not None else None
     if shown_cells is not None and len(shown_cells):
         _cells_layer(shown_cells).add_to(fmap)
-        kinds += ["online", "offline", "unknown"]
+        present = set(shown_cells["status"].dropna())
+        for status, look in (
+            ("online", f"background:{BLUISH_GREEN};border-color:#fff"),
+            ("offline", f"background:{VERMILLION};border:2px solid #000"),
+            ("unknown", "background:#fff;border:2px dashed #666"),
+        ):
+            if status in present or (status == "unknown" and present - {"online", "offline"}):
+                legend.append(_swatch(look, f"Cell {status}", dot=True))
+    legend += context
+    figure.header.add_child(
+        _Raw(f"<script>{_HELPERS_JS % json.dumps(styles)}</script>"), name="dcm_js"
+    )
 
     folium.LayerControl(collapsed=False).add_to(fmap)
-    _Legend(_legend_markup(title, window, kinds)).add_to(fmap)
+    _Legend(_legend_markup(title, window, legend)).add_to(fmap)
 
     cell_points = (
         gpd.GeoDataFrame(

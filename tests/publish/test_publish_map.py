@@ -217,7 +217,10 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
             "window_end": T0 + pd.Timedelta(hours=3),
         }
     )
-    page = render_map(outages=_outages(), cells=_cells(40), grid=grid)
+    hazard = gpd.GeoDataFrame(
+        {"hazard_id": ["h1"], "level": ["red"]}, geometry=[box(-62, 12, -60, 14)], crs=4326
+    )
+    page = render_map(outages=_outages(), cells=_cells(40), grid=grid, hazard=hazard)
     path = tmp_path / "map.html"
     path.write_text(page, encoding="utf-8")
     map_var = re.search(r"var (map_[0-9a-f]+) = L\.map\(", page).group(1)
@@ -229,11 +232,27 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
         assert not [c for c in browser.console if c.startswith("exception")], browser.console
         count = "document.querySelectorAll('path.leaflet-interactive').length"
         total = browser.evaluate(count)
-        assert total == 3 + 2 + 40
-        hatched = browser.evaluate(
-            "document.querySelectorAll('path[fill=\"url(#dcm-hatch)\"]').length"
+        assert total == 3 + 2 + 40 + 1
+        # What a click at the no-service outage hits: the outage, not the hazard below.
+        hit = browser.evaluate(
+            f"""(() => {{ const p = {map_var}.latLngToContainerPoint([13.3, -61.2]);
+                const r = document.getElementById({map_var}.getContainer().id)
+                  .getBoundingClientRect();
+                return document.elementFromPoint(r.left + p.x, r.top + p.y)
+                  .getAttribute('fill'); }})()"""
         )
-        assert hatched == 1
+        assert hit == "#D55E00"
+        fills = browser.evaluate(
+            "[...document.querySelectorAll('path.leaflet-interactive')]"
+            ".map(p => p.getAttribute('fill'))"
+        )
+        assert fills.count("url(#dcm-nodata)") == 1  # the no-data hex, hatched
+        assert fills.count("url(#dcm-degraded)") == 1  # the degraded outage, hatched
+        dashes = browser.evaluate(
+            "[...document.querySelectorAll('path.leaflet-interactive')]"
+            ".map(p => p.getAttribute('stroke-dasharray'))"
+        )
+        assert "8 4" in dashes  # the single-network outage is a dashed outline
         popup = browser.evaluate(
             f"""(() => {{ let text = null;
                 {map_var}.eachLayer(l => {{
