@@ -9,6 +9,7 @@ depends on the position along it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -28,7 +29,7 @@ class Zone:
     min_intensity: float
     #: Share of residents who leave once the hazard strikes.
     evacuation: float
-    polygon: Polygon | None = None
+    polygon: BaseGeometry | None = None
     #: Least harm to sites anywhere in the zone (e.g. the whole red zone loses mains
     #: power), whatever the intensity says.
     min_harm: float = 0.0
@@ -80,7 +81,7 @@ class Hazard:
         geom = self._geometry(proj)
         if isinstance(geom, Point):
             return np.hypot(xy[:, 0] - geom.x, xy[:, 1] - geom.y)
-        return shapely.distance(shapely.points(xy), geom)
+        return np.asarray(shapely.distance(shapely.points(xy), geom), dtype="float64")
 
     def intensity(self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection) -> np.ndarray:
         """Intensity in [0, 1] at each point."""
@@ -107,6 +108,7 @@ class Hazard:
         n = len(np.atleast_1d(lon))
         if isinstance(geom, Point) or self.speed_ms <= 0:
             return np.zeros(n)
+        track: Any = geom
         land_xy = shapely.Polygon(proj.to_xy(*np.asarray(land.exterior.coords).T))
         crossing = geom.intersection(land_xy)
         first = (
@@ -114,8 +116,8 @@ class Hazard:
             if not crossing.is_empty
             else np.asarray(land_xy.centroid.coords)
         )
-        along0 = shapely.line_locate_point(geom, shapely.points(first))[0]
-        along = shapely.line_locate_point(geom, shapely.points(proj.to_xy(lon, lat)))
+        along0 = shapely.line_locate_point(track, shapely.points(first))[0]
+        along = shapely.line_locate_point(track, shapely.points(proj.to_xy(lon, lat)))
         return np.maximum(along - along0, 0.0) / self.speed_ms / 3600.0
 
     def zone_index(self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection) -> np.ndarray:
@@ -141,7 +143,7 @@ class Hazard:
         shares = np.array([z.evacuation for z in self.zones] + [0.0])
         return shares[idx]
 
-    def footprint(self, land: Polygon, proj: LocalProjection) -> gpd.GeoDataFrame:
+    def footprint(self, land: BaseGeometry, proj: LocalProjection) -> gpd.GeoDataFrame:
         """Zones as polygons (worst first, not overlapping): hazard_id, level, intensity."""
         geoms: list[BaseGeometry] = []
         for zone in self.zones:

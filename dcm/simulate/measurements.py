@@ -234,9 +234,9 @@ def generate(
     index_xy = index.proj.to_xy(*proj.to_lonlat(xy[:, 0], xy[:, 1]))
     net = people.network[dev]
     for key in index.networks:
-        m = np.flatnonzero(net == key)
-        if len(m):
-            site[m], dist[m] = index.serving(index_xy[m], t[m], key)
+        of_net = np.flatnonzero(net == key)
+        if len(of_net):
+            site[of_net], dist[of_net] = index.serving(index_xy[of_net], t[of_net], key)
     served = site >= 0
     u = rng.uniform(size=n)
     rel = np.where(served, dist / index.range_m[np.maximum(site, 0)], 1.0)
@@ -311,13 +311,9 @@ def generate(
             "mcc": pd.array(people.mcc[dev], dtype="Int64"),
             "mnc": pd.array(people.mnc[dev], dtype="Int64"),
             "network": pd.array(people.network[dev], dtype="string"),
-            "radio": pd.array(np.where(attached, radios, None), dtype="string"),
-            "area": pd.array(
-                np.where(attached, cells["area"].to_numpy()[cell_rows], 0), dtype="Int64"
-            ),
-            "cell": pd.array(
-                np.where(attached, cells["cell"].to_numpy()[cell_rows], 0), dtype="Int64"
-            ),
+            "radio": pd.array(radios, dtype="string"),
+            "area": pd.array(cells["area"].to_numpy(dtype="int64")[cell_rows], dtype="Int64"),
+            "cell": pd.array(cells["cell"].to_numpy(dtype="int64")[cell_rows], dtype="Int64"),
             "signal_dbm": np.where(attached, signal, np.nan),
             "download_kbps": np.where(speed_test, down, np.nan),
             "upload_kbps": np.where(speed_test, up, np.nan),
@@ -329,6 +325,6 @@ def generate(
             "device": pd.array(people.device_id[dev], dtype="string"),
         }
     )
-    frame.loc[~attached, ["area", "cell"]] = pd.NA
+    frame.loc[~attached, ["radio", "area", "cell"]] = pd.NA
     frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
     return frame[list(MEASUREMENT_COLUMNS)]

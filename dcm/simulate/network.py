@@ -26,7 +26,7 @@ def build_sites(region: Region, proj: LocalProjection, rng: np.random.Generator)
     tower (sites of several networks on one shared tower have the same number)."""
     land_xy = shapely.Polygon(proj.to_xy(*np.asarray(region.land.exterior.coords).T))
     minx, miny, maxx, maxy = land_xy.bounds
-    frames = []
+    frames: list[pd.DataFrame] = []
     towers = np.empty((0, 2))  # rural towers built so far (shareable)
     n_towers = 0
     for net in region.networks:
@@ -70,7 +70,7 @@ def build_sites(region: Region, proj: LocalProjection, rng: np.random.Generator)
             ux.append(px)
             uy.append(py)
             ur.append(rng.uniform(1_000, 1_800, n))
-        n_urban = sum(len(a) for a in ux)
+        n_urban = int(sum(len(a) for a in ux))
         # Town sites stand on their own towers (rooftops), numbered after all rural ones.
         urban_tower = 1_000_000 + sum(len(f) for f in frames) + np.arange(n_urban)
         all_x = np.concatenate([x, *ux])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import affine
@@ -10,6 +10,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from dcm.errors import ParameterError
 from dcm.schema import CELL_COLUMNS, CRS, MEASUREMENT_COLUMNS, validate_frame
@@ -155,7 +156,7 @@ def _stvincent_spec(name: str) -> ScenarioSpec:
     region = st_vincent()
     land = region.land
 
-    def band(lat_w: float, lat_e: float) -> shapely.Polygon:
+    def band(lat_w: float, lat_e: float) -> BaseGeometry:
         # Land north of a line from the west coast (lat_w) to the east coast (lat_e).
         return shapely.intersection(
             land, shapely.Polygon([(-61.4, lat_w), (-61.0, lat_e), (-61.0, 13.5), (-61.4, 13.5)])
@@ -486,4 +487,4 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
     )
 
 
-__all__ = ["SCENARIOS", "Scenario", "ScenarioSpec", "replace", "scenario_spec", "simulate"]
+__all__ = ["SCENARIOS", "Scenario", "ScenarioSpec", "scenario_spec", "simulate"]

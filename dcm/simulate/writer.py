@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
@@ -66,23 +67,23 @@ def _measurement_csv(frame: pd.DataFrame, path: Path, rng: np.random.Generator) 
     header, body = lines[0], lines[1:]
     n_bad = max(1, round(n * MALFORMED_SHARE)) if n >= 100 else 0
     pos = rng.choice(len(body), size=n_bad, replace=False) if n_bad else np.array([], int)
-    col = {c: i for i, c in enumerate(CSV_COLUMNS)}
+    at = {c: i for i, c in enumerate(CSV_COLUMNS)}
     kinds = ("lat", "timestamp", "status", "truncated", "lon", "columns")
     bad_lines = []
     for j, p in enumerate(pos):
         fields = body[p].split(",")
-        fields[col["measurement_id"]] = f"x{rng.integers(0, 2**40):010x}"
+        fields[at["measurement_id"]] = f"x{rng.integers(0, 2**40):010x}"
         kind = kinds[j % len(kinds)]
         if kind == "lat":
-            fields[col["lat"]] = str(rng.choice(["95.21734", "-123.5", "abc", ""]))
+            fields[at["lat"]] = str(rng.choice(["95.21734", "-123.5", "abc", ""]))
         elif kind == "lon":
-            fields[col["lon"]] = str(rng.choice(["200.125", "NaN", "61,2"]))
+            fields[at["lon"]] = str(rng.choice(["200.125", "NaN", "61,2"]))
         elif kind == "timestamp":
-            fields[col["timestamp"]] = str(
+            fields[at["timestamp"]] = str(
                 rng.choice(["2021-02-30T25:61:00Z", "yesterday", "", "1617972060x"])
             )
         elif kind == "status":
-            fields[col["status"]] = str(rng.choice(["maybe", "OKAY", "unknown", "1"]))
+            fields[at["status"]] = str(rng.choice(["maybe", "OKAY", "unknown", "1"]))
         elif kind == "columns":
             fields = fields[:5]
         line = ",".join(fields)
@@ -122,13 +123,13 @@ def _truth_csv(frame: pd.DataFrame, path: Path) -> None:
     out.to_csv(path, index=False, lineterminator="\n")
 
 
-def _geojson(gdf: object, path: Path) -> None:
+def _geojson(gdf: gpd.GeoDataFrame, path: Path) -> None:
     # RFC 7946: lon/lat, no crs member, <= 7 decimals.
     gdf.to_file(
         path,
         driver="GeoJSON",
         RFC7946="YES",
-        COORDINATE_PRECISION=6,  # type: ignore[attr-defined]
+        COORDINATE_PRECISION=6,
         engine="pyogrio",
     )
 
