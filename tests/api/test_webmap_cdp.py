@@ -325,6 +325,34 @@ class Chromium:
         self.close()
 
 
+#: Files of a scenario folder and the dataset kind each is ingested as.
+SAMPLE_FILES = (
+    ("cells", "cells.csv.gz", "public"),
+    ("baseline", "baseline.csv.gz", "restricted"),
+    ("measurements", "event.csv.gz", "restricted"),
+    ("population", "population.tif", "public"),
+    ("areas", "areas.geojson", "public"),
+    ("hazard", "hazard.geojson", "public"),
+)
+
+
+def load_sample_event(settings: Any, folder: Path, *, name: str = "stvincent") -> None:
+    """Create event ``name`` in the store of ``settings`` from a simulator scenario folder
+    (``sample_data/stvincent``), ingest its files and compute every window."""
+    from dcm import live
+    from dcm.store import Principal, open_store
+
+    meta = json.loads((folder / "scenario.json").read_text(encoding="utf-8"))
+    system = Principal.system()
+    with open_store(settings) as store:
+        store.create_event(name, start=meta["event_start"], end=meta["event_end"], principal=system)
+        for kind, file, visibility in SAMPLE_FILES:
+            live.ingest(
+                store, name, folder / file, kind=kind, visibility=visibility, principal=system
+            )
+        live.update(store, name, principal=system, full=True)
+
+
 def load_cdp_module() -> ModuleType:
     """This module, importable by path from tests and benchmarks."""
     import importlib.util

@@ -313,9 +313,14 @@
           className: 'area-label', interactive: false });
       },
     });
+    // Hazard zones by level: the worse the zone, the denser its fill.
+    const HAZARD_FILL = { red: 0.3, high: 0.3, orange: 0.15, medium: 0.15, yellow: 0.06,
+      green: 0.01, low: 0.01 };
     draw('hazard', hazard, {
-      style: { color: C.hazard, weight: 2, dashArray: '8 6', fillColor: C.hazard, fillOpacity: 0.1 },
-      interactive: false,
+      style: (f) => ({ color: C.hazard, weight: 2, dashArray: '8 6', fillColor: C.hazard,
+        fillOpacity: HAZARD_FILL[String(f.properties.level).toLowerCase()] || 0.1 }),
+      onEachFeature: (f, layer) => f.properties.level != null &&
+        layer.bindTooltip(`Hazard zone: ${esc(f.properties.level)}`, { sticky: true }),
     });
     const outline = ev.area || ev.geometry;
     draw('event', outline ? [{ type: 'Feature', geometry: outline, properties: {} }] : [], {
@@ -387,9 +392,15 @@
     const ev = await getJSON(`${API}/events/${EV}`);
     let windows = parseWindows(ev);
     if (!windows.length) windows = await windowsFromOutages();
+    state.asOf = ev.high_water || ev.updated || (windows.length ? windows[windows.length - 1].end : null);
+    // Windows after the latest data hold nothing yet: the time control stops at the data.
+    const upTo = Date.parse(state.asOf);
+    if (!isNaN(upTo)) {
+      const known = windows.filter((w) => Date.parse(w.start) <= upTo);
+      if (known.length) windows = known;
+    }
     state.windows = windows;
     status.windows = windows.length;
-    state.asOf = ev.high_water || ev.updated || (windows.length ? windows[windows.length - 1].end : null);
     return ev;
   }
 
