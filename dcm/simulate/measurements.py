@@ -59,6 +59,8 @@ AWAY_SHARE = 0.25
 PASSIVE_SHARE = 0.4
 #: Share of records located by cell / Wi-Fi positioning (accuracy 100-1500 m).
 COARSE_FIX_SHARE = 0.02
+#: Share of a site's range that its LTE / NR cells reach.
+FAST_RADIO_REACH = 0.8
 #: Radio mix of handsets (best radio they support).
 HANDSET_RADIOS = {"LTE": 0.85, "UMTS": 0.12, "GSM": 0.03}
 #: Per radio: signal at 50 m (dBm), slope per decade of distance, median down/up
@@ -259,6 +261,12 @@ def generate(
     # Serving radio: the best the handset and site both have; sometimes one below it.
     safe_site = np.maximum(site, 0)
     avail = cell_lookup[safe_site, :, 0] >= 0  # (m, radios)
+    # LTE and NR reach less far than GSM/UMTS from the same mast: near the edge of a
+    # site's range the phone falls back to an older radio when the site has one.
+    fast = np.isin(np.array(RADIO_PREFERENCE), ("NR", "LTE"))[None, :]
+    edge = (rel > FAST_RADIO_REACH)[:, None] & fast
+    older = (avail & ~fast).any(axis=1, keepdims=True)
+    avail &= ~(edge & older)
     allowed = avail & (np.arange(len(RADIO_PREFERENCE))[None, :] >= people.radio_cap[dev][:, None])
     # A handset older than every radio of its network is treated as supporting the
     # oldest one: served places must yield a serving cell, as the truth says.

@@ -21,6 +21,9 @@ from dcm.simulate.network import RADIO_PREFERENCE, assign_outages, build_cells, 
 from dcm.simulate.regions import Region, st_vincent, synthetic
 from dcm.simulate.truth import SITE_COLUMNS, TRUTH_CELL_COLUMNS, ScenarioTruth, SiteIndex
 
+#: Share of extra OpenCelliD rows for cells that no longer exist.
+STALE_CELL_SHARE = 0.03
+
 SCENARIOS: tuple[str, ...] = (
     "quake",
     "cyclone",
@@ -302,6 +305,27 @@ def _opencellid_cells(
         }
     )
     frame.loc[unit < 0, "unit"] = pd.NA
+    # OpenCelliD keeps cells long gone (decommissioned, re-numbered): they are in the
+    # export but never heard, and belong to no site of the truth.
+    stale = frame.sample(n=round(STALE_CELL_SHARE * n), random_state=rng).reset_index(drop=True)
+    k = len(stale)
+    gsm = (stale["radio"] == "GSM").to_numpy()
+    stale["cell"] = np.where(gsm, 60_000 + np.arange(k), stale["cell"] + 50_000_000)
+    stale["lon"] = np.round(stale["lon"] + rng.normal(0, 0.015, k), 6)
+    stale["lat"] = np.round(stale["lat"] + rng.normal(0, 0.015, k), 6)
+    stale["updated"] = (
+        (before - pd.to_timedelta(rng.uniform(900, 2000, k) * 86_400, unit="s"))
+        .floor("s")
+        .as_unit("ns")
+    )
+    stale["created"] = stale["updated"] - pd.to_timedelta(
+        np.round(rng.uniform(30, 900, k) * 86_400), unit="s"
+    )
+    stale["samples"] = pd.array(rng.integers(1, 6, k), dtype="Int64")
+    stale["site_id"] = pd.array(
+        [f"{net}-X{i:03d}" for i, net in enumerate(stale["network"])], dtype="string"
+    )
+    frame = pd.concat([frame, stale], ignore_index=True)
     return frame[list(CELL_COLUMNS)]
 
 
@@ -461,6 +485,7 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
         "counts": {
             "sites": len(sites),
             "cells": len(cells),
+            "stale_cells": len(cell_frame) - len(cells),
             "sites_down": int(truth_sites["down_from"].notna().sum()),
             "sites_damage": int((truth_sites["cause"] == "damage").sum()),
             "sites_power": int((truth_sites["cause"] == "power").sum()),

@@ -162,3 +162,17 @@ def test_devices_report_a_few_times_a_day(stvincent: Scenario) -> None:
     per_day = stvincent.event.groupby("device").size() / 7
     assert 1 < per_day.median() < 6
     assert stvincent.event["device"].str.fullmatch(r"[0-9a-f]{16}").all()
+
+
+def test_stale_opencellid_cells_are_never_heard(quake: Scenario) -> None:
+    cells = quake.cells.set_index(["mcc", "net", "area", "cell"]).index
+    truth = quake.truth.truth_cells.set_index(["mcc", "net", "area", "cell"]).index
+    stale = cells.difference(truth)
+    assert 0.01 * len(cells) < len(stale) < 0.06 * len(cells)
+    assert truth.isin(cells).all()
+    for frame in (quake.baseline, quake.event):
+        ok = frame.dropna(subset=["cell"])
+        heard = pd.MultiIndex.from_frame(
+            ok[["mcc", "mnc", "area", "cell"]].astype("int64"), names=["mcc", "net", "area", "cell"]
+        )
+        assert not heard.isin(stale).any()
