@@ -120,9 +120,12 @@ var DCM_STYLES = %s;
 function dcmStyle(kind) {
   return function (f) { var s = DCM_STYLES[kind]; return s[f.properties.s] || s["_"]; };
 }
-function dcmPoint(kind) {
+var dcmCanvas = null;
+function dcmPoint(kind, canvas) {
   return function (f, latlng) {
-    var s = DCM_STYLES[kind]; return L.circleMarker(latlng, s[f.properties.s] || s["_"]);
+    var s = DCM_STYLES[kind], options = Object.assign({}, s[f.properties.s] || s["_"]);
+    if (canvas) { options.renderer = dcmCanvas = dcmCanvas || L.canvas({padding: 0.5}); }
+    return L.circleMarker(latlng, options);
   };
 }
 function dcmPopup(labels) {
@@ -281,15 +284,19 @@ def _layer(
     labels: dict[str, str],
     show: bool = True,
     expand: str = "",
+    canvas: bool = False,
 ) -> folium.GeoJson:
-    """A plain Leaflet GeoJSON layer styled and labelled by the shared JS helpers."""
+    """A plain Leaflet GeoJSON layer styled and labelled by the shared JS helpers.
+
+    ``canvas`` draws point markers on one canvas instead of one SVG node each.
+    """
     layer = folium.GeoJson(
         {"type": "FeatureCollection", "features": []},
         name=name,
         show=show,
         on_each_feature=JsCode(f"dcmPopup({json.dumps(labels)})"),
         style=JsCode(f"dcmStyle({json.dumps(kind)})"),
-        point_to_layer=JsCode(f"dcmPoint({json.dumps(kind)})"),
+        point_to_layer=JsCode(f"dcmPoint({json.dumps(kind)}, {json.dumps(canvas)})"),
     )
     layer.add_child(_AddData(data, expand=expand))
     return layer
@@ -410,6 +417,10 @@ def _cells_at(cells: pd.DataFrame, window_end: pd.Timestamp | None) -> pd.DataFr
     return frame.dropna(subset=["lon", "lat"])
 
 
+#: From this many cells on, markers go on a canvas: thousands of SVG nodes make the
+#: page slow on the phones responders carry.
+CANVAS_CELLS = 3000
+
 CELL_LABELS = {
     "s": "Status",
     "n": "Network",
@@ -442,7 +453,14 @@ def _cells_layer(cells: pd.DataFrame) -> folium.GeoJson:
         "y": np.round(cells["lat"].to_numpy(dtype="float64"), MAP_PRECISION).tolist(),
         "p": props,
     }
-    return _layer(payload, kind="cell", name="Cells", labels=CELL_LABELS, expand="dcmPoints")
+    return _layer(
+        payload,
+        kind="cell",
+        name="Cells",
+        labels=CELL_LABELS,
+        expand="dcmPoints",
+        canvas=len(cells) >= CANVAS_CELLS,
+    )
 
 
 _STATE_RANK = {"up": 0, "down": 1, "uncertain": 2, "no_data": 3}
@@ -468,7 +486,7 @@ def _grid_layer(grid: pd.DataFrame, legend: list[str]) -> folium.GeoJson | None:
     has_geometry = isinstance(grid, gpd.GeoDataFrame)
     if not has_geometry and "h3" not in grid.columns:
         raise ParameterError("the map's grid needs hex geometry or an 'h3' column")
-    rank = grid["state"].map(_STATE_RANK).fillna(_STATE_RANK["no_data"]).to_numpy()
+    rank = grid["state"].map(_STATE_RANK).fillna(_STATE_RANK["no_data"]).to_numpy(dtype="int64")
     key = grid["h3"].to_numpy() if "h3" in grid.columns else grid.geometry.to_wkb().to_numpy()
     codes, uniq = pd.factorize(key)
     best = np.full(len(uniq), _STATE_RANK["no_data"])

@@ -144,6 +144,41 @@ def test_map_stays_small_with_many_cells() -> None:
     assert len(page.encode()) - leaflet_size < 5000 * 100
 
 
+def test_map_without_data_and_with_opt_in_basemap() -> None:
+    empty = gpd.GeoDataFrame({"network": [], "severity": []}, geometry=[], crs="EPSG:4326")
+    page = render_map(outages=empty)
+    assert "L.map(" in page and not re.search(r"map_[0-9a-f]+\.fitBounds\(", page)
+    tiles = "https://tiles.example.org/{z}/{x}/{y}.png"
+    page = render_map(outages=_outages(), tiles_url=tiles, tiles_attribution="© Example")
+    assert tiles in page and "Example" in page  # only when asked for
+
+
+def test_many_cells_go_on_a_canvas() -> None:
+    few = render_map(outages=_outages(1), cells=_cells(100))
+    many = render_map(outages=_outages(1), cells=_cells(4000))
+    assert 'dcmPoint("cell", false)' in few
+    assert 'dcmPoint("cell", true)' in many
+
+
+@pytest.mark.slow
+def test_map_of_real_opencellid_cells(shared_data: Path) -> None:
+    from dcm.ingest import read_cells
+
+    cells = read_cells(shared_data / "opencellid" / "ecuador_740.csv.gz").frame
+    cells["status"] = np.where(cells["samples"].fillna(0) > 5, "online", "unknown")
+    empty = gpd.GeoDataFrame({"network": [], "severity": []}, geometry=[], crs="EPSG:4326")
+    page = render_map(outages=empty, cells=cells)
+    leaflet_size = sum(p.stat().st_size for p in leaflet_assets().values())
+    per_cell = (len(page.encode()) - leaflet_size) / len(cells)
+    assert len(cells) > 70_000
+    assert per_cell < 70
+    bounds = re.search(
+        r"fitBounds\(\s*\[\[([-\d.]+), ([-\d.]+)\], \[([-\d.]+), ([-\d.]+)\]\]", page
+    )
+    south, west, north, east = map(float, bounds.groups())
+    assert -6 < south < north < 2 and -93 < west < east < -75  # Ecuador incl. Galápagos
+
+
 def test_leaflet_assets_are_files() -> None:
     assets = leaflet_assets()
     assert {"leaflet.js", "leaflet.css", "images/layers.png"} <= set(assets)
