@@ -27,6 +27,10 @@ def prepare_geometries(geometry: gpd.GeoSeries, *, precision: int = MAX_PRECISIO
         raise ParameterError(f"precision must be 0..{MAX_PRECISION} decimals, got {precision}")
     if geometry.crs is not None and geometry.crs.to_epsg() != 4326:
         geometry = geometry.to_crs(4326)
+    elif geometry.crs is None and len(geometry):
+        west, south, east, north = geometry.total_bounds
+        if max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
+            raise ParameterError("geometries have no CRS and are not lon/lat degrees")
     geoms = np.asarray(geometry.array, dtype=object)
     geoms = shapely.transform(geoms, lambda xy: np.round(xy, precision))
     # Orient after rounding: rounding can move vertices but never the other way round.

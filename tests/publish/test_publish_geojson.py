@@ -87,6 +87,16 @@ def test_reprojects_to_wgs84(frame: gpd.GeoDataFrame) -> None:
     assert y == pytest.approx(13.9876543, abs=1e-6)
 
 
+def test_local_times_become_utc_and_projected_without_crs_is_refused() -> None:
+    local = pd.to_datetime(["2021-04-09 08:00"]).tz_localize("America/St_Vincent")
+    naive = pd.to_datetime(["2021-04-09 12:00"])
+    gdf = gpd.GeoDataFrame({"local": local, "naive": naive}, geometry=[Point(-61.2, 13.25)])
+    props = to_geojson(gdf)["features"][0]["properties"]
+    assert props == {"local": "2021-04-09T12:00:00Z", "naive": "2021-04-09T12:00:00Z"}
+    with pytest.raises(ParameterError):
+        to_geojson(gpd.GeoDataFrame(geometry=[Point(500000.0, 1465000.0)]))
+
+
 def test_missing_and_empty_geometries_are_null() -> None:
     gdf = gpd.GeoDataFrame({"v": [1, 2]}, geometry=[None, Polygon()], crs=4326)
     assert [f["geometry"] for f in to_geojson(gdf)["features"]] == [None, None]
