@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dcm import live
 from dcm.settings import Settings
 from dcm.store import Principal, Store, open_store
 
@@ -137,13 +138,43 @@ def _cells() -> pd.DataFrame:
         for lon in np.arange(WEST + 0.007, EAST, 0.014):
             for lat in np.arange(SOUTH + 0.007, NORTH, 0.014):
                 k += 1
-                rows.append(("LTE", mcc, mnc, 100 + mnc, 1000 * mnc + k, 0, lon + shift,
-                             lat + shift, 1500, 50, 1, 1600000000, 1610000000, -90))  # fmt: skip
+                rows.append(
+                    (
+                        "LTE",
+                        mcc,
+                        mnc,
+                        100 + mnc,
+                        1000 * mnc + k,
+                        0,
+                        lon + shift,
+                        lat + shift,
+                        1500,
+                        50,
+                        1,
+                        1600000000,
+                        1610000000,
+                        -90,
+                    )
+                )
     return pd.DataFrame(
         rows,
-        columns=["radio", "mcc", "net", "area", "cell", "unit", "lon", "lat", "range", "samples",
-                 "changeable", "created", "updated", "averageSignal"],
-    )  # fmt: skip
+        columns=[
+            "radio",
+            "mcc",
+            "net",
+            "area",
+            "cell",
+            "unit",
+            "lon",
+            "lat",
+            "range",
+            "samples",
+            "changeable",
+            "created",
+            "updated",
+            "averageSignal",
+        ],
+    )
 
 
 def _reports(
@@ -177,7 +208,14 @@ def _reports(
 
 
 def build_scenario(
-    folder: Path, *, hours: int = 30, onset: int = 8, grow: int = 14, restore: int = 22
+    folder: Path,
+    *,
+    hours: int = 34,
+    onset: int = 8,
+    grow: int = 14,
+    restore: int = 22,
+    per_hour: int = 500,
+    baseline_days: int = 3,
 ) -> Scenario:
     """Write the scenario files to ``folder`` and return them."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -185,12 +223,14 @@ def build_scenario(
     cells = _cells()
     cells_path = folder / "cells.csv"
     cells.to_csv(cells_path, index=False)
-    baseline = _reports(rng, START - pd.Timedelta(days=3), 72, 500, cells)
+    baseline = _reports(
+        rng, START - pd.Timedelta(days=baseline_days), 24 * baseline_days, per_hour, cells
+    )
     baseline["measurement_id"] = [f"b{i}" for i in range(len(baseline))]
     baseline_path = folder / "baseline.csv"
     _write_measurements(baseline, baseline_path)
 
-    event = _reports(rng, START, hours, 500, cells)
+    event = _reports(rng, START, hours, per_hour, cells)
     hour = ((event["timestamp"] - START) // pd.Timedelta(hours=1)).to_numpy()
     west_edge = np.where(hour >= grow, WEST + (EAST - WEST) * 2 / 3, WEST + (EAST - WEST) / 3)
     down = (
@@ -237,9 +277,17 @@ def _write_population(path: Path, *, pixel: float = 0.002, people: float = 20.0)
     height = round((NORTH - SOUTH) / pixel)
     data = np.full((height, width), people, dtype="float32")
     with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
-        crs="EPSG:4326", transform=Affine(pixel, 0.0, WEST, 0.0, -pixel, NORTH), nodata=-1.0,
-    ) as dst:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=Affine(pixel, 0.0, WEST, 0.0, -pixel, NORTH),
+        nodata=-1.0,
+    ) as dst:
         dst.write(data, 1)
 
 
@@ -247,3 +295,49 @@ def _write_population(path: Path, *, pixel: float = 0.002, people: float = 20.0)
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     """The small outage scenario (files written once per session)."""
     return build_scenario(tmp_path_factory.mktemp("scenario"))
+
+
+# -- a live run: the scenario fed hour by hour -----------------------------------------------
+
+LIVE_STEP = 2  # hours per ingested slice
+
+
+@dataclass
+class LiveRun:
+    """A store fed with the scenario in slices, and what each update did."""
+
+    store: Store
+    scenario: Scenario
+    updates: list[live.UpdateSummary] = field(default_factory=list)
+    windows_after: list[pd.DataFrame] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def live_run(
+    request: pytest.FixtureRequest, scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveRun]:
+    folder = tmp_path_factory.mktemp("live")
+    with backend_url(request.param, folder) as url:
+        store = open_store(make_settings(folder / "data"), url=url)
+        admin = Principal.system()
+        store.create_event("vincent", start=scenario.start, principal=admin)
+        for kind, path in (
+            ("cells", scenario.cells),
+            ("baseline", scenario.baseline),
+            ("areas", scenario.areas),
+            ("population", scenario.population),
+        ):
+            live.ingest(store, "vincent", path, kind=kind, principal=admin)
+        record = LiveRun(store, scenario)
+        hours = int((scenario.event["timestamp"].max() - scenario.start) / pd.Timedelta("1h")) + 1
+        for first in range(0, hours, LIVE_STEP):
+            live.ingest(
+                store, "vincent", scenario.event_slice(first, first + LIVE_STEP), principal=admin
+            )
+            now = scenario.start + pd.Timedelta(hours=first + LIVE_STEP)
+            record.updates.append(live.update(store, "vincent", principal=admin, now=now))
+            record.windows_after.append(store.event_windows("vincent"))
+        try:
+            yield record
+        finally:
+            store.close()

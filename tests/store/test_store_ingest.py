@@ -114,16 +114,24 @@ def test_event_data_marks_windows_to_span_dirty(
 def test_other_kinds_and_dataset_metadata(
     event_store: Store, scenario: Scenario, admin: Principal
 ) -> None:
-    cells = live.ingest(event_store, "vincent", scenario.cells, kind="cells",
-                        licence="CC-BY-SA-4.0", visibility="public", principal=admin)  # fmt: skip
+    cells = live.ingest(
+        event_store,
+        "vincent",
+        scenario.cells,
+        kind="cells",
+        licence="CC-BY-SA-4.0",
+        visibility="public",
+        principal=admin,
+    )
     assert cells.added == 32 and len(event_store.cells("vincent")) == 32
     assert cells.dataset.licence == "CC-BY-SA-4.0" and cells.dataset.visibility == "public"
     assert cells.dataset.owner == admin.name
     areas = live.ingest(event_store, "vincent", scenario.areas, kind="areas", principal=admin)
     assert areas.added == 2
     assert set(event_store.areas("vincent")["area_id"]) == {"W", "E"}
-    pop = live.ingest(event_store, "vincent", scenario.population, kind="population",
-                      principal=admin)  # fmt: skip
+    pop = live.ingest(
+        event_store, "vincent", scenario.population, kind="population", principal=admin
+    )
     assert pop.added == 900
     assert event_store.population("vincent")["population"].sum() == pytest.approx(18000)
 

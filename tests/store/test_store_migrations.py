@@ -12,10 +12,26 @@ from dcm.store import Store, open_store
 from dcm.store.migrations import MIGRATIONS
 
 TABLES = (
-    "events", "event_windows", "datasets", "measurements", "cells", "population", "areas",
-    "hazard", "runs", "outages", "cell_status", "grid", "hexes", "coverage", "alerts",
-    "api_keys", "grants", "audit_log", "schema_version",
-)  # fmt: skip
+    "events",
+    "event_windows",
+    "datasets",
+    "measurements",
+    "cells",
+    "population",
+    "areas",
+    "hazard",
+    "runs",
+    "outages",
+    "cell_status",
+    "grid",
+    "hexes",
+    "coverage",
+    "alerts",
+    "api_keys",
+    "grants",
+    "audit_log",
+    "schema_version",
+)
 
 
 def _tables(store: Store) -> set[str]:
