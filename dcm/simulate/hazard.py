@@ -8,8 +8,7 @@ depends on the position along it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -69,19 +68,33 @@ class Hazard:
     dead_phones: float = 0.4
     #: Intensity below which sites come to no harm (P(damage) and P(power) are 0).
     harmless_below: float = 0.1
-    extra: dict[str, float] = field(default_factory=dict)
 
     def _geometry(self, proj: LocalProjection) -> BaseGeometry:
         xy = proj.to_xy(np.array([p[0] for p in self.path]), np.array([p[1] for p in self.path]))
         return Point(xy[0]) if len(xy) == 1 else LineString(xy)
 
+    def _track(self, xy: np.ndarray, proj: LocalProjection) -> tuple[np.ndarray, np.ndarray]:
+        """Distance (m) of each point from the epicentre / track, and the distance along
+        the track (m) of the closest track point (0 for a point hazard)."""
+        verts = proj.to_xy(np.array([p[0] for p in self.path]), np.array([p[1] for p in self.path]))
+        if len(verts) == 1:
+            return np.hypot(xy[:, 0] - verts[0, 0], xy[:, 1] - verts[0, 1]), np.zeros(len(xy))
+        a, b = verts[:-1], verts[1:]
+        seg = b - a
+        seg_len = np.hypot(seg[:, 0], seg[:, 1])
+        # Projection of every point on every segment, clamped to the segment (n, segments).
+        rel = xy[:, None, :] - a[None, :, :]
+        t = np.clip((rel * seg[None]).sum(axis=2) / seg_len**2, 0.0, 1.0)
+        foot = a[None] + t[..., None] * seg[None]
+        dist = np.hypot(*(xy[:, None, :] - foot).transpose(2, 0, 1))
+        best = np.argmin(dist, axis=1)
+        rows = np.arange(len(xy))
+        start = np.concatenate([[0.0], np.cumsum(seg_len)[:-1]])
+        return dist[rows, best], start[best] + t[rows, best] * seg_len[best]
+
     def distance_m(self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection) -> np.ndarray:
         """Distance (m) of each point from the epicentre, vent or track."""
-        xy = proj.to_xy(lon, lat)
-        geom = self._geometry(proj)
-        if isinstance(geom, Point):
-            return np.hypot(xy[:, 0] - geom.x, xy[:, 1] - geom.y)
-        return np.asarray(shapely.distance(shapely.points(xy), geom), dtype="float64")
+        return self._track(proj.to_xy(lon, lat), proj)[0]
 
     def intensity(self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection) -> np.ndarray:
         """Intensity in [0, 1] at each point."""
@@ -108,7 +121,6 @@ class Hazard:
         n = len(np.atleast_1d(lon))
         if isinstance(geom, Point) or self.speed_ms <= 0:
             return np.zeros(n)
-        track: Any = geom
         land_xy = shapely.Polygon(proj.to_xy(*np.asarray(land.exterior.coords).T))
         crossing = geom.intersection(land_xy)
         first = (
@@ -116,8 +128,8 @@ class Hazard:
             if not crossing.is_empty
             else np.asarray(land_xy.centroid.coords)
         )
-        along0 = shapely.line_locate_point(track, shapely.points(first))[0]
-        along = shapely.line_locate_point(track, shapely.points(proj.to_xy(lon, lat)))
+        along0 = self._track(first, proj)[1][0]
+        along = self._track(proj.to_xy(lon, lat), proj)[1]
         return np.maximum(along - along0, 0.0) / self.speed_ms / 3600.0
 
     def zone_index(self, lon: np.ndarray, lat: np.ndarray, proj: LocalProjection) -> np.ndarray:
