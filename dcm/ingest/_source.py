@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from pathlib import Path
 from typing import BinaryIO
@@ -56,7 +57,8 @@ def read_bytes(source: Source, *, name: str) -> bytes:
 
 
 def decode_utf8(data: bytes, *, name: str) -> bytes:
-    """``data`` as valid UTF-8 bytes (BOM removed); undecodable bytes become U+FFFD.
+    """``data`` as valid UTF-8 bytes (BOM removed, a lone CR made a line end);
+    undecodable bytes become U+FFFD.
 
     Replacing instead of failing keeps a file with one garbled row readable: the row then
     fails validation on its own and is reported, the others go on.
@@ -68,6 +70,10 @@ def decode_utf8(data: bytes, *, name: str) -> bytes:
     # A text file may carry a stray control byte in one bad row; many of them mean binary.
     if control > max(8, sample.size // 50):
         raise IngestError("binary data, not a text file", path=name)
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # A lone CR ends a line for pyarrow and Python's csv module alike; make it a
+        # newline so that every parser (and every reported line number) agrees.
+        data = re.sub(rb"\r(?!\n)", b"\n", data)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
