@@ -18,7 +18,13 @@ from dcm.simulate.scenarios import SCENARIOS
     show_default=True,
     help="Which scenario to generate.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Random seed; the same seed gives the same files.",
+)
 @click.option(
     "--scale",
     type=click.FloatRange(min=0, min_open=True),
@@ -38,7 +44,15 @@ from dcm.simulate.scenarios import SCENARIOS
 def command(
     ctx: click.Context, name: str, seed: int, scale: float, out_dir: Path, overwrite: bool
 ) -> None:
-    """Generate scenario NAME (cells, measurements, population, areas, hazard, truth)."""
+    """Generate a disaster scenario with ground truth, in the formats real data comes in.
+
+    Writes cells (OpenCelliD export), baseline and event measurements (canonical
+    CSV, with duplicate and malformed rows), a population GeoTIFF, admin areas,
+    the hazard footprint and the truth (sites and cells down/up, served grid).
+    quake, cyclone, eruption and control are on a synthetic island; stvincent is
+    modelled on the La Soufrière eruption of April 2021; the control scenarios
+    have no disaster.
+    """
     from dcm.simulate import simulate, write_scenario
 
     scenario = simulate(name, seed=seed, scale=scale)

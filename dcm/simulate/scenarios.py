@@ -364,6 +364,8 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
     """
     if not scale > 0:
         raise ParameterError(f"scale must be > 0, got {scale}")
+    if seed < 0:
+        raise ParameterError(f"seed must be >= 0, got {seed}")
     spec = scenario_spec(name)
     region = spec.region
     rng = np.random.default_rng(seed)

@@ -108,6 +108,8 @@ def test_unknown_scenario_and_bad_scale() -> None:
         simulate("meteor")
     with pytest.raises(ParameterError):
         simulate("control", scale=0)
+    with pytest.raises(ParameterError):
+        simulate("control", seed=-1)
 
 
 def test_synthetic_scenarios_generate() -> None:
