@@ -171,7 +171,12 @@ _PAGE_CSS = """
 .dcm-legend i { display: inline-block; width: 14px; height: 14px; margin-right: 6px;
   vertical-align: -2px; border: 1px solid #333; }
 .dcm-legend i.dot { border-radius: 50%; }
+.dcm-legend p.source { margin: 6px 0 0; font-size: 11px; color: #555; }
 .dcm-popup th { text-align: left; padding-right: 8px; font-weight: 600; }
+@media (max-width: 600px) {
+  .dcm-legend { font-size: 11px; max-width: 170px; padding: 4px 6px; }
+  .dcm-legend h1 { font-size: 12px; }
+}
 .leaflet-container { background: #f2efe9; }
 """
 
@@ -509,7 +514,7 @@ def _grid_layer(grid: pd.DataFrame, legend: list[str]) -> folium.GeoJson | None:
         legend.append(
             _swatch(
                 _HATCH_CSS % ("#ccc", "#fff") + f";border:1px dashed {GREY}",
-                "No data (not: no service)",
+                "No data (not an outage)",
             )
         )
     if "uncertain" in names:
@@ -537,11 +542,15 @@ def _swatch(style: str, label: str, *, dot: bool = False) -> str:
     return f'<i{cls} style="{style}"></i>{html.escape(label)}<br>'
 
 
-def _legend_markup(title: str, window: pd.Timestamp | None, rows: list[str]) -> str:
+def _legend_markup(
+    title: str, window: pd.Timestamp | None, rows: list[str], attribution: str | None
+) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if window is not None:
         parts.append(f"<p>Window ending {window.strftime('%Y-%m-%d %H:%M')} UTC</p>")
     parts.extend(rows)
+    if attribution:
+        parts.append(f'<p class="source">{html.escape(attribution)}</p>')
     return "".join(parts)
 
 
@@ -567,6 +576,7 @@ def render_map(
     window_end: Any = None,
     tiles_url: str | None = None,
     tiles_attribution: str | None = None,
+    attribution: str | None = None,
 ) -> str:
     """The outage map as one self-contained HTML page (no internet needed).
 
@@ -576,6 +586,7 @@ def render_map(
     GRID_STATUS_COLUMNS with hex geometry or ``h3`` strings. ``areas``/``hazard``:
     outlines. Only the window ending at ``window_end`` (default: the latest) is shown.
     ``tiles_url`` adds an online basemap; off by default so the page works offline.
+    ``attribution`` (plain text, e.g. data sources and licences) goes under the legend.
     """
     windows = _window_ends(outages, grid)
     window = _utc(window_end) if window_end is not None else (windows[-1] if windows else None)
@@ -631,7 +642,7 @@ def render_map(
     )
 
     folium.LayerControl(collapsed=False).add_to(fmap)
-    _Legend(_legend_markup(title, window, legend)).add_to(fmap)
+    _Legend(_legend_markup(title, window, legend, attribution)).add_to(fmap)
 
     cell_points = (
         gpd.GeoDataFrame(

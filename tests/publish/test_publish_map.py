@@ -110,7 +110,12 @@ def _cells(n: int = 300) -> pd.DataFrame:
 
 
 def test_map_is_self_contained_and_has_the_data() -> None:
-    page = render_map(outages=_outages(), cells=_cells(), title="St Vincent <test>")
+    page = render_map(
+        outages=_outages(),
+        cells=_cells(),
+        title="St Vincent <test>",
+        attribution="Cells: OpenCelliD (CC BY-SA 4.0)",
+    )
     parser = _Links()
     parser.feed(page)
     external = [u for u in parser.urls if re.match(r"(https?:)?//", u[2])]
@@ -127,6 +132,7 @@ def test_map_is_self_contained_and_has_the_data() -> None:
     assert "1,236" in page
     assert "Outages: network 358-110" in page and "Outages: all networks" in page
     assert "St Vincent &lt;test&gt;" in page
+    assert "OpenCelliD (CC BY-SA 4.0)" in page
     assert "L.control.layers" in page
 
 
