@@ -19,7 +19,7 @@ Client = Callable[..., httpx.Client]
 
 
 @pytest.fixture
-def client(serve: Callable[[FastAPI], str]) -> Iterator[Client]:
+def client(serve: Callable[[Callable[[], FastAPI]], str]) -> Iterator[Client]:
     """Make clients of servers running only the web-map router with given settings."""
     opened: list[httpx.Client] = []
 
@@ -28,7 +28,7 @@ def client(serve: Callable[[FastAPI], str]) -> Iterator[Client]:
         app.state.settings = Settings(**settings)  # type: ignore[arg-type]
         install_error_handlers(app)
         app.include_router(webmap.router)
-        opened.append(httpx.Client(base_url=serve(app)))
+        opened.append(httpx.Client(base_url=serve(lambda: app)))
         return opened[-1]
 
     yield make

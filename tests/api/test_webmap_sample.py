@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +114,15 @@ def _stand_in_app(settings: Settings) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def base_url(
-    serve: Callable[[FastAPI], str], sample_data: Path, tmp_path_factory: pytest.TempPathFactory
+    serve: Callable[[Callable[[], FastAPI]], str],
+    sample_data: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> str:
     harness = _harness()
     harness.require_chromium()  # skip before the slow load when there is no browser
     settings = Settings(data_dir=tmp_path_factory.mktemp("store"), map_refresh_s=3600)
     harness.load_sample_event(settings, sample_data / EVENT, name=EVENT)
-    return serve(_app(settings))
+    return serve(lambda: _app(settings))
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +141,13 @@ def page(base_url: str) -> Iterator[Any]:
         yield browser
 
 
+def _same_time(a: str, b: str) -> bool:
+    def parse(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return parse(a) == parse(b)
+
+
 def _window_features(api: httpx.Client, kind: str, window: dict[str, str]) -> list[dict]:
     """Every feature of one window, straight from the API (following next links)."""
     url: str | None = f"/collections/{EVENT}-{kind}/items"
@@ -150,7 +161,7 @@ def _window_features(api: httpx.Client, kind: str, window: dict[str, str]) -> li
         out += [
             f
             for f in body["features"]
-            if f["properties"].get("window_start", window["start"]) == window["start"]
+            if _same_time(f["properties"].get("window_start", window["start"]), window["start"])
         ]
         url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
         params = None
@@ -161,48 +172,91 @@ def _drawn(page: Any, pane: str) -> int:
     return int(page.evaluate(f"document.querySelectorAll('.leaflet-{pane}-pane path').length"))
 
 
-def test_sample_map_draws_the_outages_of_the_selected_window(page: Any, api: httpx.Client) -> None:
+def _go_to(page: Any, index: int) -> None:
+    """Move the time slider as a user would and wait for the window to be drawn."""
+    page.evaluate(
+        f"(() => {{ const s = document.getElementById('slider'); s.value = {index};"
+        " s.dispatchEvent(new Event('input')); })()"
+    )
+    page.wait_js(f"dcm.index === {index}")
+    page.idle()
+
+
+def _picture(page: Any) -> list[str]:
+    return page.evaluate(
+        "[...document.querySelectorAll('.leaflet-outages-pane path, .leaflet-grid-pane path,"
+        " .leaflet-cells-pane path')].map(p => p.getAttribute('d') + p.getAttribute('fill'))"
+    )
+
+
+def test_sample_map_opens_on_the_latest_window_with_its_outages(
+    page: Any, api: httpx.Client
+) -> None:
     assert page.evaluate("dcm.errors") == []
-    windows = page.evaluate("dcm.windows")
-    assert windows > 100  # a week of hourly windows
+    assert page.evaluate("dcm.windows") > 100  # a week of hourly windows
+    assert page.evaluate("dcm.index") == page.evaluate("dcm.windows") - 1
     window = page.evaluate("dcm.window")
     shown = [
         f for f in _window_features(api, "outages", window) if f["properties"]["network"] == "all"
     ]
-    assert page.evaluate("dcm.drawn.outages") == len(shown)
     assert _drawn(page, "outages") == len(shown)
     assert _drawn(page, "areas") == 5  # the five parishes
     assert _drawn(page, "hazard") >= 1
-    page.screenshot(ARTIFACTS / "webmap-stvincent.png")
+    assert "Data to 2021-04-16" in page.evaluate("dcm.updated")
 
 
-def test_stepping_back_in_time_changes_what_is_drawn(page: Any) -> None:
-    # Grid states change from window to window even where no outage does.
-    page.evaluate("""[...document.querySelectorAll('input[name=grid]')]
-                       .filter(i => !i.checked).forEach(i => i.click())""")
-    page.wait_js("dcm.drawn.grid > 0")
-    page.idle()
-
-    def picture() -> list[str]:
-        return page.evaluate(
-            "[...document.querySelectorAll('.leaflet-grid-pane path, "
-            ".leaflet-outages-pane path')].map(p => p.getAttribute('d') + "
-            "p.getAttribute('fill'))"
-        )
-
-    latest, index = picture(), page.evaluate("dcm.index")
-    page.evaluate(
-        "document.getElementById('slider').value = 10;"
-        "document.getElementById('slider').dispatchEvent(new Event('input'))"
+def test_peak_window_draws_its_outages_with_popups(page: Any, api: httpx.Client) -> None:
+    body = api.get(f"/collections/{EVENT}-outages/items", params={"limit": 10000}).json()
+    per_window = Counter(
+        f["properties"]["window_start"]
+        for f in body["features"]
+        if f["properties"]["network"] == "all"
     )
-    page.wait_js("dcm.index === 10")
-    page.idle()
-    assert page.evaluate("dcm.drawn.grid") > 0
-    assert picture() != latest
-    page.evaluate("document.getElementById('next').click()")
-    page.wait_js("dcm.index === 11")
-    page.idle()
-    assert index > 11
+    assert per_window, "the eruption sample has no outage for all networks"
+    peak, count = per_window.most_common(1)[0]
+    starts = page.evaluate("dcm.windowStarts")
+    index = next(i for i, s in enumerate(starts) if _same_time(s, peak))
+    _go_to(page, index)
+    assert _drawn(page, "outages") == count
+    path = page.screenshot(ARTIFACTS / "webmap.png")
+    assert path.stat().st_size > 20_000
+    page.evaluate(
+        "document.querySelector('.leaflet-outages-pane path').dispatchEvent("
+        "new MouseEvent('click', {bubbles: true}))"
+    )
+    popup = page.wait_js("document.querySelector('.leaflet-popup-content')?.innerText")
+    for label in (
+        "Since (onset)",
+        "People affected",
+        "Networks down",
+        "Confidence",
+        "Cells offline",
+    ):
+        assert label in popup
+
+
+def test_stepping_the_time_control_changes_what_is_drawn(page: Any, api: httpx.Client) -> None:
+    # Step back from the peak: each window draws exactly the API's outages, and within a
+    # day of windows the picture changes (outages grow from their onset).
+    index, before = page.evaluate("dcm.index"), _picture(page)
+    for step in range(1, 25):
+        page.evaluate("document.getElementById('prev').click()")
+        page.wait_js(f"dcm.index === {index - step}")
+        page.idle()
+        window = page.evaluate("dcm.window")
+        shown = [
+            f
+            for f in _window_features(api, "outages", window)
+            if f["properties"]["network"] == "all"
+        ]
+        assert _drawn(page, "outages") == len(shown), window
+        if _picture(page) != before:
+            break
+    else:
+        pytest.fail("24 steps back in time drew the same picture")
+    assert page.evaluate("document.getElementById('window-label').textContent").startswith(
+        window["start"][:10]
+    )
 
 
 def test_sample_map_requests_stay_on_loopback_succeed_and_are_compressed(page: Any) -> None:

@@ -258,10 +258,13 @@
 
   function drawGrid() {
     const want = checked('grid');
-    // Per hexagon, the worst state among its networks.
+    // The combined layer ("all") where the API has one, else per hexagon the worst
+    // state among its networks.
+    const combined = current.grid.some((f) => f.properties.network === 'all');
     const worst = new Map();
     for (const f of current.grid) {
       const p = f.properties;
+      if (combined && p.network !== 'all') continue;
       const id = p.h3 || f.id;
       const seen = worst.get(id);
       if (!seen || GRID_RANK[p.state] > GRID_RANK[seen.properties.state]) worst.set(id, f);
@@ -401,6 +404,7 @@
     }
     state.windows = windows;
     status.windows = windows.length;
+    status.windowStarts = windows.map((w) => w.start);
     return ev;
   }
 
