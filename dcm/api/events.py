@@ -1,0 +1,274 @@
+"""Events, their windows, the gap report and measurement uploads."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from starlette.concurrency import run_in_threadpool
+
+from dcm.api.dependencies import PrincipalDep, StoreDep, parse_datetime
+from dcm.api.ogc import JSON, CompactJSONResponse
+
+router = APIRouter(tags=["Events"])
+
+EventName = Annotated[str, PathParam(description="Event name, e.g. 'stvincent'.")]
+
+#: Uploads larger than this are refused (413) before they fill the disk.
+MAX_UPLOAD_BYTES = 2 * 1024**3
+
+#: Upload media type -> file suffix the ingest readers understand.
+UPLOAD_TYPES = {
+    "text/csv": ".csv",
+    "application/csv": ".csv",
+    "application/geo+json": ".geojson",
+    "application/json": ".geojson",
+    "application/x-ndjson": ".ndjson",
+    "application/ndjson": ".ndjson",
+    "application/jsonl": ".ndjson",
+    "application/geo+json-seq": ".ndjson",
+    "application/gzip": "",
+    "application/x-gzip": "",
+}
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or pd.isna(value):
+        return None
+    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _event_summary(event: Any, base: str) -> dict[str, Any]:
+    href = f"{base}/events/{event.name}"
+    return {
+        "name": event.name,
+        "description": event.description,
+        "start": _iso(event.start),
+        "end": _iso(event.end),
+        "window": event.window,
+        "high_water": _iso(event.high_water),
+        "area": event.area,
+        "collections": [f"{event.name}-{kind}" for kind in _kinds()],
+        "links": [
+            {"href": href, "rel": "self", "type": JSON},
+            {"href": f"{href}/map", "rel": "alternate", "type": "text/html", "title": "Web map"},
+            {"href": f"{href}/alerts", "rel": "alerts", "type": "application/geo+json"},
+            {
+                "href": f"{href}/alerts.atom",
+                "rel": "alternate",
+                "type": "application/atom+xml",
+                "title": "Alerts (Atom feed of CAP documents)",
+            },
+            {"href": f"{href}/gaps", "rel": "gaps", "type": JSON},
+            {"href": f"{href}/gaps?f=csv", "rel": "gaps", "type": "text/csv"},
+        ],
+    }
+
+
+def _kinds() -> tuple[str, ...]:
+    from dcm.store import COLLECTION_KINDS
+
+    return (*COLLECTION_KINDS, "alerts")
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.get("/events", response_class=CompactJSONResponse, summary="Events")
+def list_events(request: Request, store: StoreDep, principal: PrincipalDep) -> Response:
+    """Every event, newest first, with links to its layers, alerts and gap report."""
+    base = _base(request)
+    return CompactJSONResponse(
+        {
+            "events": [_event_summary(e, base) for e in store.list_events()],
+            "links": [{"href": f"{base}/events", "rel": "self", "type": JSON}],
+        }
+    )
+
+
+@router.get("/events/{event}", response_class=CompactJSONResponse, summary="Event")
+def get_event(
+    request: Request, event: EventName, store: StoreDep, principal: PrincipalDep
+) -> Response:
+    """One event and its computed windows (``window_start``/``window_end``, oldest first),
+    for the map's time control."""
+    found = store.get_event(event)
+    windows = store.event_windows(found.id)
+    computed = windows[windows["computed_at"].notna()]
+    body = _event_summary(found, _base(request))
+    body["windows"] = [
+        {"window_start": s, "window_end": e, "dirty": bool(d)}
+        for s, e, d in zip(
+            computed["window_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            computed["window_end"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            computed["dirty"],
+            strict=True,
+        )
+    ]
+    body["updated"] = _iso(computed["computed_at"].max()) if len(computed) else None
+    return CompactJSONResponse(body)
+
+
+@router.get(
+    "/events/{event}/gaps",
+    summary="Gap report",
+    responses={200: {"content": {JSON: {}, "text/csv": {}}}},
+)
+def gaps(
+    event: EventName,
+    store: StoreDep,
+    principal: PrincipalDep,
+    f: Annotated[Literal["json", "csv"], Query(description="Output format.")] = "json",
+    at: Annotated[
+        str | None,
+        Query(description="Report the window holding this time (RFC 3339); default latest."),
+    ] = None,
+) -> Response:
+    """People without service per admin area and network, ranked by people affected:
+    km² of outage, cells offline, since when, and the trend over the last hours."""
+    from dcm import live
+
+    moment = None if at is None else parse_datetime(at).start
+    name = store.get_event(event).name
+    report = live.gap_report(store, name, at=None if moment is None else pd.Timestamp(moment))
+    report = report.assign(since=report["since"].map(_iso))
+    if f == "csv":
+        text = report.to_csv(index=False, lineterminator="\n")
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'inline; filename="{name}-gaps.csv"'},
+        )
+    records = report.astype(object).where(report.notna(), None).to_dict(orient="records")
+    return CompactJSONResponse(
+        {"event": name, "generated": _iso(pd.Timestamp.now(tz="UTC")), "gaps": records}
+    )
+
+
+def upload_label(name: str | None, content_type: str, content_encoding: str) -> str:
+    """File name for the upload whose suffix tells the ingest readers its format
+    (``hour.csv.gz``): from the media type and encoding, added to ``name`` if missing."""
+    media = content_type.split(";")[0].strip().lower()
+    if media not in UPLOAD_TYPES:
+        raise HTTPException(
+            415,
+            f"unsupported Content-Type {media or '(none)'!r}: send CSV (text/csv), GeoJSON "
+            "(application/geo+json) or NDJSON (application/x-ndjson), optionally gzipped",
+        )
+    gz = "gzip" in content_encoding.lower() or media in ("application/gzip", "application/x-gzip")
+    label = (name or "upload").strip() or "upload"
+    fmt = UPLOAD_TYPES[media]
+    if not label.lower().removesuffix(".gz").endswith(fmt):
+        label = label.removesuffix(".gz") + fmt
+    if gz and not label.lower().endswith(".gz"):
+        label += ".gz"
+    return label
+
+
+@router.post(
+    "/events/{event}/measurements",
+    summary="Upload measurements",
+    status_code=201,
+    response_class=CompactJSONResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ("text/csv", "application/geo+json", "application/x-ndjson")
+            },
+        }
+    },
+)
+async def upload_measurements(
+    request: Request,
+    event: EventName,
+    store: StoreDep,
+    principal: PrincipalDep,
+    kind: Annotated[
+        Literal["measurements", "baseline"],
+        Query(description="Event-period measurements or pre-event baseline."),
+    ] = "measurements",
+    visibility: Annotated[
+        Literal["public", "partner", "restricted"], Query(description="Who may read the rows.")
+    ] = "restricted",
+    licence: Annotated[str | None, Query(description="Licence of the data.")] = None,
+    name: Annotated[str | None, Query(description="Source name kept with the dataset.")] = None,
+) -> Response:
+    """Ingest an upload (CSV, GeoJSON or NDJSON by Content-Type; gzip by Content-Encoding
+    or application/gzip) and return the validation report: rows in, accepted, rejected
+    (with line, field and reason), duplicates. Needs a key that may ingest (partner or
+    above). The body is streamed to a temporary file, never held in memory whole."""
+    principal.require(principal.can_ingest(None), f"ingest into {event}")
+    headers = request.headers
+    label = upload_label(name, headers.get("content-type", ""), headers.get("content-encoding", ""))
+    with tempfile.TemporaryDirectory(prefix="dcm-upload-") as tmp:
+        path = Path(tmp) / "upload"
+        size = await _receive(request, path)
+        if size == 0:
+            from dcm.errors import IngestError
+
+            raise IngestError("empty upload", path=label)
+        outcome = await run_in_threadpool(
+            _ingest, store, event, path, kind, licence, visibility, label, principal
+        )
+    dataset = outcome.dataset
+    body = {
+        "event": event,
+        "new": outcome.new,
+        "added": outcome.added,
+        "dirty_windows": outcome.dirty_windows,
+        "dataset": {
+            "id": dataset.id,
+            "kind": dataset.kind,
+            "source": dataset.source,
+            "licence": dataset.licence,
+            "visibility": dataset.visibility,
+            "checksum": dataset.checksum,
+            "ingested_at": _iso(dataset.ingested_at),
+        },
+        "report": outcome.report.to_dict() if outcome.report is not None else None,
+    }
+    return CompactJSONResponse(body, status_code=201 if outcome.new else 200)
+
+
+async def _receive(request: Request, path: Path) -> int:
+    """Stream the request body to ``path`` chunk by chunk; returns its size in bytes."""
+    size = 0
+    with path.open("wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise HTTPException(413, f"upload larger than {MAX_UPLOAD_BYTES} bytes")
+            out.write(chunk)
+    return size
+
+
+def _ingest(
+    store: Any,
+    event: str,
+    path: Path,
+    kind: str,
+    licence: str | None,
+    visibility: str,
+    label: str,
+    principal: Any,
+) -> Any:
+    # Runs on a worker thread: the store proxy resolves to that thread's own connection.
+    from dcm import live
+
+    return live.ingest(
+        store,
+        event,
+        path,
+        kind=kind,
+        licence=licence,
+        visibility=visibility,
+        name=label,
+        principal=principal,
+    )

@@ -1,0 +1,211 @@
+"""OGC API – Features Part 1 (core, GeoJSON, OpenAPI 3.0) over the collection protocol.
+
+One router adds the links, ``numberMatched``/``numberReturned``, ``timeStamp`` and the
+``next``/``prev`` paging for every :class:`~dcm.api.collections.Collection`, so GDAL's
+OAPIF driver, QGIS and OWSLib read every layer the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+
+from dcm.api.collections import CRS84, Catalog, Collection
+from dcm.api.dependencies import BBoxDep, IntervalDep, PageDep, PrincipalDep
+
+GEOJSON = "application/geo+json"
+JSON = "application/json"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+]
+
+
+class GeoJSONResponse(Response):
+    """``application/geo+json``; compact separators keep pages small on poor links."""
+
+    media_type = GEOJSON
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class CompactJSONResponse(GeoJSONResponse):
+    """Plain ``application/json`` with the same compact rendering."""
+
+    media_type = JSON
+
+
+router = APIRouter(tags=["OGC API – Features"])
+
+
+def get_catalog(request: Request) -> Catalog:
+    """The catalog the app was created with."""
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+CollectionId = Annotated[
+    str, Path(description="Collection id, e.g. 'stvincent-outages'.", examples=["demo-outages"])
+]
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _link(href: str, rel: str, type_: str, title: str | None = None) -> dict[str, str]:
+    link = {"href": href, "rel": rel, "type": type_}
+    if title:
+        link["title"] = title
+    return link
+
+
+@router.get("/", response_class=CompactJSONResponse, summary="Landing page")
+def landing(request: Request) -> Response:
+    """Service title and links to the API definition, conformance and collections."""
+    base = _base(request)
+    return CompactJSONResponse(
+        {
+            "title": "dcm — Disaster Connectivity Mapper",
+            "description": "Where people lost mobile connectivity after a disaster, on which "
+            "networks, since when, and where service is coming back.",
+            "links": [
+                _link(f"{base}/", "self", JSON, "This document"),
+                _link(f"{base}/openapi.json", "service-desc", OPENAPI, "API definition"),
+                _link(f"{base}/docs", "service-doc", "text/html", "API documentation"),
+                _link(f"{base}/conformance", "conformance", JSON, "Conformance classes"),
+                _link(f"{base}/collections", "data", JSON, "Feature collections"),
+                _link(f"{base}/events", "events", JSON, "Events"),
+            ],
+        }
+    )
+
+
+@router.get("/conformance", response_class=CompactJSONResponse, summary="Conformance classes")
+def conformance() -> Response:
+    """The OGC API – Features conformance classes this server implements."""
+    return CompactJSONResponse({"conformsTo": CONFORMANCE})
+
+
+def collection_metadata(collection: Collection, base: str, principal: Any) -> dict[str, Any]:
+    """OGC collection metadata with extent, CRS and links."""
+    href = f"{base}/collections/{collection.id}"
+    return {
+        "id": collection.id,
+        "title": collection.title,
+        "description": collection.description,
+        "itemType": "feature",
+        "crs": [CRS84],
+        "storageCrs": CRS84,
+        "extent": collection.extent(principal).to_ogc(),
+        "links": [
+            _link(href, "self", JSON, "This collection"),
+            _link(f"{href}/items", "items", GEOJSON, "Features"),
+        ],
+    }
+
+
+@router.get("/collections", response_class=CompactJSONResponse, summary="Collections")
+def collections(request: Request, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+    """Every collection the caller may read."""
+    base = _base(request)
+    return CompactJSONResponse(
+        {
+            "links": [_link(f"{base}/collections", "self", JSON, "Collections")],
+            "collections": [
+                collection_metadata(c, base, principal) for c in catalog.collections(principal)
+            ],
+        }
+    )
+
+
+@router.get(
+    "/collections/{collection_id}", response_class=CompactJSONResponse, summary="Collection"
+)
+def collection(
+    request: Request, collection_id: CollectionId, catalog: CatalogDep, principal: PrincipalDep
+) -> Response:
+    """Metadata of one collection: extents, CRS, item type, links."""
+    found = catalog.collection(collection_id, principal)
+    return CompactJSONResponse(collection_metadata(found, _base(request), principal))
+
+
+@router.get(
+    "/collections/{collection_id}/items",
+    response_class=GeoJSONResponse,
+    summary="Features",
+    responses={200: {"content": {GEOJSON: {}}}},
+)
+def items(
+    request: Request,
+    collection_id: CollectionId,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+    bbox: BBoxDep,
+    interval: IntervalDep,
+    page: PageDep,
+) -> Response:
+    """A page of features filtered by ``bbox`` and ``datetime``, with ``next``/``prev`` links."""
+    found = catalog.collection(collection_id, principal)
+    features, matched = found.features(
+        bbox=bbox,
+        interval=interval,
+        limit=page.limit,
+        offset=page.offset,
+        principal=principal,
+    )
+    returned = len(features)
+    url = request.url
+    links = [
+        _link(str(url), "self", GEOJSON, "This page"),
+        _link(f"{_base(request)}/collections/{found.id}", "collection", JSON, "The collection"),
+    ]
+    if page.offset + returned < matched:
+        nxt = url.include_query_params(limit=page.limit, offset=page.offset + page.limit)
+        links.append(_link(str(nxt), "next", GEOJSON, "Next page"))
+    if page.offset > 0:
+        prev = url.include_query_params(limit=page.limit, offset=max(0, page.offset - page.limit))
+        links.append(_link(str(prev), "prev", GEOJSON, "Previous page"))
+    return GeoJSONResponse(
+        {
+            "type": "FeatureCollection",
+            "features": list(features),
+            "numberMatched": matched,
+            "numberReturned": returned,
+            "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "links": links,
+        }
+    )
+
+
+@router.get(
+    "/collections/{collection_id}/items/{feature_id}",
+    response_class=GeoJSONResponse,
+    summary="Feature",
+    responses={200: {"content": {GEOJSON: {}}}},
+)
+def item(
+    request: Request,
+    collection_id: CollectionId,
+    feature_id: str,
+    catalog: CatalogDep,
+    principal: PrincipalDep,
+) -> Response:
+    """One feature by id."""
+    found = catalog.collection(collection_id, principal)
+    feature = dict(found.feature(feature_id, principal=principal))
+    href = f"{_base(request)}/collections/{found.id}"
+    feature["links"] = [
+        _link(str(request.url), "self", GEOJSON, "This feature"),
+        _link(href, "collection", JSON, "The collection"),
+    ]
+    return GeoJSONResponse(feature)
