@@ -9,6 +9,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import ModuleType
 
 import geopandas as gpd
 import numpy as np
@@ -237,6 +238,18 @@ def test_map_renders_in_headless_chromium(tmp_path: Path) -> None:
 CDP_CLIENT = Path(__file__).resolve().parents[1] / "api" / "test_webmap_cdp.py"
 
 
+def _cdp_client() -> ModuleType:
+    """The shared DevTools client module, loaded by path once (as the API tests do)."""
+    name = "dcm_test_webmap_cdp"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, CDP_CLIENT)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium"
@@ -245,11 +258,7 @@ CDP_CLIENT = Path(__file__).resolve().parents[1] / "api" / "test_webmap_cdp.py"
     not CDP_CLIENT.is_file(), reason="DevTools client tests/api/test_webmap_cdp.py absent"
 )
 def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("dcm_test_webmap_cdp", CDP_CLIENT)
-    assert spec and spec.loader
-    cdp = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, cdp)
-    spec.loader.exec_module(cdp)
+    cdp = _cdp_client()
     grid = pd.DataFrame(  # no geometry: hexes come from the h3 ids
         {
             "h3": ["885e711483fffff", "885e711493fffff"],
