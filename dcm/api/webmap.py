@@ -77,7 +77,7 @@ def page_config(event: str, settings: Settings, *, root: str = "") -> dict[str, 
     return {
         "event": event,
         "api": root,
-        "refresh_s": max(int(settings.map_refresh_s), 5),
+        "refresh_s": max(int(settings.map_refresh_s), 1),
         "basemap_url": settings.basemap_url,
     }
 

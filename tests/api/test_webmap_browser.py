@@ -249,7 +249,21 @@ def fake_app(settings: Settings) -> FastAPI:
             media_type="application/geo+json",
         )
 
-    app.state.fake = data
+    @app.post("/_test/windows")
+    def add_window() -> dict[str, int]:
+        """New data arrives: one more window, with the last window's outages moved on."""
+        last = data["windows"][-1]
+        end = datetime.fromisoformat(last["window_end"].replace("Z", "+00:00"))
+        new = {"window_start": last["window_end"], "window_end": _iso(end + timedelta(hours=1))}
+        data["windows"].append(new)
+        for f in [
+            f for f in data["outages"] if f["properties"]["window_start"] == last["window_start"]
+        ]:
+            data["outages"].append(
+                {**f, "id": f"{f['id']}+", "properties": {**f["properties"], **new}}
+            )
+        return {"windows": len(data["windows"])}
+
     return app
 
 
@@ -436,6 +450,21 @@ def test_print_layout_is_one_page(page: Any) -> None:
     pdf = page.print_pdf()
     assert pdf.startswith(b"%PDF")
     assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1
+
+
+def test_page_refreshes_itself_and_follows_new_windows(
+    browser: Any, serve: Callable[[Callable[[], FastAPI]], str]
+) -> None:
+    url = serve(lambda: fake_app(Settings(map_refresh_s=1)))
+    browser.navigate(f"{url}/events/{EVENT}/map")
+    browser.wait_js("window.dcm && window.dcm.ready")
+    assert browser.evaluate("[dcm.windows, dcm.index]") == [3, 2]
+    browser.evaluate(f"fetch('{url}/_test/windows', {{method: 'POST'}})")
+    # The next refresh (1 s) finds the new window and moves to it: the map stays live.
+    browser.wait_js("dcm.windows === 4 && dcm.index === 3", timeout=10)
+    browser.idle()
+    assert "Data to 2021-04-09 16:00 UTC" in browser.evaluate("dcm.updated")
+    assert browser.evaluate("dcm.drawn.outages") == 1
 
 
 def test_analyst_key_shows_measurement_density(browser: Any, base_url: str) -> None:
