@@ -126,25 +126,33 @@ def group_sites(
     ``"MCC-MNC:AREA:CELL"`` of the component's lowest (area, cell), so it does not depend
     on row order. Input needs ``radio, mcc, net, area, cell, lon, lat``.
     """
-    from sklearn.neighbors import BallTree
+    from scipy.spatial import cKDTree
 
     n = len(cells)
     if n == 0:
         return pd.Series([], index=cells.index, dtype="string")
     mcc = cells["mcc"].to_numpy(dtype="int64")
     net = cells["net"].to_numpy(dtype="int64")
-    network_code = mcc * 1000 + net
+    network_code = mcc * 100_000 + net
     lat = np.radians(cells["lat"].to_numpy(dtype="float64"))
     lon = np.radians(cells["lon"].to_numpy(dtype="float64"))
-    coords = np.column_stack([lat, lon])
 
-    tree = BallTree(coords, metric="haversine")
-    neighbours = tree.query_radius(coords, r=site_distance_m / EARTH_RADIUS_M)
-    counts = np.fromiter((a.size for a in neighbours), dtype=np.int64, count=n)
-    rows = np.repeat(np.arange(n), counts)
-    cols = np.concatenate(neighbours).astype(np.int64)
-    same = network_code[rows] == network_code[cols]
-    rows, cols = rows[same], cols[same]
+    # Neighbours within the site distance, exactly: on the sphere the chord length grows
+    # monotonically with the great-circle distance, so a k-d tree radius query on 3-D
+    # Earth-centred coordinates with the matching chord finds the same pairs as a
+    # haversine search, much faster. A fourth coordinate puts each network far away from
+    # the others, so pairs never mix networks.
+    xyz = np.column_stack(
+        [
+            EARTH_RADIUS_M * np.cos(lat) * np.cos(lon),
+            EARTH_RADIUS_M * np.cos(lat) * np.sin(lon),
+            EARTH_RADIUS_M * np.sin(lat),
+            pd.factorize(network_code)[0].astype("float64") * 1e8,  # 1e8 m > Earth
+        ]
+    )
+    chord = 2 * EARTH_RADIUS_M * np.sin(site_distance_m / (2 * EARTH_RADIUS_M))
+    pairs = cKDTree(xyz).query_pairs(chord, output_type="ndarray")
+    rows, cols = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
 
     # LTE: cells of one eNodeB (ECI >> 8) near the eNodeB's median position form a star.
     radio = cells["radio"].astype("string").to_numpy(dtype=object)
