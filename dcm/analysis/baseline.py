@@ -51,6 +51,10 @@ class Baseline:
     ``cell_areas``: (``cell`` row, ``h3``, ``weight``) where each cell serves; weights
     of a cell sum to 1; ``observed`` says whether it comes from sightings or from
     the nominal range. ``cell_rate``: sightings per hour of each cell.
+    ``sites``: one row per site (``site_id``, ``network`` index, ``rate`` sightings
+    per hour of all its cells); ``cell_site``: site row of each cell.
+    ``site_areas``: (``site``, ``h3``, ``count``, ``share_of_hex``) where each site was
+    heard; ``share_of_hex`` is its share of the network's sightings in that grid cell.
     """
 
     params: DetectionParams
@@ -63,6 +67,9 @@ class Baseline:
     cell_areas: pd.DataFrame
     cell_rate: np.ndarray
     network_fail_share: np.ndarray
+    sites: pd.DataFrame
+    cell_site: np.ndarray
+    site_areas: pd.DataFrame
     stats: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -272,9 +279,9 @@ def build_baseline(
     )
     grid = grid.merge(med, on=["h3", "network"], how="left")
 
-    cell_areas, cell_rate = _cell_service_areas(
-        counts[counts["kind"] == "cell"], cells, params, hours
-    )
+    sightings = counts[counts["kind"] == "cell"]
+    cell_areas, cell_rate = _cell_service_areas(sightings, cells, params, hours)
+    sites, cell_site, site_areas = _site_service_areas(sightings, cells, networks, hours)
     return Baseline(
         params=params,
         start=start,
@@ -286,6 +293,9 @@ def build_baseline(
         cell_areas=cell_areas,
         cell_rate=cell_rate,
         network_fail_share=net_fail,
+        sites=sites,
+        cell_site=cell_site,
+        site_areas=site_areas,
         stats={
             "measurements": float(len(prepared)),
             "hours": hours,
@@ -331,3 +341,35 @@ def _cell_service_areas(
         [observed[["cell", "h3", "weight", "observed"]], nominal], ignore_index=True
     ).astype({"cell": "int64", "h3": "int64", "weight": "float64", "observed": bool})
     return areas, cell_rate
+
+
+def _site_service_areas(
+    sightings: pd.DataFrame, cells: pd.DataFrame, networks: tuple[str, ...], hours: float
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Sites, the site of each cell, and where each site was heard.
+
+    Sites fail whole (mast, power, backhaul), so their cells' sightings are pooled:
+    a site is heard far more often than any one of its cells.
+    """
+    site_codes, site_ids = pd.factorize(cells["site_id"].astype(str))
+    cell_site = np.asarray(site_codes, dtype="int64")
+    net_idx = pd.Index(networks).get_indexer(cells["network"].astype(str))
+    sites = pd.DataFrame({"site_id": np.asarray(site_ids, dtype=object)})
+    first = pd.Series(np.arange(len(cells))).groupby(cell_site).first()
+    sites["network"] = net_idx[first.to_numpy()]
+    sites["lon"] = cells["lon"].to_numpy("float64")[first.to_numpy()]
+    sites["lat"] = cells["lat"].to_numpy("float64")[first.to_numpy()]
+    per = pd.DataFrame(
+        {
+            "site": cell_site[sightings["cell"].to_numpy()],
+            "h3": sightings["h3"].to_numpy(),
+            "count": sightings["count"].to_numpy("float64"),
+        }
+    )
+    per = per.groupby(["site", "h3"], as_index=False)["count"].sum()
+    per["network"] = sites["network"].to_numpy()[per["site"].to_numpy()]
+    hex_total = per.groupby(["h3", "network"])["count"].transform("sum")
+    per["share_of_hex"] = per["count"] / hex_total
+    rate = np.bincount(per["site"], weights=per["count"], minlength=len(sites)) / hours
+    sites["rate"] = rate
+    return sites, cell_site, per[["site", "h3", "network", "count", "share_of_hex"]]

@@ -9,6 +9,7 @@ can call it on each new window with the previous outages.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -17,7 +18,14 @@ from scipy import sparse
 from scipy.special import expit, logit
 
 from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measurements
-from dcm.analysis.evidence import silence_llr, trailing_evidence, volume_factor, window_sums
+from dcm.analysis.evidence import (
+    activity_mean,
+    failure_llr,
+    silence_llr,
+    trailing_evidence,
+    volume_factor,
+    window_sums,
+)
 from dcm.analysis.grid import neighbour_pairs, to_strings
 from dcm.analysis.outages import build_outages
 from dcm.analysis.params import DetectionParams
@@ -106,7 +114,11 @@ def detect(
     if (out_cols < 0).any():
         raise ParameterError("requested windows are not aligned to the window length")
 
-    cell_ev = _cell_evidence(baseline, keys, grid_ev, prep, keep, w_row, all_windows, params)
+    site_ev = _site_evidence(baseline, keys, grid_ev, prep, keep, w_row, all_windows, params)
+    grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, params)
+    cell_ev = _cell_evidence(
+        baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
+    )
     grid = _grid_frame(keys, grid_ev, all_windows, out_cols, baseline, win)
     cell_windows = pd.DataFrame(
         {
@@ -240,27 +252,18 @@ def _grid_evidence(
     )
     fail_share = keys["fail_share"].to_numpy()[:, None]
     llr = (
-        np.where(ev.recent_ok, np.log(params.ok_when_down), 0.0)
+        np.where(ev.ok_now, np.log(params.ok_when_down), 0.0)
         + silence_llr(
             ev.expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
         )
-        + np.minimum(ev.fails, params.max_fail_reports)
-        * np.log(params.fail_share_down / fail_share)
+        + failure_llr(
+            np.minimum(ev.fails, params.max_fail_reports),
+            ev.expected * activity_mean(act_obs, act_exp, params.dispersion),
+            fail_share,
+        )
     )
-    served = keys["served"].to_numpy()
-    # A network cannot go down where it never served.
-    llr = np.where(served[:, None], llr, np.minimum(llr, 0.0))
-    support = _neighbour_matrix(keys) @ np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
-    post = logit(params.prior_down) + llr + params.neighbour_weight * support
-    p = expit(post)
-    p = np.where(served[:, None], p, np.minimum(p, params.prior_down))
-
-    no_data = (ev.expected < params.min_expected) & (ev.fails == 0) & ~ev.recent_ok
-    state = np.full(p.shape, UNCERTAIN, dtype="int8")
-    state[p <= params.p_up] = UP
-    state[no_data] = NO_DATA
-    state[(p >= params.p_down) & served[:, None]] = DOWN
-    state[~served[:, None] & ev.recent_ok] = UP
+    last_ok = np.maximum.accumulate(np.where(ok > 0, np.arange(n_win)[None, :], -(10**6)), axis=1)
+    ok_age = np.arange(n_win)[None, :] - last_ok
     return {
         "ok": ok,
         "fail": fail,
@@ -269,8 +272,8 @@ def _grid_evidence(
         "span_fails": ev.fails,
         "recent_ok": ev.recent_ok,
         "llr": llr,
-        "p": p,
-        "state": state,
+        "ok_age": ok_age,
+        "fail_share": fail_share,
         "volume": volume,
         "act_obs": act_obs,
         "act_exp": act_exp,
@@ -294,76 +297,175 @@ def _neighbour_matrix(keys: pd.DataFrame) -> sparse.csr_matrix:
     )
 
 
-def _cell_evidence(
+def _site_evidence(
     baseline: Baseline,
     keys: pd.DataFrame,
-    grid_ev: dict[str, np.ndarray],
+    ev: dict[str, np.ndarray],
     prep: PreparedMeasurements,
     keep: np.ndarray,
     w_row: np.ndarray,
     windows: pd.DatetimeIndex,
     params: DetectionParams,
+) -> dict[str, Any]:
+    """p_offline per site × window.
+
+    A site is heard when an ok report names one of its cells; that is direct
+    evidence it is up. Its silence since it was last heard is judged against its
+    baseline sighting rate, corroborated by the activity of all networks in its
+    service area (people still reporting there, on any network, make the silence
+    telling), and failure reports of its network there add to it.
+    """
+    sites = baseline.sites
+    n_site, n_win = len(sites), len(windows)
+    win = params.window_td
+    sel = keep & prep.ok & (prep.cell >= 0)
+    site_row = baseline.cell_site[prep.cell[sel]]
+    flat = site_row * n_win + w_row[sel]
+    heard = np.bincount(flat, minlength=n_site * n_win).reshape(n_site, n_win).astype("float64")
+    last = pd.Series(prep.ts[sel]).groupby(flat).max()
+    share_after = np.zeros(n_site * n_win)
+    win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
+    if len(last):
+        end_ns = win_end[last.index.to_numpy() % n_win]
+        share_after[last.index.to_numpy()] = np.clip((end_ns - last.to_numpy()) / win.value, 0, 1)
+    share_after = share_after.reshape(n_site, n_win)
+
+    # Site × key weights: the site's share of its network's sightings in each grid cell.
+    areas = baseline.site_areas
+    key_idx = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
+        pd.MultiIndex.from_frame(areas[["h3", "network"]])
+    )
+    on = key_idx >= 0
+    share = sparse.csr_matrix(
+        (areas["share_of_hex"].to_numpy()[on], (areas["site"].to_numpy()[on], key_idx[on])),
+        shape=(n_site, len(keys)),
+    )
+    per_window = ev["expected"].sum(axis=0) / max(keys["rate"].to_numpy().sum(), 1e-12)
+    # per_window = hour-of-day multiplier × volume factor × window hours, same for all places.
+    expected = sites["rate"].to_numpy()[:, None] * per_window[None, :]
+    span = params.span_windows
+    sev = trailing_evidence(
+        heard,
+        np.zeros_like(heard),
+        expected,
+        fail_after_ok=np.zeros_like(heard),
+        share_after_ok=share_after,
+        span=span,
+    )
+    # Activity of every network in the site's footprint (each grid cell counted by the
+    # site's share of it), over the whole trailing span.
+    act_obs = share @ ev["act_obs"]
+    act_exp = share @ ev["act_exp"]
+    fails = share @ np.minimum(ev["span_fails"], params.max_fail_reports)
+    exposure = share @ ev["span_expected"]
+    fail_share = (share @ np.broadcast_to(ev["fail_share"], (len(keys), 1))) / np.maximum(
+        np.asarray(share.sum(axis=1)), 1e-12
+    )
+    fail_share = np.maximum(fail_share, params.fail_share_floor)
+    llr = (
+        np.where(sev.ok_now, np.log(params.ok_when_down), 0.0)
+        + silence_llr(sev.expected, act_obs, act_exp, dispersion=params.dispersion)
+        + failure_llr(
+            np.minimum(fails, params.max_fail_reports),
+            exposure * activity_mean(act_obs, act_exp, params.dispersion),
+            fail_share,
+        )
+    )
+    p = expit(logit(params.prior_down) + llr)
+    known = sev.recent_ok | (sev.expected >= params.min_expected) | (fails >= 1)
+    return {
+        "p": p,
+        "known": known,
+        "heard_now": sev.ok_now,
+        "share": share,
+        "expected": sev.expected,
+        "act_obs": act_obs,
+        "act_exp": act_exp,
+        "fails": fails,
+        "llr": llr,
+    }
+
+
+def _grid_states(
+    keys: pd.DataFrame, ev: dict[str, np.ndarray], site: dict[str, Any], params: DetectionParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """p_down and state per key × window.
+
+    Where the baseline says which sites served a grid cell, its p_down is the
+    chance that its usual servers are offline (share-weighted), overruled by direct
+    evidence: a recent ok report there means some site serves it now. Elsewhere the
+    grid cell's own evidence (silence, failure reports) decides, with support from
+    its neighbours.
+    """
+    share = site["share"].T.tocsr()  # key × site
+    coverage = np.asarray(share.sum(axis=1)).ravel()
+    p_server = (share @ site["p"]) / np.maximum(coverage, 1e-12)[:, None]
+    known = (share @ site["known"].astype("float64")) / np.maximum(coverage, 1e-12)[:, None]
+    ok_recent = ev["ok_age"] < params.ok_memory_windows
+    eps = 1e-6
+    by_site = logit(np.clip(p_server, eps, 1 - eps)) + np.where(
+        ok_recent, np.log(params.ok_when_down), 0.0
+    )
+    llr = ev["llr"]
+    support = _neighbour_matrix(keys) @ np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
+    own = logit(params.prior_down) + llr + params.neighbour_weight * support
+    has_sites = (coverage >= 0.5)[:, None]
+    p = expit(np.where(has_sites, by_site, own))
+    served = keys["served"].to_numpy()[:, None]
+    p = np.where(served, p, np.minimum(p, params.prior_down))
+    informed = np.where(
+        has_sites,
+        known >= 0.5,
+        (ev["span_expected"] >= params.min_expected) | (ev["span_fails"] > 0),
+    )
+    state = np.full(p.shape, UNCERTAIN, dtype="int8")
+    state[p <= params.p_up] = UP
+    state[~informed & ~ok_recent] = NO_DATA
+    state[(p >= params.p_down) & served] = DOWN
+    state[ok_recent & (p <= params.p_up)] = UP
+    return p, state
+
+
+def _cell_evidence(
+    baseline: Baseline,
+    keys: pd.DataFrame,
+    ev: dict[str, np.ndarray],
+    site: dict[str, Any],
+    p_grid: np.ndarray,
+    state: np.ndarray,
+    params: DetectionParams,
 ) -> dict[str, np.ndarray]:
     """p_offline and status per cell × window.
 
-    Direct evidence first: a sighting (ok report naming the cell) says online. Then
-    the cell's own silence, judged against its baseline sighting rate and the
-    activity in its service area (neighbours taking over its area still report),
-    and the state of its network in its service area.
+    A cell heard in the baseline shares its site's fate (sites fail whole). A cell
+    never heard takes the state of its network in the disc of its (clipped) range.
     """
     cells = baseline.cells
-    n_cell, n_win = len(cells), grid_ev["p"].shape[1]
-    sel = keep & prep.ok & (prep.cell >= 0)
-    flat = prep.cell[sel] * n_win + w_row[sel]
-    seen = np.bincount(flat, minlength=n_cell * n_win).reshape(n_cell, n_win).astype("float64")
-    last = pd.Series(prep.ts[sel]).groupby(flat).max()
-    share_after = np.zeros(n_cell * n_win)
-    win_ns = params.window_td.value
-    win_end = (windows + params.window_td).to_numpy(dtype="datetime64[ns]").view("int64")
-    if len(last):
-        end_ns = win_end[last.index.to_numpy() % n_win]
-        share_after[last.index.to_numpy()] = np.clip((end_ns - last.to_numpy()) / win_ns, 0, 1)
-    share_after = share_after.reshape(n_cell, n_win)
-
-    areas = baseline.cell_areas
+    cs = baseline.cell_site
+    heard_base = baseline.cell_rate > 0
+    site_rate = baseline.sites["rate"].to_numpy()[cs] > 0
+    p = site["p"][cs].copy()
+    known = site["known"][cs].copy()
+    areas = baseline.cell_areas[~baseline.cell_areas["observed"]]
     net_of_cell = baseline.network_index(cells["network"])
     key_idx = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
         pd.MultiIndex.from_arrays([areas["h3"].to_numpy(), net_of_cell[areas["cell"].to_numpy()]])
     )
-    on_key = key_idx >= 0
+    on = key_idx >= 0
     weight = sparse.csr_matrix(
-        (areas["weight"].to_numpy()[on_key], (areas["cell"].to_numpy()[on_key], key_idx[on_key])),
-        shape=(n_cell, len(keys)),
+        (np.ones(int(on.sum())), (areas["cell"].to_numpy()[on], key_idx[on])),
+        shape=(len(cells), len(keys)),
     )
-    covered = np.asarray(weight.sum(axis=1)).ravel()
-    grid_llr = grid_ev["llr"]
-    area_llr = weight @ grid_llr
-    state = grid_ev["state"]
-    known_share = weight @ (state != NO_DATA).astype("float64")
-
-    profile = grid_ev["expected"].sum(axis=0)
-    base_profile = keys["rate"].to_numpy().sum()
-    per_window = profile / base_profile if base_profile > 0 else np.zeros(n_win)
-    # per_window = hour-of-day multiplier × volume factor × window hours, shared by all cells.
-    expected = baseline.cell_rate[:, None] * per_window[None, :]
-    ev = trailing_evidence(
-        seen,
-        np.zeros_like(seen),
-        expected,
-        fail_after_ok=np.zeros_like(seen),
-        share_after_ok=share_after,
-        span=params.span_windows,
-    )
-    act_obs = weight @ grid_ev["act_obs"]
-    act_exp = weight @ grid_ev["act_exp"]
-    own = silence_llr(ev.expected, act_obs, act_exp, dispersion=params.dispersion)
-    llr = np.where(ev.recent_ok, np.log(params.ok_when_down), 0.0) + np.maximum(own, area_llr)
-    p = expit(logit(params.prior_down) + llr)
-    has_evidence = ev.recent_ok | (ev.expected >= params.min_expected) | (known_share >= 0.5)
+    informed = (state != NO_DATA).astype("float64")
+    n_inf = weight @ informed
+    p_disc = (weight @ (p_grid * informed)) / np.maximum(n_inf, 1e-12)
+    use_disc = ~(heard_base | site_rate)
+    p[use_disc] = np.where(n_inf[use_disc] > 0, p_disc[use_disc], params.prior_down)
+    known[use_disc] = n_inf[use_disc] >= 1
     status = np.full(p.shape, "unknown", dtype=object)
-    status[(p <= params.cell_online_p) & has_evidence] = "online"
-    status[(p >= params.cell_offline_p) & (covered[:, None] > 0)] = "offline"
-    status[ev.recent_ok & (p <= params.cell_online_p)] = "online"
+    status[(p <= params.cell_online_p) & known] = "online"
+    status[(p >= params.cell_offline_p) & known] = "offline"
+    status[site["heard_now"][cs]] = "online"
     return {"p": p, "status": status}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import gammainc, gammaln
 
 
 def cumulative(values: np.ndarray) -> np.ndarray:
@@ -31,6 +32,7 @@ class SpanEvidence:
     """Evidence of each row over its trailing span, reset at the last ok report."""
 
     recent_ok: np.ndarray  #: bool: an ok report within the span
+    ok_now: np.ndarray  #: bool: an ok report within the window itself
     fails: np.ndarray  #: failure reports since the last ok report (within the span)
     expected: np.ndarray  #: expected reports since the last ok report (within the span)
 
@@ -66,7 +68,7 @@ def trailing_evidence(
         np.take_along_axis(expected, li, axis=1) * np.take_along_axis(share_after_ok, li, axis=1),
         0.0,
     )
-    return SpanEvidence(recent_ok=recent, fails=fails, expected=np.maximum(exp, 0.0))
+    return SpanEvidence(recent_ok=recent, ok_now=ok > 0, fails=fails, expected=np.maximum(exp, 0.0))
 
 
 def window_sums(values: np.ndarray, span: int) -> np.ndarray:
@@ -88,6 +90,13 @@ def silence_llr(
     """
     k = dispersion
     return (k + activity_obs) * np.log1p(expected / (k + activity_exp))
+
+
+def activity_mean(
+    activity_obs: np.ndarray, activity_exp: np.ndarray, dispersion: float
+) -> np.ndarray:
+    """Posterior mean of local activity (observed / expected reports, gamma-smoothed)."""
+    return (dispersion + activity_obs) / (dispersion + activity_exp)
 
 
 def volume_factor(
@@ -115,3 +124,21 @@ def volume_factor(
     fallback = observed[tot_up].sum() / glob_den if glob_den >= 4 * min_expected else 1.0
     factor = np.where(den >= 4 * min_expected, num / np.maximum(den, 1e-12), fallback)
     return np.clip(factor, 0.1, 10.0)
+
+
+def failure_llr(fails: np.ndarray, exposure: np.ndarray, fail_share: np.ndarray) -> np.ndarray:
+    """Log-likelihood ratio (down vs up) of ``fails`` failure reports.
+
+    ``exposure``: reports the network would have sent meanwhile if up (already
+    scaled by local activity); ``fail_share``: baseline share of failures. Up:
+    fails ~ Poisson(fail_share × exposure). Down: fails ~ Poisson(rho × exposure)
+    with rho, the share of failed attempts that get logged, unknown and uniform on
+    (0, 1) — its marginal likelihood is P(F + 1, exposure) / exposure (regularised
+    lower incomplete gamma). Many reports expected and few failures speak for up.
+    """
+    f = np.asarray(fails, dtype="float64")
+    x = np.maximum(np.asarray(exposure, dtype="float64"), 1e-9)
+    lam = fail_share * x
+    down = np.log(np.maximum(gammainc(f + 1.0, x), 1e-300)) - np.log(x)
+    up = f * np.log(lam) - lam - gammaln(f + 1.0)
+    return down - up

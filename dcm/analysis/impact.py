@@ -16,11 +16,11 @@ def population_points(array: np.ndarray, transform: affine.Affine) -> pd.DataFra
     if values.ndim == 3:
         values = values[0]
     rows, cols = np.nonzero(np.isfinite(values) & (values > 0))
-    xs, ys = transform * (cols + 0.5, rows + 0.5)
+    c, r, t = cols + 0.5, rows + 0.5, transform
     return pd.DataFrame(
         {
-            "lon": np.asarray(xs, dtype="float64"),
-            "lat": np.asarray(ys, dtype="float64"),
+            "lon": t.a * c + t.b * r + t.c,
+            "lat": t.d * c + t.e * r + t.f,
             "population": values[rows, cols],
         }
     )

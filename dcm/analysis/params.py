@@ -34,6 +34,8 @@ class DetectionParams:
     #: Probability that an ok report is seen from a place whose network is down
     #: (mixed hexes at an outage edge, clock errors).
     ok_when_down: float = 0.02
+    #: An ok report in a grid cell says it is served for this long.
+    ok_memory: str = "3h"
     #: Share of a network's reports that are no_service/failed while it is down.
     fail_share_down: float = 0.5
     #: Floor and prior weight (pseudo-reports) of the baseline failure share.
@@ -76,6 +78,10 @@ class DetectionParams:
     @property
     def span_windows(self) -> int:
         return max(1, int(parse_duration(self.span, name="span") // self.window_td))
+
+    @property
+    def ok_memory_windows(self) -> int:
+        return max(1, int(parse_duration(self.ok_memory, name="ok_memory") // self.window_td))
 
     @property
     def volume_windows(self) -> int:

@@ -1,0 +1,176 @@
+"""Detection on tiny hand-made frames with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcm.analysis import DetectionParams, build_baseline, detect
+from dcm.schema import CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, validate_frame
+
+from .conftest import LAT0, LON0, cells_frame, concat, measurements
+
+BASE = "2026-01-01T00:00Z"
+EVENT = "2026-01-08T00:00Z"
+
+
+def _grid_row(found, network: str, window: str) -> pd.Series:
+    grid = found.grid
+    sel = grid[(grid["network"] == network) & (grid["window_start"] == pd.Timestamp(window))]
+    assert len(sel) == 1
+    return sel.iloc[0]
+
+
+def test_fifty_expected_none_observed_is_down(two_networks: pd.DataFrame) -> None:
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
+    )
+    # Network 358-20 keeps reporting from the same place: people are there.
+    event = measurements(start=EVENT, hours=3, per_hour=50, network="358-20", cell=2, seed=3)
+    found = detect(build_baseline(baseline, two_networks), event)
+    row = _grid_row(found, "358-10", EVENT)
+    assert row["expected_count"] == pytest.approx(50, rel=0.2)
+    assert row["observed_count"] == 0
+    assert row["state"] == "down"
+    assert row["p_down"] > 0.99
+    assert _grid_row(found, "358-20", EVENT)["state"] == "up"
+    # Not every network is down, so the place is up for "all networks".
+    assert _grid_row(found, "all", EVENT)["state"] == "up"
+    status = found.cells.set_index("cell")["status"]
+    assert status[1] == "offline"
+    assert status[2] == "online"
+    validate_frame(found.grid, GRID_STATUS_COLUMNS, name="grid")
+    validate_frame(found.cells, CELL_STATUS_COLUMNS, name="cells")
+
+
+def test_a_fifth_of_a_report_expected_is_no_data(two_networks: pd.DataFrame) -> None:
+    far = {"lat": LAT0 + 0.2, "lon": LON0 + 0.2}
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=0.2, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=20, network="358-20", cell=2, seed=2, **far),
+    )
+    event = measurements(start=EVENT, hours=2, per_hour=20, network="358-20", cell=2, seed=3, **far)
+    found = detect(
+        build_baseline(baseline, two_networks),
+        event,
+        windows=pd.DatetimeIndex([pd.Timestamp(EVENT)]),
+    )
+    row = _grid_row(found, "358-10", EVENT)
+    assert row["expected_count"] == pytest.approx(0.2, rel=0.5)
+    assert row["observed_count"] == 0
+    assert row["state"] == "no_data"
+    assert found.cells.set_index("cell")["status"][1] == "unknown"
+
+
+def test_one_ok_report_naming_a_cell_puts_it_online(two_networks: pd.DataFrame) -> None:
+    # Cell 1 was never heard in the baseline (its network served elsewhere).
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=5, network="358-20", cell=2, seed=2),
+    )
+    event = concat(
+        measurements(start=EVENT, hours=2, per_hour=5, network="358-20", cell=2, seed=3),
+        measurements(
+            start="2026-01-08T01:10Z", hours=0.01, per_hour=100, network="358-10", cell=1, seed=4
+        ).head(1),
+    )
+    found = detect(build_baseline(baseline, two_networks), event)
+    intervals = found.cells[found.cells["cell"] == 1]
+    at = intervals[
+        (intervals["start"] <= pd.Timestamp("2026-01-08T01:10Z"))
+        & (intervals["end"] > pd.Timestamp("2026-01-08T01:10Z"))
+    ]
+    assert at["status"].tolist() == ["online"]
+    # The network now serves that place, whatever the baseline said.
+    assert _grid_row(found, "358-10", "2026-01-08T01:00Z")["state"] == "up"
+
+
+def test_no_service_reports_make_a_place_down_without_silence() -> None:
+    cells = cells_frame([("358-10", 1, LAT0, LON0), ("358-20", 2, LAT0, LON0)])
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=4, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=4, network="358-20", cell=2, seed=2),
+    )
+    event = concat(
+        measurements(
+            start=EVENT,
+            hours=3,
+            per_hour=4,
+            network="358-10",
+            cell=None,
+            status="no_service",
+            seed=3,
+        ),
+        measurements(start=EVENT, hours=3, per_hour=4, network="358-20", cell=2, seed=4),
+    )
+    found = detect(build_baseline(baseline, cells), event)
+    row = _grid_row(found, "358-10", "2026-01-08T02:00Z")
+    assert row["fail_count"] > 0
+    assert row["state"] == "down"
+
+
+def test_calm_period_is_up_everywhere(two_networks: pd.DataFrame) -> None:
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=10, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=10, network="358-20", cell=2, seed=2),
+    )
+    # A campaign doubles the volume; nothing is down.
+    event = concat(
+        measurements(start=EVENT, hours=24, per_hour=20, network="358-10", cell=1, seed=3),
+        measurements(start=EVENT, hours=24, per_hour=20, network="358-20", cell=2, seed=4),
+    )
+    found = detect(build_baseline(baseline, two_networks), event)
+    assert set(found.grid["state"]) == {"up"}
+    assert set(found.cells["status"]) == {"online"}
+    assert found.outages.empty
+    assert np.median(found.volume) == pytest.approx(2.0, rel=0.15)
+
+
+def test_an_ok_report_ends_an_outage(two_networks: pd.DataFrame) -> None:
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=30, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=30, network="358-20", cell=2, seed=2),
+    )
+    event = concat(
+        measurements(start=EVENT, hours=8, per_hour=30, network="358-20", cell=2, seed=3),
+        # 358-10 is back at 05:00.
+        measurements(
+            start="2026-01-08T05:00Z", hours=3, per_hour=30, network="358-10", cell=1, seed=4
+        ),
+    )
+    found = detect(build_baseline(baseline, two_networks), event)
+    states = found.grid[found.grid["network"] == "358-10"].set_index("window_start")["state"]
+    assert states[pd.Timestamp("2026-01-08T04:00Z")] == "down"
+    assert states[pd.Timestamp("2026-01-08T05:00Z")] == "up"
+    cell1 = found.cells[found.cells["cell"] == 1].sort_values("start")
+    assert cell1["status"].tolist() == ["offline", "online"]
+    assert cell1["end"].iloc[0] == pd.Timestamp("2026-01-08T05:00Z")
+
+
+def test_only_requested_windows_are_judged(two_networks: pd.DataFrame) -> None:
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=10, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=10, network="358-20", cell=2, seed=2),
+    )
+    event = measurements(start=EVENT, hours=10, per_hour=10, network="358-20", cell=2, seed=3)
+    model = build_baseline(baseline, two_networks)
+    one = pd.DatetimeIndex([pd.Timestamp("2026-01-08T06:00Z")])
+    found = detect(model, event, windows=one)
+    assert set(found.grid["window_start"]) == set(one)
+    full = detect(model, event)
+    # The same window judged alone or in a full run gives the same answer.
+    a = found.grid.set_index(["h3", "network"])["p_down"]
+    b = full.grid[full.grid["window_start"] == one[0]].set_index(["h3", "network"])["p_down"]
+    pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
+
+
+def test_params_are_validated() -> None:
+    from dcm.errors import ParameterError
+
+    with pytest.raises(ParameterError):
+        DetectionParams(resolution=3)
+    with pytest.raises(ParameterError):
+        DetectionParams(p_up=0.95, p_down=0.9)
+    with pytest.raises(ParameterError):
+        DetectionParams(window="-1h")
