@@ -317,33 +317,48 @@ def coverage(baseline: pd.DataFrame, *, resolution: int) -> pd.DataFrame:
     return out
 
 
+def _ns(times: pd.Series) -> np.ndarray:
+    """UTC timestamps as int64 nanoseconds (a join key independent of the time unit)."""
+    return pd.to_datetime(times, utc=True).dt.as_unit("ns").astype("int64").to_numpy()
+
+
 def grid_devices(
     event_rows: pd.DataFrame, grid: pd.DataFrame, *, resolution: int, window: pd.Timedelta
 ) -> pd.Series:
     """Distinct devices behind each grid status row (same h3, network and window), the
     count k-anonymity is judged on; ``"all"`` rows count devices of every network."""
-    from dcm.analysis.grid import points_to_cells, to_strings
+    from dcm.analysis.grid import from_strings, points_to_cells
 
-    if grid.empty:
-        return pd.Series([], dtype="int64")
-    if event_rows.empty or event_rows["device"].isna().all():
+    if grid.empty or event_rows.empty or event_rows["device"].isna().all():
         return pd.Series(0, index=grid.index, dtype="int64")
     rows = event_rows[event_rows["device"].notna()]
-    cells = points_to_cells(rows["lat"].to_numpy(), rows["lon"].to_numpy(), resolution)
-    frame = pd.DataFrame(
+    keys = pd.DataFrame(
         {
-            "h3": to_strings(cells),
+            "h3": points_to_cells(rows["lat"].to_numpy(), rows["lon"].to_numpy(), resolution),
             "network": rows["network"].astype(object).fillna(ALL_NETWORKS).to_numpy(),
-            "window_start": rows["timestamp"].dt.floor(window).to_numpy(),
+            "window_start": _ns(rows["timestamp"].dt.floor(window)),
             "device": rows["device"].astype(object).to_numpy(),
         }
     )
-    both = pd.concat([frame, frame.assign(network=ALL_NETWORKS)], ignore_index=True)
-    counts = both.groupby(["h3", "network", "window_start"])["device"].nunique()
-    counts = counts.rename("devices").reset_index()
-    counts["window_start"] = pd.to_datetime(counts["window_start"], utc=True)
-    keyed = grid[["h3", "network", "window_start"]].astype({"h3": object, "network": object})
-    merged = keyed.merge(counts, on=["h3", "network", "window_start"], how="left")
+    both = pd.concat([keys, keys.assign(network=ALL_NETWORKS)], ignore_index=True)
+    counts = (
+        both.drop_duplicates()
+        .groupby(["h3", "network", "window_start"], sort=False)
+        .size()
+        .rename("devices")
+        .reset_index()
+    )
+    hexes = grid["h3"].astype(str)
+    uniq = hexes.unique()
+    codes = pd.Series(from_strings(uniq), index=uniq)
+    wanted = pd.DataFrame(
+        {
+            "h3": codes.reindex(hexes).to_numpy(),
+            "network": grid["network"].astype(object).to_numpy(),
+            "window_start": _ns(grid["window_start"]),
+        }
+    )
+    merged = wanted.merge(counts, on=["h3", "network", "window_start"], how="left")
     return pd.Series(merged["devices"].fillna(0).astype("int64").to_numpy(), index=grid.index)
 
 

@@ -1,0 +1,150 @@
+"""``dcm event``, ``dcm ingest``, ``dcm update`` and ``dcm keys`` against a SQLite store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcm.cli.main import EXIT_NOT_FOUND, EXIT_USER_ERROR, main
+
+START = pd.Timestamp("2021-04-09T00:00:00Z")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "dcm-data"
+    monkeypatch.setenv("DCM_DATA_DIR", str(folder))
+    monkeypatch.delenv("DCM_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DCM_SECRET", "cli-test-secret")
+    return folder
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _measurements(path: Path, start: pd.Timestamp, hours: int, *, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    n = hours * 150
+    frame = pd.DataFrame(
+        {
+            "timestamp": (start + pd.to_timedelta(rng.uniform(0, hours * 3600, n), unit="s"))
+            .floor("s")
+            .strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lat": rng.uniform(13.20, 13.26, n).round(6),
+            "lon": rng.uniform(-61.26, -61.20, n).round(6),
+            "status": "ok",
+            "mcc": 360,
+            "mnc": rng.choice([10, 50], n),
+            "device": [f"d{i}" for i in rng.integers(0, 50, n)],
+            "measurement_id": [f"{seed}-{i}" for i in range(n)],
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _cells(path: Path) -> Path:
+    path.write_text(
+        "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,"
+        "averageSignal\n"
+        "LTE,360,10,110,1,0,-61.23,13.23,2000,10,1,1600000000,1610000000,-90\n"
+        "LTE,360,50,150,2,0,-61.22,13.22,2000,10,1,1600000000,1610000000,-90\n"
+    )
+    return path
+
+
+def test_event_ingest_update_flow(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ring = [[-61.3, 13.1], [-61.1, 13.1], [-61.1, 13.4], [-61.3, 13.1]]
+    area = json.dumps({"type": "Polygon", "coordinates": [ring]})
+    code, out, _ = run(
+        [
+            "event",
+            "create",
+            "vincent",
+            "--start",
+            "2021-04-09T00:00Z",
+            "--area",
+            area,
+            "--description",
+            "La Soufrière",
+        ],
+        capsys,
+    )
+    assert code == 0 and "event vincent" in out
+    code, _, err = run(["event", "create", "vincent", "--start", "2021-04-09"], capsys)
+    assert code == EXIT_USER_ERROR and "exists" in err and "Traceback" not in err
+
+    event_file = _measurements(tmp_path / "event.csv", START, 3, seed=1)
+    code, out, _ = run(
+        ["ingest", "--event", "vincent", "--licence", "CC-BY-4.0", str(event_file)], capsys
+    )
+    assert code == 0 and "450 added" in out and "15 window(s) to update" in out
+    code, out, _ = run(["ingest", "--event", "vincent", str(event_file)], capsys)
+    assert code == 0 and "already ingested" in out
+
+    code, _, err = run(["update", "--event", "vincent"], capsys)
+    assert code == EXIT_USER_ERROR and "no baseline" in err
+
+    baseline = _measurements(tmp_path / "baseline.csv", START - pd.Timedelta("2D"), 48, seed=2)
+    for kind, path in (("baseline", baseline), ("cells", _cells(tmp_path / "cells.csv"))):
+        code, out, _ = run(
+            ["ingest", "--event", "vincent", "--kind", kind, "--visibility", "public", str(path)],
+            capsys,
+        )
+        assert code == 0, out
+    code, out, _ = run(["update", "--event", "vincent"], capsys)
+    assert code == 0 and "3 window(s) 2021-04-09T00:00Z to 2021-04-09T02:00Z recomputed" in out
+    code, out, _ = run(["update", "--event", "vincent"], capsys)
+    assert code == 0 and "nothing to update" in out
+
+    code, out, _ = run(["event", "list", "--json"], capsys)
+    (listed,) = json.loads(out)
+    assert listed["name"] == "vincent" and listed["datasets"] == 3
+    assert listed["high_water"].startswith("2021-04-09T02:")
+    code, _, err = run(["update", "--event", "nowhere"], capsys)
+    assert code == EXIT_NOT_FOUND and "nowhere" in err
+
+    raw = list((data_dir / "raw").iterdir())
+    assert len(raw) == 3
+    assert hashlib.sha256(event_file.read_bytes()).hexdigest() in {p.name for p in raw}
+    with sqlite3.connect(data_dir / "dcm.sqlite") as db:
+        actions = [r[0] for r in db.execute("SELECT action FROM audit_log ORDER BY id")]
+        actors = {r[0] for r in db.execute("SELECT actor FROM audit_log")}
+    assert actions.count("dataset.add") == 3 and "event.update" in actions
+    assert all(a.startswith("cli:") for a in actors)
+
+
+def test_keys_commands(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["keys", "create", "--name", "ngo", "--role", "partner"], capsys)
+    token = out.strip()
+    assert code == 0 and token.startswith("dcm_") and "not shown again" in err
+    code, out, _ = run(["keys", "list", "--json"], capsys)
+    (key,) = json.loads(out)
+    assert key["name"] == "ngo" and key["role"] == "partner" and key["revoked_at"] is None
+    assert token not in out and token.startswith(key["prefix"])
+    with sqlite3.connect(data_dir / "dcm.sqlite") as db:
+        stored = db.execute("SELECT token_sha256 FROM api_keys").fetchone()[0]
+    assert stored == hashlib.sha256(token.encode()).hexdigest()
+    code, _, err = run(
+        ["keys", "create", "--name", "x", "--role", "admin", "--grant", "99"], capsys
+    )
+    assert code == EXIT_NOT_FOUND and "dataset 99" in err
+    code, out, _ = run(["keys", "revoke", "ngo"], capsys)
+    assert code == 0 and "revoked" in out
+    code, out, _ = run(["keys", "list"], capsys)
+    assert "revoked" in out
