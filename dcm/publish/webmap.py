@@ -47,10 +47,11 @@ DEGRADED_HATCH = "dcm-degraded"
 #: Outline colour and dash pattern of each single network's outages, in turn.
 NETWORK_LOOKS = (
     (BLUE, "8 4"),
-    (REDDISH_PURPLE, "2 4"),
+    ("#000000", "2 4"),
+    (SKY_BLUE, "12 4 2 4"),
+    (BLUE, "2 4"),
     ("#000000", "12 4 2 4"),
     (SKY_BLUE, "8 4"),
-    (BLUISH_GREEN, "2 4"),
 )
 
 #: Leaflet path options per layer kind and feature key ``s``; ``_`` is the fallback.
@@ -64,6 +65,13 @@ STYLES: dict[str, dict[str, dict[str, Any]]] = {
             "dashArray": "6 4",
             "fillColor": f"url(#{DEGRADED_HATCH})",
             "fillOpacity": 1,
+        },
+        "restored": {
+            "color": BLUISH_GREEN,
+            "weight": 3,
+            "dashArray": "4 4",
+            "fillColor": BLUISH_GREEN,
+            "fillOpacity": 0.12,
         },
         "_": {"color": GREY, "weight": 2, "fillOpacity": 0.3},
     },
@@ -329,34 +337,24 @@ OUTAGE_LABELS = {
 }
 
 
-def _outage_layers(
-    outages: gpd.GeoDataFrame, styles: dict[str, dict[str, Any]], legend: list[str]
-) -> list[folium.GeoJson]:
-    """One layer per network, the all-network layer first.
+def _network_of(outages: pd.DataFrame) -> pd.Series:
+    """Network key per outage row; ``"all"`` where missing."""
+    if "network" not in outages:
+        return pd.Series(ALL_NETWORKS, index=outages.index, dtype="string")
+    return outages["network"].astype("string").fillna(ALL_NETWORKS)
 
-    All-network features are filled (no service) or hatched (degraded); each single
-    network's outages are outlined in its own colour and dashes, added to ``styles``
-    and ``legend``.
-    """
-    if outages.empty:
-        return []
+
+def _outage_display(outages: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Outages with the popup texts (see OUTAGE_LABELS) as properties."""
     out = gpd.GeoDataFrame(geometry=outages.geometry.values, crs=outages.crs)
-    idx = outages.index
-    network = (
-        outages["network"].astype("string").fillna(ALL_NETWORKS)
-        if "network" in outages
-        else pd.Series(ALL_NETWORKS, index=idx, dtype="string")
-    )
+    network = _network_of(outages)
     severity = (
         outages["severity"].astype(object).to_numpy()
         if "severity" in outages
         else np.full(len(outages), "outage", dtype=object)
     )
     everyone = (network == ALL_NETWORKS).to_numpy()
-    singles = sorted(network[~everyone].unique())
-    look = {net: f"net{i}" for i, net in enumerate(singles)}
-    out["s"] = np.where(everyone, severity, network.map(look).astype(object).to_numpy())
-    out["network"] = network.where(network != ALL_NETWORKS, "all networks").to_numpy()
+    out["network"] = network.where(~everyone, "all networks").to_numpy()
     out["severity"] = np.where(
         everyone & (severity == "outage"),
         "no service",
@@ -383,13 +381,36 @@ def _outage_layers(
         start = _fmt_time(outages["window_start"]).str.slice(0, 16)
         out["window"] = (start + " – " + _fmt_time(outages["window_end"])).to_numpy()
     out["id"] = outages["outage_id"].astype(object).to_numpy() if "outage_id" in outages else None
+    return out
+
+
+def _outage_layers(
+    outages: gpd.GeoDataFrame, styles: dict[str, dict[str, Any]], legend: list[str]
+) -> list[folium.GeoJson]:
+    """One layer per network, the all-network layer first.
+
+    All-network features are filled (no service) or hatched (degraded); each single
+    network's outages are outlined in its own colour and dashes, added to ``styles``
+    and ``legend``.
+    """
+    if outages.empty:
+        return []
+    out = _outage_display(outages)
+    network = _network_of(outages)
+    severity = out["severity"].map(
+        {"no service": "outage", "degraded: some networks down": "degraded"}
+    )
+    everyone = (network == ALL_NETWORKS).to_numpy()
+    singles = sorted(network[~everyone].unique())
+    look = {net: f"net{i}" for i, net in enumerate(singles)}
+    out["s"] = np.where(everyone, severity.to_numpy(), network.map(look).astype(object).to_numpy())
 
     layers = []
     if everyone.any():
         data = to_geojson(out[everyone], precision=MAP_PRECISION)
         name = "Outages: all networks"
         layers.append(_layer(data, kind="outage", name=name, labels=OUTAGE_LABELS))
-        present = set(severity[everyone])
+        present = set(out["s"][everyone])
         if "outage" in present:
             legend.append(_swatch("background:" + VERMILLION, "No service (all networks down)"))
         if "degraded" in present:
@@ -404,6 +425,40 @@ def _outage_layers(
         )
         legend.append(_swatch(f"border:3px dashed {color}", f"Network {net} down"))
     return layers
+
+
+RESTORED_LABELS = {
+    "network": "Network",
+    "restored": "Service back",
+    "people": "People",
+    "onset": "Lost since",
+    "id": "Outage",
+}
+
+
+def _restored_layer(
+    outages: gpd.GeoDataFrame,
+    window: pd.Timestamp | None,
+    windows: list[pd.Timestamp],
+    legend: list[str],
+) -> folium.GeoJson | None:
+    """Outages of the previous window whose id is gone in this one: service came back."""
+    if window is None or "outage_id" not in outages or window not in windows:
+        return None
+    position = windows.index(window)
+    if position == 0:
+        return None
+    before = _in_window(outages, windows[position - 1])
+    now = set(_in_window(outages, window)["outage_id"].dropna())
+    back = before[~before["outage_id"].isin(now).to_numpy()]
+    if back.empty:
+        return None
+    out = _outage_display(back)
+    out["s"] = "restored"
+    out["restored"] = f"by {window.strftime('%Y-%m-%d %H:%M')} UTC"
+    legend.append(_swatch(f"border:3px dashed {BLUISH_GREEN}", "Service back since last window"))
+    data = to_geojson(out, precision=MAP_PRECISION)
+    return _layer(data, kind="outage", name="Restored", labels=RESTORED_LABELS)
 
 
 def _cells_at(cells: pd.DataFrame, window_end: pd.Timestamp | None) -> pd.DataFrame:
@@ -621,9 +676,14 @@ def render_map(
     grid_layer = _grid_layer(shown_grid, grid_legend) if shown_grid is not None else None
     if grid_layer is not None:
         grid_layer.add_to(fmap)
+    restored_legend: list[str] = []
+    restored = _restored_layer(outages, window, windows, restored_legend)
+    if restored is not None:
+        restored.add_to(fmap)  # below the current outages, which take the clicks
     shown_outages = _in_window(outages, window)
     for layer in _outage_layers(shown_outages, styles["outage"], legend):
         layer.add_to(fmap)
+    legend += restored_legend
     legend += grid_legend
     shown_cells = _cells_at(cells, window) if cells is not None else None
     if shown_cells is not None and len(shown_cells):

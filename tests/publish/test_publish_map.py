@@ -54,7 +54,7 @@ def _outages(windows: int = 3) -> gpd.GeoDataFrame:
         rows.append(
             common
             | {
-                "outage_id": f"all-{w}",
+                "outage_id": "all",
                 "network": "all",
                 "severity": "outage",
                 "confidence": 0.93,
@@ -67,7 +67,7 @@ def _outages(windows: int = 3) -> gpd.GeoDataFrame:
         rows.append(
             common
             | {
-                "outage_id": f"net-{w}",
+                "outage_id": "net",
                 "network": "358-110",
                 "severity": "outage",
                 "confidence": 0.7,
@@ -80,7 +80,7 @@ def _outages(windows: int = 3) -> gpd.GeoDataFrame:
         rows.append(
             common
             | {
-                "outage_id": f"part-{w}",
+                "outage_id": "part",
                 "network": "all",
                 "severity": "degraded",
                 "confidence": 0.8,
@@ -90,6 +90,20 @@ def _outages(windows: int = 3) -> gpd.GeoDataFrame:
                 "geometry": box(-61.15, 13.2, -61.1, 13.25),
             }
         )
+        if w == windows - 2:  # ends before the last window: service came back there
+            rows.append(
+                common
+                | {
+                    "outage_id": "gone",
+                    "network": "all",
+                    "severity": "outage",
+                    "confidence": 0.95,
+                    "area_km2": 1.0,
+                    "population": 77.0,
+                    "cells_offline": 2,
+                    "geometry": box(-61.3, 13.1, -61.25, 13.15),
+                }
+            )
     return gpd.GeoDataFrame(rows, crs="EPSG:4326")
 
 
@@ -127,10 +141,10 @@ def test_map_is_self_contained_and_has_the_data() -> None:
     assert "leaflet-control-layers" in page  # Leaflet CSS inlined
     assert "url(images/" not in page  # CSS images embedded as data URIs
     assert "jquery" not in page.lower() and "bootstrap" not in page.lower()
-    # Latest window only: its outage ids and people, not the earlier ones.
-    assert "all-2" in page and "net-2" in page
-    assert "all-0" not in page and "all-1" not in page
-    assert "1,236" in page
+    # Latest window only (people of the no-service outage grow 1,234 → 1,236), and the
+    # outage that ended just before it shown as restored.
+    assert "1,236" in page and "1,234" not in page and "1,235" not in page
+    assert '"id":"gone"' in page and "Service back since last window" in page
     assert "Outages: network 358-110" in page and "Outages: all networks" in page
     assert "St Vincent &lt;test&gt;" in page
     assert "OpenCelliD (CC BY-SA 4.0)" in page
@@ -139,7 +153,10 @@ def test_map_is_self_contained_and_has_the_data() -> None:
 
 def test_map_window_choice_and_errors() -> None:
     page = render_map(outages=_outages(), window_end=T0 + pd.Timedelta(hours=1))
-    assert "all-0" in page and "all-2" not in page
+    assert "1,234" in page and "1,236" not in page
+    assert '"id":"gone"' not in page  # first window: nothing restored yet
+    page = render_map(outages=_outages(), window_end=T0 + pd.Timedelta(hours=2))
+    assert '"id":"gone"' in page and "Service back" not in page  # still out then
     with pytest.raises(ParameterError):
         render_map(outages=_outages(), cells=_cells().drop(columns="lat"))
 
@@ -282,7 +299,7 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
         assert not [c for c in browser.console if c.startswith("exception")], browser.console
         count = "document.querySelectorAll('path.leaflet-interactive').length"
         total = browser.evaluate(count)
-        assert total == 3 + 2 + 40 + 1
+        assert total == 3 + 1 + 2 + 40 + 1  # outages, restored, hexes, cells, hazard
         # What a click at the no-service outage hits: the outage, not the hazard below.
         hit = browser.evaluate(
             f"""(() => {{ const p = {map_var}.latLngToContainerPoint([13.3, -61.2]);
@@ -306,7 +323,7 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
         popup = browser.evaluate(
             f"""(() => {{ let text = null;
                 {map_var}.eachLayer(l => {{
-                  if (l.feature && l.feature.properties.id === 'all-2') {{
+                  if (l.feature && l.feature.properties.id === 'all') {{
                     l.openPopup(l.getBounds().getCenter());
                     text = document.querySelector('.leaflet-popup-content').textContent;
                   }} }});
