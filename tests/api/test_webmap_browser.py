@@ -354,9 +354,13 @@ def test_stepping_the_time_control_changes_what_is_drawn(page: Any) -> None:
     assert "09 12:00 – 13:00" in page.evaluate(
         "document.getElementById('window-label').textContent"
     )
+    # Back to a window seen before: drawn again from memory, no new request.
+    sent = len(page.requests)
     page.evaluate("document.getElementById('latest').click()")
     page.wait_js("dcm.index === 2")
     page.idle()
+    assert _drawn_outages(page) == latest
+    assert len(page.requests) == sent
 
 
 def test_no_request_left_loopback_or_failed(page: Any) -> None:

@@ -41,75 +41,9 @@ def _harness() -> Any:
 
 
 def _app(settings: Settings) -> FastAPI:
-    """The real ``create_app``; until it lands, its OGC and web-map routers over the store."""
-    try:
-        from dcm.api import create_app
-    except ImportError:
-        return _stand_in_app(settings)
-    app: FastAPI = create_app(settings)
-    return app
+    from dcm.api import create_app
 
-
-class _StoreCollection:
-    """One store layer behind the OGC router's collection protocol."""
-
-    def __init__(self, store: Any, kind: str) -> None:
-        self.store, self.kind = store, kind
-        self.id, self.title, self.description = f"{EVENT}-{kind}", kind, kind
-
-    def extent(self) -> Any:
-        from dcm.api.collections import Extent
-
-        return Extent()
-
-    def features(
-        self, *, bbox: Any, interval: Any, limit: int, offset: int, principal: Any
-    ) -> tuple[list[dict], int]:
-        span = None if interval is None else (interval.start, interval.end)
-        page = self.store.features(
-            self.kind,
-            EVENT,
-            bbox=bbox,
-            interval=span,
-            limit=limit,
-            offset=offset,
-            principal=principal,
-        )
-        return page.features, page.number_matched
-
-
-def _stand_in_app(settings: Settings) -> FastAPI:
-    from fastapi.middleware.gzip import GZipMiddleware
-
-    from dcm.api import ogc, webmap
-    from dcm.api.collections import StaticCatalog
-    from dcm.api.errors import install_error_handlers
-    from dcm.store import COLLECTION_KINDS, open_store
-
-    store = open_store(settings)
-    app = FastAPI()
-    app.state.settings, app.state.store = settings, store
-    app.state.catalog = StaticCatalog([_StoreCollection(store, k) for k in COLLECTION_KINDS])
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
-    install_error_handlers(app)
-    app.include_router(ogc.router)
-    app.include_router(webmap.router)
-
-    @app.get("/events/{event}")
-    def event(event: str) -> dict[str, Any]:
-        ev = store.get_event(event)
-        windows = store.event_windows(event)
-        return {
-            "name": ev.name,
-            "high_water": ev.high_water.isoformat(),
-            "area": ev.area,
-            "windows": [
-                {"window_start": s.isoformat(), "window_end": e.isoformat()}
-                for s, e in zip(windows["window_start"], windows["window_end"], strict=True)
-            ],
-        }
-
-    return app
+    return create_app(settings)
 
 
 @pytest.fixture(scope="module")

@@ -171,7 +171,7 @@
 
   // ---- drawing ------------------------------------------------------------------------
 
-  let current = { outages: [], cells: [], grid: [], density: [], index: -1, have: {} };
+  let current = { outages: [], cells: [], grid: [], density: [] };
 
   // Networks with an outage of their own in the window that meets this area.
   function networksDown(f) {
@@ -355,6 +355,23 @@
       density: state.densityAllowed && checked('layer').has('density') };
   }
 
+  // Layer data per window, kept until the next refresh: stepping back and forth or
+  // ticking a box again costs no bytes. Promises, so concurrent asks share one request.
+  const cache = new Map();
+  function windowLayer(kind, w, want) {
+    if (want === false) return Promise.resolve([]);
+    const key = `${kind}@${w.start}`;
+    if (!cache.has(key)) {
+      if (cache.size > 400) cache.clear();
+      cache.set(key, items(kind, windowParam(w)).catch((e) => {
+        cache.delete(key);
+        if (kind === 'outages') throw e;
+        return [];  // an optional layer the caller may not read stays empty
+      }));
+    }
+    return cache.get(key);
+  }
+
   async function show(index) {
     if (!state.windows.length) return;
     index = Math.max(0, Math.min(state.windows.length - 1, index));
@@ -363,19 +380,15 @@
     state.index = index;
     state.follow = index === state.windows.length - 1;
     updateTimeControls();
-    const p = windowParam(w), want = wanted();
-    const none = Promise.resolve([]);
+    const want = wanted();
     const [outages, cells, grid, density] = await Promise.all([
-      items('outages', p),
-      want.cells ? items('cells', p).catch(() => []) : none,
-      want.grid ? items('grid', p).catch(() => []) : none,
-      want.density ? items('measurements', p).catch(() => []) : none]);
+      windowLayer('outages', w), windowLayer('cells', w, want.cells),
+      windowLayer('grid', w, want.grid), windowLayer('measurements', w, want.density)]);
     if (token !== state.token) return;   // a later step has started meanwhile
     const inside = (f) => !f.properties.window_start ||
       (Date.parse(f.properties.window_start) < Date.parse(w.end) &&
        Date.parse(f.properties.window_end || w.end) > Date.parse(w.start));
-    current = { outages: outages.filter(inside), cells, grid: grid.filter(inside), density,
-      index, have: want };
+    current = { outages: outages.filter(inside), cells, grid: grid.filter(inside), density };
     syncNetworks([...current.outages, ...current.cells, ...current.grid]);
     redraw();
     fitOnce();
@@ -383,13 +396,8 @@
     status.window = w;
   }
 
-  // A toggle that needs a layer not fetched for this window fetches it; others redraw.
-  function toggled() {
-    const want = wanted(), have = current.have || {};
-    if (current.index === state.index && ['cells', 'grid', 'density']
-      .every((k) => !want[k] || have[k])) redraw();
-    else show(state.index);
-  }
+  // A toggle may need a layer not fetched yet; show() fetches only what is missing.
+  const toggled = () => (state.windows.length ? show(state.index) : redraw());
 
   async function loadEvent() {
     const ev = await getJSON(`${API}/events/${EV}`);
@@ -422,6 +430,7 @@
     try {
       const before = state.windows.length;
       await loadEvent();
+      cache.clear();  // recomputed windows may have changed
       const target = state.follow || state.index < 0 ? state.windows.length - 1 : state.index;
       if (state.windows.length !== before || !state.playing) await show(target);
       banner(true);
