@@ -7,15 +7,23 @@ The app is built in the child by a factory, so no database handle crosses the fo
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import multiprocessing
+import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from dcm.settings import Settings
 
 AppFactory = Callable[[], FastAPI]
 
@@ -71,3 +79,98 @@ def serve() -> Iterator[Callable[[AppFactory], str]]:
     yield start
     for manager in reversed(managers):
         manager.__exit__(None, None, None)
+
+
+# -- a populated store -----------------------------------------------------------------------
+
+EVENT = "stvincent"
+EVENT_START = "2021-04-09T12:41:00Z"
+#: Event measurements up to this time are loaded (a day and a half: outages, alerts, a
+#: recovery start) so building the store stays quick.
+EVENT_CUTOFF = "2021-04-11T00:41:00Z"
+KEYS = {  # name -> (role, granted dataset labels)
+    "viewer": ("viewer", ()),
+    "granted": ("viewer", ("restricted", "baseline")),
+    "partner": ("partner", ()),
+    "analyst": ("analyst", ()),
+}
+
+
+@dataclass(frozen=True)
+class Populated:
+    """A data directory holding the St Vincent sample event, computed, with API keys.
+
+    Event measurements are split by line into a ``public`` and a ``restricted`` dataset;
+    the baseline is restricted. ``tokens`` maps key names to clear API keys.
+    """
+
+    data_dir: Path
+    datasets: dict[str, int]
+    tokens: dict[str, str]
+
+    def settings(self, data_dir: Path | None = None) -> Settings:
+        return api_settings(data_dir or self.data_dir)
+
+    def copy(self, target: Path) -> Populated:
+        """The same store in ``target`` (for modules that write)."""
+        shutil.copytree(self.data_dir, target)
+        return dataclasses.replace(self, data_dir=target)
+
+
+def api_settings(data_dir: Path) -> Settings:
+    """Test settings: the store in ``data_dir``, a fixed secret, low alert thresholds."""
+    return Settings(
+        data_dir=data_dir,
+        secret="api-test-secret",
+        k_anonymity=3,
+        alert_min_population=0.0,
+        alert_min_area_km2=0.2,
+        alert_min_confidence=0.5,
+    )
+
+
+def _split_event(source: Path, folder: Path) -> tuple[Path, Path]:
+    """Event lines before the cut-off, alternately into a public and a restricted CSV."""
+    with gzip.open(source, "rt", encoding="utf-8") as fh:
+        header, *lines = fh.read().splitlines()
+    kept = [line for line in lines if line[:20] < EVENT_CUTOFF]
+    paths = (folder / "event_public.csv", folder / "event_restricted.csv")
+    for path, part in zip(paths, (kept[0::2], kept[1::2]), strict=True):
+        path.write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def populated(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Populated:
+    """The sample event ingested, updated and keyed once per test session."""
+    from dcm import live
+    from dcm.store import Principal, open_store
+
+    folder = tmp_path_factory.mktemp("populated")
+    files = sample_data / "stvincent"
+    public, restricted = _split_event(files / "event.csv.gz", folder)
+    admin = Principal.system()
+    data_dir = folder / "data"
+    datasets: dict[str, int] = {}
+    tokens: dict[str, str] = {}
+    with open_store(api_settings(data_dir)) as store:
+        store.create_event(EVENT, start=EVENT_START, principal=admin)
+        for label, kind, path, visibility in (
+            ("cells", "cells", files / "cells.csv.gz", "public"),
+            ("baseline", "baseline", files / "baseline.csv.gz", "restricted"),
+            ("areas", "areas", files / "areas.geojson", "public"),
+            ("hazard", "hazard", files / "hazard.geojson", "public"),
+            ("population", "population", files / "population.tif", "public"),
+            ("public", "measurements", public, "public"),
+            ("restricted", "measurements", restricted, "restricted"),
+        ):
+            outcome = live.ingest(
+                store, EVENT, path, kind=kind, visibility=visibility, principal=admin
+            )
+            datasets[label] = outcome.dataset.id
+        live.update(store, EVENT, principal=admin, now=pd.Timestamp(EVENT_CUTOFF))
+        for name, (role, granted) in KEYS.items():
+            _, tokens[name] = store.create_key(
+                name, role=role, grants=[datasets[g] for g in granted], principal=admin
+            )
+    return Populated(data_dir=data_dir, datasets=datasets, tokens=tokens)

@@ -1,0 +1,215 @@
+"""Every layer of a computed event through the real API, read by GDAL's OAPIF driver."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+
+from dcm.api import create_app
+from dcm.store import open_store
+
+EVENT = "stvincent"
+KINDS = ("outages", "cells", "grid", "coverage", "measurements", "areas", "hazard", "alerts")
+
+
+@pytest.fixture(scope="module")
+def base_url(serve, populated) -> str:
+    settings = populated.settings()
+    return serve(lambda: create_app(settings))
+
+
+@pytest.fixture(scope="module")
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def admin_headers(populated) -> dict[str, str]:
+    # The analyst reads all derived layers without k-anonymity; the granted viewer all rows.
+    return {"X-API-Key": populated.tokens["granted"]}
+
+
+def test_landing_conformance_and_openapi(http: httpx.Client) -> None:
+    landing = http.get("/").json()
+    desc = next(link for link in landing["links"] if link["rel"] == "service-desc")
+    api = http.get(desc["href"]).json()
+    assert "/collections/{collection_id}/items" in api["paths"]
+    params = {
+        p["name"] for p in api["paths"]["/collections/{collection_id}/items"]["get"]["parameters"]
+    }
+    assert {"bbox", "datetime", "limit", "offset"} <= params
+    assert http.get("/conformance").json()["conformsTo"]
+
+
+def test_every_event_collection_is_listed_with_extents(http: httpx.Client) -> None:
+    listed = {c["id"]: c for c in http.get("/collections").json()["collections"]}
+    assert {f"{EVENT}-{kind}" for kind in KINDS} <= set(listed)
+    outages = listed[f"{EVENT}-outages"]
+    assert outages["itemType"] == "feature"
+    minx, miny, maxx, maxy = outages["extent"]["spatial"]["bbox"][0]
+    assert -61.5 < minx < maxx < -61.0 and 13.0 < miny < maxy < 13.5
+    start, end = outages["extent"]["temporal"]["interval"][0]
+    assert "2021-04-09" <= start < end
+
+
+def test_gdal_lists_every_collection(base_url: str) -> None:
+    layers = {name for name, _ in pyogrio.list_layers(f"OAPIF:{base_url}/")}
+    assert {f"{EVENT}-{kind}" for kind in KINDS} <= layers
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gdal_reads_collection_with_counts_matching(
+    base_url: str, http: httpx.Client, kind: str
+) -> None:
+    cid = f"{EVENT}-{kind}"
+    matched = http.get(f"/collections/{cid}/items", params={"limit": 1}).json()["numberMatched"]
+    frame = pyogrio.read_dataframe(f"OAPIF:{base_url}/collections/{cid}", layer=cid)
+    assert len(frame) == matched
+    if kind in ("outages", "cells", "grid", "measurements", "areas", "hazard"):
+        assert matched > 0, f"{cid} is empty: the fixture should produce it"
+    if matched:
+        assert frame.crs is not None and frame.crs.to_string() == "OGC:CRS84"
+
+
+def test_gdal_pages_with_small_page_size(base_url: str, http: httpx.Client) -> None:
+    cid = f"{EVENT}-outages"
+    full = http.get(f"/collections/{cid}/items", params={"limit": 10000}).json()
+    frame = pyogrio.read_dataframe(f"OAPIF:{base_url}/collections/{cid}", layer=cid, PAGE_SIZE=7)
+    assert len(full["features"]) > 7
+    assert sorted(frame["outage_id"] + frame["window_start"].astype(str)) == sorted(
+        f["properties"]["outage_id"] + f["properties"]["window_start"] for f in full["features"]
+    ) or len(frame) == len(full["features"])
+
+
+def test_gdal_bbox_on_measurements(base_url: str, http: httpx.Client) -> None:
+    cid = f"{EVENT}-measurements"
+    box = (-61.24, 13.14, -61.18, 13.2)
+    frame = pyogrio.read_dataframe(f"OAPIF:{base_url}/collections/{cid}", bbox=box)
+    assert len(frame) > 0
+    xy = frame.geometry.get_coordinates()
+    assert xy["x"].between(box[0], box[2]).all() and xy["y"].between(box[1], box[3]).all()
+    matched = http.get(
+        f"/collections/{cid}/items", params={"bbox": ",".join(map(str, box)), "limit": 1}
+    ).json()["numberMatched"]
+    assert len(frame) == matched
+
+
+def test_items_match_the_store(http: httpx.Client, populated) -> None:
+    """The anonymous measurement count is the public dataset's rows inside the box."""
+    box = (-61.26, 13.12, -61.16, 13.22)
+    body = http.get(
+        f"/collections/{EVENT}-measurements/items",
+        params={"bbox": ",".join(map(str, box)), "limit": 5},
+    ).json()
+    with open_store(populated.settings()) as store:
+        ids = store.db.frame("SELECT id, dataset_id FROM measurements")
+        public = ids.loc[ids["dataset_id"] == populated.datasets["public"], "id"]
+        inside = store.db.scalar(
+            "SELECT count(*) FROM measurements WHERE dataset_id = ? AND lon BETWEEN ? AND ? "
+            "AND lat BETWEEN ? AND ?",
+            (populated.datasets["public"], box[0], box[2], box[1], box[3]),
+        )
+    assert body["numberMatched"] == inside > 0
+    assert body["numberReturned"] == 5
+    assert {int(f["id"]) for f in body["features"]} <= set(public)
+
+
+def test_datetime_filter_on_outages(http: httpx.Client) -> None:
+    everything = http.get(f"/collections/{EVENT}-outages/items", params={"limit": 10000}).json()
+    starts = sorted({f["properties"]["window_start"] for f in everything["features"]})
+    pick = starts[len(starts) // 2]
+    moment = pd.Timestamp(pick) + pd.Timedelta(minutes=1)
+    one = http.get(
+        f"/collections/{EVENT}-outages/items",
+        params={"datetime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "limit": 10000},
+    ).json()
+    assert (
+        one["numberMatched"]
+        == sum(f["properties"]["window_start"] == pick for f in everything["features"])
+        > 0
+    )
+    later = http.get(
+        f"/collections/{EVENT}-outages/items",
+        params={"datetime": f"{pick}/..", "limit": 1},
+    ).json()
+    assert later["numberMatched"] == sum(
+        f["properties"]["window_end"] > pick for f in everything["features"]
+    )
+
+
+def test_single_items(http: httpx.Client) -> None:
+    for kind in ("outages", "cells", "grid", "areas"):
+        first = http.get(f"/collections/{EVENT}-{kind}/items", params={"limit": 1}).json()
+        fid = first["features"][0]["id"]
+        one = http.get(f"/collections/{EVENT}-{kind}/items/{fid}")
+        assert one.status_code == 200, (kind, one.text)
+        assert one.headers["content-type"] == "application/geo+json"
+        assert one.json()["id"] == fid
+    assert http.get(f"/collections/{EVENT}-outages/items/nope").status_code == 404
+    assert http.get("/collections/nothing-outages/items").status_code == 404
+
+
+def test_events_and_windows(http: httpx.Client) -> None:
+    events = http.get("/events").json()["events"]
+    assert [e["name"] for e in events] == [EVENT]
+    event = http.get(f"/events/{EVENT}").json()
+    windows = event["windows"]
+    assert len(windows) > 10
+    starts = [w["window_start"] for w in windows]
+    assert starts == sorted(starts)
+    assert all(
+        pd.Timestamp(w["window_end"]) - pd.Timestamp(w["window_start"]) == pd.Timedelta("1h")
+        for w in windows
+    )
+    outage_starts = {
+        f["properties"]["window_start"]
+        for f in http.get(f"/collections/{EVENT}-outages/items", params={"limit": 10000}).json()[
+            "features"
+        ]
+    }
+    assert outage_starts <= set(starts)
+    assert http.get("/events/nothing").status_code == 404
+
+
+def test_gap_report_json_and_csv(http: httpx.Client) -> None:
+    outages = http.get(f"/collections/{EVENT}-outages/items", params={"limit": 10000}).json()
+    per_window = pd.Series([f["properties"]["window_start"] for f in outages["features"]])
+    busiest = per_window.value_counts().index[0]
+    body = http.get(f"/events/{EVENT}/gaps", params={"at": busiest}).json()
+    gaps = body["gaps"]
+    assert gaps, "the sample event leaves people without service"
+    people = [g["people"] for g in gaps]
+    assert people == sorted(people, reverse=True)
+    assert {"area_name", "network", "people", "area_km2", "cells_offline", "since", "trend"} <= set(
+        gaps[0]
+    )
+    csv = http.get(f"/events/{EVENT}/gaps", params={"f": "csv", "at": busiest})
+    assert csv.headers["content-type"].startswith("text/csv")
+    table = pd.read_csv(pd.io.common.StringIO(csv.text))
+    assert len(table) == len(gaps)
+    assert np.allclose(table["people"], people)
+    assert http.get(f"/events/{EVENT}/gaps", params={"f": "xml"}).status_code == 400
+
+
+def test_large_pages_are_gzipped(http: httpx.Client) -> None:
+    response = http.get(
+        f"/collections/{EVENT}-grid/items",
+        params={"limit": 500},
+        headers={"Accept-Encoding": "gzip"},
+    )
+    assert response.headers["content-encoding"] == "gzip"
+    raw = http.get(
+        f"/collections/{EVENT}-grid/items",
+        params={"limit": 500},
+        headers={"Accept-Encoding": "identity"},
+    )
+    assert "content-encoding" not in raw.headers
+    assert len(gzip.compress(raw.content)) < len(raw.content)
+    assert response.json()["features"] == raw.json()["features"]
