@@ -33,7 +33,7 @@ def prepare_geometries(geometry: gpd.GeoSeries, *, precision: int = MAX_PRECISIO
             raise ParameterError("geometries have no CRS and are not lon/lat degrees")
     geoms = np.asarray(geometry.array, dtype=object)
     geoms = shapely.transform(geoms, lambda xy: np.round(xy, precision))
-    # Orient after rounding: rounding can move vertices but never the other way round.
+    # Orient after rounding, which can flip the winding of a very thin ring.
     geoms = shapely.orient_polygons(geoms, exterior_cw=False)
     geoms[shapely.is_missing(geoms) | shapely.is_empty(geoms)] = None
     return geoms
