@@ -6,7 +6,9 @@ hour-of-day cycle and the campaign profile, at the device's home or a visited
 place. If the device's network serves the true position then, the attempt is an
 ``ok`` record naming a cell of the nearest up covering site; otherwise only a
 fraction of failed attempts are logged (``no_service`` or ``failed``). After the
-hazard strikes, evacuees report from shelters and dead phones stop reporting.
+hazard strikes, evacuees report from shelters and dead phones stop reporting,
+while field teams of the campaign test the networks in the hit area by day and
+log every failure.
 """
 
 from __future__ import annotations
@@ -23,34 +25,14 @@ from dcm.simulate.network import RADIO_PREFERENCE
 from dcm.simulate.truth import SiteIndex
 
 #: Relative activity by local hour (low at night, peaks late morning and evening).
-DIURNAL = np.array(
-    [
-        0.25,
-        0.15,
-        0.10,
-        0.08,
-        0.08,
-        0.12,
-        0.30,
-        0.55,
-        0.80,
-        0.95,
-        1.00,
-        1.00,
-        1.00,
-        0.95,
-        0.90,
-        0.90,
-        0.95,
-        1.00,
-        1.05,
-        1.10,
-        1.05,
-        0.90,
-        0.65,
-        0.40,
-    ]
-)
+# fmt: off
+DIURNAL = np.array([0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.30, 0.55, 0.80, 0.95, 1.00, 1.00,
+                    1.00, 0.95, 0.90, 0.90, 0.95, 1.00, 1.05, 1.10, 1.05, 0.90, 0.65, 0.40])
+#: Field teams (responders testing the networks for the campaign) work in daylight.
+FIELD_DIURNAL = np.array([0.0] * 7 + [1.0] * 11 + [0.0] * 6)
+# fmt: on
+#: Field teams start this many hours after onset and log every failed attempt.
+FIELD_DELAY_H = 6.0
 #: Share of failed attempts that the app manages to log (the rest leave no record).
 LOGGED_FAILURE_SHARE = 0.3
 #: Share of attempts made away from home (work, shops, visits).
@@ -90,8 +72,10 @@ class People:
     mcc: np.ndarray
     mnc: np.ndarray
     radio_cap: np.ndarray  # (d,) index into RADIO_PREFERENCE of the best radio
-    activity: np.ndarray  # (d,) relative activity
+    activity: np.ndarray  # (d,) relative activity (0 for field teams)
     device_id: np.ndarray  # (d,) hashed-looking id strings
+    field_devices: np.ndarray  # indices of the field teams' devices
+    field_px_weight: np.ndarray  # (p,) where field teams go (the hit places)
 
 
 def make_people(
@@ -101,6 +85,7 @@ def make_people(
     pixel_m: np.ndarray,
     networks: list[tuple[str, int, int, float]],
     n_devices: int,
+    n_field_devices: int,
     hazard: Hazard | None,
     proj: LocalProjection,
     shelter_px: np.ndarray,
@@ -108,8 +93,12 @@ def make_people(
 ) -> People:
     """Devices with homes (population-weighted), networks (by share) and evacuation plans.
 
-    ``shelter_px`` weighs the populated pixels as places where evacuees stay.
+    ``shelter_px`` weighs the populated pixels as places where evacuees stay. The
+    last ``n_field_devices`` devices belong to field teams: they are based where
+    evacuees go and report only through the field campaign.
     """
+    n_public = n_devices
+    n_devices = n_public + n_field_devices
     p = px_pop / px_pop.sum()
     home_px = rng.choice(len(p), size=n_devices, p=p)
     home_xy = px_xy[home_px] + (rng.uniform(size=(n_devices, 2)) - 0.5) * pixel_m
@@ -133,6 +122,15 @@ def make_people(
         evac = np.zeros(n_devices)
         px_stay = np.ones(len(px_xy))
     ids = hex_ids(rng.integers(0, np.iinfo(np.int64).max, n_devices, dtype=np.int64))
+    field = np.arange(n_public, n_devices)
+    activity[field] = 0.0
+    evac[field] = 0.0
+    home_xy[field] = shelter_xy[field]
+    field_w = np.zeros(len(px_xy))
+    if hazard is not None:
+        # Teams visit villages in the hit area, more the harder it was hit.
+        inten = hazard.intensity(plon, plat, proj)
+        field_w = np.sqrt(px_pop) * np.where(inten >= 0.15, inten, 0.0)
     return People(
         px_xy=px_xy,
         px_weight=px_pop,
@@ -148,6 +146,8 @@ def make_people(
         radio_cap=cap_idx,
         activity=activity,
         device_id=ids,
+        field_devices=field,
+        field_px_weight=field_w,
     )
 
 
@@ -160,6 +160,7 @@ def _sample_times(
     campaign: float,
     onset: pd.Timestamp,
     rng: np.random.Generator,
+    diurnal: np.ndarray = DIURNAL,
 ) -> np.ndarray:
     """n times (int64 ns) in [start, end): hour-of-day cycle x campaign ramp-up."""
     hours = pd.date_range(start.floor("h"), end.ceil("h"), freq="h")
@@ -175,7 +176,7 @@ def _sample_times(
     since = (mid - onset.as_unit("ns").value) / 3.6e12
     # An app campaign ramps up over the first half day after onset.
     ramp = np.where(since > 0, 1.0 + (campaign - 1.0) * (1.0 - np.exp(-since / 12.0)), 1.0)
-    w = width * DIURNAL[local_hour] * ramp
+    w = width * diurnal[local_hour] * ramp
     b = rng.choice(len(w), size=n, p=w / w.sum())
     t = lo[b] + (rng.uniform(size=n) * width[b]).astype(np.int64)
     # Apps log whole seconds.
@@ -192,6 +193,7 @@ def generate(
     start: pd.Timestamp,
     end: pd.Timestamp,
     n_rows: int,
+    field_rows: int = 0,
     onset: pd.Timestamp,
     hazard: Hazard | None,
     campaign: float,
@@ -201,9 +203,12 @@ def generate(
 ) -> pd.DataFrame:
     """About ``n_rows`` measurements in [start, end) in the canonical schema, time-sorted.
 
-    ``cell_lookup[site_row, radio_index, sector]`` is the row in ``cells`` (-1: none).
+    ``field_rows`` of them come from field teams working in the hit area after
+    onset. ``cell_lookup[site_row, radio_index, sector]`` is the row in ``cells``
+    (-1: none).
     """
-    n = int(np.ceil(n_rows * _OVERSAMPLE))
+    public_rows = n_rows - field_rows
+    n = int(np.ceil(public_rows * _OVERSAMPLE))
     t = _sample_times(
         start, end, n, utc_offset_h=utc_offset_h, campaign=campaign, onset=onset, rng=rng
     )
@@ -231,6 +236,31 @@ def generate(
         # back as power and charging return (after ~4 days).
         drain = np.clip((since_h - 6.0) / 24.0, 0, 1) * np.clip(1 - (since_h - 96.0) / 72.0, 0, 1)
         keep = rng.uniform(size=n) >= hazard.dead_phones * inten * drain
+    log_share = np.full(n, LOGGED_FAILURE_SHARE)
+    field = np.zeros(n, dtype=bool)
+    field_start = max(start, onset + pd.Timedelta(hours=FIELD_DELAY_H))
+    if field_rows > 0 and people.field_px_weight.sum() > 0 and field_start < end:
+        nf = int(np.ceil(field_rows * _OVERSAMPLE))
+        tf = _sample_times(
+            field_start,
+            end,
+            nf,
+            utc_offset_h=utc_offset_h,
+            campaign=1.0,
+            onset=onset,
+            rng=rng,
+            diurnal=FIELD_DIURNAL,
+        )
+        devf = rng.choice(people.field_devices, size=nf)
+        w = people.field_px_weight
+        pxf = rng.choice(len(w), size=nf, p=w / w.sum())
+        xyf = people.px_xy[pxf] + (rng.uniform(size=(nf, 2)) - 0.5) * people.pixel_m
+        # Field apps log every test, failed or not.
+        t, dev, xy = np.r_[t, tf], np.r_[dev, devf], np.vstack([xy, xyf])
+        keep = np.r_[keep, np.ones(nf, dtype=bool)]
+        log_share = np.r_[log_share, np.ones(nf)]
+        field = np.r_[field, np.ones(nf, dtype=bool)]
+        n += nf
     site = np.full(n, -1, dtype=np.int64)
     dist = np.full(n, np.nan)
     index_xy = index.proj.to_xy(*proj.to_lonlat(xy[:, 0], xy[:, 1]))
@@ -243,12 +273,18 @@ def generate(
     u = rng.uniform(size=n)
     rel = np.where(served, dist / index.range_m[np.maximum(site, 0)], 1.0)
     failed_served = served & (u < 0.005 + 0.04 * rel**4)
-    logged_unserved = ~served & (u < LOGGED_FAILURE_SHARE)
+    logged_unserved = ~served & (u < log_share)
     keep &= served | logged_unserved
-    sel = np.flatnonzero(keep)
-    if len(sel) > n_rows:
-        sel = np.sort(rng.choice(sel, size=n_rows, replace=False))
+    # The campaign's volume is what it is: keep the wanted number from each group.
+    parts = []
+    for group, wanted in ((False, public_rows), (True, field_rows)):
+        members = np.flatnonzero(keep & (field == group))
+        if len(members) > wanted:
+            members = rng.choice(members, size=wanted, replace=False)
+        parts.append(members)
+    sel = np.sort(np.concatenate(parts))
     t, dev, xy, site, dist, u = t[sel], dev[sel], xy[sel], site[sel], dist[sel], u[sel]
+    log_share = log_share[sel]
     served, failed_served, rel = served[sel], failed_served[sel], rel[sel]
     index_xy = index_xy[sel]
     m = len(sel)
@@ -256,7 +292,7 @@ def generate(
     status = np.where(
         served,
         np.where(failed_served, "failed", "ok"),
-        np.where(u < LOGGED_FAILURE_SHARE * 0.85, "no_service", "failed"),
+        np.where(u < log_share * 0.85, "no_service", "failed"),
     )
     # Serving radio: the best the handset and site both have; sometimes one below it.
     safe_site = np.maximum(site, 0)

@@ -21,6 +21,8 @@ from dcm.simulate.network import RADIO_PREFERENCE, assign_outages, build_cells, 
 from dcm.simulate.regions import Region, st_vincent, synthetic
 from dcm.simulate.truth import SITE_COLUMNS, TRUTH_CELL_COLUMNS, ScenarioTruth, SiteIndex
 
+#: Share of event measurements made by field teams in the hit area (disasters only).
+FIELD_SHARE = 0.06
 #: Share of extra OpenCelliD rows for cells that no longer exist.
 STALE_CELL_SHARE = 0.03
 
@@ -397,14 +399,18 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
     networks = [(n.key, n.mcc, n.mnc, n.share) for n in region.networks]
     n_baseline = max(1, round(spec.baseline_rows * scale))
     n_event = max(1, round(spec.event_rows * scale))
-    # A few measurements per device per day during the event.
+    # A few measurements per device per day during the event; field teams (disasters
+    # only) test the networks in the hit area, ~20 tests a day per phone.
+    n_field = round(FIELD_SHARE * n_event) if spec.hazard is not None else 0
     n_devices = max(20, round(n_event / spec.event_days / 3))
+    n_field_devices = max(2, round(n_field / spec.event_days / 20)) if n_field else 0
     people = make_people(
         px_xy=px_xy,
         px_pop=population[rows_i, cols_i].astype("float64"),
         pixel_m=pixel_m,
         networks=networks,
         n_devices=n_devices,
+        n_field_devices=n_field_devices,
         hazard=spec.hazard,
         proj=proj,
         shelter_px=shelter_px,
@@ -436,6 +442,7 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
         start=event_start,
         end=event_end,
         n_rows=n_event,
+        field_rows=n_field,
         campaign=spec.campaign,
         **common,
     )
@@ -494,6 +501,8 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
             "baseline": len(baseline),
             "event": len(event),
             "devices": n_devices,
+            "field_devices": n_field_devices,
+            "field_rows": n_field,
             "population": float(population.sum()),
         },
     }

@@ -153,9 +153,30 @@ def test_evacuation_empties_the_red_zone(stvincent: Scenario) -> None:
 
     base_h = (stvincent.event_start - stvincent.baseline_start) / pd.Timedelta("1h")
     event_h = (stvincent.event_end - stvincent.event_start) / pd.Timedelta("1h")
-    ratio_red = rate(stvincent.event, event_h) / rate(stvincent.baseline, base_h)
-    ratio_all = (len(stvincent.event) / event_h) / (len(stvincent.baseline) / base_h)
+    # Residents only: field teams come in to test the networks.
+    residents = stvincent.event[stvincent.event["device"].isin(stvincent.baseline["device"])]
+    ratio_red = rate(residents, event_h) / rate(stvincent.baseline, base_h)
+    ratio_all = (len(residents) / event_h) / (len(stvincent.baseline) / base_h)
     assert ratio_red / ratio_all < 0.2
+
+
+def test_field_teams_report_from_the_hit_area_in_daylight(stvincent: Scenario) -> None:
+    import shapely
+
+    ev = stvincent.event
+    per_device = ev.groupby("device").size()
+    newcomers = per_device[~per_device.index.isin(stvincent.baseline["device"])]
+    teams = newcomers[newcomers >= 20].index
+    assert len(teams) == stvincent.truth.meta["counts"]["field_devices"]
+    rows = ev[ev["device"].isin(teams)]
+    assert len(rows) == pytest.approx(stvincent.truth.meta["counts"]["field_rows"], rel=0.02)
+    assert (rows["timestamp"] >= stvincent.event_start + pd.Timedelta(hours=6)).all()
+    local = (rows["timestamp"] - pd.Timedelta(hours=4)).dt.hour
+    assert local.between(7, 17).all()
+    hit = stvincent.hazard[stvincent.hazard["level"] != "green"].union_all()
+    assert shapely.contains_xy(hit, rows["lon"], rows["lat"]).mean() > 0.9
+    # They log every failed test, residents only some.
+    assert (rows["status"] != "ok").mean() > (ev["status"] != "ok").mean()
 
 
 def test_devices_report_a_few_times_a_day(stvincent: Scenario) -> None:
