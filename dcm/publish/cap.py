@@ -93,7 +93,8 @@ def _simplified_ring(polygon: Polygon, *, max_vertices: int, decimals: int) -> n
     minx, miny, maxx, maxy = polygon.bounds
     tolerance = max(maxx - minx, maxy - miny) / 1000
     while True:
-        ring = np.round(shapely.get_coordinates(candidate.exterior), decimals)
+        # "+ 0.0" turns -0.0 into 0.0, so a closing vertex prints like the opening one.
+        ring = np.round(shapely.get_coordinates(candidate.exterior), decimals) + 0.0
         # Rounding can repeat a vertex; drop consecutive duplicates, keep closure.
         keep = np.ones(len(ring), dtype=bool)
         keep[1:] = np.any(ring[1:] != ring[:-1], axis=1)

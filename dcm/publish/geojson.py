@@ -32,7 +32,8 @@ def prepare_geometries(geometry: gpd.GeoSeries, *, precision: int = MAX_PRECISIO
         if max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
             raise ParameterError("geometries have no CRS and are not lon/lat degrees")
     geoms = np.asarray(geometry.array, dtype=object)
-    geoms = shapely.transform(geoms, lambda xy: np.round(xy, precision))
+    # "+ 0.0" turns -0.0 into 0.0: no "-0.0" in the output.
+    geoms = shapely.transform(geoms, lambda xy: np.round(xy, precision) + 0.0)
     # Orient after rounding, which can flip the winding of a very thin ring.
     geoms = shapely.orient_polygons(geoms, exterior_cw=False)
     geoms[shapely.is_missing(geoms) | shapely.is_empty(geoms)] = None
