@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon
+from shapely.geometry.polygon import orient
 
 from dcm.errors import ParameterError
 from dcm.publish import geojson_bytes, to_geojson, write_geojson
@@ -124,3 +127,32 @@ def test_bytes_and_file_round_trip(frame: gpd.GeoDataFrame, tmp_path: Path) -> N
 def test_empty_frame() -> None:
     gdf = gpd.GeoDataFrame({"v": []}, geometry=[], crs=4326)
     assert to_geojson(gdf) == {"type": "FeatureCollection", "features": []}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.floats(-170, 170),
+    st.floats(-80, 80),
+    st.floats(1e-4, 5),
+    st.booleans(),
+    st.integers(0, 7),
+)
+def test_any_polygon_comes_out_rfc_7946(
+    lon: float, lat: float, radius: float, clockwise: bool, precision: int
+) -> None:
+    outer = Point(lon, lat).buffer(radius, quad_segs=8)
+    polygon = Polygon(outer.exterior.coords, [Point(lon, lat).buffer(radius / 3).exterior.coords])
+    polygon = orient(polygon, sign=-1.0 if clockwise else 1.0)
+    doc = to_geojson(gpd.GeoDataFrame(geometry=[polygon], crs=4326), precision=precision)
+    geometry = doc["features"][0]["geometry"]
+    if geometry is None or geometry["type"] != "Polygon":
+        return  # collapsed at this precision
+    exterior, *holes = geometry["coordinates"]
+    for ring in [exterior, *holes]:
+        assert ring[0] == ring[-1]
+        assert all(round(v, precision) == v for xy in ring for v in xy)
+    if shapely.Polygon(exterior).area > 0:
+        assert _signed_area(exterior) > 0
+    for hole in holes:
+        if shapely.Polygon(hole).area > 0:
+            assert _signed_area(hole) < 0
