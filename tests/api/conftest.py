@@ -85,12 +85,14 @@ def serve() -> Iterator[Callable[[AppFactory], str]]:
 
 EVENT = "stvincent"
 EVENT_START = "2021-04-09T12:41:00Z"
-#: Event measurements up to this time are loaded (a day and a half: outages, alerts, a
-#: recovery start) so building the store stays quick.
+#: Event measurements up to this time are loaded (a day and a half) so building the store
+#: stays quick; they arrive in two slices split here, each followed by an update: the
+#: first ends while outages are on (CAP Alerts), the second after they end (Cancels).
+EVENT_SPLIT = "2021-04-10T08:30:00Z"
 EVENT_CUTOFF = "2021-04-11T00:41:00Z"
 KEYS = {  # name -> (role, granted dataset labels)
     "viewer": ("viewer", ()),
-    "granted": ("viewer", ("restricted", "baseline")),
+    "granted": ("viewer", ("restricted-1", "restricted-2", "baseline")),
     "partner": ("partner", ()),
     "analyst": ("analyst", ()),
 }
@@ -100,8 +102,9 @@ KEYS = {  # name -> (role, granted dataset labels)
 class Populated:
     """A data directory holding the St Vincent sample event, computed, with API keys.
 
-    Event measurements are split by line into a ``public`` and a ``restricted`` dataset;
-    the baseline is restricted. ``tokens`` maps key names to clear API keys.
+    Event measurements arrive in two slices (``-1``, ``-2``), each split by line into a
+    ``public-N`` and a ``restricted-N`` dataset; the baseline is restricted.
+    ``tokens`` maps key names to clear API keys.
     """
 
     data_dir: Path
@@ -129,14 +132,20 @@ def api_settings(data_dir: Path) -> Settings:
     )
 
 
-def _split_event(source: Path, folder: Path) -> tuple[Path, Path]:
-    """Event lines before the cut-off, alternately into a public and a restricted CSV."""
+def _split_event(source: Path, folder: Path) -> dict[str, Path]:
+    """Event lines in two time slices (before and after ``EVENT_SPLIT``, up to the
+    cut-off), each split alternately into a public and a restricted CSV."""
     with gzip.open(source, "rt", encoding="utf-8") as fh:
         header, *lines = fh.read().splitlines()
-    kept = [line for line in lines if line[:20] < EVENT_CUTOFF]
-    paths = (folder / "event_public.csv", folder / "event_restricted.csv")
-    for path, part in zip(paths, (kept[0::2], kept[1::2]), strict=True):
-        path.write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
+    slices = {
+        "1": [line for line in lines if line[:20] < EVENT_SPLIT],
+        "2": [line for line in lines if EVENT_SPLIT <= line[:20] < EVENT_CUTOFF],
+    }
+    paths = {}
+    for step, kept in slices.items():
+        for label, part in (("public", kept[0::2]), ("restricted", kept[1::2])):
+            path = paths[f"{label}-{step}"] = folder / f"event_{label}_{step}.csv"
+            path.write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
     return paths
 
 
@@ -148,7 +157,7 @@ def populated(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Po
 
     folder = tmp_path_factory.mktemp("populated")
     files = sample_data / "stvincent"
-    public, restricted = _split_event(files / "event.csv.gz", folder)
+    slices = _split_event(files / "event.csv.gz", folder)
     admin = Principal.system()
     data_dir = folder / "data"
     datasets: dict[str, int] = {}
@@ -161,14 +170,19 @@ def populated(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Po
             ("areas", "areas", files / "areas.geojson", "public"),
             ("hazard", "hazard", files / "hazard.geojson", "public"),
             ("population", "population", files / "population.tif", "public"),
-            ("public", "measurements", public, "public"),
-            ("restricted", "measurements", restricted, "restricted"),
         ):
             outcome = live.ingest(
                 store, EVENT, path, kind=kind, visibility=visibility, principal=admin
             )
             datasets[label] = outcome.dataset.id
-        live.update(store, EVENT, principal=admin, now=pd.Timestamp(EVENT_CUTOFF))
+        for step, now in (("1", EVENT_SPLIT), ("2", EVENT_CUTOFF)):
+            for visibility in ("public", "restricted"):
+                label = f"{visibility}-{step}"
+                outcome = live.ingest(
+                    store, EVENT, slices[label], visibility=visibility, principal=admin
+                )
+                datasets[label] = outcome.dataset.id
+            live.update(store, EVENT, principal=admin, now=pd.Timestamp(now))
         for name, (role, granted) in KEYS.items():
             _, tokens[name] = store.create_key(
                 name, role=role, grants=[datasets[g] for g in granted], principal=admin

@@ -108,13 +108,14 @@ def test_items_match_the_store(http: httpx.Client, populated) -> None:
         f"/collections/{EVENT}-measurements/items",
         params={"bbox": ",".join(map(str, box)), "limit": 5},
     ).json()
+    public_ids = (populated.datasets["public-1"], populated.datasets["public-2"])
     with open_store(populated.settings()) as store:
         ids = store.db.frame("SELECT id, dataset_id FROM measurements")
-        public = ids.loc[ids["dataset_id"] == populated.datasets["public"], "id"]
+        public = ids.loc[ids["dataset_id"].isin(public_ids), "id"]
         inside = store.db.scalar(
-            "SELECT count(*) FROM measurements WHERE dataset_id = ? AND lon BETWEEN ? AND ? "
-            "AND lat BETWEEN ? AND ?",
-            (populated.datasets["public"], box[0], box[2], box[1], box[3]),
+            "SELECT count(*) FROM measurements WHERE dataset_id IN (?, ?) "
+            "AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ?",
+            (*public_ids, box[0], box[2], box[1], box[3]),
         )
     assert body["numberMatched"] == inside > 0
     assert body["numberReturned"] == 5
