@@ -193,9 +193,10 @@ def _parse_arrow(
         return None
     if table.num_rows != expected:
         return None
-    frame = table.to_pandas()
-    frame.columns = names
-    return frame
+    # Zero-copy: the Arrow columns back the pandas columns (ArrowDtype strings).
+    return pd.DataFrame(
+        {i: pd.arrays.ArrowExtensionArray(col) for i, col in enumerate(table.columns)}
+    ).set_axis(names, axis=1)
 
 
 def _parse_python(

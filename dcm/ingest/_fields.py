@@ -93,11 +93,14 @@ def _arrow_text(col: pd.Series) -> pa.Array | pa.ChunkedArray:
 
 
 def text(col: pd.Series) -> pd.Series:
-    """Stripped strings (``string`` dtype) with ``<NA>`` for missing or empty values."""
-    arr = _arrow_text(col)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return pd.Series(pd.arrays.ArrowStringArray(arr.cast(pa.large_string())), index=col.index)
+    """Stripped strings (Arrow-backed) with ``<NA>`` for missing or empty values."""
+    return _arrow_series(_arrow_text(col), col.index)
+
+
+def _arrow_series(arr: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    # Wrapping Arrow data as an ArrowExtensionArray is zero-copy; callers cast to the
+    # contract's "string" dtype once at the end.
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=index)
 
 
 def numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,8 +118,7 @@ def numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         values = pc.cast(txt, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
         # ... but fails on the first bad value; then pandas finds every bad one.
-        strings = txt.combine_chunks() if isinstance(txt, pa.ChunkedArray) else txt
-        parsed = pd.to_numeric(pd.Series(pd.arrays.ArrowStringArray(strings)), errors="coerce")
+        parsed = pd.to_numeric(_arrow_series(txt, col.index), errors="coerce")
         values = parsed.to_numpy(dtype="float64", na_value=np.nan)
     values = np.asarray(values, dtype="float64")
     invalid = ~missing & ~np.isfinite(values)
@@ -199,9 +201,7 @@ def choices(
     names = pa.array(list(mapping), type=pa.large_string())
     targets = pa.array(list(mapping.values()), type=pa.large_string())
     mapped = pc.take(targets, pc.index_in(key, value_set=names))
-    if isinstance(mapped, pa.ChunkedArray):
-        mapped = mapped.combine_chunks()
-    out = pd.Series(pd.arrays.ArrowStringArray(mapped), index=col.index)
+    out = _arrow_series(mapped, col.index)
     present = pc.is_valid(txt).to_numpy(zero_copy_only=False)
     unknown = present & out.isna().to_numpy()
     if reject_unknown:
@@ -212,14 +212,15 @@ def choices(
 def hash_devices(devices: pd.Series, secret: bytes | None = None) -> pd.Series:
     """HMAC-SHA256 of each device id (hex, 128 bits kept); hashes unique values only."""
     key = DEFAULT_DEVICE_SECRET if secret is None else secret
-    txt = text(devices)
-    codes, uniques = pd.factorize(txt, use_na_sentinel=True)
-    digests = np.array(
+    txt = _arrow_text(devices)
+    if isinstance(txt, pa.ChunkedArray):
+        txt = txt.combine_chunks()
+    encoded = pc.dictionary_encode(txt)
+    digests = pa.array(
         [
-            hmac.new(key, str(u).encode("utf-8"), hashlib.sha256).hexdigest()[:DEVICE_HASH_HEX]
-            for u in uniques
-        ]
-        + [None],
-        dtype=object,
+            hmac.new(key, u.encode("utf-8"), hashlib.sha256).hexdigest()[:DEVICE_HASH_HEX]
+            for u in encoded.dictionary.to_pylist()
+        ],
+        type=pa.large_string(),
     )
-    return pd.Series(digests[codes], index=devices.index, dtype="string")
+    return _arrow_series(pc.take(digests, encoded.indices), devices.index)

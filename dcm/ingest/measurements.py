@@ -185,12 +185,25 @@ def normalise_measurements(
 
 def duplicated_measurements(frame: pd.DataFrame) -> np.ndarray:
     """Later copies of a row: same ``measurement_id``, or same content when it has none."""
-    has_id = frame["measurement_id"].notna().to_numpy()
-    content = [c for c in MEASUREMENT_COLUMNS if c != "measurement_id" and c in frame.columns]
-    hashes = pd.util.hash_pandas_object(frame[content], index=False).to_numpy()
-    by_id = frame["measurement_id"].where(has_id).duplicated().to_numpy() & has_id
-    by_content = pd.Series(np.where(has_id, 0, hashes)).duplicated().to_numpy() & ~has_id
-    return by_id | by_content
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(frame["measurement_id"].astype("string"), type=pa.large_string())
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    has_id = pc.is_valid(ids).to_numpy(zero_copy_only=False)
+    dup = np.zeros(len(frame), dtype=bool)
+    if has_id.any():
+        # Exact: dictionary-encode the ids, the first row of each code is the original.
+        codes = pc.dictionary_encode(ids).indices.to_numpy(zero_copy_only=False)
+        first = np.zeros(len(frame), dtype=bool)
+        first[np.unique(np.where(has_id, codes, -1), return_index=True)[1]] = True
+        dup |= has_id & ~first
+    if not has_id.all():
+        content = [c for c in MEASUREMENT_COLUMNS if c != "measurement_id" and c in frame]
+        rows = frame.loc[~has_id, content]
+        dup[~has_id] = rows.duplicated().to_numpy()
+    return dup
 
 
 def _canonical_names(raw: pd.DataFrame, *, name: str) -> pd.DataFrame:
