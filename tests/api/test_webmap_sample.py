@@ -10,6 +10,7 @@ are compressed.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -167,6 +168,12 @@ def test_peak_window_draws_its_outages_with_popups(page: Any, api: httpx.Client)
         "Cells offline",
     ):
         assert label in popup
+
+
+def test_sample_map_prints_on_one_page(page: Any) -> None:
+    pdf = page.print_pdf()
+    (ARTIFACTS / "webmap-print.pdf").write_bytes(pdf)
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1
 
 
 def test_stepping_the_time_control_changes_what_is_drawn(page: Any, api: httpx.Client) -> None:

@@ -317,7 +317,7 @@
       },
     });
     // Hazard zones by level: the worse the zone, the denser its fill.
-    const HAZARD_FILL = { red: 0.3, high: 0.3, orange: 0.15, medium: 0.15, yellow: 0.06,
+    const HAZARD_FILL = { red: 0.22, high: 0.22, orange: 0.1, medium: 0.1, yellow: 0.06,
       green: 0.01, low: 0.01 };
     draw('hazard', hazard, {
       style: (f) => ({ color: C.hazard, weight: 2, dashArray: '8 6', fillColor: C.hazard,
@@ -339,13 +339,17 @@
     $('density-toggle').hidden = !state.densityAllowed;
   }
 
+  // The first view frames everything drawn: areas, event, hazard, outages and cells.
   function fitOnce() {
     if (state.fitted) return;
+    const bounds = L.latLngBounds([]);
     for (const name of ['areas', 'event', 'hazard', 'outages', 'cells']) {
-      const layers = L_[name].getLayers();
-      if (!layers.length) continue;
-      const b = layers[0].getBounds();
-      if (b.isValid()) { map.fitBounds(b, { padding: [12, 12] }); state.fitted = true; return; }
+      L_[name].getLayers().forEach((layer) => bounds.extend(layer.getBounds()));
+    }
+    if (bounds.isValid()) {
+      map.fitBounds(bounds, { padding: [12, 12] });
+      state.fitted = true;
+      state.bounds = bounds;
     }
   }
 
@@ -477,10 +481,21 @@
   $('slider').addEventListener('input', (e) => show(+e.target.value));
   document.querySelectorAll('#panel input[type=checkbox]')
     .forEach((i) => i.addEventListener('change', toggled));
-  // Leaflet must measure the map again when the print layout resizes it.
-  const resize = () => map.invalidateSize({ animate: false });
-  window.addEventListener('beforeprint', resize);
-  window.addEventListener('afterprint', resize);
+  // Printing: give the map its page size before layout so Leaflet can measure it, and
+  // keep everything in view if the screen showed everything; restore afterwards.
+  let screenView = null;
+  window.addEventListener('beforeprint', () => {
+    const whole = state.bounds && map.getBounds().contains(state.bounds);
+    screenView = [map.getCenter(), map.getZoom()];
+    document.body.classList.add('printing');
+    map.invalidateSize({ animate: false });
+    if (whole) map.fitBounds(state.bounds, { animate: false, padding: [6, 6] });
+  });
+  window.addEventListener('afterprint', () => {
+    document.body.classList.remove('printing');
+    map.invalidateSize({ animate: false });
+    if (screenView) map.setView(screenView[0], screenView[1], { animate: false });
+  });
 
   // ---- start --------------------------------------------------------------------------
 
