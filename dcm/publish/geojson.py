@@ -35,8 +35,58 @@ def prepare_geometries(geometry: gpd.GeoSeries, *, precision: int = MAX_PRECISIO
     # "+ 0.0" turns -0.0 into 0.0: no "-0.0" in the output.
     geoms = shapely.transform(geoms, lambda xy: np.round(xy, precision) + 0.0)
     # Orient after rounding, which can flip the winding of a very thin ring.
-    geoms = shapely.orient_polygons(geoms, exterior_cw=False)
+    geoms = _orient(geoms)
     geoms[shapely.is_missing(geoms) | shapely.is_empty(geoms)] = None
+    return geoms
+
+
+def _ring_signed_areas(rings: np.ndarray) -> np.ndarray:
+    """Shoelace signed area of each ring (> 0: counter-clockwise), vectorised."""
+    xy, owner = shapely.get_coordinates(rings, return_index=True)
+    terms = xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]
+    same = owner[:-1] == owner[1:]
+    return 0.5 * np.bincount(owner[:-1][same], weights=terms[same], minlength=len(rings))
+
+
+def _orient_one(geom: Any) -> Any:
+    """One geometry with every ring wound by its signed area (slow path)."""
+    if isinstance(geom, shapely.Polygon):
+        rings = np.array([geom.exterior, *geom.interiors], dtype=object)
+        area = _ring_signed_areas(rings)
+        fixed = [
+            r if (a >= 0) == (i == 0) or a == 0 else r.reverse()
+            for i, (r, a) in enumerate(zip(rings, area, strict=True))
+        ]
+        return shapely.Polygon(fixed[0], fixed[1:])
+    if isinstance(geom, shapely.MultiPolygon | shapely.GeometryCollection):
+        return type(geom)([_orient_one(part) for part in geom.geoms])
+    return geom
+
+
+def _orient(geoms: np.ndarray) -> np.ndarray:
+    """Exteriors counter-clockwise, holes clockwise.
+
+    GEOS judges a ring's winding at its highest vertex, which a spike left by
+    rounding can fool; every ring is checked by its signed area and the few
+    geometries GEOS got wrong are fixed one by one.
+    """
+    geoms = shapely.orient_polygons(geoms, exterior_cw=False)
+    polygonal = np.flatnonzero(
+        np.isin(shapely.get_type_id(geoms), [3, 6, 7]) & ~shapely.is_empty(geoms)
+    )
+    if not len(polygonal):
+        return geoms
+    parts, part_of = shapely.get_parts(geoms[polygonal], return_index=True)
+    is_polygon = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
+    parts, part_of = parts[is_polygon], part_of[is_polygon]
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    if not len(rings):
+        return geoms
+    area = _ring_signed_areas(rings)
+    exterior = np.r_[True, ring_of[1:] != ring_of[:-1]]
+    wrong = (exterior & (area < 0)) | (~exterior & (area > 0))
+    for i in np.unique(polygonal[part_of[ring_of[wrong]]]):
+        geoms[i] = _orient_one(geoms[i])
     return geoms
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon
 from shapely.geometry.polygon import orient
@@ -130,6 +130,9 @@ def test_empty_frame() -> None:
 
 
 @settings(max_examples=50, deadline=None)
+@example(  # rounding leaves a spike at the hole's top, which fools GEOS's isCCW
+    lon=0.0, lat=-1.6328125, radius=0.5546875, clockwise=True, precision=1
+)
 @given(
     st.floats(-170, 170),
     st.floats(-80, 80),
