@@ -48,16 +48,28 @@ def _app(settings: Settings) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def base_url(
-    serve: Callable[[Callable[[], FastAPI]], str],
-    sample_data: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> str:
+def settings(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A store holding the St Vincent sample event, every window computed."""
     harness = _harness()
     harness.require_chromium()  # skip before the slow load when there is no browser
     settings = Settings(data_dir=tmp_path_factory.mktemp("store"), map_refresh_s=3600)
     harness.load_sample_event(settings, sample_data / EVENT, name=EVENT)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def base_url(settings: Settings, serve: Callable[[Callable[[], FastAPI]], str]) -> str:
     return serve(lambda: _app(settings))
+
+
+@pytest.fixture(scope="module")
+def admin_key(settings: Settings) -> str:
+    """A key that may read the restricted measurements of the sample."""
+    from dcm.store import Principal, open_store
+
+    with open_store(settings) as store:
+        _, token = store.create_key("map-test", role="admin", principal=Principal.system())
+    return str(token)
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +223,16 @@ def test_sample_map_requests_stay_on_loopback_succeed_and_are_compressed(page: A
         big = r.encoded_bytes > 2000 and r.status == 200 and not r.url.endswith(".png")
         if big:
             assert r.headers.get("content-encoding") == "gzip", f"not compressed: {r}"
+
+
+def test_density_toggle_only_for_keys_that_read_measurements(
+    page: Any, base_url: str, admin_key: str
+) -> None:
+    assert page.evaluate("document.getElementById('density-toggle').hidden") is True
+    page.navigate("about:blank")
+    page.navigate(f"{base_url}/events/{EVENT}/map#key={admin_key}")
+    page.wait_js("window.dcm && window.dcm.ready", timeout=60)
+    assert page.evaluate("document.getElementById('density-toggle').hidden") is False
+    page.evaluate("document.querySelector('input[value=density]').click()")
+    page.wait_js("dcm.drawn.density > 0", timeout=30)
+    page.idle()
