@@ -204,7 +204,9 @@ async def upload_measurements(
     or application/gzip) and return the validation report: rows in, accepted, rejected
     (with line, field and reason), duplicates. Needs a key that may ingest (partner or
     above). The body is streamed to a temporary file, never held in memory whole."""
+    # Refuse before reading a byte of the body: no key, no rights, or no such event.
     principal.require(principal.can_ingest(None), f"ingest into {event}")
+    event = store.get_event(event).name
     headers = request.headers
     label = upload_label(name, headers.get("content-type", ""), headers.get("content-encoding", ""))
     with tempfile.TemporaryDirectory(prefix="dcm-upload-") as tmp:
