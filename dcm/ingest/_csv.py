@@ -209,7 +209,9 @@ def _parse_python(
     lines: list[int] = []
     raws: list[str] = []
     rejected: list[RejectedRow] = []
-    physical = text.splitlines()
+    # Only LF/CRLF end lines here (lone CRs were made LFs); str.splitlines would also
+    # split at form feeds and Unicode separators, which csv keeps inside values.
+    physical = text.replace("\r\n", "\n").split("\n")
     last_line = 0
     skipped_header = not header
     rows_in = 0

@@ -248,7 +248,8 @@ def _ndjson_frame(
     numbers: list[int] = []
     rejected: list[RejectedRow] = []
     # One json.loads per line: JSON has no vectorised parser for ragged objects here.
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split at LF only: JSON strings may hold U+2028 and friends, which splitlines cuts.
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         stripped = line.strip().lstrip("\x1e")
         if not stripped:
             continue

@@ -250,3 +250,47 @@ def test_unreadable_files_raise_ingest_error(tmp_path: Path, content: bytes, mes
 def test_missing_file_raises_ingest_error(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="not found"):
         read_measurements(tmp_path / "nope.csv")
+
+
+def test_irregular_quoting_keeps_exact_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quote closing an unquoted value makes pyarrow and the boundary scan disagree; the
+    exact fallback still reports every row at its physical line."""
+    from dcm.ingest import _csv
+
+    calls: list[int] = []
+    exact = _csv._parse_python
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return exact(*args, **kwargs)
+
+    monkeypatch.setattr(_csv, "_parse_python", spy)
+    lines = [
+        HEADER,
+        row(0, device='"form\x0cfeed"'),
+        row(1, device='"multi\nline"'),  # lines 3-4
+        row(2, lat="x"),  # line 5
+        row(3, device='ab"'),  # a stray quote at the end of an unquoted value
+        row(4, lat="y"),  # line 7
+        row(5),
+    ]
+    result = read_measurements(write(tmp_path, lines))
+    assert calls == [1]
+    assert [(r.line, r.field) for r in result.report.rejected] == [(5, "lat"), (7, "lat")]
+    assert result.report.rejected[1].raw == row(4, lat="y")
+    assert result.frame["measurement_id"].tolist() == ["m0", "m1", "m3", "m5"]
+
+
+def test_ndjson_line_numbers_ignore_unicode_separators(tmp_path: Path) -> None:
+    good = (
+        '{"timestamp": "2023-05-24T10:00:00Z", "lat": 1, "lon": 2, "status": "ok", '
+        '"device": "a\u2028b"}'
+    )
+    bad = '{"timestamp": "2023-05-24T10:00:00Z", "lat": 100, "lon": 2, "status": "ok"}'
+    path = tmp_path / "m.ndjson"
+    path.write_text("\n".join([good, bad]), encoding="utf-8")
+    result = read_measurements(path)
+    assert result.report.accepted == 1
+    assert [(r.line, r.field) for r in result.report.rejected] == [(2, "lat")]
