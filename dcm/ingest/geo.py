@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dcm.errors import IngestError
 from dcm.schema import CRS, POPULATION_COLUMNS
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 #: Rows of raster read at once: bounds memory on country-size rasters.
 RASTER_CHUNK_ROWS = 2048
@@ -82,7 +86,7 @@ def read_population(path: str | Path) -> pd.DataFrame:
     return frame.astype(POPULATION_COLUMNS)[list(POPULATION_COLUMNS)]
 
 
-def _read_vector(path: str | Path, what: str):  # type: ignore[no-untyped-def]
+def _read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
     """Any OGR vector file → GeoDataFrame in EPSG:4326 (IngestError when unreadable)."""
     import geopandas as gpd
     import pyogrio
@@ -107,7 +111,7 @@ def _read_vector(path: str | Path, what: str):  # type: ignore[no-untyped-def]
     return gdf
 
 
-def _polygons(gdf):  # type: ignore[no-untyped-def]
+def _polygons(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Only (multi)polygons with area: invalid rings are repaired (shapely ``make_valid``),
     what collapses to points or lines (degenerate rings) is dropped."""
     import shapely
@@ -141,7 +145,9 @@ def _pick_column(columns: list[str], patterns: tuple[str, ...]) -> str | None:
     return None
 
 
-def read_areas(path: str | Path, *, name_column: str | None = None, id_column: str | None = None):  # type: ignore[no-untyped-def]
+def read_areas(
+    path: str | Path, *, name_column: str | None = None, id_column: str | None = None
+) -> gpd.GeoDataFrame:
     """Admin boundaries → GeoDataFrame ``area_id, name, geometry`` (EPSG:4326).
 
     The name and id columns are taken from ``name_column``/``id_column`` or recognised
@@ -182,7 +188,7 @@ _GDACS_KEEP = (
 _RANK = {"green": 1, "orange": 2, "red": 3, "34kt": 1, "50kt": 2, "64kt": 3}
 
 
-def read_hazard(path: str | Path):  # type: ignore[no-untyped-def]
+def read_hazard(path: str | Path) -> gpd.GeoDataFrame:
     """Hazard footprints → GeoDataFrame ``hazard_id, level, rank, source, ..., geometry``.
 
     Recognised sources: NHC wind swaths (``RADII`` 34/50/64 kt → level ``34kt``/``50kt``/
@@ -266,7 +272,7 @@ def read_hazard(path: str | Path):  # type: ignore[no-untyped-def]
 OOKLA_COLUMNS = ("quadkey", "avg_d_kbps", "avg_u_kbps", "avg_lat_ms", "tests", "devices")
 
 
-def read_ookla_tiles(path: str | Path):  # type: ignore[no-untyped-def]
+def read_ookla_tiles(path: str | Path) -> gpd.GeoDataFrame:
     """Ookla open-data performance tiles (GeoJSON/GeoPackage, or Parquet with WKT ``tile``).
 
     Returns ``quadkey`` (string), ``avg_d_kbps``, ``avg_u_kbps``, ``avg_lat_ms``, ``tests``,

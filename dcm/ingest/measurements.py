@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -265,7 +265,7 @@ def _ndjson_frame(
 
 
 def _features_frame(
-    items: list[object], numbers: np.ndarray, name: str
+    items: Sequence[object], numbers: np.ndarray, name: str
 ) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
     """Flat dicts or GeoJSON point features → a frame with lon/lat from the geometry."""
     rows: list[dict[str, object]] = []
