@@ -456,6 +456,10 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
     for col in ("down_from", "up_at", "cause"):
         truth_cells[col] = sites[col].to_numpy()[cells["site_row"].to_numpy()]
     truth_cells = truth_cells[list(TRUTH_CELL_COLUMNS)]
+    # Same dtypes as load_truth gives back from the files.
+    text = {"radio": "string", "site_id": "string", "network": "string", "cause": "string"}
+    truth_sites = truth_sites.astype({k: v for k, v in text.items() if k in truth_sites})
+    truth_cells = truth_cells.astype(text | {c: "int64" for c in ("mcc", "net", "area", "cell")})
     if spec.hazard is not None:
         hazard = spec.hazard.footprint(region.land, proj)
     else:

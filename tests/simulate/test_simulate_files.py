@@ -119,7 +119,8 @@ def test_truth_grid(written: tuple[Scenario, Path]) -> None:
 def test_load_truth_round_trip(written: tuple[Scenario, Path]) -> None:
     sc, out = written
     truth = load_truth(out)
-    pd.testing.assert_frame_equal(truth.sites, sc.truth.sites, check_dtype=False, check_exact=False)
+    pd.testing.assert_frame_equal(truth.sites, sc.truth.sites)
+    pd.testing.assert_frame_equal(truth.truth_cells, sc.truth.truth_cells)
     assert len(truth.truth_cells) == len(sc.truth.truth_cells)
     assert truth.meta["name"] == "stvincent" and truth.meta["seed"] == 2
     lon = np.linspace(-61.25, -61.12, 40)
