@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Header, Request
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from dcm.api import webmap
 from dcm.api.errors import install_error_handlers
@@ -249,6 +249,12 @@ def fake_app(settings: Settings) -> FastAPI:
             media_type="application/geo+json",
         )
 
+    @app.get("/tiles/{z}/{x}/{y}.png")
+    def tile(z: int, x: int, y: int) -> Response:
+        """A stand-in basemap tile server on the same host."""
+        png = webmap.leaflet_files()["images/layers.png"].read_bytes()
+        return Response(png, media_type="image/png")
+
     @app.post("/_test/windows")
     def add_window() -> dict[str, int]:
         """New data arrives: one more window, with the last window's outages moved on."""
@@ -363,6 +369,21 @@ def test_stepping_the_time_control_changes_what_is_drawn(page: Any) -> None:
     assert len(page.requests) == sent
 
 
+def test_play_steps_through_every_window_and_stops_at_the_latest(page: Any) -> None:
+    seen: set[int] = set()
+    page.evaluate("document.getElementById('play').click()")
+    assert page.evaluate("document.getElementById('play').getAttribute('aria-pressed')") == "true"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        seen.add(page.evaluate("dcm.index"))
+        if page.evaluate("document.getElementById('play').getAttribute('aria-pressed')") == "false":
+            break
+        time.sleep(0.1)
+    seen.add(page.evaluate("dcm.index"))  # it may have moved on since the last look
+    assert seen == {0, 1, 2}
+    assert page.evaluate("dcm.index") == 2
+
+
 def test_no_request_left_loopback_or_failed(page: Any) -> None:
     requests = list(page.requests.values())
     assert requests
@@ -469,6 +490,24 @@ def test_page_refreshes_itself_and_follows_new_windows(
     browser.idle()
     assert "Data to 2021-04-09 16:00 UTC" in browser.evaluate("dcm.updated")
     assert browser.evaluate("dcm.drawn.outages") == 1
+
+
+def test_configured_basemap_is_drawn_under_the_layers(
+    browser: Any, serve: Callable[[Callable[[], FastAPI]], str]
+) -> None:
+    url = serve(lambda: fake_app(Settings(basemap_url="/tiles/{z}/{x}/{y}.png")))
+    sent = len(browser.requests)
+    browser.navigate(f"{url}/events/{EVENT}/map")
+    browser.wait_js("window.dcm && window.dcm.ready")
+    browser.wait_js("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+    browser.idle()
+    tiles = [r for r in list(browser.requests.values())[sent:] if "/tiles/" in r.url]
+    assert tiles and all(r.status == 200 and r.failed is None for r in tiles), tiles
+    # One zoom level only: no world tiles fetched before the view was set.
+    assert len({r.url.split("/tiles/")[1].split("/")[0] for r in tiles}) == 1
+    assert "Basemap" in browser.evaluate(
+        "document.querySelector('.leaflet-control-attribution').textContent"
+    )
 
 
 def test_analyst_key_shows_measurement_density(browser: Any, base_url: str) -> None:

@@ -105,10 +105,6 @@
   map.attributionControl.setPrefix(false);
   map.attributionControl.addAttribution('dcm · <a href="https://leafletjs.com">Leaflet</a>');
   L.control.scale({ imperial: false }).addTo(map);
-  if (cfg.basemap_url) {
-    L.tileLayer(cfg.basemap_url, { maxZoom: 18, attribution: 'Basemap: configured tile server' })
-      .addTo(map);
-  }
   [['areas', 350], ['event', 355], ['hazard', 360], ['grid', 370], ['density', 380],
     ['outages', 400], ['cells', 450]].forEach(([name, z]) => {
     map.createPane(name).style.zIndex = z;
@@ -340,6 +336,14 @@
   }
 
   // The first view frames everything drawn: areas, event, hazard, outages and cells.
+  // An online basemap, when configured, joins once the view is set: no world tiles
+  // fetched at zoom 2 only to be thrown away.
+  function addBasemap() {
+    if (!cfg.basemap_url || state.basemap) return;
+    state.basemap = L.tileLayer(cfg.basemap_url, { maxZoom: 18,
+      attribution: 'Basemap: configured tile server' }).addTo(map);
+  }
+
   function fitOnce() {
     if (state.fitted) return;
     const bounds = L.latLngBounds([]);
@@ -350,6 +354,7 @@
       map.fitBounds(bounds, { padding: [12, 12] });
       state.fitted = true;
       state.bounds = bounds;
+      addBasemap();
     }
   }
 
@@ -507,6 +512,7 @@
       fitOnce();
       await show(state.windows.length - 1);
       if (!state.windows.length) updateTimeControls();
+      addBasemap();
       banner(true);
     } catch (e) {
       status.errors.push(String(e));
