@@ -17,6 +17,7 @@ import pandas as pd
 
 from dcm.errors import NotFound, ParameterError
 from dcm.store._db import FID_FORMAT, to_ts, ts_text
+from dcm.store.migrations import rtree_name
 from dcm.store.models import COLLECTION_KINDS
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ class Query:
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
     empty: bool = False
+    #: An id-only query (SQL, params) that finds the same rows from an index alone; the
+    #: page then joins only the rows it returns.
+    ids: tuple[str, list[Any]] | None = None
 
     def add(self, clause: str, *params: Any) -> None:
         self.where.append(clause)
@@ -117,6 +121,56 @@ def _readable(store: Store, q: Query, alias: str, event: str | int, principal: P
         q.empty = True
         return
     q.add(f"{alias}.dataset_id IN ({', '.join('?' * len(ids))})", *ids)
+
+
+def _rtree_bbox(store: Store, q: Query, eid: int, bbox: BBox, principal: Principal) -> None:
+    """Measurement ids in ``bbox`` from the SQLite R*Trees of the event, one per visibility.
+
+    Trees the caller reads in full are scanned alone (fast); where only some datasets
+    are granted, candidates are joined to their rows to test the dataset. R*Tree bounds
+    are 32-bit floats rounded outwards, so points within ~4e-6° (~0.4 m) outside the box
+    edge can match; no exact re-test is made, so that pages and counts stay index-only.
+    """
+    minx, miny, maxx, maxy = bbox
+    box = "x0 <= ? AND x1 >= ? AND y0 <= ? AND y1 >= ?"
+    box_params = [maxx, minx, maxy, miny]
+    datasets = store.db.query(
+        "SELECT id, visibility FROM datasets WHERE event_id = ? AND kind IN "
+        "('measurements', 'baseline')",
+        (eid,),
+    )
+    tables = {
+        name
+        for (name,) in store.db.query(
+            "SELECT name FROM sqlite_master WHERE name LIKE ?", (f"measurements_rtree_{eid}_%",)
+        )
+    }
+    parts: list[str] = []
+    params: list[Any] = []
+    for visibility in ("public", "partner", "restricted"):
+        table = rtree_name(eid, visibility)
+        if table not in tables:
+            continue
+        ids = [int(i) for i, vis in datasets if vis == visibility]
+        readable = [i for i in ids if principal.can_read_visibility(visibility, i)]
+        if not readable:
+            continue
+        if len(readable) == len(ids):
+            parts.append(f"SELECT id FROM {table} WHERE {box}")
+            params.extend(box_params)
+        else:
+            marks = ", ".join("?" * len(readable))
+            parts.append(
+                f"SELECT r.id FROM {table} r JOIN measurements d ON d.id = r.id "
+                f"WHERE r.{box.replace(' AND ', ' AND r.')} AND d.dataset_id IN ({marks})"
+            )
+            params.extend([*box_params, *readable])
+    if not parts:
+        q.empty = True
+        return
+    union = " UNION ALL ".join(parts)
+    q.ids = (union, params)
+    q.add(f"m.id IN ({union})", *params)
 
 
 def _outage_feature(r: Row) -> dict[str, Any]:
@@ -409,33 +463,29 @@ def build(
         cols = ["m.id", "m.ts", "m.lon", "m.lat", *(f"m.{c}" for c in _MEASUREMENT_PROPS)]
         if principal.sees_devices():
             cols.append("m.device")
-        source = "measurements m"
         q = Query(
-            source=source,
+            source="measurements m",
             columns=cols,
             to_feature=_measurement_feature,
             order="m.id",
             extent_bbox="min(m.lon), min(m.lat), max(m.lon), max(m.lat)",
             extent_time="min(m.ts), max(m.ts)",
         )
-        if bbox:
-            minx, miny, maxx, maxy = bbox
-            if store.db.is_pg:
-                q.add("m.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
-            else:
-                # The R*Tree finds candidates; its 32-bit bounds are rounded outwards, so
-                # the exact lon/lat test follows.
-                q.source = "measurements_rtree r JOIN measurements m ON m.id = r.id"
-                q.add(
-                    "r.min_lon <= ? AND r.max_lon >= ? AND r.min_lat <= ? AND r.max_lat >= ?",
-                    maxx,
-                    minx,
-                    maxy,
-                    miny,
-                )
-                q.add("m.lon BETWEEN ? AND ? AND m.lat BETWEEN ? AND ?", minx, maxx, miny, maxy)
         q.add("m.event_id = ?", eid)
-        _readable(store, q, "m", event, principal)
+        if bbox and not store.db.is_pg:
+            _rtree_bbox(store, q, eid, bbox, principal)
+            plain = (
+                interval is None
+                and fid is None
+                and not any(filters.get(name) for name in ("network", "status", "period"))
+            )
+            if not plain:
+                q.ids = None  # the ids subquery stays a condition of the row query
+        else:
+            if bbox:
+                minx, miny, maxx, maxy = bbox
+                q.add("m.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
+            _readable(store, q, "m", event, principal)
         if interval is not None:
             lo, hi = interval
             if lo is not None:
@@ -477,20 +527,30 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
     if q.empty:
         return FeaturePage([], 0 if count else -1)
     names = [c.split(".", 1)[-1] for c in q.columns]
-    rows = store.db.query(
-        f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "
-        f"ORDER BY {q.order} LIMIT ? OFFSET ?",
-        (*q.params, int(limit), int(offset)),
-    )
+    if q.ids is not None:
+        # Page through the index alone, then read only the rows of this page.
+        ids_sql, ids_params = q.ids
+        rows = store.db.query(
+            f"SELECT {', '.join(q.columns)} FROM measurements m WHERE m.id IN "
+            f"(SELECT id FROM ({ids_sql}) AS ids ORDER BY id LIMIT ? OFFSET ?) ORDER BY m.id",
+            (*ids_params, int(limit), int(offset)),
+        )
+        count_sql, count_params = f"SELECT count(*) FROM ({ids_sql}) AS ids", ids_params
+    else:
+        rows = store.db.query(
+            f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "
+            f"ORDER BY {q.order} LIMIT ? OFFSET ?",
+            (*q.params, int(limit), int(offset)),
+        )
+        count_sql = f"SELECT count(*) FROM {q.source} WHERE {q.where_sql}"
+        count_params = q.params
     features = [q.to_feature(dict(zip(names, r, strict=True))) for r in rows]
     if not count:
         matched = -1
     elif offset == 0 and len(features) < limit:
         matched = len(features)  # the whole result fits in this page: no second query
     else:
-        matched = int(
-            store.db.scalar(f"SELECT count(*) FROM {q.source} WHERE {q.where_sql}", q.params)
-        )
+        matched = int(store.db.scalar(count_sql, count_params))
     return FeaturePage(features, matched)
 
 

@@ -31,7 +31,7 @@ from dcm.settings import Settings
 from dcm.store import _features
 from dcm.store._db import Database, fid_times, frame_rows, to_ts, to_utc, ts_column, ts_text
 from dcm.store.access import ROLES, Principal
-from dcm.store.migrations import migrate
+from dcm.store.migrations import fill_rtree, migrate
 from dcm.store.models import (
     DATASET_KINDS,
     MSG_TYPES,
@@ -452,6 +452,8 @@ class Store:
             self.db.bulk_insert(
                 "measurements", _MEASUREMENT_DB_COLUMNS, frame_rows(rows, _MEASUREMENT_DB_COLUMNS)
             )
+            if not self.db.is_pg:  # PostGIS indexes the generated geom column itself
+                fill_rtree(self.db, int(dataset_id))
         return new.drop(columns="mkey")
 
     def insert_cells(self, event: str | int, dataset_id: int, frame: pd.DataFrame) -> int:

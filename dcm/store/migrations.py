@@ -345,6 +345,51 @@ def _initial(db: Database) -> None:
     db.script(_statements(_POSTGIS if db.is_pg else _SQLITE_SPATIAL, db))
 
 
+def rtree_name(event_id: int, visibility: str) -> str:
+    """SQLite R*Tree of the measurement points of one event and visibility."""
+    return f"measurements_rtree_{int(event_id)}_{visibility}"
+
+
+def ensure_rtree(db: Database, event_id: int, visibility: str) -> str:
+    """Create (if missing) the R*Tree of an event's measurements of one visibility."""
+    name = rtree_name(event_id, visibility)
+    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING rtree(id, x0, x1, y0, y1)")
+    return name
+
+
+def fill_rtree(db: Database, dataset_id: int) -> None:
+    """Index the points of one dataset in the R*Tree of its event and visibility."""
+    row = db.one("SELECT event_id, visibility FROM datasets WHERE id = ?", (dataset_id,))
+    if row is None:
+        return
+    name = ensure_rtree(db, int(row[0]), row[1])
+    db.execute(
+        f"INSERT OR IGNORE INTO {name} SELECT id, lon, lon, lat, lat FROM measurements "
+        "WHERE dataset_id = ?",
+        (dataset_id,),
+    )
+
+
+def _rtree_per_event(db: Database) -> None:
+    """One R*Tree per event and visibility instead of one for all measurements.
+
+    A bbox page then reads ids from the trees the caller may read, without filtering
+    each candidate on its event or dataset (a plain R*Tree scan is ~20 times faster than
+    one that also tests a column per row). Points are indexed by the store at insert.
+    """
+    if db.is_pg:
+        return
+    db.script(
+        [
+            "DROP TRIGGER measurements_rtree_insert",
+            "DROP TRIGGER measurements_rtree_delete",
+            "DROP TABLE measurements_rtree",
+        ]
+    )
+    for (dataset_id,) in db.query("SELECT DISTINCT dataset_id FROM measurements"):
+        fill_rtree(db, int(dataset_id))
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -354,6 +399,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events, datasets, measurements, cells, results, alerts, keys, audit", _initial),
+    Migration(2, "measurement R*Trees per event and visibility", _rtree_per_event),
 )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from dcm.errors import StoreError
 from dcm.settings import Settings
-from dcm.store import Store, open_store
+from dcm.store import Principal, Store, open_store
 from dcm.store.migrations import MIGRATIONS
 
 TABLES = (
@@ -73,8 +74,33 @@ def test_spatial_indexes_exist(store: Store) -> None:
         assert geom_type == "POINT"
     else:
         assert store.db.scalar("PRAGMA journal_mode") == "wal"
-        sql = store.db.scalar("SELECT sql FROM sqlite_master WHERE name = 'measurements_rtree'")
+        # Measurement points go to an R*Tree per event and visibility when inserted.
+        admin = Principal.system()
+        event = store.create_event("e", start="2021-04-09T00:00Z", principal=admin)
+        dataset = store.add_dataset(
+            event.id,
+            kind="measurements",
+            source="x",
+            checksum="c",
+            licence=None,
+            visibility="partner",
+            counts={},
+            principal=admin,
+        )
+        frame = pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(["2021-04-09T01:00Z"] * 2),
+                "lat": [13.2, 13.3],
+                "lon": [-61.2, -61.1],
+                "status": "ok",
+                "measurement_id": ["a", "b"],
+            }
+        )
+        store.insert_measurements(event.id, dataset.id, frame, period="event")
+        name = f"measurements_rtree_{event.id}_partner"
+        sql = store.db.scalar("SELECT sql FROM sqlite_master WHERE name = ?", (name,))
         assert "rtree" in sql.lower()
+        assert store.db.scalar(f"SELECT count(*) FROM {name}") == 2
 
 
 def test_sqlite_file_defaults_to_the_data_dir(tmp_path: Path) -> None:
