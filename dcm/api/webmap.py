@@ -105,6 +105,9 @@ EventId = Annotated[str, PathParam(description="Event name, e.g. 'stvincent'.")]
 @router.get("/events/{event}/map", response_class=HTMLResponse, summary="Responder web map")
 def event_map(request: Request, event: EventId) -> HTMLResponse:
     """The web map of one event: outages, cells, grid status, hazard and areas over time."""
+    store = getattr(request.app.state, "store", None)
+    if store is not None:
+        event = store.get_event(event).name  # NotFound -> 404 before any page is sent
     root = request.scope.get("root_path", "").rstrip("/")
     page = render_page(event, _settings(request), root=root)
     # Revalidate each visit so a changed refresh interval or script hash is picked up.

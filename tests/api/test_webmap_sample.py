@@ -136,6 +136,12 @@ def _picture(page: Any) -> list[str]:
     )
 
 
+def test_map_of_an_unknown_event_is_not_found(api: httpx.Client) -> None:
+    response = api.get("/events/atlantis/map")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 def test_sample_map_opens_on_the_latest_window_with_its_outages(
     page: Any, api: httpx.Client
 ) -> None:
