@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ import pandas as pd
 from dcm.errors import IngestError
 from dcm.ingest import _fields as f
 from dcm.ingest._csv import read_csv_strings
+from dcm.ingest._json import RawRows, geojson_frame, ndjson_frame
 from dcm.ingest._source import Source, decode_utf8, read_bytes, source_name
 from dcm.ingest.report import IngestReport, IngestResult, RejectedRow
 from dcm.schema import (
@@ -28,8 +28,6 @@ from dcm.schema import (
     STATUSES,
     network_key,
 )
-
-RawRows = Callable[[np.ndarray], list[str]]
 
 FORMATS = ("csv", "geojson", "parquet", "ndjson")
 
@@ -67,7 +65,7 @@ def read_measurements(
         raw_rows: RawRows = table.raw_rows
         lines, rejected, rows_in = table.lines, table.rejected, table.rows_in
     else:
-        loader = {"geojson": _geojson_frame, "parquet": _parquet_frame, "ndjson": _ndjson_frame}
+        loader = {"geojson": geojson_frame, "parquet": _parquet_frame, "ndjson": ndjson_frame}
         raw, lines, raw_rows, rejected = loader[fmt](data, label)
         rows_in = len(raw) + len(rejected)
     return normalise_measurements(
@@ -220,88 +218,6 @@ def _canonical_names(raw: pd.DataFrame, *, name: str) -> pd.DataFrame:
             path=name,
         )
     return raw
-
-
-def _geojson_frame(
-    data: bytes, name: str
-) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
-    """Point features → property columns plus lon/lat; line = 1-based feature number."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IngestError(f"not valid GeoJSON ({exc})", path=name) from exc
-    if isinstance(doc, dict) and doc.get("type") == "Feature":
-        features = [doc]
-    elif isinstance(doc, dict) and isinstance(doc.get("features"), list):
-        features = doc["features"]
-    else:
-        raise IngestError("not a GeoJSON FeatureCollection", path=name)
-    return _features_frame(features, np.arange(1, len(features) + 1), name)
-
-
-def _ndjson_frame(
-    data: bytes, name: str
-) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
-    """One JSON object (flat record or GeoJSON point feature) per line."""
-    text = decode_utf8(data, name=name).decode("utf-8")
-    records: list[object] = []
-    numbers: list[int] = []
-    rejected: list[RejectedRow] = []
-    # One json.loads per line: JSON has no vectorised parser for ragged objects here.
-    # Split at LF only: JSON strings may hold U+2028 and friends, which splitlines cuts.
-    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-        stripped = line.strip().lstrip("\x1e")
-        if not stripped:
-            continue
-        try:
-            records.append(json.loads(stripped))
-            numbers.append(number)
-        except ValueError as exc:
-            rejected.append(RejectedRow(number, "row", f"not valid JSON ({exc.args[0]})", line))
-    if not records and rejected:
-        raise IngestError("no line is valid JSON (not an NDJSON file)", path=name)
-    frame, lines, raw_rows, more = _features_frame(records, np.asarray(numbers), name)
-    return frame, lines, raw_rows, rejected + more
-
-
-def _features_frame(
-    items: Sequence[object], numbers: np.ndarray, name: str
-) -> tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]:
-    """Flat dicts or GeoJSON point features → a frame with lon/lat from the geometry."""
-    rows: list[dict[str, object]] = []
-    keep: list[int] = []
-    rejected: list[RejectedRow] = []
-    for i, item in enumerate(items):
-        line = int(numbers[i])
-        if not isinstance(item, dict):
-            rejected.append(RejectedRow(line, "row", "not a JSON object", json.dumps(item)[:500]))
-            continue
-        if item.get("type") == "Feature":
-            props = item.get("properties") or {}
-            geom = item.get("geometry") or {}
-            row = dict(props) if isinstance(props, dict) else {}
-            coords = geom.get("coordinates") if isinstance(geom, dict) else None
-            if not isinstance(geom, dict) or geom.get("type") != "Point":
-                reason = "geometry is not a Point"
-                rejected.append(RejectedRow(line, "geometry", reason, json.dumps(item)[:500]))
-                continue
-            if isinstance(coords, list) and len(coords) >= 2:
-                row["lon"], row["lat"] = coords[0], coords[1]
-        else:
-            row = item
-        rows.append({k: _scalar(v) for k, v in row.items()})
-        keep.append(i)
-    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
-    frame = frame.astype("string") if len(frame.columns) else frame
-    if not len(frame.columns):
-        frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
-    lines = numbers[keep] if keep else np.zeros(0, np.int64)
-    return frame, lines, lambda pos: [json.dumps(items[keep[i]])[:500] for i in pos], rejected
-
-
-def _scalar(value: object) -> object:
-    # Nested values (lists, dicts) are not canonical fields; keep them as JSON text.
-    return json.dumps(value) if isinstance(value, list | dict) else value
 
 
 def _parquet_frame(

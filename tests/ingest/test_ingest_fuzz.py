@@ -148,3 +148,19 @@ def test_every_good_row_survives_next_to_bad_ones(bad: list[int]) -> None:
     assert sorted(r.line for r in result.report.rejected) == sorted(i + 2 for i in bad)
     kept = pd.to_numeric(result.frame["measurement_id"]).tolist()
     assert kept == [i for i in range(40) if i not in bad]
+
+
+_RECORD = (
+    '{{"timestamp": "2023-05-24T10:00:00Z", "lat": 13.4, "lon": 144.7, "status": "ok", '
+    '"mcc": 310, "mnc": 470, "measurement_id": "m{i}"}}'
+)
+_FEATURE = (
+    '{{"type": "Feature", "geometry": {{"type": "Point", "coordinates": [144.7, 13.4]}}, '
+    '"properties": {{"timestamp": "2023-05-24T10:00:00Z", "status": "ok", "cell": {i}}}}}'
+)
+
+
+@FUZZ
+@given(st.sampled_from([_RECORD, _FEATURE]).flatmap(lambda row: mangled(None, row)))
+def test_mangled_ndjson(data: bytes) -> None:
+    run(read_measurements, data, MEASUREMENT_COLUMNS, format="ndjson")

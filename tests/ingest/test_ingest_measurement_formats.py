@@ -125,3 +125,32 @@ def test_unreadable_json_and_parquet(tmp_path: Path, name: str, content: bytes) 
     path.write_bytes(content)
     with pytest.raises(IngestError):
         read_measurements(path)
+
+
+def test_ndjson_fast_and_exact_paths_agree(tmp_path: Path) -> None:
+    """A clean NDJSON file goes through pyarrow's reader, one broken line through the
+    line-by-line path; both give the same rows for the same records."""
+    from dcm.ingest import _json
+
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
+            "properties": {k: v for k, v in r.items() if k not in ("lat", "lon")},
+        }
+        for r in RECORDS
+    ]
+    features.append({"type": "Feature", "geometry": None, "properties": {}})
+    lines = [json.dumps(f) for f in features]
+    clean = ("\n".join(lines) + "\n\n").encode()
+    assert _json._ndjson_arrow(clean) is not None  # the vectorised path takes it
+    broken = ("\n".join([*lines, "{oops"]) + "\n").encode()
+    assert _json._ndjson_arrow(broken) is None
+    fast = read_measurements(io.BytesIO(clean), format="ndjson")
+    exact = read_measurements(io.BytesIO(broken), format="ndjson")
+    pd.testing.assert_frame_equal(fast.frame, exact.frame)
+    assert [(r.line, r.field) for r in fast.report.rejected] == [(3, "lat"), (4, "geometry")]
+    assert [(r.line, r.field) for r in exact.report.rejected] == [
+        (3, "lat"), (4, "geometry"), (5, "row"),
+    ]  # fmt: skip
+    assert fast.frame["measurement_id"].tolist() == ["a", "b"]
