@@ -115,7 +115,8 @@ def event_map(request: Request, event: EventId) -> HTMLResponse:
 
 
 def _asset(path: Path, media_type: str | None, request: Request) -> FileResponse:
-    versioned = "v" in request.query_params
+    # Only a URL naming the current content may be cached for good.
+    versioned = request.query_params.get("v") == _digest(path)
     return FileResponse(
         path,
         media_type=media_type,

@@ -108,3 +108,9 @@ def test_page_script_and_style_stay_small() -> None:
     # Guard the poor-link budget: our own code is hand-written and unminified.
     sizes = {name: (webmap.STATIC_DIR / name).stat().st_size for name in ("map.js", "map.css")}
     assert sizes["map.js"] < 40_000 and sizes["map.css"] < 12_000, sizes
+
+
+def test_a_stale_content_hash_is_not_cached_for_good(client: Client) -> None:
+    response = client().get("/static/map/map.js?v=000000000000")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == webmap.PLAIN_CACHE
