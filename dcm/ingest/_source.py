@@ -12,7 +12,8 @@ import numpy as np
 
 from dcm.errors import IngestError
 
-Source = str | Path | BinaryIO
+#: What the row readers accept: a path, an open binary stream, or the bytes themselves.
+Source = str | Path | BinaryIO | bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -23,6 +24,8 @@ def source_name(source: Source, name: str | None = None) -> str:
         return name
     if isinstance(source, str | Path):
         return str(source)
+    if isinstance(source, bytes | bytearray | memoryview):
+        return "<bytes>"
     return str(getattr(source, "name", "<stream>"))
 
 
@@ -41,6 +44,8 @@ def read_bytes(source: Source, *, name: str) -> bytes:
             data = path.read_bytes()
         except OSError as exc:
             raise IngestError(f"cannot read file ({exc.strerror})", path=name) from exc
+    elif isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
     else:
         try:
             data = source.read()

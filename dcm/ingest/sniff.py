@@ -58,6 +58,8 @@ def _head(source: Source, label: str) -> bytes:
                 raw = fh.read(_SNIFF_BYTES)
         except OSError as exc:
             raise IngestError(f"cannot read file ({exc.strerror})", path=label) from exc
+    elif isinstance(source, bytes | bytearray | memoryview):
+        raw = bytes(source[:_SNIFF_BYTES])
     else:
         position = source.tell() if source.seekable() else None
         raw = source.read(_SNIFF_BYTES)

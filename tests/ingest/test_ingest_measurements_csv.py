@@ -294,3 +294,13 @@ def test_ndjson_line_numbers_ignore_unicode_separators(tmp_path: Path) -> None:
     result = read_measurements(path)
     assert result.report.accepted == 1
     assert [(r.line, r.field) for r in result.report.rejected] == [(2, "lat")]
+
+
+def test_bytes_are_a_source_too() -> None:
+    from dcm.ingest import sniff_kind
+
+    data = "\n".join([HEADER, row(0), row(1, lat="x")]).encode()
+    assert sniff_kind(data) == "measurements"
+    result = read_measurements(data, name="upload.csv")
+    assert result.report.accepted == 1 and result.report.path == "upload.csv"
+    assert read_measurements(gzip.compress(data)).report.path == "<bytes>"
