@@ -60,7 +60,7 @@ def read_measurements(
         raise IngestError(f"unknown measurement format {fmt!r} (use {', '.join(FORMATS)})")
     if fmt == "csv":
         data = decode_utf8(data, name=label)
-        _, table = read_csv_strings(data, name=label)
+        _, table = read_csv_strings(data, name=label, delimiter=header_delimiter(data))
         raw = table.frame
         raw_rows: RawRows = table.raw_rows
         lines, rejected, rows_in = table.lines, table.rejected, table.rows_in
@@ -78,6 +78,14 @@ def read_measurements(
         rejected=rejected,
         rows_in=rows_in,
     )
+
+
+def header_delimiter(data: bytes) -> str:
+    """``,`` unless the header line has none but has tabs or semicolons (spreadsheet saves)."""
+    head = data[:4096].split(b"\n", 1)[0]
+    if b"," in head:
+        return ","
+    return "\t" if b"\t" in head else (";" if b";" in head else ",")
 
 
 def guess_format(name: str, data: bytes) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dcm.errors import IngestError
 from dcm.ingest._source import GZIP_MAGIC, Source, source_name
+from dcm.ingest.measurements import header_delimiter
 from dcm.schema import RADIOS
 
 KINDS = ("measurements", "cells", "gnettrack", "towercollector")
@@ -27,7 +28,7 @@ def sniff_kind(source: Source, *, name: str | None = None) -> str:
     if head[:4] == b"PAR1" or head.lstrip()[:1] in (b"{", b"["):
         return "measurements"
     first = head.lstrip(b"\xef\xbb\xbf\r\n").split(b"\n", 1)[0].decode("utf-8", "replace")
-    delimiter = "\t" if "\t" in first else ","
+    delimiter = header_delimiter(first.encode("utf-8"))
     fields = [c.strip().strip('"').lower() for c in first.split(delimiter)]
     names = set(fields)
     if {"measured_at", "cell_id"} <= names:

@@ -304,3 +304,12 @@ def test_bytes_are_a_source_too() -> None:
     result = read_measurements(data, name="upload.csv")
     assert result.report.accepted == 1 and result.report.path == "upload.csv"
     assert read_measurements(gzip.compress(data)).report.path == "<bytes>"
+
+
+@pytest.mark.parametrize("delimiter", ["\t", ";"])
+def test_tab_and_semicolon_files(tmp_path: Path, delimiter: str) -> None:
+    lines = [HEADER, row(0), row(1, status="x")]
+    path = write(tmp_path, [line.replace(",", delimiter) for line in lines])
+    result = read_measurements(path)
+    assert result.report.accepted == 1
+    assert [(r.line, r.field) for r in result.report.rejected] == [(3, "status")]
