@@ -97,8 +97,11 @@ class Chromium:
         self._from_browser, from_browser_w = os.pipe()
 
         def wire_fds() -> None:  # runs in the child before exec
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
+            # Copy both ends out of the way first: a pipe may already sit on fd 3 or 4,
+            # and dup2 onto the same number would keep its close-on-exec flag.
+            reader, writer = os.dup(to_browser_r), os.dup(from_browser_w)
+            os.dup2(reader, 3)
+            os.dup2(writer, 4)
 
         self._proc = subprocess.Popen(
             [
