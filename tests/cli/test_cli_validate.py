@@ -100,3 +100,14 @@ def test_missing_file_in_a_real_process(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("dcm: error: ") and "Traceback" not in proc.stderr
     assert str(missing) in proc.stderr
+
+
+def test_large_files_are_read_with_progress(
+    measurements: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcm.cli import validate
+
+    monkeypatch.setattr(validate, "PROGRESS_MIN_BYTES", 10)
+    result = CliRunner().invoke(cli, ["validate", str(measurements), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rows_in"] == 8
