@@ -448,6 +448,9 @@ class Store:
         rows["h3"] = points_to_cells(
             rows["lat"].to_numpy(), rows["lon"].to_numpy(), MEASUREMENT_H3_RESOLUTION
         )
+        # Rows of one batch are written in H3 order, so points near each other share
+        # pages: a bbox query then reads few pages (PostgreSQL heap, SQLite table).
+        rows = rows.sort_values("h3", kind="stable")
         with self.db.transaction():
             self.db.bulk_insert(
                 "measurements", _MEASUREMENT_DB_COLUMNS, frame_rows(rows, _MEASUREMENT_DB_COLUMNS)
