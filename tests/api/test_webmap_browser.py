@@ -200,6 +200,8 @@ def fake_app(settings: Settings) -> FastAPI:
 
     @app.get("/events/{event}")
     def event(event: str) -> JSONResponse:
+        if data.get("down"):
+            return JSONResponse({"title": "unavailable"}, status_code=503)
         if event != EVENT:
             raise NotFound(event)
         return JSONResponse(
@@ -254,6 +256,11 @@ def fake_app(settings: Settings) -> FastAPI:
         """A stand-in basemap tile server on the same host."""
         png = webmap.leaflet_files()["images/layers.png"].read_bytes()
         return Response(png, media_type="image/png")
+
+    @app.post("/_test/down")
+    def go_down() -> dict[str, bool]:
+        data["down"] = True  # type: ignore[assignment]
+        return {"down": True}
 
     @app.post("/_test/windows")
     def add_window() -> dict[str, int]:
@@ -489,6 +496,12 @@ def test_page_refreshes_itself_and_follows_new_windows(
     browser.wait_js("dcm.windows === 4 && dcm.index === 3", timeout=10)
     browser.idle()
     assert "Data to 2021-04-09 16:00 UTC" in browser.evaluate("dcm.updated")
+    assert browser.evaluate("dcm.drawn.outages") == 1
+    # The server goes away: the banner says so and the map keeps what it has.
+    browser.evaluate(f"fetch('{url}/_test/down', {{method: 'POST'}})")
+    browser.wait_js("document.getElementById('updated').classList.contains('stale')", timeout=10)
+    assert "Server unreachable" in browser.evaluate("dcm.updated")
+    assert "showing data to 2021-04-09 16:00 UTC" in browser.evaluate("dcm.updated")
     assert browser.evaluate("dcm.drawn.outages") == 1
 
 

@@ -322,6 +322,7 @@
         layer.bindTooltip(`Hazard zone: ${esc(f.properties.level)}`, { sticky: true }),
     });
     const outline = ev.area || ev.geometry;
+    $('event-toggle').hidden = !outline;
     draw('event', outline ? [{ type: 'Feature', geometry: outline, properties: {} }] : [], {
       style: { color: '#000', weight: 2, dashArray: '1 5', fill: false }, interactive: false,
     });
