@@ -386,10 +386,8 @@ def update(
         return summary
     last = ev.high_water.floor(win)
     if full:
-        first = max(
-            store.measurements(ev.id, period="event")["timestamp"].min().floor(win),
-            ev.start.floor(win),
-        )
+        earliest, _ = store.time_range(ev.id, period="event")
+        first = max(earliest.floor(win), ev.start.floor(win))  # type: ignore[union-attr]
         store.mark_dirty(ev.id, pd.date_range(first, last, freq=win))
     dirty = store.dirty_windows(ev.id)
     todo = dirty[dirty <= last]

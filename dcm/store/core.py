@@ -602,6 +602,16 @@ class Store:
         raw["timestamp"] = to_utc(raw["timestamp"])
         return _typed(raw, MEASUREMENT_COLUMNS)
 
+    def time_range(
+        self, event: str | int, *, period: str = "event"
+    ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """Earliest and latest measurement time of an event period (None when empty)."""
+        row = self.db.one(
+            "SELECT min(ts), max(ts) FROM measurements WHERE event_id = ? AND period = ?",
+            (self.event_id(event), period),
+        )
+        return (to_ts(row[0]), to_ts(row[1])) if row else (None, None)
+
     def cells(self, event: str | int) -> pd.DataFrame:
         """Stored cells as a CELL_COLUMNS frame."""
         raw = self.db.frame(

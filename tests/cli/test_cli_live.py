@@ -111,6 +111,8 @@ def test_event_ingest_update_flow(
     assert code == 0 and "3 window(s) 2021-04-09T00:00Z to 2021-04-09T02:00Z recomputed" in out
     code, out, _ = run(["update", "--event", "vincent"], capsys)
     assert code == 0 and "nothing to update" in out
+    code, out, _ = run(["update", "--event", "vincent", "--full"], capsys)
+    assert code == 0 and "3 window(s)" in out
 
     code, out, _ = run(["event", "list", "--json"], capsys)
     (listed,) = json.loads(out)
