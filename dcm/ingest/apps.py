@@ -56,6 +56,7 @@ def read_gnettrack(
     *,
     timezone: str | None = None,
     device: str | None = None,
+    network: str | None = None,
     device_secret: bytes | None = None,
     name: str | None = None,
 ) -> IngestResult:
@@ -64,8 +65,9 @@ def read_gnettrack(
     G-NetTrack writes phone local time without an offset, so ``timezone`` (an IANA name
     such as ``"Pacific/Guam"`` or a fixed offset such as ``"+10:00"``) is required unless
     the timestamps carry an offset. ``device`` names the phone for the whole file (the log
-    has no device column); it is hashed like any device id. A row is ``ok`` when it names
-    a serving cell or a signal level, else ``no_service``.
+    has no device column); it is hashed like any device id. ``network`` (``"MCC-MNC"``)
+    fills rows without an ``Operator`` code (logs that carry only the operator's name).
+    A row is ``ok`` when it names a serving cell or a signal level, else ``no_service``.
     """
     label, raw, table = _read_table(source, name)
     _require(raw, label, "G-NetTrack", [("timestamp",), ("latitude",), ("longitude",)])
@@ -94,6 +96,11 @@ def read_gnettrack(
 
     operator = _col(raw, "operator", "mcc-mnc").str.replace(r"\D", "", regex=True)
     operator = operator.mask(~operator.str.len().between(5, 6).fillna(False))
+    if network is not None:
+        parts = network.split("-")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise IngestError(f"network must look like MCC-MNC, not {network!r}", path=label)
+        operator = operator.fillna(parts[0].zfill(3) + parts[1])
     tech = _col(raw, "networktech")
     mode = _col(raw, "networkmode")
     radio_name = tech.fillna(mode)

@@ -72,6 +72,20 @@ def test_gnettrack_fixed_offset_and_comma_export(tmp_path: Path) -> None:
         read_gnettrack(path, timezone="Mars/Olympus_Mons")
 
 
+def test_gnettrack_network_for_logs_without_operator_codes(tmp_path: Path) -> None:
+    path = tmp_path / "gnettrack.txt"
+    lines = [
+        GNT_HEADER,
+        gnt_row("2023.05.24_14.03.10", Operator=""),
+        gnt_row("2023.05.24_14.03.11"),
+    ]
+    path.write_text("\n".join(lines))
+    frame = read_gnettrack(path, timezone="UTC", network="310-140").frame
+    assert frame["network"].tolist() == ["310-140", "310-470"]  # the log's own code wins
+    with pytest.raises(IngestError, match="MCC-MNC"):
+        read_gnettrack(path, timezone="UTC", network="Docomo")
+
+
 def test_gnettrack_without_its_columns_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "other.txt"
     path.write_text("a\tb\n1\t2\n")
