@@ -42,7 +42,7 @@ def _col(frame: pd.DataFrame, *names: str) -> pd.Series:
         if name in frame.columns:
             col = f.text(frame[name])
             return col.mask(col.isin(_MISSING))
-    return pd.Series(pd.array([pd.NA] * len(frame), dtype="string"), index=frame.index)
+    return pd.Series(pd.NA, index=frame.index, dtype="string")
 
 
 def _require(frame: pd.DataFrame, label: str, kind: str, groups: list[tuple[str, ...]]) -> None:

@@ -62,7 +62,7 @@ def read_cells(
     def col(c: str) -> pd.Series:
         if c in raw.columns:
             return raw[c]
-        return pd.Series(pd.array([pd.NA] * n, dtype="string"), index=raw.index)
+        return pd.Series(pd.NA, index=raw.index, dtype="string")
 
     errors = f.RowErrors(n)
     out = pd.DataFrame(index=raw.index)

@@ -57,7 +57,7 @@ def read_measurements(
     data = read_bytes(source, name=label)
     fmt = (format or guess_format(label, data)).lower()
     if fmt not in FORMATS:
-        raise IngestError(f"unknown measurement format {fmt!r} (use {', '.join(FORMATS)})")
+        raise IngestError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})", path=label)
     if fmt == "csv":
         data = decode_utf8(data, name=label)
         _, table = read_csv_strings(data, name=label, delimiter=header_delimiter(data))
@@ -142,7 +142,7 @@ def normalise_measurements(
     def col(c: str) -> pd.Series:
         if c in raw.columns:
             return raw[c]
-        return pd.Series(pd.array([pd.NA] * n, dtype="string"), index=raw.index)
+        return pd.Series(pd.NA, index=raw.index, dtype="string")
 
     errors = f.RowErrors(n) if errors is None else errors
     out = pd.DataFrame(index=raw.index)
