@@ -106,11 +106,17 @@ def _interval(q: Query, start_col: str, end_col: str, interval: Interval | None)
         q.add(f"{start_col} <= ?", ts_text(hi))
 
 
-def _window_filter(store: Store, q: Query, table: str, col: str, eid: int, value: Any) -> None:
+def _window_filter(q: Query, col: str, eid: int, value: Any) -> None:
+    """Rows of one window (its start), or of the latest window that has results (which
+    may have no outage at all: then nothing is returned, not an older window)."""
     if value is None:
         return
     if value == "latest":
-        q.add(f"{col} = (SELECT max(window_start) FROM {table} WHERE event_id = ?)", eid)
+        q.add(
+            f"{col} = (SELECT max(window_start) FROM event_windows WHERE event_id = ? "
+            "AND computed_at IS NOT NULL)",
+            eid,
+        )
     else:
         q.add(f"{col} = ?", ts_text(value))
 
@@ -353,7 +359,7 @@ def build(
         if bbox:
             _bbox_polygons(store, q, "o", bbox)
         _interval(q, "o.window_start", "o.window_end", interval)
-        _window_filter(store, q, "outages", "o.window_start", eid, filters.get("window"))
+        _window_filter(q, "o.window_start", eid, filters.get("window"))
         if filters.get("network"):
             q.add("o.network = ?", filters["network"])
         if filters.get("severity"):
@@ -388,7 +394,7 @@ def build(
         if bbox:
             _bbox_points(store, q, "c", bbox)
         _interval(q, "c.start_time", "c.end_time", interval)
-        _window_filter(store, q, "grid", "c.start_time", eid, filters.get("window"))
+        _window_filter(q, "c.start_time", eid, filters.get("window"))
         for name in ("network", "status"):
             if filters.get(name):
                 q.add(f"c.{name} = ?", filters[name])
@@ -421,7 +427,7 @@ def build(
         if bbox:
             _bbox_polygons(store, q, "h", bbox)
         _interval(q, "g.window_start", "g.window_end", interval)
-        _window_filter(store, q, "grid", "g.window_start", eid, filters.get("window"))
+        _window_filter(q, "g.window_start", eid, filters.get("window"))
         for name in ("network", "state"):
             if filters.get(name):
                 q.add(f"g.{name} = ?", filters[name])

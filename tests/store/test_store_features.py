@@ -170,3 +170,6 @@ def test_outage_features_by_bbox_window_and_id(store: Store, admin: Principal) -
         grid=pd.DataFrame(),
     )
     assert store.features("outages", "vincent", principal=anyone).number_matched == 2
+    # The latest computed window now has no outage: "latest" shows none, not an older one.
+    latest = store.features("outages", "vincent", filters={"window": "latest"}, principal=anyone)
+    assert latest.number_matched == 0
