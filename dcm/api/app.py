@@ -17,6 +17,8 @@ from dcm.settings import Settings
 
 #: Responses smaller than this are sent uncompressed (gzip would not pay off).
 GZIP_MINIMUM_SIZE = 1000
+#: zlib's default level: nearly the size of level 9 on GeoJSON at a fraction of the CPU.
+GZIP_LEVEL = 6
 
 
 class ThreadStores:
@@ -92,8 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from dcm.api import alerts, events, ogc
     from dcm.api.errors import install_error_handlers
 
-    install_error_handlers(app)
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
+    install_error_handlers(app)  # its middleware goes outside gzip
     app.include_router(ogc.router)
     app.include_router(events.router)
     app.include_router(alerts.router)

@@ -1,7 +1,8 @@
 """Reusable request dependencies: bbox, datetime interval, paging, settings, store, caller.
 
-The cheap ones are ``async`` so FastAPI runs them on the event loop instead of handing
-each to the thread pool; :func:`get_principal` queries the store and stays sync.
+All are ``async`` so FastAPI runs them on the event loop instead of handing each to the
+thread pool (a hop costs more than parsing a bbox); :func:`get_principal` sends only the
+key lookup to a worker thread.
 
 The parsers (:func:`parse_bbox`, :func:`parse_datetime`) are plain functions raising
 :class:`~dcm.errors.ParameterError`, so they are testable without a server and give the
@@ -16,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from dcm.errors import ParameterError
 from dcm.settings import Settings
@@ -192,16 +194,20 @@ async def api_key(
     return None
 
 
-def get_principal(
+async def get_principal(
     key: Annotated[str | None, Depends(api_key)],
     store: Annotated[Any, Depends(get_store)],
 ) -> Any:
     """Who is calling: the key's principal, or the anonymous viewer when no key is given.
 
     A key that the store does not know raises AuthenticationRequired (401), never a
-    silent downgrade to anonymous.
+    silent downgrade to anonymous. Only a key needs the database (on a worker thread).
     """
-    return store.authenticate(key)
+    if key is None:
+        from dcm.store import Principal
+
+        return Principal.anonymous()
+    return await run_in_threadpool(store.authenticate, key)
 
 
 BBoxDep = Annotated[BBox | None, Depends(bbox_query)]

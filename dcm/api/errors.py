@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dcm.errors import (
     AuthenticationRequired,
@@ -138,9 +139,40 @@ async def validation_error_handler(request: Request, exc: Exception) -> ProblemR
     return problem(400, detail=detail, instance=request.url.path, errors=errors)
 
 
+class InternalErrorMiddleware:
+    """Answer unexpected exceptions with the generic 500 problem and keep the connection.
+
+    Starlette's outermost error middleware re-raises after responding, which makes the
+    server drop a keep-alive connection; here the error is logged and answered instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # too late for a problem response
+                raise
+            response = await unexpected_error_handler(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on ``app`` (once, in :func:`dcm.api.create_app`)."""
     app.add_exception_handler(DCMError, dcm_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    app.add_middleware(InternalErrorMiddleware)

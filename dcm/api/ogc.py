@@ -46,7 +46,7 @@ class CompactJSONResponse(GeoJSONResponse):
 router = APIRouter(tags=["OGC API – Features"])
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     """The catalog the app was created with."""
     catalog: Catalog = request.app.state.catalog
     return catalog
