@@ -497,6 +497,21 @@ def test_page_refreshes_itself_and_follows_new_windows(
     browser.idle()
     assert "Data to 2021-04-09 16:00 UTC" in browser.evaluate("dcm.updated")
     assert browser.evaluate("dcm.drawn.outages") == 1
+
+    # Nothing new on the server: a refresh asks for the event only, no layer again.
+    def count(test: Callable[[str], bool]) -> int:
+        return sum(test(r.url) for r in list(browser.requests.values()))
+
+    def is_event(url: str) -> bool:
+        return url.endswith(f"/events/{EVENT}")
+
+    layers, events = count(lambda u: "/collections/" in u), count(is_event)
+    deadline = time.monotonic() + 10
+    while count(is_event) < events + 2:  # two more refreshes
+        assert time.monotonic() < deadline, "the page stopped refreshing"
+        time.sleep(0.1)
+    browser.idle()
+    assert count(lambda u: "/collections/" in u) == layers
     # The server goes away: the banner says so and the map keeps what it has.
     browser.evaluate(f"fetch('{url}/_test/down', {{method: 'POST'}})")
     browser.wait_js("document.getElementById('updated').classList.contains('stale')", timeout=10)

@@ -27,7 +27,7 @@
 
   const $ = (id) => document.getElementById(id);
   const state = { windows: [], index: -1, follow: true, playing: false, token: 0,
-    networks: new Map(), densityAllowed: false, fitted: false, checked: null };
+    networks: new Map(), densityAllowed: false, fitted: false, version: null };
   // Read by the browser tests and handy in the console.
   const status = window.dcm = { ready: false, index: -1, windows: 0, drawn: {}, errors: [] };
 
@@ -222,7 +222,7 @@
 
   function cellPopup(p) {
     const rows = [['Status', p.status], ['Network', p.network], ['Site', p.site_id],
-      ['Radio', p.radio], ['Since', utc(p.start) + ' UTC'],
+      ['Radio', p.radio], ['From', utc(p.start) + ' UTC'],
       ['P(offline)', p.p_offline == null ? '–' : Math.round(p.p_offline * 100) + ' %']];
     return `<div class="dcm-popup"><h3>Cell ${esc(p.cell == null ? '' : p.cell)}</h3><dl>${rows
       .filter(([, v]) => v != null).map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join('')}</dl></div>`;
@@ -234,7 +234,7 @@
     const latest = new Map();
     for (const f of current.cells) {
       const p = f.properties;
-      const id = [p.network, p.area, p.cell, f.id].join(':');
+      const id = [p.radio, p.network, p.area, p.cell].join(':');
       const seen = latest.get(id);
       if (!seen || Date.parse(p.start) > Date.parse(seen.properties.start)) latest.set(id, f);
     }
@@ -248,7 +248,7 @@
     draw('cells', list, {
       pointToLayer: (f, ll) => L.circleMarker(ll, Object.assign({ pane: 'cells' },
         look[f.properties.status] || look.unknown)),
-      onEachFeature: (f, layer) => layer.bindPopup(cellPopup(f.properties)),
+      onEachFeature: (f, layer) => layer.bindPopup(() => cellPopup(f.properties)),
     });
   }
 
@@ -421,6 +421,8 @@
       if (known.length) windows = known;
     }
     state.windows = windows;
+    // What the server computed: when this is unchanged, a refresh fetches no layer.
+    state.version = [ev.updated, ev.high_water, windows.length].join('|');
     status.windows = windows.length;
     status.windowStarts = windows.map((w) => w.start);
     return ev;
@@ -438,11 +440,13 @@
 
   async function refresh() {
     try {
-      const before = state.windows.length;
+      const before = state.version;
       await loadEvent();
-      cache.clear();  // recomputed windows may have changed
-      const target = state.follow || state.index < 0 ? state.windows.length - 1 : state.index;
-      if (state.windows.length !== before || !state.playing) await show(target);
+      if (state.version !== before) {
+        cache.clear();  // recomputed windows may have changed
+        const target = state.follow || state.index < 0 ? state.windows.length - 1 : state.index;
+        if (!state.playing) await show(target);
+      }
       banner(true);
     } catch (e) {
       status.errors.push(String(e));
@@ -472,10 +476,14 @@
     const btn = $('play');
     btn.setAttribute('aria-pressed', String(state.playing));
     btn.innerHTML = state.playing ? '&#10074;&#10074; Pause' : '&#9654; Play';
-    if (state.playing && state.index >= state.windows.length - 1) await show(0);
-    while (state.playing && state.index < state.windows.length - 1) {
-      await sleep(PLAY_STEP_MS);
-      if (state.playing) await show(state.index + 1);
+    try {
+      if (state.playing && state.index >= state.windows.length - 1) await show(0);
+      while (state.playing && state.index < state.windows.length - 1) {
+        await sleep(PLAY_STEP_MS);
+        if (state.playing) await show(state.index + 1);
+      }
+    } catch (e) {
+      status.errors.push(String(e));  // the server went away: stop where we are
     }
     if (state.playing) play();
   }
