@@ -81,6 +81,12 @@ def main() -> None:
         print("  " + result.report.summary().splitlines()[1])
         result = timed("measurements CSV, 1% bad", args.rows, lambda: read_measurements(dirty))
         print("  " + result.report.summary().splitlines()[1])
+        ndjson = Path(tmp) / "clean.ndjson"
+        pd.read_csv(clean, dtype=str, keep_default_na=False).to_json(
+            ndjson, orient="records", lines=True
+        )
+        result = timed("measurements NDJSON", args.rows, lambda: read_measurements(ndjson))
+        print("  " + result.report.summary().splitlines()[1])
     if ECUADOR.is_file():
         result = timed("cells Ecuador (with sites)", 75_068, lambda: read_cells(ECUADOR))
         print("  " + result.report.summary().splitlines()[1])
