@@ -125,7 +125,8 @@ def _print_report(
 ) -> None:
     from rich.table import Table
 
-    counts = Table(title=f"{report.path} ({report.kind})", show_header=False)
+    console.print(f"[bold]{report.path}[/bold] ({report.kind})", highlight=False)
+    counts = Table(show_header=False)
     counts.add_row("rows in", f"{report.rows_in:,}")
     counts.add_row("accepted", f"{report.accepted:,}")
     counts.add_row("rejected", f"{len(report.rejected):,}")
