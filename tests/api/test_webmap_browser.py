@@ -296,7 +296,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Any, base_url: str) -> Any:
+def page(base_url: str, browser: Any) -> Any:
     """The map of the sample event, loaded and settled."""
     browser.navigate(f"{base_url}/events/{EVENT}/map")
     browser.wait_js("window.dcm && window.dcm.ready")
