@@ -131,16 +131,16 @@ def test_gzipped_ndjson_upload(partner: httpx.Client) -> None:
 
 
 def test_large_upload_is_streamed_in_chunks(partner: httpx.Client, tmp_path: Path) -> None:
-    rows = _csv_rows(60_000, seed=2, prefix="big")
+    rows = _csv_rows(20_000, seed=2, prefix="big")
     text = ("\n".join([HEADER, *rows]) + "\n").encode()
 
     def chunks() -> Iterator[bytes]:  # chunked transfer encoding: no Content-Length
-        for start in range(0, len(text), 256 * 1024):
-            yield text[start : start + 256 * 1024]
+        for start in range(0, len(text), 64 * 1024):
+            yield text[start : start + 64 * 1024]
 
     response = partner.post(URL, content=chunks(), headers={"Content-Type": "text/csv"})
     assert response.status_code == 201, response.text
-    assert response.json()["report"]["accepted"] == 60_000
+    assert response.json()["report"]["accepted"] == 20_000
 
 
 def test_bad_uploads(partner: httpx.Client) -> None:
