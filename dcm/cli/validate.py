@@ -67,6 +67,7 @@ def command(
     read at all is a one-line error and exit code 2.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from dcm import ingest
 
@@ -81,7 +82,7 @@ def command(
     options: dict[str, object] = {"name": str(file)}
     if kind == "gnettrack":
         options["timezone"] = timezone
-    with err.status(f"Checking {file.name} as {kind} …"):
+    with err.status(f"Checking {escape(file.name)} as {kind} …"):
         result = reader(io.BytesIO(data), **options)  # type: ignore[operator]
     report = result.report
     if rejected_out is not None:
@@ -123,9 +124,10 @@ def _read_with_progress(path: Path, console: Console) -> bytes:
 def _print_report(
     report: IngestReport, console: Console, *, show: int, rejected_out: Path | None
 ) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    console.print(f"[bold]{report.path}[/bold] ({report.kind})", highlight=False)
+    console.print(f"[bold]{escape(report.path)}[/bold] ({report.kind})", highlight=False)
     counts = Table(show_header=False)
     counts.add_row("rows in", f"{report.rows_in:,}")
     counts.add_row("accepted", f"{report.accepted:,}")
@@ -140,12 +142,14 @@ def _print_report(
         return
     reasons = Table("rejected", "field: reason", title="Reasons")
     for key, n in report.reasons().items():
-        reasons.add_row(f"{n:,}", key)
+        reasons.add_row(f"{n:,}", escape(key))
     console.print(reasons)
     if show:
         rows = Table("line", "field", "reason", title=f"First {min(show, len(report.rejected))}")
         for row in report.rejected[:show]:
-            rows.add_row(str(row.line), row.field, row.reason)
+            rows.add_row(str(row.line), escape(row.field), escape(row.reason))
         console.print(rows)
     if rejected_out is not None:
-        console.print(f"All {len(report.rejected):,} rejected rows are in {rejected_out}")
+        console.print(
+            f"All {len(report.rejected):,} rejected rows are in {escape(str(rejected_out))}"
+        )

@@ -111,3 +111,11 @@ def test_large_files_are_read_with_progress(
     result = CliRunner().invoke(cli, ["validate", str(measurements), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["rows_in"] == 8
+
+
+def test_markup_in_values_is_printed_verbatim(tmp_path: Path) -> None:
+    path = tmp_path / "[odd] name.csv"
+    path.write_text(HEADER + "\n" + "2023-05-24T10:00:00Z,[bold]x[/bold],1,ok,1,1,a\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "[bold]x[/bold]" in result.output and "[odd] name.csv" in result.output
