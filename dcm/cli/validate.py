@@ -96,6 +96,7 @@ def command(
 
 def _read_with_progress(path: Path, console: Console) -> bytes:
     """The file's bytes; a progress bar on stderr for large files."""
+    from rich.markup import escape
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     if not path.exists():
@@ -114,7 +115,7 @@ def _read_with_progress(path: Path, console: Console) -> bytes:
         ) as progress,
         path.open("rb") as fh,
     ):
-        task = progress.add_task(path.name, total=size)
+        task = progress.add_task(escape(path.name), total=size)
         while chunk := fh.read(1 << 22):
             chunks.append(chunk)
             progress.advance(task, len(chunk))
