@@ -123,6 +123,7 @@ class Store:
         self.backend = db.backend
         self.settings = settings
         self._event_ids: dict[str | int, int] = {}
+        self._population: dict[int, tuple[int, pd.DataFrame]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
@@ -627,12 +628,26 @@ class Store:
         return _typed(raw, CELL_COLUMNS)
 
     def population(self, event: str | int) -> pd.DataFrame | None:
-        """Stored population points (POPULATION_COLUMNS) or None."""
-        raw = self.db.frame(
-            "SELECT lon, lat, population FROM population WHERE event_id = ?",
-            (self.event_id(event),),
+        """Stored population points (POPULATION_COLUMNS) or None.
+
+        Every update needs them and they change only with a new population dataset, so
+        the frame is kept per event and dataset for the life of this store object.
+        """
+        eid = self.event_id(event)
+        dataset = self.db.scalar(
+            "SELECT max(dataset_id) FROM population WHERE event_id = ?", (eid,)
         )
-        return None if raw.empty else _typed(raw, POPULATION_COLUMNS)
+        if dataset is None:
+            return None
+        cached = self._population.get(eid)
+        if cached is not None and cached[0] == dataset:
+            return cached[1].copy()
+        raw = self.db.frame(
+            "SELECT lon, lat, population FROM population WHERE event_id = ?", (eid,)
+        )
+        frame = _typed(raw, POPULATION_COLUMNS)
+        self._population[eid] = (int(dataset), frame)
+        return frame.copy()
 
     def _shapes(self, table: str, id_col: str, extra: str, event: str | int) -> Any:
         raw = self.db.frame(
