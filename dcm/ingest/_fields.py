@@ -35,7 +35,9 @@ RADIO_ALIASES: dict[str, str] = {
     "CDMA": "CDMA", "CDMA2000": "CDMA", "EVDO": "CDMA", "1XRTT": "CDMA",
 }  # fmt: skip
 
-_OFFSET_RE = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+# A time of day followed by Z or an offset; a bare date ("2023-05-24" ends in "-24") has
+# neither and is naive.
+_OFFSET_RE = r"[T ]\d{2}.*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 
 
 class RowErrors:

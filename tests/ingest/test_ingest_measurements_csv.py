@@ -74,13 +74,20 @@ def test_offsets_become_utc_and_naive_times_are_rejected(tmp_path: Path) -> None
         row(1, timestamp="2023-05-24T00:30:00-02:30"),
         row(2, timestamp="2023-05-24T10:00:00"),
         row(3, timestamp="24/05/2023 10:00"),
+        row(4, timestamp="2023-05-24"),  # a date has no offset either
+        row(5, timestamp="2023-05-24 10:00:00.250+0530"),
     ]
     result = read_measurements(write(tmp_path, lines))
     times = result.frame["timestamp"].tolist()
-    assert times == [pd.Timestamp("2023-05-24T00:00Z"), pd.Timestamp("2023-05-24T03:00Z")]
+    assert times == [
+        pd.Timestamp("2023-05-24T00:00Z"),
+        pd.Timestamp("2023-05-24T03:00Z"),
+        pd.Timestamp("2023-05-24T04:30:00.250Z"),
+    ]
     by_line = {r.line: r for r in result.report.rejected}
     assert by_line[4].field == "timestamp" and "naive" in by_line[4].reason
     assert by_line[5].field == "timestamp" and "ISO 8601" in by_line[5].reason
+    assert by_line[6].field == "timestamp" and "naive" in by_line[6].reason
 
 
 def test_net_is_an_alias_of_mnc_and_status_case_is_folded(tmp_path: Path) -> None:
