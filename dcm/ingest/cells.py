@@ -35,12 +35,14 @@ def read_cells(
     """
     label = source_name(source, name)
     data = decode_utf8(read_bytes(source, name=label), name=label)
-    first = data.lstrip()[:200].split(b"\n", 1)[0].decode("utf-8", "replace").lower()
-    has_header = first.startswith("radio")
+    first = data.lstrip()[:1000].split(b"\n", 1)[0].decode("utf-8", "replace").lower()
+    header_fields = {c.strip().strip('"') for c in first.split(",")}
+    has_header = {"radio", "mcc", "cell"} <= header_fields
     names, table = read_csv_strings(
         data, name=label, header=has_header, column_names=list(OPENCELLID_COLUMNS)
     )
-    names = [n.strip() for n in names]
+    # Some exports say mnc where OpenCelliD says net.
+    names = ["net" if n.strip().lower() == "mnc" else n.strip() for n in names]
     if has_header:
         lowered = {n.lower(): n for n in names}
         missing = [c for c in ("radio", "mcc", "net", "area", "cell", "lon", "lat")

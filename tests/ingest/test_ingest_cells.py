@@ -132,3 +132,15 @@ def test_site_ids_do_not_depend_on_row_order() -> None:
     shuffled = cells.sample(frac=1, random_state=1)
     assert group_sites(shuffled).sort_index().equals(site)
     assert group_sites(cells.iloc[:0]).empty
+
+
+def test_header_in_another_order_with_mnc(tmp_path: Path) -> None:
+    path = tmp_path / "cells.csv"
+    path.write_text(
+        "mcc,mnc,radio,area,cell,lon,lat\n"
+        "740,1,GSM,10,100,-78.5,-0.2\n"
+        "740,2,LTE,20,1280001,-78.6,-0.3\n"
+    )
+    frame = read_cells(path).frame
+    assert frame["network"].tolist() == ["740-1", "740-2"]
+    assert frame["radio"].tolist() == ["GSM", "LTE"] and frame["range"].isna().all()
