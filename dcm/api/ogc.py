@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from dcm.api.collections import CRS84, Catalog, Collection
@@ -28,19 +28,42 @@ CONFORMANCE = [
 ]
 
 
-class GeoJSONResponse(Response):
-    """``application/geo+json``; compact separators keep pages small on poor links."""
+class CompactJSONResponse(Response):
+    """``application/json`` without spaces: pages stay small on poor links."""
 
-    media_type = GEOJSON
+    media_type = JSON
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-class CompactJSONResponse(GeoJSONResponse):
-    """Plain ``application/json`` with the same compact rendering."""
+class GeoJSONResponse(CompactJSONResponse):
+    """``application/geo+json``, rendered like :class:`CompactJSONResponse`."""
 
-    media_type = JSON
+    media_type = GEOJSON
+
+
+FeatureFormat = Annotated[
+    Literal["geojson", "json"] | None,
+    Query(
+        alias="f",
+        description="Media type of the answer: application/geo+json (default) or "
+        "application/json for clients that do not know GeoJSON's type.",
+    ),
+]
+
+
+def _feature_response(content: dict[str, Any], f: str | None) -> Response:
+    if f == "json":
+        return CompactJSONResponse(content)
+    return GeoJSONResponse(content)
+
+
+def _alternate(request: Request, f: str | None) -> dict[str, str]:
+    """The link to the same features in the other media type."""
+    other = "geojson" if f == "json" else "json"
+    href = str(request.url.include_query_params(f=other))
+    return _link(href, "alternate", GEOJSON if other == "geojson" else JSON, f"As {other}")
 
 
 router = APIRouter(tags=["OGC API – Features"])
@@ -153,6 +176,7 @@ def items(
     bbox: BBoxDep,
     interval: IntervalDep,
     page: PageDep,
+    f: FeatureFormat = None,
 ) -> Response:
     """A page of features filtered by ``bbox`` and ``datetime``, with ``next``/``prev`` links."""
     found = catalog.collection(collection_id, principal)
@@ -166,7 +190,8 @@ def items(
     returned = len(features)
     url = request.url
     links = [
-        _link(str(url), "self", GEOJSON, "This page"),
+        _link(str(url), "self", JSON if f == "json" else GEOJSON, "This page"),
+        _alternate(request, f),
         _link(f"{_base(request)}/collections/{found.id}", "collection", JSON, "The collection"),
     ]
     if page.offset + returned < matched:
@@ -175,7 +200,7 @@ def items(
     if page.offset > 0:
         prev = url.include_query_params(limit=page.limit, offset=max(0, page.offset - page.limit))
         links.append(_link(str(prev), "prev", GEOJSON, "Previous page"))
-    return GeoJSONResponse(
+    return _feature_response(
         {
             "type": "FeatureCollection",
             "features": list(features),
@@ -183,7 +208,8 @@ def items(
             "numberReturned": returned,
             "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "links": links,
-        }
+        },
+        f,
     )
 
 
@@ -199,13 +225,15 @@ def item(
     feature_id: str,
     catalog: CatalogDep,
     principal: PrincipalDep,
+    f: FeatureFormat = None,
 ) -> Response:
     """One feature by id."""
     found = catalog.collection(collection_id, principal)
     feature = dict(found.feature(feature_id, principal=principal))
     href = f"{_base(request)}/collections/{found.id}"
     feature["links"] = [
-        _link(str(request.url), "self", GEOJSON, "This feature"),
+        _link(str(request.url), "self", JSON if f == "json" else GEOJSON, "This feature"),
+        _alternate(request, f),
         _link(href, "collection", JSON, "The collection"),
     ]
-    return GeoJSONResponse(feature)
+    return _feature_response(feature, f)

@@ -138,6 +138,16 @@ def test_items_default_limit_is_ten(client: httpx.Client) -> None:
     assert client.get("/collections/points/items").json()["numberReturned"] == 10
 
 
+def test_alternate_media_type(client: httpx.Client) -> None:
+    page = client.get("/collections/points/items").json()
+    alternate = next(link for link in page["links"] if link["rel"] == "alternate")
+    assert alternate["type"] == "application/json"
+    plain = client.get(alternate["href"])
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.json()["features"] == page["features"]
+    assert client.get("/collections/points/items", params={"f": "xml"}).status_code == 400
+
+
 def test_items_bbox_and_datetime_filter(client: httpx.Client) -> None:
     box = (-61.25, 13.15, -61.18, 13.30)
     body = client.get(
