@@ -593,8 +593,8 @@ class Store:
             params.append(ts_text(end))
         cols = [c for c in MEASUREMENT_COLUMNS if c != "timestamp"]
         raw = self.db.frame(
-            f"SELECT ts, {', '.join(cols)} FROM measurements WHERE {' AND '.join(where)} "
-            "ORDER BY ts, id",
+            f"SELECT {self.db.ts_select('ts')}, {', '.join(cols)} FROM measurements "
+            f"WHERE {' AND '.join(where)} ORDER BY ts, id",
             params,
         )
         if raw.empty:
@@ -843,11 +843,7 @@ class Store:
         frame["window_end"] = ts_column(frame["window_end"])
         frame["event_id"], frame["run_id"] = eid, run_id
         cols = ["event_id", "run_id", *GRID_STATUS_COLUMNS, "devices"]
-        self.db.executemany(
-            f"INSERT INTO grid ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-            "ON CONFLICT DO NOTHING",
-            frame_rows(frame, cols),
-        )
+        self.db.bulk_insert("grid", cols, frame_rows(frame, cols))
 
     def _ensure_hexes(self, hexes: Iterable[str]) -> None:
         """Store the polygon of each H3 cell once (shared by grid and coverage layers)."""
@@ -939,11 +935,7 @@ class Store:
             "lon",
             "lat",
         ]
-        self.db.executemany(
-            f"INSERT INTO cell_status ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-            "ON CONFLICT DO NOTHING",
-            frame_rows(pairs, cols),
-        )
+        self.db.bulk_insert("cell_status", cols, frame_rows(pairs, cols))
 
     def save_coverage(self, event: str | int, coverage: pd.DataFrame) -> None:
         """Replace the baseline coverage layer: per h3 and network ``measurements``,
