@@ -57,7 +57,7 @@ class ProblemResponse(JSONResponse):
 def status_for(exc: BaseException) -> int:
     """HTTP status of an exception: its first class found in :data:`DEFAULT_STATUS_CODES`."""
     for cls in type(exc).__mro__:
-        status = DEFAULT_STATUS_CODES.get(cls)  # type: ignore[call-overload]
+        status = DEFAULT_STATUS_CODES.get(cls)
         if status is not None:
             return status
     return 500

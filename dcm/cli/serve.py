@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 
@@ -27,14 +30,33 @@ import click
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def command(host: str, port: int, reload: bool, workers: int, log_level: str) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Store folder (sets DCM_DATA_DIR).",
+)
+@click.option("--database-url", help="sqlite:///... or postgresql://... (sets DCM_DATABASE_URL).")
+def command(
+    host: str,
+    port: int,
+    reload: bool,
+    workers: int,
+    log_level: str,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
     """Run the API and the responder web map.
 
     Settings come from DCM_ environment variables (DCM_DATA_DIR, DCM_DATABASE_URL, ...),
-    read when the app is created.
+    read by each worker when it creates the app; --data-dir and --database-url set them.
     """
     import uvicorn
 
+    # Through the environment, so that every worker (and a reloaded one) sees them.
+    if data_dir is not None:
+        os.environ["DCM_DATA_DIR"] = str(data_dir.resolve())
+    if database_url is not None:
+        os.environ["DCM_DATABASE_URL"] = database_url
     uvicorn.run(
         "dcm.api.app:create_app",
         factory=True,

@@ -20,7 +20,8 @@ def _free_port() -> int:
 
 def test_dcm_serve_answers_on_loopback(tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "DCM_DATA_DIR": str(tmp_path / "data"), "DCM_SECRET": "s"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
+    env["DCM_SECRET"] = "s"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -31,6 +32,8 @@ def test_dcm_serve_answers_on_loopback(tmp_path: Path) -> None:
             str(port),
             "--log-level",
             "warning",
+            "--data-dir",
+            str(tmp_path / "data"),
         ],
         env=env,
         stdout=subprocess.PIPE,
