@@ -70,6 +70,8 @@ class Baseline:
     sites: pd.DataFrame
     cell_site: np.ndarray
     site_areas: pd.DataFrame
+    #: Gamma shape k of hour-to-hour variation of a site's sightings (smaller = burstier).
+    site_dispersion: float = 10.0
     stats: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -282,6 +284,9 @@ def build_baseline(
     sightings = counts[counts["kind"] == "cell"]
     cell_areas, cell_rate = _cell_service_areas(sightings, cells, params, hours)
     sites, cell_site, site_areas = _site_service_areas(sightings, cells, networks, hours)
+    dispersion = _site_dispersion(
+        prepared, cell_site, sites["rate"].to_numpy(), profile, start, end
+    )
     return Baseline(
         params=params,
         start=start,
@@ -296,6 +301,7 @@ def build_baseline(
         sites=sites,
         cell_site=cell_site,
         site_areas=site_areas,
+        site_dispersion=dispersion,
         stats={
             "measurements": float(len(prepared)),
             "hours": hours,
@@ -373,3 +379,39 @@ def _site_service_areas(
     rate = np.bincount(per["site"], weights=per["count"], minlength=len(sites)) / hours
     sites["rate"] = rate
     return sites, cell_site, per[["site", "h3", "network", "count", "share_of_hex"]]
+
+
+def _site_dispersion(
+    prepared: PreparedMeasurements,
+    cell_site: np.ndarray,
+    rate: np.ndarray,
+    profile: np.ndarray,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> float:
+    """Pooled gamma shape k of hourly site sightings around rate × hour profile.
+
+    Method of moments over all (site, hour) pairs: Var(x) = mu + mu² / k, so
+    k = sum(mu²) / sum((x - mu)² - x). Hours of a site come and go with the few
+    people near it; a Poisson model would call such lulls outages.
+    """
+    sel = prepared.ok & (prepared.cell >= 0)
+    if not sel.any():
+        return 10.0
+    site = cell_site[prepared.cell[sel]]
+    hour_ix = (prepared.ts[sel] - start.value) // 3_600_000_000_000
+    n_hours = int((end - start) // pd.Timedelta(hours=1))
+    ok = (hour_ix >= 0) & (hour_ix < n_hours)
+    counts = np.bincount(site[ok] * n_hours + hour_ix[ok], minlength=len(rate) * n_hours).reshape(
+        len(rate), n_hours
+    )
+    hours = pd.date_range(start, periods=n_hours, freq="h").hour.to_numpy()
+    mu = rate[:, None] * profile[hours][None, :]
+    busy = rate >= 0.5  # quiet sites say little about variance
+    if not busy.any():
+        return 10.0
+    x, m = counts[busy], mu[busy]
+    excess = float(((x - m) ** 2 - x).sum())
+    if excess <= 0:
+        return 100.0
+    return float(np.clip((m**2).sum() / excess, 0.5, 100.0))

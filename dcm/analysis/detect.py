@@ -20,8 +20,11 @@ from scipy.special import expit, logit
 from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measurements
 from dcm.analysis.evidence import (
     activity_mean,
+    cumulative,
     failure_llr,
     silence_llr,
+    span_sum,
+    takeover_llr,
     trailing_evidence,
     volume_factor,
     window_sums,
@@ -244,8 +247,10 @@ def _grid_evidence(
     exp_hex = np.zeros((n_hex, n_win))
     np.add.at(exp_hex, hex_of_key, expected)
     span = params.span_windows
-    act_obs = window_sums(obs_hex, span)[hex_of_key]
-    act_exp = window_sums(exp_hex, span)[hex_of_key]
+    # Activity seen by the *other* networks (and this network's failure reports): the
+    # network's own silence is what is being judged, so it must not explain itself.
+    act_obs = np.maximum(window_sums(obs_hex, span)[hex_of_key] - window_sums(ok, span), 0.0)
+    act_exp = np.maximum(window_sums(exp_hex, span)[hex_of_key] - window_sums(expected, span), 0.0)
 
     ev = trailing_evidence(
         ok, fail, expected, fail_after_ok=fail_after, share_after_ok=share_after, span=span
@@ -273,6 +278,7 @@ def _grid_evidence(
         "recent_ok": ev.recent_ok,
         "llr": llr,
         "ok_age": ok_age,
+        "key_row": key_row,
         "fail_share": fail_share,
         "volume": volume,
         "act_obs": act_obs,
@@ -356,15 +362,33 @@ def _site_evidence(
     # site's share of it), over the whole trailing span.
     act_obs = share @ ev["act_obs"]
     act_exp = share @ ev["act_exp"]
-    fails = share @ np.minimum(ev["span_fails"], params.max_fail_reports)
-    exposure = share @ ev["span_expected"]
+    # Failure reports from the site's footprint since it was last heard (weighted by its
+    # share of each grid cell), against the reports its network would have sent there.
+    fails = span_sum(cumulative(share @ ev["fail"]), sev.start, sev.stop)
+    exposure = span_sum(cumulative(share @ ev["expected"]), sev.start, sev.stop)
     fail_share = (share @ np.broadcast_to(ev["fail_share"], (len(keys), 1))) / np.maximum(
         np.asarray(share.sum(axis=1)), 1e-12
     )
     fail_share = np.maximum(fail_share, params.fail_share_floor)
+    # Ok reports of the site's network from its footprint that name other sites.
+    cap = np.log1p(-np.minimum(areas["share_of_hex"].to_numpy()[on], params.takeover_share_cap))
+    weights = sparse.csr_matrix(
+        (-cap, (areas["site"].to_numpy()[on], key_idx[on])), shape=(n_site, len(keys))
+    )
+    others = span_sum(cumulative(weights @ ev["ok"]), sev.start, sev.stop)
+    # Silence hour by hour: each window's expected sightings, scaled by the activity
+    # of the footprint, with the site's own hour-to-hour burstiness (gamma, shape k).
+    k = min(baseline.site_dispersion, params.site_dispersion_max)
+    # Busier than usual does not make silence more telling (a crowd of other networks'
+    # users says little about this network's); quieter than usual makes it less so.
+    activity = np.minimum(activity_mean(act_obs, act_exp, params.dispersion), 1.0)
+    per_window = k * np.log1p(expected * activity / k)
+    silence = np.maximum(
+        span_sum(cumulative(per_window), sev.start, sev.stop), takeover_llr(others)
+    )
     llr = (
         np.where(sev.ok_now, np.log(params.ok_when_down), 0.0)
-        + silence_llr(sev.expected, act_obs, act_exp, dispersion=params.dispersion)
+        + silence
         + failure_llr(
             np.minimum(fails, params.max_fail_reports),
             exposure * activity_mean(act_obs, act_exp, params.dispersion),
@@ -373,9 +397,19 @@ def _site_evidence(
     )
     p = expit(logit(params.prior_down) + llr)
     known = sev.recent_ok | (sev.expected >= params.min_expected) | (fails >= 1)
+    key_of_row = ev["key_row"][sel]
+    has_key = key_of_row >= 0
+    sighted = (
+        pd.DataFrame(
+            {"key": key_of_row[has_key], "site": site_row[has_key], "w0": w_row[sel][has_key]}
+        )
+        .groupby(["key", "site"], as_index=False)["w0"]
+        .min()
+    )
     return {
         "p": p,
         "known": known,
+        "sighted": sighted,
         "heard_now": sev.ok_now,
         "share": share,
         "expected": sev.expected,
@@ -384,6 +418,42 @@ def _site_evidence(
         "fails": fails,
         "llr": llr,
     }
+
+
+def _no_server_probability(
+    share: sparse.csr_matrix,
+    site: dict[str, Any],
+    ev: dict[str, np.ndarray],
+    params: DetectionParams,
+) -> np.ndarray:
+    """Key × window: the chance that no site able to serve the grid cell is up.
+
+    Able to serve: a site that carried at least ``params.server_min_share`` of the
+    network's baseline sightings there, or any site named by an ok report from there
+    during the event (from then on: when a site fails, its neighbours often take over
+    part of its area, which baseline best-server data cannot show). Sites are
+    taken as failing independently given the evidence.
+    """
+    n_key, n_win = ev["ok"].shape
+    base = share.tocoo()
+    strong = base.data >= params.server_min_share
+    pairs = [pd.DataFrame({"key": base.row[strong], "site": base.col[strong], "w0": 0})]
+    sighted = site["sighted"]
+    if len(sighted):
+        pairs.append(sighted)
+    cap = pd.concat(pairs, ignore_index=True).groupby(["key", "site"], as_index=False)["w0"].min()
+    log_p = np.log(np.clip(site["p"], 1e-12, 1.0))
+    contrib = log_p[cap["site"].to_numpy()] * (
+        np.arange(n_win)[None, :] >= cap["w0"].to_numpy()[:, None]
+    )
+    total = np.zeros((n_key, n_win))
+    np.add.at(total, cap["key"].to_numpy(), contrib)
+    has = np.zeros(n_key, dtype=bool)
+    has[cap["key"].to_numpy()] = True
+    # Grid cells without a strong baseline server fall back to the share-weighted mean.
+    coverage = np.asarray(share.sum(axis=1)).ravel()
+    mean = (share @ site["p"]) / np.maximum(coverage, 1e-12)[:, None]
+    return np.where(has[:, None], np.exp(total), mean)
 
 
 def _grid_states(
@@ -399,7 +469,7 @@ def _grid_states(
     """
     share = site["share"].T.tocsr()  # key × site
     coverage = np.asarray(share.sum(axis=1)).ravel()
-    p_server = (share @ site["p"]) / np.maximum(coverage, 1e-12)[:, None]
+    p_server = _no_server_probability(share, site, ev, params)
     known = (share @ site["known"].astype("float64")) / np.maximum(coverage, 1e-12)[:, None]
     ok_recent = ev["ok_age"] < params.ok_memory_windows
     eps = 1e-6

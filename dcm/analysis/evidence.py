@@ -33,6 +33,8 @@ class SpanEvidence:
 
     recent_ok: np.ndarray  #: bool: an ok report within the span
     ok_now: np.ndarray  #: bool: an ok report within the window itself
+    start: np.ndarray  #: first window counted in full (after the last ok report)
+    stop: np.ndarray  #: one past the window judged
     fails: np.ndarray  #: failure reports since the last ok report (within the span)
     expected: np.ndarray  #: expected reports since the last ok report (within the span)
 
@@ -68,7 +70,14 @@ def trailing_evidence(
         np.take_along_axis(expected, li, axis=1) * np.take_along_axis(share_after_ok, li, axis=1),
         0.0,
     )
-    return SpanEvidence(recent_ok=recent, ok_now=ok > 0, fails=fails, expected=np.maximum(exp, 0.0))
+    return SpanEvidence(
+        recent_ok=recent,
+        ok_now=ok > 0,
+        start=start,
+        stop=stop,
+        fails=fails,
+        expected=np.maximum(exp, 0.0),
+    )
 
 
 def window_sums(values: np.ndarray, span: int) -> np.ndarray:
@@ -90,6 +99,18 @@ def silence_llr(
     """
     k = dispersion
     return (k + activity_obs) * np.log1p(expected / (k + activity_exp))
+
+
+def takeover_llr(other_reports: np.ndarray) -> np.ndarray:
+    """Log-likelihood ratio (site down vs up) of ok reports naming *other* sites.
+
+    ``other_reports`` already weighs each ok report of the site's network from a
+    grid cell by -log(1 - s), s being the site's baseline share of that network's
+    sightings there: while the site is up, each such report would name it with
+    probability s; while it is down, never. It does not depend on how many people
+    are around, so evacuations and dead batteries do not weaken it.
+    """
+    return np.asarray(other_reports, dtype="float64")
 
 
 def activity_mean(
@@ -126,19 +147,23 @@ def volume_factor(
     return np.clip(factor, 0.1, 10.0)
 
 
-def failure_llr(fails: np.ndarray, exposure: np.ndarray, fail_share: np.ndarray) -> np.ndarray:
+def failure_llr(
+    fails: np.ndarray, exposure: np.ndarray, fail_share: np.ndarray, *, logged: float = 0.5
+) -> np.ndarray:
     """Log-likelihood ratio (down vs up) of ``fails`` failure reports.
 
     ``exposure``: reports the network would have sent meanwhile if up (already
     scaled by local activity); ``fail_share``: baseline share of failures. Up:
-    fails ~ Poisson(fail_share × exposure). Down: fails ~ Poisson(rho × exposure)
-    with rho, the share of failed attempts that get logged, unknown and uniform on
-    (0, 1) — its marginal likelihood is P(F + 1, exposure) / exposure (regularised
-    lower incomplete gamma). Many reports expected and few failures speak for up.
+    fails ~ Poisson(fail_share × exposure). Down: with probability ``logged`` the
+    app logs failed attempts, a share rho of them, rho unknown and uniform on
+    (0, 1) — marginal likelihood P(F + 1, exposure) / exposure (regularised lower
+    incomplete gamma); otherwise no failure is logged at all. So many failures
+    speak for down, and a silence without failures costs "down" at most log 2.
     """
     f = np.asarray(fails, dtype="float64")
     x = np.maximum(np.asarray(exposure, dtype="float64"), 1e-9)
     lam = fail_share * x
-    down = np.log(np.maximum(gammainc(f + 1.0, x), 1e-300)) - np.log(x)
+    logged_lik = np.maximum(gammainc(f + 1.0, x), 1e-300) / x
+    down = np.log(logged * logged_lik + (1.0 - logged) * (f < 0.5))
     up = f * np.log(lam) - lam - gammaln(f + 1.0)
     return down - up

@@ -22,7 +22,7 @@ class DetectionParams:
     #: Trailing span over which evidence accumulates (reset by an ok report).
     span: str = "12h"
     #: Prior probability that a (grid cell, network) is down in a window.
-    prior_down: float = 0.02
+    prior_down: float = 0.001
     #: Posterior probability at or above which a grid cell is ``down``.
     p_down: float = 0.9
     #: Posterior probability at or below which a grid cell with evidence is ``up``.
@@ -36,6 +36,15 @@ class DetectionParams:
     ok_when_down: float = 0.02
     #: An ok report in a grid cell says it is served for this long.
     ok_memory: str = "3h"
+    #: A site that carried at least this share of a grid cell's baseline sightings can
+    #: serve it (the grid cell is down only when all such sites are down).
+    server_min_share: float = 0.2
+    #: A site's baseline share of a grid cell counts at most this much when ok reports
+    #: there name other sites (handover and load balancing blur best-server areas).
+    takeover_share_cap: float = 0.9
+    #: Upper bound of the gamma shape of hour-to-hour variation of site sightings (the
+    #: baseline estimate is used when smaller): guards against Poisson overconfidence.
+    site_dispersion_max: float = 5.0
     #: Share of a network's reports that are no_service/failed while it is down.
     fail_share_down: float = 0.5
     #: Floor and prior weight (pseudo-reports) of the baseline failure share.

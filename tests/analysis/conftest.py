@@ -23,7 +23,7 @@ def measurements(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Evenly spread measurements at one place (jittered by a few metres)."""
-    n = int(round(hours * per_hour))
+    n = round(hours * per_hour)
     rng = np.random.default_rng(seed)
     ts = pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.uniform(0, hours * 3600, n)), unit="s")
     mcc, mnc = (int(x) for x in network.split("-"))

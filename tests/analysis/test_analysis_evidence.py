@@ -34,7 +34,7 @@ def test_neighbour_pairs_are_the_k1_ring() -> None:
     centre = h3.str_to_int(h3.latlng_to_cell(13.2, -61.2, 8))
     ring = [h3.str_to_int(c) for c in h3.grid_disk(h3.int_to_str(centre), 1)]
     far = h3.str_to_int(h3.latlng_to_cell(14.0, -60.0, 8))
-    cells = np.array(sorted(ring) + [far], dtype="int64")
+    cells = np.array([*sorted(ring), far], dtype="int64")
     a, b = neighbour_pairs(cells)
     c = int(np.flatnonzero(cells == centre)[0])
     assert sorted(b[a == c].tolist()) == sorted(i for i in range(7) if i != c)
@@ -59,7 +59,7 @@ def test_failure_reports_weigh_against_their_exposure() -> None:
     one_sparse = failure_llr(np.array([1.0]), np.array([0.5]), share)[0]
     one_busy = failure_llr(np.array([1.0]), np.array([200.0]), share)[0]
     many_busy = failure_llr(np.array([60.0]), np.array([200.0]), share)[0]
-    assert one_sparse > 2  # a rare failure where few report
+    assert one_sparse > 1.5  # a rare failure where few report
     assert one_busy < 0  # one failure among 200 reports is normal
     assert many_busy > 20
     assert failure_llr(np.array([0.0]), np.array([1e-12]), share)[0] == pytest.approx(0, abs=1e-6)

@@ -1,0 +1,177 @@
+"""dcm.compare end to end on simulated scenarios, and the files write_comparison writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from shapely.geometry import shape
+
+import dcm
+from dcm.analysis.impact import population_points
+from dcm.compare import ComparisonResult, write_comparison
+from dcm.errors import Conflict
+from dcm.schema import CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, OUTAGE_COLUMNS
+from dcm.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def quake() -> tuple[object, ComparisonResult]:
+    scenario = simulate("quake", seed=4, scale=0.5)
+    population = population_points(scenario.population, scenario.population_transform)
+    result = dcm.compare(
+        cells=scenario.cells,
+        baseline=scenario.baseline,
+        event=scenario.event,
+        population=population,
+        areas=scenario.areas,
+        hazard=scenario.hazard,
+    )
+    return scenario, result
+
+
+def test_compare_finds_the_quake_outages(quake) -> None:
+    scenario, result = quake
+    assert set(OUTAGE_COLUMNS) <= set(result.outages.columns)
+    assert set(result.outages["network"]) >= {"all"}
+    assert result.outages["confidence"].between(0, 1).all()
+    assert (result.outages["onset"] <= result.outages["window_start"]).all()
+    assert result.outages["population"].gt(0).any()
+    assert list(result.cells.columns) == list(CELL_STATUS_COLUMNS)
+    assert set(GRID_STATUS_COLUMNS) <= set(result.grid.columns)
+    assert set(result.grid["state"]) <= {"up", "down", "uncertain", "no_data"}
+
+    # Accuracy floors at 24 h after onset (the benchmark measures the real figures).
+    t = scenario.event_start + pd.Timedelta(hours=24)
+    tc = scenario.truth.truth_cells
+    truly = (tc["down_from"] <= t) & ~(tc["up_at"] <= t)
+    cells = result.cells
+    now = cells[(cells["start"] <= t) & (cells["end"] > t)]
+    flagged = now[now["status"] == "offline"].merge(tc, on=["mcc", "net", "area", "cell"])
+    true_off = tc[truly.to_numpy()]
+    tp = flagged.merge(true_off[["mcc", "net", "area", "cell"]]).shape[0]
+    precision = tp / max(len(flagged), 1)
+    recall = tp / max(len(true_off), 1)
+    assert precision >= 0.8, precision
+    assert recall >= 0.6, recall
+
+    pop = population_points(scenario.population, scenario.population_transform)
+    lon, lat, people = pop["lon"].to_numpy(), pop["lat"].to_numpy(), pop["population"].to_numpy()
+    before = scenario.truth.served(lon, lat, scenario.event_start - pd.Timedelta(minutes=1))
+    served = scenario.truth.served(lon, lat, t)
+    out = result.outages[
+        (result.outages["window_start"] == t.floor("h")) & (result.outages["severity"] == "outage")
+    ]
+    tp = fp = fn = 0.0
+    for net in before.columns:
+        geoms = out[out["network"] == net].geometry.to_numpy()
+        flag = (
+            shapely.contains_xy(shapely.union_all(geoms), lon, lat)
+            if len(geoms)
+            else np.zeros(lon.size, dtype=bool)
+        )
+        down = before[net].to_numpy() & ~served[net].to_numpy()
+        tp += people[flag & down].sum()
+        fp += people[flag & ~down].sum()
+        fn += people[~flag & down].sum()
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    assert f1 >= 0.5, f1
+
+
+def test_outage_ids_are_stable_while_an_outage_lasts(quake) -> None:
+    _, result = quake
+    out = result.outages
+    per_id = out.groupby("outage_id").agg(
+        n=("window_start", "size"), onset=("onset", "nunique"), nets=("network", "nunique")
+    )
+    assert (per_id["onset"] == 1).all() and (per_id["nets"] == 1).all()
+    assert per_id["n"].max() >= 6  # a real outage is tracked over many windows
+    # An id appears at most once per window.
+    assert not out.duplicated(["outage_id", "window_start"]).any()
+
+
+def test_control_week_has_no_outage() -> None:
+    scenario = simulate("control", seed=4, scale=0.5)
+    result = dcm.compare(cells=scenario.cells, baseline=scenario.baseline, event=scenario.event)
+    assert result.outages.empty
+    assert result.summary["counts"]["outages"] == 0
+
+
+def test_at_judges_one_window(quake) -> None:
+    scenario, _ = quake
+    at = scenario.event_start + pd.Timedelta(hours=30, minutes=20)
+    result = dcm.compare(
+        cells=scenario.cells, baseline=scenario.baseline, event=scenario.event, at=at.isoformat()
+    )
+    assert list(result.windows) == [at.floor("h")]
+    assert set(result.grid["window_start"]) == {at.floor("h")}
+    assert set(result.outages["window_start"]) <= {at.floor("h")}
+
+
+def test_write_comparison_files(quake, tmp_path: Path) -> None:
+    import pyogrio
+
+    _, result = quake
+    paths = write_comparison(result, tmp_path / "out")
+    assert {p.name for p in paths.values()} >= {
+        "outages.geojson",
+        "cells.csv",
+        "status.parquet",
+        "summary.json",
+    }
+    doc = json.loads((tmp_path / "out" / "outages.geojson").read_text())
+    assert doc["type"] == "FeatureCollection" and "crs" not in doc
+    assert len(doc["features"]) == len(result.outages)
+    for feature in doc["features"]:
+        props = feature["properties"]
+        assert props["window_start"].endswith("Z") and props["onset"].endswith("Z")
+        assert props["network"] == "all" or props["network"].count("-") == 1
+        geom = feature["geometry"]
+        polygons = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
+        for rings in polygons:
+            exterior = rings[0]
+            assert exterior[0] == exterior[-1]
+            assert shapely.LinearRing(exterior).is_ccw
+            lon, lat = np.array(exterior).T
+            assert (lon > -21).all() and (lon < -19).all()  # lon first, then lat
+            assert (lat > -31).all() and (lat < -29).all()
+        assert shape(geom).is_valid
+    back = pyogrio.read_dataframe(tmp_path / "out" / "outages.geojson")
+    assert len(back) == len(result.outages)
+    assert back.crs.to_epsg() == 4326
+    cells = pd.read_csv(tmp_path / "out" / "cells.csv")
+    assert list(cells.columns) == list(CELL_STATUS_COLUMNS)
+    status = pd.read_parquet(tmp_path / "out" / "status.parquet")
+    assert set(GRID_STATUS_COLUMNS) <= set(status.columns)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["software"]["name"] == "dcm"
+    assert summary["parameters"]["resolution"] == 8
+    assert {"inputs", "counts", "timings_s", "rejected_rows"} <= set(summary)
+    with pytest.raises(Conflict):
+        write_comparison(result, tmp_path / "out")
+    write_comparison(result, tmp_path / "out", overwrite=True)
+
+
+def test_compare_reads_files(tmp_path: Path) -> None:
+    from dcm.simulate import write_scenario
+
+    scenario = simulate("eruption", seed=5, scale=0.2)
+    files = write_scenario(scenario, tmp_path / "scn")
+    result = dcm.compare(
+        cells=files["cells.csv.gz"],
+        baseline=files["baseline.csv.gz"],
+        event=files["event.csv.gz"],
+        population=files["population.tif"],
+        areas=files["areas.geojson"],
+        hazard=files["hazard.geojson"],
+    )
+    inputs = result.summary["inputs"]
+    assert inputs["event"]["source"].endswith("event.csv.gz")
+    # The written files carry malformed rows; ingest rejects them and the summary says so.
+    assert result.summary["rejected_rows"]["event"]["count"] > 0
+    assert inputs["population"]["people"] > 0
+    assert "areas" in result.outages.columns or result.outages.empty
