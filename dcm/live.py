@@ -232,6 +232,8 @@ def _read_file_kind(kind: str, raw_path: Path, label: str) -> Any:
         if kind == "population":
             return compare._load_population(path, {})
         frame = compare._load_vector(path, kind, {})
+    if frame is None:
+        raise IngestError(f"no {kind} could be read", path=label)
     if kind == "areas" and "area_id" not in frame.columns:
         frame["area_id"] = np.arange(1, len(frame) + 1).astype(str)
     if kind == "hazard" and "hazard_id" not in frame.columns:

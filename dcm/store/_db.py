@@ -123,6 +123,7 @@ class Database:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
             self._sqlite = conn
+            self._errors: tuple[type[Exception], ...] = (sqlite3.Error,)
         elif parts.scheme in ("postgresql", "postgres", "postgresql+psycopg"):
             import psycopg
 
@@ -132,6 +133,7 @@ class Database:
                 self._pg = psycopg.connect(dsn, autocommit=True)
             except psycopg.Error as exc:
                 raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+            self._errors = (psycopg.Error,)
         else:
             raise StoreError(f"unsupported database URL {url!r} (sqlite:/// or postgresql://)")
 
@@ -154,7 +156,7 @@ class Database:
             if self.is_pg:
                 return self._pg.execute(self._sql(sql), tuple(params))
             return self._sqlite.execute(sql, tuple(params))
-        except (sqlite3.Error, *self._pg_errors()) as exc:
+        except self._errors as exc:
             raise _store_error(exc, sql) from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -167,7 +169,7 @@ class Database:
                     cur.executemany(self._sql(sql), rows)
             else:
                 self._sqlite.executemany(sql, rows)
-        except (sqlite3.Error, *self._pg_errors()) as exc:
+        except self._errors as exc:
             raise _store_error(exc, sql) from exc
 
     def ts_select(self, column: str) -> str:
@@ -261,13 +263,6 @@ class Database:
                 self._sqlite.execute("COMMIT")
         finally:
             self._depth = 0
-
-    def _pg_errors(self) -> tuple[type[Exception], ...]:
-        if not self.is_pg:
-            return ()
-        import psycopg
-
-        return (psycopg.Error,)
 
 
 _UNIQUE = re.compile(r"unique|duplicate key", re.IGNORECASE)

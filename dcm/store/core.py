@@ -581,7 +581,8 @@ class Store:
         ``start``/``end`` select ``start <= timestamp < end``. Internal: not filtered by
         principal, so never hand its output to an API caller.
         """
-        where, params = ["event_id = ?"], [self.event_id(event)]
+        where: list[str] = ["event_id = ?"]
+        params: list[Any] = [self.event_id(event)]
         if period is not None:
             where.append("period = ?")
             params.append(period)
@@ -958,7 +959,8 @@ class Store:
         self, event: str | int, *, windows: Sequence[pd.Timestamp] | None = None
     ) -> gpd.GeoDataFrame:
         """Stored outage polygons (all windows, or those starting at ``windows``)."""
-        where, params = "event_id = ?", [self.event_id(event)]
+        where = "event_id = ?"
+        params: list[Any] = [self.event_id(event)]
         if windows is not None:
             keys = [ts_text(w) for w in windows]
             if not keys:
@@ -1071,7 +1073,8 @@ class Store:
         self, event: str | int | None = None, *, outage_id: str | None = None
     ) -> list[AlertMessage]:
         """Stored CAP messages (of one event / outage), oldest first."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if event is not None:
             where.append("event_id = ?")
             params.append(self.event_id(event))
@@ -1333,7 +1336,7 @@ def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
                 values.astype("int64") if dtype == "int64" and values.notna().all() else values
             )
         else:
-            frame[col] = pd.to_numeric(frame[col]).astype(dtype)
+            frame[col] = pd.to_numeric(frame[col]).astype(dtype)  # type: ignore[call-overload]
     return frame
 
 
