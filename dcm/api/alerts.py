@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 
 from dcm.api.dependencies import PrincipalDep, StoreDep
-from dcm.api.ogc import JSON, GeoJSONResponse
+from dcm.api.ogc import JSON, GeoJSONResponse, base_url
 
 router = APIRouter(tags=["Alerts"])
 
@@ -17,10 +17,6 @@ CAP_XML = "application/cap+xml"
 ATOM_XML = "application/atom+xml"
 
 EventName = Annotated[str, PathParam(description="Event name, e.g. 'stvincent'.")]
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
 
 
 def cap_url(base: str, identifier: str) -> str:
@@ -57,7 +53,7 @@ def event_alerts(
     from dcm import live
 
     name = store.get_event(event).name
-    base = _base(request)
+    base = base_url(request)
     doc = live.alerts_geojson(store, name)
     features = [f for f in doc["features"] if cancelled or f["properties"]["msg_type"] != "Cancel"]
     for feature in features:
@@ -95,7 +91,7 @@ def cap_document(
     from dcm.publish import cap_alert
 
     message = store.alert_message(identifier)
-    body = cap_alert(_cap_message(store, message, _base(request)))
+    body = cap_alert(_cap_message(store, message, base_url(request)))
     return Response(body, media_type=CAP_XML)
 
 
@@ -113,7 +109,7 @@ def alerts_feed(
     from dcm.publish import atom_feed, cap_entry
 
     name = store.get_event(event).name
-    base = _base(request)
+    base = base_url(request)
     messages = sorted(live.latest_alerts(store, name), key=lambda m: m.sent, reverse=True)
     entries = [
         cap_entry(_cap_message(store, m, base), cap_url=cap_url(base, m.identifier))

@@ -11,8 +11,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
+from dcm.api.catalog import KINDS
 from dcm.api.dependencies import PrincipalDep, StoreDep, parse_datetime
-from dcm.api.ogc import JSON, CompactJSONResponse
+from dcm.api.ogc import JSON, CompactJSONResponse, base_url
 
 router = APIRouter(tags=["Events"])
 
@@ -52,7 +53,7 @@ def _event_summary(event: Any, base: str) -> dict[str, Any]:
         "window": event.window,
         "high_water": _iso(event.high_water),
         "area": event.area,
-        "collections": [f"{event.name}-{kind}" for kind in _kinds()],
+        "collections": [f"{event.name}-{kind}" for kind in KINDS],
         "links": [
             {"href": href, "rel": "self", "type": JSON},
             {"href": f"{href}/map", "rel": "alternate", "type": "text/html", "title": "Web map"},
@@ -69,20 +70,10 @@ def _event_summary(event: Any, base: str) -> dict[str, Any]:
     }
 
 
-def _kinds() -> tuple[str, ...]:
-    from dcm.store import COLLECTION_KINDS
-
-    return (*COLLECTION_KINDS, "alerts")
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
 @router.get("/events", response_class=CompactJSONResponse, summary="Events")
 def list_events(request: Request, store: StoreDep, principal: PrincipalDep) -> Response:
     """Every event, newest first, with links to its layers, alerts and gap report."""
-    base = _base(request)
+    base = base_url(request)
     return CompactJSONResponse(
         {
             "events": [_event_summary(e, base) for e in store.list_events()],
@@ -100,7 +91,7 @@ def get_event(
     found = store.get_event(event)
     windows = store.event_windows(found.id)
     computed = windows[windows["computed_at"].notna()]
-    body = _event_summary(found, _base(request))
+    body = _event_summary(found, base_url(request))
     body["windows"] = [
         {"window_start": s, "window_end": e, "dirty": bool(d)}
         for s, e, d in zip(

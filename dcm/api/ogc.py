@@ -81,7 +81,8 @@ CollectionId = Annotated[
 ]
 
 
-def _base(request: Request) -> str:
+def base_url(request: Request) -> str:
+    """The server's root URL as the client called it, without a trailing slash."""
     return str(request.base_url).rstrip("/")
 
 
@@ -95,7 +96,7 @@ def _link(href: str, rel: str, type_: str, title: str | None = None) -> dict[str
 @router.get("/", response_class=CompactJSONResponse, summary="Landing page")
 def landing(request: Request) -> Response:
     """Service title and links to the API definition, conformance and collections."""
-    base = _base(request)
+    base = base_url(request)
     return CompactJSONResponse(
         {
             "title": "dcm — Disaster Connectivity Mapper",
@@ -140,7 +141,7 @@ def collection_metadata(collection: Collection, base: str, principal: Any) -> di
 @router.get("/collections", response_class=CompactJSONResponse, summary="Collections")
 def collections(request: Request, catalog: CatalogDep, principal: PrincipalDep) -> Response:
     """Every collection the caller may read."""
-    base = _base(request)
+    base = base_url(request)
     return CompactJSONResponse(
         {
             "links": [_link(f"{base}/collections", "self", JSON, "Collections")],
@@ -159,7 +160,7 @@ def collection(
 ) -> Response:
     """Metadata of one collection: extents, CRS, item type, links."""
     found = catalog.collection(collection_id, principal)
-    return CompactJSONResponse(collection_metadata(found, _base(request), principal))
+    return CompactJSONResponse(collection_metadata(found, base_url(request), principal))
 
 
 @router.get(
@@ -192,7 +193,7 @@ def items(
     links = [
         _link(str(url), "self", JSON if f == "json" else GEOJSON, "This page"),
         _alternate(request, f),
-        _link(f"{_base(request)}/collections/{found.id}", "collection", JSON, "The collection"),
+        _link(f"{base_url(request)}/collections/{found.id}", "collection", JSON, "The collection"),
     ]
     if page.offset + returned < matched:
         nxt = url.include_query_params(limit=page.limit, offset=page.offset + page.limit)
@@ -230,7 +231,7 @@ def item(
     """One feature by id."""
     found = catalog.collection(collection_id, principal)
     feature = dict(found.feature(feature_id, principal=principal))
-    href = f"{_base(request)}/collections/{found.id}"
+    href = f"{base_url(request)}/collections/{found.id}"
     feature["links"] = [
         _link(str(request.url), "self", JSON if f == "json" else GEOJSON, "This feature"),
         _alternate(request, f),

@@ -13,6 +13,7 @@ import multiprocessing
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +44,10 @@ def running_server(factory: AppFactory) -> Iterator[str]:
     process = multiprocessing.get_context("fork").Process(
         target=_serve, args=(factory, sock), daemon=True
     )
-    process.start()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about forking with threads; the child only runs uvicorn.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        process.start()
     sock.close()
     deadline = time.monotonic() + 30
     while True:
