@@ -144,3 +144,32 @@ def test_header_in_another_order_with_mnc(tmp_path: Path) -> None:
     frame = read_cells(path).frame
     assert frame["network"].tolist() == ["740-1", "740-2"]
     assert frame["radio"].tolist() == ["GSM", "LTE"] and frame["range"].isna().all()
+
+
+def test_distance_links_match_a_brute_force_haversine() -> None:
+    """The k-d tree chord search links exactly the pairs within the great-circle distance."""
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(11)
+    n = 400
+    lat = -0.2 + rng.normal(0, 0.004, n)
+    lon = -78.5 + rng.normal(0, 0.004, n)
+    net = rng.integers(0, 2, n)
+    cells = pd.DataFrame(
+        {"radio": "GSM", "mcc": 740, "net": net, "area": 1, "cell": np.arange(n),
+         "lon": lon, "lat": lat}
+    )  # fmt: skip
+    phi, lam = np.radians(lat), np.radians(lon)
+    a = (
+        np.sin((phi[:, None] - phi[None, :]) / 2) ** 2
+        + np.cos(phi[:, None])
+        * np.cos(phi[None, :])
+        * np.sin((lam[:, None] - lam[None, :]) / 2) ** 2
+    )
+    dist = 2 * 6_371_008.8 * np.arcsin(np.sqrt(a))
+    linked = (dist <= 150) & (net[:, None] == net[None, :])
+    _, labels = connected_components(linked, directed=False)
+    site = group_sites(cells, site_distance_m=150)
+    # Same partition: cells share a site exactly when they share a brute-force component.
+    assert pd.crosstab(site, labels).gt(0).sum(axis=1).eq(1).all()
+    assert site.nunique() == len(set(labels))
