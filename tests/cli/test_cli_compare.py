@@ -1,0 +1,120 @@
+"""``dcm compare`` and ``dcm demo`` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dcm.cli.main import main
+from dcm.simulate import simulate, write_scenario
+
+
+@pytest.fixture(scope="module")
+def scenario_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("eruption")
+    write_scenario(simulate("eruption", seed=2, scale=0.2), folder)
+    return folder
+
+
+def _args(folder: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "-q",
+        "compare",
+        "--cells",
+        str(folder / "cells.csv.gz"),
+        "--baseline",
+        str(folder / "baseline.csv.gz"),
+        "--event",
+        str(folder / "event.csv.gz"),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_compare_writes_results_and_refuses_to_overwrite(
+    scenario_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    extra = (
+        "--population",
+        str(scenario_dir / "population.tif"),
+        "--areas",
+        str(scenario_dir / "areas.geojson"),
+        "--hazard",
+        str(scenario_dir / "hazard.geojson"),
+    )
+    assert _run(_args(scenario_dir, out, *extra)) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"outages.geojson", "cells.csv", "status.parquet", "summary.json"} <= names
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"]["population"]["people"] > 0
+    assert summary["rejected_rows"]["baseline"]["count"] > 0
+    capsys.readouterr()
+    assert _run(_args(scenario_dir, out)) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert _run(_args(scenario_dir, out, "--overwrite", "--window", "2h")) == 0
+    status = pd.read_parquet(out / "status.parquet")
+    spans = (status["window_end"] - status["window_start"]).unique()
+    assert list(spans) == [pd.Timedelta(hours=2)]
+
+
+def test_compare_at_one_time(scenario_dir: Path, tmp_path: Path) -> None:
+    meta = json.loads((scenario_dir / "scenario.json").read_text())
+    at = (pd.Timestamp(meta["event_start"]) + pd.Timedelta(hours=20)).isoformat()
+    out = tmp_path / "snap"
+    assert _run(_args(scenario_dir, out, "--at", at, "--resolution", "7")) == 0
+    status = pd.read_parquet(out / "status.parquet")
+    assert status["window_start"].nunique() == 1
+    assert json.loads((out / "summary.json").read_text())["parameters"]["resolution"] == 7
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--window", "soon"), "window"),
+        (("--resolution", "2"), "resolution"),
+        (("--at", "not a time"), "--at"),
+    ],
+)
+def test_compare_bad_options_are_one_line_errors(
+    scenario_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: tuple[str, str],
+    message: str,
+) -> None:
+    assert _run(_args(scenario_dir, tmp_path / "x", *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dcm: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_compare_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(_args(tmp_path, tmp_path / "x")) == 2
+    assert "cells.csv.gz" in capsys.readouterr().err
+
+
+def test_demo_runs_on_the_sample(
+    sample_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not (sample_data / "stvincent" / "event.csv.gz").is_file():
+        pytest.skip("sample_data/stvincent is absent")
+    out = tmp_path / "demo"
+    assert _run(["demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "St Vincent" in text and "map" in text
+    assert (out / "outages.geojson").is_file()
+    # The demo may overwrite its own output.
+    assert _run(["-q", "demo", "--out", str(out)]) == 0
