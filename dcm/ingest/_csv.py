@@ -103,8 +103,9 @@ def _header_names(text: str, delimiter: str, *, name: str) -> list[str]:
         names = next(csv.reader([text], delimiter=delimiter))
     except (csv.Error, StopIteration) as exc:
         raise IngestError(f"unreadable header line ({exc})", path=name) from exc
-    names = [n.strip() for n in names]
-    seen = [n for n in names if n and names.count(n) > 1]
+    # Unnamed columns (trailing delimiters) get placeholder names nobody reads.
+    names = [n.strip() or f"_unnamed_{i + 1}" for i, n in enumerate(names)]
+    seen = [n for n in names if names.count(n) > 1]
     if seen:
         raise IngestError(f"duplicate column names in header: {sorted(set(seen))}", path=name)
     return names
