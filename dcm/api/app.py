@@ -13,6 +13,9 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from dcm import __version__
+from dcm.api import alerts, events, ogc
+from dcm.api.catalog import StoreCatalog
+from dcm.api.errors import install_error_handlers
 from dcm.settings import Settings
 
 #: Responses smaller than this are sent uncompressed (gzip would not pay off).
@@ -87,13 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = stores
 
-    from dcm.api.catalog import StoreCatalog
-
     app.state.catalog = StoreCatalog(stores)
-
-    from dcm.api import alerts, events, ogc
-    from dcm.api.errors import install_error_handlers
-
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
     install_error_handlers(app)  # its middleware goes outside gzip
     app.include_router(ogc.router)
