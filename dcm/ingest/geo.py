@@ -39,7 +39,7 @@ def read_population(path: str | Path) -> pd.DataFrame:
 
     Nodata, NaN and non-positive pixels are dropped. Rasters in another CRS keep their
     pixels: the centres are transformed to EPSG:4326 (counts are not resampled, so the
-    total population is preserved).
+    total population is preserved). A raster without a CRS must be in degrees.
     """
     import rasterio
     from rasterio.windows import Window
@@ -83,6 +83,8 @@ def read_population(path: str | Path) -> pd.DataFrame:
         to_wgs84 = Transformer.from_crs(crs, CRS, always_xy=True)
         lon, lat = to_wgs84.transform(frame["lon"].to_numpy(), frame["lat"].to_numpy())
         frame["lon"], frame["lat"] = lon, lat
+    elif crs is None and not (frame["lon"].abs().le(180).all() and frame["lat"].abs().le(90).all()):
+        raise IngestError("raster has no CRS and its coordinates are not degrees", path=label)
     return frame.astype(POPULATION_COLUMNS)[list(POPULATION_COLUMNS)]
 
 
