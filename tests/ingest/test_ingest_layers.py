@@ -179,3 +179,13 @@ def test_ookla_parquet_and_wrong_files(tmp_path: Path) -> None:
     junk.write_text("{ nope")
     with pytest.raises(IngestError):
         read_ookla_tiles(junk)
+
+
+def test_population_without_crs(tmp_path: Path) -> None:
+    degrees = tmp_path / "nocrs_degrees.tif"
+    write_raster(degrees, np.ones((2, 2)), crs=None, transform=Affine(0.1, 0, 10, 0, -0.1, 5))
+    assert read_population(degrees)["population"].sum() == 4
+    metres = tmp_path / "nocrs_metres.tif"
+    write_raster(metres, np.ones((2, 2)), crs=None, transform=Affine(100, 0, 5e5, 0, -100, 1e6))
+    with pytest.raises(IngestError, match="no CRS"):
+        read_population(metres)
