@@ -59,8 +59,19 @@ class _Records:
     stops: np.ndarray  # byte offset after its content (line end excluded)
     ends: np.ndarray  # byte offset of its terminating newline (or len(data))
     lines: np.ndarray  # 1-based physical line of its first byte
-    fields: np.ndarray  # number of fields
     quoted: bool
+    quotes: np.ndarray  # positions of quotes that open or close values
+
+
+def _field_counts(data: bytes, delimiter: str, rec: _Records) -> np.ndarray:
+    """Number of fields of each record (delimiters outside quoted values, plus one)."""
+    dpos = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord(delimiter))
+    if rec.quoted and dpos.size:
+        dpos = dpos[np.searchsorted(rec.quotes, dpos) % 2 == 0]
+    # Delimiters before each record end, differenced (one lookup per record, not per
+    # delimiter). Skipped empty lines hold no delimiters, so differencing kept records
+    # is exact.
+    return np.diff(np.searchsorted(dpos, rec.ends), prepend=0) + 1
 
 
 def _records(data: bytes, delimiter: str) -> _Records:
@@ -69,6 +80,7 @@ def _records(data: bytes, delimiter: str) -> _Records:
     delim = ord(delimiter)
     newlines = np.flatnonzero(arr == NL)
     quoted = b'"' in data
+    qpos = np.zeros(0, dtype=np.int64)
     if quoted:
         qpos = np.flatnonzero(arr == QUOTE)
         prev = np.where(qpos > 0, arr[np.maximum(qpos - 1, 0)], NL)
@@ -86,16 +98,10 @@ def _records(data: bytes, delimiter: str) -> _Records:
     stops = ends.copy()
     has_cr = (stops > starts) & (arr[np.clip(stops - 1, 0, max(n - 1, 0))] == CR)
     stops = stops - has_cr
-    dpos = np.flatnonzero(arr == delim)
-    if quoted and dpos.size:
-        dpos = dpos[np.searchsorted(qpos, dpos) % 2 == 0]
-    # Delimiters before each record end, differenced: fields per record (cheap direction
-    # of searchsorted: one lookup per record, not per delimiter).
-    fields = np.diff(np.searchsorted(dpos, ends), prepend=0) + 1
     keep = stops > starts  # pyarrow skips empty lines; so do we
     # Without quotes every record is one line; with them, count newlines before its start.
     lines = np.searchsorted(newlines, starts) + 1 if quoted else np.arange(1, starts.size + 1)
-    return _Records(starts[keep], stops[keep], ends[keep], lines[keep], fields[keep], quoted)
+    return _Records(starts[keep], stops[keep], ends[keep], lines[keep], quoted, qpos)
 
 
 def _header_names(text: str, delimiter: str, *, name: str) -> list[str]:
@@ -137,7 +143,18 @@ def read_csv_strings(
         names = list(column_names)
         body = slice(0, None)
     starts, stops, ends = rec.starts[body], rec.stops[body], rec.ends[body]
-    lines, fields = rec.lines[body], rec.fields[body]
+    lines = rec.lines[body]
+    rows_in = int(starts.size)
+    if rows_in:
+        # Optimistic pass: most files have no malformed row, and pyarrow checks the
+        # field counts itself (it refuses the file at the first bad row).
+        frame = _parse_arrow(
+            data[starts[0] :], names, delimiter, quoted=rec.quoted, expected=rows_in
+        )
+        if frame is not None:
+            table = StringTable(frame, lines, None, starts, stops, data, [], rows_in)
+            return names, table
+    fields = _field_counts(data, delimiter, rec)[body]
     good = fields == len(names)
     rejected = [
         RejectedRow(
@@ -148,7 +165,6 @@ def read_csv_strings(
         )
         for i in np.flatnonzero(~good)
     ]
-    rows_in = int(starts.size)
     if good.all() and starts.size:
         buffer = data[starts[0] :]
     else:
