@@ -124,6 +124,7 @@ class Store:
         self.settings = settings
         self._event_ids: dict[str | int, int] = {}
         self._population: dict[int, tuple[int, pd.DataFrame]] = {}
+        self._extents: dict[tuple[Any, ...], tuple[BBox | None, Interval]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
@@ -1150,11 +1151,27 @@ class Store:
     def extent(
         self, kind: str, event: str | int, *, principal: Principal
     ) -> tuple[BBox | None, Interval]:
-        """Spatial (bbox) and temporal extent of a collection for its metadata."""
+        """Spatial (bbox) and temporal extent of a collection for its metadata.
+
+        The measurements extent scans every row of the event, so it is kept until a
+        measurement is added (keyed by the readable datasets and the largest row id).
+        """
         query = _features.build(
             self, kind, event, bbox=None, interval=None, principal=principal, filters={}
         )
-        return _features.extent(self, query)
+        if kind != "measurements":
+            return _features.extent(self, query)
+        key = (
+            self.event_id(event),
+            tuple(query.params),
+            query.empty,
+            self.db.scalar("SELECT max(id) FROM measurements"),
+        )
+        found = self._extents.get(key)
+        if found is None:
+            found = _features.extent(self, query)
+            self._extents = {key: found}  # only the latest state is worth keeping
+        return found
 
     # -- keys, grants, audit ---------------------------------------------------------------
     def create_key(

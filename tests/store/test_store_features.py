@@ -173,3 +173,20 @@ def test_outage_features_by_bbox_window_and_id(store: Store, admin: Principal) -
     # The latest computed window now has no outage: "latest" shows none, not an older one.
     latest = store.features("outages", "vincent", filters={"window": "latest"}, principal=anyone)
     assert latest.number_matched == 0
+
+
+def test_measurement_extent_follows_new_data(
+    filled: Store, scenario: Scenario, admin: Principal
+) -> None:
+    anyone = Principal.anonymous()
+    bbox, (first, last) = filled.extent("measurements", "vincent", principal=anyone)
+    times = scenario.event["timestamp"]
+    assert first == times.min() and last == times[times < START + pd.Timedelta("4h")].max()
+    assert bbox[0] >= -61.26 and bbox[2] <= -61.20
+    live.ingest(filled, "vincent", scenario.event_slice(4, 6), visibility="public", principal=admin)
+    _, (_, later) = filled.extent("measurements", "vincent", principal=anyone)
+    assert later == times[times < START + pd.Timedelta("6h")].max()
+    # Rows of datasets the caller may not read do not widen its extent.
+    live.ingest(filled, "vincent", scenario.event_slice(6, 8), principal=admin)
+    assert filled.extent("measurements", "vincent", principal=anyone)[1][1] == later
+    assert filled.extent("measurements", "vincent", principal=admin)[1][1] > later
