@@ -3,8 +3,9 @@
 pyarrow parses (fast, multithreaded) with every column read as a string; validation is
 left to the readers, done vectorised on those strings. To report bad rows by line we
 find the record boundaries ourselves with numpy: a newline ends a record unless it lies
-inside a quoted value (an odd number of quotes before it). That also gives the number of
-fields per record, so rows with too few or too many fields are reported, not fatal.
+inside a quoted value (an odd number of quotes before it). pyarrow first reads the whole
+file in one pass; only when it refuses a row are the fields of every record counted, so
+that rows with too few or too many fields are reported, not fatal, and the others read.
 
 Quotes are counted only where they can open or close a value (next to a delimiter, a line
 end or another quote); a stray quote inside an unquoted value is literal text, as pyarrow
