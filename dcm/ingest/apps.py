@@ -86,6 +86,9 @@ def read_gnettrack(
     timestamps = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     if is_local.any():
         timestamps[is_local] = _localise(local[is_local], str(timezone), label)
+        # Clock changes: a local time that is skipped or repeated has no single instant.
+        unclear = is_local & timestamps.isna().to_numpy()
+        errors.add(unclear, "timestamp", f"local time skipped or repeated in {timezone}")
     rest = ~is_local & stamp.notna().to_numpy()
     if rest.any():
         sub = f.RowErrors(int(rest.sum()))

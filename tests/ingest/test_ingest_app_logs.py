@@ -72,6 +72,17 @@ def test_gnettrack_fixed_offset_and_comma_export(tmp_path: Path) -> None:
         read_gnettrack(path, timezone="Mars/Olympus_Mons")
 
 
+def test_gnettrack_clock_changes_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "gnettrack.txt"
+    # New York skipped 02:00-03:00 on 2023-03-12.
+    lines = [GNT_HEADER, gnt_row("2023.03.12_02.30.00"), gnt_row("2023.03.12_03.30.00")]
+    path.write_text("\n".join(lines))
+    result = read_gnettrack(path, timezone="America/New_York")
+    assert result.frame["timestamp"].tolist() == [pd.Timestamp("2023-03-12T07:30Z")]
+    assert [(r.line, r.field) for r in result.report.rejected] == [(2, "timestamp")]
+    assert "skipped or repeated" in result.report.rejected[0].reason
+
+
 def test_gnettrack_network_for_logs_without_operator_codes(tmp_path: Path) -> None:
     path = tmp_path / "gnettrack.txt"
     lines = [
