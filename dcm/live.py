@@ -375,12 +375,31 @@ def update(
 ) -> UpdateSummary:
     """Recompute the dirty windows of ``event`` up to the data high-water mark (all its
     windows with ``full``), keep outage ids stable by tracking from the window before,
-    then run the alert lifecycle on the latest window. ``now`` is the CAP ``sent`` time."""
-    from dcm.analysis import detect
-
+    then run the alert lifecycle on the latest window. ``now`` is the CAP ``sent`` time.
+    Concurrent updates of one event wait for each other (:meth:`Store.event_lock`)."""
     started = time.perf_counter()
     ev = store.get_event(event)
     principal.require(principal.can_write(ev), f"update {ev.name}")
+    with store.event_lock(ev.id):
+        summary = _update_locked(
+            store, store.get_event(ev.id), principal=principal, full=full, now=now, sender=sender
+        )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _update_locked(
+    store: Store,
+    ev: Event,
+    *,
+    principal: Principal,
+    full: bool,
+    now: pd.Timestamp | None,
+    sender: str,
+) -> UpdateSummary:
+    from dcm.analysis import detect
+
+    started = time.perf_counter()
     params = detection_params(ev)
     win = params.window_td
     summary = UpdateSummary(event=ev.name, run_id=None)

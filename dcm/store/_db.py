@@ -113,6 +113,7 @@ class Database:
                 raise StoreError(f"bad SQLite URL {url!r}: use sqlite:///path/to/file.sqlite")
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.path: str | None = path
             try:
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")

@@ -7,7 +7,8 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,34 @@ class Store:
         current = to_ts(self.db.scalar("SELECT high_water FROM events WHERE id = ?", (eid,)))
         if current is None or ts > current:
             self.db.execute("UPDATE events SET high_water = ? WHERE id = ?", (ts_text(ts), eid))
+
+    @contextmanager
+    def event_lock(self, event: str | int) -> Iterator[None]:
+        """Hold the update lock of an event (across processes): a second ``dcm update`` of
+        the same event waits instead of computing and alerting the same windows twice.
+
+        PostgreSQL: a session advisory lock; SQLite: ``flock`` on a file beside the
+        database. Not re-entrant.
+        """
+        eid = self.event_id(event)
+        if self.db.is_pg:
+            self.db.execute("SELECT pg_advisory_lock(?, ?)", (4242017, eid))
+            try:
+                yield
+            finally:
+                self.db.execute("SELECT pg_advisory_unlock(?, ?)", (4242017, eid))
+            return
+        import fcntl
+
+        base = self.db.path if self.db.path not in (None, ":memory:") else None
+        lock = Path(f"{base}.event-{eid}.lock") if base else self.data_dir / f"event-{eid}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def event_windows(self, event: str | int) -> pd.DataFrame:
         """Windows of an event: ``window_start, window_end, dirty, computed_at, run_id``."""

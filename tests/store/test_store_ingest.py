@@ -146,3 +146,26 @@ def test_bad_input_is_reported_not_stored(
     with pytest.raises(NotFound):
         live.ingest(event_store, "nowhere", b"x", principal=admin)
     assert event_store.list_datasets("vincent") == []
+
+
+def test_updates_of_one_event_wait_for_each_other(
+    event_store: Store, store_url: str, settings: Settings
+) -> None:
+    import threading
+    import time
+
+    held = threading.Event()
+
+    def hold() -> None:
+        with open_store(settings, url=store_url) as other, other.event_lock("vincent"):
+            held.set()
+            time.sleep(0.5)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    assert held.wait(10)
+    started = time.perf_counter()
+    with event_store.event_lock("vincent"):
+        waited = time.perf_counter() - started
+    worker.join()
+    assert waited >= 0.3
