@@ -171,3 +171,34 @@ def test_gap_report_ranks_areas_by_people(live_run: LiveRun) -> None:
     assert (early["people_before"] == 0).all()
     # At the end service is back: no gaps.
     assert live.gap_report(store, "vincent").empty
+
+
+def test_derived_layers_of_the_run(live_run: LiveRun) -> None:
+    store = live_run.store
+    analyst = Principal(name="a", role="analyst")
+    # Baseline coverage: every baseline report is counted once per network and once in "all".
+    coverage = store.features("coverage", "vincent", limit=100_000, principal=analyst)
+    props = [f["properties"] for f in coverage.features]
+    baseline_rows = len(store.measurements("vincent", period="baseline"))
+    assert sum(p["measurements"] for p in props if p["network"] == "all") == baseline_rows
+    assert sum(p["measurements"] for p in props if p["network"] != "all") == baseline_rows
+    assert all(0 <= p["ok_share"] <= 1 for p in props)
+    # Cell status of the latest window: points at the cells' positions.
+    cells = store.features(
+        "cells",
+        "vincent",
+        filters={"window": "latest"},
+        limit=1000,
+        principal=Principal.anonymous(),
+    )
+    assert cells.number_matched == len(store.cells("vincent"))
+    for feature in cells.features:
+        assert feature["properties"]["status"] in ("online", "offline", "unknown")
+        lon, lat = feature["geometry"]["coordinates"]
+        assert -61.27 < lon < -61.19 and 13.19 < lat < 13.27
+    # Grid of the latest window, hex polygons, per network and "all".
+    grid = store.features(
+        "grid", "vincent", filters={"window": "latest"}, limit=10_000, principal=analyst
+    )
+    assert {f["properties"]["network"] for f in grid.features} >= {"360-10", "360-50", "all"}
+    assert {f["geometry"]["type"] for f in grid.features} == {"Polygon"}
