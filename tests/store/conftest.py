@@ -341,3 +341,10 @@ def live_run(
             yield record
         finally:
             store.close()
+
+
+@pytest.fixture
+def both_backends(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """URLs of an empty SQLite store and an empty PostgreSQL store (skips without one)."""
+    with backend_url("sqlite", tmp_path) as lite, backend_url("postgres", tmp_path) as pg:
+        yield lite, pg

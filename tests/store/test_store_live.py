@@ -15,10 +15,13 @@ import pytest
 from dcm import live
 from dcm.analysis import build_baseline, detect
 from dcm.publish import cap_alert
-from dcm.store import Principal
+from dcm.settings import Settings
+from dcm.store import Principal, open_store
 
 if TYPE_CHECKING:
-    from conftest import LiveRun
+    from pathlib import Path
+
+    from conftest import LiveRun, Scenario
 
 STEP = 2  # hours per ingested slice (see the live_run fixture)
 
@@ -202,3 +205,52 @@ def test_derived_layers_of_the_run(live_run: LiveRun) -> None:
     )
     assert {f["properties"]["network"] for f in grid.features} >= {"360-10", "360-50", "all"}
     assert {f["geometry"]["type"] for f in grid.features} == {"Polygon"}
+
+
+@pytest.mark.postgres
+def test_both_backends_store_the_same_results(
+    both_backends: tuple[str, str], tmp_path: Path, scenario: Scenario
+) -> None:
+    results = []
+    for i, url in enumerate(both_backends):
+        settings = Settings(
+            data_dir=tmp_path / f"d{i}",
+            secret="same",
+            alert_min_population=0.0,
+            alert_min_area_km2=0.5,
+            alert_min_confidence=0.5,
+        )
+        with open_store(settings, url=url) as store:
+            admin = Principal.system()
+            store.create_event("vincent", start=scenario.start, principal=admin)
+            for kind, path in (
+                ("cells", scenario.cells),
+                ("baseline", scenario.baseline),
+                ("population", scenario.population),
+            ):
+                live.ingest(store, "vincent", path, kind=kind, principal=admin)
+            for first in range(0, 16, 4):
+                live.ingest(
+                    store, "vincent", scenario.event_slice(first, first + 4), principal=admin
+                )
+                live.update(
+                    store,
+                    "vincent",
+                    principal=admin,
+                    now=scenario.start + pd.Timedelta(hours=first + 4),
+                )
+            outages = store.outages("vincent").drop(columns="geometry")
+            grid = store.grid_status("vincent")
+            alerts = [
+                (m.identifier, m.msg_type, m.references) for m in store.alert_messages("vincent")
+            ]
+            devices = sorted(
+                r[0] for r in store.db.query("SELECT DISTINCT device FROM measurements")
+            )
+            results.append((outages, grid, alerts, devices))
+    (o1, g1, a1, d1), (o2, g2, a2, d2) = results
+    assert len(o1) > 0 and len(a1) > 0
+    pd.testing.assert_frame_equal(o1, o2)
+    pd.testing.assert_frame_equal(g1, g2)
+    assert a1 == a2
+    assert d1 == d2  # same secret, same hashed device ids
