@@ -34,7 +34,7 @@ from dcm.analysis.outages import build_outages
 from dcm.analysis.params import DetectionParams
 from dcm.analysis.states import DOWN, NO_DATA, STATE_CODES, UNCERTAIN, UP, all_network_state
 from dcm.errors import ParameterError
-from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, empty_frame
+from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, empty_frame
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,11 @@ def detect(
     if (out_cols < 0).any():
         raise ParameterError("requested windows are not aligned to the window length")
 
+    grid_ev["pairs"] = hex_pairs(keys)
     site_ev = _site_evidence(baseline, keys, grid_ev, prep, keep, w_row, all_windows, params)
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, params)
+    for name in ("span_expected", "span_fails", "recent_ok", "ok_age", "llr", "act_obs", "act_exp"):
+        grid_ev.pop(name, None)  # large (places × windows) arrays no longer needed
     cell_ev = _cell_evidence(
         baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
     )
@@ -143,6 +146,7 @@ def detect(
         population=population,
         cells=baseline.cells,
         cell_offline=cell_ev["status"][:, out_cols] == "offline",
+        pairs=grid_ev["pairs"],
         previous=previous,
     )
     vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
@@ -288,10 +292,16 @@ def _grid_evidence(
     }
 
 
-def _neighbour_matrix(keys: pd.DataFrame) -> sparse.csr_matrix:
+def hex_pairs(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Touching (k = 1 ring) pairs of the keys' grid cells, as ``hex`` numbers."""
+    return neighbour_pairs(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
+
+
+def _neighbour_matrix(
+    keys: pd.DataFrame, pairs: tuple[np.ndarray, np.ndarray]
+) -> sparse.csr_matrix:
     """Sparse (key × key) mean over the six H3 neighbours of the same network."""
-    hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
-    a, b = neighbour_pairs(hexes)
+    a, b = pairs
     pairs = pd.DataFrame({"hex": a, "hex_b": b})
     left = keys[["hex", "network"]].reset_index(names="ka").merge(pairs, on="hex")
     right = keys[["hex", "network"]].reset_index(names="kb").rename(columns={"hex": "hex_b"})
@@ -477,7 +487,8 @@ def _grid_states(
         ok_recent, np.log(params.ok_when_down), 0.0
     )
     llr = ev["llr"]
-    support = _neighbour_matrix(keys) @ np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
+    clipped = np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
+    support = _neighbour_matrix(keys, ev["pairs"]) @ clipped
     own = logit(params.prior_down) + llr + params.neighbour_weight * support
     has_sites = (coverage >= 0.5)[:, None]
     p = expit(np.where(has_sites, by_site, own))
@@ -547,60 +558,62 @@ def _grid_frame(
     baseline: Baseline,
     win: pd.Timedelta,
 ) -> pd.DataFrame:
-    """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all"."""
-    len(keys)
+    """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all".
+
+    Rows come window by window; grid cells with under 0.05 expected reports, no
+    report and no outage are left out (they are ``no_data``). ``h3``, ``network``
+    and ``state`` are categoricals (string values, compact for millions of rows).
+    """
     starts = windows[cols]
     expected = ev["expected"][:, cols]
     ok = ev["ok"][:, cols]
     fail = ev["fail"][:, cols]
     state = ev["state"][:, cols]
     p = ev["p"][:, cols]
+    hex_strings = to_strings(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
+    hex_cat = pd.CategoricalDtype(hex_strings)
+    net_cat = pd.CategoricalDtype([*baseline.networks, ALL_NETWORKS])
+    state_cat = pd.CategoricalDtype(list(STATE_CODES))
     keep = (expected >= 0.05) | (ok + fail > 0) | (state == DOWN)
-    r, c = np.nonzero(keep)
-    h3s = to_strings(keys["h3"].to_numpy())
-    nets = np.asarray(baseline.networks, dtype=object)
+    c, r = np.nonzero(keep.T)  # window-major order
+    hex_of_key = keys["hex"].to_numpy()
     per_net = pd.DataFrame(
         {
-            "h3": h3s[r],
-            "network": nets[keys["network"].to_numpy()[r]],
+            "h3": pd.Categorical.from_codes(hex_of_key[r], dtype=hex_cat),
+            "network": pd.Categorical.from_codes(keys["network"].to_numpy()[r], dtype=net_cat),
             "window_start": starts[c],
             "window_end": starts[c] + win,
             "expected_count": expected[r, c],
             "observed_count": (ok[r, c] + fail[r, c]).astype("int64"),
             "ok_count": ok[r, c].astype("int64"),
             "fail_count": fail[r, c].astype("int64"),
-            "state": STATE_CODES[state[r, c]],
+            "state": pd.Categorical.from_codes(state[r, c].astype("int64"), dtype=state_cat),
             "p_down": p[r, c],
-            "llr": ev["llr"][:, cols][r, c],
         }
     )
     all_state, all_p = all_network_state(keys, state, p)
-    hex_first = keys.drop_duplicates("hex").sort_values("hex")
     exp_hex = ev["exp_hex"][:, cols]
     obs_hex = ev["obs_hex"][:, cols]
-    hr, hc = np.nonzero((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA))
+    hc, hr = np.nonzero(((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA)).T)
     hex_ok = np.zeros_like(exp_hex)
-    np.add.at(hex_ok, keys["hex"].to_numpy(), ok)
-    hex_fail = obs_hex - hex_ok
+    np.add.at(hex_ok, hex_of_key, ok)
     all_rows = pd.DataFrame(
         {
-            "h3": h3s[hex_first.index.to_numpy()][hr],
-            "network": ALL_NETWORKS,
+            "h3": pd.Categorical.from_codes(hr, dtype=hex_cat),
+            "network": pd.Categorical.from_codes(
+                np.full(hr.size, len(baseline.networks)), dtype=net_cat
+            ),
             "window_start": starts[hc],
             "window_end": starts[hc] + win,
             "expected_count": exp_hex[hr, hc],
             "observed_count": obs_hex[hr, hc].astype("int64"),
             "ok_count": hex_ok[hr, hc].astype("int64"),
-            "fail_count": hex_fail[hr, hc].astype("int64"),
-            "state": STATE_CODES[all_state[hr, hc]],
+            "fail_count": (obs_hex - hex_ok)[hr, hc].astype("int64"),
+            "state": pd.Categorical.from_codes(all_state[hr, hc].astype("int64"), dtype=state_cat),
             "p_down": all_p[hr, hc],
-            "llr": np.nan,
         }
     )
-    out = pd.concat([per_net, all_rows], ignore_index=True)
-    for col, dtype in GRID_STATUS_COLUMNS.items():
-        out[col] = out[col].astype(dtype)
-    return out.sort_values(["window_start", "network", "h3"], ignore_index=True)
+    return pd.concat([per_net, all_rows], ignore_index=True)
 
 
 def _cell_intervals(

@@ -55,13 +55,15 @@ def trailing_evidence(
     window's expected count) and in later windows is evidence of an outage now.
     """
     rows, n = ok.shape
-    cols = np.broadcast_to(np.arange(n), (rows, n))
-    last_ok = np.maximum.accumulate(np.where(ok > 0, cols, -1), axis=1)
-    lo = cols - span + 1
-    recent = last_ok >= np.maximum(lo, 0)
-    start = np.where(recent, last_ok + 1, np.maximum(lo, 0))
-    stop = cols + 1
+    # int32 indices and 1-row broadcasts: these arrays are (places × windows).
+    cols = np.arange(n, dtype="int32")[None, :]
+    last_ok = np.maximum.accumulate(np.where(ok > 0, cols, np.int32(-1)), axis=1)
+    lo = np.maximum(cols - span + 1, 0)
+    recent = last_ok >= lo
+    start = np.where(recent, last_ok + 1, lo).astype("int32")
+    stop = np.broadcast_to(cols + 1, (rows, n))
     li = np.maximum(last_ok, 0)
+    del last_ok
     fails = span_sum(cumulative(fail), start, stop) + np.where(
         recent, np.take_along_axis(fail_after_ok, li, axis=1), 0.0
     )
@@ -82,9 +84,11 @@ def trailing_evidence(
 
 def window_sums(values: np.ndarray, span: int) -> np.ndarray:
     """Sum over the trailing ``span`` windows (no reset)."""
-    rows, n = values.shape
-    cols = np.broadcast_to(np.arange(n), (rows, n))
-    return span_sum(cumulative(values), np.maximum(cols - span + 1, 0), cols + 1)
+    _rows, n = values.shape
+    cols = np.arange(n)
+    cum = cumulative(values)
+    lo = np.maximum(cols - span + 1, 0)
+    return cum[:, cols + 1] - cum[:, lo]
 
 
 def silence_llr(

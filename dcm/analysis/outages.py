@@ -42,6 +42,7 @@ def build_outages(
     cells: pd.DataFrame,
     cell_offline: np.ndarray,
     previous: gpd.GeoDataFrame | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> gpd.GeoDataFrame:
     """Outage features from key × window states (columns of ``state`` are ``windows``).
 
@@ -54,7 +55,7 @@ def build_outages(
     if nodes.empty:
         return empty_outages()
     hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
-    a, b = neighbour_pairs(hexes)
+    a, b = pairs if pairs is not None else neighbour_pairs(hexes)
     nodes = nodes.reset_index(drop=True)
     nodes["node"] = np.arange(len(nodes))
     edges = (
@@ -95,8 +96,16 @@ def build_outages(
     comp["cells_offline"] = _cells_offline(
         nodes, cells, cell_offline, hexes, params.resolution, networks
     ).reindex(comp.index, fill_value=0)
-    hex_lists = nodes.groupby("component")["hex"].agg(list)
-    geoms = [cells_to_polygon(hexes[np.asarray(hex_lists[c])]) for c in comp.index]
+    hex_lists = nodes.groupby("component")["hex"].agg(lambda h: tuple(sorted(h)))
+    # An outage usually keeps the same grid cells for many windows: build each shape once.
+    shapes: dict[tuple[int, ...], shapely.Geometry] = {}
+
+    def polygon(cells: tuple[int, ...]) -> shapely.Geometry:
+        if cells not in shapes:
+            shapes[cells] = cells_to_polygon(hexes[np.asarray(cells)])
+        return shapes[cells]
+
+    geoms = [polygon(hex_lists[c]) for c in comp.index]
     names = np.asarray(networks, dtype=object)
     layer = comp["layer"].to_numpy()
     start = windows[comp["col"].to_numpy()]
@@ -230,14 +239,17 @@ def track_outages(previous: gpd.GeoDataFrame | None, new: gpd.GeoDataFrame) -> g
         used_prev: set[int] = set()
         ids = new["outage_id"].to_numpy(dtype=object)
         onset = new["onset"].to_numpy()
-        for i in order:
+        prev_ids = prev["outage_id"].to_numpy(dtype=object)
+        prev_onset = prev["onset"].to_numpy()
+        # Greedy one-to-one matching over candidate pairs (outages, not measurements).
+        for i in order[overlap[order] > 0].tolist():
             n, p = int(new_idx[i]), int(prev_idx[i])
-            if overlap[i] <= 0 or n in used_new or p in used_prev:
+            if n in used_new or p in used_prev:
                 continue
             used_new.add(n)
             used_prev.add(p)
-            ids[n] = prev["outage_id"].iloc[p]
-            onset[n] = prev["onset"].to_numpy()[p]
+            ids[n] = prev_ids[p]
+            onset[n] = prev_onset[p]
         new["outage_id"] = pd.array(ids, dtype="string")
         new["onset"] = pd.to_datetime(onset, utc=True)
     missing = new["outage_id"].isna().to_numpy()
