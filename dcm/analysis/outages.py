@@ -12,7 +12,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from dcm.analysis.grid import cell_areas_km2, cells_to_polygon, neighbour_pairs, points_to_cells
-from dcm.analysis.params import DetectionParams
+from dcm.analysis.params import DetectionParams, parse_duration
 from dcm.analysis.states import DOWN, all_network_state
 from dcm.schema import ALL_NETWORKS, CRS, OUTAGE_COLUMNS
 
@@ -127,7 +127,7 @@ def build_outages(
         crs=CRS,
     )
     frame = frame.sort_values(["window_start", "network", "severity"], ignore_index=True)
-    return _track_all(frame, previous, window)
+    return _track_all(frame, previous, parse_duration(params.track_gap, name="track_gap"))
 
 
 def _down_nodes(keys: pd.DataFrame, state: np.ndarray, p: np.ndarray) -> pd.DataFrame:
@@ -195,17 +195,23 @@ def _cells_offline(
 
 
 def _track_all(
-    frame: gpd.GeoDataFrame, previous: gpd.GeoDataFrame | None, window: pd.Timedelta
+    frame: gpd.GeoDataFrame, previous: gpd.GeoDataFrame | None, gap: pd.Timedelta
 ) -> gpd.GeoDataFrame:
-    """Give ids window by window, then the restoration time of each outage."""
+    """Give ids window by window, then the restoration time of each outage.
+
+    An outage missing for up to ``gap`` (sparse data make a place flicker between
+    down and uncertain) keeps its id when it comes back at the same place.
+    """
     done: list[gpd.GeoDataFrame] = []
-    prev = previous
+    recent = previous if previous is not None else None
     for start, group in frame.groupby("window_start", sort=True):
-        if prev is not None and len(prev) and (prev["window_end"] < start).all():
-            prev = None  # a gap of a whole window: nothing carries over
-        group = track_outages(prev, group)
+        if recent is not None and len(recent):
+            recent = recent[recent["window_end"] >= start - gap]
+        group = track_outages(recent, group)
         done.append(group)
-        prev = group
+        # The latest appearance of every outage seen within the gap.
+        pool = group if recent is None else pd.concat([recent, group], ignore_index=True)
+        recent = pool.drop_duplicates("outage_id", keep="last")
     out = pd.concat(done, ignore_index=True)
     last_end = out.groupby("outage_id")["window_end"].transform("max")
     restored = last_end.where(last_end < out["window_end"].max())

@@ -66,6 +66,8 @@ class DetectionParams:
     #: Clip of OpenCelliD ranges (m) for cells never heard in the baseline.
     cell_range_min_m: float = 500.0
     cell_range_max_m: float = 2500.0
+    #: An outage missing for up to this long keeps its id when it comes back.
+    track_gap: str = "3h"
     #: Outage components smaller than this many grid cells are dropped.
     min_outage_cells: int = 2
 
