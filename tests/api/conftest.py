@@ -1,8 +1,13 @@
-"""Fixtures of the API tests: a real uvicorn server on a free loopback port.
+"""Fixtures of the API tests: a real uvicorn server on a free loopback port, and a
+populated store on each backend.
 
 The server runs in a forked child process, not a thread: GDAL (through pyogrio) holds
 the GIL while it fetches pages, which would starve a server thread in the same process.
 The app is built in the child by a factory, so no database handle crosses the fork.
+
+The populated store is parametrised like the store tests' (``tests/store/conftest.py``):
+SQLite, and PostgreSQL + PostGIS in a throw-away schema of ``DCM_TEST_POSTGRES_URL``
+(marked ``postgres``; skips when the variable is unset).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from dcm.settings import Settings
+
+from ..store.conftest import BACKENDS, backend_url
 
 AppFactory = Callable[[], FastAPI]
 
@@ -104,30 +111,30 @@ KEYS = {  # name -> (role, granted dataset labels)
 
 @dataclass(frozen=True)
 class Populated:
-    """A data directory holding the St Vincent sample event, computed, with API keys.
+    """A store holding the St Vincent sample event, computed, with API keys.
 
     Event measurements arrive in two slices (``-1``, ``-2``), each split by line into a
     ``public-N`` and a ``restricted-N`` dataset; the baseline is restricted.
-    ``tokens`` maps key names to clear API keys.
+    ``backend`` is ``sqlite`` or ``postgres``; ``database_url`` names the store and
+    ``data_dir`` holds raw uploads. ``tokens`` maps key names to clear API keys.
     """
 
+    backend: str
     data_dir: Path
+    database_url: str
     datasets: dict[str, int]
     tokens: dict[str, str]
 
-    def settings(self, data_dir: Path | None = None) -> Settings:
-        return api_settings(data_dir or self.data_dir)
-
-    def copy(self, target: Path) -> Populated:
-        """The same store in ``target`` (for modules that write)."""
-        shutil.copytree(self.data_dir, target)
-        return dataclasses.replace(self, data_dir=target)
+    def settings(self) -> Settings:
+        return api_settings(self.data_dir, database_url=self.database_url)
 
 
-def api_settings(data_dir: Path) -> Settings:
-    """Test settings: the store in ``data_dir``, a fixed secret, low alert thresholds."""
+def api_settings(data_dir: Path, *, database_url: str | None = None) -> Settings:
+    """Test settings: the store at ``database_url`` (default: SQLite in ``data_dir``), a
+    fixed secret, low alert thresholds."""
     return Settings(
         data_dir=data_dir,
+        database_url=database_url or f"sqlite:///{data_dir / 'dcm.sqlite'}",
         secret="api-test-secret",
         k_anonymity=3,
         alert_min_population=0.0,
@@ -153,20 +160,16 @@ def _split_event(source: Path, folder: Path) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture(scope="session")
-def populated(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Populated:
-    """The sample event ingested, updated and keyed once per test session."""
+def _populate(settings: Settings, files: Path, slices: dict[str, Path]) -> tuple[dict, dict]:
+    """Ingest the sample event into the store of ``settings``, update it after each
+    slice and create the API keys of ``KEYS``; return dataset ids and clear tokens."""
     from dcm import live
     from dcm.store import Principal, open_store
 
-    folder = tmp_path_factory.mktemp("populated")
-    files = sample_data / "stvincent"
-    slices = _split_event(files / "event.csv.gz", folder)
     admin = Principal.system()
-    data_dir = folder / "data"
     datasets: dict[str, int] = {}
     tokens: dict[str, str] = {}
-    with open_store(api_settings(data_dir)) as store:
+    with open_store(settings) as store:
         store.create_event(EVENT, start=EVENT_START, principal=admin)
         for label, kind, path, visibility in (
             ("cells", "cells", files / "cells.csv.gz", "public"),
@@ -191,4 +194,42 @@ def populated(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Po
             _, tokens[name] = store.create_key(
                 name, role=role, grants=[datasets[g] for g in granted], principal=admin
             )
-    return Populated(data_dir=data_dir, datasets=datasets, tokens=tokens)
+    return datasets, tokens
+
+
+@contextmanager
+def populated_store(backend: str, folder: Path, files: Path) -> Iterator[Populated]:
+    """The sample event in ``files`` ingested, updated and keyed in a new store on
+    ``backend`` under ``folder`` (a PostgreSQL schema is dropped on exit)."""
+    data_dir = folder / "data"
+    data_dir.mkdir(parents=True)
+    slices = _split_event(files / "event.csv.gz", folder)
+    with backend_url(backend, data_dir) as url:
+        settings = api_settings(data_dir, database_url=url)
+        datasets, tokens = _populate(settings, files, slices)
+        yield Populated(backend, data_dir, url, datasets, tokens)
+
+
+@contextmanager
+def populated_copy(populated: Populated, folder: Path, files: Path) -> Iterator[Populated]:
+    """A store like ``populated`` for a module that writes: a copy of the SQLite data
+    directory, or on PostgreSQL the same event built again in a new schema."""
+    if populated.backend != "sqlite":
+        with populated_store(populated.backend, folder, files) as store:
+            yield store
+        return
+    data_dir = folder / "data"
+    shutil.copytree(populated.data_dir, data_dir)
+    yield dataclasses.replace(
+        populated, data_dir=data_dir, database_url=str(api_settings(data_dir).database_url)
+    )
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def populated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sample_data: Path
+) -> Iterator[Populated]:
+    """The sample event ingested, updated and keyed once per test session and backend."""
+    folder = tmp_path_factory.mktemp(f"populated-{request.param}")
+    with populated_store(request.param, folder, sample_data / "stvincent") as store:
+        yield store

@@ -14,14 +14,18 @@ import pytest
 from dcm.api import create_app
 from dcm.store import open_store
 
+from .conftest import populated_copy
+
 EVENT = "stvincent"
 URL = f"/events/{EVENT}/measurements"
 HEADER = "timestamp,lat,lon,status,mcc,mnc,measurement_id"
 
 
 @pytest.fixture(scope="module")
-def store_copy(populated, tmp_path_factory: pytest.TempPathFactory):
-    return populated.copy(tmp_path_factory.mktemp("upload") / "data")
+def store_copy(populated, tmp_path_factory: pytest.TempPathFactory, sample_data: Path):
+    folder = tmp_path_factory.mktemp("upload")
+    with populated_copy(populated, folder, sample_data / "stvincent") as copy:
+        yield copy
 
 
 @pytest.fixture(scope="module")
