@@ -52,8 +52,20 @@ MEASUREMENT_REQUIRED = ("timestamp", "lat", "lon", "status")
 
 #: Columns of an OpenCelliD / MLS export, in file order.
 OPENCELLID_COLUMNS = (
-    "radio", "mcc", "net", "area", "cell", "unit", "lon", "lat", "range",
-    "samples", "changeable", "created", "updated", "averageSignal",
+    "radio",
+    "mcc",
+    "net",
+    "area",
+    "cell",
+    "unit",
+    "lon",
+    "lat",
+    "range",
+    "samples",
+    "changeable",
+    "created",
+    "updated",
+    "averageSignal",
 )
 
 #: Cell frame (ingest output, simulator output, analysis input). ``created`` and
@@ -126,12 +138,9 @@ OUTAGE_COLUMNS: dict[str, str] = {
 
 def network_key(mcc: pd.Series, mnc: pd.Series) -> pd.Series:
     """``"MCC-MNC"`` per row (vectorised); ``<NA>`` where either part is missing."""
-    mcc_i = pd.array(mcc, dtype="Int64")
-    mnc_i = pd.array(mnc, dtype="Int64")
-    out = pd.Series(mcc_i.astype("string"), index=mcc.index) + "-" + pd.Series(
-        mnc_i.astype("string"), index=mnc.index
-    )
-    return out.astype("string")
+    mcc_s = mcc.astype("Int64").astype("string")
+    mnc_s = mnc.astype("Int64").astype("string")
+    return (mcc_s + "-" + mnc_s).astype("string")
 
 
 def empty_frame(columns: Mapping[str, str]) -> pd.DataFrame:
@@ -163,9 +172,9 @@ def validate_frame(
         if dtype == UTC_TS:
             if not isinstance(actual, pd.DatetimeTZDtype) or str(actual.tz) != "UTC":
                 raise SchemaError(f"{name}: column {col!r} must be UTC timestamps, got {actual}")
-        elif dtype in ("float64", "int64", "Int64"):
-            if not (pd.api.types.is_numeric_dtype(actual) or actual == np.dtype("O")) or (
-                pd.api.types.is_bool_dtype(actual)
-            ):
-                raise SchemaError(f"{name}: column {col!r} must be numeric, got {actual}")
+        elif dtype in ("float64", "int64", "Int64") and (
+            not (pd.api.types.is_numeric_dtype(actual) or actual == np.dtype("O"))
+            or pd.api.types.is_bool_dtype(actual)
+        ):
+            raise SchemaError(f"{name}: column {col!r} must be numeric, got {actual}")
     return frame
