@@ -164,11 +164,49 @@ def ingest(
     else:
         raise ParameterError(f"unknown dataset kind {kind!r}")
 
+    return ingest_frame(
+        store,
+        ev,
+        frame,
+        kind=kind,
+        source=label,
+        checksum=checksum,
+        counts=counts,
+        report=report,
+        licence=licence,
+        visibility=visibility,
+        principal=principal,
+    )
+
+
+def ingest_frame(
+    store: Store,
+    event: str | int | Event,
+    frame: Any,
+    *,
+    kind: str,
+    source: str,
+    checksum: str,
+    counts: dict[str, int],
+    report: IngestReport | None = None,
+    licence: str | None = None,
+    visibility: str = "restricted",
+    principal: Principal,
+) -> IngestOutcome:
+    """Add an already read ``frame`` of ``kind`` to ``event`` as one dataset: the second
+    half of :func:`ingest`, for callers that read a file once and feed it in parts
+    (``dcm replay``). ``checksum`` identifies the dataset (a known checksum and kind add
+    nothing); ``counts`` are the reader's rows_in/accepted/rejected/duplicates."""
+    ev = store.get_event(event)
+    principal.require(principal.can_ingest(ev), f"ingest into {ev.name}")
+    known = store.find_dataset(ev.id, checksum, kind)
+    if known is not None:
+        return IngestOutcome(dataset=known, report=report, added=0, new=False)
     try:
         dataset = store.add_dataset(
             ev.id,
             kind=kind,
-            source=label,
+            source=source,
             checksum=checksum,
             licence=licence,
             visibility=visibility,
