@@ -81,12 +81,11 @@ def test_gdal_pages_with_small_page_size(base_url: str, http: httpx.Client) -> N
     full = http.get(f"/collections/{cid}/items", params={"limit": 10000}).json()
     frame = pyogrio.read_dataframe(f"OAPIF:{base_url}/collections/{cid}", layer=cid, PAGE_SIZE=7)
     assert len(full["features"]) > 7
-    assert sorted(frame["outage_id"] + frame["window_start"].astype(str)) == sorted(
-        f["properties"]["outage_id"] + f["properties"]["window_start"] for f in full["features"]
-    ) or len(frame) == len(full["features"])
+    # Pages follow one stable order: no feature is repeated or skipped at a page boundary.
+    assert list(frame["id"]) == [f["id"] for f in full["features"]]
 
 
-def test_gdal_bbox_on_measurements(base_url: str, http: httpx.Client) -> None:
+def test_gdal_bbox_on_measurements(base_url: str, populated) -> None:
     cid = f"{EVENT}-measurements"
     box = (-61.24, 13.14, -61.18, 13.2)
     frame = pyogrio.read_dataframe(f"OAPIF:{base_url}/collections/{cid}", bbox=box)
@@ -97,8 +96,11 @@ def test_gdal_bbox_on_measurements(base_url: str, http: httpx.Client) -> None:
     assert xy["x"].between(box[0] - 1e-5, box[2] + 1e-5).all()
     assert xy["y"].between(box[1] - 1e-5, box[3] + 1e-5).all()
     all_xy = everything.geometry.get_coordinates()
-    inside = all_xy["x"].between(box[0], box[2]) & all_xy["y"].between(box[1], box[3])
-    assert int(inside.sum()) <= len(frame) <= int(inside.sum()) + 3
+    inside = int((all_xy["x"].between(box[0], box[2]) & all_xy["y"].between(box[1], box[3])).sum())
+    if populated.backend == "sqlite":
+        assert inside <= len(frame) <= inside + 3
+    else:  # PostGIS compares the double-precision points themselves
+        assert len(frame) == inside
 
 
 def test_items_match_the_store(http: httpx.Client, populated) -> None:
