@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+from ..store.conftest import BACKENDS, backend_url
 
 
 def _free_port() -> int:
@@ -18,7 +21,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_dcm_serve_answers_on_loopback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dcm_serve_answers_on_loopback(tmp_path: Path, backend: str) -> None:
+    if backend == "sqlite":  # the default store: a SQLite file in the data folder
+        _serve_and_check(tmp_path / "data", None)
+        assert (tmp_path / "data" / "dcm.sqlite").is_file()
+        return
+    with backend_url(backend, tmp_path) as url:
+        _serve_and_check(tmp_path / "data", url)
+        from dcm.settings import Settings
+        from dcm.store import open_store
+
+        settings = Settings(data_dir=tmp_path / "data", secret="s")
+        with open_store(settings, url=url) as store:  # the server migrated this schema
+            assert store.db.is_pg and store.list_events() == []
+        assert not (tmp_path / "data" / "dcm.sqlite").exists()
+
+
+def _serve_and_check(data_dir: Path, database_url: str | None) -> None:
+    """Start ``dcm serve`` on a free port and check that it answers, then stop it."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
     env["DCM_SECRET"] = "s"
@@ -33,7 +54,8 @@ def test_dcm_serve_answers_on_loopback(tmp_path: Path) -> None:
             "--log-level",
             "warning",
             "--data-dir",
-            str(tmp_path / "data"),
+            str(data_dir),
+            *(["--database-url", database_url] if database_url else []),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -52,7 +74,6 @@ def test_dcm_serve_answers_on_loopback(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert response.json()["conformsTo"]
         assert httpx.get(f"http://127.0.0.1:{port}/events").json()["events"] == []
-        assert (tmp_path / "data" / "dcm.sqlite").is_file()
     finally:
         process.terminate()
         process.communicate(timeout=20)
