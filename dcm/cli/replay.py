@@ -109,7 +109,9 @@ def replay_frame(
     times = pd.to_datetime(frame["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]")
     order = np.argsort(times, kind="stable")
     times, frame = times[order], frame.iloc[order]
-    edges = np.append(starts.asi8, (starts[-1] + step).value).astype("datetime64[ns]")
+    # Both sides in ns: a start parsed from "--from" may carry a coarser unit.
+    bounds_ns = starts.append(pd.DatetimeIndex([starts[-1] + step])).as_unit("ns")
+    edges = bounds_ns.asi8.astype("datetime64[ns]")
     cuts = np.searchsorted(times, edges, side="left")  # frame is sorted: slices are ranges
     seen = len(store.alert_messages(ev.id))
     for i, start in enumerate(starts):
