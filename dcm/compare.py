@@ -103,6 +103,7 @@ def compare(
 
     with step("building the baseline"):
         model = build_baseline(base_f, cells_f, params)
+    del base_f  # the model holds what is needed; free the rows before the event work
     with step(f"judging {len(windows)} window(s)"):
         found = detect(model, event_f, params=params, windows=windows, population=pop_f)
     with step("overlaying areas and hazard"):

@@ -111,8 +111,10 @@ def synthesise(
         ("baseline", baseline_rows, onset - pd.Timedelta(days=14), 14.0, False),
         ("event", event_rows, onset, 3.0, True),
     ):
-        frame = measurements(int(rows / (0.92 * 0.7 + 0.08) if event else rows), start, days, event)
-        frame = frame.iloc[:rows] if len(frame) > rows else frame
+        # Generate a little more (failed sites lose most rows), then keep ``rows`` at random.
+        frame = measurements(int(rows * 1.1), start, days, event)
+        if len(frame) > rows:
+            frame = frame.iloc[np.sort(rng.choice(len(frame), rows, replace=False))]
         paths[name] = folder / f"{name}.csv"
         pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), paths[name])
     return paths

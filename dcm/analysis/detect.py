@@ -122,6 +122,8 @@ def detect(
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, params)
     for name in ("span_expected", "span_fails", "recent_ok", "ok_age", "llr", "act_obs", "act_exp"):
         grid_ev.pop(name, None)  # large (places × windows) arrays no longer needed
+    for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
+        grid_ev[name] = grid_ev[name].astype("float32")  # halves what stays in memory
     cell_ev = _cell_evidence(
         baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
     )
@@ -583,12 +585,12 @@ def _grid_frame(
             "network": pd.Categorical.from_codes(keys["network"].to_numpy()[r], dtype=net_cat),
             "window_start": starts[c],
             "window_end": starts[c] + win,
-            "expected_count": expected[r, c],
+            "expected_count": expected[r, c].astype("float64"),
             "observed_count": (ok[r, c] + fail[r, c]).astype("int64"),
             "ok_count": ok[r, c].astype("int64"),
             "fail_count": fail[r, c].astype("int64"),
             "state": pd.Categorical.from_codes(state[r, c].astype("int64"), dtype=state_cat),
-            "p_down": p[r, c],
+            "p_down": p[r, c].astype("float64"),
         }
     )
     all_state, all_p = all_network_state(keys, state, p)
@@ -605,12 +607,12 @@ def _grid_frame(
             ),
             "window_start": starts[hc],
             "window_end": starts[hc] + win,
-            "expected_count": exp_hex[hr, hc],
+            "expected_count": exp_hex[hr, hc].astype("float64"),
             "observed_count": obs_hex[hr, hc].astype("int64"),
             "ok_count": hex_ok[hr, hc].astype("int64"),
             "fail_count": (obs_hex - hex_ok)[hr, hc].astype("int64"),
             "state": pd.Categorical.from_codes(all_state[hr, hc].astype("int64"), dtype=state_cat),
-            "p_down": all_p[hr, hc],
+            "p_down": all_p[hr, hc].astype("float64"),
         }
     )
     return pd.concat([per_net, all_rows], ignore_index=True)
