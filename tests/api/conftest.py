@@ -160,7 +160,9 @@ def _split_event(source: Path, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _populate(settings: Settings, files: Path, slices: dict[str, Path]) -> tuple[dict, dict]:
+def _populate(
+    settings: Settings, files: Path, slices: dict[str, Path]
+) -> tuple[dict[str, int], dict[str, str]]:
     """Ingest the sample event into the store of ``settings``, update it after each
     slice and create the API keys of ``KEYS``; return dataset ids and clear tokens."""
     from dcm import live
@@ -221,7 +223,7 @@ def populated_copy(populated: Populated, folder: Path, files: Path) -> Iterator[
     data_dir = folder / "data"
     shutil.copytree(populated.data_dir, data_dir)
     yield dataclasses.replace(
-        populated, data_dir=data_dir, database_url=str(api_settings(data_dir).database_url)
+        populated, data_dir=data_dir, database_url=api_settings(data_dir).resolved_database_url()
     )
 
 
