@@ -593,7 +593,7 @@ def _grid_frame(
             "p_down": p[r, c].astype("float64"),
         }
     )
-    all_state, all_p = all_network_state(keys, state, p)
+    all_state, all_p = all_network_state(keys, state, p, ev.get("pairs"))
     exp_hex = ev["exp_hex"][:, cols]
     obs_hex = ev["obs_hex"][:, cols]
     hc, hr = np.nonzero(((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA)).T)

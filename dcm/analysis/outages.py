@@ -51,11 +51,12 @@ def build_outages(
     where some but not all are (``degraded``). Components smaller than
     ``params.min_outage_cells`` are dropped (an isolated cell is weak evidence).
     """
-    nodes = _down_nodes(keys, state, p_down)
+    hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
+    pairs = pairs if pairs is not None else neighbour_pairs(hexes)
+    nodes = _down_nodes(keys, state, p_down, pairs)
     if nodes.empty:
         return empty_outages()
-    hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
-    a, b = pairs if pairs is not None else neighbour_pairs(hexes)
+    a, b = pairs
     nodes = nodes.reset_index(drop=True)
     nodes["node"] = np.arange(len(nodes))
     edges = (
@@ -130,7 +131,12 @@ def build_outages(
     return _track_all(frame, previous, parse_duration(params.track_gap, name="track_gap"))
 
 
-def _down_nodes(keys: pd.DataFrame, state: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+def _down_nodes(
+    keys: pd.DataFrame,
+    state: np.ndarray,
+    p: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray] | None,
+) -> pd.DataFrame:
     """One row per (layer, window column, hex) in an outage, with its p_down."""
     r, c = np.nonzero(state == DOWN)
     per_net = pd.DataFrame(
@@ -141,7 +147,7 @@ def _down_nodes(keys: pd.DataFrame, state: np.ndarray, p: np.ndarray) -> pd.Data
             "p": p[r, c],
         }
     )
-    all_state, all_p = all_network_state(keys, state, p)
+    all_state, all_p = all_network_state(keys, state, p, pairs)
     hr, hc = np.nonzero(all_state == DOWN)
     all_rows = pd.DataFrame({"layer": ALL_OUTAGE, "col": hc, "hex": hr, "p": all_p[hr, hc]})
     # Degraded: some serving network is down here, but not all of them.

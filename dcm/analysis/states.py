@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 #: State codes used in the dense arrays; STATE_CODES[code] is the schema name.
 STATE_CODES = np.array(["up", "down", "uncertain", "no_data"], dtype=object)
@@ -11,13 +12,19 @@ UP, DOWN, UNCERTAIN, NO_DATA = 0, 1, 2, 3
 
 
 def all_network_state(
-    keys: pd.DataFrame, state: np.ndarray, p: np.ndarray
+    keys: pd.DataFrame,
+    state: np.ndarray,
+    p: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """State and p_down of "all networks" per hex × window.
 
     Down where every network that served the place is down; up where any network
     is up; no_data where none of them has data; uncertain otherwise. p_down is the
     smallest p_down of the networks (the weakest link of "nobody serves").
+    With ``pairs`` (touching hexes), a network that served next door but left no
+    baseline report here may well serve here too: unless it is down next door and
+    up nowhere next door, the place is not "nobody serves".
     """
     hex_of_key = keys["hex"].to_numpy()
     n_hex = int(hex_of_key.max()) + 1 if len(keys) else 0
@@ -37,8 +44,40 @@ def all_network_state(
     out = np.full(shape, UNCERTAIN, dtype="int8")
     out[n_known == 0] = NO_DATA
     out[n_up > 0] = UP
-    out[(n_served > 0) & (n_down == n_served) & (n_up == 0)] = DOWN
+    all_down = (n_served > 0) & (n_down == n_served) & (n_up == 0)
+    if pairs is not None:
+        all_down &= ~_unseen_network_may_serve(keys, state, pairs, n_hex)
+    out[all_down] = DOWN
     return out, p_min
+
+
+def _unseen_network_may_serve(
+    keys: pd.DataFrame, state: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], n_hex: int
+) -> np.ndarray:
+    """Hex × window: some network without a baseline report here, but serving a
+    touching hex, is not clearly down there (down next door and up nowhere next door)."""
+    served = keys[keys["served"].to_numpy()]
+    here = pd.MultiIndex.from_arrays([served["hex"].to_numpy(), served["network"].to_numpy()])
+    nb = pd.DataFrame({"hex": pairs[0], "hex_b": pairs[1]}).merge(
+        served[["hex", "network"]].reset_index(names="key_b").rename(columns={"hex": "hex_b"}),
+        on="hex_b",
+    )
+    missing = here.get_indexer(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]])) < 0
+    nb = nb[missing]
+    if nb.empty:
+        return np.zeros((n_hex, state.shape[1]), dtype=bool)
+    group, uniq = pd.factorize(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]]))
+    agg = sparse.csr_matrix(
+        (np.ones(len(nb)), (group, nb["key_b"].to_numpy())), shape=(len(uniq), len(keys))
+    )
+    down_next = agg @ (state == DOWN).astype("float32")
+    up_next = agg @ (state == UP).astype("float32")
+    may_serve = ~((down_next > 0) & (up_next == 0))
+    hex_of_group = np.asarray(uniq.get_level_values(0), dtype="int64")
+    to_hex = sparse.csr_matrix(
+        (np.ones(len(uniq)), (hex_of_group, np.arange(len(uniq)))), shape=(n_hex, len(uniq))
+    )
+    return (to_hex @ may_serve.astype("float32")) > 0
 
 
 def degraded_mask(keys: pd.DataFrame, state: np.ndarray) -> np.ndarray:
