@@ -505,7 +505,9 @@ def build(
             if filters.get(name):
                 q.add(f"m.{name} = ?", filters[name])
         if fid is not None:
-            if not str(fid).isdigit():
+            # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and
+            # SQLite cannot bind a larger integer.
+            if not (str(fid).isascii() and str(fid).isdigit()) or int(fid) >= 2**63:
                 raise NotFound(f"no measurement {fid!r}")
             q.add("m.id = ?", int(fid))
     else:  # areas, hazard
