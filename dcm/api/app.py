@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from dcm import __version__
 from dcm.api import alerts, events, ogc
 from dcm.api.catalog import StoreCatalog
+from dcm.api.dependencies import refuse_nul_characters
 from dcm.api.errors import install_error_handlers
 from dcm.settings import Settings
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Features; alerts are CAP 1.2; send an API key as `X-API-Key` or "
         "`Authorization: Bearer`.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.settings = settings
     app.state.store = stores

@@ -25,6 +25,8 @@ from dcm.settings import Settings
 #: OGC API – Features default and maximum page size.
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
+#: Largest ``offset``: SQL OFFSET is a signed 64-bit integer on both backends.
+MAX_OFFSET = 2**63 - 1
 
 BBox = tuple[float, float, float, float]
 
@@ -160,11 +162,23 @@ async def page_query(
     ] = DEFAULT_LIMIT,
     offset: Annotated[
         int,
-        Query(ge=0, description="Index of the first feature of the page (0-based)."),
+        Query(ge=0, le=MAX_OFFSET, description="Index of the first feature (0-based)."),
     ] = 0,
 ) -> Page:
     """``limit`` and ``offset`` paging parameters."""
     return Page(limit=limit, offset=offset)
+
+
+async def refuse_nul_characters(request: Request) -> None:
+    """Refuse a path or query holding a NUL character (``%00``) with 400, on every route.
+
+    No event, feature or alert name holds one, and PostgreSQL text cannot: without this
+    the same URL would be a 404 on SQLite and a database error on PostgreSQL.
+    """
+    if "\x00" in request.scope["path"] or any(
+        "\x00" in name or "\x00" in value for name, value in request.query_params.multi_items()
+    ):
+        raise ParameterError("the URL holds a NUL character (%00)")
 
 
 async def get_settings(request: Request) -> Settings:

@@ -159,6 +159,34 @@ def test_single_items(http: httpx.Client) -> None:
     assert http.get("/collections/nothing-outages/items").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        (f"/collections/{EVENT}-measurements/items/{2**63}", 404),  # beyond a 64-bit id
+        (f"/collections/{EVENT}-measurements/items/%C2%B2", 404),  # '²' is a digit to str
+        (f"/collections/{EVENT}-measurements/items/%D9%A1", 404),  # Arabic-Indic one
+        (f"/collections/{EVENT}-coverage/items/zz_360-110", 404),
+        (f"/collections/{EVENT}-grid/items/zz_360-110_20210409T190000Z", 404),
+        (f"/collections/{EVENT}-areas/items/a%00b", 400),  # PostgreSQL text cannot hold NUL
+        (f"/events/{EVENT}%00", 400),
+        (f"/events/{EVENT}/gaps?at=2021-04-10T00:00:00Z%00", 400),
+        ("/alerts/a%00b.xml", 400),
+        (f"/collections/{EVENT}-outages/items?offset={2**63}", 400),  # SQL OFFSET is 64-bit
+    ],
+)
+def test_impossible_ids_and_urls_are_client_errors(
+    http: httpx.Client, path: str, status: int
+) -> None:
+    response = http.get(path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_largest_offset_is_an_empty_page(http: httpx.Client) -> None:
+    body = http.get(f"/collections/{EVENT}-outages/items", params={"offset": 2**63 - 1}).json()
+    assert body["features"] == [] and body["numberMatched"] > 0
+
+
 def test_events_and_windows(http: httpx.Client) -> None:
     events = http.get("/events").json()["events"]
     assert [e["name"] for e in events] == [EVENT]
