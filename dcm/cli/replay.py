@@ -11,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import io
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from dcm.errors import IngestError, ParameterError
 from dcm.store.models import VISIBILITIES
+
+if TYPE_CHECKING:  # pandas and the store load only when the command runs (fast --help)
+    import pandas as pd
+
+    from dcm.store import Principal, Store
 
 
 @dataclass
@@ -26,8 +32,8 @@ class SliceResult:
     """What one slice did: rows added, windows recomputed, outages in the latest computed
     window, and the CAP messages issued (type, identifier)."""
 
-    start: Any
-    end: Any
+    start: pd.Timestamp
+    end: pd.Timestamp
     rows: int
     added: int
     windows: int
@@ -43,7 +49,7 @@ class SliceResult:
         )
 
 
-def _utc(value: str, option: str) -> Any:
+def _utc(value: str, option: str) -> pd.Timestamp:
     import pandas as pd
 
     try:
@@ -54,13 +60,13 @@ def _utc(value: str, option: str) -> Any:
 
 
 def slice_bounds(
-    timestamps: Any,
+    timestamps: pd.Series,
     *,
-    step: Any,
-    start: Any | None = None,
-    until: Any | None = None,
+    step: pd.Timedelta,
+    start: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
     hours: float | None = None,
-) -> Any:
+) -> pd.DatetimeIndex:
     """Slice starts (UTC DatetimeIndex) covering ``timestamps`` from ``start`` (default:
     the first timestamp floored to ``step``) to ``until`` (or ``start + hours``; default:
     past the last timestamp). Raises ParameterError for an empty or inverted range."""
@@ -82,19 +88,19 @@ def slice_bounds(
 
 
 def replay_frame(
-    store: Any,
+    store: Store,
     event: str,
-    frame: Any,
+    frame: pd.DataFrame,
     *,
     source: str,
     checksum: str,
-    starts: Any,
-    step: Any,
+    starts: pd.DatetimeIndex,
+    step: pd.Timedelta,
     licence: str | None,
     visibility: str,
     clock: str,
-    principal: Any,
-) -> Any:
+    principal: Principal,
+) -> Iterator[SliceResult]:
     """Yield a :class:`SliceResult` per slice of ``frame`` (MEASUREMENT_COLUMNS) after
     ingesting it into ``event`` and running the incremental update. Each slice is one
     dataset whose checksum is derived from the file checksum and the slice bounds, so a
@@ -110,8 +116,8 @@ def replay_frame(
     order = np.argsort(times, kind="stable")
     times, frame = times[order], frame.iloc[order]
     # Both sides in ns: a start parsed from "--from" may carry a coarser unit.
-    bounds_ns = starts.append(pd.DatetimeIndex([starts[-1] + step])).as_unit("ns")
-    edges = bounds_ns.asi8.astype("datetime64[ns]")
+    limits = pd.DatetimeIndex([*starts, starts[-1] + step]).as_unit("ns")
+    edges = limits.asi8.astype("datetime64[ns]")
     cuts = np.searchsorted(times, edges, side="left")  # frame is sorted: slices are ranges
     seen = len(store.alert_messages(ev.id))
     for i, start in enumerate(starts):
