@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,10 +15,15 @@ from starlette.concurrency import run_in_threadpool
 from dcm.api.catalog import KINDS
 from dcm.api.dependencies import PrincipalDep, StoreDep, parse_datetime
 from dcm.api.ogc import JSON, CompactJSONResponse, base_url
+from dcm.errors import ParameterError
 
 router = APIRouter(tags=["Events"])
 
 EventName = Annotated[str, PathParam(description="Event name, e.g. 'stvincent'.")]
+
+#: Gap report moments dcm can compute with: frames hold nanosecond timestamps (years
+#: 1677-2262) and a report reaches hours before and after the moment.
+GAPS_AT_RANGE = (datetime(1700, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 #: Uploads larger than this are refused (413) before they fill the disk.
 MAX_UPLOAD_BYTES = 2 * 1024**3
@@ -125,6 +131,8 @@ def gaps(
     from dcm import live
 
     moment = None if at is None else parse_datetime(at).start
+    if moment is not None and not GAPS_AT_RANGE[0] <= moment <= GAPS_AT_RANGE[1]:
+        raise ParameterError(f"at {at!r} is outside the years 1700-2200")
     name = store.get_event(event).name
     report = live.gap_report(store, name, at=None if moment is None else pd.Timestamp(moment))
     report = report.assign(since=report["since"].map(_iso))

@@ -171,6 +171,8 @@ def test_single_items(http: httpx.Client) -> None:
         (f"/events/{EVENT}%00", 400),
         (f"/events/{EVENT}/gaps?at=2021-04-10T00:00:00Z%00", 400),
         ("/alerts/a%00b.xml", 400),
+        (f"/events/{EVENT}/gaps?at=0001-01-01T00:00:00Z", 400),  # beyond pandas' range
+        (f"/events/{EVENT}/gaps?at=9999-12-31T00:00:00Z", 400),
         (f"/collections/{EVENT}-outages/items?offset={2**63}", 400),  # SQL OFFSET is 64-bit
     ],
 )
