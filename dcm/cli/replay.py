@@ -214,7 +214,14 @@ def command(
     quiet = quiet or bool((ctx.obj or {}).get("quiet"))
     data = file.read_bytes()
     with open_cli_store() as store:
-        store.get_event(event)  # NotFound before any work
+        ev = store.get_event(event)  # NotFound before any work
+        if store.time_range(ev.id, period="baseline")[0] is None:
+            # Every slice ends in an update, which needs the baseline: say so before
+            # storing anything.
+            raise ParameterError(
+                f"event {ev.name}: no baseline measurements ingested yet "
+                "(dcm ingest --kind baseline FILE first)"
+            )
         checksum, _ = store.keep_raw(data)
         result = readers.read_measurements(
             io.BytesIO(data), name=str(file), device_secret=store.device_secret().encode()

@@ -166,7 +166,7 @@ def test_replay_from_and_hours_select_slices(
 
 
 def test_replay_errors_are_one_line(
-    event: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    event: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(b"\x00\x01not a csv at all\xff\xfe")
@@ -182,6 +182,17 @@ def test_replay_errors_are_one_line(
         assert len(err.strip().splitlines()) == 1 and err.startswith("dcm: error:")
 
     _measurements(tmp_path / "event.csv", START, 2, seed=4)
+    run(["event", "create", "bare", "--start", "2021-04-09T00:00Z"], capsys)
+    code, _, err = run(["replay", "--event", "bare", str(tmp_path / "event.csv")], capsys)
+    assert code == EXIT_USER_ERROR and "no baseline" in err and "Traceback" not in err
+    with _db(data_dir) as db:  # refused before any slice was stored
+        assert (
+            db.execute(
+                "SELECT count(*) FROM datasets d JOIN events e ON e.id = d.event_id "
+                "WHERE e.name = 'bare'"
+            ).fetchone()[0]
+            == 0
+        )
     code, _, err = run(
         [
             "replay",
