@@ -160,8 +160,13 @@ def replay_frame(
 
 @click.command(name="replay")
 @click.option("--event", "event", required=True, help="Event name or id.")
-@click.option("--step", default="1h", show_default=True, help="Slice length (pandas offset).")
-@click.option("--from", "start", default=None, help="First slice start (default: first row).")
+@click.option("--step", default="1h", show_default=True, help="Slice length, e.g. 1h or 30min.")
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="First slice start (default: first row); earlier rows are not fed.",
+)
 @click.option("--until", default=None, help="Stop before this time (default: after last row).")
 @click.option("--hours", type=float, default=None, help="Replay this many hours from --from.")
 @click.option("--licence", default=None, help="Licence of the data, e.g. CC-BY-4.0.")
