@@ -32,7 +32,15 @@ from dcm.analysis.evidence import (
 from dcm.analysis.grid import neighbour_pairs, to_strings
 from dcm.analysis.outages import build_outages
 from dcm.analysis.params import DetectionParams
-from dcm.analysis.states import DOWN, NO_DATA, STATE_CODES, UNCERTAIN, UP, all_network_state
+from dcm.analysis.states import (
+    DOWN,
+    NO_DATA,
+    STATE_CODES,
+    UNCERTAIN,
+    UP,
+    all_network_state,
+    rows_to_groups,
+)
 from dcm.errors import ParameterError
 from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, empty_frame
 
@@ -250,8 +258,7 @@ def _grid_evidence(
         .reshape(n_hex, n_win)
         .astype("float64")
     )
-    exp_hex = np.zeros((n_hex, n_win))
-    np.add.at(exp_hex, hex_of_key, expected)
+    exp_hex = rows_to_groups(hex_of_key, n_hex) @ expected
     span = params.span_windows
     # Activity seen by the *other* networks (and this network's failure reports): the
     # network's own silence is what is being judged, so it must not explain itself.
@@ -458,8 +465,7 @@ def _no_server_probability(
     contrib = log_p[cap["site"].to_numpy()] * (
         np.arange(n_win)[None, :] >= cap["w0"].to_numpy()[:, None]
     )
-    total = np.zeros((n_key, n_win))
-    np.add.at(total, cap["key"].to_numpy(), contrib)
+    total = rows_to_groups(cap["key"].to_numpy(), n_key) @ contrib
     has = np.zeros(n_key, dtype=bool)
     has[cap["key"].to_numpy()] = True
     # Grid cells without a strong baseline server fall back to the share-weighted mean.
@@ -597,8 +603,7 @@ def _grid_frame(
     exp_hex = ev["exp_hex"][:, cols]
     obs_hex = ev["obs_hex"][:, cols]
     hc, hr = np.nonzero(((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA)).T)
-    hex_ok = np.zeros_like(exp_hex)
-    np.add.at(hex_ok, hex_of_key, ok)
+    hex_ok = rows_to_groups(hex_of_key, exp_hex.shape[0]) @ ok
     all_rows = pd.DataFrame(
         {
             "h3": pd.Categorical.from_codes(hr, dtype=hex_cat),

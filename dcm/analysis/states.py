@@ -11,6 +11,16 @@ STATE_CODES = np.array(["up", "down", "uncertain", "no_data"], dtype=object)
 UP, DOWN, UNCERTAIN, NO_DATA = 0, 1, 2, 3
 
 
+def rows_to_groups(group: np.ndarray, n_groups: int) -> sparse.csr_matrix:
+    """Sparse (group × row) indicator: ``M @ values`` sums the rows of each group
+    (much faster than ``np.add.at`` on (rows × windows) arrays)."""
+    group = np.asarray(group, dtype="int64")
+    return sparse.csr_matrix(
+        (np.ones(group.size, dtype="float32"), (group, np.arange(group.size))),
+        shape=(n_groups, group.size),
+    )
+
+
 def all_network_state(
     keys: pd.DataFrame,
     state: np.ndarray,
@@ -30,14 +40,11 @@ def all_network_state(
     n_hex = int(hex_of_key.max()) + 1 if len(keys) else 0
     served = keys["served"].to_numpy()[:, None]
     shape = (n_hex, state.shape[1])
-    n_served = np.zeros(shape)
-    np.add.at(n_served, hex_of_key, np.broadcast_to(served, state.shape).astype("float64"))
-    n_down = np.zeros(shape)
-    np.add.at(n_down, hex_of_key, ((state == DOWN) & served).astype("float64"))
-    n_up = np.zeros(shape)
-    np.add.at(n_up, hex_of_key, (state == UP).astype("float64"))
-    n_known = np.zeros(shape)
-    np.add.at(n_known, hex_of_key, (state != NO_DATA).astype("float64"))
+    to_hex = rows_to_groups(hex_of_key, n_hex)
+    n_served = np.broadcast_to(to_hex @ served.astype("float32"), shape)
+    n_down = to_hex @ ((state == DOWN) & served).astype("float32")
+    n_up = to_hex @ (state == UP).astype("float32")
+    n_known = to_hex @ (state != NO_DATA).astype("float32")
     p_min = np.ones(shape)
     np.minimum.at(p_min, hex_of_key, np.where(served, p, 1.0))
     p_min = np.where(n_served > 0, p_min, 0.0)
@@ -84,6 +91,4 @@ def degraded_mask(keys: pd.DataFrame, state: np.ndarray) -> np.ndarray:
     """Hex × window: at least one served network down (but not necessarily all)."""
     hex_of_key = keys["hex"].to_numpy()
     n_hex = int(hex_of_key.max()) + 1 if len(keys) else 0
-    n_down = np.zeros((n_hex, state.shape[1]))
-    np.add.at(n_down, hex_of_key, (state == DOWN).astype("float64"))
-    return n_down > 0
+    return (rows_to_groups(hex_of_key, n_hex) @ (state == DOWN).astype("float32")) > 0
