@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,16 @@ RADIO_ALIASES: dict[str, str] = {
     "NR": "NR", "5G": "NR", "NR5G": "NR", "5G NR": "NR", "NR-NSA": "NR", "NR-SA": "NR",
     "CDMA": "CDMA", "CDMA2000": "CDMA", "EVDO": "CDMA", "1XRTT": "CDMA",
 }  # fmt: skip
+
+#: Accepted instants (UTC): measurements and cell records before 1990 or from 2100 on are
+#: typing or clock errors. The bounds also keep every accepted instant inside pandas'
+#: ``datetime64[ns]`` and both databases' timestamp types.
+TIMESTAMP_MIN = pd.Timestamp("1990-01-01", tz="UTC")
+TIMESTAMP_MAX = pd.Timestamp("2100-01-01", tz="UTC")
+OUT_OF_RANGE = f"timestamp out of range ({TIMESTAMP_MIN:%Y-%m-%d}..{TIMESTAMP_MAX:%Y-%m-%d})"
+
+#: PostgreSQL text cannot hold U+0000, so a row with one would fail the whole upload there.
+NUL_CHARACTER = "contains a NUL character"
 
 # A time of day followed by Z or an offset; a bare date ("2023-05-24" ends in "-24") has
 # neither and is naive.
@@ -155,6 +166,15 @@ def floats(
     return pd.Series(np.where(invalid | out_of_range, np.nan, values), index=col.index)
 
 
+def refuse_nul(frame: pd.DataFrame, errors: RowErrors, columns: Iterable[str]) -> None:
+    """Reject rows holding a NUL character in any text column of ``columns`` in ``frame``."""
+    for name in columns:
+        if name not in frame.columns or not is_texty(frame[name]):
+            continue
+        found = pc.match_substring(_arrow_text(frame[name]), "\x00")
+        errors.add(pc.fill_null(found, False).to_numpy(zero_copy_only=False), name, NUL_CHARACTER)
+
+
 def required(col: pd.Series, errors: RowErrors, field: str) -> None:
     """Reject rows where a required field is empty."""
     errors.add(text(col).isna().to_numpy(), field, "required value is missing")
@@ -164,27 +184,59 @@ def timestamps_iso(col: pd.Series, errors: RowErrors, field: str) -> pd.Series:
     """ISO 8601 strings with ``Z`` or an offset (or tz-aware datetimes) → UTC ``ns``.
 
     Naive timestamps are rejected: their time zone is unknown, so their instant is too.
+    So are instants outside :data:`TIMESTAMP_MIN` .. :data:`TIMESTAMP_MAX`.
     """
     index = col.index
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        return in_time_range(col.dt.tz_convert("UTC"), errors, field)
     if pd.api.types.is_datetime64_dtype(col.dtype):
         errors.add(col.notna().to_numpy(), field, "naive timestamp (no UTC offset)")
         return pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
     txt = text(col)
     present = txt.notna().to_numpy()
     has_offset = txt.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
+    # pandas picks one unit for the column (s/ms/us/ns), so a far year can parse (and is
+    # range-checked below) or come back NaT when another value needs nanoseconds.
     parsed = pd.to_datetime(txt, utc=True, format="ISO8601", errors="coerce")
     bad = present & parsed.isna().to_numpy()
+    if bad.any():
+        year = pd.to_numeric(
+            txt[bad].str.extract(r"^([+-]?\d{4,})-", expand=False), errors="coerce"
+        )
+        far = np.zeros(len(txt), dtype=bool)
+        far[np.flatnonzero(bad)] = (
+            (year < TIMESTAMP_MIN.year) | (year > TIMESTAMP_MAX.year)
+        ).to_numpy(dtype=bool, na_value=False)
+        errors.add(far, field, OUT_OF_RANGE)
     errors.add(bad, field, "not an ISO 8601 timestamp")
     errors.add(present & ~bad & ~has_offset, field, "naive timestamp (no UTC offset or Z)")
-    parsed = parsed.where(has_offset)
-    return pd.Series(parsed, index=index).astype("datetime64[ns, UTC]")
+    parsed = pd.Series(parsed.where(has_offset), index=index)
+    return in_time_range(parsed, errors, field)
+
+
+def in_time_range(values: pd.Series, errors: RowErrors, field: str) -> pd.Series:
+    """UTC timestamps of any unit → ``datetime64[ns, UTC]``; rows outside
+    :data:`TIMESTAMP_MIN` .. :data:`TIMESTAMP_MAX` are rejected (``NaT``)."""
+    outside = (values.notna() & ((values < TIMESTAMP_MIN) | (values >= TIMESTAMP_MAX))).to_numpy(
+        dtype=bool
+    )
+    errors.add(outside, field, OUT_OF_RANGE)
+    return values.mask(outside).astype("datetime64[ns, UTC]")
 
 
 def unix_seconds(col: pd.Series, errors: RowErrors, field: str) -> pd.Series:
-    """Unix seconds → UTC ``ns`` timestamps (``NaT`` when missing)."""
-    values = floats(col, errors, field, lo=0, hi=4.1e9)
+    """Optional Unix seconds → UTC ``ns`` timestamps (``NaT`` when missing).
+
+    Text that is not a number rejects the row; a number outside :data:`TIMESTAMP_MIN` ..
+    :data:`TIMESTAMP_MAX` (exports write 0 or garbage for unknown dates) becomes ``NaT``,
+    so the rest of the record is kept.
+    """
+    values, _, invalid = numeric(col)
+    # An overflowing number ("1e400") parses to infinity: out of range, not garbage.
+    errors.add(invalid & ~np.isinf(values), field, "not a number")
+    lo, hi = TIMESTAMP_MIN.timestamp(), TIMESTAMP_MAX.timestamp()
+    with np.errstate(invalid="ignore"):
+        values = np.where((values >= lo) & (values < hi), values, np.nan)
     return pd.to_datetime(values, unit="s", utc=True).astype("datetime64[ns, UTC]")
 
 

@@ -76,6 +76,11 @@ def read_gnettrack(
 
     stamp = _col(raw, "timestamp")
     local = pd.to_datetime(stamp, format=GNETTRACK_TIME_FORMAT, errors="coerce")
+    # Far local times would overflow on the way to UTC nanoseconds; the exact UTC bounds
+    # are checked again once the time zone is applied.
+    far = (local < f.TIMESTAMP_MIN.tz_localize(None)) | (local >= f.TIMESTAMP_MAX.tz_localize(None))
+    errors.add(far.to_numpy(dtype=bool), "timestamp", f.OUT_OF_RANGE)
+    local = local.mask(far)
     is_local = local.notna().to_numpy()
     if is_local.any() and timezone is None:
         raise IngestError(
@@ -95,6 +100,10 @@ def read_gnettrack(
         timestamps[rest] = f.timestamps_iso(stamp[rest], sub, "timestamp").to_numpy()
         bad = np.zeros(n, dtype=bool)
         bad[np.flatnonzero(rest)[sub.bad]] = True
+        far_codes = [i for i, (_, reason) in enumerate(sub.checks) if reason == f.OUT_OF_RANGE]
+        far_iso = np.zeros(n, dtype=bool)
+        far_iso[np.flatnonzero(rest)] = np.isin(sub.code, far_codes)
+        errors.add(far_iso, "timestamp", f.OUT_OF_RANGE)
         errors.add(bad, "timestamp", f"neither {GNETTRACK_TIME_FORMAT} nor ISO 8601 with offset")
 
     operator = _col(raw, "operator", "mcc-mnc").str.replace(r"\D", "", regex=True)

@@ -68,6 +68,7 @@ def read_cells(
 
     errors = f.RowErrors(n)
     out = pd.DataFrame(index=raw.index)
+    f.refuse_nul(raw, errors, OPENCELLID_COLUMNS)
     for c in ("radio", "mcc", "net", "area", "cell", "lon", "lat"):
         f.required(col(c), errors, c)
     out["radio"] = f.choices(col("radio"), errors, "radio", _RADIO_MAP)

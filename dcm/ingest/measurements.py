@@ -146,6 +146,7 @@ def normalise_measurements(
 
     errors = f.RowErrors(n) if errors is None else errors
     out = pd.DataFrame(index=raw.index)
+    f.refuse_nul(raw, errors, MEASUREMENT_COLUMNS)
     f.required(col("timestamp"), errors, "timestamp")
     out["timestamp"] = f.timestamps_iso(col("timestamp"), errors, "timestamp")
     f.required(col("lat"), errors, "lat")
