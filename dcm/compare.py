@@ -9,7 +9,6 @@ both as ``from dcm.compare import compare`` and after ``import dcm.compare``.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 import types
@@ -28,8 +27,6 @@ from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.errors import Conflict, IngestError, ParameterError
 from dcm.schema import CRS, POPULATION_COLUMNS, validate_frame
-
-log = logging.getLogger(__name__)
 
 Frame = pd.DataFrame | str | Path
 Progress = Callable[[str], None]
@@ -167,22 +164,18 @@ def write_comparison(
     say("writing status.parquet")
     paths["status"] = publish.write_parquet(result.grid, out / "status.parquet")
     say("rendering map.html")
-    try:
-        render = publish.render_map
-    except AttributeError:
-        log.warning("map.html skipped: dcm.publish.render_map is not available")
-    else:
-        cells_map = _cells_for_map(result)
-        html = render(
-            outages=outages,
-            cells=cells_map,
-            areas=result.areas,
-            hazard=result.hazard,
-            title="dcm: mobile connectivity outages",
-        )
-        path = out / "map.html"
-        path.write_text(html, encoding="utf-8")
-        paths["map"] = path
+    from dcm.publish.webmap import render_map  # folium loads only when a map is written
+
+    html = render_map(
+        outages=outages,
+        cells=_cells_for_map(result),
+        areas=result.areas,
+        hazard=result.hazard,
+        title="dcm: mobile connectivity outages",
+    )
+    path = out / "map.html"
+    path.write_text(html, encoding="utf-8")
+    paths["map"] = path
     summary = dict(result.summary)
     summary["outputs"] = {k: p.name for k, p in paths.items()} | {"summary": "summary.json"}
     paths["summary"] = publish.write_json(summary, out / "summary.json")
@@ -358,7 +351,10 @@ def _summary(
             "cells_latest": {
                 str(k): int(v) for k, v in cells_last.groupby("status").size().items()
             },
-            "grid_latest": {f"{n}:{s}": int(v) for (n, s), v in states.items()},
+            "grid_latest": {
+                f"{net}:{state}": int(n)
+                for net, state, n in states.reset_index().itertuples(index=False)
+            },
         },
         "volume_factor": {
             "median": float(np.median(volume)) if len(volume) else None,
