@@ -540,10 +540,8 @@ class Store:
         rows["dataset_id"] = int(dataset_id)
         with self.db.transaction():
             self.db.execute("DELETE FROM population WHERE event_id = ?", (eid,))
-            self.db.executemany(
-                f"INSERT INTO population ({', '.join(cols)}) VALUES (?, ?, ?, ?, ?)",
-                frame_rows(rows, cols),
-            )
+            # A raster is tens of thousands of points: COPY on PostgreSQL.
+            self.db.bulk_insert("population", cols, frame_rows(rows, cols))
         return len(rows)
 
     def _insert_shapes(
