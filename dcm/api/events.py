@@ -260,7 +260,7 @@ def _ingest(
     label: str,
     principal: Any,
 ) -> Any:
-    # Runs on a worker thread: the store proxy resolves to that thread's own connection.
+    # Runs on a worker thread: the store proxy resolves to the store lent to this request.
     from dcm import live
 
     return live.ingest(
