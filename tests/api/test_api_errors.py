@@ -26,6 +26,10 @@ from dcm.errors import (
     StoreError,
 )
 from dcm.settings import Settings
+from dcm.store import Principal, open_store
+
+from ..store.conftest import BACKENDS, backend_url
+from .conftest import running_server
 
 SECRET_SQL = "SELECT token_sha256 FROM api_keys WHERE secret_column = 1"
 
@@ -119,3 +123,51 @@ def test_openapi_document_is_served(http: httpx.Client) -> None:
         "/events/{event}/alerts.atom",
     ):
         assert path in doc["paths"], path
+
+
+UPLOAD_HEADER = "timestamp,lat,lon,status,mcc,mnc,measurement_id,device"
+UPLOAD_ROWS = [
+    "2021-04-10T11:00:00Z,13.2,-61.2,ok,360,110,good-1,phone",
+    "2021-04-10T11:01:00Z,13.2,-61.2,ok,360,110,nul\x00id,phone",  # line 3
+    "2021-04-10T11:02:00Z,13.2,-61.2,ok,360,110,nul-device,ph\x00one",  # line 4
+    "0001-01-01T00:00:00Z,13.2,-61.2,ok,360,110,year-1,phone",  # line 5
+    "9999-12-31T23:59:59Z,13.2,-61.2,ok,360,110,year-9999,phone",  # line 6
+    "2021-04-10T11:03:00Z,13.2,-61.2,ok,360,110,good-2,phone",
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upload_with_nul_characters_and_far_years_is_a_report(tmp_path: Path, backend: str) -> None:
+    """Rows a database cannot hold are rejected by line and reason (was a 500 on
+    PostgreSQL for NUL, on both backends for years 1 and 9999); good rows go in."""
+    with backend_url(backend, tmp_path) as url:
+        settings = Settings(data_dir=tmp_path / "data", database_url=url, secret="s")
+        admin = Principal.system()
+        with open_store(settings) as store:
+            store.create_event("upload", start="2021-04-09T12:00:00Z", principal=admin)
+            _, token = store.create_key("partner", role="partner", principal=admin)
+        body = "\n".join([UPLOAD_HEADER, *UPLOAD_ROWS]) + "\n"
+        with (
+            running_server(lambda: create_app(settings)) as base,
+            httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": token}) as client,
+        ):
+            response = client.post(
+                "/events/upload/measurements",
+                params={"visibility": "public"},
+                content=body.encode(),
+                headers={"Content-Type": "text/csv"},
+            )
+            assert response.status_code == 201, response.text
+            report = response.json()["report"]
+            assert (report["rows_in"], report["accepted"], report["rejected"]) == (6, 2, 4)
+            assert report["balanced"]
+            rejected = [(r["line"], r["field"]) for r in report["rejected_rows"]]
+            assert rejected == [(3, "measurement_id"), (4, "device"), (5, "timestamp"),
+                                (6, "timestamp")]  # fmt: skip
+            reasons = [r["reason"] for r in report["rejected_rows"]]
+            assert all("NUL character" in r for r in reasons[:2])
+            assert all("timestamp out of range" in r for r in reasons[2:])
+            assert response.json()["added"] == 2
+            items = client.get("/collections/upload-measurements/items").json()
+            ids = sorted(f["properties"]["measurement_id"] for f in items["features"])
+            assert ids == ["good-1", "good-2"]
