@@ -169,6 +169,82 @@ function dcmPoints(cols) {
   }
   return {type: "FeatureCollection", features: features};
 }
+// The time control: every window's outages are embedded once (properties
+// window_start/window_end, k = layer key); each outage layer draws only the selected
+// window's features, the "restored" layer those of the window before that are gone.
+var dcmTime = {
+  windows: [], index: 0, peak: 0, byEnd: {}, layers: [], box: null,
+  setup: function (map, cfg, data) {
+    var self = this, text = {};
+    self.windows = cfg.windows; self.index = cfg.selected; self.peak = cfg.peak;
+    cfg.windows.forEach(function (w) { text[w.end] = w.span; });
+    data.features.forEach(function (f) {
+      var end = f.properties.window_end;
+      f.properties.window = text[end];
+      (self.byEnd[end] = self.byEnd[end] || []).push(f);
+    });
+    var control = L.control({position: "bottomleft"});
+    control.onAdd = function () {
+      var div = L.DomUtil.create("div", "dcm-time");
+      div.innerHTML = cfg.markup;
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.disableScrollPropagation(div);
+      // Arrow keys move the slider, not the map.
+      L.DomEvent.on(div, "keydown", L.DomEvent.stopPropagation);
+      var slider = div.querySelector("input");
+      slider.addEventListener("input", function () { self.show(Number(slider.value)); });
+      div.querySelector(".dcm-prev").addEventListener("click",
+        function () { self.show(self.index - 1); });
+      div.querySelector(".dcm-next").addEventListener("click",
+        function () { self.show(self.index + 1); });
+      div.querySelector(".dcm-peak").addEventListener("click",
+        function () { self.show(self.peak); });
+      self.box = div;
+      return div;
+    };
+    control.addTo(map);
+    self.update();
+  },
+  features: function (key) {
+    var w = this.windows[this.index], now = this.byEnd[w.end] || [];
+    if (key !== "restored") {
+      return now.filter(function (f) { return f.properties.k === key; });
+    }
+    if (this.index === 0) return [];
+    var ids = {};
+    now.forEach(function (f) { ids[f.properties.id] = true; });
+    var before = this.byEnd[this.windows[this.index - 1].end] || [];
+    return before.filter(function (f) { return !ids[f.properties.id]; }).map(function (f) {
+      var props = Object.assign({}, f.properties, {s: "restored", restored: "by " + w.until});
+      return {type: "Feature", geometry: f.geometry, properties: props};
+    });
+  },
+  add: function (layer, key) {
+    this.layers.push([layer, key]);
+    layer.addData(this.features(key));
+  },
+  show: function (i) {
+    i = Math.max(0, Math.min(this.windows.length - 1, i));
+    if (i === this.index) return;
+    this.index = i;
+    for (var j = 0; j < this.layers.length; j++) {
+      this.layers[j][0].clearLayers();
+      this.layers[j][0].addData(this.features(this.layers[j][1]));
+    }
+    this.update();
+  },
+  update: function () {
+    if (!this.box) return;
+    var w = this.windows[this.index], slider = this.box.querySelector("input");
+    var label = w.span + (this.index === this.peak ? " (peak)" : "");
+    slider.value = String(this.index);
+    slider.setAttribute("aria-valuetext", label + ", " + w.note);
+    this.box.querySelector(".dcm-when").textContent = label;
+    this.box.querySelector(".dcm-note").textContent = w.note;
+    this.box.querySelector(".dcm-prev").disabled = this.index === 0;
+    this.box.querySelector(".dcm-next").disabled = this.index === this.windows.length - 1;
+  }
+};
 """
 
 _PAGE_CSS = """
@@ -186,6 +262,15 @@ _PAGE_CSS = """
   .dcm-legend h1 { font-size: 12px; }
 }
 .leaflet-container { background: #f2efe9; }
+.dcm-time { background: #fff; padding: 6px 10px; font: 13px/1.4 sans-serif;
+  box-shadow: 0 1px 5px rgba(0,0,0,.4); border-radius: 5px; width: 340px; max-width: 70vw; }
+.dcm-time label { font-weight: 600; display: block; }
+.dcm-time .dcm-row { display: flex; align-items: center; gap: 4px; }
+.dcm-time input { flex: 1; min-width: 60px; }
+.dcm-time button { font: inherit; padding: 2px 8px; min-width: 32px; min-height: 28px; }
+.dcm-time output { display: block; font-weight: 600; }
+.dcm-time .dcm-note { color: #333; }
+@media (max-width: 600px) { .dcm-time { font-size: 11px; width: 220px; } }
 """
 
 _HATCH_SVG = f"""<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>
@@ -283,10 +368,49 @@ class _AddData(MacroElement):
     def __init__(self, payload: Any, *, expand: str = "") -> None:
         super().__init__()
         self._name = "AddData"
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        # Inside <script> only "</" could end the element early.
-        self.payload = text.replace("</", "<\\/")
+        self.payload = _script_json(payload)
         self.expand = expand
+
+
+def _script_json(payload: Any) -> str:
+    """Compact JSON safe inside <script>, where only "</" could end the element early."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("</", "<\\/")
+
+
+class _TimeControl(MacroElement):
+    """Sets up ``dcmTime``: every window's outages and the slider control (see _HELPERS_JS)."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        dcmTime.setup({{ this._parent.get_name() }}, {{ this.config }}, {{ this.payload }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, config: dict[str, Any], payload: dict[str, Any]) -> None:
+        super().__init__()
+        self._name = "TimeControl"
+        self.config = _script_json(config)
+        self.payload = _script_json(payload)
+
+
+class _TimeFeed(MacroElement):
+    """Lets ``dcmTime`` fill its parent layer with the selected window's ``key`` features."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        dcmTime.add({{ this._parent.get_name() }}, {{ this.key|tojson }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self._name = "TimeFeed"
+        self.key = key
 
 
 def _layer(
@@ -298,10 +422,13 @@ def _layer(
     show: bool = True,
     expand: str = "",
     canvas: bool = False,
+    feed: str | None = None,
 ) -> folium.GeoJson:
     """A plain Leaflet GeoJSON layer styled and labelled by the shared JS helpers.
 
     ``canvas`` draws point markers on one canvas instead of one SVG node each.
+    ``feed``: instead of ``data``, the time control fills the layer with the selected
+    window's features of this layer key.
     """
     layer = folium.GeoJson(
         {"type": "FeatureCollection", "features": []},
@@ -311,7 +438,7 @@ def _layer(
         style=JsCode(f"dcmStyle({json.dumps(kind)})"),
         point_to_layer=JsCode(f"dcmPoint({json.dumps(kind)}, {json.dumps(canvas)})"),
     )
-    layer.add_child(_AddData(data, expand=expand))
+    layer.add_child(_TimeFeed(feed) if feed is not None else _AddData(data, expand=expand))
     return layer
 
 
@@ -385,16 +512,22 @@ def _outage_display(outages: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def _outage_layers(
-    outages: gpd.GeoDataFrame, styles: dict[str, dict[str, Any]], legend: list[str]
-) -> list[folium.GeoJson]:
+    outages: gpd.GeoDataFrame,
+    styles: dict[str, dict[str, Any]],
+    legend: list[str],
+    *,
+    timed: bool = False,
+) -> tuple[list[folium.GeoJson], dict[str, Any] | None]:
     """One layer per network, the all-network layer first.
 
     All-network features are filled (no service) or hatched (degraded); each single
     network's outages are outlined in its own colour and dashes, added to ``styles``
-    and ``legend``.
+    and ``legend``. ``timed``: the layers are empty and filled by the time control from
+    the returned payload (every window's outages, ``k`` naming the layer); else each
+    layer holds its data and the payload is None.
     """
     if outages.empty:
-        return []
+        return [], None
     out = _outage_display(outages)
     network = _network_of(outages)
     severity = out["severity"].map(
@@ -404,12 +537,23 @@ def _outage_layers(
     singles = sorted(network[~everyone].unique())
     look = {net: f"net{i}" for i, net in enumerate(singles)}
     out["s"] = np.where(everyone, severity.to_numpy(), network.map(look).astype(object).to_numpy())
+    payload = None
+    if timed:
+        out["k"] = np.where(everyone, ALL_NETWORKS, out["s"])
+        for col in ("window_start", "window_end"):
+            out[col] = _iso_minutes(outages[col])
+        # The window's text is added in the browser: one string per window, not per feature.
+        payload = to_geojson(out.drop(columns="window", errors="ignore"), precision=MAP_PRECISION)
+
+    def layer(mask: np.ndarray, key: str, name: str) -> folium.GeoJson:
+        data = None if timed else to_geojson(out[mask], precision=MAP_PRECISION)
+        return _layer(
+            data, kind="outage", name=name, labels=OUTAGE_LABELS, feed=key if timed else None
+        )
 
     layers = []
     if everyone.any():
-        data = to_geojson(out[everyone], precision=MAP_PRECISION)
-        name = "Outages: all networks"
-        layers.append(_layer(data, kind="outage", name=name, labels=OUTAGE_LABELS))
+        layers.append(layer(everyone, ALL_NETWORKS, "Outages: all networks"))
         present = set(out["s"][everyone])
         if "outage" in present:
             legend.append(_swatch("background:" + VERMILLION, "No service (all networks down)"))
@@ -419,12 +563,119 @@ def _outage_layers(
         color, dash = NETWORK_LOOKS[i % len(NETWORK_LOOKS)]
         # fill with opacity 0 keeps the inside clickable for the popup.
         styles[look[net]] = {"color": color, "weight": 3, "dashArray": dash, "fillOpacity": 0}
-        data = to_geojson(out[(network == net).to_numpy()], precision=MAP_PRECISION)
-        layers.append(
-            _layer(data, kind="outage", name=f"Outages: network {net}", labels=OUTAGE_LABELS)
-        )
+        layers.append(layer((network == net).to_numpy(), look[net], f"Outages: network {net}"))
         legend.append(_swatch(f"border:3px dashed {color}", f"Network {net} down"))
-    return layers
+    return layers, payload
+
+
+def _iso_minutes(values: pd.Series) -> np.ndarray:
+    """``YYYY-MM-DDTHH:MMZ`` strings (UTC) of a time column."""
+    return pd.to_datetime(values, utc=True).dt.strftime("%Y-%m-%dT%H:%MZ").to_numpy(dtype=object)
+
+
+def people_by_window(outages: pd.DataFrame) -> pd.DataFrame:
+    """People in outages per window (rows: window_end, UTC) and network (columns).
+
+    Column ``"all"`` sums the all-network features (no service plus some networks
+    down), so it counts each person once; single networks overlap each other and are
+    not summed. Without a ``population`` column every value is 0.
+    """
+    if outages.empty or "window_end" not in outages:
+        return pd.DataFrame(dtype="float64")
+    people = (
+        pd.to_numeric(outages["population"], errors="coerce").fillna(0.0)
+        if "population" in outages
+        else pd.Series(0.0, index=outages.index)
+    )
+    frame = pd.DataFrame(
+        {
+            "window_end": pd.to_datetime(outages["window_end"], utc=True),
+            "network": _network_of(outages).astype(object),
+            "people": people.to_numpy(dtype="float64"),
+        }
+    )
+    table = frame.pivot_table(
+        index="window_end", columns="network", values="people", aggfunc="sum", fill_value=0.0
+    )
+    table.columns.name = None
+    return table.sort_index()
+
+
+def peak_window(outages: pd.DataFrame) -> pd.Timestamp | None:
+    """The window_end (UTC) with the most people in outages, counted once per person.
+
+    Uses the all-network features where there are any, else the sum over networks;
+    ties and populations of 0 go to the earliest window. None without outages.
+    """
+    table = people_by_window(outages)
+    if table.empty:
+        return None
+    people = table[ALL_NETWORKS] if ALL_NETWORKS in table else table.sum(axis=1)
+    return pd.Timestamp(people.idxmax())
+
+
+def _timeline(outages: pd.DataFrame) -> list[pd.Timestamp]:
+    """The windows the slider steps through: every window from the first outage to the last.
+
+    Windows without outages in between are kept (at the outages' shortest spacing), and
+    one more after the last when the outages say service came back (``restored``), so
+    the end of the event can be seen too.
+    """
+    ends = _window_ends(outages)
+    if len(ends) < 2:
+        return ends
+    step = pd.Series(ends).diff().dropna().min()
+    if step <= pd.Timedelta(0) or (ends[-1] - ends[0]) / step > 5000:
+        return ends
+    regular = list(pd.date_range(ends[0], ends[-1], freq=step))
+    if set(ends) - set(regular):  # irregular windows: step through the ones there are
+        return ends
+    if "restored" in outages and pd.to_datetime(outages["restored"], utc=True).notna().any():
+        regular.append(ends[-1] + step)
+    return regular
+
+
+def _time_config(
+    outages: pd.DataFrame, windows: list[pd.Timestamp], selected: pd.Timestamp
+) -> dict[str, Any]:
+    """Slider windows (end, texts), the selected and the peak index, and the control markup."""
+    table = people_by_window(outages).reindex(windows, fill_value=0.0)
+    people = table[ALL_NETWORKS] if ALL_NETWORKS in table else table.sum(axis=1)
+    counts = (
+        pd.to_datetime(outages["window_end"], utc=True).value_counts().reindex(windows).fillna(0)
+    )
+    starts = pd.DatetimeIndex(windows) - pd.Series(windows).diff().bfill().to_numpy()
+    has_people = "population" in outages
+    entries = []
+    for start, end, n, p in zip(starts, windows, counts.to_numpy(), people.to_numpy(), strict=True):
+        note = f"{int(n):,} outage area(s)"
+        if has_people:
+            note += f", {p:,.0f} people affected"
+        entries.append(
+            {
+                "end": end.strftime("%Y-%m-%dT%H:%MZ"),
+                "span": f"{start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC"
+                if start.date() == end.date() or end.strftime("%H:%M") == "00:00"
+                else f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC",
+                "until": f"{end:%Y-%m-%d %H:%M} UTC",
+                "note": note,
+            }
+        )
+    peak = int(np.argmax(people.to_numpy())) if len(people) else 0
+    index = windows.index(selected) if selected in windows else peak
+    last = len(windows) - 1
+    markup = (
+        '<label for="dcm-time-slider">Time window (UTC)</label>'
+        '<output class="dcm-when" for="dcm-time-slider" aria-live="polite"></output>'
+        '<div class="dcm-note"></div><div class="dcm-row">'
+        '<button type="button" class="dcm-prev" aria-label="Previous window">&#9664;</button>'
+        f'<input type="range" id="dcm-time-slider" min="0" max="{last}" step="1" '
+        f'value="{index}" aria-label="Time window">'
+        '<button type="button" class="dcm-next" aria-label="Next window">&#9654;</button>'
+        '<button type="button" class="dcm-peak" aria-label="Go to the peak window">Peak</button>'
+        "</div>"
+    )
+    return {"windows": entries, "selected": index, "peak": peak, "markup": markup}
 
 
 RESTORED_LABELS = {
@@ -639,12 +890,22 @@ def render_map(
     status, optionally CELL_STATUS_COLUMNS intervals (start/end), ids and p_offline;
     merge cell positions from the CELL_COLUMNS frame first. ``grid``:
     GRID_STATUS_COLUMNS with hex geometry or ``h3`` strings. ``areas``/``hazard``:
-    outlines. Only the window ending at ``window_end`` (default: the latest) is shown.
+    outlines. When the outages span several windows, all are embedded and a slider
+    (with previous/next/peak buttons) picks the one drawn; the page opens at
+    ``window_end`` (default: the peak, see :func:`peak_window`). Cells and grid show
+    their status at that opening window. With one window, that window is shown.
     ``tiles_url`` adds an online basemap; off by default so the page works offline.
     ``attribution`` (plain text, e.g. data sources and licences) goes under the legend.
     """
     windows = _window_ends(outages, grid)
-    window = _utc(window_end) if window_end is not None else (windows[-1] if windows else None)
+    timeline = _timeline(outages)
+    timed = len(timeline) > 1
+    if window_end is not None:
+        window = _utc(window_end)
+    elif timed:
+        window = peak_window(outages)
+    else:
+        window = windows[-1] if windows else None
 
     fmap = folium.Map(tiles=None, control_scale=True, attribution_control=tiles_url is not None)
     # No CDN: Leaflet is inlined below, nothing else is used.
@@ -677,12 +938,27 @@ def render_map(
     if grid_layer is not None:
         grid_layer.add_to(fmap)
     restored_legend: list[str] = []
-    restored = _restored_layer(outages, window, windows, restored_legend)
+    if timed:
+        layers, payload = _outage_layers(outages, styles["outage"], legend, timed=True)
+        assert payload is not None and window is not None
+        # Before the layers it feeds: their scripts register with dcmTime.
+        _TimeControl(_time_config(outages, timeline, window), payload).add_to(fmap)
+        restored = None
+        if "outage_id" in outages:
+            restored = _layer(
+                None, kind="outage", name="Restored", labels=RESTORED_LABELS, feed="restored"
+            )
+            restored_legend.append(
+                _swatch(f"border:3px dashed {BLUISH_GREEN}", "Service back since last window")
+            )
+    else:
+        restored = _restored_layer(outages, window, windows, restored_legend)
+        layers, _ = _outage_layers(_in_window(outages, window), styles["outage"], legend)
     if restored is not None:
         restored.add_to(fmap)  # below the current outages, which take the clicks
-    shown_outages = _in_window(outages, window)
-    for layer in _outage_layers(shown_outages, styles["outage"], legend):
+    for layer in layers:
         layer.add_to(fmap)
+    shown_outages = _in_window(outages, window)
     legend += restored_legend
     legend += grid_legend
     shown_cells = _cells_at(cells, window) if cells is not None else None
@@ -702,7 +978,10 @@ def render_map(
     )
 
     folium.LayerControl(collapsed=False).add_to(fmap)
-    _Legend(_legend_markup(title, window, legend, attribution)).add_to(fmap)
+    # With a slider the window is named there; the legend says when cells/grid are from.
+    if timed and window is not None and (shown_cells is not None or shown_grid is not None):
+        legend.append(f"<p>Cells, hexes: {window.strftime('%Y-%m-%d %H:%M')} UTC</p>")
+    _Legend(_legend_markup(title, None if timed else window, legend, attribution)).add_to(fmap)
 
     cell_points = (
         gpd.GeoDataFrame(
@@ -711,7 +990,9 @@ def render_map(
         if shown_cells is not None
         else None
     )
-    bounds = _bounds([shown_outages, shown_grid, cell_points, areas, hazard])
+    # All windows' outages frame the view, so stepping through time keeps them in sight.
+    framed = outages if timed else shown_outages
+    bounds = _bounds([framed, shown_grid, cell_points, areas, hazard])
     if bounds is not None:
         fmap.fit_bounds(bounds, padding=(10, 10))
     return figure.render()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -141,22 +142,43 @@ def test_map_is_self_contained_and_has_the_data() -> None:
     assert "leaflet-control-layers" in page  # Leaflet CSS inlined
     assert "url(images/" not in page  # CSS images embedded as data URIs
     assert "jquery" not in page.lower() and "bootstrap" not in page.lower()
-    # Latest window only (people of the no-service outage grow 1,234 → 1,236), and the
-    # outage that ended just before it shown as restored.
-    assert "1,236" in page and "1,234" not in page and "1,235" not in page
+    # Every window is embedded for the slider (people of the no-service outage grow
+    # 1,234 → 1,236), and the restored layer is in the legend.
+    assert "1,234" in page and "1,235" in page and "1,236" in page
     assert '"id":"gone"' in page and "Service back since last window" in page
+    # The control's markup travels as a JSON string (quotes escaped).
+    assert '<input type=\\"range\\"' in page and 'aria-label=\\"Time window\\"' in page
     assert "Outages: network 358-110" in page and "Outages: all networks" in page
     assert "St Vincent &lt;test&gt;" in page
     assert "OpenCelliD (CC BY-SA 4.0)" in page
     assert "L.control.layers" in page
 
 
+def _time_config(page: str) -> dict:
+    """The slider configuration the page hands to dcmTime.setup."""
+    found = re.search(r'dcmTime\.setup\(map_[0-9a-f]+, (\{.*?\}), \{"type":"Feature', page)
+    assert found, "no time control in the page"
+    return json.loads(found.group(1))
+
+
 def test_map_window_choice_and_errors() -> None:
+    # One window: drawn directly, no slider.
+    page = render_map(outages=_outages(1))
+    assert "1,234" in page and "dcmTime.setup(" not in page
+    # Several: opens at the peak (most people: 1,235 + 50 + 77 in the second window) …
+    config = _time_config(render_map(outages=_outages()))
+    assert [w["end"] for w in config["windows"]] == [
+        "2021-04-09T13:00Z",
+        "2021-04-09T14:00Z",
+        "2021-04-09T15:00Z",
+    ]
+    assert config["peak"] == config["selected"] == 1
+    assert config["windows"][1]["note"] == "4 outage area(s), 1,362 people affected"
+    # … or at the window asked for.
     page = render_map(outages=_outages(), window_end=T0 + pd.Timedelta(hours=1))
-    assert "1,234" in page and "1,236" not in page
-    assert '"id":"gone"' not in page  # first window: nothing restored yet
-    page = render_map(outages=_outages(), window_end=T0 + pd.Timedelta(hours=2))
-    assert '"id":"gone"' in page and "Service back" not in page  # still out then
+    assert _time_config(page)["selected"] == 0
+    page = render_map(outages=_outages(), window_end="2021-04-09T15:00Z")
+    assert _time_config(page)["selected"] == 2
     with pytest.raises(ParameterError):
         render_map(outages=_outages(), cells=_cells().drop(columns="lat"))
 
@@ -287,7 +309,13 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
     hazard = gpd.GeoDataFrame(
         {"hazard_id": ["h1"], "level": ["red"]}, geometry=[box(-62, 12, -60, 14)], crs=4326
     )
-    page = render_map(outages=_outages(), cells=_cells(40), grid=grid, hazard=hazard)
+    page = render_map(
+        outages=_outages(),
+        cells=_cells(40),
+        grid=grid,
+        hazard=hazard,
+        window_end=T0 + pd.Timedelta(hours=3),
+    )
     path = tmp_path / "map.html"
     path.write_text(page, encoding="utf-8")
     map_var = re.search(r"var (map_[0-9a-f]+) = L\.map\(", page).group(1)
@@ -337,3 +365,50 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
                  .querySelector('input').click()"""
         )
         assert browser.evaluate(count) == total - 1
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium"
+)
+@pytest.mark.skipif(
+    not CDP_CLIENT.is_file(), reason="DevTools client tests/api/test_webmap_cdp.py absent"
+)
+def test_map_time_slider_steps_through_windows(tmp_path: Path) -> None:
+    cdp = _cdp_client()
+    path = tmp_path / "map.html"
+    path.write_text(render_map(outages=_outages(4)), encoding="utf-8")
+    count = "document.querySelectorAll('path.leaflet-interactive').length"
+    label = "document.querySelector('.dcm-time output').textContent"
+    with cdp.Chromium(str(CHROMIUM)) as browser:
+        browser.navigate(path.as_uri())
+        browser.idle()
+        assert not [c for c in browser.console if c.startswith("exception")], browser.console
+        # Opens at the peak, the third window: the "gone" outage is out only then.
+        assert browser.evaluate("document.querySelector('.dcm-time input').value") == "2"
+        peak_label = browser.evaluate(label)
+        assert browser.evaluate(count) == 4 and "(peak)" in peak_label
+        assert "2021-04-09 14:00 – 15:00 UTC" in peak_label
+        browser.evaluate("document.querySelector('.dcm-time .dcm-prev').click()")
+        assert browser.evaluate(count) == 3  # no service, one network, degraded
+        before = browser.evaluate(label)
+        assert "2021-04-09 13:00 – 14:00 UTC" in before and "(peak)" not in before
+        # The slider itself, as the arrow keys or a pointer leave it: the last window,
+        # where "gone" is drawn as restored.
+        browser.evaluate(
+            """(() => { const s = document.querySelector('.dcm-time input');
+                s.value = '3'; s.dispatchEvent(new Event('input')); })()"""
+        )
+        assert browser.evaluate(count) == 4
+        assert "2021-04-09 15:00 – 16:00 UTC" in browser.evaluate(label)
+        assert browser.evaluate("document.querySelector('.dcm-time .dcm-next').disabled")
+        fills = browser.evaluate(
+            "[...document.querySelectorAll('path.leaflet-interactive')]"
+            ".map(p => p.getAttribute('stroke'))"
+        )
+        assert "#009E73" in fills  # the restored outline
+        assert "people affected" in browser.evaluate(
+            "document.querySelector('.dcm-time input').getAttribute('aria-valuetext')"
+        )
+        browser.evaluate("document.querySelector('.dcm-time .dcm-peak').click()")
+        assert browser.evaluate(label) == peak_label
