@@ -20,7 +20,7 @@ class DetectionParams:
     #: Length of one time window.
     window: str = "1h"
     #: Trailing span over which evidence accumulates (reset by an ok report).
-    span: str = "12h"
+    span: str = "24h"
     #: Prior probability that a (grid cell, network) is down in a window.
     prior_down: float = 0.001
     #: Posterior probability at or above which a grid cell is ``down``.

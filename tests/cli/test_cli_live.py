@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dcm.analysis import DetectionParams
 from dcm.cli.main import EXIT_NOT_FOUND, EXIT_USER_ERROR, main
 
 START = pd.Timestamp("2021-04-09T00:00:00Z")
@@ -93,7 +94,8 @@ def test_event_ingest_update_flow(
     code, out, _ = run(
         ["ingest", "--event", "vincent", "--licence", "CC-BY-4.0", str(event_file)], capsys
     )
-    assert code == 0 and "450 added" in out and "15 window(s) to update" in out
+    n_update = 3 + DetectionParams().span_windows  # 3 hours of data + the evidence span
+    assert code == 0 and "450 added" in out and f"{n_update} window(s) to update" in out
     code, out, _ = run(["ingest", "--event", "vincent", str(event_file)], capsys)
     assert code == 0 and "already ingested" in out
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dcm import live
+from dcm.analysis import DetectionParams
 from dcm.errors import IngestError, NotFound, ParameterError
 from dcm.settings import Settings
 from dcm.store import Principal, Store, open_store
@@ -104,9 +105,10 @@ def test_event_data_marks_windows_to_span_dirty(
 ) -> None:
     outcome = live.ingest(event_store, "vincent", scenario.event_slice(0, 2), principal=admin)
     dirty = event_store.dirty_windows("vincent")
-    # Data in hours 0-1 can change windows 0 .. 1 + 12 h (the evidence span).
-    assert list(dirty) == list(pd.date_range(START, periods=14, freq="h"))
-    assert outcome.dirty_windows == 14
+    # Data in hours 0-1 can change windows 0 .. 1 + the evidence span.
+    n_dirty = 2 + DetectionParams().span_windows
+    assert list(dirty) == list(pd.date_range(START, periods=n_dirty, freq="h"))
+    assert outcome.dirty_windows == n_dirty
     event = event_store.get_event("vincent")
     assert START + pd.Timedelta(hours=1) <= event.high_water < START + pd.Timedelta(hours=2)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from dcm import live
-from dcm.analysis import build_baseline, detect
+from dcm.analysis import DetectionParams, build_baseline, detect
 from dcm.publish import cap_alert
 from dcm.settings import Settings
 from dcm.store import Principal, open_store
@@ -100,7 +100,8 @@ def test_late_data_recomputes_the_span_it_touches(live_run: LiveRun, tmp_path_fa
         store, "vincent", principal=Principal.system(), now=scenario.start + pd.Timedelta(hours=40)
     )
     hour3 = scenario.start + pd.Timedelta(hours=3)
-    assert summary.windows == list(pd.date_range(hour3, hour3 + pd.Timedelta("12h"), freq="h"))
+    span = pd.Timedelta(DetectionParams().span)
+    assert summary.windows == list(pd.date_range(hour3, hour3 + span, freq="h"))
     windows = store.event_windows("vincent")
     rerun = windows[windows["run_id"] == summary.run_id]["window_start"]
     assert list(rerun) == summary.windows
