@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+import geopandas as gpd
+import pandas as pd
 
 import dcm
 from dcm.errors import NotFound
+
+#: Areas are compared in an equal-area projection (World Cylindrical Equal Area).
+EQUAL_AREA = "EPSG:6933"
 
 SAMPLE_FILES = (
     "cells.csv.gz",
@@ -61,8 +67,87 @@ def command(ctx: click.Context, out_dir: str) -> None:
         paths = write_comparison(result, out_dir, overwrite=True, progress=step)
     click.echo(f"St Vincent sample ({folder})")
     print_summary(result, paths)
+    for line in timeline_lines(result):
+        click.echo(line)
     click.echo(
         f"open the map: {Path(paths['map']).resolve()}"
         if "map" in paths
         else "map.html was not written (map renderer unavailable)"
     )
+
+
+def timeline_lines(result: Any, *, top: int = 3) -> list[str]:
+    """How the outages went: onset, the peak (people per network, worst areas), the end.
+
+    ``result``: a :class:`dcm.compare.ComparisonResult`. People at the peak come from
+    the outages' ``population``; "all networks" counts each person once (no service
+    plus some networks down). Areas get the people of the all-network outages split by
+    the share of each outage's area inside them (people are not spread evenly, so
+    these are estimates). At most 4 lines.
+    """
+    from dcm.publish.webmap import peak_window, people_by_window
+    from dcm.schema import ALL_NETWORKS
+
+    outages = result.outages
+    if outages.empty:
+        return ["no outages found"]
+    onset = pd.to_datetime(outages["onset"], utc=True).min()
+    peak = peak_window(outages)
+    people = people_by_window(outages).loc[peak]
+    everyone = people.get(ALL_NETWORKS, people.sum())
+    starts = pd.to_datetime(outages["window_start"], utc=True)
+    ends = pd.to_datetime(outages["window_end"], utc=True)
+    start = starts[ends == peak].min()
+    lines = [
+        f"peak: {start:%Y-%m-%d %H:%M}–{peak:%H:%M} UTC, {everyone:,.0f} people affected "
+        "on all networks (no service or some networks down)"
+    ]
+    singles = [f"{net} {n:,.0f}" for net, n in people.items() if net != ALL_NETWORKS]
+    if singles:
+        lines.append("  at the peak per network: " + ", ".join(singles))
+    worst = _areas_at(outages[(ends == peak).to_numpy()], result.areas)
+    if len(worst):
+        shown = ", ".join(f"{name} ≈{n:,.0f}" for name, n in worst.head(top).items())
+        lines.append(f"  most affected areas at the peak: {shown} people")
+    last_seen = ends.max()
+    judged_end = pd.Timestamp(result.summary["windows"]["last_end"])
+    judged_end = judged_end.tz_localize("UTC") if judged_end.tzinfo is None else judged_end
+    if last_seen < judged_end:
+        end = f"last outage ended {_when(last_seen)} (none seen in later windows)"
+    else:
+        still = outages.loc[(ends == last_seen).to_numpy(), "outage_id"].nunique()
+        end = f"{still} outage(s) still open at the end of the data ({_when(last_seen)})"
+    lines.append(f"outages began {_when(onset)}; {end}")
+    return lines
+
+
+def _when(value: pd.Timestamp) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC"
+
+
+def _areas_at(outages: gpd.GeoDataFrame, areas: gpd.GeoDataFrame | None) -> pd.Series:
+    """People of the all-network outages per admin area name, largest first (estimates).
+
+    Each outage's people are split by the share of its area inside each area
+    (equal-area projection), which assumes people spread evenly within an outage.
+    """
+    from dcm.schema import ALL_NETWORKS
+
+    name = next((c for c in ("name", "area_id") if areas is not None and c in areas), None)
+    if areas is None or name is None or "population" not in outages or outages.empty:
+        return pd.Series(dtype="float64")
+    everyone = outages[(outages["network"].astype("string") == ALL_NETWORKS).to_numpy()]
+    if everyone.empty:
+        return pd.Series(dtype="float64")
+    parts = gpd.GeoDataFrame(
+        {
+            "people": pd.to_numeric(everyone["population"], errors="coerce").fillna(0.0).to_numpy(),
+            "whole": everyone.geometry.to_crs(EQUAL_AREA).area.to_numpy(),
+        },
+        geometry=everyone.geometry.to_crs(EQUAL_AREA).to_numpy(),
+        crs=EQUAL_AREA,
+    )
+    zones = areas[[name, "geometry"]].to_crs(EQUAL_AREA)
+    pieces = gpd.overlay(parts, zones, how="intersection", keep_geom_type=True)
+    share = pieces["people"] * pieces.geometry.area / pieces["whole"].where(pieces["whole"] > 0)
+    return share.groupby(pieces[name].to_numpy()).sum().sort_values(ascending=False)
