@@ -173,13 +173,14 @@ function dcmPoints(cols) {
 // window_start/window_end, k = layer key); each outage layer draws only the selected
 // window's features, the "restored" layer those of the window before that are gone.
 var dcmTime = {
-  windows: [], index: 0, peak: 0, byEnd: {}, layers: [], box: null,
+  windows: [], index: 0, peak: 0, byEnd: {}, points: {}, layers: [], box: null,
   setup: function (map, cfg, data) {
     var self = this, text = {};
     self.windows = cfg.windows; self.index = cfg.selected; self.peak = cfg.peak;
     cfg.windows.forEach(function (w) { text[w.end] = w.span; });
     data.features.forEach(function (f) {
       var end = f.properties.window_end;
+      if (f.g !== undefined) f.geometry = data.geometries[f.g];
       f.properties.window = text[end];
       (self.byEnd[end] = self.byEnd[end] || []).push(f);
     });
@@ -207,6 +208,12 @@ var dcmTime = {
   },
   features: function (key) {
     var w = this.windows[this.index], now = this.byEnd[w.end] || [];
+    if (this.points[key]) {  // status intervals [t0, t1) valid at the window's end
+      return this.points[key].filter(function (f) {
+        var p = f.properties;
+        return p.t0 < w.end && (p.t1 === null || p.t1 === undefined || p.t1 >= w.end);
+      });
+    }
     if (key !== "restored") {
       return now.filter(function (f) { return f.properties.k === key; });
     }
@@ -219,7 +226,8 @@ var dcmTime = {
       return {type: "Feature", geometry: f.geometry, properties: props};
     });
   },
-  add: function (layer, key) {
+  add: function (layer, key, cols) {
+    if (cols) this.points[key] = dcmPoints(cols).features;
     this.layers.push([layer, key]);
     layer.addData(this.features(key));
   },
@@ -402,15 +410,18 @@ class _TimeFeed(MacroElement):
     _template = Template(
         """
         {% macro script(this, kwargs) %}
-        dcmTime.add({{ this._parent.get_name() }}, {{ this.key|tojson }});
+        dcmTime.add({{ this._parent.get_name() }}, {{ this.key|tojson }}
+            {%- if this.payload %}, {{ this.payload }}{% endif %});
         {% endmacro %}
         """
     )
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, payload: Any = None) -> None:
         super().__init__()
         self._name = "TimeFeed"
         self.key = key
+        # Columnar points for dcmPoints, kept by dcmTime and filtered per window.
+        self.payload = _script_json(payload) if payload is not None else ""
 
 
 def _layer(
@@ -438,7 +449,10 @@ def _layer(
         style=JsCode(f"dcmStyle({json.dumps(kind)})"),
         point_to_layer=JsCode(f"dcmPoint({json.dumps(kind)}, {json.dumps(canvas)})"),
     )
-    layer.add_child(_TimeFeed(feed) if feed is not None else _AddData(data, expand=expand))
+    if feed is not None:
+        layer.add_child(_TimeFeed(feed, data))
+    else:
+        layer.add_child(_AddData(data, expand=expand))
     return layer
 
 
@@ -543,7 +557,9 @@ def _outage_layers(
         for col in ("window_start", "window_end"):
             out[col] = _iso_minutes(outages[col])
         # The window's text is added in the browser: one string per window, not per feature.
-        payload = to_geojson(out.drop(columns="window", errors="ignore"), precision=MAP_PRECISION)
+        payload = _shared_geometries(
+            to_geojson(out.drop(columns="window", errors="ignore"), precision=MAP_PRECISION)
+        )
 
     def layer(mask: np.ndarray, key: str, name: str) -> folium.GeoJson:
         data = None if timed else to_geojson(out[mask], precision=MAP_PRECISION)
@@ -566,6 +582,26 @@ def _outage_layers(
         layers.append(layer((network == net).to_numpy(), look[net], f"Outages: network {net}"))
         legend.append(_swatch(f"border:3px dashed {color}", f"Network {net} down"))
     return layers, payload
+
+
+def _shared_geometries(collection: dict[str, Any]) -> dict[str, Any]:
+    """A FeatureCollection whose repeated geometries are stored once.
+
+    An outage that lasts keeps its shape window after window; the geometries go to a
+    ``geometries`` list and each feature names its own by index ``g`` (its
+    ``geometry`` is null until the page puts it back), a fifth of the bytes on the
+    St Vincent sample.
+    """
+    features = collection["features"]
+    texts = [json.dumps(f["geometry"], separators=(",", ":")) for f in features]
+    codes = pd.factorize(pd.Series(texts, dtype=object))[0]
+    first = np.unique(codes, return_index=True)[1]
+    geometries = [features[i]["geometry"] for i in first]
+    compact = [
+        {"type": "Feature", "g": int(code), "geometry": None, "properties": f["properties"]}
+        for f, code in zip(features, codes, strict=True)
+    ]
+    return {"type": "FeatureCollection", "geometries": geometries, "features": compact}
 
 
 def _iso_minutes(values: pd.Series) -> np.ndarray:
@@ -743,8 +779,12 @@ CELL_LABELS = {
 }
 
 
-def _cells_layer(cells: pd.DataFrame) -> folium.GeoJson:
-    """All cells as one GeoJSON layer of circle markers keyed by status."""
+def _cells_layer(cells: pd.DataFrame, *, timed: bool = False) -> folium.GeoJson:
+    """All cells as one GeoJSON layer of circle markers keyed by status.
+
+    ``timed``: ``cells`` are status intervals (start/end) of every window; the time
+    control draws those valid at the selected window's end.
+    """
     if "network" in cells.columns:
         network = cells["network"].astype("string")
     elif {"mcc", "net"} <= set(cells.columns):
@@ -764,6 +804,11 @@ def _cells_layer(cells: pd.DataFrame) -> folium.GeoJson:
         "y": np.round(cells["lat"].to_numpy(dtype="float64"), MAP_PRECISION).tolist(),
         "p": props,
     }
+    if timed:
+        props["t0"] = _column(pd.Series(_iso_minutes(cells["start"]), index=cells.index))
+        end = pd.to_datetime(cells["end"], utc=True)
+        ends = pd.Series(_iso_minutes(end), index=cells.index).where(end.notna(), None)
+        props["t1"] = _column(ends)
     return _layer(
         payload,
         kind="cell",
@@ -771,6 +816,7 @@ def _cells_layer(cells: pd.DataFrame) -> folium.GeoJson:
         labels=CELL_LABELS,
         expand="dcmPoints",
         canvas=len(cells) >= CANVAS_CELLS,
+        feed="cells" if timed else None,
     )
 
 
@@ -961,9 +1007,11 @@ def render_map(
     shown_outages = _in_window(outages, window)
     legend += restored_legend
     legend += grid_legend
-    shown_cells = _cells_at(cells, window) if cells is not None else None
+    # With the slider, cells with status intervals follow the selected window too.
+    timed_cells = timed and cells is not None and {"start", "end"} <= set(cells.columns)
+    shown_cells = _cells_at(cells, None if timed_cells else window) if cells is not None else None
     if shown_cells is not None and len(shown_cells):
-        _cells_layer(shown_cells).add_to(fmap)
+        _cells_layer(shown_cells, timed=timed_cells).add_to(fmap)
         present = set(shown_cells["status"].dropna())
         for status, look in (
             ("online", f"background:{BLUISH_GREEN};border-color:#fff"),
@@ -979,8 +1027,14 @@ def render_map(
 
     folium.LayerControl(collapsed=False).add_to(fmap)
     # With a slider the window is named there; the legend says when cells/grid are from.
-    if timed and window is not None and (shown_cells is not None or shown_grid is not None):
-        legend.append(f"<p>Cells, hexes: {window.strftime('%Y-%m-%d %H:%M')} UTC</p>")
+    fixed = [
+        what
+        for what, shown in (("cells", shown_cells), ("hexes", shown_grid))
+        if shown is not None and len(shown) and not (what == "cells" and timed_cells)
+    ]
+    if timed and window is not None and fixed:
+        at = window.strftime("%Y-%m-%d %H:%M")
+        legend.append(f"<p>{html.escape(', '.join(fixed).capitalize())}: {at} UTC</p>")
     _Legend(_legend_markup(title, None if timed else window, legend, attribution)).add_to(fmap)
 
     cell_points = (

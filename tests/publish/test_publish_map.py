@@ -376,9 +376,29 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
 )
 def test_map_time_slider_steps_through_windows(tmp_path: Path) -> None:
     cdp = _cdp_client()
+    # Cell 1 is offline until 14:00, then online; cell 2 stays online.
+    cells = pd.DataFrame(
+        {
+            "mcc": 358,
+            "net": 110,
+            "area": 1,
+            "cell": [1, 1, 2],
+            "lon": [-61.2, -61.2, -61.25],
+            "lat": [13.25, 13.25, 13.2],
+            "status": ["offline", "online", "online"],
+            "start": [T0, T0 + pd.Timedelta(hours=2), T0],
+            "end": [T0 + pd.Timedelta(hours=2), pd.NaT, pd.NaT],
+        }
+    )
     path = tmp_path / "map.html"
-    path.write_text(render_map(outages=_outages(4)), encoding="utf-8")
+    page = render_map(outages=_outages(4), cells=cells)
+    path.write_text(page, encoding="utf-8")
+    map_var = re.search(r"var (map_[0-9a-f]+) = L\.map\(", page).group(1)
     count = "document.querySelectorAll('path.leaflet-interactive').length"
+    offline = (
+        "[...document.querySelectorAll('path.leaflet-interactive')].filter(p =>"
+        " p.getAttribute('fill') === '#D55E00' && p.getAttribute('stroke') === '#000000').length"
+    )
     label = "document.querySelector('.dcm-time output').textContent"
     with cdp.Chromium(str(CHROMIUM)) as browser:
         browser.navigate(path.as_uri())
@@ -387,10 +407,28 @@ def test_map_time_slider_steps_through_windows(tmp_path: Path) -> None:
         # Opens at the peak, the third window: the "gone" outage is out only then.
         assert browser.evaluate("document.querySelector('.dcm-time input').value") == "2"
         peak_label = browser.evaluate(label)
-        assert browser.evaluate(count) == 4 and "(peak)" in peak_label
+        assert browser.evaluate(count) == 4 + 2 and "(peak)" in peak_label
+        assert browser.evaluate(offline) == 0  # cell 1 back online by 15:00
         assert "2021-04-09 14:00 – 15:00 UTC" in peak_label
-        browser.evaluate("document.querySelector('.dcm-time .dcm-prev').click()")
-        assert browser.evaluate(count) == 3  # no service, one network, degraded
+        # The keyboard: ArrowLeft on the focused slider steps back, the map stays put.
+        center = f"{map_var}.getCenter().toString()"
+        before_keys = browser.evaluate(center)
+        browser.evaluate("document.querySelector('.dcm-time input').focus()")
+        for kind in ("keyDown", "keyUp"):
+            browser.send(
+                "Input.dispatchKeyEvent",
+                {
+                    "type": kind,
+                    "key": "ArrowLeft",
+                    "code": "ArrowLeft",
+                    "windowsVirtualKeyCode": 37,
+                },
+                session=browser.session,
+            )
+        assert browser.evaluate("document.querySelector('.dcm-time input').value") == "1"
+        assert browser.evaluate(center) == before_keys
+        assert browser.evaluate(count) == 3 + 2  # no service, one network, degraded; cells
+        assert browser.evaluate(offline) == 1  # cell 1 still offline at 14:00
         before = browser.evaluate(label)
         assert "2021-04-09 13:00 – 14:00 UTC" in before and "(peak)" not in before
         # The slider itself, as the arrow keys or a pointer leave it: the last window,
@@ -399,7 +437,7 @@ def test_map_time_slider_steps_through_windows(tmp_path: Path) -> None:
             """(() => { const s = document.querySelector('.dcm-time input');
                 s.value = '3'; s.dispatchEvent(new Event('input')); })()"""
         )
-        assert browser.evaluate(count) == 4
+        assert browser.evaluate(count) == 4 + 2
         assert "2021-04-09 15:00 – 16:00 UTC" in browser.evaluate(label)
         assert browser.evaluate("document.querySelector('.dcm-time .dcm-next').disabled")
         fills = browser.evaluate(
