@@ -698,7 +698,12 @@ def _time_config(
             }
         )
     peak = int(np.argmax(people.to_numpy())) if len(people) else 0
-    index = windows.index(selected) if selected in windows else peak
+    if selected not in windows:
+        raise ParameterError(
+            f"window_end {selected:%Y-%m-%dT%H:%MZ} is not one of the outage windows "
+            f"({windows[0]:%Y-%m-%dT%H:%MZ} to {windows[-1]:%Y-%m-%dT%H:%MZ})"
+        )
+    index = windows.index(selected)
     last = len(windows) - 1
     markup = (
         '<label for="dcm-time-slider">Time window (UTC)</label>'
@@ -938,8 +943,9 @@ def render_map(
     GRID_STATUS_COLUMNS with hex geometry or ``h3`` strings. ``areas``/``hazard``:
     outlines. When the outages span several windows, all are embedded and a slider
     (with previous/next/peak buttons) picks the one drawn; the page opens at
-    ``window_end`` (default: the peak, see :func:`peak_window`). Cells and grid show
-    their status at that opening window. With one window, that window is shown.
+    ``window_end`` (default: the peak, see :func:`peak_window`; ParameterError when
+    it is not one of the windows). Cells with status intervals follow the slider; the
+    grid shows the opening window. With one window, that window is shown.
     ``tiles_url`` adds an online basemap; off by default so the page works offline.
     ``attribution`` (plain text, e.g. data sources and licences) goes under the legend.
     """

@@ -181,6 +181,8 @@ def test_map_window_choice_and_errors() -> None:
     assert _time_config(page)["selected"] == 2
     with pytest.raises(ParameterError):
         render_map(outages=_outages(), cells=_cells().drop(columns="lat"))
+    with pytest.raises(ParameterError, match="not one of the outage windows"):
+        render_map(outages=_outages(), window_end=T0 + pd.Timedelta(minutes=90))
 
 
 def test_map_stays_small_with_many_cells() -> None:
