@@ -8,14 +8,18 @@ OAPIF driver, QGIS and OWSLib read every layer the same way.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import numpy as np
+import shapely
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from dcm.api.collections import CRS84, Catalog, Collection
-from dcm.api.dependencies import BBoxDep, IntervalDep, PageDep, PrincipalDep
+from dcm.api.collections import CRS84, Catalog, Collection, Feature
+from dcm.api.dependencies import BBoxDep, IntervalDep, PageDep, PrincipalDep, ZoomDep
 
 GEOJSON = "application/geo+json"
 JSON = "application/json"
@@ -64,6 +68,56 @@ def _alternate(request: Request, f: str | None) -> dict[str, str]:
     other = "geojson" if f == "json" else "json"
     href = str(request.url.include_query_params(f=other))
     return _link(href, "alternate", GEOJSON if other == "geojson" else JSON, f"As {other}")
+
+
+#: Geometry types simplified for a zoom level; points have no detail to drop.
+_SIMPLIFIED = {"LineString", "MultiLineString", "Polygon", "MultiPolygon"}
+
+
+def pixel_degrees(zoom: int) -> float:
+    """Width of one screen pixel in degrees of longitude at a web-map ``zoom`` level."""
+    return 360.0 / (256 * 2**zoom)
+
+
+def generalise(features: Sequence[Feature], zoom: int) -> list[Feature]:
+    """Features with line and polygon geometries simplified for drawing at ``zoom``.
+
+    Tolerance: half a pixel, in degrees, narrowed by cos(latitude) at each geometry's
+    centre (a pixel spans fewer degrees of latitude away from the equator on Web
+    Mercator). Coordinates are rounded to the decimals that tolerance still shows; a
+    geometry that rounding would make invalid keeps its unrounded simplification.
+    Points and features without geometry are returned as they are; the input dicts are
+    never changed.
+    """
+    out = list(features)
+    picked = [
+        i
+        for i, feature in enumerate(out)
+        if (feature.get("geometry") or {}).get("type") in _SIMPLIFIED
+    ]
+    if not picked:
+        return out
+    shapes = shapely.from_geojson([json.dumps(out[i]["geometry"]) for i in picked])
+    bounds = shapely.bounds(shapes)
+    latitude = np.radians((bounds[:, 1] + bounds[:, 3]) / 2)
+    # At least a tenth of the equator's tolerance: stays sane next to the poles.
+    tolerance = pixel_degrees(zoom) / 2 * np.clip(np.cos(latitude), 0.1, 1.0)
+    simplified = shapely.simplify(shapes, tolerance, preserve_topology=True)
+    # The decimals that still resolve the page's finest tolerance (0.5e-d <= tolerance),
+    # never finer than the store's 1e-7 degrees.
+    decimals = min(7, max(0, math.ceil(-math.log10(2 * float(tolerance.min())))))
+    rounded = shapely.transform(simplified, lambda xy: np.round(xy, decimals))
+    broken = ~shapely.is_valid(rounded) | shapely.is_empty(rounded)
+    rounded[broken] = simplified[broken]
+    # GEOS returns a one-part multi-geometry as a single part: keep the GeoJSON type the
+    # collection declares, so clients reading a typed layer (GDAL) see no change.
+    for multi, single, build in ((5, 1, shapely.multilinestrings), (6, 3, shapely.multipolygons)):
+        lost = (shapely.get_type_id(shapes) == multi) & (shapely.get_type_id(rounded) == single)
+        if lost.any():
+            rounded[lost] = build(rounded[lost].reshape(-1, 1))
+    for i, text in zip(picked, shapely.to_geojson(rounded), strict=True):
+        out[i] = {**out[i], "geometry": json.loads(text)}
+    return out
 
 
 router = APIRouter(tags=["OGC API – Features"])
@@ -177,9 +231,11 @@ def items(
     bbox: BBoxDep,
     interval: IntervalDep,
     page: PageDep,
+    zoom: ZoomDep,
     f: FeatureFormat = None,
 ) -> Response:
-    """A page of features filtered by ``bbox`` and ``datetime``, with ``next``/``prev`` links."""
+    """A page of features filtered by ``bbox`` and ``datetime``, with ``next``/``prev`` links;
+    with ``zoom``, outlines simplified for that web-map zoom level."""
     found = catalog.collection(collection_id, principal)
     features, matched = found.features(
         bbox=bbox,
@@ -188,6 +244,8 @@ def items(
         offset=page.offset,
         principal=principal,
     )
+    if zoom is not None:
+        features = generalise(features, zoom)
     returned = len(features)
     url = request.url
     links = [
@@ -226,11 +284,14 @@ def item(
     feature_id: str,
     catalog: CatalogDep,
     principal: PrincipalDep,
+    zoom: ZoomDep,
     f: FeatureFormat = None,
 ) -> Response:
-    """One feature by id."""
+    """One feature by id; with ``zoom``, its outline simplified for that zoom level."""
     found = catalog.collection(collection_id, principal)
     feature = dict(found.feature(feature_id, principal=principal))
+    if zoom is not None:
+        feature = generalise([feature], zoom)[0]
     href = f"{base_url(request)}/collections/{found.id}"
     feature["links"] = [
         _link(str(request.url), "self", JSON if f == "json" else GEOJSON, "This feature"),
