@@ -81,7 +81,8 @@ class Baseline:
     def network_index(self, names: pd.Series) -> np.ndarray:
         """Index of each network name in ``networks`` (-1 when unknown or missing)."""
         lookup = pd.Index(self.networks)
-        return np.asarray(lookup.get_indexer(names.astype("string").fillna("")), dtype="int64")
+        target = pd.Index(names.astype("string").fillna(""))
+        return np.asarray(lookup.get_indexer(target), dtype="int64")
 
 
 def prepare_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +141,7 @@ def prepare_measurements(
         )
     else:
         names = pd.Series(pd.NA, index=frame.index, dtype="string")
-    network = np.asarray(pd.Index(networks).get_indexer(names.fillna("")), dtype="int64")
+    network = np.asarray(pd.Index(networks).get_indexer(pd.Index(names.fillna(""))), dtype="int64")
     cell = np.full(n, -1, dtype="int64")
     if {"mcc", "mnc", "area", "cell"} <= set(frame.columns) and len(cells):
         key = pd.MultiIndex.from_frame(cells[list(CELL_KEY)].astype("int64"))
@@ -325,11 +326,11 @@ def _cell_service_areas(
     nominal = pd.DataFrame(columns=["cell", "h3", "weight", "observed"])
     if unheard.size:
         sub = cells.iloc[unheard]
-        rng = pd.to_numeric(sub.get("range"), errors="coerce") if "range" in sub else None
+        given = pd.to_numeric(sub["range"], errors="coerce") if "range" in sub else None
         rng = (
             np.full(unheard.size, params.cell_range_min_m)
-            if rng is None
-            else rng.fillna(params.cell_range_min_m).to_numpy("float64")
+            if given is None
+            else given.fillna(params.cell_range_min_m).to_numpy("float64")
         )
         rng = np.clip(rng, params.cell_range_min_m, params.cell_range_max_m)
         k = np.maximum(np.round(rng / (np.sqrt(3) * edge_length_m(params.resolution))), 0)
@@ -359,7 +360,7 @@ def _site_service_areas(
     """
     site_codes, site_ids = pd.factorize(cells["site_id"].astype(str))
     cell_site = np.asarray(site_codes, dtype="int64")
-    net_idx = pd.Index(networks).get_indexer(cells["network"].astype(str))
+    net_idx = pd.Index(networks).get_indexer(pd.Index(cells["network"].astype(str)))
     sites = pd.DataFrame({"site_id": np.asarray(site_ids, dtype=object)})
     first = pd.Series(np.arange(len(cells))).groupby(cell_site).first()
     sites["network"] = net_idx[first.to_numpy()]
@@ -372,7 +373,7 @@ def _site_service_areas(
             "count": sightings["count"].to_numpy("float64"),
         }
     )
-    per = per.groupby(["site", "h3"], as_index=False)["count"].sum()
+    per = per.groupby(["site", "h3"], as_index=False)[["count"]].sum()
     per["network"] = sites["network"].to_numpy()[per["site"].to_numpy()]
     hex_total = per.groupby(["h3", "network"])["count"].transform("sum")
     per["share_of_hex"] = per["count"] / hex_total

@@ -125,9 +125,9 @@ def detect(
     if (out_cols < 0).any():
         raise ParameterError("requested windows are not aligned to the window length")
 
-    grid_ev["pairs"] = hex_pairs(keys)
+    pairs = hex_pairs(keys)
     site_ev = _site_evidence(baseline, keys, grid_ev, prep, keep, w_row, all_windows, params)
-    grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, params)
+    grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
     for name in ("span_expected", "span_fails", "recent_ok", "ok_age", "llr", "act_obs", "act_exp"):
         grid_ev.pop(name, None)  # large (places × windows) arrays no longer needed
     for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
@@ -135,7 +135,7 @@ def detect(
     cell_ev = _cell_evidence(
         baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
     )
-    grid = _grid_frame(keys, grid_ev, all_windows, out_cols, baseline, win)
+    grid = _grid_frame(keys, grid_ev, pairs, all_windows, out_cols, baseline, win)
     cell_windows = pd.DataFrame(
         {
             "cell": np.repeat(np.arange(len(baseline.cells)), out_cols.size),
@@ -156,7 +156,7 @@ def detect(
         population=population,
         cells=baseline.cells,
         cell_offline=cell_ev["status"][:, out_cols] == "offline",
-        pairs=grid_ev["pairs"],
+        pairs=pairs,
         previous=previous,
     )
     vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
@@ -230,10 +230,10 @@ def _grid_evidence(
     after = fail_r & (ts_r > last_ok_ts[flat])
     fail_after = np.bincount(flat[after], minlength=size).reshape(n_key, n_win).astype("float64")
     win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
-    share_after = np.zeros(size)
+    share_flat = np.zeros(size)
     has_ok = last_ok_ts > np.iinfo("int64").min
-    share_after[has_ok] = (np.tile(win_end, n_key)[has_ok] - last_ok_ts[has_ok]) / win.value
-    share_after = np.clip(share_after, 0.0, 1.0).reshape(n_key, n_win)
+    share_flat[has_ok] = (np.tile(win_end, n_key)[has_ok] - last_ok_ts[has_ok]) / win.value
+    share_after = np.clip(share_flat, 0.0, 1.0).reshape(n_key, n_win)
 
     profile = _window_profile(baseline, windows, win)
     expected0 = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
@@ -280,8 +280,10 @@ def _grid_evidence(
             fail_share,
         )
     )
-    last_ok = np.maximum.accumulate(np.where(ok > 0, np.arange(n_win)[None, :], -(10**6)), axis=1)
-    ok_age = np.arange(n_win)[None, :] - last_ok
+    last_ok_win = np.maximum.accumulate(
+        np.where(ok > 0, np.arange(n_win)[None, :], -(10**6)), axis=1
+    )
+    ok_age = np.arange(n_win)[None, :] - last_ok_win
     return {
         "ok": ok,
         "fail": fail,
@@ -311,8 +313,8 @@ def _neighbour_matrix(
 ) -> sparse.csr_matrix:
     """Sparse (key × key) mean over the six H3 neighbours of the same network."""
     a, b = pairs
-    pairs = pd.DataFrame({"hex": a, "hex_b": b})
-    left = keys[["hex", "network"]].reset_index(names="ka").merge(pairs, on="hex")
+    touching = pd.DataFrame({"hex": a, "hex_b": b})
+    left = keys[["hex", "network"]].reset_index(names="ka").merge(touching, on="hex")
     right = keys[["hex", "network"]].reset_index(names="kb").rename(columns={"hex": "hex_b"})
     both = left.merge(right, on=["hex_b", "network"])
     n = len(keys)
@@ -348,12 +350,12 @@ def _site_evidence(
     flat = site_row * n_win + w_row[sel]
     heard = np.bincount(flat, minlength=n_site * n_win).reshape(n_site, n_win).astype("float64")
     last = pd.Series(prep.ts[sel]).groupby(flat).max()
-    share_after = np.zeros(n_site * n_win)
+    share_flat = np.zeros(n_site * n_win)
     win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
     if len(last):
         end_ns = win_end[last.index.to_numpy() % n_win]
-        share_after[last.index.to_numpy()] = np.clip((end_ns - last.to_numpy()) / win.value, 0, 1)
-    share_after = share_after.reshape(n_site, n_win)
+        share_flat[last.index.to_numpy()] = np.clip((end_ns - last.to_numpy()) / win.value, 0, 1)
+    share_after = share_flat.reshape(n_site, n_win)
 
     # Site × key weights: the site's share of its network's sightings in each grid cell.
     areas = baseline.site_areas
@@ -475,7 +477,11 @@ def _no_server_probability(
 
 
 def _grid_states(
-    keys: pd.DataFrame, ev: dict[str, np.ndarray], site: dict[str, Any], params: DetectionParams
+    keys: pd.DataFrame,
+    ev: dict[str, np.ndarray],
+    site: dict[str, Any],
+    pairs: tuple[np.ndarray, np.ndarray],
+    params: DetectionParams,
 ) -> tuple[np.ndarray, np.ndarray]:
     """p_down and state per key × window.
 
@@ -496,7 +502,7 @@ def _grid_states(
     )
     llr = ev["llr"]
     clipped = np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
-    support = _neighbour_matrix(keys, ev["pairs"]) @ clipped
+    support = _neighbour_matrix(keys, pairs) @ clipped
     own = logit(params.prior_down) + llr + params.neighbour_weight * support
     has_sites = (coverage >= 0.5)[:, None]
     p = expit(np.where(has_sites, by_site, own))
@@ -561,6 +567,7 @@ def _cell_evidence(
 def _grid_frame(
     keys: pd.DataFrame,
     ev: dict[str, np.ndarray],
+    pairs: tuple[np.ndarray, np.ndarray],
     windows: pd.DatetimeIndex,
     cols: np.ndarray,
     baseline: Baseline,
@@ -579,7 +586,7 @@ def _grid_frame(
     state = ev["state"][:, cols]
     p = ev["p"][:, cols]
     hex_strings = to_strings(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
-    hex_cat = pd.CategoricalDtype(hex_strings)
+    hex_cat = pd.CategoricalDtype(pd.Index(hex_strings))
     net_cat = pd.CategoricalDtype([*baseline.networks, ALL_NETWORKS])
     state_cat = pd.CategoricalDtype(list(STATE_CODES))
     keep = (expected >= 0.05) | (ok + fail > 0) | (state == DOWN)
@@ -599,7 +606,7 @@ def _grid_frame(
             "p_down": p[r, c].astype("float64"),
         }
     )
-    all_state, all_p = all_network_state(keys, state, p, ev.get("pairs"))
+    all_state, all_p = all_network_state(keys, state, p, pairs)
     exp_hex = ev["exp_hex"][:, cols]
     obs_hex = ev["obs_hex"][:, cols]
     hc, hr = np.nonzero(((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA)).T)
@@ -658,6 +665,4 @@ def _cell_intervals(
             "p_offline": agg["p_offline"].round(4).to_numpy(),
         }
     )
-    for col, dtype in CELL_STATUS_COLUMNS.items():
-        out[col] = out[col].astype(dtype)
-    return out
+    return out.astype(CELL_STATUS_COLUMNS)

@@ -97,7 +97,7 @@ def build_outages(
     comp["cells_offline"] = _cells_offline(
         nodes, cells, cell_offline, hexes, params.resolution, networks
     ).reindex(comp.index, fill_value=0)
-    hex_lists = nodes.groupby("component")["hex"].agg(lambda h: tuple(sorted(h)))
+    hex_lists = {c: tuple(sorted(h)) for c, h in nodes.groupby("component")["hex"]}
     # An outage usually keeps the same grid cells for many windows: build each shape once.
     shapes: dict[tuple[int, ...], shapely.Geometry] = {}
 
@@ -192,7 +192,7 @@ def _cells_offline(
             cells["lat"].to_numpy("float64"), cells["lon"].to_numpy("float64"), resolution
         )
     )
-    cell_net = pd.Index(networks).get_indexer(cells["network"].astype(str))
+    cell_net = pd.Index(networks).get_indexer(pd.Index(cells["network"].astype(str)))
     off = pd.DataFrame({"hex": cell_hex[r], "col": c, "cell_net": cell_net[r]})
     off = off[off["hex"] >= 0]
     joined = nodes[["component", "layer", "col", "hex"]].merge(off, on=["hex", "col"])
@@ -280,6 +280,6 @@ def track_outages(previous: gpd.GeoDataFrame | None, new: gpd.GeoDataFrame) -> g
 
 def outage_id(network: str, onset: pd.Timestamp, geometry: shapely.Geometry) -> str:
     """A readable, reproducible id: network, onset and a short hash of the place."""
-    point = shapely.get_coordinates(geometry.representative_point())[0]
+    point = shapely.get_coordinates(shapely.point_on_surface(geometry))[0]
     digest = hashlib.sha1(f"{network}|{onset}|{point[0]:.4f}|{point[1]:.4f}".encode()).hexdigest()
     return f"{network}-{pd.Timestamp(onset):%Y%m%dT%H%MZ}-{digest[:6]}"

@@ -237,7 +237,8 @@ def unix_seconds(col: pd.Series, errors: RowErrors, field: str) -> pd.Series:
     lo, hi = TIMESTAMP_MIN.timestamp(), TIMESTAMP_MAX.timestamp()
     with np.errstate(invalid="ignore"):
         values = np.where((values >= lo) & (values < hi), values, np.nan)
-    return pd.to_datetime(values, unit="s", utc=True).astype("datetime64[ns, UTC]")
+    stamps = pd.to_datetime(values, unit="s", utc=True).astype("datetime64[ns, UTC]")
+    return pd.Series(stamps, index=col.index)
 
 
 def choices(

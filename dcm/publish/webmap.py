@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any
+from typing import Any, cast
 
 import folium
 import geopandas as gpd
@@ -647,7 +647,8 @@ def peak_window(outages: pd.DataFrame) -> pd.Timestamp | None:
     if table.empty:
         return None
     people = table[ALL_NETWORKS] if ALL_NETWORKS in table else table.sum(axis=1)
-    return pd.Timestamp(people.idxmax())
+    # The index holds window_end timestamps; the stubs type idxmax as any Hashable.
+    return pd.Timestamp(cast(pd.Timestamp, people.idxmax()))
 
 
 def _timeline(outages: pd.DataFrame) -> list[pd.Timestamp]:
@@ -952,6 +953,7 @@ def render_map(
     windows = _window_ends(outages, grid)
     timeline = _timeline(outages)
     timed = len(timeline) > 1
+    window: pd.Timestamp | None
     if window_end is not None:
         window = _utc(window_end)
     elif timed:
