@@ -69,8 +69,11 @@ def _available(module: str) -> bool:
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """dcm, the Disaster Connectivity Mapper: where mobile service was lost, and since when."""
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else
-                                          logging.INFO if verbose == 1 else logging.WARNING)
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = {"verbose": verbose, "quiet": quiet}
 
@@ -90,8 +93,13 @@ def main(argv: list[str] | None = None) -> Any:
         if verbose >= 2:
             raise
         click.echo(f"dcm: error: {exc}", err=True)
-        code = (EXIT_NOT_FOUND if isinstance(exc, NotFound)
-                else EXIT_DENIED if isinstance(exc, PermissionDenied) else EXIT_USER_ERROR)
+        code = (
+            EXIT_NOT_FOUND
+            if isinstance(exc, NotFound)
+            else EXIT_DENIED
+            if isinstance(exc, PermissionDenied)
+            else EXIT_USER_ERROR
+        )
         sys.exit(code)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         if verbose >= 2:
