@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -229,6 +230,43 @@ def test_sample_map_requests_stay_on_loopback_succeed_and_are_compressed(page: A
         big = r.encoded_bytes > 2000 and r.status == 200 and not r.url.endswith(".png")
         if big:
             assert r.headers.get("content-encoding") == "gzip", f"not compressed: {r}"
+
+
+def _layer_requests(page: Any) -> list[tuple[str, str | None]]:
+    """(layer, zoom parameter) of every item request the page made so far, in order."""
+    out = []
+    for r in list(page.requests.values()):
+        found = re.search(rf"/collections/{EVENT}-(\w+)/items\?(.*)", r.url)
+        if found:
+            zoom = parse_qs(found[2]).get("zoom", [None])[0]
+            out.append((found[1], zoom))
+    return out
+
+
+def test_outlines_are_asked_for_at_the_map_zoom_and_again_only_past_a_level(page: Any) -> None:
+    zoom = str(page.evaluate("dcm.zoom"))
+    asked = _layer_requests(page)
+    for kind in ("outages", "areas", "hazard"):
+        assert (kind, zoom) in asked, (kind, zoom, asked)
+    assert all(z is None for kind, z in asked if kind in ("cells", "measurements")), asked
+    sent = len(asked)
+    page.evaluate("document.querySelector('.leaflet-control-zoom-in').click()")
+    page.wait_js(f"dcm.zoom === {int(zoom) + 1}")
+    page.idle()
+    again = _layer_requests(page)[sent:]
+    assert sorted(again) == sorted(
+        [
+            ("outages", str(int(zoom) + 1)),
+            ("areas", str(int(zoom) + 1)),
+            ("hazard", str(int(zoom) + 1)),
+        ]
+    ), again
+    # Back to the level seen before: drawn from the cache, no request.
+    page.evaluate("document.querySelector('.leaflet-control-zoom-out').click()")
+    page.wait_js(f"dcm.zoom === {zoom}")
+    page.idle()
+    assert len(_layer_requests(page)) == sent + len(again)
+    assert _drawn(page, "outages") > 0
 
 
 def test_density_toggle_only_for_keys_that_read_measurements(

@@ -27,7 +27,7 @@
 
   const $ = (id) => document.getElementById(id);
   const state = { windows: [], index: -1, follow: true, playing: false, token: 0,
-    networks: new Map(), densityAllowed: false, fitted: false, version: null };
+    networks: new Map(), densityAllowed: false, fitted: false, version: null, zoom: null };
   // Read by the browser tests and handy in the console.
   const status = window.dcm = { ready: false, index: -1, windows: 0, drawn: {}, errors: [] };
 
@@ -39,8 +39,14 @@
     return r.json();
   }
 
+  // Outlines come simplified by the server to half a pixel at the zoom they are drawn at
+  // (?zoom=): whole levels, rounded up so they are never coarser than the screen shows.
+  const OUTLINES = new Set(['outages', 'grid', 'areas', 'hazard']);
+  const zoomBucket = () => Math.max(0, Math.min(22, Math.ceil(map.getZoom())));
+  const zoomed = (kind) => OUTLINES.has(kind) ? { zoom: zoomBucket() } : {};
+
   async function items(kind, params) {
-    const q = new URLSearchParams(Object.assign({ limit: PAGE }, params || {}));
+    const q = new URLSearchParams(Object.assign({ limit: PAGE }, zoomed(kind), params || {}));
     let url = `${API}/collections/${EV}-${kind}/items?${q}`;
     const out = [];
     for (let n = 0; url && n < MAX_PAGES; n++) {
@@ -300,9 +306,11 @@
 
   // ---- loading ------------------------------------------------------------------------
 
-  async function loadContext(ev) {
-    const [areas, hazard] = await Promise.all([
-      items('areas').catch(() => []), items('hazard').catch(() => [])]);
+  // Areas and hazard zones at the current zoom bucket; refetched when it changes.
+  async function loadOutlines() {
+    const z = state.zoom = status.zoom = zoomBucket();
+    const [areas, hazard] = await Promise.all([cached('areas'), cached('hazard')]);
+    if (z !== state.zoom) return;  // zoomed on meanwhile: a later call draws
     draw('areas', areas, {
       style: { color: '#333', weight: 1, fill: false },
       interactive: false,
@@ -321,6 +329,10 @@
       onEachFeature: (f, layer) => f.properties.level != null &&
         layer.bindTooltip(`Hazard zone: ${esc(f.properties.level)}`, { sticky: true }),
     });
+  }
+
+  async function loadContext(ev) {
+    await loadOutlines();
     const outline = ev.area || ev.geometry;
     $('event-toggle').hidden = !outline;
     draw('event', outline ? [{ type: 'Feature', geometry: outline, properties: {} }] : [], {
@@ -365,15 +377,16 @@
       density: state.densityAllowed && checked('layer').has('density') };
   }
 
-  // Layer data per window, kept until the next refresh: stepping back and forth or
-  // ticking a box again costs no bytes. Promises, so concurrent asks share one request.
+  // Layer data per window and zoom bucket, kept until the next refresh: stepping back and
+  // forth, zooming back or ticking a box again costs no bytes. Promises, so concurrent
+  // asks share one request.
   const cache = new Map();
-  function windowLayer(kind, w, want) {
-    if (want === false) return Promise.resolve([]);
-    const key = `${kind}@${w.start}`;
+  function cached(kind, w) {
+    const z = zoomed(kind).zoom;
+    const key = `${kind}@${w ? w.start : ''}${z == null ? '' : '@z' + z}`;
     if (!cache.has(key)) {
       if (cache.size > 400) cache.clear();
-      cache.set(key, items(kind, windowParam(w)).catch((e) => {
+      cache.set(key, items(kind, w ? windowParam(w) : {}).catch((e) => {
         cache.delete(key);
         if (kind === 'outages') throw e;
         return [];  // an optional layer the caller may not read stays empty
@@ -381,6 +394,7 @@
     }
     return cache.get(key);
   }
+  const windowLayer = (kind, w, want) => want === false ? Promise.resolve([]) : cached(kind, w);
 
   async function show(index) {
     if (!state.windows.length) return;
@@ -408,6 +422,14 @@
 
   // A toggle may need a layer not fetched yet; show() fetches only what is missing.
   const toggled = () => (state.windows.length ? show(state.index) : redraw());
+
+  // Outlines follow the zoom bucket: fetched again (or taken from the cache) only when
+  // zooming crosses a whole level, never for panning.
+  map.on('zoomend', () => {
+    if (state.zoom === null || zoomBucket() === state.zoom) return;
+    Promise.all([loadOutlines(), state.windows.length && show(state.index)])
+      .catch((e) => status.errors.push(String(e)));
+  });
 
   async function loadEvent() {
     const ev = await getJSON(`${API}/events/${EV}`);
@@ -517,6 +539,9 @@
     try {
       const ev = await loadEvent();
       document.title = `${ev.name || cfg.event} — connectivity map (dcm)`;
+      // Near the final view before the first outline is asked for, at its zoom.
+      const area = ev.area && L.geoJSON(ev.area).getBounds();
+      if (area && area.isValid()) map.fitBounds(area, { animate: false });
       await loadContext(ev);
       fitOnce();
       await show(state.windows.length - 1);
