@@ -357,6 +357,19 @@
       attribution: 'Basemap: configured tile server' }).addTo(map);
   }
 
+  // Outlines are asked for at the zoom they are drawn at, so frame the event first: by
+  // its area, else by the extent of its areas layer (one small request, not a whole
+  // set of outlines at world zoom thrown away once the view is set).
+  async function preframe(ev) {
+    let bounds = ev.area && L.geoJSON(ev.area).getBounds();
+    if (!bounds || !bounds.isValid()) {
+      const meta = await getJSON(`${API}/collections/${EV}-areas`).catch(() => null);
+      const box = meta && meta.extent && meta.extent.spatial && meta.extent.spatial.bbox[0];
+      if (box) bounds = L.latLngBounds([box[1], box[0]], [box[3], box[2]]);
+    }
+    if (bounds && bounds.isValid()) map.fitBounds(bounds, { padding: [12, 12], animate: false });
+  }
+
   function fitOnce() {
     if (state.fitted) return;
     const bounds = L.latLngBounds([]);
@@ -427,7 +440,7 @@
   // zooming crosses a whole level, never for panning.
   map.on('zoomend', () => {
     if (state.zoom === null || zoomBucket() === state.zoom) return;
-    Promise.all([loadOutlines(), state.windows.length && show(state.index)])
+    Promise.all([loadOutlines(), state.index >= 0 && show(state.index)])
       .catch((e) => status.errors.push(String(e)));
   });
 
@@ -539,9 +552,7 @@
     try {
       const ev = await loadEvent();
       document.title = `${ev.name || cfg.event} — connectivity map (dcm)`;
-      // Near the final view before the first outline is asked for, at its zoom.
-      const area = ev.area && L.geoJSON(ev.area).getBounds();
-      if (area && area.isValid()) map.fitBounds(area, { animate: false });
+      await preframe(ev);
       await loadContext(ev);
       fitOnce();
       await show(state.windows.length - 1);
