@@ -9,6 +9,7 @@ internet would show up as a failed request.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shapely
 from fastapi import FastAPI, Header, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -250,6 +252,16 @@ def fake_app(settings: Settings) -> FastAPI:
             },
             media_type="application/geo+json",
         )
+
+    @app.get("/collections/{cid}")
+    def collection(cid: str) -> JSONResponse:
+        """Collection metadata: the map frames the event by the areas' extent."""
+        event, _, kind = cid.partition("-")
+        if event != EVENT or kind not in data:
+            raise NotFound(cid)
+        shapes = shapely.from_geojson([json.dumps(f["geometry"]) for f in data[kind]])
+        bbox = shapely.total_bounds(shapes).tolist()
+        return JSONResponse({"id": cid, "extent": {"spatial": {"bbox": [bbox]}}})
 
     @app.get("/tiles/{z}/{x}/{y}.png")
     def tile(z: int, x: int, y: int) -> Response:
