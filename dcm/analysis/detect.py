@@ -139,7 +139,8 @@ def detect(
     cell_windows = pd.DataFrame(
         {
             "cell": np.repeat(np.arange(len(baseline.cells)), out_cols.size),
-            "window_start": np.tile(out_windows.to_numpy(), len(baseline.cells)),
+            # Indexing keeps the datetime dtype; tiling to_numpy() would tile Timestamp objects.
+            "window_start": out_windows[np.tile(np.arange(out_cols.size), len(baseline.cells))],
             "status": cell_ev["status"][:, out_cols].ravel(),
             "p_offline": cell_ev["p"][:, out_cols].ravel(),
         }
@@ -636,7 +637,20 @@ def _cell_intervals(
     """Merge consecutive windows with the same status into intervals per cell."""
     if cell_windows.empty:
         return empty_frame(CELL_STATUS_COLUMNS)
-    cw = cell_windows.sort_values(["cell", "window_start"], kind="stable")
+    cell = cell_windows["cell"].to_numpy()
+    # asi8 of a DatetimeIndex, not to_numpy(): tz-aware values would become an object
+    # array of Timestamps, seconds per million rows.
+    start = pd.DatetimeIndex(cell_windows["window_start"]).asi8
+    # :func:`detect` builds the rows cell by cell, windows in order: then the stable
+    # sort would keep every row in place, and sorting millions of rows is skipped.
+    ordered = bool(
+        np.all((cell[1:] > cell[:-1]) | ((cell[1:] == cell[:-1]) & (start[1:] >= start[:-1])))
+    )
+    cw = (
+        cell_windows
+        if ordered
+        else cell_windows.sort_values(["cell", "window_start"], kind="stable")
+    )
     new_run = (
         cw["cell"].ne(cw["cell"].shift())
         | cw["status"].ne(cw["status"].shift())
@@ -660,8 +674,8 @@ def _cell_intervals(
             "cell": meta["cell"].astype("int64"),
             "site_id": meta["site_id"].astype("string"),
             "status": agg["status"].astype("string").to_numpy(),
-            "start": pd.to_datetime(agg["start"].to_numpy(), utc=True),
-            "end": pd.to_datetime((agg["last"] + win).to_numpy(), utc=True),
+            "start": pd.to_datetime(pd.DatetimeIndex(agg["start"]), utc=True),
+            "end": pd.to_datetime(pd.DatetimeIndex(agg["last"] + win), utc=True),
             "p_offline": agg["p_offline"].round(4).to_numpy(),
         }
     )
