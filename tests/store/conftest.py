@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from dcm import live
+from dcm.schema import OPENCELLID_COLUMNS
 from dcm.settings import Settings
 from dcm.store import Principal, Store, open_store
 
@@ -158,22 +159,7 @@ def _cells() -> pd.DataFrame:
                 )
     return pd.DataFrame(
         rows,
-        columns=[
-            "radio",
-            "mcc",
-            "net",
-            "area",
-            "cell",
-            "unit",
-            "lon",
-            "lat",
-            "range",
-            "samples",
-            "changeable",
-            "created",
-            "updated",
-            "averageSignal",
-        ],
+        columns=list(OPENCELLID_COLUMNS),
     )
 
 
