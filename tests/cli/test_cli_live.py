@@ -7,64 +7,13 @@ import json
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from dcm.analysis import DetectionParams
-from dcm.cli.main import EXIT_NOT_FOUND, EXIT_USER_ERROR, main
+from dcm.cli.main import EXIT_NOT_FOUND, EXIT_USER_ERROR
 
-START = pd.Timestamp("2021-04-09T00:00:00Z")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "dcm-data"
-    monkeypatch.setenv("DCM_DATA_DIR", str(folder))
-    monkeypatch.delenv("DCM_DATABASE_URL", raising=False)
-    monkeypatch.setenv("DCM_SECRET", "cli-test-secret")
-    return folder
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _measurements(path: Path, start: pd.Timestamp, hours: int, *, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    n = hours * 150
-    frame = pd.DataFrame(
-        {
-            "timestamp": (start + pd.to_timedelta(rng.uniform(0, hours * 3600, n), unit="s"))
-            .floor("s")
-            .strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lat": rng.uniform(13.20, 13.26, n).round(6),
-            "lon": rng.uniform(-61.26, -61.20, n).round(6),
-            "status": "ok",
-            "mcc": 360,
-            "mnc": rng.choice([10, 50], n),
-            "device": [f"d{i}" for i in rng.integers(0, 50, n)],
-            "measurement_id": [f"{seed}-{i}" for i in range(n)],
-        }
-    )
-    frame.to_csv(path, index=False)
-    return path
-
-
-def _cells(path: Path) -> Path:
-    path.write_text(
-        "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,"
-        "averageSignal\n"
-        "LTE,360,10,110,1,0,-61.23,13.23,2000,10,1,1600000000,1610000000,-90\n"
-        "LTE,360,50,150,2,0,-61.22,13.22,2000,10,1,1600000000,1610000000,-90\n"
-    )
-    return path
+from .livedata import START, run, write_cells, write_measurements
 
 
 def test_event_ingest_update_flow(
@@ -90,7 +39,8 @@ def test_event_ingest_update_flow(
     code, _, err = run(["event", "create", "vincent", "--start", "2021-04-09"], capsys)
     assert code == EXIT_USER_ERROR and "exists" in err and "Traceback" not in err
 
-    event_file = _measurements(tmp_path / "event.csv", START, 3, seed=1)
+    event_file = tmp_path / "event.csv"
+    write_measurements(event_file, START, 3, seed=1)
     code, out, _ = run(
         ["ingest", "--event", "vincent", "--licence", "CC-BY-4.0", str(event_file)], capsys
     )
@@ -102,8 +52,9 @@ def test_event_ingest_update_flow(
     code, _, err = run(["update", "--event", "vincent"], capsys)
     assert code == EXIT_USER_ERROR and "no baseline" in err
 
-    baseline = _measurements(tmp_path / "baseline.csv", START - pd.Timedelta("2D"), 48, seed=2)
-    for kind, path in (("baseline", baseline), ("cells", _cells(tmp_path / "cells.csv"))):
+    baseline = tmp_path / "baseline.csv"
+    write_measurements(baseline, START - pd.Timedelta("2D"), 48, seed=2)
+    for kind, path in (("baseline", baseline), ("cells", write_cells(tmp_path / "cells.csv"))):
         code, out, _ = run(
             ["ingest", "--event", "vincent", "--kind", kind, "--visibility", "public", str(path)],
             capsys,

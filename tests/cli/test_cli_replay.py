@@ -6,77 +6,25 @@ import re
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from dcm.cli.main import EXIT_NOT_FOUND, EXIT_USER_ERROR, main
+from dcm.cli.main import EXIT_NOT_FOUND, EXIT_USER_ERROR
 from dcm.cli.replay import slice_bounds
 
-START = pd.Timestamp("2021-04-09T00:00:00Z")
+from .livedata import START, run, write_cells, write_measurements
+
 SLICE_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\dZ)\s+\+(\d+)\s+rows\s+(\d+) window")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "dcm-data"
-    monkeypatch.setenv("DCM_DATA_DIR", str(folder))
-    monkeypatch.delenv("DCM_DATABASE_URL", raising=False)
-    monkeypatch.setenv("DCM_SECRET", "replay-test-secret")
-    return folder
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _measurements(path: Path, start: pd.Timestamp, hours: int, *, seed: int) -> pd.DataFrame:
-    """Random ok measurements over ``hours`` from ``start``, written to ``path`` in random
-    time order (replay must sort them)."""
-    rng = np.random.default_rng(seed)
-    n = hours * 150
-    frame = pd.DataFrame(
-        {
-            "timestamp": (start + pd.to_timedelta(rng.uniform(0, hours * 3600, n), unit="s"))
-            .floor("s")
-            .strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lat": rng.uniform(13.20, 13.26, n).round(6),
-            "lon": rng.uniform(-61.26, -61.20, n).round(6),
-            "status": "ok",
-            "mcc": 360,
-            "mnc": rng.choice([10, 50], n),
-            "device": [f"d{i}" for i in rng.integers(0, 50, n)],
-            "measurement_id": [f"{seed}-{i}" for i in range(n)],
-        }
-    )
-    frame.to_csv(path, index=False)
-    return frame
-
-
-def _cells(path: Path) -> Path:
-    path.write_text(
-        "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,"
-        "averageSignal\n"
-        "LTE,360,10,110,1,0,-61.23,13.23,2000,10,1,1600000000,1610000000,-90\n"
-        "LTE,360,50,150,2,0,-61.22,13.22,2000,10,1,1600000000,1610000000,-90\n"
-    )
-    return path
 
 
 @pytest.fixture
 def event(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     """Event ``vincent`` with a two-day baseline and two cells."""
     assert run(["event", "create", "vincent", "--start", "2021-04-09T00:00Z"], capsys)[0] == 0
-    _measurements(tmp_path / "baseline.csv", START - pd.Timedelta("2D"), 48, seed=2)
+    write_measurements(tmp_path / "baseline.csv", START - pd.Timedelta("2D"), 48, seed=2)
     for kind, path in (
         ("baseline", tmp_path / "baseline.csv"),
-        ("cells", _cells(tmp_path / "cells.csv")),
+        ("cells", write_cells(tmp_path / "cells.csv")),
     ):
         code, _, err = run(["ingest", "--event", "vincent", "--kind", kind, str(path)], capsys)
         assert code == 0, err
@@ -95,7 +43,7 @@ def _db(data_dir: Path) -> sqlite3.Connection:
 def test_replay_feeds_slices_in_order_and_rerun_adds_nothing(
     event: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    frame = _measurements(tmp_path / "event.csv", START, 4, seed=1)
+    frame = write_measurements(tmp_path / "event.csv", START, 4, seed=1)
     code, out, err = run(["replay", "--event", event, str(tmp_path / "event.csv")], capsys)
     assert code == 0, err
     slices = _slices(out)
@@ -142,7 +90,7 @@ def test_replay_feeds_slices_in_order_and_rerun_adds_nothing(
 def test_replay_from_and_hours_select_slices(
     event: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    frame = _measurements(tmp_path / "event.csv", START, 4, seed=3)
+    frame = write_measurements(tmp_path / "event.csv", START, 4, seed=3)
     hours = pd.to_datetime(frame["timestamp"], utc=True).dt.floor("1h")
     argv = ["replay", "--event", event, "--step", "30min", str(tmp_path / "event.csv")]
     code, out, err = run(
@@ -181,7 +129,7 @@ def test_replay_errors_are_one_line(
         assert "Traceback" not in err and needle in err
         assert len(err.strip().splitlines()) == 1 and err.startswith("dcm: error:")
 
-    _measurements(tmp_path / "event.csv", START, 2, seed=4)
+    write_measurements(tmp_path / "event.csv", START, 2, seed=4)
     run(["event", "create", "bare", "--start", "2021-04-09T00:00Z"], capsys)
     code, _, err = run(["replay", "--event", "bare", str(tmp_path / "event.csv")], capsys)
     assert code == EXIT_USER_ERROR and "no baseline" in err and "Traceback" not in err
