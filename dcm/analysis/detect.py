@@ -135,7 +135,12 @@ def detect(
     cell_ev = _cell_evidence(
         baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
     )
-    grid = _grid_frame(keys, grid_ev, pairs, all_windows, out_cols, baseline, win)
+    # The "all networks" layer of the reported windows feeds both the grid rows and
+    # the outages: compute it once.
+    all_layer = all_network_state(
+        keys, grid_ev["state"][:, out_cols], grid_ev["p"][:, out_cols], pairs
+    )
+    grid = _grid_frame(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
     cell_windows = pd.DataFrame(
         {
             "cell": np.repeat(np.arange(len(baseline.cells)), out_cols.size),
@@ -159,6 +164,7 @@ def detect(
         cell_offline=cell_ev["status"][:, out_cols] == "offline",
         pairs=pairs,
         previous=previous,
+        all_layer=all_layer,
     )
     vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
     stats = {
@@ -568,7 +574,7 @@ def _cell_evidence(
 def _grid_frame(
     keys: pd.DataFrame,
     ev: dict[str, np.ndarray],
-    pairs: tuple[np.ndarray, np.ndarray],
+    all_layer: tuple[np.ndarray, np.ndarray],
     windows: pd.DatetimeIndex,
     cols: np.ndarray,
     baseline: Baseline,
@@ -607,7 +613,7 @@ def _grid_frame(
             "p_down": p[r, c].astype("float64"),
         }
     )
-    all_state, all_p = all_network_state(keys, state, p, pairs)
+    all_state, all_p = all_layer  # all_network_state of state and p
     exp_hex = ev["exp_hex"][:, cols]
     obs_hex = ev["obs_hex"][:, cols]
     hc, hr = np.nonzero(((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA)).T)

@@ -43,6 +43,7 @@ def build_outages(
     cell_offline: np.ndarray,
     previous: gpd.GeoDataFrame | None = None,
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    all_layer: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> gpd.GeoDataFrame:
     """Outage features from key × window states (columns of ``state`` are ``windows``).
 
@@ -50,10 +51,12 @@ def build_outages(
     cells where every serving network is down (severity ``outage``) and, separately,
     where some but not all are (``degraded``). Components smaller than
     ``params.min_outage_cells`` are dropped (an isolated cell is weak evidence).
+    ``all_layer``: :func:`~dcm.analysis.states.all_network_state` of these states and
+    ``pairs``, when the caller has it already (it is not cheap on large grids).
     """
     hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
     pairs = pairs if pairs is not None else neighbour_pairs(hexes)
-    nodes = _down_nodes(keys, state, p_down, pairs)
+    nodes = _down_nodes(keys, state, p_down, pairs, all_layer)
     if nodes.empty:
         return empty_outages()
     a, b = pairs
@@ -136,6 +139,7 @@ def _down_nodes(
     state: np.ndarray,
     p: np.ndarray,
     pairs: tuple[np.ndarray, np.ndarray] | None,
+    all_layer: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One row per (layer, window column, hex) in an outage, with its p_down."""
     r, c = np.nonzero(state == DOWN)
@@ -147,7 +151,7 @@ def _down_nodes(
             "p": p[r, c],
         }
     )
-    all_state, all_p = all_network_state(keys, state, p, pairs)
+    all_state, all_p = all_layer or all_network_state(keys, state, p, pairs)
     hr, hc = np.nonzero(all_state == DOWN)
     all_rows = pd.DataFrame({"layer": ALL_OUTAGE, "col": hc, "hex": hr, "p": all_p[hr, hc]})
     # Degraded: some serving network is down here, but not all of them.
