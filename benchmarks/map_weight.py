@@ -37,9 +37,9 @@ BUDGET = 1_000_000
 
 def harness() -> Any:
     """The DevTools client and sample loader shared with the browser tests."""
-    name = "dcm_test_webmap_cdp"
+    name = "dcm_test_browser"
     if name not in sys.modules:
-        path = ROOT / "tests" / "api" / "test_webmap_cdp.py"
+        path = ROOT / "tests" / "browser.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec and spec.loader
         sys.modules[name] = module = importlib.util.module_from_spec(spec)

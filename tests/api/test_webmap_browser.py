@@ -1,18 +1,16 @@
 """The responder web map in real headless Chromium, served over loopback.
 
 The page is loaded from a uvicorn server on 127.0.0.1 and driven over the DevTools
-protocol (see ``test_webmap_cdp.py``); every request it makes is recorded. The browser
+protocol (see ``tests/browser.py``); every request it makes is recorded. The browser
 cannot resolve or reach anything but loopback, so a script or font fetched from the
 internet would show up as a failed request.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,22 +28,12 @@ from dcm.api.errors import install_error_handlers
 from dcm.errors import AuthenticationRequired, NotFound
 from dcm.settings import Settings
 
+from .. import browser as cdp
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 EVENT = "stvincent"
 T0 = datetime(2021, 4, 9, 12, tzinfo=UTC)
 ANALYST_KEY = "analyst-key"
-
-
-def _cdp() -> Any:
-    name = "dcm_test_webmap_cdp"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_webmap_cdp.py")
-        )
-        assert spec and spec.loader
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 pytestmark = pytest.mark.browser
@@ -302,7 +290,6 @@ def base_url(serve: Callable[[Callable[[], FastAPI]], str]) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    cdp = _cdp()
     with cdp.Chromium(cdp.require_chromium(), width=1280, height=820) as chromium:
         yield chromium
 

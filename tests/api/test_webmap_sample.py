@@ -9,9 +9,7 @@ are compressed.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -25,21 +23,12 @@ from fastapi import FastAPI
 
 from dcm.settings import Settings
 
+from .. import browser as cdp
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 EVENT = "stvincent"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _harness() -> Any:
-    name = "dcm_test_webmap_cdp"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("test_webmap_cdp.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _app(settings: Settings) -> FastAPI:
@@ -51,10 +40,9 @@ def _app(settings: Settings) -> FastAPI:
 @pytest.fixture(scope="module")
 def settings(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A store holding the St Vincent sample event, every window computed."""
-    harness = _harness()
-    harness.require_chromium()  # skip before the slow load when there is no browser
+    cdp.require_chromium()  # skip before the slow load when there is no browser
     settings = Settings(data_dir=tmp_path_factory.mktemp("store"), map_refresh_s=3600)
-    harness.load_sample_event(settings, sample_data / EVENT, name=EVENT)
+    cdp.load_sample_event(settings, sample_data / EVENT, name=EVENT)
     return settings
 
 
@@ -81,8 +69,8 @@ def api(base_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def page(base_url: str) -> Iterator[Any]:
-    harness = _harness()
-    with harness.Chromium(harness.require_chromium(), width=1280, height=860) as browser:
+
+    with cdp.Chromium(cdp.require_chromium(), width=1280, height=860) as browser:
         browser.navigate(f"{base_url}/events/{EVENT}/map")
         browser.wait_js("window.dcm && window.dcm.ready", timeout=60)
         browser.idle(timeout=60)

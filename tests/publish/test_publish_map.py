@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
 
 import geopandas as gpd
 import numpy as np
@@ -20,6 +17,8 @@ from shapely.geometry import Point, box
 
 from dcm.errors import ParameterError
 from dcm.publish import leaflet_assets, render_map
+
+from .. import browser as cdp
 
 T0 = pd.Timestamp("2021-04-09T12:00:00Z")
 
@@ -276,30 +275,11 @@ def test_map_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert shutil.which(str(CHROMIUM))
 
 
-CDP_CLIENT = Path(__file__).resolve().parents[1] / "api" / "test_webmap_cdp.py"
-
-
-def _cdp_client() -> ModuleType:
-    """The shared DevTools client module, loaded by path once (as the API tests do)."""
-    name = "dcm_test_webmap_cdp"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, CDP_CLIENT)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium"
 )
-@pytest.mark.skipif(
-    not CDP_CLIENT.is_file(), reason="DevTools client tests/api/test_webmap_cdp.py absent"
-)
 def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
-    cdp = _cdp_client()
     grid = pd.DataFrame(  # no geometry: hexes come from the h3 ids
         {
             "h3": ["885e711483fffff", "885e711493fffff"],
@@ -373,11 +353,7 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium"
 )
-@pytest.mark.skipif(
-    not CDP_CLIENT.is_file(), reason="DevTools client tests/api/test_webmap_cdp.py absent"
-)
 def test_map_time_slider_steps_through_windows(tmp_path: Path) -> None:
-    cdp = _cdp_client()
     # Cell 1 is offline until 14:00, then online; cell 2 stays online.
     cells = pd.DataFrame(
         {
