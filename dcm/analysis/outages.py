@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -214,10 +215,11 @@ def _track_all(
     """
     done: list[gpd.GeoDataFrame] = []
     recent = previous if previous is not None else None
+    overlaps: dict[tuple[int, int], tuple[Any, Any, float]] = {}
     for start, group in frame.groupby("window_start", sort=True):
         if recent is not None and len(recent):
             recent = recent[recent["window_end"] >= start - gap]
-        group = track_outages(recent, group)
+        group = track_outages(recent, group, overlaps=overlaps)
         done.append(group)
         # The latest appearance of every outage seen within the gap.
         pool = group if recent is None else pd.concat([recent, group], ignore_index=True)
@@ -229,12 +231,18 @@ def _track_all(
     return gpd.GeoDataFrame(out, geometry="geometry", crs=CRS)
 
 
-def track_outages(previous: gpd.GeoDataFrame | None, new: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def track_outages(
+    previous: gpd.GeoDataFrame | None,
+    new: gpd.GeoDataFrame,
+    *,
+    overlaps: dict[tuple[int, int], tuple[Any, Any, float]] | None = None,
+) -> gpd.GeoDataFrame:
     """Carry ids and onset times from the previous window's outages to the new ones.
 
     Matching is per network by overlapping area, largest overlap first, one to one:
     when an outage splits, its largest part keeps the id; when two merge, the
     larger overlap wins. Unmatched outages get a new id and onset = window_start.
+    ``overlaps``: a cache of overlap areas kept across calls (see :func:`_overlap_areas`).
     """
     new = new.copy()
     new["outage_id"] = pd.array([None] * len(new), dtype="string")
@@ -245,10 +253,8 @@ def track_outages(previous: gpd.GeoDataFrame | None, new: gpd.GeoDataFrame) -> g
         new_idx, prev_idx = tree.query(new.geometry.to_numpy(), predicate="intersects")
         same = new["network"].to_numpy()[new_idx] == prev["network"].to_numpy()[prev_idx]
         new_idx, prev_idx = new_idx[same], prev_idx[same]
-        overlap = shapely.area(
-            shapely.intersection(
-                new.geometry.to_numpy()[new_idx], prev.geometry.to_numpy()[prev_idx]
-            )
+        overlap = _overlap_areas(
+            new.geometry.to_numpy()[new_idx], prev.geometry.to_numpy()[prev_idx], overlaps
         )
         order = np.argsort(-overlap, kind="stable")
         used_new: set[int] = set()
@@ -280,6 +286,28 @@ def track_outages(previous: gpd.GeoDataFrame | None, new: gpd.GeoDataFrame) -> g
             )
         ]
     return new
+
+
+def _overlap_areas(
+    a: np.ndarray, b: np.ndarray, cache: dict[tuple[int, int], tuple[Any, Any, float]] | None
+) -> np.ndarray:
+    """Area of the intersection of ``a[i]`` and ``b[i]`` (degrees², for ranking).
+
+    Outage shapes are built once per set of grid cells and reused from window to
+    window, so the same pair of geometry objects comes back every window while an
+    outage lasts: the cache (keyed by object identity, holding the objects so the
+    identities stay valid) computes each pair once, with the same GEOS call.
+    """
+    if cache is None:
+        return shapely.area(shapely.intersection(a, b))
+    pair_keys = [(id(x), id(y)) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    todo = [i for i, k in enumerate(pair_keys) if k not in cache]
+    if todo:
+        idx = np.asarray(todo, dtype="int64")
+        areas = shapely.area(shapely.intersection(a[idx], b[idx]))
+        for i, area in zip(todo, areas.tolist(), strict=True):
+            cache[pair_keys[i]] = (a[i], b[i], area)
+    return np.array([cache[k][2] for k in pair_keys], dtype="float64")
 
 
 def outage_id(network: str, onset: pd.Timestamp, geometry: shapely.Geometry) -> str:
