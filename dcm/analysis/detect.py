@@ -598,43 +598,45 @@ def _grid_frame(
     state_cat = pd.CategoricalDtype(list(STATE_CODES))
     keep = (expected >= 0.05) | (ok + fail > 0) | (state == DOWN)
     c, r = np.nonzero(keep.T)  # window-major order
+    del keep
     hex_of_key = keys["hex"].to_numpy()
-    per_net = pd.DataFrame(
-        {
-            "h3": pd.Categorical.from_codes(hex_of_key[r], dtype=hex_cat),
-            "network": pd.Categorical.from_codes(keys["network"].to_numpy()[r], dtype=net_cat),
-            "window_start": starts[c],
-            "window_end": starts[c] + win,
-            "expected_count": expected[r, c].astype("float64"),
-            "observed_count": (ok[r, c] + fail[r, c]).astype("int64"),
-            "ok_count": ok[r, c].astype("int64"),
-            "fail_count": fail[r, c].astype("int64"),
-            "state": pd.Categorical.from_codes(state[r, c].astype("int64"), dtype=state_cat),
-            "p_down": p[r, c].astype("float64"),
-        }
-    )
     all_state, all_p = all_layer  # all_network_state of state and p
     exp_hex = ev["exp_hex"][:, cols]
     obs_hex = ev["obs_hex"][:, cols]
     hc, hr = np.nonzero(((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA)).T)
     hex_ok = rows_to_groups(hex_of_key, exp_hex.shape[0]) @ ok
-    all_rows = pd.DataFrame(
+
+    def both(per_net: np.ndarray, all_rows: np.ndarray) -> np.ndarray:
+        # Per-network rows first, then the "all" rows: one frame, no concat copy.
+        return np.concatenate([per_net, all_rows])
+
+    col = both(c, hc)
+    return pd.DataFrame(
         {
-            "h3": pd.Categorical.from_codes(hr, dtype=hex_cat),
+            "h3": pd.Categorical.from_codes(both(hex_of_key[r], hr), dtype=hex_cat),
             "network": pd.Categorical.from_codes(
-                np.full(hr.size, len(baseline.networks)), dtype=net_cat
+                both(keys["network"].to_numpy()[r], np.full(hr.size, len(baseline.networks))),
+                dtype=net_cat,
             ),
-            "window_start": starts[hc],
-            "window_end": starts[hc] + win,
-            "expected_count": exp_hex[hr, hc].astype("float64"),
-            "observed_count": obs_hex[hr, hc].astype("int64"),
-            "ok_count": hex_ok[hr, hc].astype("int64"),
-            "fail_count": (obs_hex - hex_ok)[hr, hc].astype("int64"),
-            "state": pd.Categorical.from_codes(all_state[hr, hc].astype("int64"), dtype=state_cat),
-            "p_down": all_p[hr, hc].astype("float64"),
+            "window_start": starts[col],
+            "window_end": starts[col] + win,
+            "expected_count": both(
+                expected[r, c].astype("float64"), exp_hex[hr, hc].astype("float64")
+            ),
+            "observed_count": both(
+                (ok[r, c] + fail[r, c]).astype("int64"), obs_hex[hr, hc].astype("int64")
+            ),
+            "ok_count": both(ok[r, c].astype("int64"), hex_ok[hr, hc].astype("int64")),
+            "fail_count": both(
+                fail[r, c].astype("int64"), (obs_hex - hex_ok)[hr, hc].astype("int64")
+            ),
+            "state": pd.Categorical.from_codes(
+                both(state[r, c].astype("int64"), all_state[hr, hc].astype("int64")),
+                dtype=state_cat,
+            ),
+            "p_down": both(p[r, c].astype("float64"), all_p[hr, hc].astype("float64")),
         }
     )
-    return pd.concat([per_net, all_rows], ignore_index=True)
 
 
 def _cell_intervals(
