@@ -635,7 +635,8 @@ def _grid_frame(
                 dtype=state_cat,
             ),
             "p_down": both(p[r, c].astype("float64"), all_p[hr, hc].astype("float64")),
-        }
+        },
+        copy=False,  # the columns are fresh arrays: no second copy of millions of rows
     )
 
 
