@@ -85,10 +85,3 @@ def _unseen_network_may_serve(
         (np.ones(len(uniq)), (hex_of_group, np.arange(len(uniq)))), shape=(n_hex, len(uniq))
     )
     return (to_hex @ may_serve.astype("float32")) > 0
-
-
-def degraded_mask(keys: pd.DataFrame, state: np.ndarray) -> np.ndarray:
-    """Hex × window: at least one served network down (but not necessarily all)."""
-    hex_of_key = keys["hex"].to_numpy()
-    n_hex = int(hex_of_key.max()) + 1 if len(keys) else 0
-    return (rows_to_groups(hex_of_key, n_hex) @ (state == DOWN).astype("float32")) > 0

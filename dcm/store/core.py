@@ -770,12 +770,6 @@ class Store:
         )
         return self._run(run_id)
 
-    def runs(self, event: str | int) -> list[Run]:
-        rows = self.db.query(
-            "SELECT id FROM runs WHERE event_id = ? ORDER BY id", (self.event_id(event),)
-        )
-        return [self._run(int(r[0])) for r in rows]
-
     def save_results(
         self,
         event: str | int,
