@@ -23,12 +23,13 @@ from dcm.api.dependencies import BBoxDep, IntervalDep, PageDep, PrincipalDep, Zo
 
 GEOJSON = "application/geo+json"
 JSON = "application/json"
-OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+# FastAPI writes OpenAPI 3.1, so the service description says so and the OGC "oas30"
+# conformance class (which requires OpenAPI 3.0) is not claimed.
+OPENAPI = "application/vnd.oai.openapi+json;version=3.1"
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
 ]
 
 

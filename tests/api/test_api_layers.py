@@ -45,7 +45,12 @@ def test_landing_conformance_and_openapi(http: httpx.Client) -> None:
         p["name"] for p in api["paths"]["/collections/{collection_id}/items"]["get"]["parameters"]
     }
     assert {"bbox", "datetime", "limit", "offset"} <= params
-    assert http.get("/conformance").json()["conformsTo"]
+    conforms = http.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conforms
+    # Only claim the OpenAPI 3.0 class when the served document is OpenAPI 3.0.
+    claims_oas30 = any(c.endswith("/conf/oas30") for c in conforms)
+    assert claims_oas30 == api["openapi"].startswith("3.0")
+    assert desc["type"].endswith(f"version={'.'.join(api['openapi'].split('.')[:2])}")
 
 
 def test_every_event_collection_is_listed_with_extents(http: httpx.Client) -> None:
