@@ -9,6 +9,8 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from dcm.errors import ParameterError
@@ -31,13 +33,30 @@ def prepare_geometries(geometry: gpd.GeoSeries, *, precision: int = MAX_PRECISIO
         west, south, east, north = geometry.total_bounds
         if max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
             raise ParameterError("geometries have no CRS and are not lon/lat degrees")
-    geoms = np.asarray(geometry.array, dtype=object)
+    # Outages keep their shape window after window: prepare each distinct geometry once.
+    distinct, codes = _distinct(np.asarray(geometry.array, dtype=object))
     # "+ 0.0" turns -0.0 into 0.0: no "-0.0" in the output.
-    geoms = shapely.transform(geoms, lambda xy: np.round(xy, precision) + 0.0)
+    distinct = shapely.transform(distinct, lambda xy: np.round(xy, precision) + 0.0)
     # Orient after rounding, which can flip the winding of a very thin ring.
-    geoms = _orient(geoms)
-    geoms[shapely.is_missing(geoms) | shapely.is_empty(geoms)] = None
-    return geoms
+    distinct = _orient(distinct)
+    distinct[shapely.is_missing(distinct) | shapely.is_empty(distinct)] = None
+    return _expand(distinct, codes)
+
+
+def _distinct(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct geometries (same WKB) and each input's position among them (-1: missing)."""
+    codes, _ = pd.factorize(shapely.to_wkb(geoms))
+    valid = np.flatnonzero(codes >= 0)
+    first = valid[np.unique(codes[valid], return_index=True)[1]]
+    return np.asarray(geoms[first], dtype=object), codes
+
+
+def _expand(distinct: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-input values from the distinct ones (see :func:`_distinct`); None where missing."""
+    out = np.full(len(codes), None, dtype=object)
+    present = codes >= 0
+    out[present] = distinct[codes[present]]
+    return out
 
 
 def _ring_signed_areas(rings: np.ndarray) -> np.ndarray:
@@ -90,25 +109,131 @@ def _orient(geoms: np.ndarray) -> np.ndarray:
     return geoms
 
 
-def to_geojson(
-    gdf: gpd.GeoDataFrame, *, id_column: str | None = None, precision: int = MAX_PRECISION
-) -> dict[str, Any]:
-    """An RFC 7946 FeatureCollection dict of ``gdf``.
+def _numbers(values: np.ndarray, precision: int) -> pa.Array:
+    """JSON numbers of coordinates rounded to ``precision`` decimals, as Python writes them.
 
-    Coordinates are lon/lat in EPSG:4326 (reprojected when the frame has another
-    CRS; a frame without CRS is taken to be WGS84), rounded to ``precision``
-    decimals; polygon exteriors are counter-clockwise and holes clockwise; there is
-    no ``crs`` member. Datetime columns become ISO 8601 UTC strings ending in ``Z``,
-    NaN/NA become null. ``id_column`` (kept in the properties too) gives each
-    feature's ``id``.
+    ``json.dumps`` writes a float as its shortest round-trip text (``repr``); GEOS writes
+    17 significant digits (``13.228284499999999``). A value on the 10^-precision grid with
+    magnitude in [1e-4, 1e8) has one shortest text: its fixed-point decimals with
+    trailing zeros dropped (``"13.0"`` for a whole number). Those are formatted here
+    with Arrow string kernels; the rare others (tiny, huge, off-grid) use ``repr``.
     """
+    if not np.isfinite(values).all():
+        raise ParameterError("geometries with NaN or infinite coordinates are not GeoJSON")
+    scale = 10**precision
+    magnitude = np.abs(values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.rint(values * scale)
+        fast = ((magnitude >= 1e-4) & (magnitude < 1e8) | (values == 0)) & (
+            scaled / scale == values
+        )
+    whole = np.where(fast, np.abs(scaled), 0).astype(np.int64)
+    fraction = pc.utf8_lpad(pc.cast(pa.array(whole % scale), pa.large_string()), precision, "0")
+    fraction = pc.utf8_rtrim(fraction, "0")
+    fraction = pc.if_else(pc.equal(fraction, ""), _text("0"), fraction)
+    sign = pc.if_else(pa.array(np.signbit(values)), _text("-"), _text(""))
+    integer = pc.cast(pa.array(whole // scale), pa.large_string())
+    text = pc.binary_join_element_wise(sign, integer, _text("."), fraction, _text(""))
+    slow = np.flatnonzero(~fast)
+    if slow.size:
+        replaced = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+        replaced[slow] = [repr(float(v)) for v in values[slow]]
+        text = pa.array(replaced, type=pa.large_string())
+    return text
+
+
+def _text(value: str) -> pa.Scalar:
+    """A large-string scalar (Arrow kernels want one string type throughout)."""
+    return pa.scalar(value, pa.large_string())
+
+
+def _join(items: pa.Array, owner: np.ndarray, groups: int) -> pa.Array:
+    """``"[" + ",".join(items of group g) + "]"`` for g in 0..groups-1 (``owner`` sorted)."""
+    offsets = np.searchsorted(owner, np.arange(groups + 1)).astype(np.int32)
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), items), _text(","))
+    return pc.binary_join_element_wise(_text("["), joined, _text("]"), _text(""))
+
+
+#: Geometry types written by the vectorised path (GEOS type id → GeoJSON type).
+_SIMPLE_TYPES = {
+    0: "Point",
+    1: "LineString",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+}
+
+
+def geometry_json(geoms: np.ndarray, *, precision: int = MAX_PRECISION) -> np.ndarray:
+    """Compact GeoJSON geometry texts of prepared geometries (see :func:`prepare_geometries`).
+
+    Object array with one string per geometry (None for missing ones), the same text as
+    ``json.dumps(geometry_dict, separators=(",", ":"))``. Built from the coordinate
+    arrays with Arrow string kernels, not one geometry at a time; 3-D geometries,
+    collections and multi-geometries with empty parts take the per-geometry path.
+    """
+    distinct, codes = _distinct(np.asarray(geoms, dtype=object))
+    # Outages keep their shape window after window: write each distinct geometry once.
+    texts = _distinct_geometry_json(distinct, precision)
+    return _expand(texts, codes)
+
+
+def _distinct_geometry_json(geoms: np.ndarray, precision: int) -> np.ndarray:
+    """Texts of present geometries (see :func:`geometry_json`), vectorised by family."""
+    out = np.full(len(geoms), None, dtype=object)
+    type_id = shapely.get_type_id(geoms)
+    simple = np.isin(type_id, list(_SIMPLE_TYPES)) & ~shapely.has_z(geoms)
+    simple &= ~shapely.is_empty(geoms)
+    parts, part_of = shapely.get_parts(geoms[simple], return_index=True)
+    has_empty_part = np.zeros(int(simple.sum()), dtype=bool)
+    has_empty_part[part_of[shapely.is_empty(parts)]] = True
+    simple[np.flatnonzero(simple)[has_empty_part]] = False
+    for ids, family in (((0, 4), "point"), ((1, 5), "line"), ((3, 6), "polygon")):
+        rows = np.flatnonzero(simple & np.isin(type_id, ids))
+        if rows.size:
+            out[rows] = _family_json(geoms[rows], type_id[rows], family, precision)
+    for i in np.flatnonzero(~simple):  # rare: 3-D, collections, empty (parts)
+        text = shapely.to_geojson(geoms[i])
+        out[i] = json.dumps(json.loads(text), separators=(",", ":"), allow_nan=False)
+    return out
+
+
+def _family_json(geoms: np.ndarray, type_id: np.ndarray, family: str, precision: int) -> Any:
+    """Geometry texts of non-empty points, lines or polygons and their multi-part versions."""
+    parts, part_of = shapely.get_parts(geoms, return_index=True)
+    if family == "polygon":
+        leaves, leaf_of = shapely.get_rings(parts, return_index=True)
+    else:
+        leaves, leaf_of = parts, np.arange(len(parts))
+    xy, coord_of = shapely.get_coordinates(leaves, return_index=True)
+    x, y = _numbers(xy[:, 0], precision), _numbers(xy[:, 1], precision)
+    pairs = pc.binary_join_element_wise(_text("["), x, _text(","), y, _text("]"), _text(""))
+    if family == "point":
+        part_text = pairs  # one coordinate per point
+    else:
+        part_text = _join(pairs, coord_of, len(leaves))
+        if family == "polygon":
+            part_text = _join(part_text, leaf_of, len(parts))
+    # A single geometry is its one part; a multi-part one joins its parts.
+    coords = pc.take(part_text, pa.array(np.searchsorted(part_of, np.arange(len(geoms)))))
+    multi = np.isin(type_id, (4, 5, 6))
+    if multi.any():
+        coords = pc.if_else(pa.array(multi), _join(part_text, part_of, len(geoms)), coords)
+    names = pa.array(
+        [f'{{"type":"{_SIMPLE_TYPES.get(t, "")}","coordinates":' for t in range(7)],
+        type=pa.large_string(),
+    )
+    texts = pc.binary_join_element_wise(
+        pc.take(names, pa.array(type_id)), coords, _text("}"), _text("")
+    )
+    return np.asarray(texts.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def feature_stubs(gdf: gpd.GeoDataFrame, *, id_column: str | None = None) -> list[dict[str, Any]]:
+    """Features with their ``id`` and ``properties`` and a null ``geometry`` (filled later)."""
     if id_column is not None and id_column not in gdf.columns:
         raise ParameterError(f"id column {id_column!r} is not in the frame")
-    geoms = prepare_geometries(gdf.geometry, precision=precision)
-    texts = shapely.to_geojson(geoms)
-    # One json.loads for every geometry instead of one per feature.
-    geometries = json.loads("[" + ",".join(t if t is not None else "null" for t in texts) + "]")
-
     props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
     for col in props.columns:
         if isinstance(props[col].dtype, gpd.array.GeometryDtype):
@@ -121,25 +246,84 @@ def to_geojson(
         )
     else:
         records = [{} for _ in range(len(props))]
-
     ids = jsonable(list(gdf[id_column])) if id_column is not None else None
     features: list[dict[str, Any]] = []
-    for i, (geometry, properties) in enumerate(zip(geometries, records, strict=True)):
+    for i, properties in enumerate(records):
         feature: dict[str, Any] = {"type": "Feature"}
         if ids is not None and ids[i] is not None:
             feature["id"] = ids[i]
-        feature["geometry"] = geometry
+        feature["geometry"] = None
         feature["properties"] = properties
         features.append(feature)
+    return features
+
+
+def to_geojson(
+    gdf: gpd.GeoDataFrame, *, id_column: str | None = None, precision: int = MAX_PRECISION
+) -> dict[str, Any]:
+    """An RFC 7946 FeatureCollection dict of ``gdf``.
+
+    Coordinates are lon/lat in EPSG:4326 (reprojected when the frame has another
+    CRS; a frame without CRS is taken to be WGS84), rounded to ``precision``
+    decimals; polygon exteriors are counter-clockwise and holes clockwise; there is
+    no ``crs`` member. Datetime columns become ISO 8601 UTC strings ending in ``Z``,
+    NaN/NA become null. ``id_column`` (kept in the properties too) gives each
+    feature's ``id``.
+    """
+    features = feature_stubs(gdf, id_column=id_column)
+    texts = geometry_json(prepare_geometries(gdf.geometry, precision=precision))
+    # One json.loads for every geometry instead of one per feature.
+    geometries = json.loads("[" + ",".join(t if t is not None else "null" for t in texts) + "]")
+    for feature, geometry in zip(features, geometries, strict=True):
+        feature["geometry"] = geometry
     return {"type": "FeatureCollection", "features": features}
+
+
+#: How a feature's (still null) geometry sits in the serialised collection. The quotes
+#: make it unambiguous: inside a JSON string every quote is escaped.
+_GEOMETRY_SLOT = '"geometry":null,"properties":'
+
+
+def geojson_text(
+    gdf: gpd.GeoDataFrame, *, id_column: str | None = None, precision: int = MAX_PRECISION
+) -> str:
+    """Compact GeoJSON text of ``gdf`` (see :func:`to_geojson`).
+
+    The same text as ``json.dumps(to_geojson(gdf), separators=(",", ":"),
+    ensure_ascii=False)``, built without parsing the geometries into Python objects:
+    the collection is serialised with null geometries, whose slots then receive the
+    texts of :func:`geometry_json`.
+    """
+    features = feature_stubs(gdf, id_column=id_column)
+    texts = geometry_json(prepare_geometries(gdf.geometry, precision=precision))
+    doc = json.dumps(
+        {"type": "FeatureCollection", "features": features},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    pieces = doc.split(_GEOMETRY_SLOT)
+    if len(pieces) != len(features) + 1:  # a property spelled like the slot: go the long way
+        for feature, text in zip(features, texts, strict=True):
+            feature["geometry"] = None if text is None else json.loads(text)
+        return json.dumps(
+            {"type": "FeatureCollection", "features": features},
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+    slots = [f'"geometry":{"null" if t is None else t},"properties":' for t in texts]
+    woven: list[str] = [pieces[0]]
+    for slot, piece in zip(slots, pieces[1:], strict=True):
+        woven += (slot, piece)
+    return "".join(woven)
 
 
 def geojson_bytes(
     gdf: gpd.GeoDataFrame, *, id_column: str | None = None, precision: int = MAX_PRECISION
 ) -> bytes:
     """Compact UTF-8 GeoJSON of ``gdf`` (see :func:`to_geojson`), for HTTP responses."""
-    doc = to_geojson(gdf, id_column=id_column, precision=precision)
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return geojson_text(gdf, id_column=id_column, precision=precision).encode()
 
 
 def write_geojson(

@@ -25,7 +25,7 @@ from folium.utilities import JsCode
 from dcm.errors import ParameterError
 from dcm.publish._values import jsonable
 from dcm.publish.assets import leaflet_css_inline, leaflet_js
-from dcm.publish.geojson import to_geojson
+from dcm.publish.geojson import feature_stubs, geometry_json, prepare_geometries, to_geojson
 from dcm.schema import ALL_NETWORKS
 
 #: Coordinates on the map: 5 decimals ≈ 1 m, plenty on screen and keeps the page small.
@@ -397,11 +397,11 @@ class _TimeControl(MacroElement):
         """
     )
 
-    def __init__(self, config: dict[str, Any], payload: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], payload: str) -> None:
         super().__init__()
         self._name = "TimeControl"
         self.config = _script_json(config)
-        self.payload = _script_json(payload)
+        self.payload = payload  # already script-safe JSON (see _shared_geometries)
 
 
 class _TimeFeed(MacroElement):
@@ -531,7 +531,7 @@ def _outage_layers(
     legend: list[str],
     *,
     timed: bool = False,
-) -> tuple[list[folium.GeoJson], dict[str, Any] | None]:
+) -> tuple[list[folium.GeoJson], str | None]:
     """One layer per network, the all-network layer first.
 
     All-network features are filled (no service) or hatched (degraded); each single
@@ -558,7 +558,7 @@ def _outage_layers(
             out[col] = _iso_minutes(outages[col])
         # The window's text is added in the browser: one string per window, not per feature.
         payload = _shared_geometries(
-            to_geojson(out.drop(columns="window", errors="ignore"), precision=MAP_PRECISION)
+            out.drop(columns="window", errors="ignore"), precision=MAP_PRECISION
         )
 
     def layer(mask: np.ndarray, key: str, name: str) -> folium.GeoJson:
@@ -584,24 +584,28 @@ def _outage_layers(
     return layers, payload
 
 
-def _shared_geometries(collection: dict[str, Any]) -> dict[str, Any]:
-    """A FeatureCollection whose repeated geometries are stored once.
+def _shared_geometries(gdf: gpd.GeoDataFrame, *, precision: int) -> str:
+    """A FeatureCollection whose repeated geometries are stored once, as script-safe JSON.
 
     An outage that lasts keeps its shape window after window; the geometries go to a
     ``geometries`` list and each feature names its own by index ``g`` (its
     ``geometry`` is null until the page puts it back), a fifth of the bytes on the
-    St Vincent sample.
+    St Vincent sample. The geometry texts come straight from
+    :func:`~dcm.publish.geojson.geometry_json`, never parsed into Python objects.
     """
-    features = collection["features"]
-    texts = [json.dumps(f["geometry"], separators=(",", ":")) for f in features]
-    codes = pd.factorize(pd.Series(texts, dtype=object))[0]
-    first = np.unique(codes, return_index=True)[1]
-    geometries = [features[i]["geometry"] for i in first]
+    texts = geometry_json(prepare_geometries(gdf.geometry, precision=precision))
+    texts = np.where(pd.isna(texts), "null", texts)
+    codes, geometries = pd.factorize(pd.Series(texts, dtype=object))
     compact = [
         {"type": "Feature", "g": int(code), "geometry": None, "properties": f["properties"]}
-        for f, code in zip(features, codes, strict=True)
+        for f, code in zip(feature_stubs(gdf), codes, strict=True)
     ]
-    return {"type": "FeatureCollection", "geometries": geometries, "features": compact}
+    features = json.dumps(compact, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = (
+        f'{{"type":"FeatureCollection","geometries":[{",".join(geometries)}],'
+        f'"features":{features}}}'
+    )
+    return text.replace("</", "<\\/")
 
 
 def _iso_minutes(values: pd.Series) -> np.ndarray:
