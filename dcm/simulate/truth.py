@@ -16,7 +16,9 @@ from scipy.spatial import cKDTree
 
 from dcm.simulate.geo import LocalProjection
 
-#: Nearest sites examined per point; more than ever overlap at one place.
+#: Nearest sites examined per point at first; points whose farthest candidate is
+#: still within the network's largest radius are asked again with more, so every
+#: site able to reach a point is examined (in towns more than 8 sites can).
 K_NEAREST = 8
 _NEVER = np.iinfo(np.int64).max
 
@@ -64,10 +66,16 @@ class SiteIndex:
         """(n, k) site rows (into ``sites``, -1 = none) and distances (m) covering each point,
         nearest first; sites whose radius does not reach the point are -1."""
         members = self._members[network]
+        max_range = float(self.range_m[members].max()) if len(members) else 0.0
         k = min(K_NEAREST, len(members))
-        dist, idx = self._trees[network].query(xy, k=k)
-        dist = np.asarray(dist).reshape(len(xy), k)
-        idx = np.asarray(idx).reshape(len(xy), k)
+        while True:
+            dist, idx = self._trees[network].query(xy, k=k)
+            dist = np.asarray(dist).reshape(len(xy), k)
+            idx = np.asarray(idx).reshape(len(xy), k)
+            # A site beyond the k-th nearest may still reach the point: ask for more.
+            if k == len(members) or not (dist[:, -1] <= max_range).any():
+                break
+            k = min(2 * k, len(members))
         rows = members[idx]
         reach = dist <= self.range_m[rows]
         return np.where(reach, rows, -1), dist
