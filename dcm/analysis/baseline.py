@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from dcm.analysis.coverage import fallback_reach, sighting_reach, site_positions
 from dcm.analysis.grid import disk_cells, edge_length_m, points_to_cells
 from dcm.analysis.params import DetectionParams
 from dcm.errors import SchemaError
@@ -34,6 +35,9 @@ class PreparedMeasurements:
     cell: np.ndarray  #: int64 row of the cell frame, -1 when unknown
     signal_dbm: np.ndarray
     download_kbps: np.ndarray
+    lon: np.ndarray  #: float64 degrees
+    lat: np.ndarray  #: float64 degrees
+    accuracy_m: np.ndarray  #: float64 reported position accuracy, NaN when unknown
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -125,9 +129,9 @@ def prepare_measurements(
     )
     n = len(frame)
     ts = frame["timestamp"].dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").view("int64")
-    h3cells = points_to_cells(
-        frame["lat"].to_numpy("float64"), frame["lon"].to_numpy("float64"), resolution
-    )
+    lat = frame["lat"].to_numpy("float64")
+    lon = frame["lon"].to_numpy("float64")
+    h3cells = points_to_cells(lat, lon, resolution)
     status = frame["status"].astype("string").str.lower()
     ok = (status == "ok").fillna(False).to_numpy(dtype=bool)
     fail = status.isin(FAIL_STATUSES).fillna(False).to_numpy(dtype=bool)
@@ -164,6 +168,9 @@ def prepare_measurements(
         cell=cell,
         signal_dbm=numeric("signal_dbm"),
         download_kbps=numeric("download_kbps"),
+        lon=lon,
+        lat=lat,
+        accuracy_m=numeric("accuracy_m"),
     )
 
 
@@ -285,6 +292,7 @@ def build_baseline(
     sightings = counts[counts["kind"] == "cell"]
     cell_areas, cell_rate = _cell_service_areas(sightings, cells, params, hours)
     sites, cell_site, site_areas = _site_service_areas(sightings, cells, networks, hours)
+    _site_reach(sites, prepared, cells, cell_site, params)
     dispersion = _site_dispersion(
         prepared, cell_site, sites["rate"].to_numpy(), profile, start, end
     )
@@ -364,8 +372,6 @@ def _site_service_areas(
     sites = pd.DataFrame({"site_id": np.asarray(site_ids, dtype=object)})
     first = pd.Series(np.arange(len(cells))).groupby(cell_site).first()
     sites["network"] = net_idx[first.to_numpy()]
-    sites["lon"] = cells["lon"].to_numpy("float64")[first.to_numpy()]
-    sites["lat"] = cells["lat"].to_numpy("float64")[first.to_numpy()]
     per = pd.DataFrame(
         {
             "site": cell_site[sightings["cell"].to_numpy()],
@@ -380,6 +386,35 @@ def _site_service_areas(
     rate = np.bincount(per["site"], weights=per["count"], minlength=len(sites)) / hours
     sites["rate"] = rate
     return sites, cell_site, per[["site", "h3", "network", "count", "share_of_hex"]]
+
+
+def _site_reach(
+    sites: pd.DataFrame,
+    prepared: PreparedMeasurements,
+    cells: pd.DataFrame,
+    cell_site: np.ndarray,
+    params: DetectionParams,
+) -> None:
+    """Add each site's position (mean of its cells), ``reach_m`` (farthest precise
+    sighting, NaN when none) and ``range_m`` (fallback: clipped OpenCelliD range)."""
+    n_site = len(sites)
+    lon, lat = site_positions(cells, cell_site, n_site)
+    sites["lon"], sites["lat"] = lon, lat
+    sel = prepared.ok & (prepared.cell >= 0)
+    site = cell_site[prepared.cell[sel]]
+    d, use = sighting_reach(
+        site=site,
+        lon=prepared.lon[sel],
+        lat=prepared.lat[sel],
+        accuracy_m=prepared.accuracy_m[sel],
+        site_lon=lon,
+        site_lat=lat,
+        params=params,
+    )
+    reach = np.full(n_site, -np.inf)
+    np.maximum.at(reach, site[use], d[use])
+    sites["reach_m"] = np.where(np.isfinite(reach), reach, np.nan)
+    sites["range_m"] = fallback_reach(cells, cell_site, n_site, params)
 
 
 def _site_dispersion(

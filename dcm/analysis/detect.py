@@ -18,6 +18,7 @@ from scipy import sparse
 from scipy.special import expit, logit
 
 from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measurements
+from dcm.analysis.coverage import CoverageInput, rolling_max, sighting_reach
 from dcm.analysis.evidence import (
     activity_mean,
     cumulative,
@@ -151,7 +152,9 @@ def detect(
         }
     )
     cells = _cell_intervals(baseline.cells, cell_windows, win)
+    coverage = _coverage_input(baseline, prep, keep, w_row, site_ev["p"], n_win, out_cols, params)
     outages = build_outages(
+        coverage=coverage,
         keys=keys,
         state=grid_ev["state"][:, out_cols],
         p_down=grid_ev["p"][:, out_cols],
@@ -446,6 +449,61 @@ def _site_evidence(
         "fails": fails,
         "llr": llr,
     }
+
+
+def _coverage_input(
+    baseline: Baseline,
+    prep: PreparedMeasurements,
+    keep: np.ndarray,
+    w_row: np.ndarray,
+    p_site: np.ndarray,
+    n_win: int,
+    out_cols: np.ndarray,
+    params: DetectionParams,
+) -> CoverageInput | None:
+    """Sites' reach and p_offline in the reported windows (None without any site).
+
+    Reach: the farther of the baseline reach and the farthest precise sighting in
+    the trailing evidence span (a neighbour that takes over shows how far it
+    reaches). A site serves in a window when it was heard in the baseline or in that
+    span; one heard only through imprecise fixes gets its fallback range.
+    """
+    sites = baseline.sites
+    n_site = len(sites)
+    if n_site == 0:
+        return None
+    lon = sites["lon"].to_numpy("float64")
+    lat = sites["lat"].to_numpy("float64")
+    sel = keep & prep.ok & (prep.cell >= 0)
+    site = baseline.cell_site[prep.cell[sel]]
+    d, use = sighting_reach(
+        site=site,
+        lon=prep.lon[sel],
+        lat=prep.lat[sel],
+        accuracy_m=prep.accuracy_m[sel],
+        site_lon=lon,
+        site_lat=lat,
+        params=params,
+    )
+    span = params.span_windows
+    far = np.full(n_site * n_win, -np.inf)
+    np.maximum.at(far, site[use] * n_win + w_row[sel][use], d[use])
+    heard = np.zeros(n_site * n_win, dtype=bool)
+    heard[site * n_win + w_row[sel]] = True
+    far = rolling_max(far.reshape(n_site, n_win), span)[:, out_cols]
+    heard = rolling_max(heard.reshape(n_site, n_win), span)[:, out_cols]
+    base = sites["reach_m"].to_numpy("float64")[:, None]
+    reach = np.fmax(np.where(np.isfinite(far), far, np.nan), base)
+    known = (sites["rate"].to_numpy() > 0)[:, None] | heard
+    reach = np.where(known & ~np.isfinite(reach), sites["range_m"].to_numpy()[:, None], reach)
+    reach = np.where(known, reach, np.nan)
+    return CoverageInput(
+        lon=lon,
+        lat=lat,
+        network=sites["network"].to_numpy("int64"),
+        reach=reach,
+        p=p_site[:, out_cols],
+    )
 
 
 def _no_server_probability(

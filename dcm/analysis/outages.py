@@ -12,13 +12,17 @@ import shapely
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from dcm.analysis.coverage import (
+    ALL_DEGRADED,
+    ALL_OUTAGE,
+    CoverageInput,
+    area_km2,
+    coverage_outages,
+)
 from dcm.analysis.grid import cell_areas_km2, cells_to_polygon, neighbour_pairs, points_to_cells
 from dcm.analysis.params import DetectionParams, parse_duration
 from dcm.analysis.states import DOWN, all_network_state
 from dcm.schema import ALL_NETWORKS, CRS, OUTAGE_COLUMNS
-
-#: Layer codes besides network indexes (>= 0).
-ALL_OUTAGE, ALL_DEGRADED = -1, -2
 
 EXTRA_COLUMNS = {"restored": "datetime64[ns, UTC]", "hexes": "int64"}
 
@@ -45,6 +49,7 @@ def build_outages(
     previous: gpd.GeoDataFrame | None = None,
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
     all_layer: tuple[np.ndarray, np.ndarray] | None = None,
+    coverage: CoverageInput | None = None,
 ) -> gpd.GeoDataFrame:
     """Outage features from key × window states (columns of ``state`` are ``windows``).
 
@@ -54,7 +59,17 @@ def build_outages(
     ``params.min_outage_cells`` are dropped (an isolated cell is weak evidence).
     ``all_layer``: :func:`~dcm.analysis.states.all_network_state` of these states and
     ``pairs``, when the caller has it already (it is not cheap on large grids).
+
+    ``coverage``: sites' reach and p_offline per window. When every network has
+    sites with a known reach, outages are drawn from coverage instead
+    (:func:`~dcm.analysis.coverage.coverage_outages`): what failed sites reached and
+    no other site reaches, not whole grid cells.
     """
+    if coverage is not None and _coverage_usable(coverage, len(networks)):
+        parts = coverage_outages(coverage, params=params, n_networks=len(networks))
+        return _outage_frame(
+            parts, windows, window, networks, params, population, cells, cell_offline, previous
+        )
     hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
     pairs = pairs if pairs is not None else neighbour_pairs(hexes)
     nodes = _down_nodes(keys, state, p_down, pairs, all_layer)
@@ -127,6 +142,67 @@ def build_outages(
             "cells_offline": comp["cells_offline"].astype("int64").to_numpy(),
             "onset": start,
             "hexes": comp["hexes"].astype("int64").to_numpy(),
+        },
+        geometry=geoms,
+        crs=CRS,
+    )
+    frame = frame.sort_values(["window_start", "network", "severity"], ignore_index=True)
+    return _track_all(frame, previous, parse_duration(params.track_gap, name="track_gap"))
+
+
+def _coverage_usable(coverage: CoverageInput, n_networks: int) -> bool:
+    """Every network has at least one site with a reach."""
+    served = np.isfinite(coverage.reach).any(axis=1)
+    nets = np.unique(coverage.network[served & (coverage.network >= 0)])
+    return nets.size == n_networks
+
+
+def _outage_frame(
+    parts: pd.DataFrame,
+    windows: pd.DatetimeIndex,
+    window: pd.Timedelta,
+    networks: tuple[str, ...],
+    params: DetectionParams,
+    population: pd.DataFrame | None,
+    cells: pd.DataFrame,
+    cell_offline: np.ndarray,
+    previous: gpd.GeoDataFrame | None,
+) -> gpd.GeoDataFrame:
+    """Outage features from coverage parts (``layer``, ``col``, ``geometry``, ``p``)."""
+    if parts.empty:
+        return empty_outages()
+    geoms = parts["geometry"].to_numpy()
+    layer = parts["layer"].to_numpy()
+    col = parts["col"].to_numpy()
+    people = np.full(len(parts), np.nan)
+    if population is not None:
+        pts = shapely.points(
+            population["lon"].to_numpy("float64"), population["lat"].to_numpy("float64")
+        )
+        g, pt = shapely.STRtree(pts).query(geoms, predicate="contains")
+        weights = population["population"].to_numpy("float64")[pt]
+        people = np.bincount(g, weights=weights, minlength=len(parts))
+    # Offline cells located in each part: of its network, any network for "all".
+    cell_pts = shapely.points(cells["lon"].to_numpy("float64"), cells["lat"].to_numpy("float64"))
+    g, c = shapely.STRtree(cell_pts).query(geoms, predicate="contains")
+    cell_net = pd.Index(networks).get_indexer(pd.Index(cells["network"].astype(str)))
+    hit = cell_offline[c, col[g]] & ((layer[g] < 0) | (layer[g] == cell_net[c]))
+    offline = np.bincount(g[hit], minlength=len(parts))
+    names = np.asarray(networks, dtype=object)
+    start = windows[col]
+    frame = gpd.GeoDataFrame(
+        {
+            "outage_id": pd.array([None] * len(parts), dtype="string"),
+            "window_start": start,
+            "window_end": start + window,
+            "network": np.where(layer >= 0, names[np.maximum(layer, 0)], ALL_NETWORKS),
+            "severity": np.where(layer == ALL_DEGRADED, "degraded", "outage"),
+            "confidence": np.round(parts["p"].to_numpy(), 4),
+            "area_km2": np.round(area_km2(geoms), 3),
+            "population": np.round(people, 1),
+            "cells_offline": offline.astype("int64"),
+            "onset": start,
+            "hexes": np.zeros(len(parts), dtype="int64"),
         },
         geometry=geoms,
         crs=CRS,

@@ -68,8 +68,23 @@ class DetectionParams:
     cell_range_max_m: float = 2500.0
     #: An outage missing for up to this long keeps its id when it comes back.
     track_gap: str = "3h"
-    #: Outage components smaller than this many grid cells are dropped.
+    #: Outage components smaller than this many grid cells are dropped (grid-cell
+    #: outages, drawn where no site coverage is known).
     min_outage_cells: int = 2
+    #: Coverage outages: a site still counts as serving where it reaches while its
+    #: p_offline is below this (undecided sites between this and ``p_down`` neither
+    #: make nor block an outage).
+    coverage_block_p: float = 0.9
+    #: Coverage outages: parts smaller than this (km²) are dropped (slivers between
+    #: reach discs).
+    min_outage_km2: float = 0.05
+    #: A sighting shows how far its site reaches only when its position is at least
+    #: this precise (reported accuracy, m); fixes from cell or Wi-Fi positioning are not.
+    reach_max_accuracy_m: float = 50.0
+    #: Sightings farther than this from their site (m) are ignored for its reach.
+    reach_max_m: float = 35_000.0
+    #: Reach is rounded to this step (m): fewer distinct shapes to build.
+    reach_step_m: float = 50.0
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution)

@@ -1,0 +1,116 @@
+"""Coverage outages on hand-made sites with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+
+from dcm.analysis import DetectionParams
+from dcm.analysis.coverage import (
+    ALL_DEGRADED,
+    ALL_OUTAGE,
+    M_PER_DEG_LAT,
+    M_PER_DEG_LON,
+    CoverageInput,
+    area_km2,
+    coverage_outages,
+    distance_m,
+    rolling_max,
+)
+
+LAT0 = 0.0
+
+
+def east(metres: float) -> float:
+    """Longitude of a point ``metres`` east of (0, 0)."""
+    return metres / (M_PER_DEG_LON * math.cos(math.radians(LAT0)))
+
+
+def sites(
+    xs_m: list[float], networks: list[int], reach: list[float], p: list[list[float]]
+) -> CoverageInput:
+    return CoverageInput(
+        lon=np.array([east(x) for x in xs_m]),
+        lat=np.zeros(len(xs_m)),
+        network=np.array(networks),
+        reach=np.array([[r] * len(p[0]) for r in reach], dtype="float64"),
+        p=np.array(p, dtype="float64"),
+    )
+
+
+def lens_km2(r1: float, r2: float, d: float) -> float:
+    """Area (km²) where two discs of radius r1, r2 (m) d apart overlap."""
+    a = r1**2 * math.acos((d**2 + r1**2 - r2**2) / (2 * d * r1))
+    b = r2**2 * math.acos((d**2 + r2**2 - r1**2) / (2 * d * r2))
+    c = 0.5 * math.sqrt((-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2))
+    return (a + b - c) / 1e6
+
+
+def contains(frame, layer: int, x_m: float) -> bool:
+    geoms = frame.loc[frame["layer"] == layer, "geometry"]
+    return any(shapely.contains_xy(g, east(x_m), 0.0) for g in geoms)
+
+
+def test_failed_site_area_is_its_reach_minus_the_neighbours() -> None:
+    # A (down) at 0 m, B (up) 4 km east; both reach 3 km.
+    cov = sites([0, 4000], [0, 0], [3000, 3000], [[0.99], [0.01]])
+    parts = coverage_outages(cov, params=DetectionParams(), n_networks=1)
+    net = parts[parts["layer"] == 0]
+    assert len(net) == 1
+    assert contains(parts, 0, -2500) and contains(parts, 0, 900)
+    assert not contains(parts, 0, 1500)  # B reaches it: taken over
+    expected = math.pi * 3.0**2 - lens_km2(3000, 3000, 4000)
+    assert area_km2(net["geometry"].to_numpy())[0] == pytest.approx(expected, rel=0.01)
+    assert net["p"].iloc[0] == pytest.approx(0.99)
+
+
+def test_nobody_serves_only_where_no_other_network_reaches() -> None:
+    # Network 0: A down at 0 m. Network 1: C up at 3 km west, reach 2 km.
+    cov = sites([0, -3000], [0, 1], [2000, 2000], [[0.95], [0.05]])
+    parts = coverage_outages(cov, params=DetectionParams(), n_networks=2)
+    assert contains(parts, 0, -1500) and contains(parts, 0, 1500)
+    assert contains(parts, ALL_OUTAGE, 1500) and not contains(parts, ALL_OUTAGE, -1500)
+    assert contains(parts, ALL_DEGRADED, -1500) and not contains(parts, ALL_DEGRADED, 1500)
+
+
+def test_undecided_sites_neither_make_nor_block_outages() -> None:
+    cov = sites([0, 4000], [0, 0], [3000, 3000], [[0.95], [0.5]])
+    blocking = coverage_outages(cov, params=DetectionParams(coverage_block_p=0.9), n_networks=1)
+    assert not contains(blocking, 0, 1500)
+    open_ = coverage_outages(cov, params=DetectionParams(coverage_block_p=0.2), n_networks=1)
+    assert contains(open_, 0, 1500) and not contains(open_, 0, 5000)
+
+
+def test_no_down_site_no_outage_and_non_servers_are_ignored() -> None:
+    calm = sites([0, 4000], [0, 0], [3000, 3000], [[0.5], [0.01]])
+    assert coverage_outages(calm, params=DetectionParams(), n_networks=1).empty
+    # A down site that never served (no reach) makes nothing either.
+    silent = sites([0], [0], [np.nan], [[0.99]])
+    assert coverage_outages(silent, params=DetectionParams(), n_networks=1).empty
+
+
+def test_slivers_are_dropped() -> None:
+    # B almost covers A: what is left is a thin crescent under the minimum area.
+    cov = sites([0, 100], [0, 0], [1000, 1090], [[0.99], [0.01]])
+    params = DetectionParams(reach_step_m=10)
+    assert coverage_outages(cov, params=params.with_(min_outage_km2=1.0), n_networks=1).empty
+    assert not coverage_outages(cov, params=params.with_(min_outage_km2=0.0), n_networks=1).empty
+
+
+def test_windows_are_judged_separately() -> None:
+    cov = sites([0], [0], [2000], [[0.1, 0.99, 0.1]])
+    parts = coverage_outages(cov, params=DetectionParams(), n_networks=1)
+    assert set(parts.loc[parts["layer"] == 0, "col"]) == {1}
+
+
+def test_rolling_max_and_distance() -> None:
+    values = np.array([[1.0, 5.0, 2.0, 0.0, 0.0, 3.0]])
+    assert rolling_max(values, 2).tolist() == [[1.0, 5.0, 5.0, 2.0, 0.0, 3.0]]
+    assert rolling_max(values, 3).tolist() == [[1.0, 5.0, 5.0, 5.0, 2.0, 3.0]]
+    d = distance_m(
+        np.array([0.0]), np.array([0.0]), np.array([0.0]), np.array([1 / M_PER_DEG_LAT * 1000])
+    )
+    assert d[0] == pytest.approx(1000.0)
