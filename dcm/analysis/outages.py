@@ -50,6 +50,7 @@ def build_outages(
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
     all_layer: tuple[np.ndarray, np.ndarray] | None = None,
     coverage: CoverageInput | None = None,
+    served_now: np.ndarray | None = None,
 ) -> gpd.GeoDataFrame:
     """Outage features from key × window states (columns of ``state`` are ``windows``).
 
@@ -63,10 +64,14 @@ def build_outages(
     ``coverage``: sites' reach and p_offline per window. When every network has
     sites with a known reach, outages are drawn from coverage instead
     (:func:`~dcm.analysis.coverage.coverage_outages`): what failed sites reached and
-    no other site reaches, not whole grid cells.
+    no other site reaches, not whole grid cells. ``served_now`` (keys × windows): grid
+    cells where a recent ok report shows the network serves; they are cut out of its
+    coverage outages (and out of "nobody serves").
     """
     if coverage is not None and _coverage_usable(coverage, len(networks)):
         parts = coverage_outages(coverage, params=params, n_networks=len(networks))
+        if served_now is not None:
+            parts = _cut_served(parts, keys, served_now, params)
         return _outage_frame(
             parts, windows, window, networks, params, population, cells, cell_offline, previous
         )
@@ -150,6 +155,47 @@ def build_outages(
     return _track_all(frame, previous, parse_duration(params.track_gap, name="track_gap"))
 
 
+def _cut_served(
+    parts: pd.DataFrame, keys: pd.DataFrame, served_now: np.ndarray, params: DetectionParams
+) -> pd.DataFrame:
+    """Coverage parts minus the grid cells their network serves now (any network for
+    "nobody serves"); degraded parts are kept as they are."""
+    if parts.empty or not served_now.any():
+        return parts
+    r, c = np.nonzero(served_now)
+    served = pd.DataFrame(
+        {"layer": keys["network"].to_numpy()[r], "col": c, "h3": keys["h3"].to_numpy()[r]}
+    )
+    shapes: dict[tuple[int, ...], shapely.Geometry] = {}
+    cut: dict[tuple[int, int], shapely.Geometry] = {}
+
+    def union(cells: np.ndarray) -> shapely.Geometry:
+        key = tuple(np.unique(cells).tolist())
+        if key not in shapes:
+            shapes[key] = cells_to_polygon(np.asarray(key))
+        return shapes[key]
+
+    for (layer, col), group in served.groupby(["layer", "col"]):
+        cut[(int(layer), int(col))] = union(group["h3"].to_numpy())
+    for col, group in served.groupby("col"):
+        cut[(ALL_OUTAGE, int(col))] = union(group["h3"].to_numpy())
+    done: dict[tuple[int, int], list[shapely.Geometry]] = {}
+    rows = []
+    for row in parts.itertuples(index=False):
+        mask = cut.get((int(row.layer), int(row.col)))
+        if mask is None or row.layer == ALL_DEGRADED or not shapely.intersects(mask, row.geometry):
+            rows.append(row)
+            continue
+        key = (id(row.geometry), id(mask))
+        if key not in done:
+            done[key] = [g for g in shapely.get_parts(shapely.difference(row.geometry, mask))]
+        rows += [row._replace(geometry=g) for g in done[key] if not g.is_empty]
+    out = pd.DataFrame(rows, columns=parts.columns)
+    if len(out):
+        out = out[area_km2(out["geometry"].to_numpy()) >= params.min_outage_km2]
+    return out.reset_index(drop=True)
+
+
 def _coverage_usable(coverage: CoverageInput, n_networks: int) -> bool:
     """Every network has at least one site with a reach."""
     served = np.isfinite(coverage.reach).any(axis=1)
@@ -171,7 +217,15 @@ def _outage_frame(
     """Outage features from coverage parts (``layer``, ``col``, ``geometry``, ``p``)."""
     if parts.empty:
         return empty_outages()
-    geoms = parts["geometry"].to_numpy()
+    # Snap to a 1e-6° grid (0.1 m), which keeps the shapes valid when written with
+    # 6 or more decimals: differences of discs leave spikes a rounding can cross.
+    snapped = {id(g): g for g in parts["geometry"]}
+    grid = dict(zip(snapped, shapely.set_precision(list(snapped.values()), 1e-6), strict=True))
+    geoms = np.array([grid[id(g)] for g in parts["geometry"]], dtype=object)
+    keep = ~shapely.is_empty(geoms) & shapely.is_valid(geoms)
+    parts, geoms = parts[keep].reset_index(drop=True), geoms[keep]
+    if parts.empty:
+        return empty_outages()
     layer = parts["layer"].to_numpy()
     col = parts["col"].to_numpy()
     people = np.full(len(parts), np.nan)

@@ -154,14 +154,18 @@ def test_gap_report_ranks_areas_by_people(live_run: LiveRun) -> None:
     assert report["people"].is_monotonic_decreasing
     by_area = report[report["network"] == "360-10"].set_index("area_id")
     # The outage lies mostly in the West district.
-    assert by_area.loc["W", "people"] > by_area.loc["E", "people"] > 0
+    others = by_area["people"].drop("W")
+    assert by_area.loc["W", "people"] > (others.max() if len(others) else 0.0)
     assert by_area.loc["W", "people"] <= 450 * 20 + 1e-6
     assert by_area.loc["W", "area_name"] == "West"
     # People per district add up to the people of the outage polygons of that window.
     outages = store.outages("vincent", windows=[at])
     total = outages.loc[outages["network"] == "360-10", "population"].sum()
     assert by_area["people"].sum() == pytest.approx(total, rel=0.05)
-    assert (by_area["since"] == start + pd.Timedelta(hours=8)).all()
+    # Sites fail 8 h in; coverage outages are drawn once sites stayed offline for
+    # coverage_confirm_windows hourly windows.
+    first = 8 + DetectionParams().coverage_confirm_windows - 1
+    assert (by_area["since"] == start + pd.Timedelta(hours=first)).all()
     assert (by_area["area_km2"] > 0).all() and (by_area["cells_offline"] >= 0).all()
     delta = report["people"] - report["people_before"]
     moved = delta.abs() > (0.1 * report["people_before"]).clip(lower=10)
@@ -170,8 +174,10 @@ def test_gap_report_ranks_areas_by_people(live_run: LiveRun) -> None:
     )
     assert report["trend"].tolist() == expected.tolist()
     # Six hours before the first outage window there was nothing: everything is growing.
-    early = live.gap_report(store, "vincent", at=start + pd.Timedelta(hours=9))
-    assert len(early) and (early["trend"] == "growing").all()
+    early = live.gap_report(store, "vincent", at=start + pd.Timedelta(hours=first + 1))
+    # (a district the outage only grazes, fewer than 10 people, counts as stable).
+    assert (early["trend"] == "growing").any()
+    assert (early.loc[early["people"] > 10, "trend"] == "growing").all()
     assert (early["people_before"] == 0).all()
     # At the end service is back: no gaps.
     assert live.gap_report(store, "vincent").empty
