@@ -19,17 +19,38 @@ def utc_series(values: pd.Series) -> pd.Series:
     return values.dt.tz_convert("UTC")
 
 
+def strftime_utc(values: pd.Series, fmt: str) -> pd.Series:
+    """Datetime values (UTC; naive ones taken as UTC) formatted with ``fmt``; NaT → None.
+
+    Each distinct instant is formatted once: window times repeat over thousands of rows,
+    and pandas formats one value at a time.
+    """
+    codes, distinct = pd.factorize(utc_series(values))
+    texts = np.asarray(pd.DatetimeIndex(distinct).strftime(fmt), dtype=object)
+    return _expand(texts, codes, values.index)
+
+
+def _expand(distinct: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    out = np.full(len(codes), None, dtype=object)
+    present = codes >= 0
+    out[present] = distinct[codes[present]]
+    return pd.Series(out, index=index, dtype=object)
+
+
 def iso_utc(values: pd.Series) -> pd.Series:
     """ISO 8601 strings ending in ``Z`` for a datetime column (vectorised); NaT stays missing.
 
     Whole seconds are written without a fraction; other values keep microseconds.
     """
-    utc = utc_series(values)
-    whole = utc.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    fractional = (utc.dt.microsecond.fillna(0) != 0) | (utc.dt.nanosecond.fillna(0) != 0)
+    codes, distinct = pd.factorize(utc_series(values))
+    distinct = pd.DatetimeIndex(distinct)
+    fractional = (distinct.microsecond != 0) | (distinct.nanosecond != 0)
+    texts = np.asarray(distinct.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object)
     if fractional.any():
-        whole = whole.where(~fractional, utc.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-    return whole.astype(object).where(utc.notna(), None)
+        texts[fractional] = np.asarray(
+            distinct[fractional].strftime("%Y-%m-%dT%H:%M:%S.%fZ"), dtype=object
+        )
+    return _expand(texts, codes, values.index)
 
 
 def iso_utc_scalar(value: dt.datetime | pd.Timestamp) -> str:

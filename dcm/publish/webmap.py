@@ -23,7 +23,7 @@ from folium.template import Template
 from folium.utilities import JsCode
 
 from dcm.errors import ParameterError
-from dcm.publish._values import jsonable
+from dcm.publish._values import jsonable, strftime_utc
 from dcm.publish.assets import leaflet_css_inline, leaflet_js
 from dcm.publish.geojson import feature_stubs, geometry_json, prepare_geometries, to_geojson
 from dcm.schema import ALL_NETWORKS
@@ -302,6 +302,24 @@ class _Raw(Element):
         return self.markup
 
 
+class _VerbatimScript(MacroElement):
+    """A MacroElement whose rendered script goes into the page verbatim.
+
+    branca puts a MacroElement's rendered script into a plain Element, which compiles
+    it as a Jinja template: seconds for the megabytes of embedded outage data, and a
+    ``{{`` inside the data would be read as template syntax.
+    """
+
+    def render(self, **kwargs: Any) -> None:
+        figure = self.get_root()
+        assert isinstance(figure, Figure)
+        script = self._template.module.__dict__["script"](self, kwargs)
+        # What Jinja would have made of it: the same text without one trailing newline.
+        figure.script.add_child(_Raw(script.removesuffix("\n")), name=self.get_name())
+        for element in self._children.values():
+            element.render(**kwargs)
+
+
 class _Legend(MacroElement):
     """A Leaflet control holding the title, the shown window and the colour key."""
 
@@ -333,15 +351,20 @@ def _utc(value: Any) -> pd.Timestamp:
 
 def _fmt_time(values: pd.Series) -> pd.Series:
     """``YYYY-MM-DD HH:MM UTC`` strings; missing stays missing."""
-    utc = pd.to_datetime(values, utc=True)
-    return utc.dt.strftime("%Y-%m-%d %H:%M UTC").astype(object).where(utc.notna(), None)
+    return strftime_utc(pd.to_datetime(values, utc=True), "%Y-%m-%d %H:%M UTC")
 
 
 def _fmt_number(values: pd.Series, *, decimals: int = 0, suffix: str = "") -> pd.Series:
     """Thousands-separated numbers as strings; missing stays missing."""
-    num = pd.to_numeric(values, errors="coerce").astype("float64")
-    text = [f"{v:,.{decimals}f}{suffix}" if np.isfinite(v) else None for v in num.to_numpy()]
-    return pd.Series(text, index=values.index, dtype=object)
+    num = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    # Each distinct number once: an outage keeps its figures window after window.
+    # (by bit pattern, so that -0.0 keeps its own text).
+    finite = np.isfinite(num)
+    codes, distinct = pd.factorize(num[finite].view(np.int64))
+    text = np.array([f"{v:,.{decimals}f}{suffix}" for v in distinct.view(np.float64)], dtype=object)
+    out = np.full(len(num), None, dtype=object)
+    out[finite] = text[codes]
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 def _window_ends(*frames: pd.DataFrame | None) -> list[pd.Timestamp]:
@@ -358,7 +381,7 @@ def _in_window(frame: pd.DataFrame, window_end: pd.Timestamp | None) -> pd.DataF
     return frame[pd.to_datetime(frame["window_end"], utc=True) == window_end]
 
 
-class _AddData(MacroElement):
+class _AddData(_VerbatimScript):
     """Adds compact JSON data to its parent GeoJSON layer.
 
     folium would embed the data pretty-printed with sorted keys; this keeps it
@@ -386,7 +409,7 @@ def _script_json(payload: Any) -> str:
     return text.replace("</", "<\\/")
 
 
-class _TimeControl(MacroElement):
+class _TimeControl(_VerbatimScript):
     """Sets up ``dcmTime``: every window's outages and the slider control (see _HELPERS_JS)."""
 
     _template = Template(
@@ -404,7 +427,7 @@ class _TimeControl(MacroElement):
         self.payload = payload  # already script-safe JSON (see _shared_geometries)
 
 
-class _TimeFeed(MacroElement):
+class _TimeFeed(_VerbatimScript):
     """Lets ``dcmTime`` fill its parent layer with the selected window's ``key`` features."""
 
     _template = Template(
@@ -610,7 +633,7 @@ def _shared_geometries(gdf: gpd.GeoDataFrame, *, precision: int) -> str:
 
 def _iso_minutes(values: pd.Series) -> np.ndarray:
     """``YYYY-MM-DDTHH:MMZ`` strings (UTC) of a time column."""
-    return pd.to_datetime(values, utc=True).dt.strftime("%Y-%m-%dT%H:%MZ").to_numpy(dtype=object)
+    return strftime_utc(pd.to_datetime(values, utc=True), "%Y-%m-%dT%H:%MZ").to_numpy()
 
 
 def people_by_window(outages: pd.DataFrame) -> pd.DataFrame:

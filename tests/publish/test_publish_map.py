@@ -184,6 +184,20 @@ def test_map_window_choice_and_errors() -> None:
         render_map(outages=_outages(), window_end=T0 + pd.Timedelta(minutes=90))
 
 
+def test_embedded_data_is_verbatim_not_a_template() -> None:
+    # The data goes into the page as is: not read as Jinja syntax, no "</" to end a script.
+    outages = _outages()
+    outages["outage_id"] = "{{ 7 * 7 }} </script> {% if x %}"
+    page = render_map(outages=outages)
+    assert page.count('"id":"{{ 7 * 7 }} <\\/script> {% if x %}"') == len(outages)
+    # Every window's outages share one list of distinct shapes.
+    payload = re.search(r'dcmTime\.setup\(map_[0-9a-f]+, \{.*?\}, (\{"type".*?\})\);', page)
+    assert payload is not None
+    data = json.loads(payload.group(1).replace("<\\/", "</"))
+    assert len(data["features"]) == len(outages)
+    assert len(data["geometries"]) == len(set(outages.geometry.to_wkb())) < len(outages)
+
+
 def test_map_stays_small_with_many_cells() -> None:
     page = render_map(outages=_outages(1), cells=_cells(5000))
     leaflet_size = sum(p.stat().st_size for p in leaflet_assets().values())

@@ -73,6 +73,31 @@ def test_parquet_keeps_dtypes(tmp_path: Path) -> None:
     assert gback.crs.to_epsg() == 4326 and gback.geometry.iloc[0].equals(_outages().geometry[0])
 
 
+def test_parquet_grid_keeps_categories_and_skips_statistics_of_many_texts(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    n = 3000
+    h3 = [f"88{i:013x}" for i in range(n)]  # more distinct ids than the statistics limit
+    frame = pd.DataFrame(
+        {
+            "h3": pd.Categorical(h3),
+            "network": pd.Categorical(["all", "358-110"] * (n // 2)),
+            "window_start": pd.date_range("2021-04-09", periods=n, freq="min", tz="UTC"),
+            "p_down": np.linspace(0, 1, n),
+        }
+    )
+    path = write_parquet(frame, tmp_path / "status.parquet")
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, frame)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    stats = {meta.column(i).path_in_schema: meta.column(i).statistics for i in range(4)}
+    assert stats["h3"] is None
+    assert stats["network"] is not None and stats["network"].min == "358-110"
+    assert stats["window_start"].has_min_max and stats["p_down"].max == 1.0
+
+
 def test_geopackage_layers_and_timestamps(tmp_path: Path) -> None:
     naive = _outages().assign(onset=pd.Timestamp("2021-04-09T11:00"))  # naive = UTC
     path = tmp_path / "results.gpkg"
