@@ -33,21 +33,33 @@ NL, CR, QUOTE = 10, 13, 34
 
 @dataclass
 class StringTable:
-    """Parsed rows as strings (``""`` for empty), their physical lines and raw text."""
+    """Parsed rows as strings (``""`` for empty), their physical lines and raw text.
+
+    ``starts``/``stops`` (byte range of each row in ``data``) are None when every line
+    is one row: they are found only if a row's raw text is asked for.
+    """
 
     frame: pd.DataFrame
     lines: np.ndarray
     raw: list[str] | None
-    starts: np.ndarray
-    stops: np.ndarray
+    starts: np.ndarray | None
+    stops: np.ndarray | None
     data: bytes
     rejected: list[RejectedRow] = field(default_factory=list)
     rows_in: int = 0
+    delimiter: str = ","
+    header: bool = True
 
     def raw_rows(self, positions: np.ndarray) -> list[str]:
         """Raw text of the rows at ``positions`` (0-based positions in ``frame``)."""
         if self.raw is not None:
             return [self.raw[i] for i in positions]
+        if self.starts is None or self.stops is None:
+            # One row per line (see _parse_plain): the rows' lines give their bytes.
+            ends = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == NL)
+            ends = np.append(ends, len(self.data))  # the last line may lack a newline
+            line_starts = np.concatenate(([0], ends[:-1] + 1))
+            self.starts, self.stops = line_starts[self.lines - 1], ends[self.lines - 1]
         return [
             self.data[self.starts[i] : self.stops[i]].decode("utf-8", errors="replace")
             for i in positions
@@ -105,6 +117,52 @@ def _records(data: bytes, delimiter: str) -> _Records:
     return _Records(starts[keep], stops[keep], ends[keep], lines[keep], quoted, qpos)
 
 
+def _line_count(data: bytes) -> int | None:
+    """Number of lines, or None when some are empty or end in a carriage return.
+
+    Empty lines are skipped by the readers, and CRs need the record scan of
+    :func:`_records`; otherwise counting newlines (a fast C scan) is enough.
+    """
+    if b"\r" in data or b"\n\n" in data or data[:1] == b"\n":
+        return None
+    return data.count(b"\n") + (len(data) > 0 and not data.endswith(b"\n"))
+
+
+def _parse_plain(
+    data: bytes, *, name: str, delimiter: str, header: bool, column_names: list[str] | None
+) -> tuple[list[str], StringTable] | None:
+    """:func:`read_csv_strings` in one pyarrow pass when every line is one record.
+
+    pyarrow finds the records (quoted values may span lines); when it finds as many as
+    there are lines, none spans two and each row's line is known. None when that does
+    not hold or pyarrow refuses a row: then records are scanned to report each bad row.
+    """
+    records = _line_count(data)
+    if records is None:
+        return None
+    if header:
+        if records == 0:
+            raise IngestError("empty file (no header line)", path=name)
+        end = data.find(b"\n")
+        end = len(data) if end < 0 else end
+        names = _header_names(data[:end].decode("utf-8", errors="replace"), delimiter, name=name)
+        body, rows, first = data[end + 1 :], records - 1, 2
+    else:
+        names, body, rows, first = _given_names(column_names), data, records, 1
+    frame = _parse_arrow(body, names, delimiter, quoted=b'"' in body, expected=rows)
+    if frame is None:
+        return None
+    lines = np.arange(first, first + rows, dtype=np.int64)
+    table = StringTable(frame, lines, None, None, None, data, [], rows, delimiter, header)
+    return names, table
+
+
+def _given_names(column_names: list[str] | None) -> list[str]:
+    if column_names is None:
+        raise ValueError("column_names is required when header=False")
+    return list(column_names)
+
+
 def _header_names(text: str, delimiter: str, *, name: str) -> list[str]:
     try:
         names = next(csv.reader([text], delimiter=delimiter))
@@ -131,6 +189,11 @@ def read_csv_strings(
     With ``header`` the first non-empty record gives the column names (stripped);
     otherwise ``column_names`` must be given. Returns ``(names, table)``.
     """
+    plain = _parse_plain(
+        data, name=name, delimiter=delimiter, header=header, column_names=column_names
+    )
+    if plain is not None:
+        return plain
     rec = _records(data, delimiter)
     if header:
         if rec.starts.size == 0:
@@ -139,9 +202,7 @@ def read_csv_strings(
         names = _header_names(head, delimiter, name=name)
         body = slice(1, None)
     else:
-        if column_names is None:
-            raise ValueError("column_names is required when header=False")
-        names = list(column_names)
+        names = _given_names(column_names)
         body = slice(0, None)
     starts, stops, ends = rec.starts[body], rec.stops[body], rec.ends[body]
     lines = rec.lines[body]
@@ -153,7 +214,9 @@ def read_csv_strings(
             data[starts[0] :], names, delimiter, quoted=rec.quoted, expected=rows_in
         )
         if frame is not None:
-            table = StringTable(frame, lines, None, starts, stops, data, [], rows_in)
+            table = StringTable(
+                frame, lines, None, starts, stops, data, [], rows_in, delimiter, header
+            )
             return names, table
     fields = _field_counts(data, delimiter, rec)[body]
     good = fields == len(names)
@@ -187,6 +250,8 @@ def read_csv_strings(
         data=data,
         rejected=rejected,
         rows_in=rows_in,
+        delimiter=delimiter,
+        header=header,
     )
     return names, table
 

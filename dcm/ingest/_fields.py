@@ -92,16 +92,19 @@ def is_texty(col: pd.Series) -> bool:
     return bool(pd.api.types.is_string_dtype(col) or col.dtype == object)
 
 
-def _arrow_text(col: pd.Series) -> pa.Array | pa.ChunkedArray:
-    """Stripped strings as Arrow (null for missing or empty); cheap for Arrow-backed str."""
+def _arrow_strings(col: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """The column as Arrow strings, as given; cheap for Arrow-backed str."""
     if is_texty(col):
         try:
-            arr = pa.array(col, type=pa.large_string(), from_pandas=True)
+            return pa.array(col, type=pa.large_string(), from_pandas=True)
         except (pa.ArrowException, TypeError):
-            arr = pa.array(col.astype("string"), type=pa.large_string(), from_pandas=True)
-    else:
-        arr = pa.array(col.astype("string"), type=pa.large_string(), from_pandas=True)
-    arr = pc.utf8_trim_whitespace(arr)
+            pass
+    return pa.array(col.astype("string"), type=pa.large_string(), from_pandas=True)
+
+
+def _arrow_text(col: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """Stripped strings as Arrow (null for missing or empty); cheap for Arrow-backed str."""
+    arr = pc.utf8_trim_whitespace(_arrow_strings(col))
     return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.large_string()), arr)
 
 
@@ -171,7 +174,8 @@ def refuse_nul(frame: pd.DataFrame, errors: RowErrors, columns: Iterable[str]) -
     for name in columns:
         if name not in frame.columns or not is_texty(frame[name]):
             continue
-        found = pc.match_substring(_arrow_text(frame[name]), "\x00")
+        # No trimming needed: stripping whitespace never removes a NUL.
+        found = pc.match_substring(_arrow_strings(frame[name]), "\x00")
         errors.add(pc.fill_null(found, False).to_numpy(zero_copy_only=False), name, NUL_CHARACTER)
 
 
@@ -192,7 +196,11 @@ def timestamps_iso(col: pd.Series, errors: RowErrors, field: str) -> pd.Series:
     if pd.api.types.is_datetime64_dtype(col.dtype):
         errors.add(col.notna().to_numpy(), field, "naive timestamp (no UTC offset)")
         return pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
-    txt = text(col)
+    arrow = _arrow_text(col)
+    fast = _strict_iso_utc(arrow, index)
+    if fast is not None:
+        return in_time_range(fast, errors, field)
+    txt = _arrow_series(arrow, index)
     present = txt.notna().to_numpy()
     has_offset = txt.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
     # pandas picks one unit for the column (s/ms/us/ns), so a far year can parse (and is
@@ -212,6 +220,35 @@ def timestamps_iso(col: pd.Series, errors: RowErrors, field: str) -> pd.Series:
     errors.add(present & ~bad & ~has_offset, field, "naive timestamp (no UTC offset or Z)")
     parsed = pd.Series(parsed.where(has_offset), index=index)
     return in_time_range(parsed, errors, field)
+
+
+#: The common shape of exported timestamps, e.g. ``2024-03-11T06:00:00Z`` or
+#: ``2024-03-11 06:00:00.5+05:30``: parsed by Arrow, far faster than pandas' ISO 8601.
+_STRICT_ISO_RE = (
+    r"^\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:[0-5]\d)$"
+)
+
+
+def _strict_iso_utc(txt: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series | None:
+    """UTC instants when every present value has the strict ISO 8601 shape above and
+    Arrow parses it (real calendar dates), else None (then pandas parses, row by row).
+
+    For those strings Arrow and pandas agree on the instant; for any other one the
+    general path finds and names the problem.
+    """
+    strict = pc.match_substring_regex(txt, _STRICT_ISO_RE)
+    if pc.any(pc.invert(pc.fill_null(strict, True))).as_py():
+        return None
+    try:
+        parsed = pc.cast(txt, pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    nanoseconds = pc.fill_null(pc.cast(parsed, pa.int64()), np.iinfo(np.int64).min)
+    if isinstance(nanoseconds, pa.ChunkedArray):
+        nanoseconds = nanoseconds.combine_chunks()
+    # The smallest int64 is NaT.
+    stamps = nanoseconds.to_numpy(zero_copy_only=False).view("datetime64[ns]")
+    return pd.Series(stamps, index=index).dt.tz_localize("UTC")
 
 
 def in_time_range(values: pd.Series, errors: RowErrors, field: str) -> pd.Series:
@@ -271,9 +308,10 @@ def hash_devices(devices: pd.Series, secret: bytes | None = None) -> pd.Series:
     if isinstance(txt, pa.ChunkedArray):
         txt = txt.combine_chunks()
     encoded = pc.dictionary_encode(txt)
+    # hmac.digest is the one-shot C path: a third of the time of hmac.new per device.
     digests = pa.array(
         [
-            hmac.new(key, u.encode("utf-8"), hashlib.sha256).hexdigest()[:DEVICE_HASH_HEX]
+            hmac.digest(key, u.encode("utf-8"), hashlib.sha256).hex()[:DEVICE_HASH_HEX]
             for u in encoded.dictionary.to_pylist()
         ],
         type=pa.large_string(),

@@ -174,9 +174,9 @@ def normalise_measurements(
     if bad.any():
         positions = np.flatnonzero(bad)
         rejected += errors.rejected(lines, raw_rows(positions), raw)
-    good = out.loc[~bad]
+    good = out.loc[~bad] if bad.any() else out
     dup = duplicated_measurements(good)
-    frame = good.loc[~dup].reset_index(drop=True)
+    frame = (good.loc[~dup] if dup.any() else good).reset_index(drop=True)
     frame = frame.astype(MEASUREMENT_COLUMNS)[list(MEASUREMENT_COLUMNS)]
     rejected.sort(key=lambda r: r.line)
     report = IngestReport(
@@ -208,8 +208,17 @@ def duplicated_measurements(frame: pd.DataFrame) -> np.ndarray:
         dup |= has_id & ~first
     if not has_id.all():
         content = [c for c in MEASUREMENT_COLUMNS if c != "measurement_id" and c in frame]
-        rows = frame.loc[~has_id, content]
-        dup[~has_id] = rows.duplicated().to_numpy()
+        rows = frame.loc[~has_id] if has_id.any() else frame
+        # Copies agree in every column, so only rows sharing time and place can be
+        # copies: compare whole rows within those few (same first/later order).
+        where = [c for c in ("timestamp", "lat", "lon") if c in content]
+        shared = rows[where].duplicated(keep=False).to_numpy() if where else None
+        later = np.zeros(len(rows), dtype=bool)
+        if shared is None:
+            later = rows[content].duplicated().to_numpy()
+        elif shared.any():
+            later[shared] = rows.loc[shared, content].duplicated().to_numpy()
+        dup[~has_id] = later
     return dup
 
 
