@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import shapely
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from dcm.analysis.params import DetectionParams
@@ -204,121 +206,146 @@ def coverage_outages(
     b = np.concatenate([j, i])
     dab = np.concatenate([dij, dij])
     same_net = sites.network[a] == sites.network[b]
-    cache: dict[tuple, shapely.Geometry] = {}
+    cache: dict[tuple, list[shapely.Geometry]] = {}
+    p_all = sites.p
 
     for col in range(n_win):
         d_now = down[:, col]
         if not d_now.any():
             continue
         r_now = reach[:, col]
-        blocks = server[:, col] & (sites.p[:, col] < params.coverage_block_p)
-        meets = (dab < r_now[a] + r_now[b]) & server[a, col] & server[b, col]
-        per_net: dict[int, list[tuple[shapely.Geometry, float]]] = {}
-        for net in range(n_networks):
-            dn = np.flatnonzero(d_now & (sites.network == net))
-            if dn.size == 0:
-                continue
-            per_net[net] = _network_parts(
-                dn, a, b, meets & same_net, d_now, blocks, r_now, sites.p[:, col], discs, cache
-            )
-            rows += [(net, col, g, p) for g, p in per_net[net]]
-        if not per_net:
-            continue
-        # Nobody serves: a network's outage area minus what other networks still reach.
-        others = meets & ~same_net
-        all_key: list[tuple] = []
-        inputs: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for net in per_net:
-            dn = np.flatnonzero(d_now & (sites.network == net))
-            near = np.isin(a, dn) & others & blocks[b]
-            up_other = np.unique(b[near])
-            inputs.append((net, dn, up_other))
-            all_key.append(
-                (
-                    net,
-                    tuple(dn.tolist()),
-                    tuple(r_now[dn].tolist()),
-                    tuple(up_other.tolist()),
-                    tuple(r_now[up_other].tolist()),
-                )
-            )
-        key = ("all", tuple(all_key))
-        if key not in cache:
-            lost = []
-            for net, _, up_other in inputs:
-                area = shapely.union_all([g for g, _ in per_net[net]])
-                if up_other.size:
-                    area = shapely.difference(
-                        area, shapely.union_all(discs.get(up_other, r_now[up_other]))
+        blocks = server[:, col] & (p_all[:, col] < params.coverage_block_p)
+        meets = (dab < r_now[a] + r_now[b]) & server[a, col] & server[b, col] & d_now[a]
+        # Clusters: down sites of one network whose discs overlap.
+        dn = np.flatnonzero(d_now)
+        pos = np.full(d_now.size, -1)
+        pos[dn] = np.arange(dn.size)
+        link = meets & same_net & d_now[b]
+        graph = sparse.coo_matrix(
+            (np.ones(int(link.sum())), (pos[a[link]], pos[b[link]])), shape=(dn.size, dn.size)
+        )
+        _, label = connected_components(graph, directed=False)
+        members = _groups(label, dn)
+        near = meets & blocks[b]
+        up_same = _groups(label[pos[a[near & same_net]]], b[near & same_net], len(members))
+        up_other = _groups(label[pos[a[near & ~same_net]]], b[near & ~same_net], len(members))
+        lost: list[tuple[shapely.Geometry, float, int]] = []
+        nets: list[int] = []
+        for c, mem in enumerate(members):
+            net = int(sites.network[mem[0]])
+            p = float(p_all[mem, col].mean())
+            key = _key(mem, up_same[c], r_now)
+            if key not in cache:
+                cache[key] = _minus(discs.get(mem, r_now[mem]), up_same[c], r_now, discs)
+            pieces = cache[key]
+            rows += [(net, col, g, p) for g in pieces]
+            # Nobody serves: this area minus what other networks still reach.
+            key_all = ("all", key, *_key(up_other[c], up_other[c], r_now)[2:])
+            if key_all not in cache:
+                cache[key_all] = _minus(pieces, up_other[c], r_now, discs)
+            lost += [(g, p, c) for g in cache[key_all]]
+            nets.append(net)
+        nobody = _merge([g for g, _, _ in lost], [p for _, p, _ in lost], cache)
+        rows += [(ALL_OUTAGE, col, g, p) for g, p in nobody]
+        # Degraded: some network lost, outside "nobody serves".
+        left: list[tuple[shapely.Geometry, float]] = []
+        tree = shapely.STRtree([g for g, _ in nobody]) if nobody else None
+        for c, mem in enumerate(members):
+            pieces = cache[_key(mem, up_same[c], r_now)]
+            p = float(p_all[mem, col].mean())
+            for g in pieces:
+                hit = tree.query(g, predicate="intersects") if tree is not None else []
+                if len(hit) == 0:
+                    left.append((g, p))
+                    continue
+                key_deg = ("deg", id(g), tuple(id(nobody[i][0]) for i in hit))
+                if key_deg not in cache:
+                    cache[key_deg] = _minus(
+                        [g],
+                        np.empty(0, dtype=np.int64),
+                        r_now,
+                        discs,
+                        cut=[nobody[i][0] for i in hit],
                     )
-                lost.append(area)
-            nobody = shapely.union_all(lost)
-            every = shapely.union_all([g for parts in per_net.values() for g, _ in parts])
-            cache[key] = (
-                list(shapely.get_parts(nobody)),
-                list(shapely.get_parts(shapely.difference(every, nobody))),
-            )
-        flat = [x for parts in per_net.values() for x in parts]
-        nobody_parts, degraded_parts = cache[key]
-        rows += [(ALL_OUTAGE, col, g, _part_p(g, flat)) for g in nobody_parts if not g.is_empty]
-        rows += [(ALL_DEGRADED, col, g, _part_p(g, flat)) for g in degraded_parts if not g.is_empty]
+                left += [(x, p) for x in cache[key_deg]]
+        rows += [
+            (ALL_DEGRADED, col, g, p)
+            for g, p in _merge([g for g, _ in left], [p for _, p in left], cache)
+        ]
     frame = _parts_frame(rows)
     if len(frame):
         frame = frame[area_km2(frame["geometry"].to_numpy()) >= params.min_outage_km2]
     return frame.reset_index(drop=True)
 
 
-def _network_parts(
-    dn: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    meets: np.ndarray,
-    d_now: np.ndarray,
-    blocks: np.ndarray,
-    r_now: np.ndarray,
-    p_now: np.ndarray,
-    discs: _DiscCache,
-    cache: dict[tuple, shapely.Geometry],
-) -> list[tuple[shapely.Geometry, float]]:
-    """Outage parts of one network in one window (see :func:`coverage_outages`)."""
-    from scipy import sparse
-    from scipy.sparse.csgraph import connected_components
+def _groups(label: np.ndarray, values: np.ndarray, n: int | None = None) -> list[np.ndarray]:
+    """``values`` split by ``label`` (0..n-1), each group sorted and unique."""
+    n = int(label.max()) + 1 if n is None else n
+    if values.size == 0:
+        return [np.empty(0, dtype=np.int64) for _ in range(n)]
+    order = np.lexsort((values, label))
+    lab, val = label[order], values[order]
+    first = np.ones(lab.size, dtype=bool)
+    first[1:] = (lab[1:] != lab[:-1]) | (val[1:] != val[:-1])
+    lab, val = lab[first], val[first]
+    bounds = np.searchsorted(lab, np.arange(n + 1))
+    return [val[bounds[i] : bounds[i + 1]] for i in range(n)]
 
-    # Clusters: down sites linked when their discs overlap.
-    pos = np.full(d_now.size, -1)
-    pos[dn] = np.arange(dn.size)
-    link = meets & (pos[a] >= 0) & (pos[b] >= 0)
-    graph = sparse.coo_matrix(
-        (np.ones(int(link.sum())), (pos[a[link]], pos[b[link]])), shape=(dn.size, dn.size)
+
+def _key(members: np.ndarray, up: np.ndarray, reach: np.ndarray) -> tuple:
+    """Cache key of a cluster: its sites, the blocking sites and their reaches."""
+    return (
+        members.tobytes(),
+        reach[members].tobytes(),
+        up.tobytes(),
+        reach[up].tobytes(),
     )
+
+
+def _minus(
+    pieces: list[shapely.Geometry],
+    up: np.ndarray,
+    reach: np.ndarray,
+    discs: _DiscCache,
+    *,
+    cut: list[shapely.Geometry] | None = None,
+) -> list[shapely.Geometry]:
+    """Parts of the union of ``pieces`` outside the discs of ``up`` (and ``cut``)."""
+    area = pieces[0] if len(pieces) == 1 else shapely.union_all(pieces)
+    remove = list(discs.get(up, reach[up])) if up.size else []
+    remove += cut or []
+    if remove:
+        area = shapely.difference(area, shapely.union_all(remove))
+    return [g for g in shapely.get_parts(area) if not g.is_empty]
+
+
+def _merge(
+    geoms: list[shapely.Geometry], p: list[float], cache: dict[tuple, list[shapely.Geometry]]
+) -> list[tuple[shapely.Geometry, float]]:
+    """Overlapping pieces (from different networks) merged; p averaged per merged part.
+
+    A piece that overlaps nothing is passed on as it is (the same object, so outage
+    tracking can reuse its overlaps from window to window).
+    """
+    if not geoms:
+        return []
+    tree = shapely.STRtree(geoms)
+    i, j = tree.query(geoms, predicate="intersects")
+    n = len(geoms)
+    graph = sparse.coo_matrix((np.ones(i.size), (i, j)), shape=(n, n))
     _, label = connected_components(graph, directed=False)
     out: list[tuple[shapely.Geometry, float]] = []
-    for c in range(int(label.max()) + 1):
-        members = dn[label == c]
-        near = meets & np.isin(a, members) & blocks[b]
-        up = np.unique(b[near])
-        key = (
-            tuple(members.tolist()),
-            tuple(r_now[members].tolist()),
-            tuple(up.tolist()),
-            tuple(r_now[up].tolist()),
-        )
+    for members in _groups(label, np.arange(n)):
+        mean_p = float(np.mean([p[k] for k in members]))
+        if members.size == 1:
+            out.append((geoms[members[0]], mean_p))
+            continue
+        key = ("merge", tuple(id(geoms[k]) for k in members))
         if key not in cache:
-            area = shapely.union_all(discs.get(members, r_now[members]))
-            if up.size:
-                area = shapely.difference(area, shapely.union_all(discs.get(up, r_now[up])))
-            # Cache the parts themselves: outage tracking reuses overlaps of the same
-            # shape objects while an outage lasts.
-            cache[key] = list(shapely.get_parts(area))
-        p = float(p_now[members].mean())
-        out += [(g, p) for g in cache[key] if not g.is_empty]
+            merged = shapely.union_all([geoms[k] for k in members])
+            cache[key] = [g for g in shapely.get_parts(merged) if not g.is_empty]
+        out += [(g, mean_p) for g in cache[key]]
     return out
-
-
-def _part_p(part: shapely.Geometry, sources: list[tuple[shapely.Geometry, float]]) -> float:
-    """Mean p of the source parts that a derived part lies in."""
-    hits = [p for g, p in sources if shapely.intersects(g, part)]
-    return float(np.mean(hits)) if hits else float(np.mean([p for _, p in sources]))
 
 
 def _parts_frame(rows: list[tuple[int, int, shapely.Geometry, float]]) -> pd.DataFrame:

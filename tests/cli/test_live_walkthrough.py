@@ -1,9 +1,9 @@
 """docs/live.md step by step through the real ``dcm`` command on the St Vincent sample.
 
 Every command the test runs is checked to appear in docs/live.md, so the walkthrough
-cannot drift from what is tested. To stay fast it replays the first 12 hours of the
-event week (the walkthrough's first replay, 10 hours, then two more), not the whole
-week: alerts appear at 19:00 and the first Cancel comes at 21:00 UTC on 9 April.
+cannot drift from what is tested. To stay fast it replays the first 48 hours of the
+event week (the walkthrough's first replay, 24 hours, then a day more), not the whole
+week: the first alerts come on the evening of 9 April and the first Cancel on 10 April.
 Then ``dcm serve`` runs on a free loopback port and GDAL (pyogrio, OAPIF driver) reads
 every collection, without a key and with the analyst key the walkthrough creates.
 """
@@ -138,19 +138,19 @@ def test_walkthrough_from_fresh_store_to_gdal(
         assert f"({kind}, {visibility})" in out and " 0 added" not in out
 
     replay = "replay --event stvincent --licence Apache-2.0 --visibility partner"
-    first = dcm(f"{replay} --hours 10 {s}/event.csv.gz", env)
+    first = dcm(f"{replay} --hours 24 {s}/event.csv.gz", env)
     issued = MESSAGE.findall(first)
     alerts = {ident for kind, ident in issued if kind == "Alert"}
     assert alerts, first
-    slices = [line for line in first.splitlines() if re.match(r"^2021-04-09T\d\d:00Z ", line)]
-    assert len(slices) == 10 and slices[0].startswith("2021-04-09T12:00Z")
+    slices = [line for line in first.splitlines() if re.match(r"^2021-04-\d\dT\d\d:00Z ", line)]
+    assert len(slices) == 24 and slices[0].startswith("2021-04-09T12:00Z")
     added_first = int(re.search(r"(\d+) rows added", first)[1])  # type: ignore[index]
 
-    # The walkthrough then replays the whole week; the first 10 hours add nothing again.
-    # Three days in, the first outages are over.
-    more = dcm(f"{replay} --hours 72 {s}/event.csv.gz", env, documented=False)
+    # The walkthrough then replays the whole week; the first 24 hours add nothing again.
+    # Two days in, the first outages are over.
+    more = dcm(f"{replay} --hours 48 {s}/event.csv.gz", env, documented=False)
     lines = [line for line in more.splitlines() if line.startswith("2021-04-")]
-    assert all(" +0 " in line for line in lines[:10]) and "+0 " not in lines[10]
+    assert all(" +0 " in line for line in lines[:24]) and "+0 " not in lines[24]
     added = added_first + int(re.search(r"(\d+) rows added", more)[1])  # type: ignore[index]
     issued += MESSAGE.findall(more)
     alerts = {ident for kind, ident in issued if kind == "Alert"}
@@ -161,7 +161,7 @@ def test_walkthrough_from_fresh_store_to_gdal(
     assert {ident.rsplit("-", 1)[0] for ident in cancels} <= chains
 
     listed = dcm("event list", env)
-    assert re.search(r"^stvincent .* data until 2021-04-12T11:\d\d +\d+ dataset\(s\)", listed, re.M)
+    assert re.search(r"^stvincent .* data until 2021-04-11T11:\d\d +\d+ dataset\(s\)", listed, re.M)
     key = dcm("keys create --name analyst-desk --role analyst", env).strip()
     assert key.startswith("dcm_")
 
