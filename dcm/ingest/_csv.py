@@ -118,12 +118,9 @@ def _records(data: bytes, delimiter: str) -> _Records:
 
 
 def _line_count(data: bytes) -> int | None:
-    """Number of lines, or None when some are empty or end in a carriage return.
-
-    Empty lines are skipped by the readers, and CRs need the record scan of
-    :func:`_records`; otherwise counting newlines (a fast C scan) is enough.
-    """
-    if b"\r" in data or b"\n\n" in data or data[:1] == b"\n":
+    """Number of lines (a fast C count of newlines), or None for a file with carriage
+    returns or a leading empty line, which need the record scan of :func:`_records`."""
+    if b"\r" in data or data[:1] == b"\n":
         return None
     return data.count(b"\n") + (len(data) > 0 and not data.endswith(b"\n"))
 
@@ -133,9 +130,10 @@ def _parse_plain(
 ) -> tuple[list[str], StringTable] | None:
     """:func:`read_csv_strings` in one pyarrow pass when every line is one record.
 
-    pyarrow finds the records (quoted values may span lines); when it finds as many as
-    there are lines, none spans two and each row's line is known. None when that does
-    not hold or pyarrow refuses a row: then records are scanned to report each bad row.
+    pyarrow finds the records (quoted values may span lines, empty lines are skipped);
+    when it finds as many as there are lines, no record spans two, no line is empty and
+    each row's line is known. None when that does not hold or pyarrow refuses a row:
+    then records are scanned to report each bad row.
     """
     records = _line_count(data)
     if records is None:

@@ -212,7 +212,7 @@ def duplicated_measurements(frame: pd.DataFrame) -> np.ndarray:
         # Copies agree in every column, so only rows sharing time and place can be
         # copies: compare whole rows within those few (same first/later order).
         where = [c for c in ("timestamp", "lat", "lon") if c in content]
-        shared = rows[where].duplicated(keep=False).to_numpy() if where else None
+        shared = _may_repeat(rows[where]) if where else None
         later = np.zeros(len(rows), dtype=bool)
         if shared is None:
             later = rows[content].duplicated().to_numpy()
@@ -220,6 +220,18 @@ def duplicated_measurements(frame: pd.DataFrame) -> np.ndarray:
             later[shared] = rows.loc[shared, content].duplicated().to_numpy()
         dup[~has_id] = later
     return dup
+
+
+def _may_repeat(keys: pd.DataFrame) -> np.ndarray:
+    """Rows whose key values may equal another row's: those sharing a row hash (every
+    true repeat, plus the odd hash collision, which the full comparison then drops)."""
+    keys = keys.copy()
+    for c in keys.columns:
+        if pd.api.types.is_float_dtype(keys[c].dtype):
+            # One bit pattern for 0.0/-0.0 and for NaN, which pandas counts as equal.
+            keys[c] = (keys[c] + 0.0).where(keys[c].notna())
+    hashes = pd.util.hash_pandas_object(keys, index=False)
+    return hashes.duplicated(keep=False).to_numpy()
 
 
 def _canonical_names(raw: pd.DataFrame, *, name: str) -> pd.DataFrame:

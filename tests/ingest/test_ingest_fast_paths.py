@@ -103,3 +103,10 @@ def test_only_exact_copies_are_duplicates() -> None:
     kept = result.frame["cell"].to_numpy()
     assert sorted(kept.tolist()) == sorted([1000, 1001, 1002, 1003, 1004, 1005, 9999])
     assert np.array_equal(kept[:6], [1000, 1001, 1002, 1003, 1004, 1005])  # first copies kept
+
+
+def test_zero_and_negative_zero_are_the_same_place() -> None:
+    rows = [f"2024-03-11T06:00:00Z,{lat},-61.2,ok,358,110,a" for lat in ("0.0", "-0.0", "-0")]
+    text = "timestamp,lat,lon,status,mcc,mnc,device\n" + "\n".join(rows) + "\n"
+    result = read_measurements(text.encode(), format="csv")
+    assert result.report.duplicates == 2 and len(result.frame) == 1
