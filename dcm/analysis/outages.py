@@ -15,11 +15,19 @@ from scipy.sparse.csgraph import connected_components
 from dcm.analysis.coverage import (
     ALL_DEGRADED,
     ALL_OUTAGE,
+    M_PER_DEG_LAT,
     CoverageInput,
     area_km2,
     coverage_outages,
 )
-from dcm.analysis.grid import cell_areas_km2, cells_to_polygon, neighbour_pairs, points_to_cells
+from dcm.analysis.grid import (
+    cell_areas_km2,
+    cell_centres,
+    cells_to_polygon,
+    edge_length_m,
+    neighbour_pairs,
+    points_to_cells,
+)
 from dcm.analysis.params import DetectionParams, parse_duration
 from dcm.analysis.states import DOWN, all_network_state
 from dcm.schema import ALL_NETWORKS, CRS, OUTAGE_COLUMNS
@@ -159,37 +167,57 @@ def _cut_served(
     parts: pd.DataFrame, keys: pd.DataFrame, served_now: np.ndarray, params: DetectionParams
 ) -> pd.DataFrame:
     """Coverage parts minus the grid cells their network serves now (any network for
-    "nobody serves"); degraded parts are kept as they are."""
+    "nobody serves"); degraded parts are kept as they are.
+
+    Only grid cells near a part matter: their centres are found once per distinct
+    part shape (parts repeat from window to window), then checked per window.
+    """
     if parts.empty or not served_now.any():
         return parts
-    r, c = np.nonzero(served_now)
-    served = pd.DataFrame(
-        {"layer": keys["network"].to_numpy()[r], "col": c, "h3": keys["h3"].to_numpy()[r]}
-    )
+    any_served = served_now.any(axis=1)
+    rows_served = np.flatnonzero(any_served)
+    h3cells = keys["h3"].to_numpy()[rows_served]
+    lat, lon = cell_centres(h3cells)
+    tree = shapely.STRtree(shapely.points(lon, lat))
+    key_net = keys["network"].to_numpy()[rows_served]
+    geoms = parts["geometry"].to_numpy()
+    distinct = {id(g): g for g in geoms}
+    # A grid cell whose centre lies within one circumradius (= edge length) of a part
+    # may overlap it.
+    pad = edge_length_m(params.resolution) / (M_PER_DEG_LAT * np.cos(np.radians(np.mean(lat))))
+    padded = shapely.buffer(list(distinct.values()), pad, quad_segs=2)
+    g_idx, c_idx = tree.query(padded, predicate="intersects")
+    order = list(distinct)
+    near: dict[int, np.ndarray] = {order[i]: c_idx[g_idx == i] for i in np.unique(g_idx)}
     shapes: dict[tuple[int, ...], shapely.Geometry] = {}
-    cut: dict[tuple[int, int], shapely.Geometry] = {}
-
-    def union(cells: np.ndarray) -> shapely.Geometry:
-        key = tuple(np.unique(cells).tolist())
-        if key not in shapes:
-            shapes[key] = cells_to_polygon(np.asarray(key))
-        return shapes[key]
-
-    for (layer, col), group in served.groupby(["layer", "col"]):
-        cut[(int(layer), int(col))] = union(group["h3"].to_numpy())
-    for col, group in served.groupby("col"):
-        cut[(ALL_OUTAGE, int(col))] = union(group["h3"].to_numpy())
-    done: dict[tuple[int, int], list[shapely.Geometry]] = {}
+    done: dict[tuple[int, tuple[int, ...]], list[shapely.Geometry]] = {}
     rows = []
-    for row in parts.itertuples(index=False):
-        mask = cut.get((int(row.layer), int(row.col)))
-        if mask is None or row.layer == ALL_DEGRADED or not shapely.intersects(mask, row.geometry):
+    layer_a = parts["layer"].to_numpy()
+    col_a = parts["col"].to_numpy()
+    for row, geom, layer, col in zip(
+        parts.itertuples(index=False), geoms, layer_a, col_a, strict=True
+    ):
+        cand = near.get(id(geom))
+        if cand is None or layer == ALL_DEGRADED:
             rows.append(row)
             continue
-        key = (id(row.geometry), id(mask))
+        hit = served_now[rows_served[cand], col]
+        if layer >= 0:
+            hit &= key_net[cand] == layer
+        if not hit.any():
+            rows.append(row)
+            continue
+        cells = tuple(np.unique(h3cells[cand[hit]]).tolist())
+        key = (id(geom), cells)
         if key not in done:
-            done[key] = [g for g in shapely.get_parts(shapely.difference(row.geometry, mask))]
-        rows += [row._replace(geometry=g) for g in done[key] if not g.is_empty]
+            if cells not in shapes:
+                shapes[cells] = cells_to_polygon(np.asarray(cells, dtype="int64"))
+            done[key] = [
+                g
+                for g in shapely.get_parts(shapely.difference(geom, shapes[cells]))
+                if not g.is_empty
+            ]
+        rows += [row._replace(geometry=g) for g in done[key]]
     out = pd.DataFrame(rows, columns=parts.columns)
     if len(out):
         out = out[area_km2(out["geometry"].to_numpy()) >= params.min_outage_km2]
