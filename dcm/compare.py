@@ -156,27 +156,34 @@ def write_comparison(
         raise Conflict(f"{out} already holds {', '.join(existing)}; use --overwrite to replace")
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    say("writing outages.geojson")
-    outages = result.outages.drop(columns=["hexes"], errors="ignore")
-    paths["outages"] = publish.write_geojson(outages, out / "outages.geojson", id_column=None)
-    say("writing cells.csv")
-    paths["cells"] = publish.write_csv(result.cells, out / "cells.csv")
-    say("writing status.parquet")
-    paths["status"] = publish.write_parquet(result.grid, out / "status.parquet")
-    say("rendering map.html")
-    from dcm.publish.webmap import render_map  # folium loads only when a map is written
+    timings = dict(result.summary.get("timings_s", {}))
 
-    html = render_map(
-        outages=outages,
-        cells=_cells_for_map(result),
-        areas=result.areas,
-        hazard=result.hazard,
-        title="dcm: mobile connectivity outages",
-    )
-    path = out / "map.html"
-    path.write_text(html, encoding="utf-8")
+    def step(name: str) -> _Timer:
+        say(name)
+        return _Timer(timings, name)
+
+    outages = result.outages.drop(columns=["hexes"], errors="ignore")
+    with step("writing outages.geojson"):
+        paths["outages"] = publish.write_geojson(outages, out / "outages.geojson", id_column=None)
+    with step("writing cells.csv"):
+        paths["cells"] = publish.write_csv(result.cells, out / "cells.csv")
+    with step("writing status.parquet"):
+        paths["status"] = publish.write_parquet(result.grid, out / "status.parquet")
+    with step("rendering map.html"):
+        from dcm.publish.webmap import render_map  # folium loads only when a map is written
+
+        html = render_map(
+            outages=outages,
+            cells=_cells_for_map(result),
+            areas=result.areas,
+            hazard=result.hazard,
+            title="dcm: mobile connectivity outages",
+        )
+        path = out / "map.html"
+        path.write_text(html, encoding="utf-8")
     paths["map"] = path
     summary = dict(result.summary)
+    summary["timings_s"] = timings  # the writing steps too (summary.json itself excepted)
     summary["outputs"] = {k: p.name for k, p in paths.items()} | {"summary": "summary.json"}
     paths["summary"] = publish.write_json(summary, out / "summary.json")
     return paths
