@@ -335,7 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.param:
         key, _, value = item.partition("=")
         default = getattr(DetectionParams(), key)
-        overrides[key] = type(default)(value)
+        if isinstance(default, bool):
+            overrides[key] = value.lower() in ("1", "true", "yes")
+        else:
+            overrides[key] = type(default)(value)
     params = DetectionParams(resolution=args.resolution, **overrides)
     methods = ["dcm"] + ([] if args.no_naive else ["naive"])
     methods += [] if args.no_oracle else ["hex oracle"]

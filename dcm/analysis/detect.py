@@ -491,6 +491,7 @@ def _coverage_input(
         params=params,
     )
     span = params.span_windows
+    confirm = max(params.coverage_confirm_windows, 1)
     far = np.full(n_site * n_win, -np.inf)
     np.maximum.at(far, site[use] * n_win + w_row[sel][use], d[use])
     heard = np.zeros(n_site * n_win, dtype=bool)
@@ -509,7 +510,11 @@ def _coverage_input(
         reach=reach,
         # Offline for the last few windows: an hour or two of doubt about a quiet site
         # must not draw an outage (calm weeks stay clean).
-        p=-rolling_max(-p_site, params.coverage_confirm_windows)[:, out_cols],
+        # Before the first window of event data there is no evidence: the first
+        # windows cannot be confirmed yet.
+        p=-rolling_max(np.concatenate([np.zeros((n_site, confirm - 1)), -p_site], axis=1), confirm)[
+            :, out_cols + confirm - 1
+        ],
     )
 
 

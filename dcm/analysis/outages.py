@@ -1,4 +1,5 @@
-"""Outage polygons: connected down grid cells per network and window, tracked over time."""
+"""Outage polygons per network and window (from site coverage, or connected down grid
+cells where coverage is unknown), tracked over time."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def build_outages(
     """
     if coverage is not None and _coverage_usable(coverage, len(networks)):
         parts = coverage_outages(coverage, params=params, n_networks=len(networks))
-        if served_now is not None:
+        if served_now is not None and params.coverage_cut_served:
             parts = _cut_served(parts, keys, served_now, params)
         return _outage_frame(
             parts, windows, window, networks, params, population, cells, cell_offline, previous

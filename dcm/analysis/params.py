@@ -78,6 +78,9 @@ class DetectionParams:
     #: Coverage outages: a site counts as down when its p_offline reached ``p_down``
     #: in each of the last this many windows.
     coverage_confirm_windows: int = 3
+    #: Coverage outages: cut out grid cells where an ok report of the network came in
+    #: within ``ok_memory`` and the grid cell is judged up.
+    coverage_cut_served: bool = True
     #: Coverage outages: parts smaller than this (km²) are dropped (slivers between
     #: reach discs).
     min_outage_km2: float = 0.05

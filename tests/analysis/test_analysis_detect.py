@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
 from dcm.analysis import DetectionParams, build_baseline, detect
 from dcm.schema import CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, validate_frame
@@ -177,3 +178,51 @@ def test_params_are_validated() -> None:
         DetectionParams(p_up=0.95, p_down=0.9)
     with pytest.raises(ParameterError):
         DetectionParams(window="-1h")
+
+
+def test_outage_is_the_failed_sites_reach_minus_its_neighbours() -> None:
+    """Site S1 fails, S2 (2 km east) stays up: the outage follows their reach, not hexes."""
+    km = 1000 / (111_320 * np.cos(np.radians(LAT0)))  # degrees of longitude per km
+
+    def at(x_km: float, y_km: float = 0.0) -> dict[str, float]:
+        return {"lat": LAT0 + y_km / 110.574, "lon": LON0 + x_km * km}
+
+    s1 = [at(x, y) for x in (-1.5, -1.0, -0.5, 0.0, 0.5, 0.9) for y in (-0.5, 0.0, 0.5)]
+    s2 = [at(x, y) for x in (1.1, 1.5, 2.0, 2.5, 3.0, 3.5) for y in (-0.5, 0.0, 0.5)]
+    cells = cells_frame(
+        [("358-10", 1, LAT0, LON0), ("358-10", 2, LAT0, LON0 + 2 * km), ("358-20", 9, LAT0, LON0)]
+    )
+
+    def reports(start: str, hours: float, places, network: str, cell: int | None, rate: float):
+        return [
+            measurements(
+                start=start, hours=hours, per_hour=rate, network=network, cell=cell, seed=i, **p
+            )
+            for i, p in enumerate(places)
+        ]
+
+    baseline = concat(
+        *reports(BASE, 168, s1, "358-10", 1, 4),
+        *reports(BASE, 168, s2, "358-10", 2, 4),
+        *reports(BASE, 168, s1 + s2, "358-20", 9, 2),
+    )
+    # S1 goes silent; people there keep using the other network; S2 keeps serving.
+    event = concat(
+        *reports(EVENT, 6, s2, "358-10", 2, 4),
+        *reports(EVENT, 6, s1 + s2, "358-20", 9, 2),
+    )
+    found = detect(build_baseline(baseline, cells), event)
+    last = found.outages[found.outages["window_start"] == found.windows[-1]]
+    net = last[last["network"] == "358-10"]
+    assert len(net) == 1 and (net["hexes"] == 0).all()  # drawn from coverage
+    shape = net.geometry.iloc[0]
+    inside = shapely.contains_xy(shape, [at(-1.0)["lon"], at(0.0)["lon"]], LAT0)
+    assert inside.all()
+    # S2 reaches 1.5 km west of itself: 0.9 km east of S1 is taken over.
+    assert not shapely.contains_xy(shape, at(0.9)["lon"], LAT0)
+    assert not shapely.contains_xy(shape, at(2.0)["lon"], LAT0)
+    # The other network serves everywhere: degraded, nobody is cut off.
+    assert set(last.loc[last["network"] == "all", "severity"]) == {"degraded"}
+    # Not before the site stayed offline for three windows.
+    first = found.outages["window_start"].min()
+    assert first >= found.windows[0] + 2 * pd.Timedelta(hours=1)
