@@ -412,9 +412,16 @@ def track_outages(
         new_idx, prev_idx = tree.query(new.geometry.to_numpy(), predicate="intersects")
         same = new["network"].to_numpy()[new_idx] == prev["network"].to_numpy()[prev_idx]
         new_idx, prev_idx = new_idx[same], prev_idx[same]
-        overlap = _overlap_areas(
-            new.geometry.to_numpy()[new_idx], prev.geometry.to_numpy()[prev_idx], overlaps
+        a_geo = new.geometry.to_numpy()[new_idx]
+        b_geo = prev.geometry.to_numpy()[prev_idx]
+        # Where a new and a previous outage meet only each other, no ranking is needed:
+        # whether their interiors meet decides (much cheaper than the overlap area).
+        alone = (np.bincount(new_idx, minlength=len(new))[new_idx] == 1) & (
+            np.bincount(prev_idx, minlength=len(prev))[prev_idx] == 1
         )
+        overlap = np.zeros(new_idx.size)
+        overlap[alone] = shapely.relate_pattern(a_geo[alone], b_geo[alone], "T********")
+        overlap[~alone] = _overlap_areas(a_geo[~alone], b_geo[~alone], overlaps)
         order = np.argsort(-overlap, kind="stable")
         used_new: set[int] = set()
         used_prev: set[int] = set()
