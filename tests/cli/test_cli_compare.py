@@ -60,6 +60,22 @@ def test_compare_writes_results_and_refuses_to_overwrite(
     assert {"outages.geojson", "cells.csv", "status.parquet", "summary.json"} <= names
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"]["population"]["people"] > 0
+    # Every step is timed, the writers too (Parquet alongside the others).
+    assert {
+        "reading inputs",
+        "writing outages.geojson",
+        "writing cells.csv",
+        "writing status.parquet (alongside the others)",
+        "rendering map.html",
+    } <= set(summary["timings_s"])
+    assert summary["outputs"] == {
+        "outages": "outages.geojson",
+        "cells": "cells.csv",
+        "status": "status.parquet",
+        "map": "map.html",
+        "summary": "summary.json",
+    }
+    assert len(pd.read_parquet(out / "status.parquet")) > 0
     assert summary["rejected_rows"]["baseline"]["count"] > 0
     capsys.readouterr()
     assert _run(_args(scenario_dir, out)) == 2
