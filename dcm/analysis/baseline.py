@@ -38,6 +38,7 @@ class PreparedMeasurements:
     lon: np.ndarray  #: float64 degrees
     lat: np.ndarray  #: float64 degrees
     accuracy_m: np.ndarray  #: float64 reported position accuracy, NaN when unknown
+    device: np.ndarray  #: int64 code of the (hashed) device id, -1 when unknown
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -56,7 +57,10 @@ class Baseline:
     of a cell sum to 1; ``observed`` says whether it comes from sightings or from
     the nominal range. ``cell_rate``: sightings per hour of each cell.
     ``sites``: one row per site (``site_id``, ``network`` index, ``rate`` sightings
-    per hour of all its cells); ``cell_site``: site row of each cell.
+    per hour of all its cells, ``lon``/``lat`` mean position of its cells, ``reach_m``
+    farthest precise sighting (NaN: none), ``range_m`` clipped OpenCelliD range,
+    ``reporters`` distinct devices sighting it per day (NaN: no device ids));
+    ``cell_site``: site row of each cell.
     ``site_areas``: (``site``, ``h3``, ``count``, ``share_of_hex``) where each site was
     heard; ``share_of_hex`` is its share of the network's sightings in that grid cell.
     """
@@ -171,6 +175,11 @@ def prepare_measurements(
         lon=lon,
         lat=lat,
         accuracy_m=numeric("accuracy_m"),
+        device=(
+            np.asarray(pd.factorize(frame["device"])[0], dtype="int64")
+            if "device" in frame.columns
+            else np.full(n, -1, dtype="int64")
+        ),
     )
 
 
@@ -293,6 +302,7 @@ def build_baseline(
     cell_areas, cell_rate = _cell_service_areas(sightings, cells, params, hours)
     sites, cell_site, site_areas = _site_service_areas(sightings, cells, networks, hours)
     _site_reach(sites, prepared, cells, cell_site, params)
+    sites["reporters"] = _site_reporters(prepared, cell_site, len(sites), start, end)
     dispersion = _site_dispersion(
         prepared, cell_site, sites["rate"].to_numpy(), profile, start, end
     )
@@ -415,6 +425,31 @@ def _site_reach(
     np.maximum.at(reach, site[use], d[use])
     sites["reach_m"] = np.where(np.isfinite(reach), reach, np.nan)
     sites["range_m"] = fallback_reach(cells, cell_site, n_site, params)
+
+
+def _site_reporters(
+    prepared: PreparedMeasurements,
+    cell_site: np.ndarray,
+    n_site: int,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> np.ndarray:
+    """Distinct devices that sighted each site per day, averaged over the baseline days
+    (NaN where device ids are unknown).
+
+    People, not reports, are the independent units: a site heard by two phones goes
+    quiet for a day whenever they do, however many reports they usually send.
+    """
+    sel = prepared.ok & (prepared.cell >= 0) & (prepared.device >= 0)
+    out = np.full(n_site, np.nan)
+    if not sel.any():
+        return out
+    day = (prepared.ts[sel] - start.value) // 86_400_000_000_000
+    n_days = max(int(np.ceil((end - start) / pd.Timedelta(days=1))), 1)
+    site = cell_site[prepared.cell[sel]]
+    triples = np.unique(np.column_stack([site, day, prepared.device[sel]]), axis=0)
+    out[:] = np.bincount(triples[:, 0], minlength=n_site) / n_days
+    return out
 
 
 def _site_dispersion(

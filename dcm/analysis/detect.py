@@ -419,9 +419,16 @@ def _site_evidence(
     # users says little about this network's); quieter than usual makes it less so.
     activity = np.minimum(activity_mean(act_obs, act_exp, params.dispersion), 1.0)
     per_window = k * np.log1p(expected * activity / k)
-    silence = np.maximum(
-        span_sum(cumulative(per_window), sev.start, sev.stop), takeover_llr(others)
-    )
+    hourly = span_sum(cumulative(per_window), sev.start, sev.stop)
+    # Over the whole span the sightings come from the site's few regular reporters:
+    # a gamma with their number as shape (when device ids are known) bounds the
+    # evidence of a long silence.
+    reporters = sites["reporters"].to_numpy("float64")
+    shape = np.where(np.isfinite(reporters), np.maximum(reporters, 0.5), np.inf)[:, None]
+    span_mu = span_sum(cumulative(expected * activity), sev.start, sev.stop)
+    with np.errstate(invalid="ignore"):
+        whole = np.where(np.isfinite(shape), shape * np.log1p(span_mu / shape), np.inf)
+    silence = np.maximum(np.minimum(hourly, whole), takeover_llr(others))
     llr = (
         np.where(sev.ok_now, np.log(params.ok_when_down), 0.0)
         + silence

@@ -226,3 +226,23 @@ def test_outage_is_the_failed_sites_reach_minus_its_neighbours() -> None:
     # Not before the site stayed offline for three windows.
     first = found.outages["window_start"].min()
     assert first >= found.windows[0] + 2 * pd.Timedelta(hours=1)
+
+
+@pytest.mark.parametrize(("devices", "offline"), [(1, False), (50, True)])
+def test_silence_of_a_site_weighs_by_its_reporters(
+    two_networks: pd.DataFrame, devices: int, offline: bool
+) -> None:
+    """Twelve sightings due and none seen: telling when fifty people report the site
+    every day, not when one phone does (it may simply be switched off)."""
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=1, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=4, network="358-20", cell=2, seed=2),
+    )
+    baseline["device"] = pd.array([f"d{i % devices}" for i in range(len(baseline))], dtype="string")
+    event = measurements(start=EVENT, hours=12, per_hour=4, network="358-20", cell=2, seed=3)
+    model = build_baseline(baseline, two_networks)
+    site = model.sites.set_index("site_id")["reporters"]
+    assert site["358-10-S1"] == pytest.approx(min(devices, 24), rel=0.3)
+    found = detect(model, event)
+    last = found.cells[found.cells["end"] == found.cells["end"].max()].set_index("cell")
+    assert (last.loc[1, "status"] == "offline") == offline
