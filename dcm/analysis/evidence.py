@@ -166,8 +166,14 @@ def failure_llr(
     """
     f = np.asarray(fails, dtype="float64")
     x = np.maximum(np.asarray(exposure, dtype="float64"), 1e-9)
-    lam = fail_share * x
-    logged_lik = np.maximum(gammainc(f + 1.0, x), 1e-300) / x
-    down = np.log(logged * logged_lik + (1.0 - logged) * (f < 0.5))
-    up = f * np.log(lam) - lam - gammaln(f + 1.0)
-    return down - up
+    f, x = np.broadcast_arrays(f, x)
+    lam = np.broadcast_to(fail_share, x.shape) * x
+    # Most places have no failure report: P(1, x) = 1 - exp(-x), no special functions.
+    out = np.log(logged * (-np.expm1(-x)) / x + (1.0 - logged)) + lam
+    some = f >= 0.5
+    if some.any():
+        fs, xs, ls = f[some], x[some], lam[some]
+        down = np.log(logged * np.maximum(gammainc(fs + 1.0, xs), 1e-300) / xs)
+        up = fs * np.log(ls) - ls - gammaln(fs + 1.0)
+        out[some] = down - up
+    return out
