@@ -161,7 +161,12 @@ def build_outages(
         crs=CRS,
     )
     frame = frame.sort_values(["window_start", "network", "severity"], ignore_index=True)
-    return _track_all(frame, previous, parse_duration(params.track_gap, name="track_gap"))
+    return _track_all(
+        frame,
+        previous,
+        parse_duration(params.track_gap, name="track_gap"),
+        until=windows.max() + window,
+    )
 
 
 def _cut_served(
@@ -291,7 +296,12 @@ def _outage_frame(
         crs=CRS,
     )
     frame = frame.sort_values(["window_start", "network", "severity"], ignore_index=True)
-    return _track_all(frame, previous, parse_duration(params.track_gap, name="track_gap"))
+    return _track_all(
+        frame,
+        previous,
+        parse_duration(params.track_gap, name="track_gap"),
+        until=windows.max() + window,
+    )
 
 
 def _down_nodes(
@@ -365,7 +375,11 @@ def _cells_offline(
 
 
 def _track_all(
-    frame: gpd.GeoDataFrame, previous: gpd.GeoDataFrame | None, gap: pd.Timedelta
+    frame: gpd.GeoDataFrame,
+    previous: gpd.GeoDataFrame | None,
+    gap: pd.Timedelta,
+    *,
+    until: pd.Timestamp | None = None,
 ) -> gpd.GeoDataFrame:
     """Give ids window by window, then the restoration time of each outage.
 
@@ -385,7 +399,10 @@ def _track_all(
         recent = pool.drop_duplicates("outage_id", keep="last")
     out = pd.concat(done, ignore_index=True)
     last_end = out.groupby("outage_id")["window_end"].transform("max")
-    restored = last_end.where(last_end < out["window_end"].max())
+    # Restored: gone before the end of the judged windows (``until``), not merely
+    # before the last window that had any outage.
+    end = out["window_end"].max() if until is None else max(until, out["window_end"].max())
+    restored = last_end.where(last_end < end)
     out["restored"] = pd.to_datetime(restored, utc=True)
     return gpd.GeoDataFrame(out, geometry="geometry", crs=CRS)
 

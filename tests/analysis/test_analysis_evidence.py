@@ -166,3 +166,25 @@ def test_track_outages_keeps_ids_while_an_outage_persists() -> None:
     # Deterministic: the same input gives the same new ids.
     again = track_outages(first, second.drop(columns=["outage_id", "onset"]))
     assert again["outage_id"].tolist() == second["outage_id"].tolist()
+
+
+def test_restored_when_gone_before_the_last_judged_window() -> None:
+    from dcm.analysis.outages import _track_all
+
+    frame = gpd.GeoDataFrame(
+        [
+            _outage("358-10", (0, 0, 1, 1), "2026-01-08T00:00Z"),
+            _outage("358-10", (0, 0, 1, 1), "2026-01-08T01:00Z"),
+            _outage("358-20", (5, 5, 6, 6), "2026-01-08T01:00Z"),
+        ],
+        crs=4326,
+    )
+    gap = pd.Timedelta(hours=3)
+    # Without knowing the judged windows, the last window with outages is "now".
+    open_ = _track_all(frame, None, gap)
+    assert open_["restored"].isna().all()
+    # Windows were judged until 03:00 with no outage in the last two: both are over.
+    done = _track_all(frame, None, gap, until=pd.Timestamp("2026-01-08T03:00Z"))
+    assert (done["restored"] == pd.Timestamp("2026-01-08T02:00Z")).all()
+    # Ids and onsets do not depend on it.
+    assert done["outage_id"].tolist() == open_["outage_id"].tolist()
