@@ -147,6 +147,12 @@ def _text(value: str) -> pa.Scalar:
     return pa.scalar(value, pa.large_string())
 
 
+def concat_texts(*parts: str | pa.Array) -> pa.Array:
+    """Row-wise concatenation of Arrow string arrays and constant strings."""
+    texts = [_text(p) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*texts, _text(""))
+
+
 def _join(items: pa.Array, owner: np.ndarray, groups: int) -> pa.Array:
     """``"[" + ",".join(items of group g) + "]"`` for g in 0..groups-1 (``owner`` sorted)."""
     offsets = np.searchsorted(owner, np.arange(groups + 1)).astype(np.int32)
@@ -230,16 +236,26 @@ def _family_json(geoms: np.ndarray, type_id: np.ndarray, family: str, precision:
     return np.asarray(texts.to_numpy(zero_copy_only=False), dtype=object)
 
 
-def feature_stubs(gdf: gpd.GeoDataFrame, *, id_column: str | None = None) -> list[dict[str, Any]]:
-    """Features with their ``id`` and ``properties`` and a null ``geometry`` (filled later)."""
-    if id_column is not None and id_column not in gdf.columns:
-        raise ParameterError(f"id column {id_column!r} is not in the frame")
+def _property_frame(gdf: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The properties: every column but the geometry, times as ISO 8601, other
+    geometry columns as WKT, string column names, a 0..n-1 index."""
     props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
     for col in props.columns:
         if isinstance(props[col].dtype, gpd.array.GeometryDtype):
             props[col] = shapely.to_wkt(np.asarray(props[col].array, dtype=object))
     props.columns = [str(c) for c in props.columns]
-    props = frame_with_iso_times(props).reset_index(drop=True)
+    return frame_with_iso_times(props).reset_index(drop=True)
+
+
+def _check_id_column(gdf: gpd.GeoDataFrame, id_column: str | None) -> None:
+    if id_column is not None and id_column not in gdf.columns:
+        raise ParameterError(f"id column {id_column!r} is not in the frame")
+
+
+def feature_stubs(gdf: gpd.GeoDataFrame, *, id_column: str | None = None) -> list[dict[str, Any]]:
+    """Features with their ``id`` and ``properties`` and a null ``geometry`` (filled later)."""
+    _check_id_column(gdf, id_column)
+    props = _property_frame(gdf)
     if len(props.columns):
         records = json.loads(
             props.to_json(orient="records", double_precision=15, default_handler=str)
@@ -256,6 +272,58 @@ def feature_stubs(gdf: gpd.GeoDataFrame, *, id_column: str | None = None) -> lis
         feature["properties"] = properties
         features.append(feature)
     return features
+
+
+def property_json(gdf: gpd.GeoDataFrame) -> pa.Array:
+    """Compact JSON text of each feature's ``properties`` (see :func:`feature_stubs`).
+
+    The text ``json.dumps`` writes for the properties dict, built column by column:
+    each distinct value is converted once (through pandas' JSON writer and back, as
+    for the dict) and the rows are joined with Arrow string kernels.
+    """
+    props = _property_frame(gdf)
+    if not len(props.columns):
+        return pa.array(["{}"] * len(props), type=pa.large_string())
+    pieces: list[Any] = []
+    for i, name in enumerate(props.columns):
+        key = json.dumps(name, ensure_ascii=False)
+        pieces += [_text(("{" if i == 0 else ",") + key + ":"), _value_json(props[name])]
+    return pc.binary_join_element_wise(*pieces, _text("}"), _text(""))
+
+
+def _value_json(col: pd.Series) -> pa.Array:
+    """JSON text of each value of ``col`` as in :func:`feature_stubs`, per distinct value."""
+    codes = _value_codes(col)
+    first = np.unique(codes, return_index=True)[1]
+    values = json.loads(
+        col.iloc[first].to_json(orient="values", double_precision=15, default_handler=str)
+    )
+    texts = pa.array(
+        [json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False) for v in values],
+        type=pa.large_string(),
+    )
+    return pc.take(texts, pa.array(codes))
+
+
+def _value_codes(col: pd.Series) -> np.ndarray:
+    """Codes that are equal only for values written alike (0..k-1, first seen first)."""
+    kind = col.dtype
+    if pd.api.types.is_float_dtype(kind):
+        # By bit pattern: -0.0 and 0.0 compare equal but are written differently.
+        bits = col.to_numpy(dtype="float64", na_value=np.nan).view(np.int64)
+        return pd.factorize(bits)[0]
+    plain = (
+        pd.api.types.is_bool_dtype(kind)
+        or pd.api.types.is_integer_dtype(kind)
+        or isinstance(kind, pd.CategoricalDtype)
+        or (
+            pd.api.types.is_string_dtype(kind)
+            and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
+        )
+    )
+    if plain:
+        return pd.factorize(col, use_na_sentinel=False)[0]
+    return np.arange(len(col))  # mixed objects (1 == 1.0 == True): one by one
 
 
 def to_geojson(
@@ -279,44 +347,42 @@ def to_geojson(
     return {"type": "FeatureCollection", "features": features}
 
 
-#: How a feature's (still null) geometry sits in the serialised collection. The quotes
-#: make it unambiguous: inside a JSON string every quote is escaped.
-_GEOMETRY_SLOT = '"geometry":null,"properties":'
-
-
 def geojson_text(
     gdf: gpd.GeoDataFrame, *, id_column: str | None = None, precision: int = MAX_PRECISION
 ) -> str:
     """Compact GeoJSON text of ``gdf`` (see :func:`to_geojson`).
 
     The same text as ``json.dumps(to_geojson(gdf), separators=(",", ":"),
-    ensure_ascii=False)``, built without parsing the geometries into Python objects:
-    the collection is serialised with null geometries, whose slots then receive the
-    texts of :func:`geometry_json`.
+    ensure_ascii=False)``, assembled from the texts of :func:`geometry_json` and
+    :func:`property_json` without a Python object per feature.
     """
-    features = feature_stubs(gdf, id_column=id_column)
-    texts = geometry_json(prepare_geometries(gdf.geometry, precision=precision))
-    doc = json.dumps(
-        {"type": "FeatureCollection", "features": features},
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
-    pieces = doc.split(_GEOMETRY_SLOT)
-    if len(pieces) != len(features) + 1:  # a property spelled like the slot: go the long way
-        for feature, text in zip(features, texts, strict=True):
-            feature["geometry"] = None if text is None else json.loads(text)
-        return json.dumps(
-            {"type": "FeatureCollection", "features": features},
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
+    _check_id_column(gdf, id_column)
+    geometries = geometry_json(prepare_geometries(gdf.geometry, precision=precision))
+    pieces: list[Any] = [_text('{"type":"Feature",')]
+    if id_column is not None:
+        ids = jsonable(list(gdf[id_column]))
+        pieces.append(
+            pa.array(
+                [
+                    ""
+                    if v is None
+                    else f'"id":{json.dumps(v, separators=(",", ":"), ensure_ascii=False)},'
+                    for v in ids
+                ],
+                type=pa.large_string(),
+            )
         )
-    slots = [f'"geometry":{"null" if t is None else t},"properties":' for t in texts]
-    woven: list[str] = [pieces[0]]
-    for slot, piece in zip(slots, pieces[1:], strict=True):
-        woven += (slot, piece)
-    return "".join(woven)
+    geometry_texts = pa.array(np.where(pd.isna(geometries), "null", geometries), pa.large_string())
+    pieces += [_text('"geometry":'), geometry_texts, _text(',"properties":'), property_json(gdf)]
+    features = pc.binary_join_element_wise(*pieces, _text("}"), _text(""))
+    return '{"type":"FeatureCollection","features":[' + join_texts(features) + "]}"
+
+
+def join_texts(texts: pa.Array) -> str:
+    """``",".join(texts)`` of an Arrow string array."""
+    offsets = pa.array([0, len(texts)], type=pa.int32())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, texts), _text(","))
+    return str(joined[0].as_py())
 
 
 def geojson_bytes(

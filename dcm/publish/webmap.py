@@ -17,6 +17,8 @@ import folium
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from branca.element import Element, Figure, MacroElement
 from folium.template import Template
@@ -25,7 +27,14 @@ from folium.utilities import JsCode
 from dcm.errors import ParameterError
 from dcm.publish._values import jsonable, strftime_utc
 from dcm.publish.assets import leaflet_css_inline, leaflet_js
-from dcm.publish.geojson import feature_stubs, geometry_json, prepare_geometries, to_geojson
+from dcm.publish.geojson import (
+    concat_texts,
+    geometry_json,
+    join_texts,
+    prepare_geometries,
+    property_json,
+    to_geojson,
+)
 from dcm.schema import ALL_NETWORKS
 
 #: Coordinates on the map: 5 decimals ≈ 1 m, plenty on screen and keeps the page small.
@@ -619,14 +628,16 @@ def _shared_geometries(gdf: gpd.GeoDataFrame, *, precision: int) -> str:
     texts = geometry_json(prepare_geometries(gdf.geometry, precision=precision))
     texts = np.where(pd.isna(texts), "null", texts)
     codes, geometries = pd.factorize(pd.Series(texts, dtype=object))
-    compact = [
-        {"type": "Feature", "g": int(code), "geometry": None, "properties": f["properties"]}
-        for f, code in zip(feature_stubs(gdf), codes, strict=True)
-    ]
-    features = json.dumps(compact, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    features = concat_texts(
+        '{"type":"Feature","g":',
+        pc.cast(pa.array(codes), pa.large_string()),
+        ',"geometry":null,"properties":',
+        property_json(gdf),
+        "}",
+    )
     text = (
         f'{{"type":"FeatureCollection","geometries":[{",".join(geometries)}],'
-        f'"features":{features}}}'
+        f'"features":[{join_texts(features)}]}}'
     )
     return text.replace("</", "<\\/")
 

@@ -23,7 +23,7 @@ from shapely.geometry import (
 
 from dcm.errors import ParameterError
 from dcm.publish import geojson_bytes, to_geojson
-from dcm.publish.geojson import geometry_json, prepare_geometries
+from dcm.publish.geojson import feature_stubs, geometry_json, prepare_geometries, property_json
 
 SHELL = [(-61.3, 13.1), (-61.3, 13.40000000123), (-61.1, 13.4), (-61.1, 13.1)]
 HOLE = [(-61.25, 13.2), (-61.15, 13.2), (-61.15, 13.3), (-61.25, 13.3)]
@@ -140,3 +140,36 @@ def test_bytes_are_rfc_7946() -> None:
     assert exterior[0] == exterior[-1]
     assert doc["features"][2]["geometry"]["coordinates"] == [-61.2, 13.25]  # lon, lat
     assert doc["features"][1]["geometry"] is None
+
+
+def test_property_texts_equal_python_json_for_every_kind_of_column() -> None:
+    n = 6
+    frame = gpd.GeoDataFrame(
+        {
+            "float": [0.1 + 0.2, -0.0, 0.0, np.nan, 1e-7, 0.1 + 0.2],
+            "float32": np.array([0.1, 2.5, -0.0, np.nan, 3.0, 0.1], dtype="float32"),
+            "nullable_float": pd.array([1.5, None, 1.5, 2.0, None, -0.0], dtype="Float64"),
+            "int": np.arange(n, dtype="int64") * 10**15,
+            "nullable_int": pd.array([1, None, 3, 1, None, 2], dtype="Int64"),
+            "bool": [True, False, True, True, False, False],
+            "text": pd.array(["a", None, 'é "q" </x>', "a", "", "b"], dtype="string"),
+            "object_text": ["x", None, "y", "x", np.nan, "\u2028"],
+            "mixed": [1, 1.0, True, "1", None, [1, 2]],
+            "category": pd.Categorical(["up", "down", None, "up", "up", "down"]),
+            "when": pd.to_datetime(
+                ["2021-04-09T12:00:00Z", None, "2021-04-09T12:00:00.25Z"] * 2,
+                utc=True,
+                format="ISO8601",
+            ),
+            7: ["int column name"] * n,
+        },
+        geometry=[Point(i, i) for i in range(n)],
+        crs=4326,
+    )
+    expected = [
+        json.dumps(f["properties"], separators=(",", ":"), ensure_ascii=False)
+        for f in feature_stubs(frame)
+    ]
+    assert property_json(frame).to_pylist() == expected
+    empty = gpd.GeoDataFrame(geometry=[Point(0, 0)], crs=4326)
+    assert property_json(empty).to_pylist() == ["{}"]
