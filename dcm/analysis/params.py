@@ -77,7 +77,7 @@ class DetectionParams:
     coverage_block_p: float = 0.2
     #: Coverage outages: a site counts as down when its p_offline reached ``p_down``
     #: in each of the last this many windows.
-    coverage_confirm_windows: int = 3
+    coverage_confirm_windows: int = 1
     #: Coverage outages: cut out grid cells where an ok report of the network came in
     #: within ``ok_memory`` and the grid cell is judged up.
     coverage_cut_served: bool = True
