@@ -129,10 +129,6 @@ def detect(
     pairs = hex_pairs(keys)
     site_ev = _site_evidence(baseline, keys, grid_ev, prep, keep, w_row, all_windows, params)
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
-    # Places where an ok report says the network serves now (coverage outages skip them).
-    served_now = (grid_ev["ok_age"][:, out_cols] < params.ok_memory_windows) & (
-        grid_ev["state"][:, out_cols] == UP
-    )
     for name in ("span_expected", "span_fails", "recent_ok", "ok_age", "llr", "act_obs", "act_exp"):
         grid_ev.pop(name, None)  # large (places × windows) arrays no longer needed
     for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
@@ -159,7 +155,6 @@ def detect(
     coverage = _coverage_input(baseline, prep, keep, w_row, site_ev["p"], n_win, out_cols, params)
     outages = build_outages(
         coverage=coverage,
-        served_now=served_now,
         keys=keys,
         state=grid_ev["state"][:, out_cols],
         p_down=grid_ev["p"][:, out_cols],

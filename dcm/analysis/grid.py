@@ -67,13 +67,6 @@ def from_strings(cells: np.ndarray) -> np.ndarray:
     return np.array([h3.str_to_int(str(c)) for c in cells], dtype="int64")
 
 
-def cell_centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Latitude and longitude of the centre of each H3 cell."""
-    centres = np.array([h3i.cell_to_latlng(int(c)) for c in cells], dtype="float64")
-    centres = centres.reshape(-1, 2)
-    return centres[:, 0], centres[:, 1]
-
-
 def cell_areas_km2(cells: np.ndarray) -> np.ndarray:
     """Exact area of each H3 cell in km²."""
     return np.array([h3i.cell_area(int(c), "km^2") for c in cells], dtype="float64")

@@ -16,16 +16,13 @@ from scipy.sparse.csgraph import connected_components
 from dcm.analysis.coverage import (
     ALL_DEGRADED,
     ALL_OUTAGE,
-    M_PER_DEG_LAT,
     CoverageInput,
     area_km2,
     coverage_outages,
 )
 from dcm.analysis.grid import (
     cell_areas_km2,
-    cell_centres,
     cells_to_polygon,
-    edge_length_m,
     neighbour_pairs,
     points_to_cells,
 )
@@ -59,7 +56,6 @@ def build_outages(
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
     all_layer: tuple[np.ndarray, np.ndarray] | None = None,
     coverage: CoverageInput | None = None,
-    served_now: np.ndarray | None = None,
 ) -> gpd.GeoDataFrame:
     """Outage features from key × window states (columns of ``state`` are ``windows``).
 
@@ -73,14 +69,10 @@ def build_outages(
     ``coverage``: sites' reach and p_offline per window. When every network has
     sites with a known reach, outages are drawn from coverage instead
     (:func:`~dcm.analysis.coverage.coverage_outages`): what failed sites reached and
-    no other site reaches, not whole grid cells. ``served_now`` (keys × windows): grid
-    cells where a recent ok report shows the network serves; they are cut out of its
-    coverage outages (and out of "nobody serves").
+    no other site reaches, not whole grid cells.
     """
     if coverage is not None and _coverage_usable(coverage, len(networks)):
         parts = coverage_outages(coverage, params=params, n_networks=len(networks))
-        if served_now is not None and params.coverage_cut_served:
-            parts = _cut_served(parts, keys, served_now, params)
         return _outage_frame(
             parts, windows, window, networks, params, population, cells, cell_offline, previous
         )
@@ -167,67 +159,6 @@ def build_outages(
         parse_duration(params.track_gap, name="track_gap"),
         until=windows.max() + window,
     )
-
-
-def _cut_served(
-    parts: pd.DataFrame, keys: pd.DataFrame, served_now: np.ndarray, params: DetectionParams
-) -> pd.DataFrame:
-    """Coverage parts minus the grid cells their network serves now (any network for
-    "nobody serves"); degraded parts are kept as they are.
-
-    Only grid cells near a part matter: their centres are found once per distinct
-    part shape (parts repeat from window to window), then checked per window.
-    """
-    if parts.empty or not served_now.any():
-        return parts
-    any_served = served_now.any(axis=1)
-    rows_served = np.flatnonzero(any_served)
-    h3cells = keys["h3"].to_numpy()[rows_served]
-    lat, lon = cell_centres(h3cells)
-    tree = shapely.STRtree(shapely.points(lon, lat))
-    key_net = keys["network"].to_numpy()[rows_served]
-    geoms = parts["geometry"].to_numpy()
-    distinct = {id(g): g for g in geoms}
-    # A grid cell whose centre lies within one circumradius (= edge length) of a part
-    # may overlap it.
-    pad = edge_length_m(params.resolution) / (M_PER_DEG_LAT * np.cos(np.radians(np.mean(lat))))
-    padded = shapely.buffer(list(distinct.values()), pad, quad_segs=2)
-    g_idx, c_idx = tree.query(padded, predicate="intersects")
-    order = list(distinct)
-    near: dict[int, np.ndarray] = {order[i]: c_idx[g_idx == i] for i in np.unique(g_idx)}
-    shapes: dict[tuple[int, ...], shapely.Geometry] = {}
-    done: dict[tuple[int, tuple[int, ...]], list[shapely.Geometry]] = {}
-    rows = []
-    layer_a = parts["layer"].to_numpy()
-    col_a = parts["col"].to_numpy()
-    for row, geom, layer, col in zip(
-        parts.itertuples(index=False), geoms, layer_a, col_a, strict=True
-    ):
-        cand = near.get(id(geom))
-        if cand is None or layer == ALL_DEGRADED:
-            rows.append(row)
-            continue
-        hit = served_now[rows_served[cand], col]
-        if layer >= 0:
-            hit &= key_net[cand] == layer
-        if not hit.any():
-            rows.append(row)
-            continue
-        cells = tuple(np.unique(h3cells[cand[hit]]).tolist())
-        key = (id(geom), cells)
-        if key not in done:
-            if cells not in shapes:
-                shapes[cells] = cells_to_polygon(np.asarray(cells, dtype="int64"))
-            done[key] = [
-                g
-                for g in shapely.get_parts(shapely.difference(geom, shapes[cells]))
-                if not g.is_empty
-            ]
-        rows += [row._replace(geometry=g) for g in done[key]]
-    out = pd.DataFrame(rows, columns=parts.columns)
-    if len(out):
-        out = out[area_km2(out["geometry"].to_numpy()) >= params.min_outage_km2]
-    return out.reset_index(drop=True)
 
 
 def _coverage_usable(coverage: CoverageInput, n_networks: int) -> bool:

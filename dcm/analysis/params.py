@@ -75,12 +75,11 @@ class DetectionParams:
     #: p_offline is below this (undecided sites between this and ``p_down`` neither
     #: make nor block an outage).
     coverage_block_p: float = 0.2
-    #: Coverage outages: a site counts as down when its p_offline reached ``p_down``
+    #: Coverage outages: p_offline at or above which a site counts as down.
+    coverage_down_p: float = 0.9
+    #: Coverage outages: a site counts as down when its p_offline reached that
     #: in each of the last this many windows.
     coverage_confirm_windows: int = 1
-    #: Coverage outages: cut out grid cells where an ok report of the network came in
-    #: within ``ok_memory`` and the grid cell is judged up.
-    coverage_cut_served: bool = True
     #: Coverage outages: parts smaller than this (km²) are dropped (slivers between
     #: reach discs).
     min_outage_km2: float = 0.05
@@ -94,7 +93,14 @@ class DetectionParams:
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution)
-        for name in ("prior_down", "p_down", "p_up", "ok_when_down", "fail_share_down"):
+        for name in (
+            "prior_down",
+            "p_down",
+            "p_up",
+            "ok_when_down",
+            "fail_share_down",
+            "coverage_down_p",
+        ):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ParameterError(f"{name} must be between 0 and 1, got {value}")
