@@ -173,3 +173,17 @@ def test_property_texts_equal_python_json_for_every_kind_of_column() -> None:
     assert property_json(frame).to_pylist() == expected
     empty = gpd.GeoDataFrame(geometry=[Point(0, 0)], crs=4326)
     assert property_json(empty).to_pylist() == ["{}"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        gpd.GeoDataFrame({"v": []}, geometry=[], crs=4326),
+        gpd.GeoDataFrame(geometry=[Point(1, 2)], crs=4326),
+        gpd.GeoDataFrame({"id": [1, None], "v": [1, 2]}, geometry=[None, Point(0, 0)], crs=4326),
+    ],
+)
+def test_bytes_of_empty_and_bare_frames_equal_json_dumps(frame: gpd.GeoDataFrame) -> None:
+    id_column = "id" if "id" in frame.columns else None
+    expected = json.dumps(to_geojson(frame, id_column=id_column), separators=(",", ":"))
+    assert geojson_bytes(frame, id_column=id_column) == expected.encode()
