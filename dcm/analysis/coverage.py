@@ -177,7 +177,7 @@ def coverage_outages(
     server = np.isfinite(sites.reach)
     reach = np.where(server, np.round(sites.reach / params.reach_step_m) * params.reach_step_m, 0.0)
     reach = np.where(server, np.maximum(reach, params.reach_step_m), 0.0)
-    down = server & (sites.p >= params.coverage_down_p)
+    down = server & (sites.p >= params.p_down)
     rows: list[tuple[int, int, shapely.Geometry, float]] = []
     if not down.any():
         return _parts_frame(rows)

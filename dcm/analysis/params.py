@@ -75,9 +75,7 @@ class DetectionParams:
     #: p_offline is below this (undecided sites between this and ``p_down`` neither
     #: make nor block an outage).
     coverage_block_p: float = 0.2
-    #: Coverage outages: p_offline at or above which a site counts as down.
-    coverage_down_p: float = 0.9
-    #: Coverage outages: a site counts as down when its p_offline reached that
+    #: Coverage outages: a site counts as down when its p_offline reached ``p_down``
     #: in each of the last this many windows.
     coverage_confirm_windows: int = 1
     #: Coverage outages: parts smaller than this (km²) are dropped (slivers between
@@ -99,7 +97,6 @@ class DetectionParams:
             "p_up",
             "ok_when_down",
             "fail_share_down",
-            "coverage_down_p",
         ):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
