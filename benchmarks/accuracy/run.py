@@ -410,8 +410,8 @@ def _row(name: str, method: str, s: Score) -> str:
     dd = float(np.median(s.detect_delay_h)) if s.detect_delay_h else float("nan")
     rd = float(np.median(s.restore_delay_h)) if s.restore_delay_h else float("nan")
     return (
-        f"| {name} | {method} | {fmt(np_)} | {fmt(nr)} | {fmt(nf)} | {fmt(ap_)} | {fmt(ar)} "
-        f"| {fmt(af)} | {fmt(cp)} | {fmt(cr)} | {fmt(cf)} | {fmt(dd, 1)} | {fmt(rd, 1)} | | |"
+        f"| {name} | {method} | {fmt(np_)} | {fmt(nr)} | {fmt(nf, 3)} | {fmt(ap_)} | {fmt(ar)} "
+        f"| {fmt(af, 3)} | {fmt(cp)} | {fmt(cr)} | {fmt(cf, 3)} | {fmt(dd, 1)} | {fmt(rd, 1)} | | |"
     )
 
 
