@@ -74,7 +74,7 @@ class DetectionParams:
     #: Coverage outages: a site still counts as serving where it reaches while its
     #: p_offline is below this (undecided sites between this and ``p_down`` neither
     #: make nor block an outage).
-    coverage_block_p: float = 0.2
+    coverage_block_p: float = 0.05
     #: Coverage outages: a site counts as down when its p_offline reached ``p_down``
     #: in each of the last this many windows.
     coverage_confirm_windows: int = 1
