@@ -69,7 +69,7 @@ def test_failed_site_area_is_its_reach_minus_the_neighbours() -> None:
 
 def test_nobody_serves_only_where_no_other_network_reaches() -> None:
     # Network 0: A down at 0 m. Network 1: C up at 3 km west, reach 2 km.
-    cov = sites([0, -3000], [0, 1], [2000, 2000], [[0.95], [0.05]])
+    cov = sites([0, -3000], [0, 1], [2000, 2000], [[0.95], [0.01]])
     parts = coverage_outages(cov, params=DetectionParams(), n_networks=2)
     assert contains(parts, 0, -1500) and contains(parts, 0, 1500)
     assert contains(parts, ALL_OUTAGE, 1500) and not contains(parts, ALL_OUTAGE, -1500)
