@@ -510,10 +510,8 @@ def _coverage_input(
         lat=lat,
         network=sites["network"].to_numpy("int64"),
         reach=reach,
-        # Offline for the last few windows: an hour or two of doubt about a quiet site
-        # must not draw an outage (calm weeks stay clean).
-        # Before the first window of event data there is no evidence: the first
-        # windows cannot be confirmed yet.
+        # Offline in each of the last coverage_confirm_windows windows (1 by default);
+        # before the first window of event data there is no evidence to confirm with.
         p=-rolling_max(np.concatenate([np.zeros((n_site, confirm - 1)), -p_site], axis=1), confirm)[
             :, out_cols + confirm - 1
         ],
