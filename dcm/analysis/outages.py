@@ -319,7 +319,7 @@ def _track_all(
     """
     done: list[gpd.GeoDataFrame] = []
     recent = previous if previous is not None else None
-    overlaps: dict[tuple[int, int], tuple[Any, Any, float]] = {}
+    overlaps = OverlapCache()
     for start, group in frame.groupby("window_start", sort=True):
         if recent is not None and len(recent):
             recent = recent[recent["window_end"] >= start - gap]
@@ -342,14 +342,14 @@ def track_outages(
     previous: gpd.GeoDataFrame | None,
     new: gpd.GeoDataFrame,
     *,
-    overlaps: dict[tuple[int, int], tuple[Any, Any, float]] | None = None,
+    overlaps: OverlapCache | None = None,
 ) -> gpd.GeoDataFrame:
     """Carry ids and onset times from the previous window's outages to the new ones.
 
     Matching is per network by overlapping area, largest overlap first, one to one:
     when an outage splits, its largest part keeps the id; when two merge, the
     larger overlap wins. Unmatched outages get a new id and onset = window_start.
-    ``overlaps``: a cache of overlap areas kept across calls (see :func:`_overlap_areas`).
+    ``overlaps``: a cache of overlaps kept across calls (see :class:`OverlapCache`).
     """
     new = new.copy()
     new["outage_id"] = pd.array([None] * len(new), dtype="string")
@@ -367,9 +367,10 @@ def track_outages(
         alone = (np.bincount(new_idx, minlength=len(new))[new_idx] == 1) & (
             np.bincount(prev_idx, minlength=len(prev))[prev_idx] == 1
         )
+        cache = overlaps if overlaps is not None else OverlapCache()
         overlap = np.zeros(new_idx.size)
-        overlap[alone] = shapely.relate_pattern(a_geo[alone], b_geo[alone], "T********")
-        overlap[~alone] = _overlap_areas(a_geo[~alone], b_geo[~alone], overlaps)
+        overlap[alone] = cache.interiors_meet(a_geo[alone], b_geo[alone])
+        overlap[~alone] = cache.areas(a_geo[~alone], b_geo[~alone])
         order = np.argsort(-overlap, kind="stable")
         used_new: set[int] = set()
         used_prev: set[int] = set()
@@ -402,26 +403,63 @@ def track_outages(
     return new
 
 
-def _overlap_areas(
-    a: np.ndarray, b: np.ndarray, cache: dict[tuple[int, int], tuple[Any, Any, float]] | None
-) -> np.ndarray:
-    """Area of the intersection of ``a[i]`` and ``b[i]`` (degrees², for ranking).
+class OverlapCache:
+    """Overlaps of pairs of outage shapes, computed once per pair of shape *values*.
 
-    Outage shapes are built once per set of grid cells and reused from window to
-    window, so the same pair of geometry objects comes back every window while an
-    outage lasts: the cache (keyed by object identity, holding the objects so the
-    identities stay valid) computes each pair once, with the same GEOS call.
+    An outage usually keeps its shape for many windows, but each window's shapes are
+    new objects (coverage parts are rebuilt every window): the same pair of shapes
+    comes back window after window as different objects. Shapes are keyed by their
+    value (EWKB and precision grid, all a GEOS operation reads), so each distinct
+    pair is computed once, with the same GEOS call as without the cache.
     """
-    if cache is None:
-        return shapely.area(shapely.intersection(a, b))
-    pair_keys = [(id(x), id(y)) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
-    todo = [i for i, k in enumerate(pair_keys) if k not in cache]
-    if todo:
-        idx = np.asarray(todo, dtype="int64")
-        areas = shapely.area(shapely.intersection(a[idx], b[idx]))
-        for i, area in zip(todo, areas.tolist(), strict=True):
-            cache[pair_keys[i]] = (a[i], b[i], area)
-    return np.array([cache[k][2] for k in pair_keys], dtype="float64")
+
+    def __init__(self) -> None:
+        # id -> (the object, kept so the id stays valid; its value key)
+        self._by_id: dict[int, tuple[Any, int]] = {}
+        self._by_value: dict[tuple[bytes, float], int] = {}
+        self._area: dict[tuple[int, int], float] = {}
+        self._meet: dict[tuple[int, int], bool] = {}
+
+    def _keys(self, geoms: np.ndarray) -> list[int]:
+        """Value key of each geometry (equal keys: equal coordinates and precision)."""
+        ids = [id(g) for g in geoms.tolist()]
+        todo = [i for i, x in enumerate(ids) if x not in self._by_id]
+        if todo:
+            sub = geoms[np.asarray(todo, dtype="int64")]
+            wkb = shapely.to_wkb(sub, include_srid=True).tolist()
+            grid = shapely.get_precision(sub).tolist()
+            for i, w, g in zip(todo, wkb, grid, strict=True):
+                key = self._by_value.setdefault((w, g), len(self._by_value))
+                self._by_id[ids[i]] = (geoms[i], key)
+        return [self._by_id[x][1] for x in ids]
+
+    def _pairs(
+        self, a: np.ndarray, b: np.ndarray, store: dict[tuple[int, int], Any], fn: Any
+    ) -> list[Any]:
+        """``fn(a[i], b[i])`` per pair, through ``store``; ``fn`` runs on the new pairs only."""
+        pairs = list(zip(self._keys(a), self._keys(b), strict=True))
+        todo: dict[tuple[int, int], int] = {}
+        for i, k in enumerate(pairs):
+            if k not in store and k not in todo:
+                todo[k] = i
+        if todo:
+            idx = np.fromiter(todo.values(), dtype="int64", count=len(todo))
+            store.update(zip(todo, fn(a[idx], b[idx]).tolist(), strict=True))
+        return [store[k] for k in pairs]
+
+    def areas(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Area of the intersection of ``a[i]`` and ``b[i]`` (degrees², for ranking)."""
+        return np.array(
+            self._pairs(a, b, self._area, lambda x, y: shapely.area(shapely.intersection(x, y))),
+            dtype="float64",
+        )
+
+    def interiors_meet(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Whether the interiors of ``a[i]`` and ``b[i]`` meet."""
+        return np.array(
+            self._pairs(a, b, self._meet, lambda x, y: shapely.relate_pattern(x, y, "T********")),
+            dtype=bool,
+        )
 
 
 def outage_id(network: str, onset: pd.Timestamp, geometry: shapely.Geometry) -> str:
