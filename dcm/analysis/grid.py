@@ -9,6 +9,7 @@ from __future__ import annotations
 import h3
 import h3.api.numpy_int as h3i
 import numpy as np
+import pandas as pd
 import shapely
 from shapely.geometry import shape
 
@@ -30,7 +31,8 @@ def points_to_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.nda
 
     h3 v4 has no array entry point, so the scalar call runs once per *distinct*
     coordinate pair (measurements repeat places a lot), then results are broadcast
-    back with the inverse index.
+    back. Pairs are told apart by a hash of (lat, lon) as one complex number, much
+    faster than sorting them.
     """
     lat = np.asarray(lat, dtype="float64")
     lon = np.asarray(lon, dtype="float64")
@@ -38,20 +40,20 @@ def points_to_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.nda
     ok = np.isfinite(lat) & np.isfinite(lon)
     if not ok.any():
         return out
-    pairs = np.empty(int(ok.sum()), dtype=[("lat", "f8"), ("lon", "f8")])
-    pairs["lat"] = lat[ok]
-    pairs["lon"] = lon[ok]
-    uniq, inverse = np.unique(pairs, return_inverse=True)
+    pairs = np.empty(int(ok.sum()), dtype="complex128")
+    pairs.real = lat[ok]
+    pairs.imag = lon[ok]
+    inverse, uniq = pd.factorize(pairs)
     cell = h3i.latlng_to_cell
     codes = np.fromiter(
         (
             cell(a, b, resolution)
-            for a, b in zip(uniq["lat"].tolist(), uniq["lon"].tolist(), strict=False)
+            for a, b in zip(uniq.real.tolist(), uniq.imag.tolist(), strict=True)
         ),
         dtype="int64",
         count=uniq.shape[0],
     )
-    out[ok] = codes[inverse.ravel()]
+    out[ok] = codes[inverse]
     return out
 
 
