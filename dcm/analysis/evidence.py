@@ -84,11 +84,17 @@ def trailing_evidence(
 
 def window_sums(values: np.ndarray, span: int) -> np.ndarray:
     """Sum over the trailing ``span`` windows (no reset)."""
-    _rows, n = values.shape
-    cols = np.arange(n)
-    cum = cumulative(values)
-    lo = np.maximum(cols - span + 1, 0)
-    return cum[:, cols + 1] - cum[:, lo]
+    rows, n = values.shape
+    # Window-major work arrays: the trailing sums are differences of whole rows of the
+    # cumulative sums (slices, no gathers over places × windows). The result is their
+    # transpose, column-major like the gather this replaces, so later sums over places
+    # add up in the same order. The first span - 1 windows subtract 0: left as they are.
+    cum = np.zeros((n + 1, rows), dtype="float64")
+    np.cumsum(values.T, axis=0, out=cum[1:])
+    out = cum[1:].copy()
+    if span < n:
+        out[span:] -= cum[1 : n - span + 1]
+    return out.T
 
 
 def silence_llr(

@@ -11,7 +11,13 @@ import shapely
 
 from dcm.analysis import track_outages
 from dcm.analysis.baseline import count_baseline, network_list, prepare_cells, prepare_measurements
-from dcm.analysis.evidence import failure_llr, silence_llr, trailing_evidence, volume_factor
+from dcm.analysis.evidence import (
+    failure_llr,
+    silence_llr,
+    trailing_evidence,
+    volume_factor,
+    window_sums,
+)
 from dcm.analysis.grid import cells_to_polygon, neighbour_pairs, points_to_cells
 from dcm.analysis.impact import population_points
 
@@ -91,6 +97,18 @@ def test_volume_factor_ignores_places_gone_silent() -> None:
     factor = volume_factor(observed, expected, observed, span=6, min_expected=5)
     assert factor[-1] == pytest.approx(2.0)
     assert factor[0] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("span", [1, 3, 7, 12])
+def test_window_sums_are_trailing_sums_in_column_major_order(span: int) -> None:
+    rng = np.random.default_rng(3)
+    values = rng.gamma(0.5, 2.0, (40, 7))
+    got = window_sums(values, span)
+    for j in range(values.shape[1]):
+        want = values[:, max(j - span + 1, 0) : j + 1].sum(axis=1)
+        np.testing.assert_allclose(got[:, j], want, rtol=0, atol=1e-12)
+    # Column-major like a gather over windows: sums over places keep their order.
+    assert got.flags["F_CONTIGUOUS"]
 
 
 def test_partial_counts_add_up() -> None:
