@@ -81,6 +81,9 @@ class Score:
     people: float = 0.0
     polygons: int = 0
     windows_with_polygons: int = 0
+    #: p_offline and true state of every (cell, window), for calibration
+    calib_p: list[np.ndarray] = field(default_factory=list)
+    calib_truth: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -94,6 +97,9 @@ class Prediction:
     #: bool (cells × windows): offline
     offline: np.ndarray
     polygons_per_window: np.ndarray
+    #: float (cells × windows): p_offline (NaN: cell unknown to the method); None: the
+    #: method gives no probabilities
+    p_offline: np.ndarray | None = None
 
 
 def dcm_prediction(scenario, params: DetectionParams, population: pd.DataFrame) -> Prediction:
@@ -113,22 +119,26 @@ def dcm_prediction(scenario, params: DetectionParams, population: pd.DataFrame) 
         if len(out)
         else np.zeros(len(found.windows), dtype=int)
     )
+    p_off = cw["p_offline"].to_numpy("float64").reshape(len(model.cells), len(found.windows))
     return Prediction(
         found.windows,
         params.window_td,
         areas,
         _align_cells(model.cells, scenario.cells, offline),
         per_window,
+        _align_cells(model.cells, scenario.cells, p_off, fill=np.nan),
     )
 
 
-def _align_cells(model_cells: pd.DataFrame, cells: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+def _align_cells(
+    model_cells: pd.DataFrame, cells: pd.DataFrame, values: np.ndarray, *, fill: object = False
+) -> np.ndarray:
     """Rows of ``values`` (model cell order) reordered to the scenario's cell rows."""
     key = ["mcc", "net", "area", "cell"]
     idx = pd.MultiIndex.from_frame(model_cells[key]).get_indexer(
         pd.MultiIndex.from_frame(cells[key])
     )
-    out = np.zeros((len(cells), values.shape[1]), dtype=bool)
+    out = np.full((len(cells), values.shape[1]), fill, dtype=values.dtype)
     out[idx >= 0] = values[idx[idx >= 0]]
     return out
 
@@ -267,6 +277,58 @@ def score(scenario, pred: Prediction, population: pd.DataFrame, result: Score) -
                     )
 
 
+def collect_calibration(scenario, pred: Prediction, result: Score) -> None:
+    """Pair each (cell, window) p_offline with whether the cell was down at the window end."""
+    if pred.p_offline is None:
+        return
+    tc = scenario.truth.truth_cells
+    key = ["mcc", "net", "area", "cell"]
+    tidx = pd.MultiIndex.from_frame(tc[key]).get_indexer(
+        pd.MultiIndex.from_frame(scenario.cells[key])
+    )
+    down_from = pd.to_datetime(tc["down_from"], utc=True).to_numpy("datetime64[ns]")
+    up_at = pd.to_datetime(tc["up_at"], utc=True).to_numpy("datetime64[ns]")
+    ends = (pred.windows + pred.window).to_numpy("datetime64[ns]")
+    rows = np.flatnonzero(tidx >= 0)
+    d0, d1 = down_from[tidx[rows]][:, None], up_at[tidx[rows]][:, None]
+    # NaT compares False: never down / never restored.
+    down = (d0 <= ends[None, :]) & ~(d1 <= ends[None, :])
+    p = pred.p_offline[rows]
+    known = np.isfinite(p)
+    result.calib_p.append(p[known])
+    result.calib_truth.append(down[known])
+
+
+def calibration_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
+    """Reliability of dcm's cell p_offline, pooled over every scenario and seed."""
+    from sklearn.metrics import brier_score_loss
+
+    parts = [(s.calib_p, s.calib_truth) for (_, m), s in scores.items() if m == "dcm"]
+    p = np.concatenate([a for ps, _ in parts for a in ps] or [np.zeros(0)])
+    y = np.concatenate([a for _, ys in parts for a in ys] or [np.zeros(0, bool)])
+    if p.size == 0:
+        return []
+    edges = np.array([0.0, 0.01, 0.05, 0.2, 0.5, 0.8, 0.9, 0.99, 1.0])
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, edges.size - 2)
+    lines = [
+        "",
+        "Calibration of dcm's cell p_offline (every cell with a known state, every window, "
+        f"all scenarios and seeds; {p.size:,} cell-windows; Brier score "
+        f"{brier_score_loss(y, p):.4f}, always saying 'online' would score {y.mean():.4f}):",
+        "",
+        "| p_offline | cell-windows | mean p_offline | share truly offline |",
+        "|---|---|---|---|",
+    ]
+    for b in range(edges.size - 1):
+        sel = which == b
+        if sel.any():
+            lines.append(
+                f"| {edges[b]:g}–{edges[b + 1]:g} | {int(sel.sum()):,} | {p[sel].mean():.3f} "
+                f"| {y[sel].mean():.3f} |"
+            )
+    return lines
+
+
 def score_oracle(scenario, population: pd.DataFrame, resolution: int, result: Score) -> None:
     """Area tallies of the hex oracle: a grid cell is flagged where most of the people
     served there before onset (by the network; by any network for "all") are out."""
@@ -367,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                     score_control(pred, population, scores[(name, method)])
                 else:
                     score(scenario, pred, population, scores[(name, method)])
+                collect_calibration(scenario, pred, scores[(name, method)])
             print(f"  {name} seed {seed} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     lines = [
         f"Accuracy on simulated scenarios (seeds {', '.join(map(str, args.seeds))}, scale "
@@ -395,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(_row(name, method, s))
     for method in methods:
         lines.append(_row("**all disasters**", method, total[method]))
+    lines += calibration_lines(scores)
     lines.append("")
     lines.append(f"Run time {time.perf_counter() - t0:.0f} s.")
     text = "\n".join(lines) + "\n"
