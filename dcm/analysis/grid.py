@@ -6,7 +6,10 @@ turned into the usual hex strings only at the edge (:func:`to_strings`).
 
 from __future__ import annotations
 
+import itertools
+
 import h3
+import h3.api.basic_int as h3b
 import h3.api.numpy_int as h3i
 import numpy as np
 import pandas as pd
@@ -80,10 +83,7 @@ def neighbour_pairs(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if cells.size == 0:
         empty = np.empty(0, dtype="int64")
         return empty, empty
-    rings = [h3i.grid_disk(int(c), 1) for c in cells]
-    lengths = np.fromiter((len(r) for r in rings), dtype="int64", count=len(rings))
-    src = np.repeat(np.arange(cells.size), lengths)
-    dst_cells = np.concatenate(rings).astype("int64")
+    src, dst_cells = _disks(cells.tolist(), [1] * cells.size)
     order = np.argsort(cells)
     pos = np.searchsorted(cells, dst_cells, sorter=order)
     pos = np.clip(pos, 0, cells.size - 1)
@@ -94,11 +94,25 @@ def neighbour_pairs(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def disk_cells(cells: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All cells within ``k[i]`` rings of ``cells[i]``: (row index, cell) pairs."""
-    rings = [h3i.grid_disk(int(c), int(kk)) for c, kk in zip(cells, k, strict=True)]
-    if not rings:
-        return np.empty(0, dtype="int64"), np.empty(0, dtype="int64")
-    lengths = np.fromiter((len(r) for r in rings), dtype="int64", count=len(rings))
-    return np.repeat(np.arange(len(rings)), lengths), np.concatenate(rings).astype("int64")
+    cells = np.asarray(cells, dtype="int64")
+    k = np.asarray(k, dtype="int64")
+    if cells.shape != k.shape:
+        raise ValueError("cells and k differ in length")
+    return _disks(cells.tolist(), k.tolist())
+
+
+def _disks(cells: list[int], k: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(row index, cell) pairs of the grid disks of ``cells`` (Python ints).
+
+    The plain-int h3 API returns lists: three times faster per call than the numpy
+    one, which builds a small array per disk.
+    """
+    disk = h3b.grid_disk
+    rings = [disk(c, kk) for c, kk in zip(cells, k, strict=True)]
+    lengths = np.fromiter(map(len, rings), dtype="int64", count=len(rings))
+    flat = itertools.chain.from_iterable(rings)
+    cells_out = np.fromiter(flat, dtype="int64", count=int(lengths.sum()))
+    return np.repeat(np.arange(len(rings)), lengths), cells_out
 
 
 def cells_to_polygon(cells: np.ndarray) -> shapely.Geometry:
