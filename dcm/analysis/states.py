@@ -45,9 +45,7 @@ def all_network_state(
     n_down = to_hex @ ((state == DOWN) & served).astype("float32")
     n_up = to_hex @ (state == UP).astype("float32")
     n_known = to_hex @ (state != NO_DATA).astype("float32")
-    p_min = np.ones(shape)
-    np.minimum.at(p_min, hex_of_key, np.where(served, p, 1.0))
-    p_min = np.where(n_served > 0, p_min, 0.0)
+    p_min = np.where(n_served > 0, _group_min(hex_of_key, np.where(served, p, 1.0), shape), 0.0)
     out = np.full(shape, UNCERTAIN, dtype="int8")
     out[n_known == 0] = NO_DATA
     out[n_up > 0] = UP
@@ -56,6 +54,25 @@ def all_network_state(
         all_down &= ~_unseen_network_may_serve(keys, state, pairs, n_hex)
     out[all_down] = DOWN
     return out, p_min
+
+
+def _group_min(group: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Row-wise minimum of ``values`` per group, starting from 1 (``shape``: groups × columns).
+
+    One reduction over runs of rows (sorted by group when they are not already), not
+    ``np.minimum.at`` row by row; a minimum does not depend on the order.
+    """
+    out = np.ones(shape)
+    if group.size == 0:
+        return out
+    if np.all(group[1:] >= group[:-1]):
+        rows = values
+    else:
+        order = np.argsort(group, kind="stable")
+        group, rows = group[order], values[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    out[group[starts]] = np.minimum(np.minimum.reduceat(rows, starts, axis=0), 1.0)
+    return out
 
 
 def _unseen_network_may_serve(

@@ -1,0 +1,37 @@
+"""The "all networks" layer: p_down is the smallest p_down of the serving networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcm.analysis.states import DOWN, NO_DATA, UP, all_network_state
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_all_network_p_is_the_smallest_of_serving_networks(shuffle: bool) -> None:
+    rng = np.random.default_rng(5)
+    n_hex, n_net, n_win = 30, 3, 6
+    keys = pd.DataFrame(
+        {
+            "hex": np.repeat(np.arange(n_hex), n_net),
+            "network": np.tile(np.arange(n_net), n_hex),
+            "served": rng.random(n_hex * n_net) < 0.6,
+        }
+    )
+    keep = rng.random(len(keys)) < 0.8  # some networks absent from some places
+    keys = keys[keep].reset_index(drop=True)
+    if shuffle:  # rows of a hex need not be next to each other
+        keys = keys.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    state = rng.choice([UP, DOWN, NO_DATA], size=(len(keys), n_win)).astype("int8")
+    p = rng.random((len(keys), n_win)).astype("float32")
+    out, p_min = all_network_state(keys, state, p)
+    for h in range(n_hex):
+        rows = keys.index[(keys["hex"] == h) & keys["served"]].to_numpy()
+        want = p[rows].astype("float64").min(axis=0) if rows.size else np.zeros(n_win)
+        np.testing.assert_array_equal(p_min[h], np.minimum(want, 1.0))
+        if rows.size:
+            all_down = (state[rows] == DOWN).all(axis=0)
+            any_up = (state[keys.index[keys["hex"] == h]] == UP).any(axis=0)
+            assert ((out[h] == DOWN) == (all_down & ~any_up)).all()
