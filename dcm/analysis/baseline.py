@@ -449,8 +449,9 @@ def _site_reporters(
     site = cell_site[prepared.cell[sel]]
     n_dev = int(prepared.device[sel].max()) + 1
     day = np.clip(day, 0, n_days - 1)
-    # One int64 per (site, day, device): a 1-D unique is far cheaper than rows.
-    distinct = np.unique((site * n_days + day) * n_dev + prepared.device[sel])
+    # One int64 per (site, day, device): a 1-D unique is far cheaper than rows, and
+    # pandas' hash-based unique ~10x cheaper than numpy's sort on millions of keys.
+    distinct = pd.unique((site * n_days + day) * n_dev + prepared.device[sel])
     out[:] = np.bincount(distinct // (n_days * n_dev), minlength=n_site) / n_days
     return out
 
