@@ -24,7 +24,22 @@ def span_sum(cum: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray
 
     ``start`` and ``stop`` are (rows × windows) integer arrays.
     """
-    return np.take_along_axis(cum, stop, axis=1) - np.take_along_axis(cum, start, axis=1)
+    low = np.take_along_axis(cum, start, axis=1)
+    if _is_next_window(stop, cum.shape[1] - 1):
+        # Every span ends at the window judged (as :func:`trailing_evidence` gives it):
+        # the upper sums are a slice, no gather.
+        return cum[:, 1:] - low
+    return np.take_along_axis(cum, stop, axis=1) - low
+
+
+def _is_next_window(stop: np.ndarray, n: int) -> bool:
+    """``stop`` is window index + 1 in every row, broadcast over the rows."""
+    return (
+        stop.ndim == 2
+        and stop.shape[1] == n
+        and stop.strides[0] == 0
+        and bool(np.array_equal(stop[0], np.arange(1, n + 1)))
+    )
 
 
 @dataclass(frozen=True)
