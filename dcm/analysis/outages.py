@@ -184,13 +184,16 @@ def _outage_frame(
         return empty_outages()
     # Snap to a 1e-6° grid (0.1 m), which keeps the shapes valid when written with
     # 6 or more decimals: differences of discs leave spikes a rounding can cross.
-    snapped = {id(g): g for g in parts["geometry"]}
-    grid = dict(zip(snapped, shapely.set_precision(list(snapped.values()), 1e-6), strict=True))
-    geoms = np.array([grid[id(g)] for g in parts["geometry"]], dtype=object)
-    keep = ~shapely.is_empty(geoms) & shapely.is_valid(geoms)
-    parts, geoms = parts[keep].reset_index(drop=True), geoms[keep]
+    # A lasting outage comes back as an equal shape (a new object) every window:
+    # snap, check and measure each distinct shape once.
+    shape, distinct = _distinct_shapes(parts["geometry"].to_numpy())
+    snapped = shapely.set_precision(distinct, 1e-6)
+    usable = ~shapely.is_empty(snapped) & shapely.is_valid(snapped)
+    keep = (shape >= 0) & usable[shape]
+    parts, shape = parts[keep].reset_index(drop=True), shape[keep]
     if parts.empty:
         return empty_outages()
+    geoms = snapped[shape]
     layer = parts["layer"].to_numpy()
     col = parts["col"].to_numpy()
     people = np.full(len(parts), np.nan)
@@ -217,7 +220,7 @@ def _outage_frame(
             "network": np.where(layer >= 0, names[np.maximum(layer, 0)], ALL_NETWORKS),
             "severity": np.where(layer == ALL_DEGRADED, "degraded", "outage"),
             "confidence": np.round(parts["p"].to_numpy(), 4),
-            "area_km2": np.round(area_km2(geoms), 3),
+            "area_km2": np.round(area_km2(snapped)[shape], 3),
             "population": np.round(people, 1),
             "cells_offline": offline.astype("int64"),
             "onset": start,
@@ -233,6 +236,21 @@ def _outage_frame(
         parse_duration(params.track_gap, name="track_gap"),
         until=windows.max() + window,
     )
+
+
+def _distinct_shapes(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each geometry's position among the distinct ones (-1: missing), and those.
+
+    Distinct by value: EWKB and precision grid, all a GEOS operation reads.
+    """
+    wkb, _ = pd.factorize(shapely.to_wkb(geoms, include_srid=True))
+    grid, _ = pd.factorize(shapely.get_precision(geoms))
+    valid = np.flatnonzero(wkb >= 0)
+    shape = np.full(len(geoms), -1, dtype="int64")
+    if valid.size:
+        shape[valid] = pd.factorize(wkb[valid] * (int(grid.max()) + 1) + grid[valid])[0]
+    first = valid[np.unique(shape[valid], return_index=True)[1]]
+    return shape, np.asarray(geoms[first], dtype=object)
 
 
 def _down_nodes(
