@@ -45,7 +45,12 @@ def prepare_geometries(geometry: gpd.GeoSeries, *, precision: int = MAX_PRECISIO
 
 def _distinct(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct geometries (same WKB) and each input's position among them (-1: missing)."""
-    codes, _ = pd.factorize(shapely.to_wkb(geoms))
+    # The same object often fills many rows (an outage's shape, window after window):
+    # WKB of each distinct object only. Codes keep the order of first appearance.
+    ids = np.fromiter(map(id, geoms.tolist()), dtype="int64", count=len(geoms))
+    obj, _ = pd.factorize(ids)
+    obj_first = np.unique(obj, return_index=True)[1]
+    codes = pd.factorize(shapely.to_wkb(geoms[obj_first]))[0][obj]
     valid = np.flatnonzero(codes >= 0)
     first = valid[np.unique(codes[valid], return_index=True)[1]]
     return np.asarray(geoms[first], dtype=object), codes
