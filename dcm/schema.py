@@ -22,6 +22,16 @@ RADIOS = ("GSM", "UMTS", "LTE", "NR", "CDMA")
 CELL_STATUSES = ("online", "offline", "unknown")
 GRID_STATES = ("up", "down", "uncertain", "no_data")
 SEVERITIES = ("outage", "degraded")
+#: ``confirmed``: the data show the outage; ``suspected``: they point to one but cannot
+#: yet confirm it (its ``confidence`` is the probability).
+OUTAGE_TIERS = ("confirmed", "suspected")
+#: ``observed``: confirmed by direct no_service/failed reports; ``likely``: confirmed
+#: from silence against expectation; ``possible``: suspected.
+OUTAGE_CERTAINTIES = ("observed", "likely", "possible")
+#: Outages from before the tiers (no ``certainty``): ``confidence`` from which they count
+#: as observed, and as likely (below: possible). The CAP certainty rule of old.
+OBSERVED_CONFIDENCE = 0.9
+LIKELY_CONFIDENCE = 0.6
 ALL_NETWORKS = "all"
 
 UTC_TS = "datetime64[ns, UTC]"
@@ -93,7 +103,10 @@ CELL_COLUMNS: dict[str, str] = {
 #: Population points: one row per raster pixel with people (pixel centres).
 POPULATION_COLUMNS: dict[str, str] = {"lon": "float64", "lat": "float64", "population": "float64"}
 
-#: Status of each cell over time (``cells.csv``).
+#: Status of each cell over time (``cells.csv``). ``silence_h_needed``: hours of
+#: silence, at the site's current expected reporting rate, the data need before the
+#: site could be called offline (NaN where not computed); high values show where data
+#: are too thin to decide.
 CELL_STATUS_COLUMNS: dict[str, str] = {
     "radio": "string",
     "mcc": "int64",
@@ -105,6 +118,7 @@ CELL_STATUS_COLUMNS: dict[str, str] = {
     "start": UTC_TS,
     "end": UTC_TS,
     "p_offline": "float64",
+    "silence_h_needed": "float64",
 }
 
 #: Per grid cell, network and window (``status.parquet``).
@@ -121,13 +135,17 @@ GRID_STATUS_COLUMNS: dict[str, str] = {
     "p_down": "float64",
 }
 
-#: Outage polygons (``outages.geojson``); a GeoDataFrame in EPSG:4326.
+#: Outage polygons (``outages.geojson``); a GeoDataFrame in EPSG:4326. ``tier`` is one
+#: of OUTAGE_TIERS, ``certainty`` one of OUTAGE_CERTAINTIES (missing when a confirmed
+#: outage has no confidence); see :func:`with_outage_tiers` for frames without them.
 OUTAGE_COLUMNS: dict[str, str] = {
     "outage_id": "string",
     "window_start": UTC_TS,
     "window_end": UTC_TS,
     "network": "string",
     "severity": "string",
+    "tier": "string",
+    "certainty": "string",
     "confidence": "float64",
     "area_km2": "float64",
     "population": "float64",
@@ -141,6 +159,53 @@ def network_key(mcc: pd.Series, mnc: pd.Series) -> pd.Series:
     mcc_s = mcc.astype("Int64").astype("string")
     mnc_s = mnc.astype("Int64").astype("string")
     return (mcc_s + "-" + mnc_s).astype("string")
+
+
+def outage_certainty(confidence: pd.Series) -> pd.Series:
+    """Outage certainty of confirmed outages that have none stored: ``observed`` from
+    OBSERVED_CONFIDENCE, ``likely`` from LIKELY_CONFIDENCE, else ``possible``; missing
+    where the confidence is."""
+    value = pd.to_numeric(confidence, errors="coerce").astype("float64").to_numpy()
+    with np.errstate(invalid="ignore"):
+        text = np.select(
+            [value >= OBSERVED_CONFIDENCE, value >= LIKELY_CONFIDENCE, np.isfinite(value)],
+            ["observed", "likely", "possible"],
+            default="",
+        )
+    return pd.Series(text, index=confidence.index, dtype="string").replace("", pd.NA)
+
+
+def with_outage_tiers(outages: pd.DataFrame) -> pd.DataFrame:
+    """``outages`` (a copy) with ``tier`` and ``certainty`` filled where missing.
+
+    Frames and stored rows from before the suspected tier lack them: such outages are
+    ``confirmed``, their certainty follows :func:`outage_certainty`; a suspected
+    outage without a certainty is ``possible``. The frame is returned as it is (not
+    copied) when nothing is missing.
+    """
+    tier = (
+        outages["tier"].astype("string")
+        if "tier" in outages
+        else pd.Series(pd.NA, index=outages.index, dtype="string")
+    )
+    certainty = (
+        outages["certainty"].astype("string")
+        if "certainty" in outages
+        else pd.Series(pd.NA, index=outages.index, dtype="string")
+    )
+    if "tier" in outages and "certainty" in outages and not (tier.isna() | certainty.isna()).any():
+        return outages
+    tier = tier.fillna("confirmed")
+    confidence = (
+        outages["confidence"]
+        if "confidence" in outages
+        else pd.Series(np.nan, index=outages.index, dtype="float64")
+    )
+    derived = outage_certainty(confidence).where(tier != "suspected", "possible")
+    out = outages.copy()
+    out["tier"] = tier
+    out["certainty"] = certainty.fillna(derived)
+    return out
 
 
 def empty_frame(columns: Mapping[str, str]) -> pd.DataFrame:

@@ -22,7 +22,12 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from dcm.errors import ParameterError
-from dcm.schema import ALL_NETWORKS
+from dcm.schema import (
+    ALL_NETWORKS,
+    LIKELY_CONFIDENCE,
+    OBSERVED_CONFIDENCE,
+    OUTAGE_CERTAINTIES,
+)
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_MIME = "application/cap+xml"
@@ -256,11 +261,23 @@ def certainty_from_confidence(confidence: float | None) -> str:
     """CAP certainty: ≥ 0.9 Observed, ≥ 0.6 Likely, otherwise Possible (Unknown if missing)."""
     if confidence is None or not math.isfinite(confidence):
         return "Unknown"
-    if confidence >= 0.9:
+    if confidence >= OBSERVED_CONFIDENCE:
         return "Observed"
-    if confidence >= 0.6:
+    if confidence >= LIKELY_CONFIDENCE:
         return "Likely"
     return "Possible"
+
+
+def cap_certainty(outage: Mapping[str, Any] | pd.Series) -> str:
+    """CAP certainty of an outage feature: its ``certainty`` (observed, likely, possible)
+    as Observed, Likely, Possible; without one, a suspected outage is Possible and a
+    confirmed one follows :func:`certainty_from_confidence`."""
+    certainty = _value(outage, "certainty")
+    if certainty is not None and str(certainty).lower() in OUTAGE_CERTAINTIES:
+        return str(certainty).capitalize()
+    if _value(outage, "tier") == "suspected":
+        return "Possible"
+    return certainty_from_confidence(_value(outage, "confidence"))
 
 
 def cap_severity(
@@ -300,9 +317,10 @@ def outage_to_cap(
 ) -> CapMessage:
     """A CAP message for one outage feature (a GeoDataFrame row of OUTAGE_COLUMNS).
 
-    Severity: :func:`cap_severity`; certainty
-    follows ``confidence``. ``expires`` defaults to ``sent + valid_for``. A
-    Cancel (the outage ended) gets urgency Past.
+    Severity: :func:`cap_severity`; certainty: :func:`cap_certainty`. A suspected
+    outage (``tier``) is said to be one in the headline, area and description.
+    ``expires`` defaults to ``sent + valid_for``. A Cancel (the outage ended) gets
+    urgency Past.
     """
     network = _value(outage, "network") or ALL_NETWORKS
     everyone = network == ALL_NETWORKS
@@ -314,6 +332,8 @@ def outage_to_cap(
     onset = _value(outage, "onset")
     outage_id = _value(outage, "outage_id")
     geometry = _value(outage, "geometry")
+    tier = _value(outage, "tier") or "confirmed"
+    suspected = tier == "suspected"
 
     people = f"about {population:,.0f} people" if population is not None else None
     # Three kinds of outage feature (dcm.analysis.outages): every network down
@@ -344,6 +364,16 @@ def outage_to_cap(
             f"Subscribers of {network} may have no service here; other networks may "
             "still carry calls, including emergency calls."
         )
+    if suspected:
+        # The data point to an outage but cannot confirm it yet: say so first.
+        kinds = {True: "all mobile networks", False: "some mobile networks"}
+        affected = kinds[no_service] if everyone else f"mobile network {network}"
+        where = f"Suspected outage area ({affected})"
+        headline = f"Suspected outage of {affected}"
+        first = (
+            f"Suspected outage of {affected} in this area{since}: the measurements point "
+            "to an outage but are too few to confirm it yet."
+        )
     if people:
         headline += f": {people} affected"
 
@@ -355,11 +385,15 @@ def outage_to_cap(
         sentences.append(f"Cells offline: {int(cells)}.")
     if confidence is not None:
         sentences.append(
-            f"Confidence {confidence:.0%}, from crowdsourced measurements compared with "
-            "the same places before the event."
+            f"{'Probability' if suspected else 'Confidence'} {confidence:.0%}, from "
+            "crowdsourced measurements compared with the same places before the event."
         )
 
-    parameters: dict[str, str] = {"network": str(network), "outage_severity": str(kind)}
+    parameters: dict[str, str] = {
+        "network": str(network),
+        "outage_severity": str(kind),
+        "tier": str(tier),
+    }
     if population is not None:
         parameters["population"] = f"{population:.0f}"
     if confidence is not None:
@@ -386,7 +420,7 @@ def outage_to_cap(
         category="Infra",
         urgency="Past" if msg_type == "Cancel" else "Immediate",
         severity=cap_severity(outage, severe_population=severe_population),
-        certainty=certainty_from_confidence(confidence),
+        certainty=cap_certainty(outage),
         sender_name=sender_name,
         headline=headline[:160],
         description=" ".join(sentences),

@@ -201,6 +201,66 @@ def test_certainty_thresholds() -> None:
     ]
 
 
+def _info(schema: xmlschema.XMLSchema, outage: pd.Series) -> tuple[ET.Element, dict[str, str]]:
+    message = outage_to_cap(outage, identifier="dcm-t", sender="alerts@dcm.example", sent=SENT)
+    info = _valid(schema, cap_alert(message)).find("cap:info", NS)
+    params = {
+        p.findtext("cap:valueName", namespaces=NS): p.findtext("cap:value", namespaces=NS)
+        for p in info.findall("cap:parameter", NS)
+    }
+    return info, params
+
+
+@pytest.mark.parametrize(
+    ("tier", "certainty", "confidence", "expected"),
+    [
+        ("confirmed", "observed", 0.5, "Observed"),  # the column wins over the confidence
+        ("confirmed", "likely", 0.95, "Likely"),
+        ("suspected", "possible", 0.95, "Possible"),
+        ("suspected", None, 0.95, "Possible"),  # suspected without certainty
+        (None, None, 0.95, "Observed"),  # rows from before the tiers: confidence rule
+        (None, None, 0.65, "Likely"),
+        (None, None, np.nan, "Unknown"),
+    ],
+)
+def test_certainty_follows_the_outage_certainty(
+    schema: xmlschema.XMLSchema,
+    tier: str | None,
+    certainty: str | None,
+    confidence: float,
+    expected: str,
+) -> None:
+    info, params = _info(schema, _outage(tier=tier, certainty=certainty, confidence=confidence))
+    assert info.findtext("cap:certainty", namespaces=NS) == expected
+    assert params["tier"] == (tier or "confirmed")
+
+
+@pytest.mark.parametrize(
+    ("network", "kind", "headline"),
+    [
+        ("360-100", "outage", "Suspected outage of mobile network 360-100: about 1,234 people"),
+        ("all", "outage", "Suspected outage of all mobile networks: about 1,234 people"),
+        ("all", "degraded", "Suspected outage of some mobile networks: about 1,234 people"),
+    ],
+)
+def test_suspected_outage_says_so(
+    schema: xmlschema.XMLSchema, network: str, kind: str, headline: str
+) -> None:
+    outage = _outage(
+        network=network, severity=kind, tier="suspected", certainty="possible", confidence=0.63
+    )
+    info, params = _info(schema, outage)
+    assert info.findtext("cap:headline", namespaces=NS) == headline + " affected"
+    description = info.findtext("cap:description", namespaces=NS)
+    assert description.startswith("Suspected outage of ") and "Probability 63%" in description
+    assert info.findtext("cap:area/cap:areaDesc", namespaces=NS).startswith("Suspected outage")
+    assert info.findtext("cap:certainty", namespaces=NS) == "Possible"
+    assert params["tier"] == "suspected" and params["confidence"] == "0.63"
+    # The same outage confirmed reads as today.
+    confirmed, _ = _info(schema, _outage(network=network, severity=kind, tier="confirmed"))
+    assert not confirmed.findtext("cap:headline", namespaces=NS).startswith("Suspected")
+
+
 def test_atom_feed_links_cap_documents() -> None:
     message = outage_to_cap(_outage(), identifier="dcm-1", sender="alerts@dcm.example", sent=SENT)
     entries = [
