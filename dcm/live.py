@@ -550,6 +550,8 @@ def _properties(row: pd.Series, event: Event, sender: str) -> dict[str, Any]:
         "outage_id": str(row["outage_id"]),
         "network": str(row["network"]),
         "severity": str(row["severity"]),
+        "tier": str(row["tier"]),
+        "certainty": None if pd.isna(row["certainty"]) else str(row["certainty"]),
         "confidence": num(row["confidence"]),
         "area_km2": num(row["area_km2"]),
         "population": num(row["population"]),

@@ -9,6 +9,7 @@ column only for admins. Bbox filters use the R*Tree (SQLite measurements), bbox 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,10 @@ def _iso(value: Any) -> str | None:
 
 
 def _num(value: Any) -> Any:
-    return None if value is None else (float(value) if isinstance(value, float) else value)
+    """Numbers for JSON: NaN and infinities (PostgreSQL keeps them) become None."""
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def _parse_fid_time(text: str) -> str:
@@ -192,6 +196,8 @@ def _outage_feature(r: Row) -> dict[str, Any]:
             "window_end": _iso(r["window_end"]),
             "network": r["network"],
             "severity": r["severity"],
+            "tier": r["tier"],
+            "certainty": r["certainty"],
             "confidence": _num(r["confidence"]),
             "area_km2": _num(r["area_km2"]),
             "population": _num(r["population"]),
@@ -223,6 +229,7 @@ def _cell_feature(r: Row) -> dict[str, Any]:
             "start": _iso(r["start_time"]),
             "end": _iso(r["end_time"]),
             "p_offline": _num(r["p_offline"]),
+            "silence_h_needed": _num(r["silence_h_needed"]),
         },
     }
 
@@ -343,6 +350,8 @@ def build(
                 "o.window_end",
                 "o.network",
                 "o.severity",
+                "o.tier",
+                "o.certainty",
                 "o.confidence",
                 "o.area_km2",
                 "o.population",
@@ -362,8 +371,9 @@ def build(
         _window_filter(q, "o.window_start", eid, filters.get("window"))
         if filters.get("network"):
             q.add("o.network = ?", filters["network"])
-        if filters.get("severity"):
-            q.add("o.severity = ?", filters["severity"])
+        for name in ("severity", "tier"):
+            if filters.get(name):
+                q.add(f"o.{name} = ?", filters[name])
         if fid is not None:
             q.add("o.fid = ?", fid)
     elif kind == "cells":
@@ -382,6 +392,7 @@ def build(
                 "c.start_time",
                 "c.end_time",
                 "c.p_offline",
+                "c.silence_h_needed",
                 "c.lon",
                 "c.lat",
             ],

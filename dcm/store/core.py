@@ -27,6 +27,7 @@ from dcm.schema import (
     OUTAGE_COLUMNS,
     POPULATION_COLUMNS,
     empty_frame,
+    with_outage_tiers,
 )
 from dcm.settings import Settings
 from dcm.store import _features
@@ -830,7 +831,7 @@ class Store:
     def _write_outages(self, eid: int, run_id: int, outages: gpd.GeoDataFrame) -> None:
         if outages is None or len(outages) == 0:
             return
-        frame = pd.DataFrame(outages.drop(columns=outages.geometry.name))
+        frame = pd.DataFrame(with_outage_tiers(outages).drop(columns=outages.geometry.name))
         texts, bounds = geometry_columns(outages.geometry.to_numpy())
         frame = frame.reindex(columns=list(OUTAGE_COLUMNS))
         starts = fid_times(frame["window_start"])
@@ -956,6 +957,7 @@ class Store:
             "start_time",
             "end_time",
             "p_offline",
+            "silence_h_needed",
             "lon",
             "lat",
         ]
@@ -1006,7 +1008,7 @@ class Store:
         """Stored cell status per window (CELL_STATUS_COLUMNS + network, lon, lat)."""
         raw = self.db.frame(
             "SELECT radio, mcc, net, area, cell, site_id, status, start_time AS start, "
-            'end_time AS "end", p_offline, network, lon, lat FROM cell_status '
+            'end_time AS "end", p_offline, silence_h_needed, network, lon, lat FROM cell_status '
             "WHERE event_id = ? ORDER BY start_time, id",
             (self.event_id(event),),
         )

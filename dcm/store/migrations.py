@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dcm.schema import LIKELY_CONFIDENCE, OBSERVED_CONFIDENCE
 from dcm.store._db import Database, ts_text
 
 TYPES = {
@@ -390,6 +391,26 @@ def _rtree_per_event(db: Database) -> None:
         fill_rtree(db, int(dataset_id))
 
 
+def _outage_tiers(db: Database) -> None:
+    """Outage ``tier`` and ``certainty``, cell status ``silence_h_needed``.
+
+    Stored outages predate the suspected tier: they become ``confirmed``, their
+    certainty follows their confidence as :func:`dcm.schema.outage_certainty` decides.
+    """
+    real = TYPES[db.backend]["real"]
+    db.script(
+        [
+            "ALTER TABLE outages ADD COLUMN tier TEXT NOT NULL DEFAULT 'confirmed'",
+            "ALTER TABLE outages ADD COLUMN certainty TEXT",
+            "UPDATE outages SET certainty = CASE "
+            f"WHEN confidence >= {float(OBSERVED_CONFIDENCE)} THEN 'observed' "
+            f"WHEN confidence >= {float(LIKELY_CONFIDENCE)} THEN 'likely' "
+            "WHEN confidence IS NOT NULL THEN 'possible' END",
+            f"ALTER TABLE cell_status ADD COLUMN silence_h_needed {real}",
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -400,6 +421,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events, datasets, measurements, cells, results, alerts, keys, audit", _initial),
     Migration(2, "measurement R*Trees per event and visibility", _rtree_per_event),
+    Migration(3, "outage tier and certainty, cell status silence_h_needed", _outage_tiers),
 )
 
 

@@ -190,3 +190,98 @@ def test_measurement_extent_follows_new_data(
     live.ingest(filled, "vincent", scenario.event_slice(6, 8), principal=admin)
     assert filled.extent("measurements", "vincent", principal=anyone)[1][1] == later
     assert filled.extent("measurements", "vincent", principal=admin)[1][1] > later
+
+
+def test_outage_tier_and_cell_silence_in_the_layers(store: Store, admin: Principal) -> None:
+    store.create_event("vincent", start=START, principal=admin)
+    run = store.start_run("vincent")
+    windows = pd.date_range(START, periods=2, freq="h")
+    west = shapely.box(-61.26, 13.20, -61.24, 13.22)
+    east = shapely.box(-61.22, 13.20, -61.20, 13.22)
+    common = {
+        "network": "360-10",
+        "severity": "outage",
+        "area_km2": 4.0,
+        "population": 100.0,
+        "cells_offline": 1,
+        "onset": START,
+    }
+    new = gpd.GeoDataFrame(
+        {
+            "outage_id": ["a", "s"],
+            "window_start": [windows[0]] * 2,
+            "window_end": [windows[1]] * 2,
+            "tier": ["confirmed", "suspected"],
+            "certainty": ["observed", "possible"],
+            "confidence": [0.97, 0.63],
+        }
+        | common,
+        geometry=[west, east],
+        crs="EPSG:4326",
+    )
+    # A frame from before the tiers: confirmed, certainty from the confidence.
+    old = gpd.GeoDataFrame(
+        {
+            "outage_id": ["b", "c"],
+            "window_start": [windows[1]] * 2,
+            "window_end": [windows[1] + pd.Timedelta("1h")] * 2,
+            "confidence": [0.7, np.nan],
+        }
+        | common,
+        geometry=[west, east],
+        crs="EPSG:4326",
+    )
+    cells = pd.DataFrame(
+        {
+            "radio": "LTE",
+            "mcc": 360,
+            "net": 10,
+            "area": 1,
+            "cell": [1, 2],
+            "site_id": ["s1", "s2"],
+            "status": ["unknown", "offline"],
+            "start": windows[0],
+            "end": windows[1],
+            "p_offline": [0.4, 0.95],
+            "silence_h_needed": [7.5, np.nan],
+        }
+    )
+    store.save_results(
+        "vincent",
+        run.id,
+        windows=windows,
+        outages=pd.concat([new, old], ignore_index=True),
+        cells=cells,
+        grid=pd.DataFrame(),
+    )
+    anyone = Principal.anonymous()
+    props = {
+        f["properties"]["outage_id"]: f["properties"]
+        for f in store.features("outages", "vincent", principal=anyone).features
+    }
+    assert {k: (p["tier"], p["certainty"]) for k, p in props.items()} == {
+        "a": ("confirmed", "observed"),
+        "s": ("suspected", "possible"),
+        "b": ("confirmed", "likely"),
+        "c": ("confirmed", None),
+    }
+    suspected = store.features(
+        "outages", "vincent", filters={"tier": "suspected"}, principal=anyone
+    )
+    assert [f["properties"]["outage_id"] for f in suspected.features] == ["s"]
+    assert suspected.features[0]["properties"]["confidence"] == 0.63
+    confirmed = store.features(
+        "outages", "vincent", filters={"tier": "confirmed", "window": "latest"}, principal=anyone
+    )
+    assert confirmed.number_matched == 2
+    frame = store.outages("vincent")
+    assert frame["tier"].tolist() == ["confirmed", "suspected", "confirmed", "confirmed"]
+    assert frame["certainty"].dtype == "string"
+    # Cells: hours of silence needed to decide, missing where not computed.
+    found = store.features("cells", "vincent", principal=anyone).features
+    needed = {f["properties"]["cell"]: f["properties"]["silence_h_needed"] for f in found}
+    assert needed == {1: 7.5, 2: None}
+    status = store.cell_status("vincent")
+    assert status["silence_h_needed"].dtype == "float64"
+    assert status.set_index("cell")["silence_h_needed"].loc[1] == 7.5
+    assert np.isnan(status.set_index("cell")["silence_h_needed"].loc[2])

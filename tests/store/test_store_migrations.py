@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -115,3 +116,47 @@ def test_bad_urls_are_store_errors(tmp_path: Path) -> None:
         open_store(Settings(data_dir=tmp_path), url="mysql://x/y")
     with pytest.raises(StoreError):
         open_store(Settings(data_dir=tmp_path), url="postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_outage_tiers_upgrade_an_existing_store(
+    store_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcm.store import migrations
+
+    step = next(m for m in MIGRATIONS if m.apply is migrations._outage_tiers)
+    # A store of the schema before the step, holding outages and a cell status row.
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            migrations, "MIGRATIONS", tuple(m for m in MIGRATIONS if m.number < step.number)
+        )
+        with open_store(settings, url=store_url) as old:
+            event = old.create_event("e", start="2021-04-09T00:00Z", principal=Principal.system())
+            assert old.schema_version() == step.number - 1
+            rows = [(f"o{i}@x", f"o{i}", c) for i, c in enumerate((0.95, 0.7, 0.2, None))]
+            old.db.executemany(
+                "INSERT INTO outages (event_id, fid, outage_id, window_start, window_end, "
+                "network, severity, confidence, geojson) VALUES (?, ?, ?, ?, ?, 'all', "
+                '\'outage\', ?, \'{"type":"Point","coordinates":[0,0]}\')',
+                [
+                    (event.id, fid, oid, "2021-04-09T00:00:00Z", "2021-04-09T01:00:00Z", c)
+                    for fid, oid, c in rows
+                ],
+            )
+            old.db.execute(
+                "INSERT INTO cell_status (event_id, fid, status, start_time, end_time) "
+                "VALUES (?, 'c@x', 'offline', '2021-04-09T00:00:00Z', '2021-04-09T01:00:00Z')",
+                (event.id,),
+            )
+    with open_store(settings, url=store_url) as store:
+        assert store.schema_version() == MIGRATIONS[-1].number
+        outages = store.outages("e")
+        assert outages["tier"].tolist() == ["confirmed"] * 4
+        assert outages["certainty"].tolist()[:3] == ["observed", "likely", "possible"]
+        assert pd.isna(outages["certainty"].iloc[3])
+        status = store.cell_status("e")
+        assert len(status) == 1 and np.isnan(status["silence_h_needed"].iloc[0])
+        # The upgraded tables take rows of the new contract.
+        store.db.execute(
+            "UPDATE outages SET tier = 'suspected', certainty = 'possible' WHERE outage_id = 'o3'"
+        )
+        assert store.outages("e")["tier"].tolist()[3] == "suspected"
