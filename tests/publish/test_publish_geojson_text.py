@@ -187,3 +187,52 @@ def test_bytes_of_empty_and_bare_frames_equal_json_dumps(frame: gpd.GeoDataFrame
     id_column = "id" if "id" in frame.columns else None
     expected = json.dumps(to_geojson(frame, id_column=id_column), separators=(",", ":"))
     assert geojson_bytes(frame, id_column=id_column) == expected.encode()
+
+
+def test_outage_tiers_and_certainty_are_properties() -> None:
+    from dcm.schema import OUTAGE_COLUMNS, validate_frame, with_outage_tiers
+
+    start = pd.Timestamp("2021-04-09T12:00Z")
+    outages = gpd.GeoDataFrame(
+        {
+            "outage_id": pd.array(["a", "s", "n"], dtype="string"),
+            "window_start": [start] * 3,
+            "window_end": [start + pd.Timedelta("1h")] * 3,
+            "network": pd.array(["all", "360-100", "all"], dtype="string"),
+            "severity": pd.array(["outage", "outage", "degraded"], dtype="string"),
+            "tier": pd.array(["confirmed", "suspected", "confirmed"], dtype="string"),
+            "certainty": pd.array(["observed", "possible", None], dtype="string"),
+            "confidence": [0.97, 0.63, np.nan],
+            "area_km2": [4.0, 2.5, 1.0],
+            "population": [120.0, np.nan, 3.0],
+            "cells_offline": np.array([2, 0, 1], dtype=np.int64),
+            "onset": [start] * 3,
+        },
+        geometry=[Polygon(SHELL), Polygon(SHELL, [HOLE]), Point(-61.2, 13.2).buffer(0.01)],
+        crs=4326,
+    )
+    validate_frame(outages, OUTAGE_COLUMNS, name="outages")
+    doc = to_geojson(outages)
+    assert geojson_bytes(outages).decode() == json.dumps(
+        doc, separators=(",", ":"), ensure_ascii=False
+    )
+    props = [f["properties"] for f in doc["features"]]
+    assert list(props[0]) == list(OUTAGE_COLUMNS)
+    assert [(p["tier"], p["certainty"]) for p in props] == [
+        ("confirmed", "observed"),
+        ("suspected", "possible"),
+        ("confirmed", None),
+    ]
+    # A frame from before the tiers publishes with the defaults filled in.
+    old = outages.drop(columns=["tier", "certainty"])
+    filled = to_geojson(with_outage_tiers(old))
+    assert [
+        (f["properties"]["tier"], f["properties"]["certainty"]) for f in filled["features"]
+    ] == [
+        ("confirmed", "observed"),
+        ("confirmed", "likely"),
+        ("confirmed", None),
+    ]
+    assert geojson_bytes(with_outage_tiers(old)).decode() == json.dumps(
+        filled, separators=(",", ":"), ensure_ascii=False
+    )

@@ -30,6 +30,7 @@ def _cell_status() -> pd.DataFrame:
             "start": pd.to_datetime(["2021-04-09T12:00Z", "2021-04-09T12:00Z"], utc=True),
             "end": pd.to_datetime(["2021-04-09T15:30Z", None], utc=True),
             "p_offline": [0.97, np.nan],
+            "silence_h_needed": [np.nan, 12.5],
         }
     )
 
@@ -50,8 +51,8 @@ def test_csv_writes_iso_utc_and_empty_missing(tmp_path: Path) -> None:
     path = write_csv(_cell_status(), tmp_path / "cells.csv")
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == ",".join(CELL_STATUS_COLUMNS)
-    assert lines[1].endswith("2021-04-09T12:00:00Z,2021-04-09T15:30:00Z,0.97")
-    assert lines[2].endswith("2021-04-09T12:00:00Z,,")
+    assert lines[1].endswith("2021-04-09T12:00:00Z,2021-04-09T15:30:00Z,0.97,")
+    assert lines[2].endswith("2021-04-09T12:00:00Z,,,12.5")
     back = pd.read_csv(path)
     parsed = pd.to_datetime(back["start"], utc=True)
     assert (parsed == _cell_status()["start"]).all()
