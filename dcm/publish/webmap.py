@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from typing import Any, cast
 
 import folium
@@ -35,7 +36,7 @@ from dcm.publish.geojson import (
     property_json,
     to_geojson,
 )
-from dcm.schema import ALL_NETWORKS
+from dcm.schema import ALL_NETWORKS, with_outage_tiers
 
 #: Coordinates on the map: 5 decimals ≈ 1 m, plenty on screen and keeps the page small.
 MAP_PRECISION = 5
@@ -53,6 +54,10 @@ SKY_BLUE = "#56B4E9"
 GREY = "#8C8C8C"
 NODATA_HATCH = "dcm-nodata"
 DEGRADED_HATCH = "dcm-degraded"
+SUSPECTED_HATCH = "dcm-suspected"
+SUSPECTED_DEGRADED_HATCH = "dcm-suspected-degraded"
+#: Style key suffix of suspected outages (``outage~suspected``, ``net0~suspected`` …).
+SUSPECTED = "~suspected"
 #: Outline colour and dash pattern of each single network's outages, in turn.
 NETWORK_LOOKS = (
     (BLUE, "8 4"),
@@ -151,13 +156,15 @@ function dcmPopup(labels) {
       var table = document.createElement("table");
       table.className = "dcm-popup";
       for (var key in labels) {
-        var value = f.properties[key];
+        var value = f.properties[key], label = labels[key], text = String(value);
         if (value === null || value === undefined || value === "") continue;
+        // [label, template]: the value goes into the template at "{}".
+        if (Array.isArray(label)) { text = label[1].replace("{}", text); label = label[0]; }
         var row = table.insertRow();
         var th = document.createElement("th");
-        th.textContent = labels[key];
+        th.textContent = label;
         row.appendChild(th);
-        row.insertCell().textContent = String(value);
+        row.insertCell().textContent = text;
       }
       return table;
     });
@@ -297,6 +304,12 @@ _HATCH_SVG = f"""<svg width="0" height="0" style="position:absolute" aria-hidden
 <pattern id="{DEGRADED_HATCH}" patternUnits="userSpaceOnUse" width="6" height="6"
  patternTransform="rotate(45)"><rect width="6" height="6" fill="{ORANGE}" fill-opacity="0.35"/>
 <line x1="0" y1="0" x2="0" y2="6" stroke="#8A5A00" stroke-width="2.2"/></pattern>
+<pattern id="{SUSPECTED_HATCH}" patternUnits="userSpaceOnUse" width="9" height="9"
+ patternTransform="rotate(-45)"><rect width="9" height="9" fill="{VERMILLION}" fill-opacity="0.12"/>
+<line x1="0" y1="0" x2="0" y2="9" stroke="{VERMILLION}" stroke-width="1.5"/></pattern>
+<pattern id="{SUSPECTED_DEGRADED_HATCH}" patternUnits="userSpaceOnUse" width="9" height="9"
+ patternTransform="rotate(-45)"><rect width="9" height="9" fill="{ORANGE}" fill-opacity="0.12"/>
+<line x1="0" y1="0" x2="0" y2="9" stroke="#8A5A00" stroke-width="1.2"/></pattern>
 </defs></svg>"""
 
 
@@ -461,7 +474,7 @@ def _layer(
     *,
     kind: str,
     name: str,
-    labels: dict[str, str],
+    labels: Mapping[str, str | list[str]],
     show: bool = True,
     expand: str = "",
     canvas: bool = False,
@@ -500,6 +513,7 @@ def _column(values: pd.Series) -> list[Any] | dict[str, list[Any]]:
 OUTAGE_LABELS = {
     "network": "Network",
     "severity": "Severity",
+    "tier": "Status",
     "onset": "Since",
     "people": "People affected",
     "confidence": "Confidence",
@@ -533,6 +547,7 @@ def _outage_display(outages: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         "no service",
         np.where(everyone, "degraded: some networks down", "network down"),
     )
+    out["tier"] = _tier_text(outages)
     out["onset"] = _fmt_time(outages["onset"]).to_numpy() if "onset" in outages else None
     out["people"] = (
         _fmt_number(outages["population"]).to_numpy() if "population" in outages else None
@@ -555,6 +570,44 @@ def _outage_display(outages: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         out["window"] = (start + " – " + _fmt_time(outages["window_end"])).to_numpy()
     out["id"] = outages["outage_id"].astype(object).to_numpy() if "outage_id" in outages else None
     return out
+
+
+def _suspected(outages: pd.DataFrame) -> np.ndarray:
+    """True for suspected outages (``tier``)."""
+    if "tier" not in outages:
+        return np.zeros(len(outages), dtype=bool)
+    return (outages["tier"].astype("string") == "suspected").fillna(False).to_numpy(dtype=bool)
+
+
+def _tier_text(outages: pd.DataFrame) -> np.ndarray:
+    """``suspected (p = 0.63)`` or ``confirmed (observed)`` per outage, for the popup."""
+    filled = with_outage_tiers(outages)
+    certainty = filled["certainty"].astype(object).where(filled["certainty"].notna(), None)
+    confirmed = np.where(
+        certainty.isna(), "confirmed", "confirmed (" + certainty.fillna("").astype(str) + ")"
+    )
+    p = (
+        _fmt_number(outages["confidence"], decimals=2)
+        if "confidence" in outages
+        else pd.Series(None, index=outages.index, dtype=object)
+    )
+    suspected = np.where(p.isna(), "suspected", "suspected (p = " + p.fillna("").astype(str) + ")")
+    return np.where(_suspected(filled), suspected, confirmed).astype(object)
+
+
+def _suspected_style(key: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The look of a suspected outage drawn with style ``key``: dashed outline and a
+    light, sparse hatch instead of the solid fill; single networks keep their colour and
+    dashes and get a faint fill of their colour."""
+    if key == "outage":
+        return base | {"dashArray": "5 5", "fillColor": f"url(#{SUSPECTED_HATCH})"} | _HATCHED
+    if key == "degraded":
+        hatch = f"url(#{SUSPECTED_DEGRADED_HATCH})"
+        return base | {"dashArray": "2 5", "fillColor": hatch} | _HATCHED
+    return base | {"weight": 2, "fillColor": base.get("color", GREY), "fillOpacity": 0.15}
+
+
+_HATCHED = {"fillOpacity": 1, "weight": 2}
 
 
 def _outage_layers(
@@ -583,9 +636,14 @@ def _outage_layers(
     singles = sorted(network[~everyone].unique())
     look = {net: f"net{i}" for i, net in enumerate(singles)}
     out["s"] = np.where(everyone, severity.to_numpy(), network.map(look).astype(object).to_numpy())
+    # Layer keys before the suspected look is added to the style keys.
+    layer_key = np.where(everyone, ALL_NETWORKS, out["s"])
+    suspected = _suspected(outages)
+    if suspected.any():
+        out["s"] = np.where(suspected, out["s"].astype(str) + SUSPECTED, out["s"])
     payload = None
     if timed:
-        out["k"] = np.where(everyone, ALL_NETWORKS, out["s"])
+        out["k"] = layer_key
         for col in ("window_start", "window_end"):
             out[col] = _iso_minutes(outages[col])
         # The window's text is added in the browser: one string per window, not per feature.
@@ -602,7 +660,7 @@ def _outage_layers(
     layers = []
     if everyone.any():
         layers.append(layer(everyone, ALL_NETWORKS, "Outages: all networks"))
-        present = set(out["s"][everyone])
+        present = {str(k).removesuffix(SUSPECTED) for k in out["s"][everyone]}
         if "outage" in present:
             legend.append(_swatch("background:" + VERMILLION, "No service (all networks down)"))
         if "degraded" in present:
@@ -613,6 +671,15 @@ def _outage_layers(
         styles[look[net]] = {"color": color, "weight": 3, "dashArray": dash, "fillOpacity": 0}
         layers.append(layer((network == net).to_numpy(), look[net], f"Outages: network {net}"))
         legend.append(_swatch(f"border:3px dashed {color}", f"Network {net} down"))
+    for key in {str(k).removesuffix(SUSPECTED) for k in out["s"][suspected]}:
+        styles[key + SUSPECTED] = _suspected_style(key, styles.get(key, styles["_"]))
+    if suspected.any():
+        legend.append(
+            _swatch(
+                _HATCH_CSS % ("rgba(213,94,0,.5)", "#fff") + f";border:2px dashed {VERMILLION}",
+                "Suspected outage (data too thin to confirm)",
+            )
+        )
     return layers, payload
 
 
@@ -812,7 +879,7 @@ def _cells_at(cells: pd.DataFrame, window_end: pd.Timestamp | None) -> pd.DataFr
 #: page slow on the phones responders carry.
 CANVAS_CELLS = 3000
 
-CELL_LABELS = {
+CELL_LABELS: dict[str, str | list[str]] = {
     "s": "Status",
     "n": "Network",
     "r": "Radio",
@@ -820,6 +887,7 @@ CELL_LABELS = {
     "id": "Cell",
     "site": "Site",
     "p": "P(offline)",
+    "h": ["To decide", "needs {} h of silence to decide"],
 }
 
 
@@ -843,6 +911,11 @@ def _cells_layer(cells: pd.DataFrame, *, timed: bool = False) -> folium.GeoJson:
         props["site"] = _column(cells["site_id"])
     if "p_offline" in cells.columns:
         props["p"] = _column(pd.to_numeric(cells["p_offline"], errors="coerce").round(2))
+    if "silence_h_needed" in cells.columns:
+        hours = pd.to_numeric(cells["silence_h_needed"], errors="coerce").astype("float64")
+        hours = hours.where(np.isfinite(hours))
+        # Whole hours from 10 h on: the rate behind them is rough anyway.
+        props["h"] = _column(hours.round(1).where(hours < 10, hours.round(0)))
     payload = {
         "x": np.round(cells["lon"].to_numpy(dtype="float64"), MAP_PRECISION).tolist(),
         "y": np.round(cells["lat"].to_numpy(dtype="float64"), MAP_PRECISION).tolist(),
@@ -988,6 +1061,7 @@ def render_map(
     ``tiles_url`` adds an online basemap; off by default so the page works offline.
     ``attribution`` (plain text, e.g. data sources and licences) goes under the legend.
     """
+    outages = with_outage_tiers(outages)
     windows = _window_ends(outages, grid)
     timeline = _timeline(outages)
     timed = len(timeline) > 1

@@ -442,3 +442,108 @@ def test_map_time_slider_steps_through_windows(tmp_path: Path) -> None:
         )
         browser.evaluate("document.querySelector('.dcm-time .dcm-peak').click()")
         assert browser.evaluate(label) == peak_label
+
+
+def _suspected_outages() -> gpd.GeoDataFrame:
+    """Two windows: a confirmed no-service outage, a suspected one and a suspected
+    outage of one network."""
+    outages = _outages(2)
+    outages["tier"] = "confirmed"
+    outages["certainty"] = "observed"
+    rows = []
+    for w in range(2):
+        start = T0 + pd.Timedelta(hours=w)
+        common = {"window_start": start, "window_end": start + pd.Timedelta(hours=1), "onset": T0}
+        rows.append(
+            common
+            | {
+                "outage_id": "maybe",
+                "network": "all",
+                "severity": "outage",
+                "tier": "suspected",
+                "certainty": "possible",
+                "confidence": 0.63,
+                "area_km2": 2.0,
+                "population": 40.0,
+                "cells_offline": 0,
+                "geometry": box(-61.35, 13.35, -61.3, 13.4),
+            }
+        )
+        rows.append(
+            common
+            | {
+                "outage_id": "maybe-net",
+                "network": "358-50",
+                "severity": "outage",
+                "tier": "suspected",
+                "certainty": "possible",
+                "confidence": 0.55,
+                "area_km2": 1.0,
+                "population": 10.0,
+                "cells_offline": 0,
+                "geometry": box(-61.05, 13.35, -61.0, 13.4),
+            }
+        )
+    extra = gpd.GeoDataFrame(rows, crs="EPSG:4326")
+    return gpd.GeoDataFrame(pd.concat([outages, extra], ignore_index=True), crs="EPSG:4326")
+
+
+def test_suspected_outages_have_their_own_look_and_legend() -> None:
+    page = render_map(outages=_suspected_outages())
+    assert "Suspected outage (data too thin to confirm)" in page
+    assert '"outage~suspected"' in page and '"net1~suspected"' in page
+    assert "suspected (p = 0.63)" in page and "confirmed (observed)" in page
+    # Frames from before the tiers: no suspected look, no legend entry, still a map.
+    old = _outages(2)
+    plain = render_map(outages=old)
+    assert "Suspected outage" not in plain and "confirmed (observed)" in plain
+    assert "~suspected" not in plain
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium"
+)
+def test_suspected_outage_is_dashed_with_its_probability_in_chromium(tmp_path: Path) -> None:
+    cells = _cells(3).assign(
+        status=["unknown", "offline", "online"], silence_h_needed=[7.46, np.nan, np.inf]
+    )
+    page = render_map(outages=_suspected_outages(), cells=cells)
+    path = tmp_path / "map.html"
+    path.write_text(page, encoding="utf-8")
+    map_var = re.search(r"var (map_[0-9a-f]+) = L\.map\(", page).group(1)
+    with cdp.Chromium(str(CHROMIUM)) as browser:
+        browser.navigate(path.as_uri())
+        browser.idle()
+        assert not [c for c in browser.console if c.startswith("exception")], browser.console
+        legend = browser.evaluate("document.querySelector('.dcm-legend').textContent")
+        assert "Suspected outage (data too thin to confirm)" in legend
+        drawn = browser.evaluate(
+            """[...document.querySelectorAll('path.leaflet-interactive')]
+                 .map(p => [p.getAttribute('stroke-dasharray'), p.getAttribute('fill'),
+                            p.getAttribute('stroke')])"""
+        )
+        assert ["5 5", "url(#dcm-suspected)", "#7A2E00"] in drawn  # suspected, all networks
+        assert [None, "#D55E00", "#7A2E00"] in drawn  # the confirmed one stays solid
+        # The hatch pattern it points to is in the page.
+        assert browser.evaluate("!!document.getElementById('dcm-suspected')")
+
+        def popup(test: str) -> str:
+            return browser.evaluate(
+                f"""(() => {{ let text = null;
+                    {map_var}.closePopup();
+                    {map_var}.eachLayer(l => {{
+                      if (l.feature && {test}) {{
+                        l.openPopup(l.getLatLng ? l.getLatLng() : l.getBounds().getCenter());
+                        text = [...document.querySelectorAll('.leaflet-popup-content')]
+                          .pop().textContent;
+                      }} }});
+                    return text; }})()"""
+            )
+
+        assert "Statussuspected (p = 0.63)" in popup("l.feature.properties.id === 'maybe'")
+        assert "Statusconfirmed (observed)" in popup("l.feature.properties.id === 'all'")
+        assert "needs 7.5 h of silence to decide" in popup("l.feature.properties.s === 'unknown'")
+        for status in ("offline", "online"):  # unknown or infinite: no line
+            text = popup(f"l.feature.properties.s === {status!r}")
+            assert text and "silence" not in text
