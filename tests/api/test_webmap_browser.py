@@ -57,8 +57,10 @@ def _hexagon(lon: float, lat: float, r: float) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [ring]}
 
 
-def _fake_layers() -> dict[str, list[dict[str, Any]]]:
-    """Three hourly windows: an outage that starts, spreads and ends."""
+def _fake_layers(*, suspected: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Three hourly windows: an outage that starts, spreads and ends. ``suspected`` adds
+    a suspected no-service outage to the last window, and to every cell the hours of
+    silence needed to decide."""
     windows = [(T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1)) for h in range(3)]
     outages: list[dict[str, Any]] = []
     # o1: no service anywhere, then o3: network 358-50 down (o2) while 358-110 serves.
@@ -90,9 +92,34 @@ def _fake_layers() -> dict[str, list[dict[str, Any]]]:
                         "population": 1234.0,
                         "cells_offline": 3,
                         "onset": _iso(windows[0][0] if oid == "o1" else windows[1][0]),
+                        "tier": "confirmed",
+                        "certainty": "observed",
                     },
                 }
             )
+    if suspected:
+        start, end = windows[2]
+        outages.append(
+            {
+                "type": "Feature",
+                "id": "o4-2",
+                "geometry": _hexagon(-61.05, 13.3, 0.03),
+                "properties": {
+                    "outage_id": "o4",
+                    "window_start": _iso(start),
+                    "window_end": _iso(end),
+                    "network": "all",
+                    "severity": "outage",
+                    "tier": "suspected",
+                    "certainty": "possible",
+                    "confidence": 0.63,
+                    "area_km2": 9.0,
+                    "population": 300.0,
+                    "cells_offline": 0,
+                    "onset": _iso(start),
+                },
+            }
+        )
     cells = [
         {
             "type": "Feature",
@@ -108,7 +135,8 @@ def _fake_layers() -> dict[str, list[dict[str, Any]]]:
                 "start": _iso(T0),
                 "end": _iso(windows[-1][1]),
                 "p_offline": 0.8,
-            },
+            }
+            | ({"silence_h_needed": 7.46} if suspected else {}),
         }
         for i in range(8)
     ]
@@ -179,9 +207,9 @@ def _overlaps(props: dict[str, Any], start: datetime | None, end: datetime | Non
     return not ((end is not None and fs > end) or (start is not None and fe < start))
 
 
-def fake_app(settings: Settings) -> FastAPI:
+def fake_app(settings: Settings, *, suspected: bool = False) -> FastAPI:
     """The routes the page uses, answering like the OGC API (paging, datetime, 401)."""
-    data = _fake_layers()
+    data = _fake_layers(suspected=suspected)
     app = FastAPI()
     app.state.settings = settings
     app.add_middleware(GZipMiddleware, minimum_size=500)
@@ -546,3 +574,47 @@ def test_analyst_key_shows_measurement_density(browser: Any, base_url: str) -> N
     browser.evaluate("document.querySelector('input[value=density]').click()")
     browser.wait_js("dcm.drawn.density > 0")
     time.sleep(0.1)
+
+
+def test_suspected_outage_is_dashed_hatched_and_in_the_legend(
+    browser: Any, serve: Callable[[Callable[[], FastAPI]], str]
+) -> None:
+    url = serve(lambda: fake_app(Settings(map_refresh_s=3600), suspected=True))
+    browser.navigate(f"{url}/events/{EVENT}/map")
+    browser.wait_js("window.dcm && window.dcm.ready")
+    browser.idle()
+    assert browser.evaluate("dcm.errors") == []
+    legend = browser.evaluate("document.getElementById('panel').textContent")
+    assert "Suspected outage (data too thin to confirm)" in legend
+    found = "document.querySelectorAll('.leaflet-outages-pane path.dcm-suspected')"
+    assert browser.evaluate(f"{found}.length") == 1
+    look = browser.evaluate(
+        f"(() => {{ const p = {found}[0]; return [p.getAttribute('stroke-dasharray'),"
+        " getComputedStyle(p).fill]; })()"
+    )
+    assert look[0] == "5 5" and "dcm-suspected-hatch" in look[1], look
+    # The confirmed outage beside it keeps its look.
+    assert (
+        browser.evaluate(
+            "document.querySelector('.leaflet-outages-pane path.dcm-degraded')"
+            ".getAttribute('stroke-dasharray')"
+        )
+        == "6 4"
+    )
+    _click(browser, ".leaflet-outages-pane path.dcm-suspected")
+    popup = browser.wait_js("document.querySelector('.leaflet-popup-content')?.innerText")
+    assert "Suspected: No service on any network" in popup
+    assert "suspected (p = 0.63)" in popup
+    browser.evaluate("document.querySelector('.leaflet-popup-close-button').click()")
+    browser.wait_js("!document.querySelector('.leaflet-popup-content')")
+    # The legend entry is also a toggle.
+    box = "document.querySelector('input[name=tier][value=suspected]')"
+    browser.evaluate(f"{box}.click()")
+    assert browser.evaluate(f"{found}.length") == 0
+    browser.evaluate(f"{box}.click()")
+    assert browser.evaluate(f"{found}.length") == 1
+    # Cells: how long a silence the data need before the site could be called offline.
+    _click(browser, ".leaflet-cells-pane path")
+    popup = browser.wait_js("document.querySelector('.leaflet-popup-content')?.innerText")
+    assert "needs 7.5 h of silence to decide" in popup, popup
+    browser.evaluate("document.querySelector('.leaflet-popup-close-button').click()")

@@ -183,12 +183,23 @@
     return [...new Set(nets)].sort();
   }
 
+  const suspected = (p) => p.tier === 'suspected';
+  const prob = (v) => v == null || isNaN(v) ? null : (+v).toFixed(2);
+
+  // "suspected (p = 0.63)" or "confirmed (observed)"; rows from before the tiers are
+  // confirmed.
+  function tierText(p) {
+    if (suspected(p)) return prob(p.confidence) ? `suspected (p = ${prob(p.confidence)})` : 'suspected';
+    return p.certainty ? `confirmed (${p.certainty})` : 'confirmed';
+  }
+
   function outagePopup(f) {
     const p = f.properties, all = p.network === 'all';
     const down = Array.isArray(p.networks) ? p.networks : all ? networksDown(f) : [p.network];
-    const title = !all ? `Network ${p.network} down`
-      : p.severity === 'outage' ? 'No service on any network' : 'Degraded: some networks down';
+    const title = (suspected(p) ? 'Suspected: ' : '') + (!all ? `Network ${p.network} down`
+      : p.severity === 'outage' ? 'No service on any network' : 'Degraded: some networks down');
     const rows = [
+      ['Status', tierText(p)],
       ['Since (onset)', utc(p.onset || p.window_start) + ' UTC'],
       ['People affected', people(p.population)],
       ['Networks down', down.length ? down.join(', ') : all && p.severity === 'outage'
@@ -205,7 +216,17 @@
   function outageStyle(p) {
     if (p.network !== 'all') {
       const [color, dash] = netLook(p.network);
-      return { color, weight: 3, dashArray: dash, fill: true, fillOpacity: 0, className: 'dcm-net' };
+      // Suspected: the network's outline, thinner, over a faint fill of its colour.
+      return suspected(p)
+        ? { color, weight: 2, dashArray: dash, fill: true, fillColor: color, fillOpacity: 0.15,
+          className: 'dcm-net dcm-suspected-net' }
+        : { color, weight: 3, dashArray: dash, fill: true, fillOpacity: 0, className: 'dcm-net' };
+    }
+    // Suspected: dashed outline over a light, sparse hatch (see map.css) instead of the fill.
+    if (suspected(p)) {
+      return p.severity === 'outage'
+        ? { color: '#7a2e00', weight: 2, dashArray: '5 5', className: 'dcm-suspected' }
+        : { color: '#8a5a00', weight: 2, dashArray: '2 5', className: 'dcm-suspected-degraded' };
     }
     return p.severity === 'outage'
       ? { color: '#7a2e00', weight: 2, fillColor: C.outage, fillOpacity: 0.5, className: 'dcm-outage' }
@@ -214,8 +235,9 @@
   }
 
   function drawOutages() {
-    const sev = checked('severity');
-    const shown = (p) => p.network === 'all' ? sev.has(p.severity) : state.networks.get(p.network);
+    const sev = checked('severity'), tiers = checked('tier');
+    const shown = (p) => (!suspected(p) || tiers.has('suspected')) &&
+      (p.network === 'all' ? sev.has(p.severity) : state.networks.get(p.network));
     // Degraded, then no service, then per-network outlines on top.
     const rank = (p) => p.network !== 'all' ? 2 : p.severity === 'outage' ? 1 : 0;
     const list = current.outages.filter((f) => shown(f.properties))
@@ -230,6 +252,11 @@
     const rows = [['Status', p.status], ['Network', p.network], ['Site', p.site_id],
       ['Radio', p.radio], ['From', utc(p.start) + ' UTC'],
       ['P(offline)', p.p_offline == null ? '–' : Math.round(p.p_offline * 100) + ' %']];
+    // Where data are thin: how long a silence would take to call the site offline.
+    const h = p.silence_h_needed;
+    if (typeof h === 'number' && isFinite(h)) {
+      rows.push(['To decide', `needs ${h < 10 ? +h.toFixed(1) : Math.round(h)} h of silence to decide`]);
+    }
     return `<div class="dcm-popup"><h3>Cell ${esc(p.cell == null ? '' : p.cell)}</h3><dl>${rows
       .filter(([, v]) => v != null).map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join('')}</dl></div>`;
   }
