@@ -87,8 +87,9 @@ class AlertMessage:
     ``identifier`` is unique per message; ``references`` lists earlier messages as
     CAP ``sender,identifier,sent`` triples (empty for the first ``Alert``). ``geometry`` is a
     GeoJSON polygon dict; ``properties`` holds the outage figures at the time of the
-    message (area_km2, population, cells_offline, confidence, severity, window_start,
-    window_end, onset).
+    message (area_km2, population, cells_offline, confidence, severity, tier, certainty,
+    window_start, window_end, onset; messages from before the tiers lack tier and
+    certainty).
     """
 
     identifier: str
