@@ -106,7 +106,9 @@ def compare(
         model = build_baseline(base_f, cells_f, params)
     del base_f  # the model holds what is needed; free the rows before the event work
     with step(f"judging {len(windows)} window(s)"):
-        found = detect(model, event_f, params=params, windows=windows, population=pop_f)
+        found = detect(
+            model, event_f, params=params, windows=windows, population=pop_f, hazard=hazard_f
+        )
     with step("overlaying areas and hazard"):
         outages = overlay_areas(found.outages, areas=areas_f, hazard=hazard_f)
     cell_positions = model.cells[

@@ -470,6 +470,7 @@ def _update_locked(
             windows=todo,
             population=store.population(ev.id),
             previous=previous,
+            hazard=store.hazard(ev.id),
         )
     except Exception as exc:
         store.finish_run(run.id, status="failed", info={"error": str(exc)[:500]})
@@ -509,8 +510,11 @@ def cap_severity(properties: dict[str, Any], *, severe_population: float = 1000.
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Area or people changed by MATERIAL_CHANGE or more, or the severity changed."""
+    """Area or people changed by MATERIAL_CHANGE or more, or the severity or the tier
+    (suspected → confirmed) changed."""
     if old.get("severity") != new.get("severity") or cap_severity(old) != cap_severity(new):
+        return True
+    if (old.get("tier") or "confirmed") != (new.get("tier") or "confirmed"):
         return True
     for key in ("area_km2", "population"):
         a, b = old.get(key), new.get(key)

@@ -102,13 +102,22 @@ class Prediction:
     p_offline: np.ndarray | None = None
 
 
-def dcm_prediction(scenario, params: DetectionParams, population: pd.DataFrame) -> Prediction:
+def dcm_prediction(
+    scenario, params: DetectionParams, population: pd.DataFrame, *, hazard: bool = False
+) -> Prediction:
     model = build_baseline(scenario.baseline, scenario.cells, params)
-    found = detect(model, scenario.event, params=params, population=population)
+    found = detect(
+        model,
+        scenario.event,
+        params=params,
+        population=population,
+        hazard=scenario.hazard if hazard else None,
+    )
     out = found.outages
     areas: dict[tuple[pd.Timestamp, str], shapely.Geometry] = {}
     if len(out):
-        sel = out[out["severity"] == "outage"]
+        confirmed = out["tier"] != "suspected" if "tier" in out else True
+        sel = out[(out["severity"] == "outage") & confirmed]
         for (start, net), group in sel.groupby(["window_start", "network"]):
             areas[(start, net)] = shapely.union_all(group.geometry.to_numpy())
     cw = found.cell_windows
@@ -383,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resolution", type=int, default=DetectionParams().resolution)
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     ap.add_argument("--no-naive", action="store_true")
+    ap.add_argument(
+        "--hazard", action="store_true", help="give dcm the scenario's hazard footprint"
+    )
     ap.add_argument("--no-oracle", action="store_true", help="skip the hex-oracle ceiling")
     ap.add_argument("--out", type=Path, default=HERE / "results.md")
     ap.add_argument(
@@ -421,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                 if method == "hex oracle":
                     continue
                 pred = (
-                    dcm_prediction(scenario, params, population)
+                    dcm_prediction(scenario, params, population, hazard=args.hazard)
                     if method == "dcm"
                     else naive_prediction(scenario, params.resolution, params.window_td)
                 )

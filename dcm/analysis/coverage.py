@@ -110,7 +110,10 @@ class CoverageInput:
     """Sites as coverage sees them, for the reported windows.
 
     ``reach`` (sites × windows, metres; NaN: not a server in that window) and ``p``
-    (sites × windows, p_offline).
+    (sites × windows, p_offline). ``p_block``: p_offline from the site's own evidence
+    under the calm-week prior; a site blocks an outage with its reach while this is
+    below ``params.coverage_block_p`` (default: ``p``). ``reported``: failure reports
+    from the site's area back its offline state (sites × windows bool).
     """
 
     lon: np.ndarray
@@ -118,6 +121,8 @@ class CoverageInput:
     network: np.ndarray
     reach: np.ndarray
     p: np.ndarray
+    p_block: np.ndarray | None = None
+    reported: np.ndarray | None = None
 
 
 def _discs(lon: np.ndarray, lat: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -161,15 +166,23 @@ class _DiscCache:
 
 
 def coverage_outages(
-    sites: CoverageInput, *, params: DetectionParams, n_networks: int
+    sites: CoverageInput,
+    *,
+    params: DetectionParams,
+    n_networks: int,
+    p_min: float | None = None,
+    p_max: float | None = None,
 ) -> pd.DataFrame:
-    """Outage parts per layer and window: ``layer``, ``col``, ``geometry``, ``p``.
+    """Outage parts per layer and window: ``layer``, ``col``, ``geometry``, ``p``,
+    ``reported``.
 
-    Per network and window: down sites (p_offline >= ``params.p_down``) grouped into
+    Per network and window: down sites (``p_min`` <= p_offline < ``p_max``; default
+    ``params.p_down`` and above) grouped into
     clusters of overlapping reach; each cluster's area is the union of its down sites'
     discs minus the discs of every other server of the network (up or undecided) that
     overlaps them. ``p`` is the mean p_offline of the down sites whose disc meets the
-    part. Layer ``ALL_OUTAGE``: the per-network areas minus the discs of the servers
+    part; ``reported``: whether one of them has failure reports. Layer ``ALL_OUTAGE``:
+    the per-network areas minus the discs of the servers
     of every other network (nobody serves); ``ALL_DEGRADED``: the per-network areas
     outside it. Parts smaller than ``params.min_outage_km2`` are dropped.
     """
@@ -177,8 +190,12 @@ def coverage_outages(
     server = np.isfinite(sites.reach)
     reach = np.where(server, np.round(sites.reach / params.reach_step_m) * params.reach_step_m, 0.0)
     reach = np.where(server, np.maximum(reach, params.reach_step_m), 0.0)
-    down = server & (sites.p >= params.p_down)
-    rows: list[tuple[int, int, shapely.Geometry, float]] = []
+    p_min = params.p_down if p_min is None else p_min
+    down = server & (sites.p >= p_min)
+    if p_max is not None:
+        down &= sites.p < p_max
+    reported = sites.reported if sites.reported is not None else np.zeros(down.shape, bool)
+    rows: list[tuple[int, int, shapely.Geometry, float, bool]] = []
     if not down.any():
         return _parts_frame(rows)
     lat0 = float(np.nanmean(sites.lat[server.any(axis=1)]))
@@ -208,13 +225,14 @@ def coverage_outages(
     same_net = sites.network[a] == sites.network[b]
     cache: dict[tuple, list[shapely.Geometry]] = {}
     p_all = sites.p
+    p_block = sites.p if sites.p_block is None else sites.p_block
 
     for col in range(n_win):
         d_now = down[:, col]
         if not d_now.any():
             continue
         r_now = reach[:, col]
-        blocks = server[:, col] & (p_all[:, col] < params.coverage_block_p)
+        blocks = server[:, col] & (p_block[:, col] < params.coverage_block_p) & ~d_now
         meets = (dab < r_now[a] + r_now[b]) & server[a, col] & server[b, col] & d_now[a]
         # Clusters: down sites of one network whose discs overlap.
         dn = np.flatnonzero(d_now)
@@ -231,6 +249,7 @@ def coverage_outages(
         up_other = _groups(label[pos[a[near & ~same_net]]], b[near & ~same_net], len(members))
         lost: list[tuple[shapely.Geometry, float, int]] = []
         nets: list[int] = []
+        said = [bool(reported[mem, col].any()) for mem in members]
         for c, mem in enumerate(members):
             net = int(sites.network[mem[0]])
             p = float(p_all[mem, col].mean())
@@ -238,15 +257,16 @@ def coverage_outages(
             if key not in cache:
                 cache[key] = _minus(discs.get(mem, r_now[mem]), up_same[c], r_now, discs)
             pieces = cache[key]
-            rows += [(net, col, g, p) for g in pieces]
+            rows += [(net, col, g, p, said[c]) for g in pieces]
             # Nobody serves: this area minus what other networks still reach.
             key_all = ("all", key, *_key(up_other[c], up_other[c], r_now)[2:])
             if key_all not in cache:
                 cache[key_all] = _minus(pieces, up_other[c], r_now, discs)
             lost += [(g, p, c) for g in cache[key_all]]
             nets.append(net)
+        any_said = any(said)
         nobody = _merge([g for g, _, _ in lost], [p for _, p, _ in lost], cache)
-        rows += [(ALL_OUTAGE, col, g, p) for g, p in nobody]
+        rows += [(ALL_OUTAGE, col, g, p, any_said) for g, p in nobody]
         # Degraded: some network lost, outside "nobody serves".
         left: list[tuple[shapely.Geometry, float]] = []
         tree = shapely.STRtree([g for g, _ in nobody]) if nobody else None
@@ -269,7 +289,7 @@ def coverage_outages(
                     )
                 left += [(x, p) for x in cache[key_deg]]
         rows += [
-            (ALL_DEGRADED, col, g, p)
+            (ALL_DEGRADED, col, g, p, any_said)
             for g, p in _merge([g for g, _ in left], [p for _, p in left], cache)
         ]
     frame = _parts_frame(rows)
@@ -348,12 +368,13 @@ def _merge(
     return out
 
 
-def _parts_frame(rows: list[tuple[int, int, shapely.Geometry, float]]) -> pd.DataFrame:
+def _parts_frame(rows: list[tuple[int, int, shapely.Geometry, float, bool]]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "layer": np.array([r[0] for r in rows], dtype="int64"),
             "col": np.array([r[1] for r in rows], dtype="int64"),
             "geometry": np.array([r[2] for r in rows], dtype=object),
             "p": np.array([r[3] for r in rows], dtype="float64"),
+            "reported": np.array([r[4] for r in rows], dtype=bool),
         }
     )

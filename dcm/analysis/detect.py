@@ -14,11 +14,18 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from scipy import sparse
 from scipy.special import expit, logit
 
 from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measurements
-from dcm.analysis.coverage import CoverageInput, rolling_max, sighting_reach
+from dcm.analysis.coverage import (
+    M_PER_DEG_LAT,
+    M_PER_DEG_LON,
+    CoverageInput,
+    rolling_max,
+    sighting_reach,
+)
 from dcm.analysis.evidence import (
     activity_mean,
     cumulative,
@@ -33,6 +40,7 @@ from dcm.analysis.evidence import (
 from dcm.analysis.grid import neighbour_pairs, to_strings
 from dcm.analysis.outages import build_outages
 from dcm.analysis.params import DetectionParams
+from dcm.analysis.prior import hours_to_decide, learned_prior, overall_rate
 from dcm.analysis.states import (
     DOWN,
     NO_DATA,
@@ -90,13 +98,16 @@ def detect(
     windows: pd.DatetimeIndex | None = None,
     population: pd.DataFrame | None = None,
     previous: gpd.GeoDataFrame | None = None,
+    hazard: gpd.GeoDataFrame | None = None,
 ) -> Detection:
     """Judge ``event`` measurements window by window against ``baseline``.
 
     ``windows``: window starts to report (default: every window of the event data);
     earlier event data within the trailing span is used as evidence. ``population``:
     dcm.schema.POPULATION_COLUMNS points. ``previous``: outages of the window just
-    before the first requested one, whose ids carry over.
+    before the first requested one, whose ids carry over. ``hazard``: footprints with
+    a ``rank`` (higher is worse, as :func:`dcm.ingest.read_hazard` gives them): the
+    event's failure rate is learned per hazard level.
     """
     params = params or baseline.params
     if params.resolution != baseline.params.resolution:
@@ -127,7 +138,17 @@ def detect(
         raise ParameterError("requested windows are not aligned to the window length")
 
     pairs = hex_pairs(keys)
-    site_ev = _site_evidence(baseline, keys, grid_ev, prep, keep, w_row, all_windows, params)
+    site_ev = _site_evidence(
+        baseline,
+        keys,
+        grid_ev,
+        prep,
+        keep,
+        w_row,
+        all_windows,
+        params,
+        hazard_rank=site_hazard_rank(baseline.sites, hazard),
+    )
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
     for name in ("span_expected", "span_fails", "recent_ok", "ok_age", "llr", "act_obs", "act_exp"):
         grid_ev.pop(name, None)  # large (places × windows) arrays no longer needed
@@ -149,10 +170,11 @@ def detect(
             "window_start": out_windows[np.tile(np.arange(out_cols.size), len(baseline.cells))],
             "status": cell_ev["status"][:, out_cols].ravel(),
             "p_offline": cell_ev["p"][:, out_cols].ravel(),
+            "silence_h_needed": cell_ev["hours"][:, out_cols].ravel(),
         }
     )
     cells = _cell_intervals(baseline.cells, cell_windows, win)
-    coverage = _coverage_input(baseline, prep, keep, w_row, site_ev["p"], n_win, out_cols, params)
+    coverage = _coverage_input(baseline, prep, keep, w_row, site_ev, n_win, out_cols, params)
     outages = build_outages(
         coverage=coverage,
         keys=keys,
@@ -343,6 +365,8 @@ def _site_evidence(
     w_row: np.ndarray,
     windows: pd.DatetimeIndex,
     params: DetectionParams,
+    *,
+    hazard_rank: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """p_offline per site × window.
 
@@ -433,8 +457,11 @@ def _site_evidence(
             fail_share,
         )
     )
-    p = expit(logit(params.prior_down) + llr)
     known = sev.recent_ok | (sev.expected >= params.min_expected) | (fails >= 1)
+    prior = _site_prior(llr, known, sites, params, hazard_rank=hazard_rank)
+    p = expit(logit(prior) + llr)
+    # Evidence one more silent hour would add, at the site's current expected rate.
+    per_hour = k * np.log1p(expected * activity / k) / max(win / pd.Timedelta(hours=1), 1e-9)
     key_of_row = ev["key_row"][sel]
     has_key = key_of_row >= 0
     sighted = (
@@ -455,7 +482,86 @@ def _site_evidence(
         "act_exp": act_exp,
         "fails": fails,
         "llr": llr,
+        "prior": prior,
+        "rate": overall_rate(prior, known, params.prior_down),
+        "hours_to_decide": hours_to_decide(
+            prior, llr_now=llr, llr_per_hour=per_hour, p_down=params.p_down
+        ),
     }
+
+
+def site_hazard_rank(sites: pd.DataFrame, hazard: gpd.GeoDataFrame | None) -> np.ndarray | None:
+    """Per site: the highest hazard ``rank`` (or ``intensity``) of the footprints holding
+    it, as levels 1..L (0 outside).
+
+    None without a hazard or without usable ranks.
+    """
+    if hazard is None or len(hazard) == 0 or len(sites) == 0:
+        return None
+    column = next((c for c in ("rank", "intensity") if c in hazard), None)
+    if column is None:
+        return None
+    rank = pd.to_numeric(hazard[column], errors="coerce").to_numpy("float64")
+    usable = np.isfinite(rank)
+    if not usable.any():
+        return None
+    geoms = hazard.geometry.to_numpy()[usable]
+    pts = shapely.points(sites["lon"].to_numpy("float64"), sites["lat"].to_numpy("float64"))
+    hit_pt, hit_geom = shapely.STRtree(geoms).query(pts, predicate="within")
+    out = np.zeros(len(sites))
+    np.maximum.at(out, hit_pt, rank[usable][hit_geom])
+    # Ranks become consecutive levels 1..L (0: outside every footprint).
+    levels = np.unique(rank[usable])
+    return np.where(out > 0, np.searchsorted(levels, out) + 1, 0).astype("int64")
+
+
+def _near_sites(sites: pd.DataFrame, radius_m: float) -> sparse.csr_matrix:
+    """Sparse (site × site) 0/1: other sites (any network) within ``radius_m``."""
+    from scipy.spatial import cKDTree
+
+    n = len(sites)
+    lon = sites["lon"].to_numpy("float64")
+    lat = sites["lat"].to_numpy("float64")
+    good = np.isfinite(lon) & np.isfinite(lat)
+    if not good.any():
+        return sparse.csr_matrix((n, n))
+    lat0 = float(np.radians(np.mean(lat[good])))
+    xy = np.column_stack([lon * M_PER_DEG_LON * np.cos(lat0), lat * M_PER_DEG_LAT])
+    xy[~good] = 1e12  # far from everything
+    pairs = cKDTree(xy).query_pairs(radius_m, output_type="ndarray")
+    i = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    j = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    return sparse.csr_matrix((np.ones(i.size), (i, j)), shape=(n, n))
+
+
+def _site_prior(
+    llr: np.ndarray,
+    known: np.ndarray,
+    sites: pd.DataFrame,
+    params: DetectionParams,
+    *,
+    hazard_rank: np.ndarray | None,
+) -> np.ndarray:
+    """Prior of "down" per site × window: learned from all sites' evidence per hazard
+    level and window (:func:`dcm.analysis.prior.learned_prior`), or fixed."""
+    if not params.learn_prior:
+        return np.full(llr.shape, params.prior_down)
+    group = np.zeros(llr.shape, dtype="int64") if hazard_rank is None else hazard_rank[:, None]
+    if params.prior_near_m > 0:
+        # Near a failure already confirmed (on the site's own evidence, under the calm
+        # prior) in the same window: power cuts and damage come in clusters.
+        confirmed = (expit(logit(params.prior_down) + llr) >= params.p_down) & known
+        group = 2 * group + (_near_sites(sites, params.prior_near_m) @ confirmed > 0)
+    return learned_prior(
+        llr,
+        informed=known,
+        group=group,
+        base=params.prior_down,
+        strength=params.prior_strength,
+        group_strength=params.prior_group_strength,
+        cap=params.prior_max,
+        confirm_p=params.p_down,
+    )
 
 
 def _coverage_input(
@@ -463,7 +569,7 @@ def _coverage_input(
     prep: PreparedMeasurements,
     keep: np.ndarray,
     w_row: np.ndarray,
-    p_site: np.ndarray,
+    site_ev: dict[str, Any],
     n_win: int,
     out_cols: np.ndarray,
     params: DetectionParams,
@@ -505,6 +611,7 @@ def _coverage_input(
     known = (sites["rate"].to_numpy() > 0)[:, None] | heard
     reach = np.where(known & ~np.isfinite(reach), sites["range_m"].to_numpy()[:, None], reach)
     reach = np.where(known, reach, np.nan)
+    p_site = site_ev["p"]
     return CoverageInput(
         lon=lon,
         lat=lat,
@@ -515,6 +622,11 @@ def _coverage_input(
         p=-rolling_max(np.concatenate([np.zeros((n_site, confirm - 1)), -p_site], axis=1), confirm)[
             :, out_cols + confirm - 1
         ],
+        # Whether a site still serves is judged on its own evidence under the calm-week
+        # prior: a learned rate raised by failures elsewhere must not stop the sites
+        # around them from serving.
+        p_block=expit(logit(params.prior_down) + site_ev["llr"][:, out_cols]),
+        reported=site_ev["fails"][:, out_cols] >= 1,
     )
 
 
@@ -580,7 +692,8 @@ def _grid_states(
     llr = ev["llr"]
     clipped = np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
     support = _neighbour_matrix(keys, pairs) @ clipped
-    own = logit(params.prior_down) + llr + params.neighbour_weight * support
+    # Grid cells without known sites: the event's overall learned rate as prior.
+    own = logit(site["rate"])[None, :] + llr + params.neighbour_weight * support
     has_sites = (coverage >= 0.5)[:, None]
     p = expit(np.where(has_sites, by_site, own))
     served = keys["served"].to_numpy()[:, None]
@@ -638,7 +751,10 @@ def _cell_evidence(
     status[(p <= params.cell_online_p) & known] = "online"
     status[(p >= params.cell_offline_p) & known] = "offline"
     status[site["heard_now"][cs]] = "online"
-    return {"p": p, "status": status}
+    # Hours of silence needed to decide: the site's, for cells that share its fate.
+    hours = site["hours_to_decide"][cs].astype("float64")
+    hours[use_disc] = np.nan
+    return {"p": p, "status": status, "hours": hours}
 
 
 def _grid_frame(
@@ -742,6 +858,7 @@ def _cell_intervals(
         start=("window_start", "first"),
         last=("window_start", "last"),
         p_offline=("p_offline", "mean"),
+        silence_h_needed=("silence_h_needed", "last"),
     )
     meta = cells.iloc[agg["cell"].to_numpy()].reset_index(drop=True)
     out = pd.DataFrame(
@@ -756,6 +873,8 @@ def _cell_intervals(
             "start": pd.to_datetime(pd.DatetimeIndex(agg["start"]), utc=True),
             "end": pd.to_datetime(pd.DatetimeIndex(agg["last"] + win), utc=True),
             "p_offline": agg["p_offline"].round(4).to_numpy(),
+            # The latest window's need: how thin the data are now.
+            "silence_h_needed": agg["silence_h_needed"].round(1).to_numpy(),
         }
     )
     return out.astype(CELL_STATUS_COLUMNS)

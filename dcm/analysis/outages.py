@@ -31,6 +31,8 @@ from dcm.analysis.states import DOWN, all_network_state
 from dcm.schema import ALL_NETWORKS, CRS, OUTAGE_COLUMNS
 
 EXTRA_COLUMNS = {"restored": "datetime64[ns, UTC]", "hexes": "int64"}
+#: Outage tiers: the data confirm the outage, or point to it without confirming it yet.
+CONFIRMED, SUSPECTED = "confirmed", "suspected"
 
 
 def empty_outages() -> gpd.GeoDataFrame:
@@ -72,7 +74,7 @@ def build_outages(
     no other site reaches, not whole grid cells.
     """
     if coverage is not None and _coverage_usable(coverage, len(networks)):
-        parts = coverage_outages(coverage, params=params, n_networks=len(networks))
+        parts = _tiered_parts(coverage, params=params, n_networks=len(networks))
         return _outage_frame(
             parts, windows, window, networks, params, population, cells, cell_offline, previous
         )
@@ -147,6 +149,8 @@ def build_outages(
             "population": comp["population"].round(1).to_numpy(),
             "cells_offline": comp["cells_offline"].astype("int64").to_numpy(),
             "onset": start,
+            "tier": pd.array([CONFIRMED] * len(comp), dtype="string"),
+            "certainty": pd.array(["likely"] * len(comp), dtype="string"),
             "hexes": comp["hexes"].astype("int64").to_numpy(),
         },
         geometry=geoms,
@@ -158,6 +162,59 @@ def build_outages(
         previous,
         parse_duration(params.track_gap, name="track_gap"),
         until=windows.max() + window,
+    )
+
+
+def _tiered_parts(
+    coverage: CoverageInput, *, params: DetectionParams, n_networks: int
+) -> pd.DataFrame:
+    """Coverage parts of confirmed outages (sites at or above ``params.p_down``) and of
+    suspected ones (sites between ``params.p_suspect`` and ``p_down``, outside every
+    confirmed part of the same layer and window), with a ``tier`` column."""
+    confirmed = coverage_outages(coverage, params=params, n_networks=n_networks)
+    confirmed["tier"] = CONFIRMED
+    if params.p_suspect >= params.p_down:
+        return confirmed
+    suspected = coverage_outages(
+        coverage,
+        params=params,
+        n_networks=n_networks,
+        p_min=params.p_suspect,
+        p_max=params.p_down,
+    )
+    if len(suspected) and len(confirmed):
+        done = confirmed.groupby(["layer", "col"])["geometry"].agg(
+            lambda g: shapely.union_all(g.to_numpy())
+        )
+        key = pd.MultiIndex.from_frame(suspected[["layer", "col"]])
+        cut = done.reindex(key).to_numpy()
+        has = pd.notna(cut)
+        geoms = suspected["geometry"].to_numpy().copy()
+        geoms[has] = _polygonal(shapely.difference(geoms[has], cut[has].astype(object)))
+        suspected["geometry"] = geoms
+        keep = ~shapely.is_empty(geoms)
+        keep[keep] = area_km2(geoms[keep]) >= params.min_outage_km2
+        suspected = suspected[keep]
+    suspected = suspected.assign(tier=SUSPECTED)
+    return pd.concat([confirmed, suspected], ignore_index=True)
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Only the polygons of each geometry (a difference can leave lines and points)."""
+    parts, of = shapely.get_parts(geoms, return_index=True)
+    is_poly = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
+    out = np.array([shapely.Polygon()] * len(geoms), dtype=object)
+    for i in np.unique(of[is_poly]):
+        polys = parts[is_poly & (of == i)]
+        out[i] = polys[0] if len(polys) == 1 else shapely.MultiPolygon(list(polys))
+    return out
+
+
+def _certainty(tier: np.ndarray, reported: np.ndarray) -> np.ndarray:
+    """CAP-style certainty: observed (confirmed and backed by failure reports), likely
+    (confirmed by silence against expectation) or possible (suspected)."""
+    return np.where(tier == SUSPECTED, "possible", np.where(reported, "observed", "likely")).astype(
+        object
     )
 
 
@@ -224,12 +281,17 @@ def _outage_frame(
             "population": np.round(people, 1),
             "cells_offline": offline.astype("int64"),
             "onset": start,
+            "tier": pd.array(parts["tier"].to_numpy(), dtype="string"),
+            "certainty": pd.array(
+                _certainty(parts["tier"].to_numpy(), parts["reported"].to_numpy()),
+                dtype="string",
+            ),
             "hexes": np.zeros(len(parts), dtype="int64"),
         },
         geometry=geoms,
         crs=CRS,
     )
-    frame = frame.sort_values(["window_start", "network", "severity"], ignore_index=True)
+    frame = frame.sort_values(["window_start", "network", "severity", "tier"], ignore_index=True)
     return _track_all(
         frame,
         previous,

@@ -23,6 +23,21 @@ class DetectionParams:
     span: str = "24h"
     #: Prior probability that a (grid cell, network) is down in a window.
     prior_down: float = 0.001
+    #: Learn the event's failure rate from the evidence (empirical Bayes per window and
+    #: hazard level); ``prior_down`` is then the calm-week rate it is shrunk towards.
+    learn_prior: bool = True
+    #: Weight (pseudo-sites) of ``prior_down`` in the learned overall rate.
+    prior_strength: float = 200.0
+    #: Weight (pseudo-sites) of the overall rate in each hazard level's rate.
+    prior_group_strength: float = 20.0
+    #: Sites within this distance (m) of a confirmed failure form their own group of
+    #: the learned rate (0: no such grouping).
+    prior_near_m: float = 3000.0
+    #: The learned rate never exceeds this.
+    prior_max: float = 0.5
+    #: Posterior probability at or above which an outage is shown as ``suspected``
+    #: (below ``p_down``, where it is ``confirmed``).
+    p_suspect: float = 0.5
     #: Posterior probability at or above which a grid cell is ``down``.
     p_down: float = 0.9
     #: Posterior probability at or below which a grid cell with evidence is ``up``.
@@ -93,6 +108,8 @@ class DetectionParams:
         check_resolution(self.resolution)
         for name in (
             "prior_down",
+            "prior_max",
+            "p_suspect",
             "p_down",
             "p_up",
             "ok_when_down",
@@ -103,6 +120,8 @@ class DetectionParams:
                 raise ParameterError(f"{name} must be between 0 and 1, got {value}")
         if self.p_up >= self.p_down:
             raise ParameterError("p_up must be below p_down")
+        if self.p_suspect > self.p_down:
+            raise ParameterError("p_suspect must not be above p_down")
         if self.span_windows < 1:
             raise ParameterError("span must be at least one window")
 

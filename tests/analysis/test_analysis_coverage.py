@@ -114,3 +114,56 @@ def test_rolling_max_and_distance() -> None:
         np.array([0.0]), np.array([0.0]), np.array([0.0]), np.array([1 / M_PER_DEG_LAT * 1000])
     )
     assert d[0] == pytest.approx(1000.0)
+
+
+def test_p_block_decides_which_sites_keep_serving() -> None:
+    # B's p_offline is raised by a learned event rate (0.3), but on its own evidence
+    # under the calm prior it is up (0.01): it still serves what it reaches.
+    cov = sites([0, 4000], [0, 0], [3000, 3000], [[0.99], [0.3]])
+    cov_calm = CoverageInput(**{**cov.__dict__, "p_block": np.array([[0.99], [0.01]])})
+    open_area = coverage_outages(cov, params=DetectionParams(), n_networks=1)
+    blocked = coverage_outages(cov_calm, params=DetectionParams(), n_networks=1)
+    assert contains(open_area, 0, 1500) and not contains(blocked, 0, 1500)
+
+
+def test_probability_band_selects_suspected_sites() -> None:
+    # A confirmed (0.95), C suspected (0.7), far apart.
+    cov = sites([0, 20_000], [0, 0], [3000, 3000], [[0.95], [0.7]])
+    params = DetectionParams()
+    confirmed = coverage_outages(cov, params=params, n_networks=1)
+    suspected = coverage_outages(
+        cov, params=params, n_networks=1, p_min=params.p_suspect, p_max=params.p_down
+    )
+    assert contains(confirmed, 0, 0) and not contains(confirmed, 0, 20_000)
+    assert contains(suspected, 0, 20_000) and not contains(suspected, 0, 0)
+    assert suspected.loc[suspected["layer"] == 0, "p"].iloc[0] == pytest.approx(0.7)
+
+
+def test_failure_reports_mark_parts_reported() -> None:
+    cov = sites([0, 20_000], [0, 0], [3000, 3000], [[0.95], [0.95]])
+    cov = CoverageInput(**{**cov.__dict__, "reported": np.array([[True], [False]])})
+    parts = coverage_outages(cov, params=DetectionParams(), n_networks=1)
+    net = parts[parts["layer"] == 0]
+    at_a = net["geometry"].map(lambda g: shapely.contains_xy(g, east(0), 0.0))
+    assert net.loc[at_a, "reported"].all() and not net.loc[~at_a, "reported"].any()
+
+
+def test_suspected_parts_leave_out_confirmed_areas() -> None:
+    from dcm.analysis.outages import _certainty, _tiered_parts
+
+    # A confirmed at 0 m, B suspected 2 km east (overlapping A), both reach 3 km.
+    cov = sites([0, 2000], [0, 0], [3000, 3000], [[0.95], [0.7]])
+    cov = CoverageInput(**{**cov.__dict__, "reported": np.array([[True], [False]])})
+    parts = _tiered_parts(cov, params=DetectionParams(), n_networks=1)
+    net = parts[parts["layer"] == 0]
+    conf = net[net["tier"] == "confirmed"]
+    sus = net[net["tier"] == "suspected"]
+    assert len(conf) == 1 and len(sus) == 1
+    assert contains(conf, 0, 0) and not contains(sus, 0, 0)
+    assert contains(sus, 0, 4000) and not contains(conf, 0, 4000)
+    assert shapely.area(shapely.intersection(conf.geometry.iloc[0], sus.geometry.iloc[0])) < 1e-9
+    certainty = _certainty(net["tier"].to_numpy(), net["reported"].to_numpy())
+    assert list(certainty) == ["observed", "possible"]
+    # Without suspected sites the tier is all confirmed; p_suspect = p_down turns it off.
+    off = _tiered_parts(cov, params=DetectionParams(p_suspect=0.9), n_networks=1)
+    assert set(off["tier"]) == {"confirmed"}
