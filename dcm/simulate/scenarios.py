@@ -14,6 +14,7 @@ from shapely.geometry.base import BaseGeometry
 
 from dcm.errors import ParameterError
 from dcm.schema import CELL_COLUMNS, CRS, MEASUREMENT_COLUMNS, validate_frame
+from dcm.simulate.conditions import Conditions
 from dcm.simulate.geo import LocalProjection, pixel_centres
 from dcm.simulate.hazard import Hazard, Zone
 from dcm.simulate.measurements import generate, make_people
@@ -359,10 +360,14 @@ def _shelter_weights(
     return out if out.sum() > 0 else px_pop.astype("float64")
 
 
-def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
+def simulate(
+    name: str, *, seed: int = 0, scale: float = 1.0, conditions: Conditions | None = None
+) -> Scenario:
     """Generate the named scenario; ``scale`` multiplies the measurement volume.
 
-    Deterministic for a (name, seed, scale).
+    ``conditions`` changes how the disaster plays out (see :class:`Conditions`);
+    ``None`` or all defaults give the named scenario unchanged. Deterministic for a
+    (name, seed, scale, conditions).
     """
     if not scale > 0:
         raise ParameterError(f"scale must be > 0, got {scale}")
@@ -472,7 +477,7 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
             geometry=gpd.GeoSeries([], crs=CRS),
             crs=CRS,
         )
-    meta = {
+    meta: dict[str, Any] = {
         "name": name,
         "seed": seed,
         "scale": scale,
@@ -510,6 +515,8 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
             "population": float(population.sum()),
         },
     }
+    if conditions is not None and not conditions.is_default:
+        meta["conditions"] = conditions.as_dict()
     return Scenario(
         name=name,
         seed=seed,
