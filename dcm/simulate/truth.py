@@ -157,25 +157,41 @@ class SiteIndex:
             k = min(2 * k, len(members))
         return rows_out, dist_out
 
+    def covers(self, rows: np.ndarray, xy: np.ndarray) -> np.ndarray | None:
+        """(n, k) bool: would the failure of each candidate site row take service from
+        the point ``xy[i]`` (False only where a single sector failed that does not face
+        the point); None when no failure is of a single sector."""
+        if self.down_sector is None:
+            return None
+        safe = np.maximum(rows, 0)
+        if not (self.down_sector[safe] >= 0).any():
+            return None
+        sector = sector_of(xy[:, None, :], self.xy[safe], self.azimuth0[safe], self.n_sectors[safe])
+        return (self.down_sector[safe] < 0) | (sector == self.down_sector[safe])
+
     def up_mask(
-        self, rows: np.ndarray, time_ns: np.ndarray | int, xy: np.ndarray | None = None
+        self,
+        rows: np.ndarray,
+        time_ns: np.ndarray | int,
+        xy: np.ndarray | None = None,
+        *,
+        covers: np.ndarray | None = None,
     ) -> np.ndarray:
         """Whether each candidate site row (-1 = none) is up at ``time_ns`` (broadcast) for
-        the points ``xy`` ((n, 2) metres in ``proj``; needed when single sectors fail)."""
+        the points ``xy`` ((n, 2) metres in ``proj``; needed when single sectors fail, or
+        ``covers`` from :meth:`covers` computed once for many times)."""
         safe = np.maximum(rows, 0)
         t = np.asarray(time_ns, dtype=np.int64)
         if t.ndim == 1:
             t = t[:, None]
         down = (t >= self.down_ns[safe]) & (t < self.up_ns[safe])
-        if self.down_sector is not None and (self.down_sector[safe] >= 0).any():
+        if covers is None and self.down_sector is not None:
             if xy is None:
                 raise ValueError("sector failures need the points' positions")
+            covers = self.covers(rows, xy)
+        if covers is not None:
             # A failed sector only stops serving the points in its wedge.
-            sector = sector_of(
-                xy[:, None, :], self.xy[safe], self.azimuth0[safe], self.n_sectors[safe]
-            )
-            whole = self.down_sector[safe] < 0
-            down &= whole | (sector == self.down_sector[safe])
+            down &= covers
         return (rows >= 0) & ~down
 
     def serving(
