@@ -116,11 +116,9 @@ class SiteIndex:
         rows = np.hstack(rows_parts)
         dist = np.hstack(dist_parts)
         key = np.where(rows >= 0, dist, np.inf)
-        order = np.argsort(key, axis=1, kind="stable")
-        rows = np.take_along_axis(rows, order, axis=1)
-        dist = np.take_along_axis(dist, order, axis=1)
         width = max(1, int((rows >= 0).sum(axis=1).max(initial=0)))
-        return rows[:, :width], dist[:, :width]
+        order = np.argsort(key, axis=1, kind="stable")[:, :width]
+        return np.take_along_axis(rows, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
     def _reaching(
         self, xy: np.ndarray, members: np.ndarray, tree: cKDTree, *, limit: int | None
