@@ -121,7 +121,7 @@ def _region(
 ) -> Region:
     w, s, e, n = bbox
     xy = sites[["x", "y"]].to_numpy()
-    hull = shapely.convex_hull(shapely.multipoints(xy)).buffer(LAND_BUFFER_M, quad_segs=4)
+    hull = shapely.MultiPoint(xy).convex_hull.buffer(LAND_BUFFER_M, quad_segs=4)
     ring = np.asarray(hull.exterior.coords)
     hull_ll = shapely.Polygon(np.column_stack(proj.to_lonlat(ring[:, 0], ring[:, 1])))
     land = shapely.intersection(hull_ll, shapely.box(w, s, e, n))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import affine
@@ -387,6 +389,24 @@ def _shelter_weights(
     return out if out.sum() > 0 else px_pop.astype("float64")
 
 
+def _read_export(path: str) -> pd.DataFrame:
+    """The cells of an OpenCelliD export (``CELL_COLUMNS``), read once per file version."""
+    from dcm.ingest.cells import read_cells
+
+    p = Path(path)
+    if not p.is_file():
+        return read_cells(p).frame  # raises the reader's one-line error
+    stat = p.stat()
+    return _read_export_cached(str(p.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_export_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    from dcm.ingest.cells import read_cells
+
+    return read_cells(path).frame
+
+
 def _with_conditions(spec: ScenarioSpec, cond: Conditions) -> ScenarioSpec:
     """The spec with the onset hour and power delay of ``cond`` applied."""
     if cond.onset_hour is not None:
@@ -440,10 +460,7 @@ def simulate(
             raise ParameterError(
                 f"cells_from works with quake, cyclone, eruption and control, not {name!r}"
             )
-        from dcm.ingest.cells import read_cells
-
-        export = read_cells(cond.cells_from).frame
-        real = real_network(export, cond.bbox, rng=rng_cond)
+        real = real_network(_read_export(cond.cells_from), cond.bbox, rng=rng_cond)
         spec = _synthetic_spec(name, region=real.region)
     spec = _with_conditions(spec, cond)
     region = spec.region

@@ -60,7 +60,7 @@ def test_cli_passes_conditions_to_the_simulator(tmp_path: Path) -> None:
     args = [
         "simulate",
         "--scenario",
-        "quake",
+        "stvincent",
         "--seed",
         "3",
         "--out",
@@ -91,7 +91,7 @@ def test_cli_passes_conditions_to_the_simulator(tmp_path: Path) -> None:
         "cells_from": None,
         "bbox": None,
     }
-    assert meta["event_start"].startswith("2024-03-11T23:00:00")  # 22:00 local, UTC-1
+    assert meta["event_start"].startswith("2021-04-10T02:00:00")  # 22:00 local, UTC-4
     assert "sector" in (out / "truth_sites.csv").read_text().splitlines()[0]
 
 
