@@ -55,9 +55,10 @@ def truth_grid(
         share = np.empty((len(hours), len(hexes)))
         base_w = pop * (static_served & ~moving)
         base = np.bincount(code, weights=base_w, minlength=len(hexes))
-        cand_m, code_m, pop_m = cand[moving], code[moving], pop[moving]
+        cand_m, code_m, pop_m, xy_m = cand[moving], code[moving], pop[moving], xy[moving]
+        covers = index.covers(cand_m, xy_m)
         for h, t in enumerate(mids):
-            served_m = index.up_mask(cand_m, int(t)).any(axis=1)
+            served_m = index.up_mask(cand_m, int(t), xy_m, covers=covers).any(axis=1)
             share[h] = base + np.bincount(code_m, weights=pop_m * served_m, minlength=len(hexes))
         share /= hex_pop[None, :]
         frames.append(

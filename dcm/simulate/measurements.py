@@ -22,7 +22,7 @@ from dcm.schema import MEASUREMENT_COLUMNS
 from dcm.simulate.geo import LocalProjection, hex_ids
 from dcm.simulate.hazard import Hazard
 from dcm.simulate.network import RADIO_PREFERENCE
-from dcm.simulate.truth import SiteIndex
+from dcm.simulate.truth import SiteIndex, sector_of
 
 #: Relative activity by local hour (low at night, peaks late morning and evening).
 # fmt: off
@@ -315,14 +315,10 @@ def generate(
     fallback = has_second & (rng.uniform(size=m) < 0.15)
     radio_idx = np.where(fallback, np.argmax(second_allowed, axis=1), best)
     has_radio = allowed.any(axis=1)
-    site_xy = index.xy[safe_site]
-    bearing = (
-        np.degrees(np.arctan2(index_xy[:, 0] - site_xy[:, 0], index_xy[:, 1] - site_xy[:, 1])) % 360
-    )
     cell_site0 = cell_lookup[safe_site, radio_idx, 0]
     n_sec = cells["n_sectors"].to_numpy()[np.maximum(cell_site0, 0)]
     az0 = cells["azimuth0"].to_numpy()[np.maximum(cell_site0, 0)]
-    sector = np.minimum(((bearing - az0) % 360 // (360 / n_sec)).astype(int), n_sec - 1)
+    sector = sector_of(index_xy, index.xy[safe_site], az0, n_sec)
     cell_row = np.where(has_radio, cell_lookup[safe_site, radio_idx, sector], -1)
     attached = cell_row >= 0
 

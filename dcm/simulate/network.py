@@ -158,8 +158,16 @@ def assign_outages(
     proj: LocalProjection,
     land: shapely.Polygon,
     rng: np.random.Generator,
+    outage_hours: tuple[float, float] | None = None,
+    clustering: float = 1.0,
 ) -> pd.DataFrame:
-    """Add intensity, down_from, up_at (UTC, NaT = never / not by ``end``) and cause."""
+    """Add intensity, down_from, up_at (UTC, NaT = never / not by ``end``) and cause.
+
+    ``outage_hours`` (min, max): every outage lasts a log-uniform duration in that
+    range instead of the hazard's own. ``clustering`` > 1 concentrates failures where
+    harm is highest (chance ~ harm ** (gamma * clustering)) with the same expected
+    number of failures.
+    """
     out = sites.copy()
     n = len(out)
     out["intensity"] = 0.0
@@ -182,8 +190,13 @@ def assign_outages(
     out["intensity"] = inten
     arrival = hazard.arrival_h(lon, lat, proj, land)
     harm = hazard.harm(lon, lat, proj)
-    damaged = u_damage < hazard.damage_max * harm**hazard.damage_gamma
-    power = ~damaged & (u_power < hazard.power_max * harm**hazard.power_gamma)
+    p_damage = hazard.damage_max * harm**hazard.damage_gamma
+    p_power = hazard.power_max * harm**hazard.power_gamma
+    if clustering != 1.0:
+        p_damage = _concentrate(p_damage, harm, clustering)
+        p_power = _concentrate(p_power, harm, clustering)
+    damaged = u_damage < p_damage
+    power = ~damaged & (u_power < p_power)
     lo, hi = hazard.damage_delay_h
     start_h = np.where(damaged, lo + (hi - lo) * u_delay, 0.0)
     days = hazard.damage_days[0] + (hazard.damage_days[1] - hazard.damage_days[0]) * u_dur
@@ -193,6 +206,9 @@ def assign_outages(
     start_h = np.where(power, lo + (hi - lo) * u_delay, start_h)
     lo, hi = hazard.power_hours
     dur_h = np.where(power, lo + (hi - lo) * u_dur, dur_h)
+    if outage_hours is not None:
+        lo, hi = np.log(outage_hours[0]), np.log(outage_hours[1])
+        dur_h = np.where(damaged | power, np.exp(lo + (hi - lo) * u_dur), 0.0)
     hit = damaged | power
     # Nothing fails before onset (a cyclone's outer bands may arrive a little early).
     start_h = np.maximum(arrival + start_h, 0.0)
@@ -205,3 +221,23 @@ def assign_outages(
     out["up_at"] = up_s.astype("datetime64[ns, UTC]")
     out["cause"] = np.where(hit, np.where(damaged, "damage", "power"), "")
     return out
+
+
+def _concentrate(p: np.ndarray, harm: np.ndarray, clustering: float) -> np.ndarray:
+    """Chances ``p`` reweighted by ``harm ** (clustering - 1)``, same sum where possible
+    (no chance above 1)."""
+    total = float(p.sum())
+    q = p * harm ** (clustering - 1.0)
+    for _ in range(20):
+        if q.sum() <= 0 or total <= 0:
+            break
+        free = q < 1.0
+        # Scale the chances not yet at 1 so that the sum comes back to the total.
+        missing = total - float(q[~free].sum())
+        if missing <= 0 or not free.any():
+            break
+        q = np.where(free, q * missing / float(q[free].sum()), q)
+        if (q <= 1.0 + 1e-12).all():
+            break
+        q = np.minimum(q, 1.0)
+    return np.minimum(q, 1.0)

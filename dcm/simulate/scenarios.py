@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import affine
@@ -14,12 +16,20 @@ from shapely.geometry.base import BaseGeometry
 
 from dcm.errors import ParameterError
 from dcm.schema import CELL_COLUMNS, CRS, MEASUREMENT_COLUMNS, validate_frame
+from dcm.simulate.conditions import Conditions
 from dcm.simulate.geo import LocalProjection, pixel_centres
 from dcm.simulate.hazard import Hazard, Zone
 from dcm.simulate.measurements import generate, make_people
 from dcm.simulate.network import RADIO_PREFERENCE, assign_outages, build_cells, build_sites
+from dcm.simulate.realcells import RealNetwork, real_network, real_population
 from dcm.simulate.regions import Region, st_vincent, synthetic
-from dcm.simulate.truth import SITE_COLUMNS, TRUTH_CELL_COLUMNS, ScenarioTruth, SiteIndex
+from dcm.simulate.truth import (
+    SECTOR_COLUMNS,
+    SITE_COLUMNS,
+    TRUTH_CELL_COLUMNS,
+    ScenarioTruth,
+    SiteIndex,
+)
 
 #: Share of event measurements made by field teams in the hit area (disasters only).
 FIELD_SHARE = 0.06
@@ -76,13 +86,22 @@ class Scenario:
     truth: ScenarioTruth
 
 
-def _synthetic_spec(name: str) -> ScenarioSpec:
-    region = synthetic()
+def _synthetic_spec(name: str, region: Region | None = None) -> ScenarioSpec:
+    """The synthetic island's scenario, or the same hazard put on ``region`` relative to
+    its centre (offsets and sizes shrunk to fit a region smaller than the 60 km island)."""
+    own = region is None
+    region = synthetic() if region is None else region
     lon0, lat0 = region.centre
     proj = LocalProjection(lon0, lat0)
+    fit = 1.0
+    if not own:
+        ring = np.asarray(region.land.exterior.coords)
+        xy = proj.to_xy(ring[:, 0], ring[:, 1])
+        half_km = float(min(np.ptp(xy[:, 0]), np.ptp(xy[:, 1]))) / 2 / 1000
+        fit = min(1.0, half_km / 30.0)
 
     def ll(x_km: float, y_km: float) -> tuple[float, float]:
-        lon, lat = proj.to_lonlat(np.array([x_km * 1000]), np.array([y_km * 1000]))
+        lon, lat = proj.to_lonlat(np.array([x_km * fit * 1000]), np.array([y_km * fit * 1000]))
         return float(lon[0]), float(lat[0])
 
     onset = pd.Timestamp("2024-03-11T05:46:00Z")
@@ -139,6 +158,9 @@ def _synthetic_spec(name: str) -> ScenarioSpec:
         )
     else:
         hazard = None
+    if hazard is not None and not own:
+        # The same hazard relative to the region's size: as much of it is hit as of the island.
+        hazard = replace(hazard, core_m=hazard.core_m * fit, scale_m=hazard.scale_m * fit)
     return ScenarioSpec(
         name=name,
         region=region,
@@ -150,9 +172,17 @@ def _synthetic_spec(name: str) -> ScenarioSpec:
         event_rows=200_000 if hazard is not None else 150_000,
         campaign=2.0 if hazard is not None else 1.5,
         description=(
-            f"synthetic {name} on a 60 x 60 km island"
-            if hazard is not None
-            else "synthetic island, no disaster (control)"
+            (
+                f"synthetic {name} on a 60 x 60 km island"
+                if hazard is not None
+                else "synthetic island, no disaster (control)"
+            )
+            if own
+            else (
+                f"synthetic {name} on {region.name}"
+                if hazard is not None
+                else f"{region.name}, no disaster (control)"
+            )
         ),
     )
 
@@ -359,16 +389,80 @@ def _shelter_weights(
     return out if out.sum() > 0 else px_pop.astype("float64")
 
 
-def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
+def _read_export(path: str) -> pd.DataFrame:
+    """The cells of an OpenCelliD export (``CELL_COLUMNS``), read once per file version."""
+    from dcm.ingest.cells import read_cells
+
+    p = Path(path)
+    if not p.is_file():
+        return read_cells(p).frame  # raises the reader's one-line error
+    stat = p.stat()
+    return _read_export_cached(str(p.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_export_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    from dcm.ingest.cells import read_cells
+
+    return read_cells(path).frame
+
+
+def _with_conditions(spec: ScenarioSpec, cond: Conditions) -> ScenarioSpec:
+    """The spec with the onset hour and power delay of ``cond`` applied."""
+    if cond.onset_hour is not None:
+        offset = pd.Timedelta(hours=spec.region.utc_offset_h)
+        local_day = (spec.onset + offset).floor("D")
+        onset = local_day + pd.Timedelta(hours=cond.onset_hour) - offset
+        spec = replace(spec, onset=onset)
+    if cond.power_delay_h is not None and spec.hazard is not None:
+        spec = replace(spec, hazard=replace(spec.hazard, power_delay_h=cond.power_delay_h))
+    return spec
+
+
+def _sector_failures(
+    sites: pd.DataFrame, cells: pd.DataFrame, *, share: float, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Add sector, n_sectors, azimuth0: ``share`` of the failed sites lose one sector only."""
+    out = sites.copy()
+    per_site = cells.groupby("site_row")[["n_sectors", "azimuth0"]].first()
+    per_site = per_site.reindex(np.arange(len(out)))
+    n_sec = per_site["n_sectors"].fillna(1).to_numpy(dtype=np.int64)
+    u_pick, u_which = rng.uniform(size=len(out)), rng.uniform(size=len(out))
+    hit = out["down_from"].notna().to_numpy()
+    which = np.minimum((u_which * n_sec).astype(np.int64), n_sec - 1)
+    out["sector"] = np.where(hit & (u_pick < share), which, -1).astype(np.int64)
+    out["n_sectors"] = n_sec
+    out["azimuth0"] = per_site["azimuth0"].fillna(0.0).to_numpy(dtype="float64")
+    return out
+
+
+def simulate(
+    name: str, *, seed: int = 0, scale: float = 1.0, conditions: Conditions | None = None
+) -> Scenario:
     """Generate the named scenario; ``scale`` multiplies the measurement volume.
 
-    Deterministic for a (name, seed, scale).
+    ``conditions`` changes how the disaster plays out (see :class:`Conditions`);
+    ``None`` or all defaults give the named scenario unchanged. Deterministic for a
+    (name, seed, scale, conditions).
     """
     if not scale > 0:
         raise ParameterError(f"scale must be > 0, got {scale}")
     if seed < 0:
         raise ParameterError(f"seed must be >= 0, got {seed}")
+    cond = conditions if conditions is not None else Conditions()
     spec = scenario_spec(name)
+    # Draws that only conditions need come from their own stream, so that the main
+    # stream (and thus every scenario without conditions) stays as it was.
+    rng_cond = np.random.default_rng([seed, 11])
+    real: RealNetwork | None = None
+    if cond.cells_from is not None and cond.bbox is not None:
+        if name.startswith("stvincent"):
+            raise ParameterError(
+                f"cells_from works with quake, cyclone, eruption and control, not {name!r}"
+            )
+        real = real_network(_read_export(cond.cells_from), cond.bbox, rng=rng_cond)
+        spec = _synthetic_spec(name, region=real.region)
+    spec = _with_conditions(spec, cond)
     region = spec.region
     rng = np.random.default_rng(seed)
     proj = LocalProjection(*region.centre)
@@ -376,29 +470,53 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
     event_end = event_start + pd.Timedelta(days=spec.event_days)
     baseline_start = event_start - pd.Timedelta(days=spec.baseline_days)
 
-    population, transform = population_raster(region, rng)
+    if real is None:
+        population, transform = population_raster(region, rng)
+    else:
+        population, transform = real_population(real.sites, region, rng)
     rows_i, cols_i = np.nonzero(population > 0)
     px_lon, px_lat = pixel_centres(transform, rows_i, cols_i)
     px_xy = proj.to_xy(px_lon, px_lat)
     pixel_m = np.array([region.pixel_deg * proj.kx, region.pixel_deg * proj.ky])
 
-    sites = build_sites(region, proj, rng)
+    if real is None:
+        sites = build_sites(region, proj, rng)
+    else:
+        sites = real.sites.copy()
+        xy = proj.to_xy(sites["lon"].to_numpy(), sites["lat"].to_numpy())
+        sites["x"], sites["y"] = xy[:, 0], xy[:, 1]
     sites = assign_outages(
-        sites, spec.hazard, onset=event_start, end=event_end, proj=proj, land=region.land, rng=rng
+        sites,
+        spec.hazard,
+        onset=event_start,
+        end=event_end,
+        proj=proj,
+        land=region.land,
+        rng=rng,
+        outage_hours=cond.outage_hours,
+        clustering=cond.clustering,
     )
-    cells = build_cells(sites, region, rng)
+    cells = build_cells(sites, region, rng) if real is None else real.cells
+    if cond.sector_share > 0:
+        sites = _sector_failures(sites, cells, share=cond.sector_share, rng=rng_cond)
     index = SiteIndex(sites)
     lookup = np.full((len(sites), len(RADIO_PREFERENCE), 3), -1, dtype=np.int64)
+    heard = cells["primary"].to_numpy(bool) if "primary" in cells else np.ones(len(cells), bool)
     lookup[
-        cells["site_row"].to_numpy(),
-        cells["radio"].map(RADIO_PREFERENCE.index).to_numpy(),
-        cells["sector"].to_numpy(),
-    ] = np.arange(len(cells))
+        cells["site_row"].to_numpy()[heard],
+        cells["radio"].map(RADIO_PREFERENCE.index).to_numpy()[heard],
+        cells["sector"].to_numpy()[heard],
+    ] = np.flatnonzero(heard)
 
     shelter_px = _shelter_weights(region, spec.hazard, px_xy, population[rows_i, cols_i], proj)
     networks = [(n.key, n.mcc, n.mnc, n.share) for n in region.networks]
     n_baseline = max(1, round(spec.baseline_rows * scale))
     n_event = max(1, round(spec.event_rows * scale))
+    if cond.density is not None:
+        # Reports per site-hour in the baseline; the event keeps the scenario's ratio.
+        hours = (event_start - baseline_start) / pd.Timedelta(hours=1)
+        n_baseline = max(1, round(cond.density * len(sites) * hours * scale))
+        n_event = max(1, round(n_baseline * spec.event_rows / spec.baseline_rows))
     # A few measurements per device per day during the event; field teams (disasters
     # only) test the networks in the hit area, ~20 tests a day per phone.
     n_field = round(FIELD_SHARE * n_event) if spec.hazard is not None else 0
@@ -449,12 +567,23 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
     validate_frame(baseline, MEASUREMENT_COLUMNS, name="simulated baseline")
     validate_frame(event, MEASUREMENT_COLUMNS, name="simulated event")
 
-    cell_frame = _opencellid_cells(cells, sites, before=baseline_start, proj=proj, rng=rng)
+    if real is None:
+        cell_frame = _opencellid_cells(cells, sites, before=baseline_start, proj=proj, rng=rng)
+    else:
+        cell_frame = real.export.copy()
     validate_frame(cell_frame, CELL_COLUMNS, name="simulated cells")
-    truth_sites = sites[list(SITE_COLUMNS)].copy()
+    site_columns = list(SITE_COLUMNS) + [c for c in SECTOR_COLUMNS if c in sites]
+    truth_sites = sites[site_columns].copy()
     truth_cells = cells[["radio", "mcc", "net", "area", "cell", "site_id", "network"]].copy()
+    srow = cells["site_row"].to_numpy()
     for col in ("down_from", "up_at", "cause"):
-        truth_cells[col] = sites[col].to_numpy()[cells["site_row"].to_numpy()]
+        truth_cells[col] = sites[col].to_numpy()[srow]
+    if "sector" in sites:
+        # A failed sector takes down its own cells only.
+        failed = sites["sector"].to_numpy()[srow]
+        spared = (failed >= 0) & (cells["sector"].to_numpy() != failed)
+        truth_cells.loc[spared, ["down_from", "up_at"]] = pd.NaT
+        truth_cells.loc[spared, "cause"] = ""
     truth_cells = truth_cells[list(TRUTH_CELL_COLUMNS)]
     # Same dtypes as load_truth gives back from the files.
     text = {"radio": "string", "site_id": "string", "network": "string", "cause": "string"}
@@ -472,7 +601,7 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
             geometry=gpd.GeoSeries([], crs=CRS),
             crs=CRS,
         )
-    meta = {
+    meta: dict[str, Any] = {
         "name": name,
         "seed": seed,
         "scale": scale,
@@ -502,6 +631,11 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
             "sites_down": int(truth_sites["down_from"].notna().sum()),
             "sites_damage": int((truth_sites["cause"] == "damage").sum()),
             "sites_power": int((truth_sites["cause"] == "power").sum()),
+            **(
+                {"sites_sector": int((truth_sites["sector"] >= 0).sum())}
+                if "sector" in truth_sites
+                else {}
+            ),
             "baseline": len(baseline),
             "event": len(event),
             "devices": n_devices,
@@ -510,6 +644,8 @@ def simulate(name: str, *, seed: int = 0, scale: float = 1.0) -> Scenario:
             "population": float(population.sum()),
         },
     }
+    if conditions is not None and not conditions.is_default:
+        meta["conditions"] = conditions.as_dict()
     return Scenario(
         name=name,
         seed=seed,

@@ -16,7 +16,7 @@ from dcm.errors import Conflict, IngestError
 from dcm.schema import MEASUREMENT_COLUMNS, OPENCELLID_COLUMNS
 from dcm.simulate.grid import truth_grid
 from dcm.simulate.scenarios import Scenario
-from dcm.simulate.truth import SITE_COLUMNS, TRUTH_CELL_COLUMNS, ScenarioTruth
+from dcm.simulate.truth import SECTOR_COLUMNS, SITE_COLUMNS, TRUTH_CELL_COLUMNS, ScenarioTruth
 
 #: Measurement CSV columns in file order (the canonical header; ``network`` is derived).
 CSV_COLUMNS = tuple(c for c in MEASUREMENT_COLUMNS if c != "network")
@@ -225,6 +225,8 @@ def load_truth(out_dir: Path) -> ScenarioTruth:
         for col in ("site_id", "network"):
             frame[col] = frame[col].astype("string")
     cells["radio"] = cells["radio"].astype("string")
+    # Sector columns are there when some failures took down a single sector.
+    site_columns = list(SITE_COLUMNS) + [c for c in SECTOR_COLUMNS if c in sites]
     return ScenarioTruth(
-        meta=meta, sites=sites[list(SITE_COLUMNS)], truth_cells=cells[list(TRUTH_CELL_COLUMNS)]
+        meta=meta, sites=sites[site_columns], truth_cells=cells[list(TRUTH_CELL_COLUMNS)]
     )
