@@ -1386,7 +1386,9 @@ def open_store(settings: Settings | None = None, *, url: str | None = None) -> S
     database with PostGIS. Without either, ``Settings().resolved_database_url()``.
     """
     settings = settings or Settings()
-    db = Database(url or settings.resolved_database_url())
+    db = Database(
+        url or settings.resolved_database_url(), busy_timeout_s=settings.store_busy_timeout_s
+    )
     try:
         migrate(db)
     except StoreError:
