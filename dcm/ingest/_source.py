@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from dcm.errors import IngestError
+from dcm.errors import IngestError, InputTooLarge
 
 #: What the row readers accept: a path, an open binary stream, or the bytes themselves.
 Source = str | Path | BinaryIO | bytes
@@ -54,8 +54,8 @@ class InputLimits:
             settings = Settings()
         return cls(settings.max_decompressed_bytes, settings.max_inflation_ratio)
 
-    def too_large(self, size: int, *, name: str) -> IngestError:
-        return IngestError(
+    def too_large(self, size: int, *, name: str) -> InputTooLarge:
+        return InputTooLarge(
             f"refused: larger than {self.max_bytes:,} bytes (after gunzip; the limit is "
             "DCM_MAX_DECOMPRESSED_BYTES): split the file",
             path=name,
@@ -77,9 +77,10 @@ class Inflater:
         self.bytes_out = 0
         self._inflate: Any = None  # the current member's decompressor
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Output for the next compressed ``chunk``; raises :class:`IngestError` when the
-        stream is corrupt or passes the limits."""
+    def feed(self, chunk: bytes, *, keep: bool = True) -> list[bytes]:
+        """Output for the next compressed ``chunk`` (none kept with ``keep=False``, which
+        only checks the limits); raises :class:`IngestError` when the stream is corrupt
+        or passes the limits."""
         self.bytes_in += len(chunk)
         out: list[bytes] = []
         data = chunk
@@ -92,7 +93,8 @@ class Inflater:
                     self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 piece = self._inflate.decompress(data, _CHUNK)
                 self._count(piece)
-                out.append(piece)
+                if keep:
+                    out.append(piece)
                 if self._inflate.eof:  # the next member, if any, starts in unused_data
                     data = self._inflate.unused_data
                     continue
@@ -119,7 +121,7 @@ class Inflater:
             self.bytes_out > RATIO_FLOOR_BYTES
             and self.bytes_out > self.limits.max_ratio * self.bytes_in
         ):
-            raise IngestError(
+            raise InputTooLarge(
                 f"refused: the gzip data inflates more than {self.limits.max_ratio:g} times "
                 "(a gzip bomb? the limit is DCM_MAX_INFLATION_RATIO)",
                 path=self.name,
