@@ -319,8 +319,12 @@ class Store:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{checksum}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a reader never sees half a file
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path)  # atomic: a reader never sees half a file
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a full disk must not keep a partial copy
+                raise
         return checksum, path
 
     _DATASET_SQL = (

@@ -1,6 +1,7 @@
 """Clients that upload very slowly, or never read their responses, hold no database
 connection: ``GET /events`` keeps answering while 50 of them hang on a real
-``dcm serve`` (uvicorn) on 127.0.0.1; a stalled upload is dropped after the idle timeout."""
+``dcm serve`` (uvicorn) on 127.0.0.1; a stalled upload is dropped after the idle timeout;
+an upload that finds the disk full is a 507 that leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -53,8 +54,18 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @contextmanager
-def dcm_serve(data_dir: Path, *, idle_s: float) -> Iterator[tuple[str, int]]:
-    """``dcm serve`` on a free port of 127.0.0.1; yields (host, port)."""
+def dcm_serve(
+    data_dir: Path, *, idle_s: float, file_limit: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """``dcm serve`` on a free port of 127.0.0.1, writing no file past ``file_limit``
+    bytes (a full disk) when given; yields (host, port)."""
+
+    def limit_files() -> None:
+        import resource
+
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -76,6 +87,7 @@ def dcm_serve(data_dir: Path, *, idle_s: float) -> Iterator[tuple[str, int]]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=limit_files,
     )
     try:
         deadline = time.monotonic() + 60
@@ -144,3 +156,25 @@ def test_stalled_upload_is_dropped_with_408(data_dir: tuple[Path, str]) -> None:
     assert answer.startswith("HTTP/1.1 408"), answer
     assert "no byte of the request body arrived for 1 s" in answer
     assert not list((folder / "uploads").glob("*"))  # the partial body was removed
+
+
+def test_full_disk_answers_507_and_keeps_nothing(data_dir: tuple[Path, str]) -> None:
+    folder, token = data_dir
+    size = (folder / "dcm.sqlite").stat().st_size
+    body = b"timestamp,lat,lon,status\n" + b"2021-04-09T02:00:00Z,13.25,-61.25,ok\n" * 200_000
+    with (
+        dcm_serve(folder, idle_s=60, file_limit=size + 1024**2) as (host, port),
+        httpx.Client(base_url=f"http://{host}:{port}", timeout=60) as client,
+    ):
+        full = client.post(
+            "/events/ev/measurements",
+            content=body,
+            headers={"Content-Type": "text/csv", "X-API-Key": token},
+        )
+        events = client.get("/events")
+    assert full.status_code == 507, full.text
+    assert full.json()["detail"] == (
+        "the server has no room left for the upload: nothing was kept; try later"
+    )
+    assert events.status_code == 200  # still serving
+    assert not list((folder / "uploads").glob("*"))

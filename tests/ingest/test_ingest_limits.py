@@ -102,3 +102,43 @@ def test_dcm_ingest_refuses_a_bomb_in_one_line(tmp_path: Path) -> None:
         f"dcm: error: {path}: refused: the gzip data inflates more than 100 times (a gzip "
         "bomb? the limit is DCM_MAX_INFLATION_RATIO)"
     ]
+
+
+def _file_size_limit(limit: int):  # type: ignore[no-untyped-def]
+    """A ``preexec_fn``: the child may write no file past ``limit`` bytes (a full disk)."""
+
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_full_disk_is_one_line_and_keeps_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
+    env |= {"DCM_DATA_DIR": str(data_dir), "DCM_SECRET": "s"}
+    dcm = [sys.executable, "-m", "dcm.cli.main"]
+    created = subprocess.run(
+        [*dcm, "event", "create", "ev", "--start", "2021-04-09"], env=env, capture_output=True
+    )
+    assert created.returncode == 0, created.stderr
+    path = tmp_path / "m.csv"
+    rows = "".join(f"2021-04-09T01:00:00Z,13.2,-61.{i:05d},ok\n" for i in range(20_000))
+    path.write_bytes(HEADER + rows.encode())  # 750 kB: more than the disk has room for
+    done = subprocess.run(
+        [*dcm, "ingest", "--event", "ev", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=_file_size_limit(256 * 1024),
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("dcm: error: ") and "is full, nothing was kept" in line
+    assert not any((data_dir / "raw").iterdir())  # no partial copy
+    again = subprocess.run(
+        [*dcm, "ingest", "--event", "ev", str(path)], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0 and "20000 added" in again.stdout, again.stderr
