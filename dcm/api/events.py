@@ -16,6 +16,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from dcm.api.catalog import KINDS
 from dcm.api.dependencies import PrincipalDep, StoreDep, parse_datetime
@@ -320,6 +321,8 @@ async def _receive(
                         inflater = None
                 elif size > limits.max_bytes:
                     raise limits.too_large(size, name=label)
+    except ClientDisconnect as exc:  # nobody to answer; not a server error either
+        raise HTTPException(400, "the client went away before the upload ended") from exc
     except OSError as exc:
         if exc.errno in _NO_ROOM:
             raise HTTPException(
