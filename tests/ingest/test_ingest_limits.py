@@ -142,3 +142,25 @@ def test_full_disk_is_one_line_and_keeps_nothing(tmp_path: Path) -> None:
         [*dcm, "ingest", "--event", "ev", str(path)], env=env, capture_output=True, text=True
     )
     assert again.returncode == 0 and "20000 added" in again.stdout, again.stderr
+
+
+def test_dcm_ingest_refuses_a_large_plain_file_unread(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
+    env |= {"DCM_DATA_DIR": str(tmp_path / "data"), "DCM_SECRET": "s"}
+    env["DCM_MAX_DECOMPRESSED_BYTES"] = "10000"
+    dcm = [sys.executable, "-m", "dcm.cli.main"]
+    created = subprocess.run(
+        [*dcm, "event", "create", "ev", "--start", "2021-04-09"], env=env, capture_output=True
+    )
+    assert created.returncode == 0, created.stderr
+    path = tmp_path / "m.csv"
+    path.write_bytes(HEADER + ROW * 1000)
+    done = subprocess.run(
+        [*dcm, "ingest", "--event", "ev", str(path)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"dcm: error: {path}: refused: larger than 10,000 bytes (after gunzip; the limit is "
+        "DCM_MAX_DECOMPRESSED_BYTES): split the file"
+    ]
+    assert not (tmp_path / "data" / "raw").exists()  # refused before a copy was kept
