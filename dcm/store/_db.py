@@ -137,7 +137,7 @@ class Database:
                 # failing with "database is locked".
                 conn.execute(f"PRAGMA busy_timeout={slice_ms}")
                 self._sqlite = conn
-                self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"), "PRAGMA")
+                self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute("PRAGMA cache_size=-65536")
@@ -182,7 +182,7 @@ class Database:
                 return self._pg.execute(self._sql(sql), tuple(params))
             if self._depth:
                 return self._sqlite.execute(sql, tuple(params))
-            return self._retry(lambda: self._sqlite.execute(sql, tuple(params)), sql)
+            return self._retry(lambda: self._sqlite.execute(sql, tuple(params)))
         except self._errors as exc:
             raise _store_error(exc, sql, self) from exc
 
@@ -204,7 +204,7 @@ class Database:
         except self._errors as exc:
             raise _store_error(exc, sql, self) from exc
 
-    def _retry(self, run: Any, sql: str) -> Any:
+    def _retry(self, run: Any) -> Any:
         """``run()`` again while SQLite says another connection holds the lock, with a
         short random pause between attempts, for at most ``busy_timeout_s`` in all."""
         deadline = time.monotonic() + self.busy_timeout_s
@@ -303,7 +303,7 @@ class Database:
                 # IMMEDIATE: take the write lock now, so two writers queue here rather
                 # than one failing half-way when it first writes.
                 try:
-                    self._retry(lambda: self._sqlite.execute("BEGIN IMMEDIATE"), "BEGIN")
+                    self._retry(lambda: self._sqlite.execute("BEGIN IMMEDIATE"))
                 except sqlite3.Error as exc:
                     raise _store_error(exc, "BEGIN IMMEDIATE", self) from exc
                 try:
