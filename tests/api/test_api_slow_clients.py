@@ -128,6 +128,26 @@ def unread_download(host: str, port: int) -> socket.socket:
     return sock
 
 
+def read_response(sock: socket.socket) -> str:
+    """One whole HTTP/1.1 response (with a Content-Length) read from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"the connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, f"the connection closed after {head + body!r}"
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
+
+
 def test_slow_clients_do_not_starve_others(data_dir: tuple[Path, str]) -> None:
     folder, token = data_dir
     with dcm_serve(folder, idle_s=60) as (host, port), ExitStack() as stack:
@@ -152,7 +172,7 @@ def test_stalled_upload_is_dropped_with_408(data_dir: tuple[Path, str]) -> None:
     with dcm_serve(folder, idle_s=1) as (host, port):
         sock = stalled_upload(host, port, token)
         with sock:
-            answer = sock.recv(4096).decode()  # waits for the server's timeout
+            answer = read_response(sock)  # waits for the server's timeout
     assert answer.startswith("HTTP/1.1 408"), answer
     assert "no byte of the request body arrived for 1 s" in answer
     assert not list((folder / "uploads").glob("*"))  # the partial body was removed
