@@ -162,16 +162,17 @@ class StorePool:
 
 
 class ClientTooSlow(Exception):
-    """A client sent no byte of its request body, or read none of its response, for
-    ``client_idle_timeout_s``."""
+    """A client read none of its response for ``client_idle_timeout_s``."""
 
 
 class StoreLeases:
     """ASGI middleware: each HTTP request runs with a store lent by ``stores``, given
-    back when the response starts; a client idle for ``idle_s`` is dropped.
+    back when the response starts; an idle upload is cut short.
 
-    No byte of the request body within ``idle_s`` answers 408; a response the client
-    does not read for ``idle_s`` ends the request (the connection is closed).
+    No byte of the request body within ``idle_s`` answers 408. A response part the
+    server cannot hand over for ``idle_s`` ends the request; uvicorn takes a whole
+    (non-streamed) response into its send buffer at once, so an unread one waits there,
+    holding no store, until the client reads or leaves.
     """
 
     def __init__(self, app: ASGIApp, *, stores: StorePool, idle_s: float) -> None:

@@ -57,9 +57,9 @@ def command(
 
     Settings come from DCM_ environment variables (DCM_DATA_DIR, DCM_DATABASE_URL, ...),
     read by each worker when it creates the app; --data-dir and --database-url set them.
-    A client that sends no byte of its upload, or reads no byte of its response, for
-    DCM_CLIENT_IDLE_TIMEOUT_S seconds (60) is dropped; idle keep-alive connections close
-    after 5 s.
+    An upload that sends no byte for DCM_CLIENT_IDLE_TIMEOUT_S seconds (60) gets 408;
+    idle keep-alive connections close after 5 s; beyond --limit-concurrency open
+    connections, new ones get 503.
     """
     import uvicorn
 
