@@ -21,6 +21,10 @@ class IngestError(DCMError, ValueError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+class InputTooLarge(IngestError):
+    """An input larger than the installation accepts (after gunzip, or its inflation ratio)."""
+
+
 class SchemaError(DCMError, ValueError):
     """A frame does not match the column contract in :mod:`dcm.schema`."""
 
@@ -47,3 +51,7 @@ class AuthenticationRequired(PermissionDenied):
 
 class StoreError(DCMError, RuntimeError):
     """The database could not complete an operation (connection, migration)."""
+
+
+class StoreBusy(StoreError):
+    """Another writer held the store longer than dcm waits for it; trying again later works."""

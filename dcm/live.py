@@ -98,6 +98,11 @@ def _read_source(source: str | Path | BinaryIO | bytes, name: str | None) -> tup
             raise IngestError(
                 "file not found" if not path.exists() else "not a file", path=str(path)
             )
+        from dcm.ingest._source import InputLimits
+
+        limits, size = InputLimits.from_settings(), path.stat().st_size
+        if size > limits.max_bytes:  # refused unread: it would not fit once read
+            raise limits.too_large(size, name=name or str(path))
         return path.read_bytes(), name or str(path)
     data = source.read()
     return (data.encode() if isinstance(data, str) else bytes(data)), name or str(

@@ -29,6 +29,19 @@ class Settings(BaseSettings):
     alert_min_population: float = 100.0
     alert_min_area_km2: float = 1.0
     alert_min_confidence: float = 0.7
+    #: A SQLite writer waits this long in all for another one before "the store is busy".
+    store_busy_timeout_s: float = 120.0
+    #: Largest input read, counted after gunzip (CLI and uploads): a file that inflates
+    #: beyond it is refused as soon as it does, before it fills the memory.
+    max_decompressed_bytes: int = 1024**3
+    #: Largest gzip inflation ratio accepted once the output passes 64 MiB: measurement
+    #: files inflate 3-20 times, a gzip bomb of zeros or repeated rows about 1000 times.
+    max_inflation_ratio: float = 100.0
+    #: Largest upload body (as sent, compressed or not).
+    max_upload_bytes: int = 2 * 1024**3
+    #: The API gives up on a client that sends no byte of its request body, or reads no
+    #: byte of its response, for this many seconds.
+    client_idle_timeout_s: float = 60.0
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in ``data_dir``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,9 +13,9 @@ from typing import Any
 
 import anyio
 from anyio.lowlevel import RunVar
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dcm import __version__
 from dcm.api import alerts, events, ogc
@@ -22,6 +23,8 @@ from dcm.api.catalog import StoreCatalog
 from dcm.api.dependencies import refuse_nul_characters
 from dcm.api.errors import install_error_handlers
 from dcm.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 #: Responses smaller than this are sent uncompressed (gzip would not pay off).
 GZIP_MINIMUM_SIZE = 1000
@@ -35,9 +38,11 @@ API_CONNECTIONS = 10
 
 
 class _Lease:
-    """The store lent to one request (opened or taken from the pool on first use)."""
+    """The store lent to one request (opened or taken from the pool on first use), and
+    whether the request holds one of the pool's slots."""
 
     store: Any = None
+    held: bool = False
 
 
 class StorePool:
@@ -47,10 +52,13 @@ class StorePool:
     threads that run a request's sync parts are many (anyio's pool also serves gzip and
     other helpers). So stores are lent to requests, not threads: :class:`StoreLeases`
     waits, without holding a thread, for one of ``size`` slots when a request arrives
-    and returns the store when the response is sent. A request's own calls run one
-    after the other, on whichever thread. Attribute access is forwarded to the current
-    request's store, so routes simply call ``store.features(...)``; outside a request
-    (start-up, scripts) the calling thread gets a store of its own.
+    and gives it back as soon as the response starts (the body is ready by then), so a
+    client that reads its response slowly holds no connection. A request that waits on
+    the network in between (an upload body) gives its slot back meanwhile
+    (:meth:`released`). A request's own calls run one after the other, on whichever
+    thread. Attribute access is forwarded to the current request's store, so routes
+    simply call ``store.features(...)``; outside a request (start-up, scripts) the
+    calling thread gets a store of its own.
     """
 
     def __init__(self, settings: Settings, *, size: int = API_CONNECTIONS) -> None:
@@ -72,6 +80,8 @@ class StorePool:
             if store is None:
                 store = self._local.store = self._open()
             return store
+        if not lease.held:  # a bug: the request gave its slot back and still queries
+            raise RuntimeError("the store was used by a request that holds no slot")
         if lease.store is None:
             with self._lock:
                 lease.store = self._idle.pop() if self._idle else None
@@ -87,24 +97,57 @@ class StorePool:
             self._opened.append(store)
         return store
 
-    @asynccontextmanager
-    async def lease(self) -> AsyncIterator[None]:
-        """Lend a store to the code run inside (a request); waits for a free slot."""
+    def _semaphore(self) -> anyio.Semaphore:
         try:
-            slots = self._slots.get()
+            return self._slots.get()
         except LookupError:
             slots = anyio.Semaphore(self.size)
             self._slots.set(slots)
-        async with slots:
-            lease = _Lease()
-            token = self._lease.set(lease)
-            try:
-                yield
-            finally:
-                self._lease.reset(token)
-                if lease.store is not None:
-                    with self._lock:
-                        self._idle.append(lease.store)
+            return slots
+
+    async def _take(self, lease: _Lease) -> None:
+        await self._semaphore().acquire()
+        lease.held = True
+
+    def give_back(self, lease: _Lease | None = None) -> None:
+        """Return the store and the slot of ``lease`` (the current request's by default);
+        idempotent. Call on the event loop."""
+        lease = lease if lease is not None else self._lease.get()
+        if lease is None:
+            return
+        if lease.store is not None:
+            with self._lock:
+                self._idle.append(lease.store)
+            lease.store = None
+        if lease.held:
+            lease.held = False
+            self._semaphore().release()
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[_Lease]:
+        """Lend a store to the code run inside (a request); waits for a free slot."""
+        lease = _Lease()
+        await self._take(lease)
+        token = self._lease.set(lease)
+        try:
+            yield lease
+        finally:
+            self._lease.reset(token)
+            self.give_back(lease)
+
+    @asynccontextmanager
+    async def released(self) -> AsyncIterator[None]:
+        """Give the current request's slot back while the code inside waits on the
+        network (an upload body); take one again afterwards."""
+        lease = self._lease.get()
+        if lease is None or not lease.held:
+            yield
+            return
+        self.give_back(lease)
+        try:
+            yield
+        finally:
+            await self._take(lease)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current(), name)
@@ -118,19 +161,63 @@ class StorePool:
         self._local = threading.local()
 
 
-class StoreLeases:
-    """ASGI middleware: each HTTP request runs with a store lent by ``stores``."""
+class ClientTooSlow(Exception):
+    """A client read none of its response for ``client_idle_timeout_s``."""
 
-    def __init__(self, app: ASGIApp, *, stores: StorePool) -> None:
+
+class StoreLeases:
+    """ASGI middleware: each HTTP request runs with a store lent by ``stores``, given
+    back when the response starts; an idle upload is cut short.
+
+    No byte of the request body within ``idle_s`` answers 408. A response part the
+    server cannot hand over for ``idle_s`` ends the request; uvicorn takes a whole
+    (non-streamed) response into its send buffer at once, so an unread one waits there,
+    holding no store, until the client reads or leaves.
+    """
+
+    def __init__(self, app: ASGIApp, *, stores: StorePool, idle_s: float) -> None:
         self.app = app
         self.stores = stores
+        self.idle_s = idle_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        async with self.stores.lease():
-            await self.app(scope, receive, send)
+
+        body_done = False
+
+        async def receive_in_time() -> Message:
+            nonlocal body_done
+            if body_done:  # waiting for a disconnect, not for the client's body
+                return await receive()
+            with anyio.move_on_after(self.idle_s) as scope_:
+                message = await receive()
+            if scope_.cancelled_caught:
+                raise HTTPException(
+                    408, f"no byte of the request body arrived for {self.idle_s:g} s"
+                )
+            body_done = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async with self.stores.lease() as lease:
+
+            async def send_in_time(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    self.stores.give_back(lease)  # the body is ready: free the connection
+                with anyio.move_on_after(self.idle_s) as scope_:
+                    await send(message)
+                if scope_.cancelled_caught:
+                    raise ClientTooSlow(f"the client read nothing for {self.idle_s:g} s")
+
+            try:
+                await self.app(scope, receive_in_time, send_in_time)
+            except ClientTooSlow as exc:
+                logger.warning("%s %s: %s", scope.get("method"), scope.get("path"), exc)
+            except RuntimeError as exc:  # Starlette wraps it once the response started
+                if not isinstance(exc.__cause__, ClientTooSlow):
+                    raise
+                logger.warning("%s %s: %s", scope.get("method"), scope.get("path"), exc.__cause__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -143,6 +230,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     stores = StorePool(settings)
     stores.current()  # open and migrate now
+    events.sweep_uploads(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -165,8 +253,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = StoreCatalog(stores)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
     install_error_handlers(app)  # its middleware goes outside gzip
-    # Outermost: the lease lasts until the last byte of the response is sent.
-    app.add_middleware(StoreLeases, stores=stores)
+    # Outermost: the lease lasts until the response starts (its body is ready then).
+    app.add_middleware(StoreLeases, stores=stores, idle_s=settings.client_idle_timeout_s)
     app.include_router(ogc.router)
     app.include_router(events.router)
     app.include_router(alerts.router)

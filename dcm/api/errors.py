@@ -23,10 +23,12 @@ from dcm.errors import (
     Conflict,
     DCMError,
     IngestError,
+    InputTooLarge,
     NotFound,
     ParameterError,
     PermissionDenied,
     SchemaError,
+    StoreBusy,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,8 +44,13 @@ DEFAULT_STATUS_CODES: dict[type[Exception], int] = {
     Conflict: 409,
     ParameterError: 400,
     IngestError: 422,
+    InputTooLarge: 413,
     SchemaError: 422,
+    StoreBusy: 503,
 }
+
+#: Seconds a client is asked to wait (``Retry-After``) when the store is busy.
+RETRY_AFTER_S = 5
 
 INTERNAL_ERROR_DETAIL = "The server could not complete the request; the error has been logged."
 
@@ -97,6 +104,14 @@ async def dcm_error_handler(request: Request, exc: Exception) -> ProblemResponse
     """Deliberate dcm errors: status from the mapping, message from the exception."""
     assert isinstance(exc, DCMError)
     status = status_for(exc)
+    if isinstance(exc, StoreBusy):  # its message holds no SQL nor path: say it
+        return problem(
+            status,
+            detail=str(exc),
+            type_=_problem_type(exc),
+            instance=request.url.path,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     if status >= 500:
         # A StoreError or another internal failure: its text may hold SQL or paths.
         logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)

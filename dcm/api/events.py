@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
+import errno
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -11,11 +16,13 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from dcm.api.catalog import KINDS
 from dcm.api.dependencies import PrincipalDep, StoreDep, parse_datetime
 from dcm.api.ogc import JSON, CompactJSONResponse, base_url
-from dcm.errors import ParameterError
+from dcm.errors import IngestError, InputTooLarge, ParameterError
+from dcm.ingest._source import GZIP_MAGIC, Inflater, InputLimits
 
 router = APIRouter(tags=["Events"])
 
@@ -25,8 +32,8 @@ EventName = Annotated[str, PathParam(description="Event name, e.g. 'stvincent'."
 #: 1677-2262) and a report reaches hours before and after the moment.
 GAPS_AT_RANGE = (datetime(1700, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
-#: Uploads larger than this are refused (413) before they fill the disk.
-MAX_UPLOAD_BYTES = 2 * 1024**3
+#: Errors of a write that found no room: the disk, a quota or the process's file-size limit.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 #: Upload media type -> file suffix the ingest readers understand.
 UPLOAD_TYPES = {
@@ -202,21 +209,29 @@ async def upload_measurements(
     """Ingest an upload (CSV, GeoJSON or NDJSON by Content-Type; gzip by Content-Encoding
     or application/gzip) and return the validation report: rows in, accepted, rejected
     (with line, field and reason), duplicates. Needs a key that may ingest (partner or
-    above). The body is streamed to a temporary file, never held in memory whole."""
+    above). The body is streamed to a file, never held in memory whole, and refused (413)
+    as soon as it passes ``DCM_MAX_UPLOAD_BYTES``, or once gunzipped
+    ``DCM_MAX_DECOMPRESSED_BYTES`` or ``DCM_MAX_INFLATION_RATIO``. No database connection
+    is held while the body arrives; a refused upload leaves no file behind."""
     # Refuse before reading a byte of the body: no key, no rights, or no such event.
     principal.require(principal.can_ingest(None), f"ingest into {event}")
-    event = store.get_event(event).name
+    event = (await run_in_threadpool(store.get_event, event)).name
     headers = request.headers
     label = upload_label(name, headers.get("content-type", ""), headers.get("content-encoding", ""))
-    with tempfile.TemporaryDirectory(prefix="dcm-upload-") as tmp:
-        path = Path(tmp) / "upload"
-        size = await _receive(request, path)
+    settings = request.app.state.settings
+    with _upload_file(settings.data_dir) as path:
+        async with request.app.state.store.released():
+            size, checksum = await _receive(
+                request,
+                path,
+                label=label,
+                limits=InputLimits.from_settings(settings),
+                max_bytes=settings.max_upload_bytes,
+            )
         if size == 0:
-            from dcm.errors import IngestError
-
             raise IngestError("empty upload", path=label)
         outcome = await run_in_threadpool(
-            _ingest, store, event, path, kind, licence, visibility, label, principal
+            _ingest, store, event, path, kind, licence, visibility, label, principal, checksum
         )
     dataset = outcome.dataset
     body = {
@@ -238,16 +253,83 @@ async def upload_measurements(
     return CompactJSONResponse(body, status_code=201 if outcome.new else 200)
 
 
-async def _receive(request: Request, path: Path) -> int:
-    """Stream the request body to ``path`` chunk by chunk; returns its size in bytes."""
+@contextmanager
+def _upload_file(data_dir: Path) -> Iterator[Path]:
+    """A path in ``data_dir/uploads`` for one upload body, removed afterwards whatever
+    happens (files of server processes that died are removed at start-up)."""
+    folder = Path(data_dir) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"upload-{os.getpid()}-{uuid.uuid4().hex}"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def sweep_uploads(data_dir: Path) -> int:
+    """Remove upload files left by server processes no longer running; returns how many."""
+    removed = 0
+    for path in (Path(data_dir) / "uploads").glob("upload-*-*"):
+        try:
+            pid = int(path.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            removed += 1
+        except (ValueError, PermissionError):
+            continue
+    return removed
+
+
+async def _receive(
+    request: Request, path: Path, *, label: str, limits: InputLimits, max_bytes: int
+) -> tuple[int, str]:
+    """Stream the request body to ``path`` chunk by chunk; returns its size in bytes and
+    SHA-256. Gzip bodies are inflated on the way (output dropped) to refuse one that
+    passes ``limits`` before it is kept; a full disk answers 507 with nothing kept."""
     size = 0
-    with path.open("wb") as out:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise HTTPException(413, f"upload larger than {MAX_UPLOAD_BYTES} bytes")
-            out.write(chunk)
-    return size
+    digest = hashlib.sha256()
+    head = b""
+    inflater: Inflater | None = None
+    try:
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                if not chunk:
+                    continue
+                size += len(chunk)
+                if size > max_bytes:
+                    raise InputTooLarge(
+                        f"refused: upload larger than {max_bytes:,} bytes (the limit is "
+                        "DCM_MAX_UPLOAD_BYTES)",
+                        path=label,
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+                if len(head) < 2:  # gzip or not is known from the first two bytes
+                    chunk = head + chunk  # every byte not yet looked at
+                    head = chunk[:2]
+                    if len(head) < 2:
+                        continue
+                    if head == GZIP_MAGIC:
+                        inflater = Inflater(limits, name=label)
+                if inflater is not None:
+                    try:
+                        inflater.feed(chunk, keep=False)
+                    except InputTooLarge:
+                        raise
+                    except IngestError:  # corrupt: the reader reports it with its reason
+                        inflater = None
+                elif size > limits.max_bytes:
+                    raise limits.too_large(size, name=label)
+    except ClientDisconnect as exc:  # nobody to answer; not a server error either
+        raise HTTPException(400, "the client went away before the upload ended") from exc
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise HTTPException(
+                507, "the server has no room left for the upload: nothing was kept; try later"
+            ) from exc
+        raise
+    return size, digest.hexdigest()
 
 
 def _ingest(
@@ -259,17 +341,25 @@ def _ingest(
     visibility: str,
     label: str,
     principal: Any,
+    checksum: str,
 ) -> Any:
     # Runs on a worker thread: the store proxy resolves to the store lent to this request.
     from dcm import live
 
-    return live.ingest(
-        store,
-        event,
-        path,
-        kind=kind,
-        licence=licence,
-        visibility=visibility,
-        name=label,
-        principal=principal,
-    )
+    raw = Path(store.data_dir) / "raw" / checksum
+    kept_before = raw.exists()
+    try:
+        return live.ingest(
+            store,
+            event,
+            path,
+            kind=kind,
+            licence=licence,
+            visibility=visibility,
+            name=label,
+            principal=principal,
+        )
+    except BaseException:
+        if not kept_before:  # the raw copy of a refused upload: no dataset names it
+            raw.unlink(missing_ok=True)
+        raise

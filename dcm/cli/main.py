@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from dcm import __version__
-from dcm.errors import DCMError, NotFound, PermissionDenied
+from dcm.errors import DCMError, NotFound, PermissionDenied, StoreBusy
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_USER_ERROR = 2
 EXIT_NOT_FOUND = 3
 EXIT_DENIED = 4
+#: sysexits' EX_TEMPFAIL: the store was busy; the same command later should succeed.
+EXIT_BUSY = 75
 
 
 class LazyGroup(click.Group):
@@ -98,14 +100,26 @@ def main(argv: list[str] | None = None) -> Any:
             if isinstance(exc, NotFound)
             else EXIT_DENIED
             if isinstance(exc, PermissionDenied)
+            else EXIT_BUSY
+            if isinstance(exc, StoreBusy)
             else EXIT_USER_ERROR
         )
         sys.exit(code)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except OSError as exc:
+        # A missing file, a full disk, a file-size limit: one line, no traceback.
         if verbose >= 2:
             raise
-        click.echo(f"dcm: error: {exc.filename}: {exc.strerror}", err=True)
+        click.echo(f"dcm: error: {_os_error(exc)}", err=True)
         sys.exit(EXIT_USER_ERROR)
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        reason = f"{reason}: the disk (or this process's file-size limit) is full, nothing was kept"
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,6 +36,13 @@ import click
     help="Store folder (sets DCM_DATA_DIR).",
 )
 @click.option("--database-url", help="sqlite:///... or postgresql://... (sets DCM_DATABASE_URL).")
+@click.option(
+    "--limit-concurrency",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Open connections per worker beyond which new ones get 503.",
+)
 def command(
     host: str,
     port: int,
@@ -44,11 +51,15 @@ def command(
     log_level: str,
     data_dir: Path | None,
     database_url: str | None,
+    limit_concurrency: int,
 ) -> None:
     """Run the API and the responder web map.
 
     Settings come from DCM_ environment variables (DCM_DATA_DIR, DCM_DATABASE_URL, ...),
     read by each worker when it creates the app; --data-dir and --database-url set them.
+    An upload that sends no byte for DCM_CLIENT_IDLE_TIMEOUT_S seconds (60) gets 408;
+    idle keep-alive connections close after 5 s; beyond --limit-concurrency open
+    connections, new ones get 503.
     """
     import uvicorn
 
@@ -66,4 +77,8 @@ def command(
         workers=None if reload else workers,
         log_level=log_level,
         proxy_headers=False,
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=5,
+        # Stop waiting for requests in flight after this; a slow upload must not block a restart.
+        timeout_graceful_shutdown=30,
     )

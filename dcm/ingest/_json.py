@@ -21,22 +21,33 @@ import pyarrow.compute as pc
 
 from dcm.errors import IngestError
 from dcm.ingest._source import decode_utf8
-from dcm.ingest.report import RejectedRow
-from dcm.schema import MEASUREMENT_COLUMNS
+from dcm.ingest.report import RAW_ECHO_CHARS, RejectedRow
+from dcm.schema import MEASUREMENT_COLUMNS, MEASUREMENT_REQUIRED
 
 RawRows = Callable[[np.ndarray], list[str]]
 Loaded = tuple[pd.DataFrame, np.ndarray, RawRows, list[RejectedRow]]
 
 #: Field names the measurement readers look at (after lower-casing); others are dropped.
 _WANTED = set(MEASUREMENT_COLUMNS) | {"net", "latitude", "longitude", "lng"}
-_RAW_CHARS = 500
+#: Raw text cut a little past what reports keep, so they still add the "…".
+_RAW_CHARS = RAW_ECHO_CHARS + 1
+#: Deepest nesting of objects and arrays read; a measurement record needs 4 levels.
+#: Deeper input would crash pyarrow's reader and exhaust Python's recursion.
+MAX_JSON_DEPTH = 64
 
 
 def geojson_frame(data: bytes, name: str) -> Loaded:
     """Point features → property columns plus lon/lat; line = 1-based feature number."""
+    depth = _line_depths(data)
+    if depth.size and depth.max() > MAX_JSON_DEPTH:
+        line = int(np.argmax(depth > MAX_JSON_DEPTH)) + 1
+        raise IngestError(
+            f"not read: JSON nested more than {MAX_JSON_DEPTH} levels deep (line {line})",
+            path=name,
+        )
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise IngestError(f"not valid GeoJSON ({exc})", path=name) from exc
     if isinstance(doc, dict) and doc.get("type") == "Feature":
         features = [doc]
@@ -50,8 +61,36 @@ def geojson_frame(data: bytes, name: str) -> Loaded:
 def ndjson_frame(data: bytes, name: str) -> Loaded:
     """One JSON object (flat record or GeoJSON point feature) per line."""
     data = decode_utf8(data, name=name)
-    fast = _ndjson_arrow(data)
-    return fast if fast is not None else _ndjson_lines(data, name)
+    depths = _line_depths(data)
+    deep = depths.size > 0 and depths.max() > MAX_JSON_DEPTH
+    fast = None if deep else _ndjson_arrow(data)
+    return fast if fast is not None else _ndjson_lines(data, name, depths)
+
+
+def _line_depths(data: bytes) -> np.ndarray:
+    """Deepest nesting of ``{``/``[`` on each line (index 0 = line 1), vectorised.
+
+    Brackets inside strings count too, so a line may read deeper than it is; that only
+    sends it to the careful path or rejects a line no measurement record looks like.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    out = np.zeros(newlines.size + 1, dtype=np.int64)
+    step = np.zeros(256, dtype=np.int8)
+    step[[ord("{"), ord("[")]] = 1
+    step[[ord("}"), ord("]")]] = -1
+    delta = step[arr]
+    where = np.flatnonzero(delta)
+    if where.size == 0:
+        return out
+    steps = delta[where].astype(np.int64)
+    line = np.searchsorted(newlines, where)
+    first = np.r_[True, line[1:] != line[:-1]]
+    total = np.cumsum(steps)
+    before = (total - steps)[first]  # depth carried in from earlier lines: dropped
+    depth = total - before[np.cumsum(first) - 1]
+    out[line[first]] = np.maximum.reduceat(depth, np.flatnonzero(first))
+    return out
 
 
 def _record_lines(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,10 +149,14 @@ def _ndjson_arrow(data: bytes) -> Loaded | None:
             return None
         if not pc.all(pc.equal(table["type"], "Feature")).as_py():
             return None  # features mixed with flat records: the exact path sorts them out
+        # Types first: combining chunks of other shapes ("geometry": [null, null] in
+        # every row) can fail inside pyarrow.
+        if not all(
+            pa.types.is_struct(table.schema.field(c).type) for c in ("properties", "geometry")
+        ):
+            return None
         props = table["properties"].combine_chunks()
         geometry = table["geometry"].combine_chunks()
-        if not pa.types.is_struct(props.type) or not pa.types.is_struct(geometry.type):
-            return None
         for i, fld in enumerate(props.type):
             columns[fld.name] = props.field(i)
         names = [f.name for f in geometry.type]
@@ -139,8 +182,11 @@ def _ndjson_arrow(data: bytes) -> Loaded | None:
     result = pd.DataFrame(frame, index=pd.RangeIndex(table.num_rows))
 
     def raw_rows(positions: np.ndarray) -> list[str]:
+        # At most 4 bytes a character: a huge line is never decoded whole.
         return [
-            data[starts[i] : ends[i]].decode("utf-8", "replace").strip()[:_RAW_CHARS]
+            data[starts[i] : min(ends[i], starts[i] + 4 * _RAW_CHARS)]
+            .decode("utf-8", "replace")
+            .strip()[:_RAW_CHARS]
             for i in positions
         ]
 
@@ -169,16 +215,21 @@ def _to_pandas(values: pa.Array | pa.ChunkedArray) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(values))
 
 
-def _ndjson_lines(data: bytes, name: str) -> Loaded:
-    """Exact path: ``json.loads`` per line, each broken line rejected with its reason."""
+def _ndjson_lines(data: bytes, name: str, depths: np.ndarray) -> Loaded:
+    """Exact path: ``json.loads`` per line, each broken line rejected with its reason
+    (``depths``: :func:`_line_depths` of ``data``)."""
     text = data.decode("utf-8")
     records: list[object] = []
     numbers: list[int] = []
     rejected: list[RejectedRow] = []
+    deep = f"nested more than {MAX_JSON_DEPTH} levels deep"
     # Split at LF only: JSON strings may hold U+2028 and friends, which splitlines cuts.
     for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         stripped = line.strip().lstrip("\x1e")
         if not stripped:
+            continue
+        if depths[number - 1] > MAX_JSON_DEPTH:
+            rejected.append(RejectedRow(number, "row", deep, line))
             continue
         try:
             records.append(json.loads(stripped))
@@ -221,6 +272,8 @@ def _features_frame(items: Sequence[object], numbers: np.ndarray) -> Loaded:
     frame = frame.astype("string") if len(frame.columns) else frame
     if not len(frame.columns):
         frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    if not rows and rejected:  # every record refused: report them, not "missing columns"
+        frame = pd.DataFrame({c: pd.Series(dtype="string") for c in MEASUREMENT_REQUIRED})
     lines = numbers[keep] if keep else np.zeros(0, np.int64)
 
     def raw_rows(positions: np.ndarray) -> list[str]:

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+#: Characters of a rejected row's raw text kept in reports: enough to find the row, and
+#: a huge row (one 300 MB line) is not echoed back whole.
+RAW_ECHO_CHARS = 200
+
 
 @dataclass
 class RejectedRow:
@@ -16,12 +20,17 @@ class RejectedRow:
     ``line`` is the 1-based physical line in the file where the row starts (the header is
     line 1); for Parquet it is the 1-based row number and for GeoJSON the 1-based feature
     number. ``field`` names the first field that failed (``"row"`` for structural problems).
+    ``raw`` is the row's text, cut to :data:`RAW_ECHO_CHARS` characters plus "…".
     """
 
     line: int
     field: str
     reason: str
     raw: str
+
+    def __post_init__(self) -> None:
+        if len(self.raw) > RAW_ECHO_CHARS:
+            self.raw = self.raw[:RAW_ECHO_CHARS] + "…"
 
 
 @dataclass

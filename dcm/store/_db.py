@@ -8,8 +8,10 @@ which sorts correctly in SQLite's TEXT columns and which PostgreSQL casts to tim
 
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,10 +23,20 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from dcm.errors import StoreError
+from dcm.errors import StoreBusy, StoreError
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 FID_FORMAT = "%Y%m%dT%H%M%SZ"
+
+#: How long a SQLite writer waits in all for another one to finish before giving up with
+#: :class:`StoreBusy` (``Settings.store_busy_timeout_s`` sets it per installation).
+BUSY_TIMEOUT_S = 120.0
+#: SQLite waits this long inside one attempt (its busy handler); between attempts dcm
+#: sleeps a little, so a writer that SQLite refuses at once (a stale snapshot) is retried too.
+_BUSY_SLICE_MS = 2000
+#: SQLite primary result codes: another connection holds the lock; the disk is full.
+_SQLITE_BUSY = (5, 6)
+_SQLITE_FULL = 13
 
 
 def ts_text(value: pd.Timestamp | datetime | str | None) -> str | None:
@@ -102,10 +114,11 @@ def _pg_sql(sql: str) -> str:
 class Database:
     """One connection to SQLite or PostgreSQL with a common execute/query/transaction API."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.url = url
         parts = urlsplit(url)
         self._depth = 0
+        self.busy_timeout_s = busy_timeout_s
         if parts.scheme == "sqlite":
             self.backend = "sqlite"
             path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
@@ -114,16 +127,22 @@ class Database:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.path: str | None = path
+            slice_ms = int(min(_BUSY_SLICE_MS, busy_timeout_s * 1000))
             try:
-                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn = sqlite3.connect(
+                    path, isolation_level=None, check_same_thread=False, timeout=slice_ms / 1000
+                )
+                # Write-ahead log: readers never wait for the writer, and writers queue
+                # behind one another (busy handler plus dcm's bounded retry) instead of
+                # failing with "database is locked".
+                conn.execute(f"PRAGMA busy_timeout={slice_ms}")
+                self._sqlite = conn
+                self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA cache_size=-65536")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
-            self._sqlite = conn
             self._errors: tuple[type[Exception], ...] = (sqlite3.Error,)
         elif parts.scheme in ("postgresql", "postgres", "postgresql+psycopg"):
             import psycopg
@@ -152,17 +171,29 @@ class Database:
         return _pg_sql(sql) if self.is_pg else sql
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement; returns the driver cursor."""
+        """Run one statement; returns the driver cursor.
+
+        On SQLite a statement outside a transaction that finds the store locked by
+        another writer is retried (one statement is atomic, so retrying is safe) until
+        ``busy_timeout_s`` has passed, then :class:`StoreBusy` is raised.
+        """
         try:
             if self.is_pg:
                 return self._pg.execute(self._sql(sql), tuple(params))
-            return self._sqlite.execute(sql, tuple(params))
+            if self._depth:
+                return self._sqlite.execute(sql, tuple(params))
+            return self._retry(lambda: self._sqlite.execute(sql, tuple(params)))
         except self._errors as exc:
-            raise _store_error(exc, sql) from exc
+            raise _store_error(exc, sql, self) from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if not rows:
+            return
+        if not self.is_pg and not self._depth:
+            # All rows or none: in autocommit mode each row would commit on its own.
+            with self.transaction():
+                self.executemany(sql, rows)
             return
         try:
             if self.is_pg:
@@ -171,7 +202,21 @@ class Database:
             else:
                 self._sqlite.executemany(sql, rows)
         except self._errors as exc:
-            raise _store_error(exc, sql) from exc
+            raise _store_error(exc, sql, self) from exc
+
+    def _retry(self, run: Any) -> Any:
+        """``run()`` again while SQLite says another connection holds the lock, with a
+        short random pause between attempts, for at most ``busy_timeout_s`` in all."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        pause = 0.01
+        while True:
+            try:
+                return run()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause >= deadline:
+                    raise
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.5)
 
     def ts_select(self, column: str) -> str:
         """A SELECT expression for a timestamp column that :func:`to_utc` reads fast:
@@ -215,7 +260,7 @@ class Database:
                     "ON CONFLICT DO NOTHING"
                 )
         except psycopg.Error as exc:
-            raise _store_error(exc, f"COPY {table}") from exc
+            raise _store_error(exc, f"COPY {table}", self) from exc
 
     def script(self, statements: Iterable[str]) -> None:
         """Run DDL statements one by one (inside the caller's transaction)."""
@@ -255,13 +300,24 @@ class Database:
                 with self._pg.transaction():
                     yield
             else:
-                self._sqlite.execute("BEGIN IMMEDIATE")
+                # IMMEDIATE: take the write lock now, so two writers queue here rather
+                # than one failing half-way when it first writes.
+                try:
+                    self._retry(lambda: self._sqlite.execute("BEGIN IMMEDIATE"))
+                except sqlite3.Error as exc:
+                    raise _store_error(exc, "BEGIN IMMEDIATE", self) from exc
                 try:
                     yield
                 except BaseException:
-                    self._sqlite.execute("ROLLBACK")
+                    if self._sqlite.in_transaction:  # SQLite may have rolled back already
+                        self._sqlite.execute("ROLLBACK")
                     raise
-                self._sqlite.execute("COMMIT")
+                try:
+                    self._sqlite.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if self._sqlite.in_transaction:
+                        self._sqlite.execute("ROLLBACK")
+                    raise _store_error(exc, "COMMIT", self) from exc
         finally:
             self._depth = 0
 
@@ -269,10 +325,25 @@ class Database:
 _UNIQUE = re.compile(r"unique|duplicate key", re.IGNORECASE)
 
 
-def _store_error(exc: Exception, sql: str) -> Exception:
+def _is_busy(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_BUSY
+    return "locked" in str(exc)
+
+
+def _store_error(exc: Exception, sql: str, db: Database | None = None) -> Exception:
     from dcm.errors import Conflict
 
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, sqlite3.Error) and _is_busy(exc):
+        waited = f" for {db.busy_timeout_s:g} s" if db is not None else ""
+        return StoreBusy(
+            f"the store is busy: another process has held its write lock{waited}; try again"
+        )
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL:
+        where = f" {db.path}" if db is not None and db.path else ""
+        return StoreError(f"the disk holding the database{where} is full: nothing was written")
     if _UNIQUE.search(message):
         return Conflict(message)
     return StoreError(f"{message} (in: {' '.join(sql.split())[:120]})")

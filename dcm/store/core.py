@@ -320,8 +320,12 @@ class Store:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{checksum}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a reader never sees half a file
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path)  # atomic: a reader never sees half a file
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a full disk must not keep a partial copy
+                raise
         return checksum, path
 
     _DATASET_SQL = (
@@ -1388,7 +1392,9 @@ def open_store(settings: Settings | None = None, *, url: str | None = None) -> S
     database with PostGIS. Without either, ``Settings().resolved_database_url()``.
     """
     settings = settings or Settings()
-    db = Database(url or settings.resolved_database_url())
+    db = Database(
+        url or settings.resolved_database_url(), busy_timeout_s=settings.store_busy_timeout_s
+    )
     try:
         migrate(db)
     except StoreError:

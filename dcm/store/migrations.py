@@ -457,8 +457,9 @@ def migrate(db: Database, *, now: str | None = None) -> int:
         with db.transaction():
             if db.is_pg:
                 db.execute("SELECT pg_advisory_xact_lock(4242017)")
-                if current_version(db) >= step.number:  # another process got there first
-                    continue
+            # Another process may have applied it while this one waited for the lock.
+            if current_version(db) >= step.number:
+                continue
             step.apply(db)
             db.execute(
                 "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",

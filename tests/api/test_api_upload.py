@@ -162,3 +162,74 @@ def test_bad_uploads(partner: httpx.Client) -> None:
         "/events/nothing/measurements", content=b"a", headers={"Content-Type": "text/csv"}
     )
     assert missing.status_code == 404
+
+
+def _bomb(inflated: int) -> bytes:
+    """A gzip stream of zeros that inflates to ``inflated`` bytes (about 1000:1)."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\0" * (1 << 20)
+    parts = [packer.compress(block) for _ in range(inflated >> 20)]
+    return b"".join([*parts, packer.flush()])
+
+
+def _leftovers(store_copy) -> tuple[list[Path], set[Path]]:
+    data_dir = Path(store_copy.settings().data_dir)
+    uploads = sorted((data_dir / "uploads").glob("*"))
+    raw = set((data_dir / "raw").glob("*")) if (data_dir / "raw").exists() else set()
+    return uploads, raw
+
+
+def test_gzip_bomb_upload_is_refused_early(partner: httpx.Client, store_copy) -> None:
+    _, raw_before = _leftovers(store_copy)
+    bomb = _bomb(1 << 30)  # about 1 MB that would inflate to 1 GiB
+    response = partner.post(
+        URL, content=bomb, headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413, response.text
+    assert "DCM_MAX_INFLATION_RATIO" in response.json()["detail"]
+    assert len(response.content) < 2000
+    uploads, raw_after = _leftovers(store_copy)
+    assert uploads == [] and raw_after == raw_before  # nothing kept
+
+
+def test_rejected_upload_keeps_no_raw_copy(partner: httpx.Client, store_copy) -> None:
+    _, raw_before = _leftovers(store_copy)
+    response = partner.post(URL, content=b"when,where\n1,2\n", headers={"Content-Type": "text/csv"})
+    assert response.status_code == 422, response.text
+    uploads, raw_after = _leftovers(store_copy)
+    assert uploads == [] and raw_after == raw_before
+
+
+def test_huge_rejected_row_is_echoed_cut(partner: httpx.Client) -> None:
+    from dcm.ingest.report import RAW_ECHO_CHARS
+
+    huge = "2021-04-10T11:00:00Z,13.2,-61.2," + "x" * 1_000_000 + ",360,110,huge1"
+    text = "\n".join([HEADER, *_csv_rows(3, seed=7, prefix="cut"), huge]) + "\n"
+    response = partner.post(URL, content=text, headers={"Content-Type": "text/csv"})
+    assert response.status_code == 201, response.text
+    (bad,) = response.json()["report"]["rejected_rows"]
+    assert bad["field"] == "status"
+    assert bad["raw"] == huge[:RAW_ECHO_CHARS] + "…"
+    assert len(response.content) < 5000
+
+
+def test_odd_json_rows_are_rejected_not_500(partner: httpx.Client) -> None:
+    good = {"timestamp": "2021-04-10T12:20:00Z", "lat": 13.2, "lon": -61.2, "status": "ok"}
+    props = {"timestamp": "2021-04-10T12:20:00Z", "status": "ok"}
+    feature = {"type": "Feature", "geometry": [None, None], "properties": props}
+    nested = '{"a":' * 5000 + "1" + "}" * 5000
+    cases = (
+        ([json.dumps(feature)], "geometry", "geometry is not a Point"),  # fast path
+        ([json.dumps(good | {"measurement_id": "odd1"}), nested], "row", "nested more than 64"),
+    )
+    for lines, field, reason in cases:
+        response = partner.post(
+            URL, content="\n".join(lines) + "\n", headers={"Content-Type": "application/x-ndjson"}
+        )
+        assert response.status_code == 201, response.text
+        report = response.json()["report"]
+        assert report["accepted"] == len(lines) - 1
+        ((got_field, got_reason),) = [(r["field"], r["reason"]) for r in report["rejected_rows"]]
+        assert got_field == field and got_reason.startswith(reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import os
 
 import pandas as pd
@@ -164,3 +165,38 @@ _FEATURE = (
 @given(st.sampled_from([_RECORD, _FEATURE]).flatmap(lambda row: mangled(None, row)))
 def test_mangled_ndjson(data: bytes) -> None:
     run(read_measurements, data, MEASUREMENT_COLUMNS, format="ndjson")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(lambda v: {"type": "Feature", "geometry": v, "properties": {}}, _JSON),
+            st.builds(lambda v: {"timestamp": v, "lat": v, "lon": 1, "status": "ok"}, _JSON),
+            st.integers(1, 3000).map(lambda depth: "[" * depth + "]" * depth),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_odd_json_values(records: list[object], as_collection: bool) -> None:
+    """Any geometry or field value, and nesting far deeper than Python's recursion
+    limit: rows and a report, or one IngestError, never a crash."""
+    texts = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    if as_collection:
+        # One feature a line: reported "lines" of GeoJSON are feature numbers.
+        collection = '{"type": "FeatureCollection", "features": [\n' + ",\n".join(texts)
+        data = (collection + "\n]}").encode()
+        run(read_measurements, data, MEASUREMENT_COLUMNS, format="geojson")
+    else:
+        run(read_measurements, "\n".join(texts).encode(), MEASUREMENT_COLUMNS, format="ndjson")
