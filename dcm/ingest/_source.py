@@ -193,8 +193,9 @@ def decode_utf8(data: bytes, *, name: str) -> bytes:
         data = data[3:]
     sample = np.frombuffer(data[:8192], dtype=np.uint8)
     control = int(((sample < 32) & ~np.isin(sample, (9, 10, 13))).sum())
-    # A text file may carry a stray control byte in one bad row; many of them mean binary.
-    if control > max(8, sample.size // 50):
+    # A text file may carry stray control bytes in a few bad rows (two rows of a dozen
+    # each must not condemn a small file); many of them mean binary.
+    if control > max(32, sample.size // 50):
         raise IngestError("binary data, not a text file", path=name)
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         # A lone CR ends a line for pyarrow and Python's csv module alike; make it a
