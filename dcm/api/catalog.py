@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,6 +113,7 @@ class StoreCollection:
         limit: int,
         offset: int,
         principal: Any,
+        filters: Mapping[str, Any] | None = None,
     ) -> tuple[Sequence[Feature], int]:
         span = None if interval is None else (interval.start, interval.end)
         page = self._store.features(
@@ -123,6 +124,7 @@ class StoreCollection:
             limit=limit,
             offset=offset,
             principal=principal,
+            filters=dict(filters or {}),
         )
         return page.features, page.number_matched
 
@@ -182,6 +184,7 @@ class AlertCollection:
         limit: int,
         offset: int,
         principal: Any,
+        filters: Mapping[str, Any] | None = None,
     ) -> tuple[Sequence[Feature], int]:
         features = self._all()
         if not features:

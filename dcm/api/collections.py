@@ -9,7 +9,7 @@ behaviour from one place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -69,8 +69,13 @@ class Collection(Protocol):
         limit: int,
         offset: int,
         principal: Any,
+        filters: Mapping[str, Any] | None = None,
     ) -> tuple[Sequence[Feature], int]:
-        """One page of features matching the filters, and how many match in total."""
+        """One page of features matching the filters, and how many match in total.
+
+        ``filters``: property equality filters (``network``, ``severity``, ``tier``); a
+        collection ignores the ones its features do not carry.
+        """
         ...
 
     def feature(self, feature_id: str, *, principal: Any) -> Feature:

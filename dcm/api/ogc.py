@@ -234,16 +234,32 @@ def items(
     page: PageDep,
     zoom: ZoomDep,
     f: FeatureFormat = None,
+    network: Annotated[
+        str | None,
+        Query(max_length=32, description='outages, cells, grid: "MCC-MNC" or "all"'),
+    ] = None,
+    severity: Annotated[
+        Literal["outage", "degraded"] | None, Query(description="outages: outage or degraded")
+    ] = None,
+    tier: Annotated[
+        Literal["confirmed", "suspected"] | None,
+        Query(description="outages: confirmed, or suspected (the data cannot confirm yet)"),
+    ] = None,
 ) -> Response:
-    """A page of features filtered by ``bbox`` and ``datetime``, with ``next``/``prev`` links;
-    with ``zoom``, outlines simplified for that web-map zoom level."""
+    """A page of features filtered by ``bbox`` and ``datetime`` (and, for outages,
+    ``network``, ``severity`` and ``tier``), with ``next``/``prev`` links; with ``zoom``,
+    outlines simplified for that web-map zoom level."""
     found = catalog.collection(collection_id, principal)
+    filters = {
+        k: v for k, v in {"network": network, "severity": severity, "tier": tier}.items() if v
+    }
     features, matched = found.features(
         bbox=bbox,
         interval=interval,
         limit=page.limit,
         offset=page.offset,
         principal=principal,
+        filters=filters or None,
     )
     if zoom is not None:
         features = generalise(features, zoom)

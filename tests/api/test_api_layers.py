@@ -251,3 +251,37 @@ def test_large_pages_are_gzipped(http: httpx.Client) -> None:
     assert "content-encoding" not in raw.headers
     assert len(gzip.compress(raw.content)) < len(raw.content)
     assert response.json()["features"] == raw.json()["features"]
+
+
+def test_outages_filter_by_tier_network_and_severity(
+    http: httpx.Client, admin_headers: dict[str, str]
+) -> None:
+    url = f"/collections/{EVENT}-outages/items"
+
+    def get(**params: str) -> dict:
+        done = http.get(url, params={"limit": 1000, **params}, headers=admin_headers)
+        assert done.status_code == 200, done.text
+        return done.json()
+
+    every = get()
+    tiers = {f["properties"]["tier"] for f in every["features"]}
+    assert tiers <= {"confirmed", "suspected"} and tiers
+    total = 0
+    for tier in ("confirmed", "suspected"):
+        page = get(tier=tier)
+        assert all(f["properties"]["tier"] == tier for f in page["features"])
+        assert all(
+            f["properties"]["certainty"] in {"observed", "likely", "possible"}
+            for f in page["features"]
+        )
+        total += page["numberMatched"]
+    assert total == every["numberMatched"]
+    network = every["features"][0]["properties"]["network"]
+    page = get(network=network, severity="outage")
+    assert page["numberMatched"] >= 1
+    assert all(
+        f["properties"]["network"] == network and f["properties"]["severity"] == "outage"
+        for f in page["features"]
+    )
+    bad = http.get(url, params={"tier": "maybe"}, headers=admin_headers)
+    assert bad.status_code == 400 and "Traceback" not in bad.text
