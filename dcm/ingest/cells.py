@@ -33,6 +33,9 @@ DECIMAL_SECTOR_MAX_ZERO_SHARE = 0.05
 #: Fewest cells of one network and radio needed to judge how it numbers its cells.
 DECIMAL_SECTOR_MIN_CELLS = 50
 
+#: Columns of a measurement file that no cell export has.
+MEASUREMENT_ONLY_COLUMNS = frozenset({"timestamp", "status", "signal_dbm", "measurement_id"})
+
 _RADIO_MAP = {r: r for r in RADIOS} | {"WCDMA": "UMTS"}
 _KEY = ["radio", "mcc", "net", "area", "cell"]
 
@@ -62,6 +65,13 @@ def read_cells(
                    if c.lower() not in lowered]  # fmt: skip
         if missing:
             raise IngestError(f"not a cell export: missing columns {missing}", path=label)
+        measured = sorted(c for c in lowered if c in MEASUREMENT_ONLY_COLUMNS)
+        if measured:
+            raise IngestError(
+                f"not a cell export: the header has measurement columns {measured} (a "
+                "measurement file needs timestamp,lat,lon,status; read it as measurements)",
+                path=label,
+            )
         table.frame.columns = [
             next((c for c in OPENCELLID_COLUMNS if c.lower() == n.lower()), n) for n in names
         ]
