@@ -202,6 +202,10 @@ def group_sites(
     u_radius = np.zeros(units)
     np.maximum.at(u_radius, unit_of, _haversine_m(lat, lon, u_lat[unit_of], u_lon[unit_of]))
 
+    # Ties between units of equal size go by a hash of their members (not row order).
+    tiebreak = np.full(units, np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(tiebreak, unit_of, pd.util.hash_array(cell * 1_000_003 + area))
+
     # 2. Co-location of units, bounded.
     leader = _colocate(
         u_lat,
@@ -209,7 +213,7 @@ def group_sites(
         network_code[first],
         radius=u_radius,
         size=size,
-        tiebreak=pd.util.hash_array(cell[first] * 1_000_003 + area[first]),
+        tiebreak=tiebreak,
         link_m=site_distance_m,
         max_radius_m=identity_radius_m,
     )
@@ -226,32 +230,30 @@ def _site_ids(
     area: np.ndarray,
     cell: np.ndarray,
 ) -> pd.Series:
-    """``"MCC-MNC:AREA:CELL"`` of each site's lowest (area, cell, radio) member. Cells of
+    """``"MCC-MNC:AREA:CELL"`` of each site's lowest (area, cell, radio name) member. Cells of
     two radios can share area and cell number; when two sites would get the same id that
     way, the later radio's site gets ``"/RADIO"`` appended, so ids stay unique."""
-    n = len(labels)
-    key = pd.DataFrame(
-        {"label": labels, "area": area, "cell": cell, "radio": radio, "pos": np.arange(n)}
-    )
-    rep = key.sort_values(["label", "area", "cell", "radio"]).drop_duplicates("label")
-    network = network_key(cells["mcc"], cells["net"]).to_numpy(dtype=object)
-    rp = rep["pos"].to_numpy()
+    radio_code = np.unique(radio.astype(str), return_inverse=True)[1]  # by name
+    order = np.lexsort((radio_code, cell, area, labels))
+    first = np.r_[True, labels[order][1:] != labels[order][:-1]]
+    rp = order[first]  # the lowest member of each site, sites in label order
+    network = network_key(cells["mcc"].iloc[rp], cells["net"].iloc[rp]).to_numpy(dtype=object)
     text = (
-        pd.Series(network[rp], dtype="string")
+        pd.Series(network, dtype="string")
         + ":"
         + pd.Series(area[rp]).astype("string")
         + ":"
         + pd.Series(cell[rp]).astype("string")
-    )
-    clash = pd.Series(text.to_numpy()).duplicated().to_numpy()
-    if clash.any():
-        order = np.lexsort((radio[rp], text.to_numpy()))
+    ).to_numpy(dtype=object)
+    if pd.Series(text).duplicated().any():
+        by_text = np.lexsort((radio_code[rp], text.astype(str)))
         later = np.zeros(len(rp), dtype=bool)
-        later[order] = pd.Series(text.to_numpy()[order]).duplicated().to_numpy()
-        text = text.where(~later, text + "/" + pd.Series(radio[rp], dtype="string"))
-    site_of_label = pd.Series(text.to_numpy(), index=rep["label"].to_numpy())
-    site = pd.Series(site_of_label.reindex(labels).to_numpy(), index=cells.index)
-    return site.astype("string")
+        later[by_text] = pd.Series(text[by_text]).duplicated().to_numpy()
+        text[later] = text[later] + "/" + radio[rp][later].astype(str)
+    # Labels are leader unit numbers: map each to its site's position in label order.
+    site_of_label = np.empty(int(labels.max()) + 1, dtype=np.int64)
+    site_of_label[labels[rp]] = np.arange(len(rp))
+    return pd.Series(text[site_of_label[labels]], index=cells.index, dtype="string")
 
 
 def largest_site(cells: pd.DataFrame) -> tuple[int, float]:

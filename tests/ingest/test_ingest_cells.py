@@ -295,3 +295,6 @@ def test_ecuador_sites_are_physical(shared_data: Path) -> None:
     compact = off.groupby([lte["network"], lte["enb"]]).transform("max") < 0.99 * IDENTITY_RADIUS_M
     whole = lte[compact.to_numpy()].groupby(["network", "enb"])["site_id"].nunique()
     assert len(whole) > 2_000 and (whole == 1).all()
+    # The same sites whatever the row order.
+    shuffled = frame.sample(frac=1, random_state=7)
+    assert group_sites(shuffled).reindex(frame.index).equals(frame["site_id"])
