@@ -337,7 +337,7 @@ def _check_inputs(
     grid_alone = "outages come from the grid alone and no cell or site status is known"
     if cells.empty:
         warnings.append(f"cells: the cell list holds no cells; {grid_alone}")
-    else:
+    elif {"lon", "lat"} <= set(cells.columns):
         pad_lat = CELLS_NEAR_KM / 111.195
         widest = np.cos(np.radians(min(89.0, max(abs(south), abs(north)) + pad_lat)))
         pad_lon = pad_lat / widest
