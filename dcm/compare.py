@@ -34,6 +34,10 @@ Progress = Callable[[str], None]
 
 OUTPUT_FILES = ("outages.geojson", "cells.csv", "status.parquet", "summary.json", "map.html")
 
+#: A cell list with no cell within this distance (km) of the measurements' extent is set
+#: aside: detection runs on the grid alone.
+CELLS_NEAR_KM = 20.0
+
 #: Name in ``timings_s`` of the step that runs alongside the other writers.
 PARALLEL_STEP = "writing status.parquet (alongside the others)"
 
@@ -99,6 +103,7 @@ def compare(
         hazard_f = _load_vector(hazard, "hazard", inputs)
     if len(event_f) == 0:
         raise ParameterError("event: no valid measurements to compare")
+    cells_f, warnings = _check_inputs(cells_f, base_f, event_f, hazard_f, inputs)
     at_ts = _parse_time(at) if at is not None else None
     windows = event_windows(event_f, window=params.window_td, at=at_ts)
 
@@ -126,6 +131,7 @@ def compare(
         volume=found.volume,
         networks=model.networks,
         population=pop_f,
+        warnings=warnings,
     )
     return ComparisonResult(
         outages=outages,
@@ -206,11 +212,11 @@ def write_comparison(
     return paths
 
 
-def _cells_for_map(result: ComparisonResult) -> pd.DataFrame:
-    """Cell status intervals with positions (for the map)."""
+def _cells_for_map(result: ComparisonResult) -> pd.DataFrame | None:
+    """Cell status intervals with positions (for the map); None without cells."""
     pos = result.cell_positions
     if pos.empty:
-        return result.cells
+        return None if result.cells.empty else result.cells
     return result.cells.merge(
         pos.drop(columns=["radio", "site_id"]), on=["mcc", "net", "area", "cell"], how="left"
     )
@@ -311,6 +317,56 @@ def _load_vector(
     return frame
 
 
+def _check_inputs(
+    cells: pd.DataFrame,
+    baseline: pd.DataFrame,
+    event: pd.DataFrame,
+    hazard: gpd.GeoDataFrame | None,
+    inputs: dict[str, Any],
+) -> tuple[pd.DataFrame, list[str]]:
+    """The cells to use and warnings about inputs that cannot say much about the event.
+
+    A cell list without a cell within ``CELLS_NEAR_KM`` of the measurements' extent is
+    set aside (its positions would place sites where nobody measured): detection then
+    runs on the grid alone, as it does without cells. A hazard footprint that does not
+    overlap the measurements' extent gets a warning.
+    """
+    warnings: list[str] = []
+    lon = np.concatenate([baseline["lon"].to_numpy(float), event["lon"].to_numpy(float)])
+    lat = np.concatenate([baseline["lat"].to_numpy(float), event["lat"].to_numpy(float)])
+    west, east, south, north = lon.min(), lon.max(), lat.min(), lat.max()
+    extent = f"lon {west:.3f}..{east:.3f}, lat {south:.3f}..{north:.3f}"
+    grid_alone = "outages come from the grid alone and no cell or site status is known"
+    if cells.empty:
+        warnings.append(f"cells: the cell list holds no cells; {grid_alone}")
+    elif {"lon", "lat"} <= set(cells.columns):
+        pad_lat = CELLS_NEAR_KM / 111.195
+        widest = np.cos(np.radians(min(89.0, max(abs(south), abs(north)) + pad_lat)))
+        pad_lon = pad_lat / widest
+        near = (
+            cells["lon"].between(west - pad_lon, east + pad_lon)
+            & cells["lat"].between(south - pad_lat, north + pad_lat)
+        ).to_numpy()
+        inputs.setdefault("cells", {})["near_measurements"] = int(near.sum())
+        if not near.any():
+            warnings.append(
+                f"cells: none of the {len(cells):,} cells lies within {CELLS_NEAR_KM:g} km "
+                f"of the measurements ({extent}); the cell list is set aside: {grid_alone}"
+            )
+            cells = cells.iloc[:0]
+    if hazard is not None and len(hazard):
+        import shapely
+
+        box = shapely.box(west, south, east, north)
+        if not hazard.geometry.intersects(box).any():
+            hw, hs, he, hn = hazard.total_bounds
+            warnings.append(
+                f"hazard: the footprint (lon {hw:.3f}..{he:.3f}, lat {hs:.3f}..{hn:.3f}) "
+                f"does not overlap the measurements ({extent}); no outage can lie in it"
+            )
+    return cells, warnings
+
+
 def _parse_time(value: str | pd.Timestamp) -> pd.Timestamp:
     try:
         ts = pd.Timestamp(value)
@@ -332,8 +388,10 @@ def _summary(
     volume: pd.Series,
     networks: tuple[str, ...],
     population: pd.DataFrame | None,
+    warnings: list[str],
 ) -> dict[str, Any]:
-    """JSON-ready summary: inputs, parameters, counts, rejected rows, timings, version."""
+    """JSON-ready summary: inputs, parameters, counts, rejected rows, warnings about the
+    inputs, timings, version."""
     last = windows.max()
     latest = outages[outages["window_start"] == last]
     per_network: dict[str, Any] = {}
@@ -385,6 +443,7 @@ def _summary(
             "min": float(volume.min()) if len(volume) else None,
             "max": float(volume.max()) if len(volume) else None,
         },
+        "warnings": warnings,
         "timings_s": timings,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -175,3 +176,85 @@ def test_compare_reads_files(tmp_path: Path) -> None:
     assert result.summary["rejected_rows"]["event"]["count"] > 0
     assert inputs["population"]["people"] > 0
     assert "areas" in result.outages.columns or result.outages.empty
+
+
+@pytest.fixture
+def thin_sample(sample_data: Path, tmp_path: Path) -> dict[str, Path]:
+    """A tenth of the St Vincent sample's baseline and event rows, the sample's cells,
+    an empty cell list, the cells and the hazard footprint moved 20 degrees west."""
+    import geopandas as gpd
+
+    rng = np.random.default_rng(2)
+    files: dict[str, Path] = {}
+    for name in ("baseline", "event"):
+        header, *rows = gzip.decompress(
+            (sample_data / "stvincent" / f"{name}.csv.gz").read_bytes()
+        ).splitlines(keepends=True)  # the sample has malformed rows: keep them as they are
+        files[name] = tmp_path / f"{name}.csv"
+        keep = np.flatnonzero(rng.uniform(size=len(rows)) < 0.1)
+        files[name].write_bytes(header + b"".join(rows[i] for i in keep))
+    cells = pd.read_csv(sample_data / "stvincent" / "cells.csv.gz", dtype=str)
+    files["cells"] = sample_data / "stvincent" / "cells.csv.gz"
+    files["no_cells"] = tmp_path / "no_cells.csv"
+    cells.iloc[:0].to_csv(files["no_cells"], index=False)
+    files["far_cells"] = tmp_path / "far_cells.csv"
+    cells.assign(lon=(cells["lon"].astype(float) - 20).round(6)).to_csv(
+        files["far_cells"], index=False
+    )
+    hazard = gpd.read_file(sample_data / "stvincent" / "hazard.geojson")
+    files["far_hazard"] = tmp_path / "far_hazard.geojson"
+    hazard.set_geometry(hazard.geometry.translate(xoff=-20)).to_file(files["far_hazard"])
+    return files
+
+
+def test_compare_without_cells_detects_on_the_grid_alone(thin_sample: dict[str, Path]) -> None:
+    for cells in ("no_cells", "far_cells"):
+        result = dcm.compare(
+            cells=thin_sample[cells], baseline=thin_sample["baseline"], event=thin_sample["event"]
+        )
+        (warning,) = result.summary["warnings"]
+        assert warning.startswith("cells: ") and "grid alone" in warning
+        assert result.cells.empty and not result.grid.empty
+        assert result.summary["counts"]["cells_latest"] == {}
+    assert "none of the 455 cells lies within 20 km" in warning
+    assert result.summary["inputs"]["cells"]["near_measurements"] == 0
+    # A frame without rows, as from a filter that left nothing.
+    frame = dcm.ingest.read_cells(thin_sample["cells"]).frame.iloc[:0]
+    result = dcm.compare(cells=frame, baseline=thin_sample["baseline"], event=thin_sample["event"])
+    assert "holds no cells" in result.summary["warnings"][0]
+
+
+def test_compare_warns_of_a_hazard_far_from_the_data(thin_sample: dict[str, Path]) -> None:
+    args = {k: thin_sample[k] for k in ("cells", "baseline", "event")}
+    result = dcm.compare(**args, hazard=thin_sample["far_hazard"])
+    (warning,) = result.summary["warnings"]
+    assert warning.startswith("hazard: ") and "does not overlap the measurements" in warning
+    assert not result.cells.empty  # the cells are near: used as usual
+
+
+def test_cli_compare_with_bad_inputs_warns_without_traceback(
+    thin_sample: dict[str, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    args = [
+        "--cells", str(thin_sample["no_cells"]), "--baseline", str(thin_sample["baseline"]),
+        "--event", str(thin_sample["event"]), "--hazard", str(thin_sample["far_hazard"]),
+        "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", "from dcm.cli.main import main; main()", "compare", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "dcm: warning: cells: the cell list holds no cells" in proc.stderr
+    assert "dcm: warning: hazard: the footprint" in proc.stderr
+    assert "cells in the last window: none" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [w.split(":")[0] for w in summary["warnings"]] == ["cells", "hazard"]
+    assert (out / "map.html").stat().st_size > 0

@@ -38,6 +38,7 @@ def _is_next_window(stop: np.ndarray, n: int) -> bool:
         stop.ndim == 2
         and stop.shape[1] == n
         and stop.strides[0] == 0
+        and stop.shape[0] > 0
         and bool(np.array_equal(stop[0], np.arange(1, n + 1)))
     )
 

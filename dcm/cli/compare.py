@@ -49,9 +49,12 @@ def print_summary(result: Any, paths: dict[str, Path]) -> None:
             f"cells offline{extra}; {entry['outages_total']} over the period"
         )
     cells = counts["cells_latest"]
-    click.echo("cells in the last window: " + ", ".join(f"{k} {v}" for k, v in cells.items()))
+    listed = ", ".join(f"{k} {v}" for k, v in cells.items()) or "none"
+    click.echo(f"cells in the last window: {listed}")
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
+    for warning in result.summary.get("warnings", []):
+        click.echo(f"dcm: warning: {warning}", err=True)
 
 
 def _iso(value: Any) -> str:

@@ -55,6 +55,8 @@ def command(
                 f"{outcome.added} added{rejected}{dupes}; "
                 f"{outcome.dirty_windows} window(s) to update"
             )
+            if outcome.report is not None and (sites := outcome.report.sites_line()):
+                click.echo(f"  {sites}")
             if outcome.report is not None and outcome.report.rejected:
                 for reason, count in list(outcome.report.reasons().items())[:5]:
                     click.echo(f"  {count} rejected: {reason}")

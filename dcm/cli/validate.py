@@ -61,7 +61,8 @@ def command(
     timezone: str | None,
     show: int,
 ) -> None:
-    """Check FILE and report accepted, rejected (line, field, reason) and duplicate rows.
+    """Check FILE and report accepted, rejected (line, field, reason) and duplicate rows;
+    for a cell export also the number of sites and the largest site's cells and width.
 
     Exits 0 when the file could be read, even with rejected rows; a file that cannot be
     read at all is a one-line error and exit code 2.
@@ -139,6 +140,8 @@ def _print_report(
         f"rows in = accepted + rejected + duplicates: {report.rows_in:,} = "
         f"{report.accepted:,} + {len(report.rejected):,} + {report.duplicates:,}"
     )
+    if (sites := report.sites_line()) is not None:
+        console.print(sites, highlight=False)
     if not report.rejected:
         return
     reasons = Table("rejected", "field: reason", title="Reasons")

@@ -155,8 +155,13 @@ def _ndjson_arrow(data: bytes) -> Loaded | None:
             pa.types.is_struct(table.schema.field(c).type) for c in ("properties", "geometry")
         ):
             return None
-        props = table["properties"].combine_chunks()
-        geometry = table["geometry"].combine_chunks()
+        try:
+            props = table["properties"].combine_chunks()
+            geometry = table["geometry"].combine_chunks()
+        except pa.ArrowException:
+            # Odd shapes ({"": [null, null]}) can still fail inside pyarrow: the exact
+            # path reads them row by row.
+            return None
         for i, fld in enumerate(props.type):
             columns[fld.name] = props.field(i)
         names = [f.name for f in geometry.type]

@@ -18,6 +18,13 @@ Source = str | Path | BinaryIO | bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 
+#: Local file header and empty-archive signatures of a ZIP archive.
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+#: Why a ZIP archive is refused: stored (uncompressed) members start with readable text,
+#: so without this check a CSV inside one would be read with the archive's headers as rows.
+ZIP_REFUSED = "a ZIP archive, not a text file: unzip it first (plain or gzip files are read)"
+
 
 def source_name(source: Source, name: str | None = None) -> str:
     """The name used in reports and errors: ``name``, the path, or the stream's name."""
@@ -154,6 +161,13 @@ def read_bytes(source: Source, *, name: str, limits: InputLimits | None = None) 
 
 
 def _read_stream(stream: BinaryIO, *, name: str, limits: InputLimits) -> bytes:
+    data = _inflate_stream(stream, name=name, limits=limits)
+    if data[:4] in ZIP_MAGIC:
+        raise IngestError(ZIP_REFUSED, path=name)
+    return data
+
+
+def _inflate_stream(stream: BinaryIO, *, name: str, limits: InputLimits) -> bytes:
     try:
         head = stream.read(2)
         if isinstance(head, str):  # a text stream given by mistake: accept it

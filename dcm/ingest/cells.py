@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from dcm.errors import IngestError
 from dcm.ingest import _fields as f
@@ -16,9 +14,27 @@ from dcm.schema import CELL_COLUMNS, OPENCELLID_COLUMNS, RADIOS, network_key
 
 EARTH_RADIUS_M = 6_371_008.8
 
-#: LTE cells sharing an eNodeB id join one site only within this distance (m): the same
-#: eNodeB id can be reused far away after re-planning, and positions are crowdsourced.
-ENODEB_MAX_DISTANCE_M = 2_000.0
+#: Members of one base-station id (LTE eNB, NR gNB, UMTS NodeB, GSM site number) farther
+#: than this from the id's median position are split off (m): ids are reused far apart
+#: after re-planning, and crowdsourced cell positions lie hundreds of metres from the mast
+#: (half of Ecuador's LTE cells lie over 300 m from their eNB's median position, one in
+#: seven over 1 km). No site is wider than twice this.
+IDENTITY_RADIUS_M = 1_000.0
+
+#: NR cell id (NCI, 36 bits) = gNB id * 2**(36 - gNB bits) + cell: gNB ids are 22..32 bits
+#: long. A shift of 12 takes the gNB of the common 24-bit ids exactly and, for 22-bit ids,
+#: gNB * 4 + (local cell >> 12), the same number for every cell below 4096.
+NR_GNB_SHIFT = 12
+
+#: A network numbers GSM CI / UMTS cid as ``site * 10 + sector`` when the last digit 0 is
+#: this rare among its cells (sectors counted from 1; 10 % when the digit means nothing).
+DECIMAL_SECTOR_MAX_ZERO_SHARE = 0.05
+
+#: Fewest cells of one network and radio needed to judge how it numbers its cells.
+DECIMAL_SECTOR_MIN_CELLS = 50
+
+#: Columns of a measurement file that no cell export has.
+MEASUREMENT_ONLY_COLUMNS = frozenset({"timestamp", "status", "signal_dbm", "measurement_id"})
 
 _RADIO_MAP = {r: r for r in RADIOS} | {"WCDMA": "UMTS"}
 _KEY = ["radio", "mcc", "net", "area", "cell"]
@@ -49,6 +65,13 @@ def read_cells(
                    if c.lower() not in lowered]  # fmt: skip
         if missing:
             raise IngestError(f"not a cell export: missing columns {missing}", path=label)
+        measured = sorted(c for c in lowered if c in MEASUREMENT_ONLY_COLUMNS)
+        if measured:
+            raise IngestError(
+                f"not a cell export: the header has measurement columns {measured} (a "
+                "measurement file needs timestamp,lat,lon,status; read it as measurements)",
+                path=label,
+            )
         table.frame.columns = [
             next((c for c in OPENCELLID_COLUMNS if c.lower() == n.lower()), n) for n in names
         ]
@@ -103,6 +126,7 @@ def read_cells(
     frame["site_id"] = group_sites(frame, site_distance_m=site_distance_m)
     frame = frame.astype(CELL_COLUMNS)[list(CELL_COLUMNS)]
     rejected.sort(key=lambda r: r.line)
+    largest_cells, largest_diameter = largest_site(frame)
     report = IngestReport(
         path=label,
         kind="cells",
@@ -110,6 +134,9 @@ def read_cells(
         accepted=len(frame),
         duplicates=len(dup_index),
         rejected=rejected,
+        sites=int(frame["site_id"].nunique()),
+        largest_site_cells=largest_cells,
+        largest_site_diameter_m=largest_diameter,
     )
     return IngestResult(frame=frame, report=report)
 
@@ -118,93 +145,227 @@ def group_sites(
     cells: pd.DataFrame,
     *,
     site_distance_m: float = 150.0,
-    enodeb_max_distance_m: float = ENODEB_MAX_DISTANCE_M,
+    identity_radius_m: float = IDENTITY_RADIUS_M,
 ) -> pd.Series:
-    """``site_id`` per cell: cells of one network linked when close or sharing an eNodeB.
+    """``site_id`` per cell: one physical site (mast) per group, never a chain of them.
 
-    Two cells of the same network (``mcc``, ``net``) are linked when they are within
-    ``site_distance_m`` metres (great-circle), or when both are LTE with the same eNodeB
-    id (``cell >> 8``) and lie within ``enodeb_max_distance_m`` of that eNodeB's median
-    position. Sites are the connected components of those links. The id is
-    ``"MCC-MNC:AREA:CELL"`` of the component's lowest (area, cell), so it does not depend
-    on row order. Input needs ``radio, mcc, net, area, cell, lon, lat``.
+    Two steps, both within one network (``mcc``, ``net``):
+
+    1. *Identity.* Cells sharing a base-station id form a unit: LTE eNB (``cell >> 8``),
+       NR gNB (``cell >> 12``), UMTS NodeB (RNC ``cell >> 16`` with cid ``cell & 0xFFFF``,
+       or ``cid // 10`` when the network numbers sectors in the last decimal digit),
+       GSM site (``cell // 10`` under the same rule, else the CI itself). Members farther
+       than ``identity_radius_m`` from the unit's median position are split off as
+       single cells (ids are reused far apart).
+    2. *Co-location.* Units of any radio join a leader unit whose median position is
+       within ``site_distance_m`` of theirs, provided every member then lies within
+       ``identity_radius_m`` of the leader's position. Leaders are the units with the
+       most cells among their neighbours, so groups never chain: no site is wider than
+       ``2 * identity_radius_m``, and a site of cells without a shared id no wider than
+       ``2 * site_distance_m``.
+
+    The id is ``"MCC-MNC:AREA:CELL"`` of the site's lowest (area, cell), so it does not
+    depend on row order. Input needs ``radio, mcc, net, area, cell, lon, lat``.
     """
-    from scipy.spatial import cKDTree
-
     n = len(cells)
     if n == 0:
         return pd.Series([], index=cells.index, dtype="string")
     mcc = cells["mcc"].to_numpy(dtype="int64")
     net = cells["net"].to_numpy(dtype="int64")
-    network_code = mcc * 100_000 + net
+    network_code = pd.factorize(mcc * 100_000 + net)[0].astype("int64")
+    cell = cells["cell"].to_numpy(dtype="int64")
+    area = cells["area"].to_numpy(dtype="int64")
+    radio = cells["radio"].astype("string").fillna("").to_numpy(dtype=object)
     lat = np.radians(cells["lat"].to_numpy(dtype="float64"))
     lon = np.radians(cells["lon"].to_numpy(dtype="float64"))
 
-    # Neighbours within the site distance, exactly: on the sphere the chord length grows
-    # monotonically with the great-circle distance, so a k-d tree radius query on 3-D
-    # Earth-centred coordinates with the matching chord finds the same pairs as a
-    # haversine search, much faster. A fourth coordinate puts each network far away from
-    # the others, so pairs never mix networks.
+    # 1. Identity units: kept members of one base-station id share a unit, every other
+    # cell is a unit of its own.
+    node, has_id = _base_station_id(radio, network_code, cell)
+    ident = pd.DataFrame({"net": network_code, "radio": radio, "node": node})
+    ident_code = ident.groupby(["net", "radio", "node"], sort=False).ngroup().to_numpy()
+    by_ident = pd.DataFrame({"g": ident_code, "lat": lat, "lon": lon}).groupby("g")
+    mid_lat = np.where(has_id, by_ident["lat"].transform("median").to_numpy(), lat)
+    mid_lon = np.where(has_id, by_ident["lon"].transform("median").to_numpy(), lon)
+    dist = _haversine_m(lat, lon, mid_lat, mid_lon)
+    kept = has_id & (dist <= identity_radius_m)
+    unit_key = np.where(kept, ident_code, ident_code.max() + 1 + np.arange(n))
+    unit_of = pd.factorize(unit_key)[0]
+    units = int(unit_of.max()) + 1
+    first = np.zeros(units, dtype=np.int64)
+    first[unit_of[::-1]] = np.arange(n)[::-1]  # first row of each unit
+    # A unit sits at the mean position of its members: sectors pull a cell's position
+    # toward where it is heard, and the mean of a mast's sectors cancels those pulls.
+    size = np.bincount(unit_of, minlength=units)
+    u_lat = np.bincount(unit_of, weights=lat, minlength=units) / size
+    u_lon = np.bincount(unit_of, weights=lon, minlength=units) / size
+    u_radius = np.zeros(units)
+    np.maximum.at(u_radius, unit_of, _haversine_m(lat, lon, u_lat[unit_of], u_lon[unit_of]))
+
+    # Ties between units of equal size go by a hash of their members (not row order).
+    tiebreak = np.full(units, np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(tiebreak, unit_of, pd.util.hash_array(cell * 1_000_003 + area))
+
+    # 2. Co-location of units, bounded.
+    leader = _colocate(
+        u_lat,
+        u_lon,
+        network_code[first],
+        radius=u_radius,
+        size=size,
+        tiebreak=tiebreak,
+        link_m=site_distance_m,
+        max_radius_m=identity_radius_m,
+    )
+    labels = leader[unit_of]
+
+    return _site_ids(cells, labels, radio=radio, area=area, cell=cell)
+
+
+def _site_ids(
+    cells: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    radio: np.ndarray,
+    area: np.ndarray,
+    cell: np.ndarray,
+) -> pd.Series:
+    """``"MCC-MNC:AREA:CELL"`` of each site's lowest (area, cell, radio name) member. Cells of
+    two radios can share area and cell number; when two sites would get the same id that
+    way, the later radio's site gets ``"/RADIO"`` appended, so ids stay unique."""
+    radio_code = np.unique(radio.astype(str), return_inverse=True)[1]  # by name
+    order = np.lexsort((radio_code, cell, area, labels))
+    first = np.r_[True, labels[order][1:] != labels[order][:-1]]
+    rp = order[first]  # the lowest member of each site, sites in label order
+    network = network_key(cells["mcc"].iloc[rp], cells["net"].iloc[rp]).to_numpy(dtype=object)
+    text = (
+        pd.Series(network, dtype="string")
+        + ":"
+        + pd.Series(area[rp]).astype("string")
+        + ":"
+        + pd.Series(cell[rp]).astype("string")
+    ).to_numpy(dtype=object)
+    if pd.Series(text).duplicated().any():
+        by_text = np.lexsort((radio_code[rp], text.astype(str)))
+        later = np.zeros(len(rp), dtype=bool)
+        later[by_text] = pd.Series(text[by_text]).duplicated().to_numpy()
+        text[later] = text[later] + "/" + radio[rp][later].astype(str)
+    # Labels are leader unit numbers: map each to its site's position in label order.
+    site_of_label = np.empty(int(labels.max()) + 1, dtype=np.int64)
+    site_of_label[labels[rp]] = np.arange(len(rp))
+    return pd.Series(text[site_of_label[labels]], index=cells.index, dtype="string")
+
+
+def largest_site(cells: pd.DataFrame) -> tuple[int, float]:
+    """Cell count and diameter (m, greatest great-circle distance between two of its
+    cells) of the site with the most cells (the lowest ``site_id`` among equals);
+    ``(0, 0.0)`` without cells. Needs ``site_id, lon, lat``."""
+    if cells.empty:
+        return 0, 0.0
+    counts = cells["site_id"].value_counts()
+    top = counts[counts == counts.max()].index.min()
+    members = cells.loc[cells["site_id"] == top]
+    lon, lat = members["lon"].to_numpy(dtype="float64"), members["lat"].to_numpy(dtype="float64")
+    if len(members) > 256:
+        # The two farthest cells are corners of the convex hull (a site is small enough
+        # for degrees to be a plane); this keeps the pairwise matrix small.
+        import shapely
+
+        hull = shapely.convex_hull(shapely.multipoints(np.column_stack([lon, lat])))
+        corners = shapely.get_coordinates(hull)
+        lon, lat = corners[:, 0], corners[:, 1]
+    lat, lon = np.radians(lat), np.radians(lon)
+    across = _haversine_m(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+    return int(counts.max()), float(across.max())
+
+
+def _base_station_id(
+    radio: np.ndarray, network_code: np.ndarray, cell: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Base-station number per cell (unique within network and radio) and whether the
+    radio has one. GSM CI and UMTS cid count as ``site * 10 + sector`` only in networks
+    where the last digit 0 is rare (sectors numbered from 1); elsewhere the number is the
+    cell's own, which still joins one cell listed under two location areas."""
+    lte, nr = radio == "LTE", radio == "NR"
+    umts, gsm = radio == "UMTS", radio == "GSM"
+    low = np.where(umts, cell & 0xFFFF, cell)  # UMTS cid within its RNC; GSM CI
+    counted = pd.DataFrame(
+        {"net": network_code, "radio": radio, "zero": (low % 10 == 0).astype("float64")}
+    ).groupby(["net", "radio"], sort=False)["zero"]
+    decimal = (
+        (umts | gsm)
+        & (counted.transform("size").to_numpy() >= DECIMAL_SECTOR_MIN_CELLS)
+        & (counted.transform("mean").to_numpy() < DECIMAL_SECTOR_MAX_ZERO_SHARE)
+    )
+    station = np.where(decimal, low // 10, low)
+    node = np.select(
+        [lte, nr, umts],
+        [cell >> 8, cell >> NR_GNB_SHIFT, (cell >> 16) * 65_536 + station],
+        default=station,
+    )
+    return node.astype("int64"), lte | nr | umts | gsm
+
+
+def _colocate(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    network_code: np.ndarray,
+    *,
+    radius: np.ndarray,
+    size: np.ndarray,
+    tiebreak: np.ndarray,
+    link_m: float,
+    max_radius_m: float,
+) -> np.ndarray:
+    """Leader unit per unit: greedy clustering with a bounded extent, never chaining.
+
+    Units are points (radians) with the distance ``radius`` of their farthest member.
+    In rounds, every unit that outranks (more cells, then ``tiebreak``) all still free
+    units within ``link_m`` leads; it takes the free units within ``link_m`` whose
+    members all stay within ``max_radius_m`` of it (a unit in reach of two leaders goes
+    to the nearer). Leaders are never within ``link_m`` of each other, so each round
+    leaves at least the strongest free unit placed and most rounds place nearly all.
+    """
+    from scipy.spatial import cKDTree
+
+    units = len(lat)
+    # Pairs within link_m, exactly: the chord grows monotonically with the great-circle
+    # distance, so a k-d tree radius query on Earth-centred coordinates with the matching
+    # chord finds the haversine pairs. A fourth coordinate keeps networks apart.
     xyz = np.column_stack(
         [
             EARTH_RADIUS_M * np.cos(lat) * np.cos(lon),
             EARTH_RADIUS_M * np.cos(lat) * np.sin(lon),
             EARTH_RADIUS_M * np.sin(lat),
-            pd.factorize(network_code)[0].astype("float64") * 1e8,  # 1e8 m > Earth
+            network_code.astype("float64") * 1e8,  # 1e8 m > Earth
         ]
     )
-    chord = 2 * EARTH_RADIUS_M * np.sin(site_distance_m / (2 * EARTH_RADIUS_M))
-    pairs = cKDTree(xyz).query_pairs(chord, output_type="ndarray")
-    rows, cols = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-
-    # LTE: cells of one eNodeB (ECI >> 8) near the eNodeB's median position form a star.
-    radio = cells["radio"].astype("string").to_numpy(dtype=object)
-    lte = radio == "LTE"
-    if lte.any():
-        idx = np.flatnonzero(lte)
-        enb = pd.DataFrame(
-            {
-                "net": network_code[idx],
-                "enb": cells["cell"].to_numpy(dtype="int64")[idx] >> 8,
-                "lat": lat[idx],
-                "lon": lon[idx],
-                "i": idx,
-            }
-        )
-        grouped = enb.groupby(["net", "enb"], sort=False)
-        mid_lat = grouped["lat"].transform("median").to_numpy()
-        mid_lon = grouped["lon"].transform("median").to_numpy()
-        dist = _haversine_m(enb["lat"].to_numpy(), enb["lon"].to_numpy(), mid_lat, mid_lon)
-        near = dist <= enodeb_max_distance_m
-        # Anchor: the lowest-numbered cell of the eNodeB that is near its median position.
-        enb["anchor"] = np.where(near, idx, np.nan)
-        anchor = enb.groupby(["net", "enb"], sort=False)["anchor"].transform("min").to_numpy()
-        link = near & ~np.isnan(anchor)
-        rows = np.concatenate([rows, enb["i"].to_numpy()[link]])
-        cols = np.concatenate([cols, anchor[link].astype(np.int64)])
-
-    graph = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    key = pd.DataFrame(
-        {
-            "label": labels,
-            "area": cells["area"].to_numpy(dtype="int64"),
-            "cell": cells["cell"].to_numpy(dtype="int64"),
-            "pos": np.arange(n),
-        }
-    )
-    rep = key.sort_values(["label", "area", "cell"]).drop_duplicates("label")
-    rep_pos = rep.set_index("label")["pos"].reindex(labels).to_numpy()
-    network = network_key(cells["mcc"], cells["net"]).to_numpy(dtype=object)
-    site = (
-        pd.Series(network[rep_pos], dtype="string")
-        + ":"
-        + pd.Series(key["area"].to_numpy()[rep_pos]).astype("string")
-        + ":"
-        + pd.Series(key["cell"].to_numpy()[rep_pos]).astype("string")
-    )
-    site.index = cells.index
-    return site.astype("string")
+    chord = 2 * EARTH_RADIUS_M * np.sin(link_m / (2 * EARTH_RADIUS_M))
+    pairs = cKDTree(xyz).query_pairs(chord, output_type="ndarray").astype(np.int64)
+    src = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    dst = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    dist = _haversine_m(lat[src], lon[src], lat[dst], lon[dst])
+    fits = (dist + radius[dst] <= max_radius_m) & (radius[src] <= max_radius_m)
+    # Rank 0 is the strongest: most cells, then a hash of the unit's first cell (no
+    # dependence on row order, and no spatial order that would make rounds crawl).
+    rank = np.empty(units, dtype=np.int64)
+    rank[np.lexsort((tiebreak, -size))] = np.arange(units)
+    leader = np.arange(units)
+    free = np.ones(units, dtype=bool)
+    while free.any():
+        live = free[src] & free[dst]
+        s, d = src[live], dst[live]
+        best = rank.copy()
+        np.minimum.at(best, s, rank[d])
+        leads = free & (best == rank)
+        take = leads[s] & ~leads[d] & fits[live]
+        s, d, dd = s[take], d[take], dist[live][take]
+        order = np.lexsort((dd, d))
+        d_first = np.unique(d[order], return_index=True)[1]
+        leader[d[order][d_first]] = s[order][d_first]
+        free[leads] = False
+        free[d] = False
+    return leader
 
 
 def _haversine_m(

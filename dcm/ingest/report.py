@@ -43,6 +43,11 @@ class IngestReport:
     accepted: int
     duplicates: int
     rejected: list[RejectedRow] = field(default_factory=list)
+    #: Cell exports only: number of sites, and the site with the most cells (its cell
+    #: count and diameter in metres, the greatest distance between two of its cells).
+    sites: int | None = None
+    largest_site_cells: int | None = None
+    largest_site_diameter_m: float | None = None
 
     def __post_init__(self) -> None:
         balance = self.accepted + len(self.rejected) + self.duplicates
@@ -66,7 +71,7 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict, including every rejected row."""
-        return {
+        out: dict[str, object] = {
             "path": self.path,
             "kind": self.kind,
             "rows_in": self.rows_in,
@@ -74,8 +79,24 @@ class IngestReport:
             "rejected": len(self.rejected),
             "duplicates": self.duplicates,
             "balanced": self.rows_in == self.accepted + len(self.rejected) + self.duplicates,
-            "rejected_rows": [asdict(r) for r in self.rejected],
         }
+        if self.sites is not None:
+            out["sites"] = self.sites
+            out["largest_site_cells"] = self.largest_site_cells
+            out["largest_site_diameter_m"] = self.largest_site_diameter_m
+        out["rejected_rows"] = [asdict(r) for r in self.rejected]
+        return out
+
+    def sites_line(self) -> str | None:
+        """``"N sites; largest: K cells, D m across"`` for cell exports, else None."""
+        if self.sites is None:
+            return None
+        if not self.sites:
+            return "0 sites"
+        return (
+            f"{self.sites:,} sites; largest: {self.largest_site_cells:,} cells, "
+            f"{self.largest_site_diameter_m:,.0f} m across"
+        )
 
     def summary(self) -> str:
         """Human text: counts, the balance equation, and the most common reasons."""
@@ -84,6 +105,8 @@ class IngestReport:
             f"rows in = accepted + rejected + duplicates: "
             f"{self.rows_in} = {self.accepted} + {len(self.rejected)} + {self.duplicates}",
         ]
+        if (sites := self.sites_line()) is not None:
+            lines.append(sites)
         for key, n in list(self.reasons().items())[:10]:
             lines.append(f"  {n} rejected: {key}")
         return "\n".join(lines)

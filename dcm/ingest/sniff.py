@@ -7,7 +7,7 @@ import zlib
 from pathlib import Path
 
 from dcm.errors import IngestError
-from dcm.ingest._source import GZIP_MAGIC, Source, source_name
+from dcm.ingest._source import GZIP_MAGIC, ZIP_MAGIC, ZIP_REFUSED, Source, source_name
 from dcm.ingest.measurements import header_delimiter
 from dcm.schema import RADIOS
 
@@ -20,11 +20,14 @@ def sniff_kind(source: Source, *, name: str | None = None) -> str:
     """``"measurements"``, ``"cells"``, ``"gnettrack"`` or ``"towercollector"``.
 
     Looks at the header line (or the first record of a header-less OpenCelliD export);
-    JSON and Parquet files are measurements. Raises :class:`IngestError` when the file is
-    missing, unreadable or of none of these kinds.
+    JSON and Parquet files are measurements, and so is a header with ``timestamp`` (or
+    ``status``), ``lat`` and ``lon``. Raises :class:`IngestError` when the file is
+    missing, unreadable, a ZIP archive, or of none of these kinds.
     """
     label = source_name(source, name)
     head = _head(source, label)
+    if head[:4] in ZIP_MAGIC:
+        raise IngestError(ZIP_REFUSED, path=label)
     if head[:4] == b"PAR1" or head.lstrip()[:1] in (b"{", b"["):
         return "measurements"
     first = head.lstrip(b"\xef\xbb\xbf\r\n").split(b"\n", 1)[0].decode("utf-8", "replace")
@@ -35,7 +38,10 @@ def sniff_kind(source: Source, *, name: str | None = None) -> str:
         return "towercollector"
     if {"timestamp", "longitude", "latitude"} <= names:
         return "gnettrack"
-    if {"timestamp", "lat", "lon", "status"} <= names:
+    # A canonical measurement header, even one lacking a required column (the measurement
+    # reader then names it, as `dcm ingest` does): its serving-cell columns must not make
+    # it pass for a cell export.
+    if {"timestamp", "lat", "lon"} <= names or {"status", "lat", "lon"} <= names:
         return "measurements"
     if {"radio", "mcc", "area", "cell"} <= names and ({"net", "mnc"} & names):
         return "cells"

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from dcm.cli.main import cli, main
 
+from .livedata import run
+
 HEADER = "timestamp,lat,lon,status,mcc,mnc,measurement_id"
 GOOD = "2023-05-24T10:00:00Z,13.4,144.7,ok,310,470,m{}"
 
@@ -119,3 +121,87 @@ def test_markup_in_values_is_printed_verbatim(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "[bold]x[/bold]" in result.output and "[odd] name.csv" in result.output
+
+
+def _cell_rows(n: int) -> str:
+    """``n`` header-less OpenCelliD rows: GSM cells 50 m apart along a meridian."""
+    tail = "1000,5,1,1600000000,1650000000,0"
+    return "".join(
+        f"GSM,740,1,10,{100 + i},0,-78.5,{-0.2 + i * 0.00045:.6f},{tail}\n" for i in range(n)
+    )
+
+
+def test_cell_report_gives_sites_and_the_largest(tmp_path: Path) -> None:
+    path = tmp_path / "cells.csv"
+    path.write_text(_cell_rows(40))  # 40 cells over 1.95 km: sites no wider than 300 m
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if " sites; largest: " in x)
+    sites, rest = line.split(" sites; largest: ")
+    cells, across = rest.split(" cells, ")
+    assert int(sites) >= 7 and 1 < int(cells) <= 7
+    assert 0 < float(across.removesuffix(" m across").replace(",", "")) <= 300
+    report = json.loads(CliRunner().invoke(cli, ["validate", str(path), "--json"]).output)
+    assert report["sites"] == int(sites) and report["largest_site_cells"] == int(cells)
+
+
+def _refusals(path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """stderr of validate (auto, --kind cells) and ingest (measurements, cells); all must
+    refuse the file with exit code 2 and a one-line error."""
+    commands = [
+        ["validate", str(path)],
+        ["validate", "--kind", "cells", str(path)],
+        ["ingest", "--event", "quake", str(path)],
+        ["ingest", "--event", "quake", "--kind", "cells", str(path)],
+    ]
+    assert run(["event", "create", "quake", "--start", "2023-05-24T00:00Z"], capsys)[0] == 0
+    errors = []
+    for args in commands:
+        code, _, err = run(args, capsys)
+        assert code == 2, (args, err)
+        assert err.startswith(f"dcm: error: {path}: ") and err.count("\n") == 1, (args, err)
+        errors.append(err)
+    return errors
+
+
+def test_measurements_without_status_are_refused_alike(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Serving-cell columns once made validate take this for a cell export and accept it
+    while ingest refused it."""
+    path = tmp_path / "no_status.csv"
+    path.write_text(
+        "timestamp,lat,lon,mcc,net,radio,area,cell\n"
+        "2023-05-24T10:00:00Z,13.4,144.7,310,470,LTE,1,2561\n"
+    )
+    errors = _refusals(path, data_dir, capsys)
+    missing = "missing required columns ['status']"
+    assert missing in errors[0] and missing in errors[2] and errors[0] == errors[2]
+    assert all("not a cell export" in e and "timestamp" in e for e in errors[1::2])
+
+
+def test_zip_archives_are_refused_alike(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stored (uncompressed) member starts with readable text: a large cell export
+    inside once passed the binary check and was read with the archive's headers as rows."""
+    import zipfile
+
+    path = tmp_path / "cells.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("740.csv", _cell_rows(2_000))
+    errors = _refusals(path, data_dir, capsys)
+    assert len(set(errors)) == 1 and "ZIP archive" in errors[0] and "unzip" in errors[0]
+
+
+def test_ingest_of_cells_prints_sites_like_validate(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cells.csv"
+    path.write_text(_cell_rows(40))
+    assert run(["event", "create", "quake", "--start", "2023-05-24T00:00Z"], capsys)[0] == 0
+    code, out, _ = run(["ingest", "--event", "quake", "--kind", "cells", str(path)], capsys)
+    assert code == 0, out
+    code, checked, _ = run(["validate", str(path)], capsys)
+    line = next(x for x in checked.splitlines() if " sites; largest: " in x)
+    assert f"  {line}" in out.splitlines()

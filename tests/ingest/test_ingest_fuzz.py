@@ -13,7 +13,7 @@ import json
 import os
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dcm.errors import IngestError
@@ -188,6 +188,10 @@ _JSON = st.recursive(
         max_size=5,
     ),
     st.booleans(),
+)
+@example(
+    records=[{"type": "Feature", "geometry": {"": [None, None]}, "properties": {}}],
+    as_collection=False,
 )
 def test_odd_json_values(records: list[object], as_collection: bool) -> None:
     """Any geometry or field value, and nesting far deeper than Python's recursion
