@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     alert_min_population: float = 100.0
     alert_min_area_km2: float = 1.0
     alert_min_confidence: float = 0.7
+    #: A measurement timed more than this many minutes after the data was received is
+    #: rejected (device clocks run a little ahead; a row "from 2035" never moves an
+    #: event's clock).
+    clock_allowance_minutes: float = 15.0
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in ``data_dir``."""

@@ -390,6 +390,16 @@ def _rtree_per_event(db: Database) -> None:
         fill_rtree(db, int(dataset_id))
 
 
+def _window_marks(db: Database) -> None:
+    """Count how often each window was marked dirty.
+
+    An update remembers the count of each window it recomputes and marks the window
+    clean only if the count did not change meanwhile: rows ingested while an update
+    computes leave their windows dirty for the next update instead of unanalysed.
+    """
+    db.execute("ALTER TABLE event_windows ADD COLUMN marks INTEGER NOT NULL DEFAULT 0")
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -400,6 +410,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events, datasets, measurements, cells, results, alerts, keys, audit", _initial),
     Migration(2, "measurement R*Trees per event and visibility", _rtree_per_event),
+    Migration(3, "dirty marks per event window", _window_marks),
 )
 
 
