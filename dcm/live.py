@@ -461,17 +461,28 @@ def update(
     full: bool = False,
     now: pd.Timestamp | None = None,
     sender: str = DEFAULT_SENDER,
+    until: pd.Timestamp | None = None,
 ) -> UpdateSummary:
     """Recompute the dirty windows of ``event`` up to the data high-water mark (all its
     windows with ``full``), keep outage ids stable by tracking from the window before,
     then run the alert lifecycle on the latest window. ``now`` is the CAP ``sent`` time.
-    Concurrent updates of one event wait for each other (:meth:`Store.event_lock`)."""
+    ``until`` takes the high-water mark from measurements timed before it only (a replay
+    slice received at ``until``: its update is the same whether later slices are stored
+    or not). Concurrent updates of one event wait for each other
+    (:meth:`Store.event_lock`). Results, CAP messages and the run record are one unit of
+    work; a run that died leaves its windows dirty for the next one."""
     started = time.perf_counter()
     ev = store.get_event(event)
     principal.require(principal.can_write(ev), f"update {ev.name}")
     with store.event_lock(ev.id):
         summary = _update_locked(
-            store, store.get_event(ev.id), principal=principal, full=full, now=now, sender=sender
+            store,
+            store.get_event(ev.id),
+            principal=principal,
+            full=full,
+            now=now,
+            sender=sender,
+            until=until,
         )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -485,6 +496,7 @@ def _update_locked(
     full: bool,
     now: pd.Timestamp | None,
     sender: str,
+    until: pd.Timestamp | None = None,
 ) -> UpdateSummary:
     from dcm.analysis import detect
 
@@ -492,9 +504,12 @@ def _update_locked(
     params = detection_params(ev)
     win = params.window_td
     summary = UpdateSummary(event=ev.name, run_id=None)
-    if ev.high_water is None:
+    high_water = ev.high_water
+    if until is not None and high_water is not None and high_water >= until:
+        high_water = store.time_range(ev.id, before=until)[1]
+    if high_water is None:
         return summary
-    last = ev.high_water.floor(win)
+    last = high_water.floor(win)
     if full:
         earliest, _ = store.time_range(ev.id, period="event")
         first = max(earliest.floor(win), ev.start.floor(win))  # type: ignore[union-attr]

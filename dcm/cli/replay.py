@@ -148,7 +148,7 @@ def replay_frame(
             added = outcome.added
         fault_point("replay.slice_ingested")
         now = end if clock == "data" else None
-        summary = live.update(store, ev.id, principal=principal, now=now)
+        summary = live.update(store, ev.id, principal=principal, now=now, until=end)
         fault_point("replay.slice_updated")
         messages = store.alert_messages(ev.id)
         issued = [(m.msg_type, m.identifier) for m in messages[seen:]]

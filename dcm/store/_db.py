@@ -259,7 +259,9 @@ class Database:
                 try:
                     yield
                 except BaseException:
-                    self._sqlite.execute("ROLLBACK")
+                    # SQLite rolls back by itself on some errors (SQLITE_FULL).
+                    if self._sqlite.in_transaction:
+                        self._sqlite.execute("ROLLBACK")
                     raise
                 self._sqlite.execute("COMMIT")
         finally:

@@ -645,13 +645,16 @@ class Store:
         return _typed(raw, MEASUREMENT_COLUMNS)
 
     def time_range(
-        self, event: str | int, *, period: str = "event"
+        self, event: str | int, *, period: str = "event", before: pd.Timestamp | None = None
     ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        """Earliest and latest measurement time of an event period (None when empty)."""
-        row = self.db.one(
-            "SELECT min(ts), max(ts) FROM measurements WHERE event_id = ? AND period = ?",
-            (self.event_id(event), period),
-        )
+        """Earliest and latest measurement time of an event period (None when empty),
+        of measurements timed before ``before`` when given."""
+        sql = "SELECT min(ts), max(ts) FROM measurements WHERE event_id = ? AND period = ?"
+        params: list[Any] = [self.event_id(event), period]
+        if before is not None:
+            sql += " AND ts < ?"
+            params.append(ts_text(before))
+        row = self.db.one(sql, params)
         return (to_ts(row[0]), to_ts(row[1])) if row else (None, None)
 
     def cells(self, event: str | int) -> pd.DataFrame:
