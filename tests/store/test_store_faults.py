@@ -40,15 +40,20 @@ class Files:
     whole: Path  # hours 0-12
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
-    sc = build_scenario(tmp_path_factory.mktemp("faults"), **SMALL)
+def make_files(folder: Path) -> Files:
+    """The small scenario's files in ``folder``."""
+    sc = build_scenario(folder, **SMALL)
     return Files(
         sc,
         sc.event_slice(0, HALF, "first.csv"),
         sc.event_slice(HALF, SMALL["hours"], "second.csv"),
         sc.event_slice(0, SMALL["hours"], "whole.csv"),
     )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
+    return make_files(tmp_path_factory.mktemp("faults"))
 
 
 def _env(url: str, data_dir: Path, fault: str | None = None) -> dict[str, str]:
@@ -166,25 +171,35 @@ def reference(flow: str, backend: str, files: Files, folder: Path) -> dict[str, 
     return _REFERENCE[key]
 
 
-def _run_flow(flow: str, url: str, data_dir: Path, files: Files, fault: str | None) -> None:
-    """The command of ``flow`` once with ``fault`` (it must die there), then again."""
+def prepare_flow(flow: str, url: str, data_dir: Path, files: Files) -> list[str]:
+    """Bring an empty store to the state before the command of ``flow`` (``ingest``,
+    ``update`` or ``replay``) and return that command's arguments."""
     if flow == "ingest":
         _prepare(url, data_dir, files, first=True)
-        args = ["ingest", "--event", EVENT, str(files.second)]
-    elif flow == "update":
+        return ["ingest", "--event", EVENT, str(files.second)]
+    if flow == "update":
         _prepare(url, data_dir, files, first=True)
         with open_store(make_settings(data_dir), url=url) as store:
             live.ingest(store, EVENT, files.second, principal=Principal.system())
-        args = ["update", "--event", EVENT]
-    else:
-        _prepare(url, data_dir, files, first=False)
-        args = ["replay", "--event", EVENT, "--step", "2h", str(files.whole)]
+        return ["update", "--event", EVENT]
+    _prepare(url, data_dir, files, first=False)
+    return ["replay", "--event", EVENT, "--step", "2h", str(files.whole)]
+
+
+def finish_flow(flow: str, url: str, data_dir: Path) -> None:
+    """What follows the command: an ingest is followed by an update (fixed CAP clock)."""
+    if flow == "ingest":
+        with open_store(make_settings(data_dir), url=url) as store:
+            live.update(store, EVENT, principal=Principal.system(), now=_at(SMALL["hours"]))
+
+
+def _run_flow(flow: str, url: str, data_dir: Path, files: Files, fault: str | None) -> None:
+    """The command of ``flow`` once with ``fault`` (it must die there), then again."""
+    args = prepare_flow(flow, url, data_dir, files)
     if fault is not None:
         assert dcm(args, url, data_dir, fault) == -signal.SIGKILL, f"{fault} was not reached"
     assert dcm(args, url, data_dir) == 0
-    if flow == "ingest":  # the update that follows an ingest, with a fixed CAP clock
-        with open_store(make_settings(data_dir), url=url) as store:
-            live.update(store, EVENT, principal=Principal.system(), now=_at(SMALL["hours"]))
+    finish_flow(flow, url, data_dir)
 
 
 INGEST_POINTS = [p for p in FAULT_POINTS if p.startswith(("raw.", "ingest."))]
