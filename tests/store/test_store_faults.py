@@ -333,7 +333,7 @@ def test_a_measurement_from_the_future_is_rejected_and_moves_no_clock(
     assert still_open == open_before
 
 
-def test_the_clock_allowance_is_a_setting(store_url: str, files: Files, tmp_path: Path) -> None:
+def test_the_clock_allowance_is_a_setting(files: Files, tmp_path: Path) -> None:
     """Within the allowance a measurement ahead of the receiver's clock is kept."""
     soon = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=10)
     path = tmp_path / "soon.csv"
