@@ -21,6 +21,8 @@ import signal
 
 #: Environment variable naming the point to stop at (``name`` or ``name@N``).
 FAULT_ENV = "DCM_FAULT_POINT"
+#: Signal sent there: ``KILL`` (default) or e.g. ``INT`` (as Ctrl-C).
+SIGNAL_ENV = "DCM_FAULT_SIGNAL"
 
 FAULT_POINTS = (
     "raw.tmp_written",
@@ -41,8 +43,9 @@ _hits: dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:
-    """Kill this process with SIGKILL if ``DCM_FAULT_POINT`` names ``name`` (and this is
-    the N-th time it is reached for ``name@N``)."""
+    """Kill this process with SIGKILL (or the signal of ``DCM_FAULT_SIGNAL``) if
+    ``DCM_FAULT_POINT`` names ``name`` (and this is the N-th time it is reached for
+    ``name@N``)."""
     wanted = os.environ.get(FAULT_ENV)
     if not wanted:
         return
@@ -51,4 +54,5 @@ def fault_point(name: str) -> None:
         return
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] == (int(nth) if nth else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        sig = getattr(signal, f"SIG{os.environ.get(SIGNAL_ENV, 'KILL').upper()}")
+        os.kill(os.getpid(), sig)

@@ -20,8 +20,9 @@ import pytest
 from dcm import live
 from dcm.errors import StoreError
 from dcm.publish import cap_alert
+from dcm.schema import CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, empty_frame
 from dcm.store import AlertMessage, Principal, Store, open_store
-from dcm.store.faults import FAULT_ENV, FAULT_POINTS
+from dcm.store.faults import FAULT_ENV, FAULT_POINTS, SIGNAL_ENV
 
 from .conftest import BACKENDS, Scenario, backend_url, build_scenario, make_settings
 
@@ -246,6 +247,52 @@ def test_a_command_killed_at_a_commit_point_is_finished_by_running_it_again(
 def test_every_fault_point_is_exercised() -> None:
     hit = {p.split("@")[0] for _, p in CASES}
     assert hit == set(FAULT_POINTS)
+
+
+@pytest.mark.parametrize("point", ["ingest.dataset_recorded", "ingest.rows_inserted"])
+def test_ctrl_c_during_an_ingest_rolls_it_back(
+    point: str, backend: str, files: Files, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT: KeyboardInterrupt inside the transaction) stores nothing; the
+    retry stores the whole file."""
+    with backend_url(backend, tmp_path) as url:
+        data_dir = tmp_path / "data"
+        args = prepare_flow("ingest", url, data_dir, files)
+        env = _env(url, data_dir, point) | {SIGNAL_ENV: "INT"}
+        done = subprocess.run(
+            [sys.executable, "-m", "dcm.cli.main", *args], env=env, capture_output=True
+        )
+        assert done.returncode != 0
+        with open_store(make_settings(data_dir), url=url) as store:
+            assert len(store.list_datasets(EVENT)) == 3  # cells, baseline, the first file
+        assert dcm(args, url, data_dir) == 0
+        with open_store(make_settings(data_dir), url=url) as store:
+            assert len(store.measurements(EVENT, period="event")) == len(files.scenario.event)
+
+
+# -- an ingest while an update computes ----------------------------------------------------------
+
+
+def test_a_window_marked_again_during_an_update_stays_dirty(store: Store) -> None:
+    """Rows that arrive while an update computes their window are analysed by the next
+    update: saving the results does not clear a mark made after the update read it."""
+    store.create_event(EVENT, start=_at(0), principal=Principal.system())
+    windows = pd.date_range(_at(0), _at(3), freq="1h", inclusive="left")
+    store.mark_dirty(EVENT, windows)
+    marks = store.dirty_marks(EVENT)  # what the update reads before computing
+    store.mark_dirty(EVENT, windows[1:2])  # an ingest commits meanwhile
+    nothing = {
+        "outages": store.outages(EVENT),
+        "cells": empty_frame(CELL_STATUS_COLUMNS),
+        "grid": empty_frame(GRID_STATUS_COLUMNS),
+    }
+    run = store.start_run(EVENT)
+    store.save_results(EVENT, run.id, windows=windows, marks=marks, **nothing)
+    assert list(store.dirty_windows(EVENT)) == [windows[1]]
+    store.save_results(
+        EVENT, run.id, windows=windows[1:2], marks=store.dirty_marks(EVENT), **nothing
+    )
+    assert store.dirty_windows(EVENT).empty
 
 
 # -- a full database ------------------------------------------------------------------------
