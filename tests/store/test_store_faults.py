@@ -380,6 +380,21 @@ def test_a_measurement_from_the_future_is_rejected_and_moves_no_clock(
     assert still_open == open_before
 
 
+def test_alerts_missing_beside_saved_results_are_issued_by_the_next_update(
+    alerting: Store,
+) -> None:
+    """A store left by an older version, killed between saving results and issuing
+    alerts: the next update issues them, though no window needs recomputing."""
+    store, admin = alerting, Principal.system()
+    want = [(m.identifier, m.msg_type, m.properties) for m in store.alert_messages(EVENT)]
+    assert want
+    store.db.execute("DELETE FROM alerts")
+    summary = live.update(store, EVENT, principal=admin, now=_at(HALF))
+    assert not summary.windows and summary.alerts["Alert"] == len(want)
+    assert [(m.identifier, m.msg_type, m.properties) for m in store.alert_messages(EVENT)] == want
+    assert not any(live.update(store, EVENT, principal=admin, now=_at(HALF)).alerts.values())
+
+
 def test_the_clock_allowance_is_a_setting(files: Files, tmp_path: Path) -> None:
     """Within the allowance a measurement ahead of the receiver's clock is kept."""
     soon = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=10)
