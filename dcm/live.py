@@ -516,7 +516,7 @@ def _update_locked(
         store.mark_dirty(ev.id, pd.date_range(first, last, freq=win))
     store.fail_unfinished_runs(ev.id)  # runs of an update that died (results rolled back)
     marks = store.dirty_marks(ev.id)
-    todo = marks.index[marks.index <= last]
+    todo = pd.DatetimeIndex(marks.index[marks.index <= last])
     if len(todo) == 0:
         # Nothing to recompute, but the alert lifecycle of the latest window is checked
         # again: it issues nothing when up to date, and what a store written by an older

@@ -738,7 +738,7 @@ class Store:
 
     def dirty_windows(self, event: str | int) -> pd.DatetimeIndex:
         """Starts of windows waiting for recomputation, ascending."""
-        return self.dirty_marks(event).index
+        return pd.DatetimeIndex(self.dirty_marks(event).index)
 
     def dirty_marks(self, event: str | int) -> pd.Series:
         """How often each window waiting for recomputation was marked dirty (indexed by
