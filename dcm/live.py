@@ -36,6 +36,7 @@ from dcm.errors import Conflict, IngestError, ParameterError
 from dcm.ingest.report import IngestReport
 from dcm.schema import ALL_NETWORKS, CRS
 from dcm.store import AlertMessage, Dataset, Event, Principal, Store
+from dcm.store.faults import fault_point
 
 #: Columns of :func:`gap_report`.
 GAP_COLUMNS = (
@@ -117,6 +118,14 @@ def detection_params(event: Event) -> Any:
     return DetectionParams(window=event.window)
 
 
+def received_limit(store: Store, received: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The latest measurement time accepted from data received at ``received`` (now by
+    default): ``received`` plus ``Settings.clock_allowance_minutes``."""
+    at = pd.Timestamp.now(tz="UTC") if received is None else pd.Timestamp(received)
+    at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+    return at + pd.Timedelta(minutes=store.settings.clock_allowance_minutes)
+
+
 def ingest(
     store: Store,
     event: str | int,
@@ -132,14 +141,21 @@ def ingest(
 
     The raw bytes are kept under ``data_dir/raw/<sha256>``; a file already ingested for
     the event (same checksum and kind) adds nothing; measurement rows already stored (same
-    measurement_id or content hash) are skipped. New event measurements mark the windows
-    from their timestamp to timestamp + evidence span dirty; new baseline data or cells
-    mark every computed window dirty (the baseline model changes).
+    measurement_id or content hash) are skipped. Measurements timed later than now plus
+    ``Settings.clock_allowance_minutes`` are rejected (reported with their line). New
+    event measurements mark the windows from their timestamp to timestamp + evidence span
+    dirty; new baseline data or cells mark every computed window dirty (the baseline model
+    changes). The dataset record, its rows, the dirty windows and the high-water mark are
+    one transaction (see :func:`ingest_frame`).
     """
     ev = store.get_event(event)
     principal.require(principal.can_ingest(ev), f"ingest into {ev.name}")
+    received = pd.Timestamp.now(tz="UTC")
     data, label = _read_source(source, name)
+    # The raw copy is written before the transaction: a run that dies after it leaves a
+    # file the retry writes again (same name), never a dataset without rows.
     checksum, raw_path = store.keep_raw(data)
+    fault_point("ingest.raw_kept")
     known = store.find_dataset(ev.id, checksum, kind)
     if known is not None:
         return IngestOutcome(dataset=known, report=None, added=0, new=False)
@@ -154,7 +170,11 @@ def ingest(
         else:
             secret = store.device_secret().encode()
             result = readers.read_measurements(
-                io.BytesIO(data), name=label, device_secret=secret, format=_format_hint(label)
+                io.BytesIO(data),
+                name=label,
+                device_secret=secret,
+                format=_format_hint(label),
+                not_after=received_limit(store, received),
             )
         frame, report = result.frame, result.report
         counts = {
@@ -180,6 +200,7 @@ def ingest(
         report=report,
         licence=licence,
         visibility=visibility,
+        received=received,
         principal=principal,
     )
 
@@ -196,36 +217,68 @@ def ingest_frame(
     report: IngestReport | None = None,
     licence: str | None = None,
     visibility: str = "restricted",
+    received: pd.Timestamp | None = None,
     principal: Principal,
 ) -> IngestOutcome:
     """Add an already read ``frame`` of ``kind`` to ``event`` as one dataset: the second
     half of :func:`ingest`, for callers that read a file once and feed it in parts
     (``dcm replay``). ``checksum`` identifies the dataset (a known checksum and kind add
-    nothing); ``counts`` are the reader's rows_in/accepted/rejected/duplicates."""
+    nothing); ``counts`` are the reader's rows_in/accepted/rejected/duplicates.
+
+    One unit of work: the dataset record, its rows, the dirty windows and the high-water
+    mark commit together or not at all, so a run that dies half-way leaves no dataset and
+    its retry does the whole work. Measurements timed after ``received`` (now by default)
+    plus ``Settings.clock_allowance_minutes`` are left out (counted as rejected) and never
+    move the event's clock.
+    """
     ev = store.get_event(event)
     principal.require(principal.can_ingest(ev), f"ingest into {ev.name}")
-    known = store.find_dataset(ev.id, checksum, kind)
-    if known is not None:
-        return IngestOutcome(dataset=known, report=report, added=0, new=False)
+    if kind in ("measurements", "baseline") and len(frame):
+        late = pd.to_datetime(frame["timestamp"], utc=True) > received_limit(store, received)
+        if late.any():
+            frame = frame.loc[~late.to_numpy()]
+            counts = {
+                **counts,
+                "accepted": int(counts.get("accepted", 0)) - int(late.sum()),
+                "rejected": int(counts.get("rejected", 0)) + int(late.sum()),
+            }
     try:
-        dataset = store.add_dataset(
-            ev.id,
-            kind=kind,
-            source=source,
-            checksum=checksum,
-            licence=licence,
-            visibility=visibility,
-            counts=counts,
-            principal=principal,
-        )
+        with store.db.transaction():
+            known = store.find_dataset(ev.id, checksum, kind)
+            if known is not None:
+                return IngestOutcome(dataset=known, report=report, added=0, new=False)
+            dataset = store.add_dataset(
+                ev.id,
+                kind=kind,
+                source=source,
+                checksum=checksum,
+                licence=licence,
+                visibility=visibility,
+                counts=counts,
+                principal=principal,
+            )
+            fault_point("ingest.dataset_recorded")
+            added, dirty = _add_rows(store, ev, dataset.id, frame, kind)
+            store.set_dataset_added(dataset.id, added)
+            fault_point("ingest.windows_marked")
     except Conflict:  # the same file ingested concurrently: the other call did the work
-        dataset = store.find_dataset(ev.id, checksum, kind)  # type: ignore[assignment]
-        return IngestOutcome(dataset=dataset, report=report, added=0, new=False)
+        known = store.find_dataset(ev.id, checksum, kind)
+        if known is None:
+            raise
+        return IngestOutcome(dataset=known, report=report, added=0, new=False)
+    fault_point("ingest.committed")
+    dataset = store.get_dataset(dataset.id)
+    return IngestOutcome(dataset=dataset, report=report, added=added, new=True, dirty_windows=dirty)
 
+
+def _add_rows(store: Store, ev: Event, dataset_id: int, frame: Any, kind: str) -> tuple[int, int]:
+    """Insert the rows of one dataset and mark what they change (inside the caller's
+    transaction); returns (rows added, windows dirty now)."""
     dirty = 0
     if kind in ("measurements", "baseline"):
         period = "event" if kind == "measurements" else "baseline"
-        added_rows = store.insert_measurements(ev.id, dataset.id, frame, period=period)
+        added_rows = store.insert_measurements(ev.id, dataset_id, frame, period=period)
+        fault_point("ingest.rows_inserted")
         added = len(added_rows)
         if added and period == "event":
             store.set_high_water(ev.id, added_rows["timestamp"].max())
@@ -233,19 +286,17 @@ def ingest_frame(
         elif added:
             dirty = _invalidate_all(store, ev)
     elif kind == "cells":
-        added = store.insert_cells(ev.id, dataset.id, frame)
+        added = store.insert_cells(ev.id, dataset_id, frame)
         if added:
             dirty = _invalidate_all(store, ev)
     elif kind == "population":
-        added = store.insert_population(ev.id, dataset.id, frame)
+        added = store.insert_population(ev.id, dataset_id, frame)
         dirty = _invalidate_all(store, ev)  # people per outage change everywhere
     elif kind == "areas":
-        added = store.insert_areas(ev.id, dataset.id, frame)
+        added = store.insert_areas(ev.id, dataset_id, frame)
     else:
-        added = store.insert_hazard(ev.id, dataset.id, frame)
-    store.set_dataset_added(dataset.id, added)
-    dataset = store.get_dataset(dataset.id)
-    return IngestOutcome(dataset=dataset, report=report, added=added, new=True, dirty_windows=dirty)
+        added = store.insert_hazard(ev.id, dataset_id, frame)
+    return added, dirty
 
 
 def _format_hint(label: str) -> str | None:
@@ -415,17 +466,28 @@ def update(
     full: bool = False,
     now: pd.Timestamp | None = None,
     sender: str = DEFAULT_SENDER,
+    until: pd.Timestamp | None = None,
 ) -> UpdateSummary:
     """Recompute the dirty windows of ``event`` up to the data high-water mark (all its
     windows with ``full``), keep outage ids stable by tracking from the window before,
     then run the alert lifecycle on the latest window. ``now`` is the CAP ``sent`` time.
-    Concurrent updates of one event wait for each other (:meth:`Store.event_lock`)."""
+    ``until`` takes the high-water mark from measurements timed before it only (a replay
+    slice received at ``until``: its update is the same whether later slices are stored
+    or not). Concurrent updates of one event wait for each other
+    (:meth:`Store.event_lock`). Results, CAP messages and the run record are one unit of
+    work; a run that died leaves its windows dirty for the next one."""
     started = time.perf_counter()
     ev = store.get_event(event)
     principal.require(principal.can_write(ev), f"update {ev.name}")
     with store.event_lock(ev.id):
         summary = _update_locked(
-            store, store.get_event(ev.id), principal=principal, full=full, now=now, sender=sender
+            store,
+            store.get_event(ev.id),
+            principal=principal,
+            full=full,
+            now=now,
+            sender=sender,
+            until=until,
         )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -439,6 +501,7 @@ def _update_locked(
     full: bool,
     now: pd.Timestamp | None,
     sender: str,
+    until: pd.Timestamp | None = None,
 ) -> UpdateSummary:
     from dcm.analysis import detect
 
@@ -446,21 +509,31 @@ def _update_locked(
     params = detection_params(ev)
     win = params.window_td
     summary = UpdateSummary(event=ev.name, run_id=None)
-    if ev.high_water is None:
+    high_water = ev.high_water
+    if until is not None and high_water is not None and high_water >= until:
+        high_water = store.time_range(ev.id, before=until)[1]
+    if high_water is None:
         return summary
-    last = ev.high_water.floor(win)
+    last = high_water.floor(win)
     if full:
         earliest, _ = store.time_range(ev.id, period="event")
         first = max(earliest.floor(win), ev.start.floor(win))  # type: ignore[union-attr]
         store.mark_dirty(ev.id, pd.date_range(first, last, freq=win))
-    dirty = store.dirty_windows(ev.id)
-    todo = dirty[dirty <= last]
+    store.fail_unfinished_runs(ev.id)  # runs of an update that died (results rolled back)
+    marks = store.dirty_marks(ev.id)
+    todo = pd.DatetimeIndex(marks.index[marks.index <= last])
     if len(todo) == 0:
+        # Nothing to recompute, but the alert lifecycle of the latest window is checked
+        # again: it issues nothing when up to date, and what a store written by an older
+        # version missed (results saved, alerts not) otherwise.
+        with store.db.transaction():
+            summary.alerts = refresh_alerts(store, ev.id, now=now, sender=sender)
         return summary
 
     baseline, rebuilt = _baseline(store, ev, params)
     summary.baseline_rebuilt = rebuilt
     run = store.start_run(ev.id, info={"windows": len(todo), "params": params.as_dict()})
+    fault_point("update.run_started")
     summary.run_id = run.id
     lookback = max(params.span_windows, params.volume_windows)
     rows = store.measurements(
@@ -482,25 +555,38 @@ def _update_locked(
         raise
     grid = found.grid.copy()
     grid["devices"] = grid_devices(rows, grid, resolution=params.resolution, window=win)
-    store.save_results(
-        ev.id, run.id, windows=todo, outages=found.outages, cells=found.cells, grid=grid
-    )
-    summary.windows = list(todo)
-    summary.outages = len(found.outages)
-    summary.alerts = refresh_alerts(store, ev.id, now=now, sender=sender)
-    summary.seconds = time.perf_counter() - started
-    store.finish_run(
-        run.id,
-        windows=len(todo),
-        info={
-            "outages": summary.outages,
-            "alerts": summary.alerts,
-            "seconds": round(summary.seconds, 3),
-        },
-    )
-    store.audit(
-        principal, "event.update", f"event:{ev.name}", {"run": run.id, "windows": len(todo)}
-    )
+    # One unit of work: the results of the windows, the CAP messages they cause and the
+    # run record commit together, so a run that dies leaves the windows dirty and the
+    # next run recomputes them and issues the alerts.
+    with store.db.transaction():
+        store.save_results(
+            ev.id,
+            run.id,
+            windows=todo,
+            outages=found.outages,
+            cells=found.cells,
+            grid=grid,
+            marks=marks,
+        )
+        fault_point("update.results_saved")
+        summary.windows = list(todo)
+        summary.outages = len(found.outages)
+        summary.alerts = refresh_alerts(store, ev.id, now=now, sender=sender)
+        fault_point("update.alerts_written")
+        summary.seconds = time.perf_counter() - started
+        store.finish_run(
+            run.id,
+            windows=len(todo),
+            info={
+                "outages": summary.outages,
+                "alerts": summary.alerts,
+                "seconds": round(summary.seconds, 3),
+            },
+        )
+        store.audit(
+            principal, "event.update", f"event:{ev.name}", {"run": run.id, "windows": len(todo)}
+        )
+    fault_point("update.committed")
     return summary
 
 

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     #: The API gives up on a client that sends no byte of its request body, or reads no
     #: byte of its response, for this many seconds.
     client_idle_timeout_s: float = 60.0
+    #: A measurement timed more than this many minutes after the data was received is
+    #: rejected (device clocks run a little ahead; a row "from 2035" never moves an
+    #: event's clock).
+    clock_allowance_minutes: float = 15.0
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in ``data_dir``."""

@@ -105,11 +105,17 @@ def replay_frame(
     ingesting it into ``event`` and running the incremental update. Each slice is one
     dataset whose checksum is derived from the file checksum and the slice bounds, so a
     second replay of the same file adds nothing. ``clock="data"`` stamps CAP messages with
-    the slice end (the replayed time), ``"wall"`` with the current time."""
+    the slice end (the replayed time), ``"wall"`` with the current time.
+
+    A slice is received at its end: its dataset, rows, dirty windows and high-water mark
+    commit together, then its update commits results and alerts together, so a replay
+    that dies anywhere is finished by running it again (done slices add nothing, and the
+    update of the slice it died in runs again with the same clock)."""
     import numpy as np
     import pandas as pd
 
     from dcm import live
+    from dcm.store.faults import fault_point
 
     ev = store.get_event(event)
     times = pd.to_datetime(frame["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]")
@@ -136,11 +142,14 @@ def replay_frame(
                 counts={"rows_in": len(part), "accepted": len(part)},
                 licence=licence,
                 visibility=visibility,
+                received=end,
                 principal=principal,
             )
             added = outcome.added
+        fault_point("replay.slice_ingested")
         now = end if clock == "data" else None
-        summary = live.update(store, ev.id, principal=principal, now=now)
+        summary = live.update(store, ev.id, principal=principal, now=now, until=end)
+        fault_point("replay.slice_updated")
         messages = store.alert_messages(ev.id)
         issued = [(m.msg_type, m.identifier) for m in messages[seen:]]
         seen = len(messages)
@@ -206,6 +215,7 @@ def command(
     import pandas as pd
 
     from dcm import ingest as readers
+    from dcm import live
     from dcm.cli.event import open_cli_store, operator
 
     try:
@@ -228,8 +238,13 @@ def command(
                 "(dcm ingest --kind baseline FILE first)"
             )
         checksum, _ = store.keep_raw(data)
+        # Rows timed after now (plus the clock allowance) cannot have been measured yet:
+        # rejected like any bad row. Each slice is received at its end.
         result = readers.read_measurements(
-            io.BytesIO(data), name=str(file), device_secret=store.device_secret().encode()
+            io.BytesIO(data),
+            name=str(file),
+            device_secret=store.device_secret().encode(),
+            not_after=live.received_limit(store),
         )
         report = result.report
         if result.frame.empty:

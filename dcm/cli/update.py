@@ -16,7 +16,12 @@ def command(event: str, full: bool) -> None:
     with open_cli_store() as store:
         summary = live.update(store, event, principal=operator(), full=full)
     if not summary.windows:
-        click.echo(f"{summary.event}: nothing to update")
+        issued = ", ".join(f"{n} {kind}" for kind, n in summary.alerts.items() if n)
+        # Messages without recomputation: alerts a store written by an older version
+        # missed (its update died between results and alerts).
+        click.echo(
+            f"{summary.event}: nothing to update" + (f"; CAP messages: {issued}" if issued else "")
+        )
         return
     first, last = summary.windows[0], summary.windows[-1]
     alerts = ", ".join(f"{n} {kind}" for kind, n in summary.alerts.items() if n) or "none"

@@ -44,6 +44,7 @@ def read_measurements(
     format: str | None = None,
     device_secret: bytes | None = None,
     name: str | None = None,
+    not_after: pd.Timestamp | None = None,
 ) -> IngestResult:
     """Read canonical measurements; bad rows are reported, good rows kept.
 
@@ -51,7 +52,9 @@ def read_measurements(
     then the content, when None). ``device_secret`` keys the HMAC of device ids (a fixed
     documented default when None: local analysis only). Returns a frame with
     :data:`dcm.schema.MEASUREMENT_COLUMNS` and an :class:`IngestReport` of kind
-    ``measurements``.
+    ``measurements``. Rows timed after ``not_after`` (the time the data was received
+    plus an allowance for device clocks) are rejected: a measurement cannot come from
+    the future.
     """
     label = source_name(source, name)
     data = read_bytes(source, name=label)
@@ -77,6 +80,7 @@ def read_measurements(
         device_secret=device_secret,
         rejected=rejected,
         rows_in=rows_in,
+        not_after=not_after,
     )
 
 
@@ -125,6 +129,7 @@ def normalise_measurements(
     rows_in: int | None = None,
     reject_unknown_radio: bool = True,
     errors: f.RowErrors | None = None,
+    not_after: pd.Timestamp | None = None,
 ) -> IngestResult:
     """Validate a frame of canonical-named columns (strings or typed) → canonical frame.
 
@@ -149,6 +154,10 @@ def normalise_measurements(
     f.refuse_nul(raw, errors, MEASUREMENT_COLUMNS)
     f.required(col("timestamp"), errors, "timestamp")
     out["timestamp"] = f.timestamps_iso(col("timestamp"), errors, "timestamp")
+    if not_after is not None:
+        late = (out["timestamp"] > not_after).to_numpy(dtype=bool, na_value=False)
+        reason = f"later than the time received plus allowance ({not_after:%Y-%m-%dT%H:%M:%SZ})"
+        errors.add(late, "timestamp", reason)
     f.required(col("lat"), errors, "lat")
     out["lat"] = f.floats(col("lat"), errors, "lat", lo=-90, hi=90)
     f.required(col("lon"), errors, "lon")

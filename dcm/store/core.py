@@ -33,6 +33,7 @@ from dcm.settings import Settings
 from dcm.store import _features
 from dcm.store._db import Database, fid_times, frame_rows, to_ts, to_utc, ts_column, ts_text
 from dcm.store.access import ROLES, Principal
+from dcm.store.faults import fault_point
 from dcm.store.migrations import fill_rtree, migrate
 from dcm.store.models import (
     DATASET_KINDS,
@@ -267,9 +268,13 @@ class Store:
     def set_high_water(self, event: str | int, ts: pd.Timestamp) -> None:
         """Raise the event's data high-water mark to ``ts`` (never lowers it)."""
         eid = self.event_id(event)
-        current = to_ts(self.db.scalar("SELECT high_water FROM events WHERE id = ?", (eid,)))
-        if current is None or ts > current:
-            self.db.execute("UPDATE events SET high_water = ? WHERE id = ?", (ts_text(ts), eid))
+        # One statement: two ingests committing at once can never lower the mark.
+        text = ts_text(ts)
+        self.db.execute(
+            "UPDATE events SET high_water = ? WHERE id = ? AND (high_water IS NULL OR "
+            "high_water < ?)",
+            (text, eid, text),
+        )
 
     @contextmanager
     def event_lock(self, event: str | int) -> Iterator[None]:
@@ -322,10 +327,12 @@ class Store:
             tmp = path.with_name(f".{checksum}.{os.getpid()}.tmp")
             try:
                 tmp.write_bytes(data)
+                fault_point("raw.tmp_written")
                 os.replace(tmp, path)  # atomic: a reader never sees half a file
             except BaseException:
                 tmp.unlink(missing_ok=True)  # a full disk must not keep a partial copy
                 raise
+            _drop_stale_tmp(path)
         return checksum, path
 
     _DATASET_SQL = (
@@ -639,13 +646,16 @@ class Store:
         return _typed(raw, MEASUREMENT_COLUMNS)
 
     def time_range(
-        self, event: str | int, *, period: str = "event"
+        self, event: str | int, *, period: str = "event", before: pd.Timestamp | None = None
     ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        """Earliest and latest measurement time of an event period (None when empty)."""
-        row = self.db.one(
-            "SELECT min(ts), max(ts) FROM measurements WHERE event_id = ? AND period = ?",
-            (self.event_id(event), period),
-        )
+        """Earliest and latest measurement time of an event period (None when empty),
+        of measurements timed before ``before`` when given."""
+        sql = "SELECT min(ts), max(ts) FROM measurements WHERE event_id = ? AND period = ?"
+        params: list[Any] = [self.event_id(event), period]
+        if before is not None:
+            sql += " AND ts < ?"
+            params.append(ts_text(before))
+        row = self.db.one(sql, params)
         return (to_ts(row[0]), to_ts(row[1])) if row else (None, None)
 
     def cells(self, event: str | int) -> pd.DataFrame:
@@ -716,9 +726,9 @@ class Store:
             rows = [(ev.id, ts_text(s), ts_text(s + length)) for s in starts]
             with self.db.transaction():
                 self.db.executemany(
-                    "INSERT INTO event_windows (event_id, window_start, window_end, dirty) "
-                    "VALUES (?, ?, ?, 1) ON CONFLICT (event_id, window_start) DO UPDATE "
-                    "SET dirty = 1",
+                    "INSERT INTO event_windows (event_id, window_start, window_end, dirty, "
+                    "marks) VALUES (?, ?, ?, 1, 1) ON CONFLICT (event_id, window_start) DO "
+                    "UPDATE SET dirty = 1, marks = event_windows.marks + 1",
                     rows,
                 )
         return int(
@@ -729,12 +739,19 @@ class Store:
 
     def dirty_windows(self, event: str | int) -> pd.DatetimeIndex:
         """Starts of windows waiting for recomputation, ascending."""
+        return pd.DatetimeIndex(self.dirty_marks(event).index)
+
+    def dirty_marks(self, event: str | int) -> pd.Series:
+        """How often each window waiting for recomputation was marked dirty (indexed by
+        window start, ascending): hand it to :meth:`save_results` so a window marked
+        again while it was computed stays dirty."""
         rows = self.db.query(
-            "SELECT window_start FROM event_windows WHERE event_id = ? AND dirty = 1 "
+            "SELECT window_start, marks FROM event_windows WHERE event_id = ? AND dirty = 1 "
             "ORDER BY window_start",
             (self.event_id(event),),
         )
-        return pd.DatetimeIndex(to_utc([r[0] for r in rows]))
+        index = pd.DatetimeIndex(to_utc([r[0] for r in rows]), name="window_start")
+        return pd.Series([int(r[1]) for r in rows], index=index, dtype="int64", name="marks")
 
     # -- runs and results ------------------------------------------------------------------
     _RUN_SQL = "SELECT id, event_id, started_at, finished_at, windows, status, info FROM runs"
@@ -775,6 +792,17 @@ class Store:
         )
         return self._run(run_id)
 
+    def fail_unfinished_runs(self, event: str | int) -> int:
+        """Mark runs of ``event`` that never finished (their process died; their results
+        were rolled back) as failed; returns how many. Call it holding the event lock."""
+        eid = self.event_id(event)
+        rows = self.db.query(
+            "SELECT id FROM runs WHERE event_id = ? AND finished_at IS NULL", (eid,)
+        )
+        for (run_id,) in rows:  # rare: one per update that died
+            self.finish_run(int(run_id), status="failed", info={"error": "interrupted"})
+        return len(rows)
+
     def save_results(
         self,
         event: str | int,
@@ -784,12 +812,15 @@ class Store:
         outages: gpd.GeoDataFrame,
         cells: pd.DataFrame,
         grid: pd.DataFrame,
+        marks: pd.Series | None = None,
     ) -> None:
         """Replace the results of ``windows`` (starts) in one transaction, mark them clean.
 
         ``outages`` follows OUTAGE_COLUMNS (+ geometry), ``cells`` CELL_STATUS_COLUMNS,
         ``grid`` GRID_STATUS_COLUMNS plus ``devices`` (distinct devices per row, used for
-        k-anonymity). Rows outside ``windows`` are ignored.
+        k-anonymity). Rows outside ``windows`` are ignored. ``marks`` (from
+        :meth:`dirty_marks`, read before computing) keeps a window dirty when new data
+        marked it again since.
         """
         ev = self.get_event(event)
         starts = pd.DatetimeIndex(windows).unique().sort_values()
@@ -808,27 +839,36 @@ class Store:
         with self.db.transaction():
             for i in range(0, len(keys), _KEY_CHUNK):
                 chunk = keys[i : i + _KEY_CHUNK]
-                marks = ", ".join("?" * len(chunk))
+                holders = ", ".join("?" * len(chunk))
                 for table in ("outages", "grid"):
                     self.db.execute(
-                        f"DELETE FROM {table} WHERE event_id = ? AND window_start IN ({marks})",
+                        f"DELETE FROM {table} WHERE event_id = ? AND window_start IN ({holders})",
                         (ev.id, *chunk),
                     )
                 self.db.execute(
-                    f"DELETE FROM cell_status WHERE event_id = ? AND start_time IN ({marks})",
+                    f"DELETE FROM cell_status WHERE event_id = ? AND start_time IN ({holders})",
                     (ev.id, *chunk),
                 )
             self._write_outages(ev.id, run_id, in_outages)
             self._write_grid(ev.id, run_id, in_grid)
             self._write_cell_status(ev.id, run_id, in_cells, starts, length)
+            # Without marks, a window is clean whatever happened meanwhile (-1 matches
+            # any count).
+            seen = (
+                marks.reindex(starts).fillna(0).astype("int64").tolist()
+                if marks is not None
+                else [-1] * len(starts)
+            )
             self.db.executemany(
                 "INSERT INTO event_windows (event_id, window_start, window_end, dirty, "
-                "computed_at, run_id) VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (event_id, "
-                "window_start) DO UPDATE SET dirty = 0, computed_at = excluded.computed_at, "
-                "run_id = excluded.run_id",
+                "computed_at, run_id, marks) VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT "
+                "(event_id, window_start) DO UPDATE SET dirty = CASE WHEN excluded.marks "
+                "IN (-1, event_windows.marks) THEN 0 ELSE event_windows.dirty END, "
+                "computed_at = excluded.computed_at, run_id = excluded.run_id, "
+                "marks = event_windows.marks",
                 [
-                    (ev.id, k, ts_text(s + length), now, run_id)
-                    for k, s in zip(keys, starts, strict=True)
+                    (ev.id, k, ts_text(s + length), now, run_id, m)
+                    for k, s, m in zip(keys, starts, seen, strict=True)
                 ],
             )
 
@@ -1362,6 +1402,19 @@ class Store:
             )
             for r in rows
         ]
+
+
+def _drop_stale_tmp(path: Path) -> None:
+    """Remove partial copies of ``path`` left by processes that died while writing them
+    (``.<sha256>.<pid>.tmp`` of a pid no longer running)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(tmp.name.split(".")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError, IndexError):
+            continue
 
 
 def _empty_outages() -> gpd.GeoDataFrame:

@@ -411,6 +411,16 @@ def _outage_tiers(db: Database) -> None:
     )
 
 
+def _window_marks(db: Database) -> None:
+    """Count how often each window was marked dirty.
+
+    An update remembers the count of each window it recomputes and marks the window
+    clean only if the count did not change meanwhile: rows ingested while an update
+    computes leave their windows dirty for the next update instead of unanalysed.
+    """
+    db.execute("ALTER TABLE event_windows ADD COLUMN marks INTEGER NOT NULL DEFAULT 0")
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -422,6 +432,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events, datasets, measurements, cells, results, alerts, keys, audit", _initial),
     Migration(2, "measurement R*Trees per event and visibility", _rtree_per_event),
     Migration(3, "outage tier and certainty, cell status silence_h_needed", _outage_tiers),
+    Migration(4, "dirty marks per event window", _window_marks),
 )
 
 
