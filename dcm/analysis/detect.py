@@ -458,7 +458,9 @@ def _site_evidence(
         )
     )
     known = sev.recent_ok | (sev.expected >= params.min_expected) | (fails >= 1)
-    prior = _site_prior(llr, known, sites, params, hazard_rank=hazard_rank)
+    # The window each site was last heard up in (-1: not within the evidence span).
+    heard_in = np.where(sev.recent_ok, sev.start - 1, -1)
+    prior = _site_prior(llr, known, sites, params, hazard_rank=hazard_rank, heard=heard_in)
     p = expit(logit(prior) + llr)
     # Evidence one more silent hour would add, at the site's current expected rate.
     per_hour = k * np.log1p(expected * activity / k) / max(win / pd.Timedelta(hours=1), 1e-9)
@@ -541,6 +543,7 @@ def _site_prior(
     params: DetectionParams,
     *,
     hazard_rank: np.ndarray | None,
+    heard: np.ndarray | None = None,
 ) -> np.ndarray:
     """Prior of "down" per site × window: learned from all sites' evidence per hazard
     level and window (:func:`dcm.analysis.prior.learned_prior`), or fixed."""
@@ -561,6 +564,7 @@ def _site_prior(
         group_strength=params.prior_group_strength,
         cap=params.prior_max,
         confirm_p=params.p_down,
+        heard=heard,
     )
 
 

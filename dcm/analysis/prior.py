@@ -35,6 +35,7 @@ def learned_prior(
     group_strength: float,
     cap: float,
     confirm_p: float,
+    heard: np.ndarray | None = None,
 ) -> np.ndarray:
     """Prior probability of "down" per site × window, learned per group and window.
 
@@ -45,6 +46,11 @@ def learned_prior(
     ``strength`` its weight in pseudo-sites. ``group_strength``: pseudo-sites that
     pull each group's rate towards the overall one. ``confirm_p``: posterior (under
     ``base``) that counts as a confirmed failure. Rates are capped at ``cap``.
+
+    ``heard``: (sites × windows) int, the window in which the site was last heard up
+    (-1: not within its evidence span). A site known up then can only have failed
+    since: its prior is the share of sites that failed in between,
+    ``(pi_t - pi_j) / (1 - pi_j)`` (at least ``base``), not the share down now.
     """
     n_site, n_win = llr.shape
     if n_site == 0:
@@ -53,7 +59,7 @@ def learned_prior(
     confirmed = (expit(logit(base) + np.nan_to_num(llr, nan=0.0)) >= confirm_p) * w
     pi_t = np.minimum((base * strength + confirmed.sum(axis=0)) / (strength + w.sum(axis=0)), cap)
     if group is None or group.max() <= 0:
-        return np.broadcast_to(pi_t[None, :], llr.shape).copy()
+        return _since_heard(pi_t[None, :], np.zeros(llr.shape, dtype="int64"), heard, base)
     group = np.broadcast_to(group.astype("int64").reshape(n_site, -1), llr.shape)
     n_group = int(group.max()) + 1
     flat = (group * n_win + np.arange(n_win)[None, :]).ravel()
@@ -61,7 +67,21 @@ def learned_prior(
     c_gt = np.bincount(flat, weights=confirmed.ravel(), minlength=size).reshape(n_group, n_win)
     n_gt = np.bincount(flat, weights=w.ravel(), minlength=size).reshape(n_group, n_win)
     pi_gt = np.minimum((pi_t[None, :] * group_strength + c_gt) / (group_strength + n_gt), cap)
-    return pi_gt[group, np.arange(n_win)[None, :]]
+    return _since_heard(pi_gt, group, heard, base)
+
+
+def _since_heard(
+    pi_gt: np.ndarray, group: np.ndarray, heard: np.ndarray | None, base: float
+) -> np.ndarray:
+    """Per site × window: the group's rate now, or for a site heard up in window j, the
+    share of its group that failed since j."""
+    n_win = pi_gt.shape[1]
+    now = pi_gt[group, np.arange(n_win)[None, :]]
+    if heard is None:
+        return now
+    was = pi_gt[group, np.maximum(heard, 0)]
+    since = np.maximum((now - was) / np.maximum(1.0 - was, 1e-9), base)
+    return np.where(heard >= 0, np.minimum(since, now), now)
 
 
 def overall_rate(prior: np.ndarray, informed: np.ndarray, base: float) -> np.ndarray:

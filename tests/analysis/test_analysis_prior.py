@@ -89,3 +89,19 @@ def test_hours_to_decide() -> None:
     assert np.isinf(hours[3])  # silence says nothing: no expected reports
     # After that many silent hours the posterior reaches p_down.
     assert expit(logit(0.01) + 0.0 + hours[0] * 0.5) == pytest.approx(0.9)
+
+
+def test_a_site_heard_up_recently_can_only_have_failed_since() -> None:
+    # 100 sites; confirmed failures grow from 0 to 30 over windows 0..3.
+    llr = np.zeros((100, 4))
+    for t, n in enumerate((0, 10, 20, 30)):
+        llr[:n, t] = CONFIRMED
+    heard = np.full(llr.shape, -1)
+    heard[99, 3] = 2  # heard up in window 2
+    heard[98, 3] = 3  # heard up in the window judged
+    kw = {**KW, "strength": 1.0}
+    prior = learned_prior(llr, informed=np.ones(llr.shape, bool), heard=heard, **kw)
+    now, was = prior[0, 3], prior[0, 2]
+    assert prior[99, 3] == pytest.approx((now - was) / (1 - was))
+    assert prior[99, 3] < now / 2
+    assert prior[98, 3] == pytest.approx(BASE)  # no time to fail since: the calm rate
