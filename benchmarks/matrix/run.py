@@ -42,6 +42,7 @@ import pandas as pd
 import shapely
 
 import dcm.simulate
+import dcm.simulate.truth as _truth_module
 from dcm.analysis import DetectionParams, build_baseline, detect, event_windows
 from dcm.analysis.baseline import prepare_measurements
 from dcm.analysis.detect import _coverage_input
@@ -325,10 +326,41 @@ def checkpoint_windows(scenario: Any, win: pd.Timedelta) -> pd.DatetimeIndex:
     return pd.DatetimeIndex([t.floor(win) for t in times]).unique()
 
 
+_SECTORS: dict[bytes, np.ndarray] = {}
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.digest()
+
+
+def _sector_of_memo(
+    point_xy: np.ndarray, site_xy: np.ndarray, azimuth0: np.ndarray, n_sectors: np.ndarray
+) -> np.ndarray:
+    """``dcm.simulate.truth.sector_of``, remembered: the truth asks it for the same
+    points and candidate sites at every checkpoint (it does not depend on the time)."""
+    # The points are hashed; the candidate sites' arrays (n x k, large) are summed:
+    # they follow from the points and the network, so this tells the networks apart.
+    sums = tuple(float(np.sum(a, dtype="float64")) for a in (site_xy, azimuth0, n_sectors))
+    key = _digest(point_xy) + repr((site_xy.shape, sums)).encode()
+    if key not in _SECTORS:
+        _SECTORS[key] = _sector_of(point_xy, site_xy, azimuth0, n_sectors)
+    return _SECTORS[key]
+
+
+if hasattr(_truth_module, "sector_of"):
+    _sector_of = _truth_module.sector_of
+    _truth_module.sector_of = _sector_of_memo
+
+
 def memoise_truth(scenario: Any) -> None:
     """Remember the truth's site candidates per set of points: ``served`` is asked for
     the same population points at every checkpoint and by every method, and finding
     the sites that reach each point is most of its cost (results are unchanged)."""
+    _SECTORS.clear()
     index = scenario.truth.index
     found = index.candidates
     memo: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray]] = {}
@@ -730,7 +762,70 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[Cell, str], Tallies] = {}
     t0 = time.perf_counter()
     sim_s = 0.0
-    for cell in cells:
+
+    def header(done: int) -> list[str]:
+        total_s = time.perf_counter() - t0
+        purpose = (
+            f"TUNING seeds {', '.join(map(str, seeds))}: for choosing parameters, not for reporting"
+            if args.tune
+            else f"report seeds {', '.join(map(str, seeds))}"
+        )
+        scales = sorted({(c.density, scale_for(c)) for c in cells})
+        reduced = [f"{d:g}: scale {s:g}" for d, s in scales if s != 1.0]
+        if Conditions is None:
+            cond_note = (
+                "the simulator has no Conditions: density reached through the volume scale "
+                f"({BASE_DENSITY:.2f} reports/site-h at scale 1), onset hour, outage durations, "
+                "power delay and sector share are the scenarios' own"
+            )
+        else:
+            cond_note = (
+                f"outage durations {OUTAGE_HOURS[0]:g}–{OUTAGE_HOURS[1]:g} h (log-uniform), power "
+                f"failures {POWER_DELAY_H[0]:g}–{POWER_DELAY_H[1]:g} h after the hazard, "
+                f"sector share {SECTOR_SHARE:g}"
+            )
+        geometry = (
+            f"real OpenCelliD cells of Ecuador in the box {tuple(args.bbox)}"
+            if args.geometry == "ecuador"
+            else "synthetic island"
+        )
+        if reduced and Conditions is not None:
+            scale_note = (
+                ", ".join(reduced) + " (reduced to keep the run short; the density is kept)"
+            )
+        elif Conditions is None:
+            scale_note = ", ".join(f"{d:g}: {s:.3g}" for d, s in scales)
+        else:
+            scale_note = "1 everywhere"
+        lines = [
+            f"Accuracy over a matrix of conditions ({geometry}; {purpose}; "
+            f"{'quick matrix; ' if args.quick else ''}{cond_note}).",
+            "",
+            f"H3 resolution {params.resolution}, window {params.window}; checkpoints "
+            f"{', '.join(f'{h} h' for h in acc.CHECKPOINT_HOURS)} after onset; areas weighted by "
+            "people; F1 of confirmed outage polygons (a missing `tier` counts as confirmed); "
+            "seeds pooled per matrix cell. Delay: median hours from a cell's failure to the end "
+            "of the first window that calls it offline (failed cells detected). 'dcm detected': "
+            "share of failed cells ever called offline while down, by outage duration (failed "
+            "cells). Oracle: dcm's coverage model fed the true site states (a bound, not a "
+            "method).",
+            "",
+            f"Volume scale per density: {scale_note}. Run time {total_s:.0f} s "
+            f"({sim_s:.0f} s simulating or reading the cache).",
+        ]
+        if params != defaults:
+            lines.append("")
+            lines.append(
+                "Parameters changed: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+            )
+        if done < len(cells):
+            lines.insert(0, f"**Partial: {done} of {len(cells)} matrix cells done.**\n")
+        return lines
+
+    # The densities the targets name first, so that a stopped run has them.
+    first = {0.3: 0, 3.0: 1}
+    order = sorted(cells, key=lambda c: first.get(c.density, 2))
+    for done, cell in enumerate(order, start=1):
         tallies = {m: results.setdefault((cell, m), Tallies()) for m in methods}
         for seed in seeds:
             t1 = time.perf_counter()
@@ -746,56 +841,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"(total {time.perf_counter() - t0:.0f} s)",
                 file=sys.stderr,
             )
-    total_s = time.perf_counter() - t0
-    purpose = (
-        f"TUNING seeds {', '.join(map(str, seeds))}: for choosing parameters, not for reporting"
-        if args.tune
-        else f"report seeds {', '.join(map(str, seeds))}"
-    )
-    scales = sorted({(c.density, scale_for(c)) for c in cells})
-    reduced = [f"{d:g}: scale {s:g}" for d, s in scales if s != 1.0]
-    if Conditions is None:
-        cond_note = (
-            "the simulator has no Conditions: density reached through the volume scale "
-            f"({BASE_DENSITY:.2f} reports/site-h at scale 1), onset hour, outage durations, "
-            "power delay and sector share are the scenarios' own"
-        )
-    else:
-        cond_note = (
-            f"outage durations {OUTAGE_HOURS[0]:g}–{OUTAGE_HOURS[1]:g} h (log-uniform), power "
-            f"failures {POWER_DELAY_H[0]:g}–{POWER_DELAY_H[1]:g} h after the hazard, "
-            f"sector share {SECTOR_SHARE:g}"
-        )
-    geometry = (
-        f"real OpenCelliD cells of Ecuador in the box {tuple(args.bbox)}"
-        if args.geometry == "ecuador"
-        else "synthetic island"
-    )
-    if reduced and Conditions is not None:
-        scale_note = ", ".join(reduced) + " (reduced to keep the run short; the density is kept)"
-    elif Conditions is None:
-        scale_note = ", ".join(f"{d:g}: {s:.3g}" for d, s in scales)
-    else:
-        scale_note = "1 everywhere"
-    header = [
-        f"Accuracy over a matrix of conditions ({geometry}; {purpose}; "
-        f"{'quick matrix; ' if args.quick else ''}{cond_note}).",
-        "",
-        f"H3 resolution {params.resolution}, window {params.window}; checkpoints "
-        f"{', '.join(f'{h} h' for h in acc.CHECKPOINT_HOURS)} after onset; areas weighted by "
-        "people; F1 of confirmed outage polygons (a missing `tier` counts as confirmed); "
-        "seeds pooled per matrix cell. Delay: median hours from a cell's failure to the end "
-        "of the first window that calls it offline (failed cells detected). 'dcm detected': "
-        "share of failed cells ever called offline while down, by outage duration (failed "
-        "cells). Oracle: dcm's coverage model fed the true site states (a bound, not a method).",
-        "",
-        f"Volume scale per density: {scale_note}. Run time {total_s:.0f} s "
-        f"({sim_s:.0f} s simulating or reading the cache).",
-    ]
-    if params != defaults:
-        header.append("")
-        header.append("Parameters changed: " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
-    lines = report(results, cells, methods, header)
+        # Whatever is done so far stays readable if the run is stopped.
+        partial = report(results, cells, methods, header(done))
+        out.write_text("\n".join(partial) + "\n", encoding="utf-8")
+    lines = report(results, cells, methods, header(len(cells)))
     if plot(results, cells, png):
         lines += ["", f"Plot: `{png.name}`."]
     else:
