@@ -614,6 +614,7 @@ def report(
     for label, dens, what, op, bound in TARGETS:
         sel = [c for c in cells if not c.control and c.density >= dens - 1e-9]
         sel = [c for c in sel if c.density == dens] if dens < 3 else sel
+        sel = [c for c in sel if (c, "dcm") in results]
         if not sel:
             lines.append(f"| {label} {op} {bound:g} | not run | | |")
             continue
@@ -628,10 +629,9 @@ def report(
             f"| {'yes' if ok else 'no'} |"
         )
     for c in sorted({c.density for c in cells if c.control}):
-        t = results.get((Cell("control", c, cells[0].onset_hour), "dcm"))
-        if t is None:
-            t = next((results[(x, "dcm")] for x in cells if x.control and x.density == c), None)
-        if t is None:
+        found = [results.get((x, "dcm")) for x in cells if x.control and x.density == c]
+        t = next((x for x in found if x is not None), None)
+        if t is None or t.people == 0:
             continue
         share = _share(t.suspected_people, t.people)
         lines.append(
