@@ -152,8 +152,14 @@ def _align_cells(
     return out
 
 
-def naive_prediction(scenario, resolution: int, window: pd.Timedelta) -> Prediction:
-    """A grid cell with baseline data and no event data in the trailing window is down."""
+def naive_prediction(
+    scenario, resolution: int, window: pd.Timedelta, *, area_windows: pd.DatetimeIndex | None = None
+) -> Prediction:
+    """A grid cell with baseline data and no event data in the trailing window is down.
+
+    ``area_windows``: draw outage areas only in these windows (default: every window;
+    ``polygons_per_window`` then counts only those).
+    """
     from dcm.analysis.grid import cells_to_polygon
 
     base, ev = scenario.baseline, scenario.event
@@ -161,6 +167,8 @@ def naive_prediction(scenario, resolution: int, window: pd.Timedelta) -> Predict
     windows = pd.date_range(start, ev["timestamp"].max().floor(window), freq=window)
     n_win = len(windows)
     span = int(NAIVE_TRAILING // window)
+    drawn = np.arange(n_win) if area_windows is None else windows.get_indexer(area_windows)
+    drawn = np.unique(drawn[drawn >= 0])
     bh = points_to_cells(base["lat"].to_numpy(), base["lon"].to_numpy(), resolution)
     eh = points_to_cells(ev["lat"].to_numpy(), ev["lon"].to_numpy(), resolution)
     ew = ((ev["timestamp"] - start) // window).to_numpy()
@@ -181,13 +189,13 @@ def naive_prediction(scenario, resolution: int, window: pd.Timedelta) -> Predict
         recent = _trailing_any(hits, span)
         apos = pd.Index(hex_all).get_indexer(hexes)
         any_hits[apos] |= hits
-        for w in range(n_win):
+        for w in drawn:
             down = hexes[~recent[:, w]]
             if down.size:
                 areas[(windows[w], net)] = cells_to_polygon(down)
                 polys[w] += 1
     recent_all = _trailing_any(any_hits, span)
-    for w in range(n_win):
+    for w in drawn:
         down = hex_all[~recent_all[:, w]]
         if down.size:
             areas[(windows[w], "all")] = cells_to_polygon(down)
