@@ -48,6 +48,7 @@ from dcm.analysis.baseline import prepare_measurements
 from dcm.analysis.detect import _coverage_input
 from dcm.analysis.impact import population_points
 from dcm.analysis.outages import _coverage_usable, build_outages
+from dcm.ingest import group_sites
 from dcm.simulate import simulate
 
 try:  # the scenario generator's conditions (density, onset hour, ...)
@@ -57,6 +58,8 @@ except ImportError:  # older simulator: density through the volume scale only
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+#: Set by --sites cells: dcm groups sites from the cell list as a user's data would.
+SITES_FROM_CELLS = False
 
 
 def _load_accuracy() -> Any:
@@ -283,9 +286,9 @@ def oracle_outages(
     keep = (w_row >= 0) & (w_row < n_win) & (prep.h3 != 0)
     out_cols = all_windows.get_indexer(windows)
     n_site = len(model.sites)
-    coverage = _coverage_input(
-        model, prep, keep, w_row, np.zeros((n_site, n_win)), n_win, out_cols, params
-    )
+    nothing = np.zeros((n_site, n_win))
+    site_ev = {"p": nothing, "llr": nothing, "fails": nothing}
+    coverage = _coverage_input(model, prep, keep, w_row, site_ev, n_win, out_cols, params)
     if coverage is None or not _coverage_usable(coverage, len(model.networks)):
         return None
     # Site states at the checkpoints' phase within each window.
@@ -301,6 +304,7 @@ def oracle_outages(
     n_down = np.zeros((n_site, len(windows)))
     np.add.at(n_down, site[known], cell_down[known].astype("float64"))
     coverage.p = ((n_known[:, None] > 0) & (n_down >= n_known[:, None])).astype("float64")
+    coverage.p_block = coverage.p  # the truth decides which sites still serve
     empty_keys = pd.DataFrame({"h3": pd.Series(dtype="uint64"), "network": [], "hex": []})
     outages = build_outages(
         keys=empty_keys,
@@ -444,7 +448,11 @@ def run_one(
     population = population_points(scenario.population, scenario.population_transform)
     control = scenario.truth.meta.get("hazard") is None
     memoise_truth(scenario)
-    model = build_baseline(scenario.baseline, scenario.cells, params)
+    cells = scenario.cells
+    if SITES_FROM_CELLS:
+        # As a user gets them: sites grouped from the cell list, not the simulator's masts.
+        cells = cells.assign(site_id=group_sites(cells).to_numpy())
+    model = build_baseline(scenario.baseline, cells, params)
     for method in methods:
         outages = None
         if method == "dcm":
@@ -708,11 +716,19 @@ def main(argv: list[str] | None = None) -> int:
         help="box of real cells for --geometry ecuador",
     )
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument(
+        "--sites",
+        choices=("truth", "cells"),
+        default="truth",
+        help="dcm's sites: the simulator's masts, or grouped from the cell list (dcm.ingest)",
+    )
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "dcm-matrix-cache")
     ap.add_argument("--out", type=Path, default=None, help="markdown (default: see the docs)")
     ap.add_argument("--plot", type=Path, default=None, help="PNG of F1 against density")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args(argv)
+    global SITES_FROM_CELLS
+    SITES_FROM_CELLS = args.sites == "cells"
 
     if args.geometry == "ecuador" and Conditions is None:
         print("error: --geometry ecuador needs dcm.simulate.Conditions", file=sys.stderr)
