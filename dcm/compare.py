@@ -393,19 +393,30 @@ def _summary(
     """JSON-ready summary: inputs, parameters, counts, rejected rows, warnings about the
     inputs, timings, version."""
     last = windows.max()
+    # Counts are of confirmed outages; suspected ones are counted beside them.
+    suspected = (
+        outages["tier"].eq("suspected").fillna(False).to_numpy(dtype=bool)
+        if "tier" in outages
+        else np.zeros(len(outages), dtype=bool)
+    )
+    doubtful = outages[suspected]
+    outages = outages[~suspected]
     latest = outages[outages["window_start"] == last]
     per_network: dict[str, Any] = {}
     for net in [*networks, "all"]:
         sel = outages[outages["network"] == net]
         now = latest[latest["network"] == net]
+        maybe = doubtful[(doubtful["network"] == net) & (doubtful["window_start"] == last)]
         entry: dict[str, Any] = {
             "outages_total": int(sel["outage_id"].nunique()),
             "outages_latest": len(now),
             "area_km2_latest": round(float(now["area_km2"].sum()), 3),
             "cells_offline_latest": int(now["cells_offline"].sum()),
+            "suspected_latest": len(maybe),
         }
         if population is not None:
             entry["people_latest"] = round(float(now["population"].sum()), 1)
+            entry["people_suspected_latest"] = round(float(maybe["population"].sum()), 1)
             peak = sel.groupby("window_start")["population"].sum()
             entry["people_peak"] = round(float(peak.max()), 1) if len(peak) else 0.0
         if net == "all" and len(now):
@@ -427,8 +438,9 @@ def _summary(
             "last_end": windows.max() + params.window_td,
         },
         "counts": {
-            "outage_features": len(outages),
+            "outage_features": len(outages) + len(doubtful),
             "outages": int(outages["outage_id"].nunique()),
+            "suspected_features": len(doubtful),
             "per_network": per_network,
             "cells_latest": {
                 str(k): int(v) for k, v in cells_last.groupby("status").size().items()

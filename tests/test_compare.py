@@ -258,3 +258,22 @@ def test_cli_compare_with_bad_inputs_warns_without_traceback(
     summary = json.loads((out / "summary.json").read_text())
     assert [w.split(":")[0] for w in summary["warnings"]] == ["cells", "hazard"]
     assert (out / "map.html").stat().st_size > 0
+
+
+def test_summary_counts_confirmed_outages_and_suspected_beside_them(quake) -> None:
+    _, result = quake
+    out = result.outages
+    assert set(out["tier"]) <= {"confirmed", "suspected"}
+    suspected = out["tier"] == "suspected"
+    counts = result.summary["counts"]
+    assert counts["outage_features"] == len(out)
+    assert counts["suspected_features"] == int(suspected.sum())
+    assert counts["outages"] == out.loc[~suspected, "outage_id"].nunique()
+    last = out["window_start"].max()
+    for net, entry in counts["per_network"].items():
+        now = out[(out["network"] == net) & (out["window_start"] == last)]
+        assert entry["outages_latest"] == int((now["tier"] == "confirmed").sum())
+        assert entry["suspected_latest"] == int((now["tier"] == "suspected").sum())
+    certain = out["certainty"].where(~suspected, "possible")
+    assert (out["certainty"] == certain).all()
+    assert set(out.loc[~suspected, "certainty"]) <= {"observed", "likely"}

@@ -38,7 +38,10 @@ def print_summary(result: Any, paths: dict[str, Path]) -> None:
         f"windows judged: {windows['count']} "
         f"({_iso(windows['first_start'])} to {_iso(windows['last_end'])})"
     )
-    click.echo(f"outages: {counts['outages']} tracked, {counts['outage_features']} features")
+    click.echo(
+        f"outages: {counts['outages']} confirmed tracked, {counts['outage_features']} features "
+        f"({counts.get('suspected_features', 0)} of them suspected)"
+    )
     for net, entry in counts["per_network"].items():
         people = entry.get("people_latest")
         peak = entry.get("people_peak")

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 import dcm
@@ -89,8 +90,15 @@ def timeline_lines(result: Any, *, top: int = 3) -> list[str]:
     from dcm.schema import ALL_NETWORKS
 
     outages = result.outages
+    suspected = (
+        outages["tier"].eq("suspected").fillna(False).to_numpy(dtype=bool)
+        if "tier" in outages
+        else np.zeros(len(outages), dtype=bool)
+    )
+    doubtful = outages[suspected]
+    outages = outages[~suspected]
     if outages.empty:
-        return ["no outages found"]
+        return ["no confirmed outages found", *_suspected_line(doubtful)]
     onset = pd.to_datetime(outages["onset"], utc=True).min()
     peak = peak_window(outages)
     people = people_by_window(outages).loc[peak]
@@ -118,6 +126,7 @@ def timeline_lines(result: Any, *, top: int = 3) -> list[str]:
         still = outages.loc[(ends == last_seen).to_numpy(), "outage_id"].nunique()
         end = f"{still} outage(s) still open at the end of the data ({_when(last_seen)})"
     lines.append(f"outages began {_when(onset)}; {end}")
+    lines += _suspected_line(doubtful)
     return lines
 
 
@@ -151,3 +160,19 @@ def _areas_at(outages: gpd.GeoDataFrame, areas: gpd.GeoDataFrame | None) -> pd.S
     pieces = gpd.overlay(parts, zones, how="intersection", keep_geom_type=True)
     share = pieces["people"] * pieces.geometry.area / pieces["whole"].where(pieces["whole"] > 0)
     return share.groupby(pieces[name].to_numpy()).sum().sort_values(ascending=False)
+
+
+def _suspected_line(doubtful: pd.DataFrame) -> list[str]:
+    """Where the data point to outages they cannot confirm yet (at most one line)."""
+    if doubtful.empty:
+        return []
+    from dcm.publish.webmap import peak_window, people_by_window
+    from dcm.schema import ALL_NETWORKS
+
+    peak = peak_window(doubtful)
+    people = people_by_window(doubtful).loc[peak]
+    everyone = people.get(ALL_NETWORKS, people.sum())
+    return [
+        f"suspected, not yet confirmed (data too thin): {everyone:,.0f} people at the worst "
+        f"hour, ending {peak:%Y-%m-%d %H:%M} UTC"
+    ]
