@@ -253,13 +253,15 @@ def items(
     filters = {
         k: v for k, v in {"network": network, "severity": severity, "tier": tier}.items() if v
     }
+    # Filters only when asked for: collections without such properties need not know them.
+    extra: dict[str, Any] = {"filters": filters} if filters else {}
     features, matched = found.features(
         bbox=bbox,
         interval=interval,
         limit=page.limit,
         offset=page.offset,
         principal=principal,
-        filters=filters or None,
+        **extra,
     )
     if zoom is not None:
         features = generalise(features, zoom)

@@ -65,6 +65,7 @@ class PointCollection:
         limit: int,
         offset: int,
         principal: Any,
+        filters: Any = None,
     ) -> tuple[Sequence[Feature], int]:
         rows = np.flatnonzero(self._mask(bbox, interval))
         return [self._feature(int(i)) for i in rows[offset : offset + limit]], len(rows)
