@@ -27,7 +27,7 @@ from dcm.analysis import DEFAULT_RESOLUTION, DetectionParams, build_baseline, de
 from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.errors import Conflict, IngestError, ParameterError
-from dcm.schema import CRS, POPULATION_COLUMNS, validate_frame
+from dcm.schema import CRS, POPULATION_COLUMNS, suspected_outages, validate_frame
 
 Frame = pd.DataFrame | str | Path
 Progress = Callable[[str], None]
@@ -394,11 +394,7 @@ def _summary(
     inputs, timings, version."""
     last = windows.max()
     # Counts are of confirmed outages; suspected ones are counted beside them.
-    suspected = (
-        outages["tier"].eq("suspected").fillna(False).to_numpy(dtype=bool)
-        if "tier" in outages
-        else np.zeros(len(outages), dtype=bool)
-    )
+    suspected = suspected_outages(outages)
     doubtful = outages[suspected]
     outages = outages[~suspected]
     latest = outages[outages["window_start"] == last]

@@ -175,6 +175,13 @@ def outage_certainty(confidence: pd.Series) -> pd.Series:
     return pd.Series(text, index=confidence.index, dtype="string").replace("", pd.NA)
 
 
+def suspected_outages(outages: pd.DataFrame) -> np.ndarray:
+    """Bool per row: the outage is ``suspected`` (frames without ``tier`` are confirmed)."""
+    if "tier" not in outages:
+        return np.zeros(len(outages), dtype=bool)
+    return outages["tier"].eq("suspected").fillna(False).to_numpy(dtype=bool)
+
+
 def with_outage_tiers(outages: pd.DataFrame) -> pd.DataFrame:
     """``outages`` (a copy) with ``tier`` and ``certainty`` filled where missing.
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 import dcm
 from dcm.errors import NotFound
+from dcm.schema import suspected_outages
 
 #: Areas are compared in an equal-area projection (World Cylindrical Equal Area).
 EQUAL_AREA = "EPSG:6933"
@@ -90,11 +90,7 @@ def timeline_lines(result: Any, *, top: int = 3) -> list[str]:
     from dcm.schema import ALL_NETWORKS
 
     outages = result.outages
-    suspected = (
-        outages["tier"].eq("suspected").fillna(False).to_numpy(dtype=bool)
-        if "tier" in outages
-        else np.zeros(len(outages), dtype=bool)
-    )
+    suspected = suspected_outages(outages)
     doubtful = outages[suspected]
     outages = outages[~suspected]
     if outages.empty:
