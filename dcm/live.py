@@ -620,7 +620,13 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def _passes(row: pd.Series, store: Store) -> bool:
+    """Whether an outage without an open chain gets an Alert. A suspected outage opens
+    one only with ``alert_suspected``: it is on the map and in the layers, but alerts
+    wait until the data confirm it (an open chain follows it through both tiers)."""
     s = store.settings
+    tier = row.get("tier")
+    if not s.alert_suspected and isinstance(tier, str) and tier == "suspected":
+        return False
     people = row["population"]
     people_ok = s.alert_min_population <= 0 or (
         pd.notna(people) and people >= s.alert_min_population

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     alert_min_population: float = 100.0
     alert_min_area_km2: float = 1.0
     alert_min_confidence: float = 0.7
+    #: Suspected outages (the data point to them but cannot confirm them yet) open CAP
+    #: alert chains too, with certainty Possible. Off: they are mapped, and alerted once
+    #: confirmed (about half the messages of the sample week came from suspected ones).
+    alert_suspected: bool = False
     #: A SQLite writer waits this long in all for another one before "the store is busy".
     store_busy_timeout_s: float = 120.0
     #: Largest input read, counted after gunzip (CLI and uploads): a file that inflates

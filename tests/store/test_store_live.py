@@ -261,3 +261,22 @@ def test_both_backends_store_the_same_results(
     pd.testing.assert_frame_equal(g1, g2)
     assert a1 == a2
     assert d1 == d2  # same secret, same hashed device ids
+
+
+def test_suspected_outages_open_alert_chains_only_when_asked(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from dcm.live import _passes
+
+    row = pd.Series(
+        {"population": 500.0, "area_km2": 2.0, "confidence": 0.8, "tier": "suspected"}
+    )
+    quiet = SimpleNamespace(settings=Settings(data_dir=tmp_path))
+    loud = SimpleNamespace(settings=Settings(data_dir=tmp_path, alert_suspected=True))
+    assert not _passes(row, quiet)  # type: ignore[arg-type]
+    assert _passes(row, loud)  # type: ignore[arg-type]
+    confirmed = row.copy()
+    confirmed["tier"] = "confirmed"
+    assert _passes(confirmed, quiet)  # type: ignore[arg-type]
+    older = row.drop("tier")  # stored before tiers existed: confirmed
+    assert _passes(older, quiet)  # type: ignore[arg-type]
