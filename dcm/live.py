@@ -34,7 +34,7 @@ import shapely
 
 from dcm.errors import Conflict, IngestError, ParameterError
 from dcm.ingest.report import IngestReport
-from dcm.schema import ALL_NETWORKS, CRS
+from dcm.schema import ALL_NETWORKS, CRS, suspected_outages
 from dcm.store import AlertMessage, Dataset, Event, Principal, Store
 from dcm.store.faults import fault_point
 
@@ -862,7 +862,7 @@ def gap_report(
 ) -> pd.DataFrame:
     """People without service per admin area and network (columns :data:`GAP_COLUMNS`).
 
-    Population inside the outage polygons of the latest computed window (or the window
+    Population inside the confirmed outage polygons of the latest computed window (or the window
     holding ``at``), km² of outage inside the area, cells offline there, onset (``since``),
     people ``trend_hours`` earlier and the trend (``growing``/``shrinking``/``stable``),
     ranked by people affected, most first. Network ``"all"`` counts places where no
@@ -890,6 +890,8 @@ def gap_report(
     areas = areas.reset_index(drop=True)
     population = store.population(ev.id)
     outages = store.outages(ev.id, windows=[latest, before])
+    # Planners act on confirmed outages; suspected ones are on the map and in the layers.
+    outages = outages[~suspected_outages(outages)]
     now_rows = _people_per_area(outages[outages["window_start"] == latest], areas, population)
     if now_rows.empty:
         return pd.DataFrame(columns=list(GAP_COLUMNS))
