@@ -54,6 +54,13 @@ def site_positions(
     return mean_lon, mean_lat
 
 
+def local_xy(lon: np.ndarray, lat: np.ndarray, lat0: float) -> np.ndarray:
+    """(n × 2) metres east and north on a plane true to scale at latitude ``lat0`` (°)."""
+    return np.column_stack(
+        [lon * M_PER_DEG_LON * np.cos(np.radians(lat0)), lat * M_PER_DEG_LAT]
+    )
+
+
 def distance_m(
     lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray
 ) -> np.ndarray:
@@ -199,12 +206,7 @@ def coverage_outages(
     if not down.any():
         return _parts_frame(rows)
     lat0 = float(np.nanmean(sites.lat[server.any(axis=1)]))
-    xy = np.column_stack(
-        [
-            sites.lon * M_PER_DEG_LON * np.cos(np.radians(lat0)),
-            sites.lat * M_PER_DEG_LAT,
-        ]
-    )
+    xy = local_xy(sites.lon, sites.lat, lat0)
     good = np.isfinite(xy).all(axis=1) & server.any(axis=1)
     max_reach = np.where(good, reach.max(axis=1), 0.0)
     discs = _DiscCache(sites.lon, sites.lat)

@@ -19,13 +19,7 @@ from scipy import sparse
 from scipy.special import expit, logit
 
 from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measurements
-from dcm.analysis.coverage import (
-    M_PER_DEG_LAT,
-    M_PER_DEG_LON,
-    CoverageInput,
-    rolling_max,
-    sighting_reach,
-)
+from dcm.analysis.coverage import CoverageInput, local_xy, rolling_max, sighting_reach
 from dcm.analysis.evidence import (
     activity_mean,
     cumulative,
@@ -527,8 +521,7 @@ def _near_sites(sites: pd.DataFrame, radius_m: float) -> sparse.csr_matrix:
     good = np.isfinite(lon) & np.isfinite(lat)
     if not good.any():
         return sparse.csr_matrix((n, n))
-    lat0 = float(np.radians(np.mean(lat[good])))
-    xy = np.column_stack([lon * M_PER_DEG_LON * np.cos(lat0), lat * M_PER_DEG_LAT])
+    xy = local_xy(lon, lat, float(np.mean(lat[good])))
     xy[~good] = 1e12  # far from everything
     pairs = cKDTree(xy).query_pairs(radius_m, output_type="ndarray")
     i = np.concatenate([pairs[:, 0], pairs[:, 1]])

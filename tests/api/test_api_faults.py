@@ -3,12 +3,8 @@ stores every row (the dataset record and its rows are one transaction)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,48 +19,18 @@ from dcm.store import Principal, open_store
 from dcm.store.faults import FAULT_ENV
 
 from ..store.conftest import BACKENDS, backend_url
+from .serving import dcm_serve
 
 ROWS = 20_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
 def serving(data_dir: Path, url: str, fault: str | None) -> Iterator[tuple[str, subprocess.Popen]]:
     """``dcm serve`` in a subprocess (uvicorn), with ``DCM_FAULT_POINT`` = ``fault``."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
-    env["DCM_SECRET"] = "s"
-    if fault:
-        env[FAULT_ENV] = fault
-    args = ["serve", "--port", str(port), "--log-level", "warning"]
-    args += ["--data-dir", str(data_dir), "--database-url", url]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dcm.cli.main", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/conformance", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1].decode()
-                assert time.monotonic() < deadline, "dcm serve did not start"
-                time.sleep(0.1)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.communicate(timeout=20)
+    with dcm_serve(
+        data_dir, args=["--database-url", url], env={FAULT_ENV: fault} if fault else None
+    ) as running:
+        yield running
 
 
 def _upload_body() -> bytes:

@@ -5,10 +5,7 @@ an upload that finds the disk full is a 507 that leaves nothing behind."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,6 +19,8 @@ import pytest
 from dcm import live
 from dcm.settings import Settings
 from dcm.store import Principal, open_store
+
+from .serving import dcm_serve as serve_process
 
 SLOW = 50
 SETTLE_S = 5.0
@@ -66,43 +65,13 @@ def dcm_serve(
         if file_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
-    env |= {"DCM_SECRET": "s", "DCM_CLIENT_IDLE_TIMEOUT_S": str(idle_s)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dcm.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "error",
-            "--data-dir",
-            str(data_dir),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    with serve_process(
+        data_dir,
+        env={"DCM_CLIENT_IDLE_TIMEOUT_S": str(idle_s)},
+        log_level="error",
         preexec_fn=limit_files,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/conformance", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1].decode()
-                assert time.monotonic() < deadline, "dcm serve did not start"
-                time.sleep(0.1)
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    ) as (base, _):
+        yield "127.0.0.1", int(base.rsplit(":", 1)[1])
 
 
 def stalled_upload(host: str, port: int, token: str) -> socket.socket:

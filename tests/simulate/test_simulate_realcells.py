@@ -12,6 +12,7 @@ import shapely
 
 from dcm.errors import ParameterError
 from dcm.ingest import read_cells
+from dcm.schema import OPENCELLID_COLUMNS
 from dcm.simulate import Conditions, Scenario, simulate, write_scenario
 from dcm.simulate.realcells import cells_in_bbox
 
@@ -39,22 +40,7 @@ def _raw_rows_in_box(export: Path) -> pd.DataFrame:
     raw = pd.read_csv(
         export,
         header=None,
-        names=[
-            "radio",
-            "mcc",
-            "net",
-            "area",
-            "cell",
-            "unit",
-            "lon",
-            "lat",
-            "range",
-            "samples",
-            "changeable",
-            "created",
-            "updated",
-            "averageSignal",
-        ],
+        names=list(OPENCELLID_COLUMNS),  # the format's column order, a published fact
     )
     w, s, e, n = QUITO_BOX
     inside = raw["lon"].between(w, e) & raw["lat"].between(s, n)
