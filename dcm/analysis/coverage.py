@@ -56,9 +56,7 @@ def site_positions(
 
 def local_xy(lon: np.ndarray, lat: np.ndarray, lat0: float) -> np.ndarray:
     """(n × 2) metres east and north on a plane true to scale at latitude ``lat0`` (°)."""
-    return np.column_stack(
-        [lon * M_PER_DEG_LON * np.cos(np.radians(lat0)), lat * M_PER_DEG_LAT]
-    )
+    return np.column_stack([lon * M_PER_DEG_LON * np.cos(np.radians(lat0)), lat * M_PER_DEG_LAT])
 
 
 def distance_m(

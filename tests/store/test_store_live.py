@@ -268,9 +268,7 @@ def test_suspected_outages_open_alert_chains_only_when_asked(tmp_path: Path) -> 
 
     from dcm.live import _passes
 
-    row = pd.Series(
-        {"population": 500.0, "area_km2": 2.0, "confidence": 0.8, "tier": "suspected"}
-    )
+    row = pd.Series({"population": 500.0, "area_km2": 2.0, "confidence": 0.8, "tier": "suspected"})
     quiet = SimpleNamespace(settings=Settings(data_dir=tmp_path))
     loud = SimpleNamespace(settings=Settings(data_dir=tmp_path, alert_suspected=True))
     assert not _passes(row, quiet)  # type: ignore[arg-type]
