@@ -268,26 +268,33 @@ def coverage_outages(
         nobody = _merge([g for g, _, _ in lost], [p for _, p, _ in lost], cache)
         rows += [(ALL_OUTAGE, col, g, p, any_said) for g, p in nobody]
         # Degraded: some network lost, outside "nobody serves".
+        flat = [
+            (g, float(p_all[mem, col].mean()))
+            for c, mem in enumerate(members)
+            for g in cache[_key(mem, up_same[c], r_now)]
+        ]
         left: list[tuple[shapely.Geometry, float]] = []
-        tree = shapely.STRtree([g for g, _ in nobody]) if nobody else None
-        for c, mem in enumerate(members):
-            pieces = cache[_key(mem, up_same[c], r_now)]
-            p = float(p_all[mem, col].mean())
-            for g in pieces:
-                hit = tree.query(g, predicate="intersects") if tree is not None else []
-                if len(hit) == 0:
-                    left.append((g, p))
-                    continue
-                key_deg = ("deg", id(g), tuple(id(nobody[i][0]) for i in hit))
-                if key_deg not in cache:
-                    cache[key_deg] = _minus(
-                        [g],
-                        np.empty(0, dtype=np.int64),
-                        r_now,
-                        discs,
-                        cut=[nobody[i][0] for i in hit],
-                    )
-                left += [(x, p) for x in cache[key_deg]]
+        hits: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(flat)
+        if nobody and flat:
+            # One bulk query for the window, not one per piece.
+            qi, qj = shapely.STRtree([g for g, _ in nobody]).query(
+                np.array([g for g, _ in flat], dtype=object), predicate="intersects"
+            )
+            hits = _groups(qi, qj, len(flat))
+        for (g, p), hit in zip(flat, hits, strict=True):
+            if len(hit) == 0:
+                left.append((g, p))
+                continue
+            key_deg = ("deg", id(g), tuple(id(nobody[i][0]) for i in hit))
+            if key_deg not in cache:
+                cache[key_deg] = _minus(
+                    [g],
+                    np.empty(0, dtype=np.int64),
+                    r_now,
+                    discs,
+                    cut=[nobody[i][0] for i in hit],
+                )
+            left += [(x, p) for x in cache[key_deg]]
         rows += [
             (ALL_DEGRADED, col, g, p, any_said)
             for g, p in _merge([g for g, _ in left], [p for _, p in left], cache)

@@ -183,20 +183,51 @@ def _tiered_parts(
         p_max=params.p_down,
     )
     if len(suspected) and len(confirmed):
-        done = confirmed.groupby(["layer", "col"])["geometry"].agg(
-            lambda g: shapely.union_all(g.to_numpy())
-        )
-        key = pd.MultiIndex.from_frame(suspected[["layer", "col"]])
-        cut = done.reindex(key).to_numpy()
-        has = pd.notna(cut)
-        geoms = suspected["geometry"].to_numpy().copy()
-        geoms[has] = _polygonal(shapely.difference(geoms[has], cut[has].astype(object)))
+        geoms = _outside(suspected, confirmed)
         suspected["geometry"] = geoms
         keep = ~shapely.is_empty(geoms)
         keep[keep] = area_km2(geoms[keep]) >= params.min_outage_km2
         suspected = suspected[keep]
     suspected = suspected.assign(tier=SUSPECTED)
     return pd.concat([confirmed, suspected], ignore_index=True)
+
+
+def _outside(parts: pd.DataFrame, cut: pd.DataFrame) -> np.ndarray:
+    """The geometry of each of ``parts`` outside the ``cut`` parts of its layer and window.
+
+    Only the cut parts that meet a part are subtracted from it, and each distinct
+    (part, cuts) pair once: coverage hands back the same shape objects for a cluster
+    that lasts, window after window.
+    """
+    geoms = parts["geometry"].to_numpy().copy()
+    cuts = cut["geometry"].to_numpy()
+    # Boxes first, then the same layer and window, then the exact test once per
+    # distinct pair of shape objects.
+    i, j = shapely.STRtree(cuts).query(geoms)
+    same = (parts["layer"].to_numpy()[i] == cut["layer"].to_numpy()[j]) & (
+        parts["col"].to_numpy()[i] == cut["col"].to_numpy()[j]
+    )
+    i, j = i[same], j[same]
+    ids = np.fromiter((id(g) for g in cuts.tolist()), dtype="int64", count=len(cuts))
+    own = np.fromiter((id(g) for g in geoms.tolist()), dtype="int64", count=len(geoms))
+    pair, _ = pd.factorize(pd.MultiIndex.from_arrays([own[i], ids[j]]))
+    _, first = np.unique(pair, return_index=True)
+    keep = shapely.intersects(geoms[i[first]], cuts[j[first]])[pair]
+    i, j = i[keep], j[keep]
+    if i.size == 0:
+        return geoms
+    order = np.argsort(i, kind="stable")
+    i, j = i[order], j[order]
+    hit, start = np.unique(i, return_index=True)
+    done: dict[tuple[int, ...], shapely.Geometry] = {}
+    for k, (a, b) in enumerate(zip(start.tolist(), [*start[1:].tolist(), i.size], strict=True)):
+        g = geoms[hit[k]]
+        key = (id(g), *ids[j[a:b]].tolist())
+        if key not in done:
+            knife = cuts[j[a]] if b - a == 1 else shapely.union_all(cuts[j[a:b]])
+            done[key] = _polygonal(np.array([shapely.difference(g, knife)], dtype=object))[0]
+        geoms[hit[k]] = done[key]
+    return geoms
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -450,7 +481,12 @@ def track_outages(
         cache = overlaps if overlaps is not None else OverlapCache()
         overlap = np.zeros(new_idx.size)
         overlap[alone] = cache.interiors_meet(a_geo[alone], b_geo[alone])
-        overlap[~alone] = cache.areas(a_geo[~alone], b_geo[~alone])
+        # Others are ranked by overlap area, computed only where interiors meet
+        # (neighbours that merely touch, e.g. a suspected part beside a confirmed one,
+        # are common and their overlay is costly).
+        rank = np.flatnonzero(~alone)
+        rank = rank[cache.interiors_meet(a_geo[rank], b_geo[rank])]
+        overlap[rank] = cache.areas(a_geo[rank], b_geo[rank])
         order = np.argsort(-overlap, kind="stable")
         used_new: set[int] = set()
         used_prev: set[int] = set()
