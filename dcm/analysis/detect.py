@@ -247,6 +247,9 @@ def _grid_evidence(
     size = n_key * n_win
     ok_r, fail_r, ts_r = prep.ok[has_key], prep.fail[has_key], prep.ts[has_key]
     ok = np.bincount(flat[ok_r], minlength=size).reshape(n_key, n_win).astype("float64")
+    # Ok reports that name a known cell: only those can name a site (or another one).
+    named_r = ok_r & (prep.cell[has_key] >= 0)
+    named = np.bincount(flat[named_r], minlength=size).reshape(n_key, n_win).astype("float64")
     fail = np.bincount(flat[fail_r], minlength=size).reshape(n_key, n_win).astype("float64")
 
     # Time of the last ok report in each (key, window): failures before it are stale.
@@ -312,6 +315,7 @@ def _grid_evidence(
     ok_age = np.arange(n_win)[None, :] - last_ok_win
     return {
         "ok": ok,
+        "named_ok": named,
         "fail": fail,
         "expected": expected,
         "span_expected": ev.expected,
@@ -348,6 +352,48 @@ def _neighbour_matrix(
         (np.full(len(both), 1.0 / 6.0), (both["ka"].to_numpy(), both["kb"].to_numpy())),
         shape=(n, n),
     )
+
+
+def _takeover(
+    areas: pd.DataFrame,
+    key_idx: np.ndarray,
+    ok: np.ndarray,
+    start: np.ndarray,
+    stop: np.ndarray,
+    n_site: int,
+    params: DetectionParams,
+) -> np.ndarray:
+    """Takeover evidence per site × window: :func:`~dcm.analysis.evidence.takeover_llr`
+    of the ok reports since the site was last heard, summed over the grid cells of its
+    footprint (``areas``: its baseline sightings there, ``key_idx``: their key rows).
+
+    Worked through in blocks of (site, grid cell) pairs, so memory stays bounded by
+    the block, not by pairs × windows.
+    """
+    n_win = ok.shape[1]
+    out = np.zeros((n_site, n_win))
+    if len(areas) == 0:
+        return out
+    site = areas["site"].to_numpy()
+    order = np.argsort(site, kind="stable")
+    site, key = site[order], key_idx[order]
+    named = areas["count"].to_numpy("float64")[order]
+    total = named / np.maximum(areas["share_of_hex"].to_numpy("float64")[order], 1e-12)
+    cum = cumulative(ok)
+    stop = np.broadcast_to(stop, start.shape)
+    block = max(1, 2_000_000 // max(n_win, 1))
+    for lo in range(0, site.size, block):
+        s, k = site[lo : lo + block], key[lo : lo + block]
+        seen = cum[k[:, None], stop[s]] - cum[k[:, None], start[s]]
+        llr = takeover_llr(
+            seen,
+            named[lo : lo + block, None],
+            total[lo : lo + block, None],
+            prior=params.takeover_prior,
+        )
+        first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        out[s[first]] += np.add.reduceat(llr, first, axis=0)
+    return out
 
 
 def _site_evidence(
@@ -419,12 +465,11 @@ def _site_evidence(
         np.asarray(share.sum(axis=1)), 1e-12
     )
     fail_share = np.maximum(fail_share, params.fail_share_floor)
-    # Ok reports of the site's network from its footprint that name other sites.
-    cap = np.log1p(-np.minimum(areas["share_of_hex"].to_numpy()[on], params.takeover_share_cap))
-    weights = sparse.csr_matrix(
-        (-cap, (areas["site"].to_numpy()[on], key_idx[on])), shape=(n_site, len(keys))
+    # Ok reports of the site's network from its footprint that name other sites (reports
+    # without a cell id name nobody: the baseline shares count only those with one).
+    takeover = _takeover(
+        areas[on], key_idx[on], ev["named_ok"], sev.start, sev.stop, n_site, params
     )
-    others = span_sum(cumulative(weights @ ev["ok"]), sev.start, sev.stop)
     # Silence hour by hour: each window's expected sightings, scaled by the activity
     # of the footprint, with the site's own hour-to-hour burstiness (gamma, shape k).
     k = min(baseline.site_dispersion, params.site_dispersion_max)
@@ -441,7 +486,7 @@ def _site_evidence(
     span_mu = span_sum(cumulative(expected * activity), sev.start, sev.stop)
     with np.errstate(invalid="ignore"):
         whole = np.where(np.isfinite(shape), shape * np.log1p(span_mu / shape), np.inf)
-    silence = np.maximum(np.minimum(hourly, whole), takeover_llr(others))
+    silence = np.maximum(np.minimum(hourly, whole), takeover)
     llr = (
         np.where(sev.ok_now, np.log(params.ok_when_down), 0.0)
         + silence
@@ -472,6 +517,7 @@ def _site_evidence(
         "known": known,
         "sighted": sighted,
         "heard_now": sev.ok_now,
+        "heard_in": heard_in,
         "share": share,
         "expected": sev.expected,
         "act_obs": act_obs,
@@ -608,23 +654,45 @@ def _coverage_input(
     known = (sites["rate"].to_numpy() > 0)[:, None] | heard
     reach = np.where(known & ~np.isfinite(reach), sites["range_m"].to_numpy()[:, None], reach)
     reach = np.where(known, reach, np.nan)
-    p_site = site_ev["p"]
+    # Offline in each of the last coverage_confirm_windows windows (1 by default);
+    # before the first window of event data there is no evidence to confirm with.
+    lead = np.zeros((n_site, confirm - 1))
+    p_site = -rolling_max(np.concatenate([lead, -site_ev["p"]], axis=1), confirm)
+    p_down = p_site[:, out_cols + confirm - 1]
+    # Whether a site still serves is judged on its own evidence under the calm-week
+    # prior: a learned rate raised by failures elsewhere must not stop the sites
+    # around them from serving.
+    p_block = expit(logit(params.prior_down) + site_ev["llr"][:, out_cols])
+    if "heard_in" in site_ev:
+        silent = _silent_siblings(sites, p_down, site_ev["heard_in"][:, out_cols], params)
+        p_block = np.where(silent, 1.0, p_block)
     return CoverageInput(
         lon=lon,
         lat=lat,
         network=sites["network"].to_numpy("int64"),
         reach=reach,
-        # Offline in each of the last coverage_confirm_windows windows (1 by default);
-        # before the first window of event data there is no evidence to confirm with.
-        p=-rolling_max(np.concatenate([np.zeros((n_site, confirm - 1)), -p_site], axis=1), confirm)[
-            :, out_cols + confirm - 1
-        ],
-        # Whether a site still serves is judged on its own evidence under the calm-week
-        # prior: a learned rate raised by failures elsewhere must not stop the sites
-        # around them from serving.
-        p_block=expit(logit(params.prior_down) + site_ev["llr"][:, out_cols]),
+        p=p_down,
+        p_block=p_block,
         reported=site_ev["fails"][:, out_cols] >= 1,
     )
+
+
+def _silent_siblings(
+    sites: pd.DataFrame, p: np.ndarray, heard_in: np.ndarray, params: DetectionParams
+) -> np.ndarray:
+    """Site × window: a site of the same network within ``params.sibling_m`` is down
+    (p >= ``params.p_down``) and this site has not been heard since that one was
+    (``heard_in``: the window each site was last heard in, -1 for not in the span)."""
+    out = np.zeros(p.shape, dtype=bool)
+    if params.sibling_m <= 0 or len(sites) < 2:
+        return out
+    near = _near_sites(sites, params.sibling_m).tocoo()
+    network = sites["network"].to_numpy("int64")
+    same = network[near.row] == network[near.col]
+    src, dst = near.row[same], near.col[same]
+    r, c = np.nonzero((p[dst] >= params.p_down) & (heard_in[src] <= heard_in[dst]))
+    out[src[r], c] = True
+    return out
 
 
 def _no_server_probability(

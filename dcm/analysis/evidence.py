@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammainc, gammaln
+from scipy.special import betaln, gammainc, gammaln
 
 
 def cumulative(values: np.ndarray) -> np.ndarray:
@@ -127,16 +127,25 @@ def silence_llr(
     return (k + activity_obs) * np.log1p(expected / (k + activity_exp))
 
 
-def takeover_llr(other_reports: np.ndarray) -> np.ndarray:
-    """Log-likelihood ratio (site down vs up) of ok reports naming *other* sites.
+def takeover_llr(
+    others: np.ndarray, named: np.ndarray, total: np.ndarray, *, prior: float
+) -> np.ndarray:
+    """Log-likelihood ratio (site down vs up) of ``others`` ok reports from one grid cell
+    that name *other* sites of the site's network.
 
-    ``other_reports`` already weighs each ok report of the site's network from a
-    grid cell by -log(1 - s), s being the site's baseline share of that network's
-    sightings there: while the site is up, each such report would name it with
-    probability s; while it is down, never. It does not depend on how many people
-    are around, so evacuations and dead batteries do not weaken it.
+    In the baseline the site was named ``named`` times out of ``total`` sightings of its
+    network there. While it is up, each report names it with an unknown probability
+    s ~ Beta(named + prior, total - named + prior), so the chance that none of
+    ``others`` does is the beta-binomial zero probability B(a, b + k) / B(a, b); while it
+    is down, it is never named. A share seen on one or two baseline reports, or a run
+    of reports from one phone camped on a neighbour, is weak evidence; a share seen
+    on many, strong. It does not depend on how many people are around, so evacuations
+    and dead batteries do not weaken it.
     """
-    return np.asarray(other_reports, dtype="float64")
+    a = np.asarray(named, dtype="float64") + prior
+    b = np.maximum(np.asarray(total, dtype="float64") - named, 0.0) + prior
+    k = np.asarray(others, dtype="float64")
+    return np.where(k > 0, betaln(a, b) - betaln(a, b + k), 0.0)
 
 
 def activity_mean(

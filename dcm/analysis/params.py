@@ -54,9 +54,9 @@ class DetectionParams:
     #: A site that carried at least this share of a grid cell's baseline sightings can
     #: serve it (the grid cell is down only when all such sites are down).
     server_min_share: float = 0.2
-    #: A site's baseline share of a grid cell counts at most this much when ok reports
-    #: there name other sites (handover and load balancing blur best-server areas).
-    takeover_share_cap: float = 0.9
+    #: Beta prior pseudo-count on each side of a site's share of a grid cell's sightings,
+    #: when ok reports there name other sites (a share seen on few reports is uncertain).
+    takeover_prior: float = 0.5
     #: Upper bound of the gamma shape of hour-to-hour variation of site sightings (the
     #: baseline estimate is used when smaller): guards against Poisson overconfidence.
     site_dispersion_max: float = 5.0
@@ -90,6 +90,11 @@ class DetectionParams:
     #: p_offline is below this (undecided sites between this and ``p_down`` neither
     #: make nor block an outage).
     coverage_block_p: float = 0.05
+    #: Coverage outages: sites of one network within this distance (m) may share a mast
+    #: (cell positions of one mast's radios are estimated hundreds of metres apart).
+    #: A site silent since such a neighbour was last heard does not block the
+    #: neighbour's outage once that neighbour is down: nothing says the mast serves.
+    sibling_m: float = 500.0
     #: Coverage outages: a site counts as down when its p_offline reached ``p_down``
     #: in each of the last this many windows.
     coverage_confirm_windows: int = 1

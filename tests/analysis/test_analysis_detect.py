@@ -251,3 +251,31 @@ def test_silence_of_a_site_weighs_by_its_reporters(
     found = detect(model, event)
     last = found.cells[found.cells["end"] == found.cells["end"].max()].set_index("cell")
     assert (last.loc[1, "status"] == "offline") == offline
+
+
+def test_silent_sibling_of_a_down_site_does_not_block() -> None:
+    from dcm.analysis.detect import _silent_siblings
+
+    # A and B: one network, 300 m apart (two radios of one mast, say); C: another
+    # network at A; D: A's network 2 km away. A is down in window 1, not in window 0.
+    dlat = 300 / 111_320
+    sites = pd.DataFrame(
+        {
+            "lon": [LON0, LON0, LON0, LON0],
+            "lat": [LAT0, LAT0 + dlat, LAT0, LAT0 + 2_000 / 111_320],
+            "network": [0, 0, 1, 0],
+        }
+    )
+    p = np.array([[0.2, 0.97], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    params = DetectionParams()
+    # Everyone last heard in window 0: B has said nothing since A went quiet.
+    heard = np.zeros((4, 2), dtype="int64")
+    got = _silent_siblings(sites, p, heard, params)
+    assert got.tolist() == [[False, False], [False, True], [False, False], [False, False]]
+    # B heard in window 1, after A was last heard: it still serves, so it blocks.
+    heard[1, 1] = 1
+    assert not _silent_siblings(sites, p, heard, params).any()
+    # Switched off: nothing changes.
+    heard[1, 1] = 0
+    off = DetectionParams(sibling_m=0.0)
+    assert not _silent_siblings(sites, p, heard, off).any()

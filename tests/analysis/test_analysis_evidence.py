@@ -14,6 +14,7 @@ from dcm.analysis.baseline import count_baseline, network_list, prepare_cells, p
 from dcm.analysis.evidence import (
     failure_llr,
     silence_llr,
+    takeover_llr,
     trailing_evidence,
     volume_factor,
     window_sums,
@@ -206,3 +207,26 @@ def test_restored_when_gone_before_the_last_judged_window() -> None:
     assert (done["restored"] == pd.Timestamp("2026-01-08T02:00Z")).all()
     # Ids and onsets do not depend on it.
     assert done["outage_id"].tolist() == open_["outage_id"].tolist()
+
+
+def test_takeover_llr_is_the_beta_binomial_zero_chance() -> None:
+    # Named 3 times out of 4 in the baseline, Jeffreys prior: s ~ Beta(3.5, 1.5).
+    # P(none of 2 reports names the site | up) = E[(1 - s)^2] = B(3.5, 3.5) / B(3.5, 1.5).
+    from scipy.special import beta
+
+    got = takeover_llr(np.array([0.0, 2.0]), np.array([3.0]), np.array([4.0]), prior=0.5)
+    assert got[0] == 0.0
+    assert got[1] == pytest.approx(-np.log(beta(3.5, 3.5) / beta(3.5, 1.5)))
+
+
+def test_takeover_llr_weighs_a_thin_share_weakly() -> None:
+    # The same share (100 %) seen on 1 baseline report and on 40: ten reports naming
+    # other sites are far stronger evidence against the well-known share.
+    thin = takeover_llr(np.array([10.0]), np.array([1.0]), np.array([1.0]), prior=0.5)[0]
+    firm = takeover_llr(np.array([10.0]), np.array([40.0]), np.array([40.0]), prior=0.5)[0]
+    # (the old per-report weight, -log(1 - 0.9) each, gave 23 for both)
+    assert thin < 5.0 < 4 * thin < firm
+    # It grows with the number of reports, never falls.
+    k = np.arange(0, 50, dtype="float64")
+    llr = takeover_llr(k, np.full(k.size, 5.0), np.full(k.size, 8.0), prior=0.5)
+    assert np.all(np.diff(llr) > 0)
