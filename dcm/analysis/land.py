@@ -45,7 +45,7 @@ def clip_to_land(
     columns are kept as they are. ``land`` None or empty (open sea, or no land data for
     the place) returns the frame unchanged. The input frame is never modified.
     """
-    if land is None or land.is_empty or outages.empty:
+    if land is None or shapely.is_empty(land) or outages.empty:
         return outages
     shore = widen(land, margin_m)
     shapely.prepare(shore)

@@ -152,7 +152,7 @@ def read_land(bbox: BBox) -> shapely.Geometry | None:
     if water.size:
         land = shapely.get_parts(shapely.difference(land, shapely.multipolygons(water)))
         land = land[(shapely.get_type_id(land) == 3) & ~shapely.is_empty(land)]
-    return shapely.multipolygons(land) if land.size else None
+    return shapely.MultiPolygon(list(land)) if land.size else None
 
 
 def read_borders(bbox: BBox) -> gpd.GeoDataFrame:
@@ -164,7 +164,7 @@ def read_borders(bbox: BBox) -> gpd.GeoDataFrame:
     if rows.size == 0:
         return gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=4326))
     xy, owner = shapes.coords(rows)
-    lines = shapely.clip_by_rect(shapely.linestrings(xy, indices=owner), *bbox)
+    lines = np.asarray(shapely.clip_by_rect(shapely.linestrings(xy, indices=owner), *bbox))
     lines = lines[~shapely.is_empty(lines)]
     return gpd.GeoDataFrame(geometry=gpd.GeoSeries(lines, crs=4326))
 
