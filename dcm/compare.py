@@ -21,11 +21,13 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from dcm import __version__
 from dcm.analysis import DEFAULT_RESOLUTION, DetectionParams, build_baseline, detect
 from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
+from dcm.analysis.land import clip_to_land
 from dcm.errors import Conflict, IngestError, ParameterError
 from dcm.schema import CRS, POPULATION_COLUMNS, suspected_outages, validate_frame
 
@@ -75,6 +77,7 @@ def compare(
     at: str | pd.Timestamp | None = None,
     params: DetectionParams | None = None,
     progress: Progress | None = None,
+    land: bool = True,
 ) -> ComparisonResult:
     """Compare event measurements with the baseline; frames or paths in, results out.
 
@@ -83,6 +86,8 @@ def compare(
     ``population``: POPULATION_COLUMNS points or a raster path; ``areas``/``hazard``:
     GeoDataFrames or vector files; ``at``: judge only the window holding this time.
     ``params`` overrides the defaults; ``window``/``resolution`` override ``params``.
+    ``land``: cut the outage polygons to the built-in coastline (Natural Earth 1:10m,
+    :func:`clip_outages_to_land`); where it has no land, outages stay as they are.
     """
     say = progress or (lambda _msg: None)
     params = (params or DetectionParams()).with_(window=window, resolution=resolution)
@@ -114,8 +119,12 @@ def compare(
         found = detect(
             model, event_f, params=params, windows=windows, population=pop_f, hazard=hazard_f
         )
+    outages = found.outages
+    if land:
+        with step("cutting outages to the land"):
+            outages, inputs["land"] = clip_outages_to_land(outages)
     with step("overlaying areas and hazard"):
-        outages = overlay_areas(found.outages, areas=areas_f, hazard=hazard_f)
+        outages = overlay_areas(outages, areas=areas_f, hazard=hazard_f)
     cell_positions = model.cells[
         ["radio", "mcc", "net", "area", "cell", "site_id", "network", "lon", "lat"]
     ].copy()
@@ -194,12 +203,14 @@ def write_comparison(
         with step("rendering map.html"):
             from dcm.publish.webmap import render_map  # folium loads only for a map
 
+            bbox = _map_bbox(result)
             html = render_map(
                 outages=outages,
                 cells=_cells_for_map(result),
                 areas=result.areas,
                 hazard=result.hazard,
                 title="dcm: mobile connectivity outages",
+                orientation=orientation(bbox) if bbox is not None else None,
             )
             path = out / "map.html"
             path.write_text(html, encoding="utf-8")
@@ -210,6 +221,89 @@ def write_comparison(
     summary["outputs"] = {k: p.name for k, p in paths.items()} | {"summary": "summary.json"}
     paths["summary"] = publish.write_json(summary, out / "summary.json")
     return paths
+
+
+#: Margin (degrees) around the outages within which land is looked up.
+LAND_LOOKUP_MARGIN_DEG = 0.05
+
+
+def outages_bbox(
+    outages: gpd.GeoDataFrame, *, margin: float = LAND_LOOKUP_MARGIN_DEG
+) -> tuple[float, float, float, float] | None:
+    """The outages' extent widened by ``margin`` degrees (clamped to the globe), or None."""
+    if outages.empty:
+        return None
+    west, south, east, north = (float(v) for v in outages.total_bounds)
+    if not np.isfinite([west, south, east, north]).all():
+        return None
+    return (
+        max(west - margin, -180.0),
+        max(south - margin, -90.0),
+        min(east + margin, 180.0),
+        min(north + margin, 90.0),
+    )
+
+
+def clip_outages_to_land(
+    outages: gpd.GeoDataFrame,
+) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Outage polygons cut to the built-in land (:mod:`dcm.ingest.orientation`), and what
+    was done, for the summary: ``land`` found or not, features ``cut`` and ``dropped``."""
+    from dcm.ingest.orientation import ATTRIBUTION, read_land
+
+    bbox = outages_bbox(outages)
+    land = read_land(bbox) if bbox is not None else None
+    info: dict[str, Any] = {"source": ATTRIBUTION, "land_found": land is not None}
+    if land is None:
+        return outages, info | {"cut": 0, "dropped": 0}
+    out = clip_to_land(outages, land)
+    kept = outages.geometry.loc[out.index].to_numpy()
+    changed = ~shapely.equals(kept, out.geometry.to_numpy())
+    return out, info | {"cut": int(changed.sum()), "dropped": len(outages) - len(out)}
+
+
+#: Place names a map shows at most (the largest places first).
+MAP_PLACES = 300
+
+
+def orientation(bbox: tuple[float, float, float, float], *, places: int = MAP_PLACES) -> dict:
+    """Land, coastline, national borders and the largest ``places`` place names in ``bbox`` as one
+    GeoJSON FeatureCollection (:func:`dcm.publish.orientation.orientation_geojson`), from
+    the built-in offline data (:mod:`dcm.ingest.orientation`)."""
+    from dcm.ingest.orientation import ATTRIBUTION, read_borders, read_land, read_places
+    from dcm.publish.orientation import orientation_geojson
+
+    return orientation_geojson(
+        read_land(bbox),
+        read_borders(bbox),
+        read_places(bbox, limit=places),
+        attribution=ATTRIBUTION,
+    )
+
+
+def _map_bbox(result: ComparisonResult) -> tuple[float, float, float, float] | None:
+    """What the batch map shows: outages, areas, hazard and cells, with a margin."""
+    boxes = [
+        f.total_bounds
+        for f in (result.outages, result.areas, result.hazard)
+        if f is not None and len(f)
+    ]
+    pos = result.cell_positions
+    if not pos.empty and {"lon", "lat"} <= set(pos.columns):
+        lon, lat = pos["lon"].to_numpy(dtype=float), pos["lat"].to_numpy(dtype=float)
+        if np.isfinite(lon).any():
+            boxes.append(np.array([np.nanmin(lon), np.nanmin(lat), np.nanmax(lon), np.nanmax(lat)]))
+    boxes = [b for b in boxes if np.isfinite(b).all()]
+    if not boxes:
+        return None
+    stacked = np.vstack(boxes)
+    margin = LAND_LOOKUP_MARGIN_DEG * 2
+    return (
+        max(float(stacked[:, 0].min()) - margin, -180.0),
+        max(float(stacked[:, 1].min()) - margin, -90.0),
+        min(float(stacked[:, 2].max()) + margin, 180.0),
+        min(float(stacked[:, 3].max()) + margin, 90.0),
+    )
 
 
 def _cells_for_map(result: ComparisonResult) -> pd.DataFrame | None:

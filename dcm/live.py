@@ -553,6 +553,10 @@ def _update_locked(
     except Exception as exc:
         store.finish_run(run.id, status="failed", info={"error": str(exc)[:500]})
         raise
+    # Nobody loses service at sea: outages are stored (and alerted) cut to the land.
+    from dcm.compare import clip_outages_to_land
+
+    outages, _ = clip_outages_to_land(found.outages)
     grid = found.grid.copy()
     grid["devices"] = grid_devices(rows, grid, resolution=params.resolution, window=win)
     # One unit of work: the results of the windows, the CAP messages they cause and the
@@ -563,14 +567,14 @@ def _update_locked(
             ev.id,
             run.id,
             windows=todo,
-            outages=found.outages,
+            outages=outages,
             cells=found.cells,
             grid=grid,
             marks=marks,
         )
         fault_point("update.results_saved")
         summary.windows = list(todo)
-        summary.outages = len(found.outages)
+        summary.outages = len(outages)
         summary.alerts = refresh_alerts(store, ev.id, now=now, sender=sender)
         fault_point("update.alerts_written")
         summary.seconds = time.perf_counter() - started

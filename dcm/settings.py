@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     map_refresh_s: int = 300
     #: Optional online basemap tile URL template; none by default (works offline).
     basemap_url: str | None = None
+    #: Optional offline basemap: an MBTiles or PMTiles file dcm serves itself under
+    #: ``/basemap/{z}/{x}/{y}.{format}`` (an OpenStreetMap extract made before deployment).
+    basemap: Path | None = None
     #: Alert thresholds.
     alert_min_population: float = 100.0
     alert_min_area_km2: float = 1.0

@@ -18,10 +18,11 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dcm import __version__
-from dcm.api import alerts, events, ogc
+from dcm.api import alerts, basemap, events, ogc
 from dcm.api.catalog import StoreCatalog
 from dcm.api.dependencies import refuse_nul_characters
 from dcm.api.errors import install_error_handlers
+from dcm.ingest.tiles import open_tiles
 from dcm.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     database URL fails at start-up rather than on the first request.
     """
     settings = settings if settings is not None else Settings()
+    # A bad basemap file fails here, before anything is opened, with one clear line.
+    tiles = open_tiles(settings.basemap) if settings.basemap is not None else None
     stores = StorePool(settings)
     stores.current()  # open and migrate now
     events.sweep_uploads(settings.data_dir)
@@ -236,6 +239,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         stores.close()
+        if tiles is not None:
+            tiles.close()
 
     app = FastAPI(
         title="dcm — Disaster Connectivity Mapper",
@@ -249,6 +254,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = stores
+    app.state.basemap = tiles
 
     app.state.catalog = StoreCatalog(stores)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
@@ -258,6 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ogc.router)
     app.include_router(events.router)
     app.include_router(alerts.router)
+    app.include_router(basemap.router)
     # The responder web map is an optional module of its own.
     if importlib.util.find_spec("dcm.api.webmap") is not None:
         webmap = importlib.import_module("dcm.api.webmap")

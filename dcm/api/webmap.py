@@ -31,7 +31,12 @@ from dcm.settings import Settings
 
 STATIC_DIR = Path(__file__).with_name("static")
 #: Our own files served under ``/static/map/`` (name -> media type).
-MAP_FILES = {"map.js": "text/javascript", "map.css": "text/css"}
+MAP_FILES = {
+    "map.js": "text/javascript",
+    "map.css": "text/css",
+    "orientation.js": "text/javascript",
+    "orientation.css": "text/css",
+}
 #: Static assets never change under the same ``?v=`` hash: cache them for a year.
 ASSET_CACHE = "public, max-age=31536000, immutable"
 #: Files requested without the hash (Leaflet's CSS asks for its images by name).
@@ -79,6 +84,8 @@ def page_config(event: str, settings: Settings, *, root: str = "") -> dict[str, 
         "api": root,
         "refresh_s": max(int(settings.map_refresh_s), 1),
         "basemap_url": settings.basemap_url,
+        # The offline basemap (MBTiles/PMTiles) dcm serves itself, drawn by orientation.js.
+        "basemap_tiles": f"{root}/basemap/tiles.json" if settings.basemap else None,
     }
 
 
@@ -96,6 +103,8 @@ def render_page(event: str, settings: Settings, *, root: str = "") -> str:
         leaflet_js=f"{root}/static/leaflet/leaflet.js?v={_digest(leaflet['leaflet.js'])}",
         map_css=f"{root}/static/map/map.css?v={_digest(own['map.css'])}",
         map_js=f"{root}/static/map/map.js?v={_digest(own['map.js'])}",
+        orientation_css=f"{root}/static/map/orientation.css?v={_digest(own['orientation.css'])}",
+        orientation_js=f"{root}/static/map/orientation.js?v={_digest(own['orientation.js'])}",
     )
 
 

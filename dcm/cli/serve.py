@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from dcm.settings import Settings
+
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -37,6 +39,11 @@ import click
 )
 @click.option("--database-url", help="sqlite:///... or postgresql://... (sets DCM_DATABASE_URL).")
 @click.option(
+    "--basemap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Offline basemap, an .mbtiles or .pmtiles file served under /basemap/ (sets DCM_BASEMAP).",
+)
+@click.option(
     "--limit-concurrency",
     default=1000,
     show_default=True,
@@ -51,12 +58,15 @@ def command(
     log_level: str,
     data_dir: Path | None,
     database_url: str | None,
+    basemap: Path | None,
     limit_concurrency: int,
 ) -> None:
     """Run the API and the responder web map.
 
     Settings come from DCM_ environment variables (DCM_DATA_DIR, DCM_DATABASE_URL, ...),
-    read by each worker when it creates the app; --data-dir and --database-url set them.
+    read by each worker when it creates the app; --data-dir, --database-url and --basemap
+    set them. An offline basemap (MBTiles or PMTiles, e.g. an OpenStreetMap extract) is
+    checked before the server starts and drawn under the map's layers.
     An upload that sends no byte for DCM_CLIENT_IDLE_TIMEOUT_S seconds (60) gets 408;
     idle keep-alive connections close after 5 s; beyond --limit-concurrency open
     connections, new ones get 503.
@@ -68,6 +78,13 @@ def command(
         os.environ["DCM_DATA_DIR"] = str(data_dir.resolve())
     if database_url is not None:
         os.environ["DCM_DATABASE_URL"] = database_url
+    if basemap is not None:
+        os.environ["DCM_BASEMAP"] = str(basemap.resolve())
+    tiles = basemap if basemap is not None else Settings().basemap
+    if tiles is not None:
+        from dcm.ingest.tiles import open_tiles
+
+        open_tiles(tiles).close()  # a bad file stops here with one line, not in a worker
     uvicorn.run(
         "dcm.api.app:create_app",
         factory=True,

@@ -36,6 +36,7 @@ from dcm.publish.geojson import (
     property_json,
     to_geojson,
 )
+from dcm.publish.orientation import add_orientation
 from dcm.schema import ALL_NETWORKS, with_outage_tiers
 
 #: Coordinates on the map: 5 decimals ≈ 1 m, plenty on screen and keeps the page small.
@@ -1046,6 +1047,7 @@ def render_map(
     tiles_url: str | None = None,
     tiles_attribution: str | None = None,
     attribution: str | None = None,
+    orientation: dict[str, Any] | None = None,
 ) -> str:
     """The outage map as one self-contained HTML page (no internet needed).
 
@@ -1060,6 +1062,8 @@ def render_map(
     grid shows the opening window. With one window, that window is shown.
     ``tiles_url`` adds an online basemap; off by default so the page works offline.
     ``attribution`` (plain text, e.g. data sources and licences) goes under the legend.
+    ``orientation``: land, coastline and place names
+    (:func:`dcm.publish.orientation.orientation_geojson`), drawn under everything.
     """
     outages = with_outage_tiers(outages)
     windows = _window_ends(outages, grid)
@@ -1086,6 +1090,7 @@ def render_map(
     figure.html.add_child(_Raw(_HATCH_SVG), name="hatch")
     if tiles_url:
         folium.TileLayer(tiles_url, attr=tiles_attribution or "", name="Basemap").add_to(fmap)
+    add_orientation(fmap, orientation)
 
     styles = {kind: dict(values) for kind, values in STYLES.items()}
     legend: list[str] = []

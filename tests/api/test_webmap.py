@@ -49,7 +49,13 @@ def test_map_page_passes_event_refresh_interval_and_no_basemap_by_default(client
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["cache-control"] == "no-cache"
     config = _config(response.text)
-    assert config == {"event": "stvincent", "api": "", "refresh_s": 42, "basemap_url": None}
+    assert config == {
+        "event": "stvincent",
+        "api": "",
+        "refresh_s": 42,
+        "basemap_url": None,
+        "basemap_tiles": None,
+    }
     assert 'href="/events/stvincent/gaps"' in response.text
     assert 'href="/events/stvincent/alerts.atom"' in response.text
 
@@ -65,7 +71,7 @@ def test_event_name_cannot_break_out_of_the_page(client: Client) -> None:
     assert response.status_code == 200
     assert "<b>y" not in response.text and "<!--" not in response.text
     assert _config(response.text)["event"] == 'x"><b>y<!--'
-    assert webmap.render_page("</script><b>", Settings()).count("</script>") == 3
+    assert webmap.render_page("</script><b>", Settings()).count("</script>") == 4
 
 
 def test_every_script_and_stylesheet_is_served_here_with_a_content_hash(client: Client) -> None:
@@ -73,7 +79,7 @@ def test_every_script_and_stylesheet_is_served_here_with_a_content_hash(client: 
     page = http.get("/events/stvincent/map").text
     urls = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
     assets = [u for u in urls if "/static/" in u]
-    assert len(assets) == 4  # Leaflet JS + CSS, our JS + CSS
+    assert len(assets) == 6  # Leaflet JS + CSS, our map and orientation JS + CSS
     for url in urls:
         assert url.startswith(("/", "data:")), f"{url} is not served by dcm"
     for url in assets:

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 
-from dcm.api import webmap
+from dcm.api import basemap, webmap
 from dcm.api.errors import install_error_handlers
 from dcm.errors import AuthenticationRequired, NotFound
 from dcm.settings import Settings
@@ -215,6 +215,7 @@ def fake_app(settings: Settings, *, suspected: bool = False) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=500)
     install_error_handlers(app)
     app.include_router(webmap.router)
+    app.include_router(basemap.router)  # /orientation: the built-in coast and place names
 
     @app.get("/events/{event}")
     def event(event: str) -> JSONResponse:

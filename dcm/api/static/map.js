@@ -108,6 +108,7 @@
 
   const map = L.map('map', { zoomSnap: 0.25, keyboard: true, worldCopyJump: false })
     .setView([0, 0], 2);
+  status.map = map;  // static/orientation.js draws land and place names on it
   map.attributionControl.setPrefix(false);
   map.attributionControl.addAttribution('dcm · <a href="https://leafletjs.com">Leaflet</a>');
   L.control.scale({ imperial: false }).addTo(map);
