@@ -360,17 +360,22 @@ def _takeover(
     ok: np.ndarray,
     start: np.ndarray,
     stop: np.ndarray,
-    n_site: int,
+    sightings: pd.DataFrame,
+    siblings: tuple[np.ndarray, np.ndarray],
     params: DetectionParams,
 ) -> np.ndarray:
     """Takeover evidence per site × window: :func:`~dcm.analysis.evidence.takeover_llr`
     of the ok reports since the site was last heard, summed over the grid cells of its
     footprint (``areas``: its baseline sightings there, ``key_idx``: their key rows).
 
-    Worked through in blocks of (site, grid cell) pairs, so memory stays bounded by
-    the block, not by pairs × windows.
+    Reports naming one of the site's ``siblings`` (site, sibling: sites of its network
+    close enough to share its mast) are left out, and so are the siblings' baseline
+    sightings: another radio of the same mast taking the night's few reports says
+    nothing about this one. ``sightings``: ok reports naming a site, counted per
+    (``site``, ``key``, ``w``). Worked through in blocks of (site, grid cell) pairs, so
+    memory stays bounded by the block, not by pairs × windows.
     """
-    n_win = ok.shape[1]
+    n_site, n_win = start.shape
     out = np.zeros((n_site, n_win))
     if len(areas) == 0:
         return out
@@ -379,21 +384,69 @@ def _takeover(
     site, key = site[order], key_idx[order]
     named = areas["count"].to_numpy("float64")[order]
     total = named / np.maximum(areas["share_of_hex"].to_numpy("float64")[order], 1e-12)
+    pair = pd.DataFrame({"site": site, "key": key, "pair": np.arange(site.size)})
+    sib = pd.DataFrame({"site": siblings[0], "sibling": siblings[1]})
+    # Siblings' baseline sightings in the site's grid cells leave the total.
+    sib_base = (
+        pd.DataFrame({"sibling": site, "key": key, "n": named})
+        .merge(sib, on="sibling")
+        .merge(pair, on=["site", "key"])
+        .groupby("pair")["n"]
+        .sum()
+    )
+    total[sib_base.index.to_numpy()] -= sib_base.to_numpy()
+    # Siblings' reports in the site's grid cells, per pair and window, cumulated.
+    sib_seen = (
+        sightings.rename(columns={"site": "sibling"})
+        .merge(sib, on="sibling")
+        .merge(pair, on=["site", "key"])
+        .groupby(["pair", "w"], as_index=False)["n"]
+        .sum()
+    )
+    hit, row = np.unique(sib_seen["pair"].to_numpy(), return_inverse=True)
+    less = np.zeros((hit.size, n_win))
+    np.add.at(less, (row, sib_seen["w"].to_numpy()), sib_seen["n"].to_numpy("float64"))
+    less_cum = cumulative(less)
+    slot = np.full(site.size, -1)
+    slot[hit] = np.arange(hit.size)
     cum = cumulative(ok)
     stop = np.broadcast_to(stop, start.shape)
     block = max(1, 2_000_000 // max(n_win, 1))
     for lo in range(0, site.size, block):
         s, k = site[lo : lo + block], key[lo : lo + block]
         seen = cum[k[:, None], stop[s]] - cum[k[:, None], start[s]]
+        sl = slot[lo : lo + block]
+        fix = np.flatnonzero(sl >= 0)
+        if fix.size:
+            rows = sl[fix][:, None]
+            seen[fix] -= less_cum[rows, stop[s[fix]]] - less_cum[rows, start[s[fix]]]
         llr = takeover_llr(
-            seen,
+            np.maximum(seen, 0.0),
             named[lo : lo + block, None],
-            total[lo : lo + block, None],
+            np.maximum(total[lo : lo + block, None], named[lo : lo + block, None]),
             prior=params.takeover_prior,
         )
         first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
         out[s[first]] += np.add.reduceat(llr, first, axis=0)
     return out
+
+
+def _siblings(baseline: Baseline, params: DetectionParams) -> tuple[np.ndarray, np.ndarray]:
+    """(site, sibling) pairs, both ways: sites of one network within ``params.sibling_m``
+    that share no radio. A mast carries one base station per radio, often kept as
+    separate sites (unrelated ids, positions estimated hundreds of metres apart); two
+    sites with a radio in common are two masts."""
+    sites = baseline.sites
+    if params.sibling_m <= 0 or len(sites) < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    near = _near_sites(sites, params.sibling_m).tocoo()
+    network = sites["network"].to_numpy("int64")
+    radio = pd.factorize(baseline.cells["radio"].astype("string").fillna(""))[0]
+    mask = np.zeros(len(sites), dtype=np.int64)
+    on = baseline.cell_site >= 0
+    np.bitwise_or.at(mask, baseline.cell_site[on], np.left_shift(1, radio[on]).astype(np.int64))
+    keep = (network[near.row] == network[near.col]) & ((mask[near.row] & mask[near.col]) == 0)
+    return near.row[keep].astype(np.int64), near.col[keep].astype(np.int64)
 
 
 def _site_evidence(
@@ -467,8 +520,25 @@ def _site_evidence(
     fail_share = np.maximum(fail_share, params.fail_share_floor)
     # Ok reports of the site's network from its footprint that name other sites (reports
     # without a cell id name nobody: the baseline shares count only those with one).
+    key_of_row = ev["key_row"][sel]
+    has_key = key_of_row >= 0
+    sightings = (
+        pd.DataFrame(
+            {"site": site_row[has_key], "key": key_of_row[has_key], "w": w_row[sel][has_key]}
+        )
+        .value_counts()
+        .rename("n")
+        .reset_index()
+    )
     takeover = _takeover(
-        areas[on], key_idx[on], ev["named_ok"], sev.start, sev.stop, n_site, params
+        areas[on],
+        key_idx[on],
+        ev["named_ok"],
+        sev.start,
+        sev.stop,
+        sightings,
+        _siblings(baseline, params),
+        params,
     )
     # Silence hour by hour: each window's expected sightings, scaled by the activity
     # of the footprint, with the site's own hour-to-hour burstiness (gamma, shape k).
@@ -503,14 +573,8 @@ def _site_evidence(
     p = expit(logit(prior) + llr)
     # Evidence one more silent hour would add, at the site's current expected rate.
     per_hour = k * np.log1p(expected * activity / k) / max(win / pd.Timedelta(hours=1), 1e-9)
-    key_of_row = ev["key_row"][sel]
-    has_key = key_of_row >= 0
     sighted = (
-        pd.DataFrame(
-            {"key": key_of_row[has_key], "site": site_row[has_key], "w0": w_row[sel][has_key]}
-        )
-        .groupby(["key", "site"], as_index=False)["w0"]
-        .min()
+        sightings.groupby(["key", "site"], as_index=False)["w"].min().rename(columns={"w": "w0"})
     )
     return {
         "p": p,
@@ -664,7 +728,7 @@ def _coverage_input(
     # around them from serving.
     p_block = expit(logit(params.prior_down) + site_ev["llr"][:, out_cols])
     if "heard_in" in site_ev:
-        silent = _silent_siblings(sites, p_down, site_ev["heard_in"][:, out_cols], params)
+        silent = _silent_siblings(baseline, p_down, site_ev["heard_in"][:, out_cols], params)
         p_block = np.where(silent, 1.0, p_block)
     return CoverageInput(
         lon=lon,
@@ -678,18 +742,13 @@ def _coverage_input(
 
 
 def _silent_siblings(
-    sites: pd.DataFrame, p: np.ndarray, heard_in: np.ndarray, params: DetectionParams
+    baseline: Baseline, p: np.ndarray, heard_in: np.ndarray, params: DetectionParams
 ) -> np.ndarray:
-    """Site × window: a site of the same network within ``params.sibling_m`` is down
-    (p >= ``params.p_down``) and this site has not been heard since that one was
-    (``heard_in``: the window each site was last heard in, -1 for not in the span)."""
+    """Site × window: a :func:`sibling <_siblings>` is down (p >= ``params.p_down``)
+    and this site has not been heard since it was (``heard_in``: the window each site
+    was last heard in, -1 for not in the span)."""
     out = np.zeros(p.shape, dtype=bool)
-    if params.sibling_m <= 0 or len(sites) < 2:
-        return out
-    near = _near_sites(sites, params.sibling_m).tocoo()
-    network = sites["network"].to_numpy("int64")
-    same = network[near.row] == network[near.col]
-    src, dst = near.row[same], near.col[same]
+    src, dst = _siblings(baseline, params)
     r, c = np.nonzero((p[dst] >= params.p_down) & (heard_in[src] <= heard_in[dst]))
     out[src[r], c] = True
     return out

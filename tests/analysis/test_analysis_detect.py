@@ -254,28 +254,58 @@ def test_silence_of_a_site_weighs_by_its_reporters(
 
 
 def test_silent_sibling_of_a_down_site_does_not_block() -> None:
+    from types import SimpleNamespace
+
     from dcm.analysis.detect import _silent_siblings
 
-    # A and B: one network, 300 m apart (two radios of one mast, say); C: another
-    # network at A; D: A's network 2 km away. A is down in window 1, not in window 0.
+    # A (LTE) and B (GSM): one network, 300 m apart, two radios of one mast; C: another
+    # network at A; D: A's network 2 km away; E: an LTE site of A's network 300 m away
+    # (a radio in common with A: another mast). A is down in window 1, not in window 0.
     dlat = 300 / 111_320
     sites = pd.DataFrame(
         {
-            "lon": [LON0, LON0, LON0, LON0],
-            "lat": [LAT0, LAT0 + dlat, LAT0, LAT0 + 2_000 / 111_320],
-            "network": [0, 0, 1, 0],
+            "lon": [LON0, LON0, LON0, LON0, LON0],
+            "lat": [LAT0, LAT0 + dlat, LAT0, LAT0 + 2_000 / 111_320, LAT0 - dlat],
+            "network": [0, 0, 1, 0, 0],
         }
     )
-    p = np.array([[0.2, 0.97], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    cells = pd.DataFrame({"radio": ["LTE", "GSM", "LTE", "GSM", "LTE"]})
+    baseline = SimpleNamespace(sites=sites, cells=cells, cell_site=np.arange(5))
+    p = np.zeros((5, 2))
+    p[0] = [0.2, 0.97]
     params = DetectionParams()
     # Everyone last heard in window 0: B has said nothing since A went quiet.
-    heard = np.zeros((4, 2), dtype="int64")
-    got = _silent_siblings(sites, p, heard, params)
-    assert got.tolist() == [[False, False], [False, True], [False, False], [False, False]]
+    heard = np.zeros((5, 2), dtype="int64")
+    got = _silent_siblings(baseline, p, heard, params)  # type: ignore[arg-type]
+    assert np.argwhere(got).tolist() == [[1, 1]]
     # B heard in window 1, after A was last heard: it still serves, so it blocks.
     heard[1, 1] = 1
-    assert not _silent_siblings(sites, p, heard, params).any()
+    assert not _silent_siblings(baseline, p, heard, params).any()  # type: ignore[arg-type]
     # Switched off: nothing changes.
     heard[1, 1] = 0
     off = DetectionParams(sibling_m=0.0)
-    assert not _silent_siblings(sites, p, heard, off).any()
+    assert not _silent_siblings(baseline, p, heard, off).any()  # type: ignore[arg-type]
+
+
+def test_takeover_leaves_out_reports_naming_a_sibling() -> None:
+    from scipy.special import betaln
+
+    from dcm.analysis.detect import _takeover
+
+    # One grid cell: site 0 had 30 of the network's 50 baseline sightings there,
+    # site 1 the other 20. Since then 5, 4 and 3 ok reports, all naming site 1.
+    areas = pd.DataFrame({"site": [0, 1], "count": [30.0, 20.0], "share_of_hex": [0.6, 0.4]})
+    key_idx = np.array([0, 0])
+    ok = np.array([[5.0, 4.0, 3.0]])
+    start = np.zeros((2, 3), dtype="int64")
+    stop = np.broadcast_to(np.arange(1, 4), (2, 3))
+    sightings = pd.DataFrame({"site": [1, 1, 1], "key": [0, 0, 0], "w": [0, 1, 2], "n": [5, 4, 3]})
+    params = DetectionParams()
+    none = (np.empty(0, dtype="int64"), np.empty(0, dtype="int64"))
+    apart = _takeover(areas, key_idx, ok, start, stop, sightings, none, params)
+    # Other masts: 12 reports named someone else, against a share of Beta(30.5, 20.5).
+    assert apart[0, 2] == pytest.approx(betaln(30.5, 20.5) - betaln(30.5, 32.5))
+    # Siblings (two radios of one mast): reports naming the other say nothing.
+    both = (np.array([0, 1]), np.array([1, 0]))
+    together = _takeover(areas, key_idx, ok, start, stop, sightings, both, params)
+    assert together[0].tolist() == [0.0, 0.0, 0.0]
