@@ -439,10 +439,10 @@
     drawChart();
   }
 
-  // Totals of every window, from all outages of the event fetched once at zoom 0 (the
-  // outlines shrink to a few points there: it is their properties that count).
+  // Totals of every window, from the event's all-network outages fetched once at zoom 0
+  // (the outlines shrink to a few points there: it is their properties that count).
   async function loadTimeline() {
-    const all = await items('outages', { zoom: 0, limit: 5000 });
+    const all = await items('outages', { zoom: 0, limit: 5000, network: 'all' });
     const by = new Map(state.windows.map((w) => [w.start, []]));
     for (const f of all) {
       const list = by.get(f.properties.window_start);
@@ -892,10 +892,11 @@
     const files = [...document.querySelectorAll('script[src], link[rel=stylesheet]')]
       .map((e) => new URL(e.src || e.href, location.href)).filter((u) => u.origin === location.origin)
       .map((u) => u.href);
+    // The page once, on the first visit; sw.js keeps it fresh on later ones.
     caches.open(OFFLINE_CACHE).then((c) => Promise.all([
-      fetch(page, { cache: 'no-cache' }).then((r) => r.ok && r.text()).then((t) => t &&
-        c.put(page, new Response(t, { headers: { 'Content-Type': 'text/html; charset=utf-8',
-          'X-DCM-Saved': new Date().toISOString() } }))),
+      c.match(page).then((hit) => hit || fetch(page, { cache: 'no-cache' })
+        .then((r) => r.ok && r.text()).then((t) => t && c.put(page, new Response(t, { headers: {
+          'Content-Type': 'text/html; charset=utf-8', 'X-DCM-Saved': new Date().toISOString() } })))),
       ...files.map((f) => c.match(f).then((hit) => hit || c.add(f))),
     ])).then(() => { status.saved = true; }).catch((e) => status.errors.push('offline copy: ' + e));
   }

@@ -16,8 +16,18 @@ self.addEventListener('fetch', (event) => {
   if (request.method !== 'GET') return;
   const url = new URL(request.url);
   if (url.origin !== self.location.origin || !OURS.test(url.pathname)) return;
-  event.respondWith(fetch(request).catch(() => fromCache(request)));
+  event.respondWith(fetch(request).then((response) => {
+    // The page itself is kept fresh here; the page keeps its data and files.
+    if (request.mode === 'navigate' && response.ok) event.waitUntil(keepPage(request.url, response.clone()));
+    return response;
+  }, () => fromCache(request)));
 });
+
+async function keepPage(url, response) {
+  const cache = await caches.open(CACHE);
+  await cache.put(url.split('#')[0], new Response(await response.text(), { headers: {
+    'Content-Type': 'text/html; charset=utf-8', 'X-DCM-Saved': new Date().toISOString() } }));
+}
 
 // The kept answer to this URL; for a layer, the same window at another zoom will do.
 async function fromCache(request) {
