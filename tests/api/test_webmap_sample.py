@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from dcm.settings import Settings
 
 from .. import browser as cdp
+from .test_webmap_responder import _axe
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 EVENT = "stvincent"
@@ -171,6 +172,16 @@ def test_peak_window_draws_its_outages_with_popups(page: Any, api: httpx.Client)
     # Single networks' outages are drawn from the start, outlined in their own colour.
     nets = "document.querySelectorAll('.leaflet-outages-pane path.dcm-net')"
     assert page.evaluate(f"{nets}.length") == singles[peak]
+    # Each listed outage is named by its parish, even a ring whose centre lies outside;
+    # one beyond the parishes' outlines by the nearest ("near Charlotte").
+    parishes = page.evaluate(
+        "[...document.querySelectorAll('#outage-list strong')].map(s => s.textContent)"
+    )
+    assert len(parishes) == count
+    areas = api.get(f"/collections/{EVENT}-areas/items", params={"limit": 100}).json()
+    names = {f["properties"]["name"] for f in areas["features"]}
+    assert {p.removeprefix("near ") for p in parishes} <= names, parishes
+    assert _axe(page) == []
     path = page.screenshot(ARTIFACTS / "webmap.png")
     assert path.stat().st_size > 20_000
     page.evaluate(

@@ -182,7 +182,7 @@
   // is drawn (live and batch map, any order of discovery): both come from a 32-bit
   // FNV-1a hash of its "MCC-MNC" key (dcm.publish.webmap.network_look does the same).
   const NET_COLOURS = ['#0072B2', '#56B4E9', '#000000', '#5E3C99', '#1B7837', '#8C510A',
-    '#01665E', '#C51B7D'];
+    '#01665E', '#3F5765'];
   const NET_DASHES = ['10 5', '3 5', '12 4 3 4'];
   function fnv1a(text) {
     let h = 0x811c9dc5;
@@ -334,18 +334,43 @@
     }
     return inside;
   }
+  // The admin area holding the outage's centre; for a ring or crescent whose centre lies
+  // outside, the area holding most of its outline's points.
   function district(f) {
-    const c = L.geoJSON(f).getBounds().getCenter();
-    for (const a of areaShapes) {
+    const areaAt = (x, y) => areaShapes.find((a) => {
       const g = a.geometry;
-      if (!g) continue;
-      const polys = g.type === 'Polygon' ? [g.coordinates] : g.type === 'MultiPolygon' ? g.coordinates : [];
-      if (polys.some((p) => p.length && inRing(c.lng, c.lat, p[0]) &&
-        !p.slice(1).some((hole) => inRing(c.lng, c.lat, hole)))) {
-        return a.properties.name || a.properties.area_id;
+      const polys = !g ? [] : g.type === 'Polygon' ? [g.coordinates]
+        : g.type === 'MultiPolygon' ? g.coordinates : [];
+      return polys.some((p) => p.length && inRing(x, y, p[0]) &&
+        !p.slice(1).some((hole) => inRing(x, y, hole)));
+    });
+    const nameOf = (a) => a.properties.name || a.properties.area_id;
+    const c = L.geoJSON(f).getBounds().getCenter();
+    const hit = areaAt(c.lng, c.lat);
+    if (hit) return nameOf(hit);
+    const g = f.geometry || {};
+    const rings = g.type === 'Polygon' ? [g.coordinates[0]]
+      : g.type === 'MultiPolygon' ? g.coordinates.map((p) => p[0]) : [];
+    const votes = new Map();
+    for (const ring of rings) {
+      const step = Math.max(1, Math.floor(ring.length / 24));
+      for (let i = 0; i < ring.length; i += step) {
+        const a = areaAt(ring[i][0], ring[i][1]);
+        if (a) votes.set(a, (votes.get(a) || 0) + 1);
       }
     }
-    return `${c.lat.toFixed(3)}, ${c.lng.toFixed(3)}`;
+    const best = [...votes.entries()].sort((a, b) => b[1] - a[1])[0];
+    if (best) return nameOf(best[0]);
+    // Outside every area (a coast the areas' outlines miss): the nearest one, said so.
+    let near = null, nearest = Infinity;
+    for (const a of areaShapes) {
+      const b = L.geoJSON(a).getBounds();
+      if (!b.isValid()) continue;
+      const dx = Math.max(b.getWest() - c.lng, 0, c.lng - b.getEast());
+      const dy = Math.max(b.getSouth() - c.lat, 0, c.lat - b.getNorth());
+      if (dx * dx + dy * dy < nearest) { nearest = dx * dx + dy * dy; near = a; }
+    }
+    return near ? `near ${nameOf(near)}` : `${c.lat.toFixed(3)}, ${c.lng.toFixed(3)}`;
   }
 
   function outageTitle(p) {
