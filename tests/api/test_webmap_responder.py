@@ -349,12 +349,22 @@ def test_print_shows_title_time_legend_source_and_attribution_without_controls(
     width, height = size
     pdf = page.send(
         "Page.printToPDF",
-        {"landscape": True, "paperWidth": width, "paperHeight": height, "printBackground": True},
+        {
+            "landscape": True,
+            "paperWidth": width,
+            "paperHeight": height,
+            "printBackground": True,
+            "preferCSSPageSize": True,
+        },
         session=page.session,
         timeout=60,
     )["data"]
     raw = base64.b64decode(pdf)
     assert len(re.findall(rb"/Type\s*/Page\b", raw)) == 1, paper
+    # The page keeps the chosen paper (landscape), in PDF points.
+    box = re.search(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)", raw)
+    assert box, "no MediaBox"
+    assert [round(float(v) / 72, 1) for v in box.groups()] == [round(width, 1), round(height, 1)]
     (ARTIFACTS / f"webmap-print-{paper}.pdf").write_bytes(raw)
 
 
