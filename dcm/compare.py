@@ -192,14 +192,16 @@ def write_comparison(
             paths["cells"] = publish.write_csv(result.cells, out / "cells.csv")
         paths["status"] = out / "status.parquet"
         with step("rendering map.html"):
-            from dcm.publish.webmap import render_map  # folium loads only for a map
+            from dcm.publish.webmap import CELL_ATTRIBUTION, render_map  # folium loads here
 
+            cells = _cells_for_map(result)
             html = render_map(
                 outages=outages,
-                cells=_cells_for_map(result),
+                cells=cells,
                 areas=result.areas,
                 hazard=result.hazard,
                 title="dcm: mobile connectivity outages",
+                attribution=CELL_ATTRIBUTION if cells is not None and len(cells) else None,
             )
             path = out / "map.html"
             path.write_text(html, encoding="utf-8")

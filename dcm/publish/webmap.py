@@ -71,6 +71,12 @@ NETWORK_COLOURS = (
     "#3F5765",
 )
 NETWORK_DASHES = ("10 5", "3 5", "12 4 3 4")
+#: Under the legend wherever cells are drawn: cell lists such as OpenCelliD's are
+#: CC BY-SA 4.0, whose licence asks for attribution of the layers derived from them.
+CELL_ATTRIBUTION = (
+    "Cell sites, and the outage areas drawn from their coverage, derive from the cell "
+    "list given (OpenCelliD data: © OpenCelliD contributors, CC BY-SA 4.0)."
+)
 
 
 def network_look(network: str) -> tuple[str, str]:
