@@ -97,6 +97,9 @@ def measure(url: str, *, all_layers: bool) -> list[Any]:
     if binary is None:
         raise SystemExit("chromium is absent: run .ci/setup-chromium.sh")
     with cdp.Chromium(binary) as browser:
+        # The map's service worker (offline copy) would answer the page's later requests
+        # itself, out of this page's sight: let every request show on the wire.
+        browser.send("Network.setBypassServiceWorker", {"bypass": True}, session=browser.session)
         browser.navigate(url)
         browser.wait_js("window.dcm && window.dcm.ready", timeout=60)
         browser.idle(timeout=60)

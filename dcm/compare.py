@@ -201,16 +201,18 @@ def write_comparison(
             paths["cells"] = publish.write_csv(result.cells, out / "cells.csv")
         paths["status"] = out / "status.parquet"
         with step("rendering map.html"):
-            from dcm.publish.webmap import render_map  # folium loads only for a map
+            from dcm.publish.webmap import CELL_ATTRIBUTION, render_map  # folium loads here
 
             bbox = _map_bbox(result)
+            cells = _cells_for_map(result)
             html = render_map(
                 outages=outages,
-                cells=_cells_for_map(result),
+                cells=cells,
                 areas=result.areas,
                 hazard=result.hazard,
                 title="dcm: mobile connectivity outages",
                 orientation=orientation(bbox) if bbox is not None else None,
+                attribution=CELL_ATTRIBUTION if cells is not None and len(cells) else None,
             )
             path = out / "map.html"
             path.write_text(html, encoding="utf-8")

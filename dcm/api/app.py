@@ -18,7 +18,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dcm import __version__
-from dcm.api import alerts, basemap, events, ogc
+from dcm.api import alerts, apidocs, basemap, events, ogc
 from dcm.api.catalog import StoreCatalog
 from dcm.api.dependencies import refuse_nul_characters
 from dcm.api.errors import install_error_handlers
@@ -251,6 +251,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "`Authorization: Bearer`.",
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul_characters)],
+        # FastAPI's pages load Swagger UI and ReDoc from CDNs: dcm.api.apidocs serves
+        # /docs from local files instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = stores
@@ -265,6 +269,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(alerts.router)
     app.include_router(basemap.router)
+    app.include_router(apidocs.router)
     # The responder web map is an optional module of its own.
     if importlib.util.find_spec("dcm.api.webmap") is not None:
         webmap = importlib.import_module("dcm.api.webmap")

@@ -34,9 +34,18 @@ STATIC_DIR = Path(__file__).with_name("static")
 MAP_FILES = {
     "map.js": "text/javascript",
     "map.css": "text/css",
+    "sw.js": "text/javascript",
     "orientation.js": "text/javascript",
     "orientation.css": "text/css",
 }
+#: Cell sites and the outage areas drawn from their coverage derive from cell lists such
+#: as OpenCelliD's, whose licence (CC BY-SA 4.0) asks for attribution wherever they show.
+CELL_ATTRIBUTION = (
+    "Cell sites, and the outage areas drawn from their coverage, derive from "
+    '<a href="https://opencellid.org">OpenCelliD</a> data '
+    "(© OpenCelliD contributors, "
+    '<a href="https://creativecommons.org/licenses/by-sa/4.0/">CC BY-SA 4.0</a>).'
+)
 #: Static assets never change under the same ``?v=`` hash: cache them for a year.
 ASSET_CACHE = "public, max-age=31536000, immutable"
 #: Files requested without the hash (Leaflet's CSS asks for its images by name).
@@ -78,7 +87,8 @@ def _settings(request: Request) -> Settings:
 
 
 def page_config(event: str, settings: Settings, *, root: str = "") -> dict[str, Any]:
-    """What the page's script needs: event, API root, refresh interval (s), basemap."""
+    """What the page's script needs: event, API root, refresh interval (s), basemap, the
+    service worker's URL and the attribution of the cell-derived layers."""
     return {
         "event": event,
         "api": root,
@@ -86,6 +96,8 @@ def page_config(event: str, settings: Settings, *, root: str = "") -> dict[str, 
         "basemap_url": settings.basemap_url,
         # The offline basemap (MBTiles/PMTiles) dcm serves itself, drawn by orientation.js.
         "basemap_tiles": f"{root}/basemap/tiles.json" if settings.basemap else None,
+        "service_worker": f"{root}/static/map/sw.js?v={_digest(STATIC_DIR / 'sw.js')}",
+        "attribution": "Cells: © OpenCelliD contributors, CC BY-SA 4.0",
     }
 
 
@@ -97,6 +109,8 @@ def render_page(event: str, settings: Settings, *, root: str = "") -> str:
     return _template().substitute(
         title=html.escape(event),
         event_path=html.escape(f"{root}/events/{event}", quote=True),
+        cells_path=html.escape(f"{root}/collections/{event}-cells/items?f=geojson", quote=True),
+        attribution=CELL_ATTRIBUTION,
         # Markup characters inside the JSON could end the script element early.
         config=config.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
         leaflet_css=f"{root}/static/leaflet/leaflet.css?v={_digest(leaflet['leaflet.css'])}",
@@ -126,11 +140,12 @@ def event_map(request: Request, event: EventId) -> HTMLResponse:
 def _asset(path: Path, media_type: str | None, request: Request) -> FileResponse:
     # Only a URL naming the current content may be cached for good.
     versioned = request.query_params.get("v") == _digest(path)
-    return FileResponse(
-        path,
-        media_type=media_type,
-        headers={"Cache-Control": ASSET_CACHE if versioned else PLAIN_CACHE},
-    )
+    headers = {"Cache-Control": ASSET_CACHE if versioned else PLAIN_CACHE}
+    if path.name == "sw.js":
+        # The worker lives under /static/map/ but serves the map's page and layers.
+        root = request.scope.get("root_path", "").rstrip("/")
+        headers["Service-Worker-Allowed"] = f"{root}/"
+    return FileResponse(path, media_type=media_type, headers=headers)
 
 
 @router.get("/static/map/{name}", include_in_schema=False)

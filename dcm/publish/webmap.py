@@ -59,15 +59,39 @@ SUSPECTED_HATCH = "dcm-suspected"
 SUSPECTED_DEGRADED_HATCH = "dcm-suspected-degraded"
 #: Style key suffix of suspected outages (``outage~suspected``, ``net0~suspected`` …).
 SUSPECTED = "~suspected"
-#: Outline colour and dash pattern of each single network's outages, in turn.
-NETWORK_LOOKS = (
-    (BLUE, "8 4"),
-    ("#000000", "2 4"),
-    (SKY_BLUE, "12 4 2 4"),
-    (BLUE, "2 4"),
-    ("#000000", "12 4 2 4"),
-    (SKY_BLUE, "8 4"),
+#: Outline colours and dash patterns of single networks' outages; a network's own pair
+#: comes from its key by :func:`network_look`, exactly as in the API's map (map.js).
+NETWORK_COLOURS = (
+    BLUE,
+    SKY_BLUE,
+    "#000000",
+    "#5E3C99",
+    "#1B7837",
+    "#8C510A",
+    "#01665E",
+    "#3F5765",
 )
+NETWORK_DASHES = ("10 5", "3 5", "12 4 3 4")
+#: Under the legend wherever cells are drawn: cell lists such as OpenCelliD's are
+#: CC BY-SA 4.0, whose licence asks for attribution of the layers derived from them.
+CELL_ATTRIBUTION = (
+    "Cell sites, and the outage areas drawn from their coverage, derive from the cell "
+    "list given (OpenCelliD data: © OpenCelliD contributors, CC BY-SA 4.0)."
+)
+
+
+def network_look(network: str) -> tuple[str, str]:
+    """Outline colour and dash pattern of one network's outages (``"MCC-MNC"``).
+
+    From the 32-bit FNV-1a hash of the key's UTF-8 bytes, so a network looks the same
+    on every map, whatever other networks are present or the order they appear in.
+    """
+    h = 0x811C9DC5
+    for byte in network.encode("utf-8"):
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    n = len(NETWORK_COLOURS)
+    return NETWORK_COLOURS[h % n], NETWORK_DASHES[(h // n) % len(NETWORK_DASHES)]
+
 
 #: Leaflet path options per layer kind and feature key ``s``; ``_`` is the fallback.
 #: Single-network outage styles (``net0``, ``net1`` …) are added per map.
@@ -666,8 +690,8 @@ def _outage_layers(
             legend.append(_swatch("background:" + VERMILLION, "No service (all networks down)"))
         if "degraded" in present:
             legend.append(_swatch(_HATCH_CSS % (ORANGE, "#8A5A00"), "Some networks down"))
-    for i, net in enumerate(singles):
-        color, dash = NETWORK_LOOKS[i % len(NETWORK_LOOKS)]
+    for net in singles:
+        color, dash = network_look(str(net))
         # fill with opacity 0 keeps the inside clickable for the popup.
         styles[look[net]] = {"color": color, "weight": 3, "dashArray": dash, "fillOpacity": 0}
         layers.append(layer((network == net).to_numpy(), look[net], f"Outages: network {net}"))

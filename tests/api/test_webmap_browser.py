@@ -207,8 +207,14 @@ def _overlaps(props: dict[str, Any], start: datetime | None, end: datetime | Non
     return not ((end is not None and fs > end) or (start is not None and fe < start))
 
 
-def fake_app(settings: Settings, *, suspected: bool = False) -> FastAPI:
-    """The routes the page uses, answering like the OGC API (paging, datetime, 401)."""
+DESCRIPTION = "La Soufrière eruption, St Vincent"
+
+
+def fake_app(
+    settings: Settings, *, suspected: bool = False, timezone: str | None = None
+) -> FastAPI:
+    """The routes the page uses, answering like the OGC API (paging, datetime, 401).
+    ``timezone`` is given as the event's own (an IANA name) when set."""
     data = _fake_layers(suspected=suspected)
     app = FastAPI()
     app.state.settings = settings
@@ -226,9 +232,11 @@ def fake_app(settings: Settings, *, suspected: bool = False) -> FastAPI:
         return JSONResponse(
             {
                 "name": EVENT,
+                "description": DESCRIPTION,
                 "windows": data["windows"],
                 "high_water": data["windows"][-1]["window_end"],
             }
+            | ({"timezone": timezone} if timezone else {})
         )
 
     @app.get("/collections/{cid}/items")
@@ -285,6 +293,13 @@ def fake_app(settings: Settings, *, suspected: bool = False) -> FastAPI:
         """A stand-in basemap tile server on the same host."""
         png = webmap.leaflet_files()["images/layers.png"].read_bytes()
         return Response(png, media_type="image/png")
+
+    @app.get("/events/{event}/gaps")
+    def gaps(event: str, f: str = "json", at: str | None = None) -> Response:
+        """A one-row gap report, as JSON or CSV."""
+        if f == "csv":
+            return Response("area,people\nCharlotte,1234\n", media_type="text/csv")
+        return JSONResponse({"event": event, "at": at, "gaps": [{"area": "Charlotte"}]})
 
     @app.post("/_test/down")
     def go_down() -> dict[str, bool]:
@@ -346,11 +361,11 @@ def test_page_draws_outage_polygons_of_the_latest_window(page: Any) -> None:
     assert page.evaluate("dcm.windows") == 3
     assert page.evaluate("dcm.index") == 2
     paths = _drawn_outages(page)
-    assert len(paths) == 1 and all(p.startswith("M") for p in paths)
-    assert (
-        page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-degraded').length")
-        == 1
-    )
+    # The degraded area and, drawn from the start, network 358-50's own outage.
+    assert len(paths) == 2 and all(p.startswith("M") for p in paths)
+    for kind in ("dcm-degraded", "dcm-net"):
+        found = f"document.querySelectorAll('.leaflet-outages-pane path.{kind}').length"
+        assert page.evaluate(found) == 1, kind
     assert page.evaluate("dcm.drawn.areas") == 2
     assert page.evaluate("dcm.drawn.hazard") == 1
 
@@ -359,7 +374,7 @@ def test_legend_and_time_control_are_present_and_labelled(page: Any) -> None:
     controls = page.evaluate(
         """[...document.querySelectorAll('#panel button, #panel input')]
              .map(e => [e.tagName, e.type, e.getAttribute('aria-label') ||
-                        (e.closest('label') || {}).textContent || ''])"""
+                        (e.closest('label') || e).textContent || ''])"""
     )
     kinds = {(tag, kind) for tag, kind, _ in controls}
     assert {("BUTTON", "button"), ("INPUT", "range"), ("INPUT", "checkbox")} <= kinds
@@ -379,7 +394,7 @@ def test_stepping_the_time_control_changes_what_is_drawn(page: Any) -> None:
     page.wait_js("dcm.index === 1")
     page.idle()
     middle = _drawn_outages(page)
-    assert len(middle) == 2 and middle != latest
+    assert len(middle) == 3 and middle != latest
     # Keyboard: the slider moves with the arrow keys.
     page.evaluate("document.getElementById('slider').focus()")
     for kind in ("keyDown", "keyUp"):
@@ -471,16 +486,16 @@ def test_outage_popup_tells_onset_people_networks_confidence_cells(page: Any) ->
     page.evaluate("document.querySelector('.leaflet-popup-close-button').click()")
 
 
-def test_per_network_outages_show_when_their_network_is_ticked(page: Any) -> None:
+def test_per_network_outages_are_drawn_until_their_network_is_unticked(page: Any) -> None:
     box = "#networks input[value='358-50']"
-    assert page.evaluate(f"document.querySelector({box!r}).checked") is False
-    page.evaluate(f"document.querySelector({box!r}).click()")
-    assert (
-        page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-net').length") == 1
-    )
+    assert page.evaluate(f"document.querySelector({box!r}).checked") is True
     page.evaluate(f"document.querySelector({box!r}).click()")
     assert (
         page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-net').length") == 0
+    )
+    page.evaluate(f"document.querySelector({box!r}).click()")
+    assert (
+        page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-net').length") == 1
     )
 
 
@@ -524,7 +539,7 @@ def test_page_refreshes_itself_and_follows_new_windows(
     browser.wait_js("dcm.windows === 4 && dcm.index === 3", timeout=10)
     browser.idle()
     assert "Data to 2021-04-09 16:00 UTC" in browser.evaluate("dcm.updated")
-    assert browser.evaluate("dcm.drawn.outages") == 1
+    assert browser.evaluate("dcm.drawn.outages") == 2  # degraded area and 358-50
 
     # Nothing new on the server: a refresh asks for the event only, no layer again.
     def count(test: Callable[[str], bool]) -> int:
@@ -545,7 +560,7 @@ def test_page_refreshes_itself_and_follows_new_windows(
     browser.wait_js("document.getElementById('updated').classList.contains('stale')", timeout=10)
     assert "Server unreachable" in browser.evaluate("dcm.updated")
     assert "showing data to 2021-04-09 16:00 UTC" in browser.evaluate("dcm.updated")
-    assert browser.evaluate("dcm.drawn.outages") == 1
+    assert browser.evaluate("dcm.drawn.outages") == 2  # degraded area and 358-50
 
 
 def test_configured_basemap_is_drawn_under_the_layers(
@@ -570,7 +585,9 @@ def test_analyst_key_shows_measurement_density(browser: Any, base_url: str) -> N
     browser.navigate("about:blank")
     browser.navigate(f"{base_url}/events/{EVENT}/map#key={ANALYST_KEY}")
     browser.wait_js("window.dcm && window.dcm.ready")
-    assert browser.evaluate("location.hash") == ""  # the key is not left in the address bar
+    # The key is not left in the address bar (the shared view replaces it).
+    assert "key" not in browser.evaluate("location.hash")
+    assert ANALYST_KEY not in browser.evaluate("location.href")
     assert browser.evaluate("document.getElementById('density-toggle').hidden") is False
     browser.evaluate("document.querySelector('input[value=density]').click()")
     browser.wait_js("dcm.drawn.density > 0")

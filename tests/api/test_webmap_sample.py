@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from dcm.settings import Settings
 
 from .. import browser as cdp
+from .test_webmap_responder import _axe
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 EVENT = "stvincent"
@@ -138,10 +139,17 @@ def test_sample_map_opens_on_the_latest_window_with_its_outages(
     assert page.evaluate("dcm.windows") > 100  # a week of hourly windows
     assert page.evaluate("dcm.index") == page.evaluate("dcm.windows") - 1
     window = page.evaluate("dcm.window")
-    shown = [
-        f for f in _window_features(api, "outages", window) if f["properties"]["network"] == "all"
-    ]
+    # Every outage of the window, for all networks and for single networks alike.
+    shown = _window_features(api, "outages", window)
     assert _drawn(page, "outages") == len(shown)
+    assert page.evaluate("dcm.listed") == len(shown)
+    # The sample ends with a single network still down: drawn at once, in the list.
+    nets = [f for f in shown if f["properties"]["network"] != "all"]
+    assert nets, "the sample's last window has no single-network outage"
+    drawn = page.evaluate("document.querySelectorAll('.leaflet-outages-pane path.dcm-net').length")
+    assert drawn == len(nets)
+    listed = page.evaluate("document.getElementById('outage-list').innerText")
+    assert all(f["properties"]["network"] in listed for f in nets)
     assert _drawn(page, "areas") == 5  # the five parishes
     assert _drawn(page, "hazard") >= 1
     assert "Data to 2021-04-16" in page.evaluate("dcm.updated")
@@ -149,17 +157,31 @@ def test_sample_map_opens_on_the_latest_window_with_its_outages(
 
 def test_peak_window_draws_its_outages_with_popups(page: Any, api: httpx.Client) -> None:
     body = api.get(f"/collections/{EVENT}-outages/items", params={"limit": 10000}).json()
-    per_window = Counter(
+    per_window = Counter(f["properties"]["window_start"] for f in body["features"])
+    singles = Counter(
         f["properties"]["window_start"]
         for f in body["features"]
-        if f["properties"]["network"] == "all"
+        if f["properties"]["network"] != "all"
     )
-    assert per_window, "the eruption sample has no outage for all networks"
+    assert per_window, "the eruption sample has no outage"
     peak, count = per_window.most_common(1)[0]
     starts = page.evaluate("dcm.windowStarts")
     index = next(i for i, s in enumerate(starts) if _same_time(s, peak))
     _go_to(page, index)
     assert _drawn(page, "outages") == count
+    # Single networks' outages are drawn from the start, outlined in their own colour.
+    nets = "document.querySelectorAll('.leaflet-outages-pane path.dcm-net')"
+    assert page.evaluate(f"{nets}.length") == singles[peak]
+    # Each listed outage is named by its parish, even a ring whose centre lies outside;
+    # one beyond the parishes' outlines by the nearest ("near Charlotte").
+    parishes = page.evaluate(
+        "[...document.querySelectorAll('#outage-list strong')].map(s => s.textContent)"
+    )
+    assert len(parishes) == count
+    areas = api.get(f"/collections/{EVENT}-areas/items", params={"limit": 100}).json()
+    names = {f["properties"]["name"] for f in areas["features"]}
+    assert {p.removeprefix("near ") for p in parishes} <= names, parishes
+    assert _axe(page) == []
     path = page.screenshot(ARTIFACTS / "webmap.png")
     assert path.stat().st_size > 20_000
     page.evaluate(
@@ -192,11 +214,7 @@ def test_stepping_the_time_control_changes_what_is_drawn(page: Any, api: httpx.C
         page.wait_js(f"dcm.index === {index - step}")
         page.idle()
         window = page.evaluate("dcm.window")
-        shown = [
-            f
-            for f in _window_features(api, "outages", window)
-            if f["properties"]["network"] == "all"
-        ]
+        shown = _window_features(api, "outages", window)
         assert _drawn(page, "outages") == len(shown), window
         if _picture(page) != before:
             break

@@ -98,3 +98,5 @@ def test_demo_map_opens_at_the_peak_and_stays_small(demo_run: DemoRun) -> None:
     assert selected and ends
     assert ends[int(selected.group(1))] == f"{end:%Y-%m-%dT%H:%M}Z"
     assert len(page.encode()) < 2_000_000
+    # The cells come from an OpenCelliD-format list: its licence is named under the legend.
+    assert "OpenCelliD contributors, CC BY-SA 4.0" in page

@@ -17,6 +17,7 @@ from shapely.geometry import Point, box
 
 from dcm.errors import ParameterError
 from dcm.publish import leaflet_assets, render_map
+from dcm.publish.webmap import network_look
 
 from .. import browser as cdp
 
@@ -343,7 +344,9 @@ def test_map_works_offline_with_popups_and_layer_toggle(tmp_path: Path) -> None:
             "[...document.querySelectorAll('path.leaflet-interactive')]"
             ".map(p => p.getAttribute('stroke-dasharray'))"
         )
-        assert "8 4" in dashes  # the single-network outage is a dashed outline
+        # The single-network outage is outlined in its network's own colour and dashes,
+        # the same as on the API's map.
+        assert network_look("358-110")[1] in dashes
         popup = browser.evaluate(
             f"""(() => {{ let text = null;
                 {map_var}.eachLayer(l => {{

@@ -19,6 +19,13 @@
   }
   const KEY = sessionStorage.getItem('dcm-key');
   const HEADERS = KEY ? { 'X-API-Key': KEY } : {};
+  // The rest of the fragment is the shareable view: window (w), map (m = zoom/lat/lon),
+  // boxes ticked off (off) or on (on) against their defaults, as "name:value" lists.
+  const shared = {
+    w: hash.get('w'), m: (hash.get('m') || '').split('/').map(Number),
+    off: new Set((hash.get('off') || '').split(',').filter(Boolean)),
+    on: new Set((hash.get('on') || '').split(',').filter(Boolean)),
+  };
 
   // Okabe–Ito colours; severity is also told apart by hatching and dash patterns.
   const C = { outage: '#D55E00', degraded: '#E69F00', up: '#009E73', uncertain: '#F0E442',
@@ -26,17 +33,36 @@
   const GRID_RANK = { down: 3, uncertain: 2, no_data: 1, up: 0 };
 
   const $ = (id) => document.getElementById(id);
-  const state = { windows: [], index: -1, follow: true, playing: false, token: 0,
-    networks: new Map(), densityAllowed: false, fitted: false, version: null, zoom: null };
-  // Read by the browser tests and handy in the console.
-  const status = window.dcm = { ready: false, index: -1, windows: 0, drawn: {}, errors: [] };
+  const state = { windows: [], index: -1, follow: !shared.w, playing: false, token: 0,
+    networks: new Map(), densityAllowed: false, fitted: false, version: null, zoom: null,
+    offline: null, timeline: null, tz: null };
+  // Read by the browser tests and handy in the console; addOverlay is the hook for
+  // other scripts (orientation layers, …).
+  const status = window.dcm = { ready: false, index: -1, windows: 0, drawn: {}, errors: [],
+    addOverlay: null, map: null };
 
   // ---- data ---------------------------------------------------------------------------
+
+  // Answers are kept in the Cache Storage the service worker (sw.js) falls back on, so a
+  // responder can reopen the map without a connection; it marks what it serves from
+  // there with X-DCM-Offline. Measurements (restricted data) are never kept.
+  const OFFLINE_CACHE = 'dcm-map-v1';
+  const keep = (url, text, type) => window.caches && !url.includes('-measurements/') &&
+    caches.open(OFFLINE_CACHE).then((c) => c.put(url, new Response(text, {
+      headers: { 'Content-Type': type, 'X-DCM-Saved': new Date().toISOString() } })))
+      .catch(() => null);
 
   async function getJSON(url) {
     const r = await fetch(url, { headers: HEADERS, cache: 'no-cache' });
     if (!r.ok) { const e = new Error(r.status + ' ' + url); e.status = r.status; throw e; }
-    return r.json();
+    const text = await r.text();
+    if (r.headers.get('X-DCM-Offline')) {
+      state.offline = r.headers.get('X-DCM-Saved') || state.offline || 'unknown';
+    } else {
+      state.offline = null;
+      keep(new URL(url, location.href).href, text, r.headers.get('Content-Type') || 'application/json');
+    }
+    return JSON.parse(text);
   }
 
   // Outlines come simplified by the server to half a pixel at the zoom they are drawn at
@@ -92,6 +118,23 @@
   const utc = (t) => t ? iso(new Date(t)).slice(0, 16).replace('T', ' ') : '–';
   const hm = (t) => iso(new Date(t)).slice(11, 16);
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  // Local time: the event's time zone when the API names one, else the browser's.
+  function localFormat(tz) {
+    try {
+      return new Intl.DateTimeFormat('en-GB', { timeZone: tz, hour: '2-digit', minute: '2-digit',
+        day: '2-digit', month: 'short', hourCycle: 'h23' });
+    } catch (e) {
+      return null;
+    }
+  }
+  let localFmt = localFormat(undefined);
+  const zoneName = () => state.tz || Intl.DateTimeFormat().resolvedOptions().timeZone || 'browser';
+  const local = (t) => t && localFmt ? localFmt.format(new Date(t)) : '–';
+  const since = (t, now) => {
+    const h = (Date.parse(now) - Date.parse(t)) / 3600e3;
+    return isNaN(h) ? '' : h < 1 ? `${Math.max(0, Math.round(h * 60))} min` : h < 48
+      ? `${Math.round(h)} h` : `${Math.round(h / 24)} d`;
+  };
   const netName = (n) => n === 'all' ? 'all networks' : n;
   function people(n) {
     if (n == null || isNaN(n)) return 'unknown';
@@ -111,6 +154,7 @@
   status.map = map;  // static/orientation.js draws land and place names on it
   map.attributionControl.setPrefix(false);
   map.attributionControl.addAttribution('dcm · <a href="https://leafletjs.com">Leaflet</a>');
+  if (cfg.attribution) map.attributionControl.addAttribution(esc(cfg.attribution));
   L.control.scale({ imperial: false }).addTo(map);
   [['areas', 350], ['event', 355], ['hazard', 360], ['grid', 370], ['density', 380],
     ['outages', 400], ['cells', 450]].forEach(([name, z]) => {
@@ -135,25 +179,50 @@
       .map((i) => i.value));
   }
 
-  // Per-network outages are outlines, each network with its own colour and dash.
-  const NET_LOOK = [['#0072B2', '10 5'], ['#56B4E9', '3 5'], ['#CC79A7', '12 4 3 4'],
-    ['#000000', '1 6']];
-  const netLook = (n) => NET_LOOK[[...state.networks.keys()].indexOf(n) % NET_LOOK.length];
+  // Per-network outages are outlines. Each network keeps one colour and dash wherever it
+  // is drawn (live and batch map, any order of discovery): both come from a 32-bit
+  // FNV-1a hash of its "MCC-MNC" key (dcm.publish.webmap.network_look does the same).
+  const NET_COLOURS = ['#0072B2', '#56B4E9', '#000000', '#5E3C99', '#1B7837', '#8C510A',
+    '#01665E', '#3F5765'];
+  const NET_DASHES = ['10 5', '3 5', '12 4 3 4'];
+  function fnv1a(text) {
+    let h = 0x811c9dc5;
+    for (const byte of new TextEncoder().encode(text)) {
+      h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+    }
+    return h;
+  }
+  function netLook(n) {
+    const h = fnv1a(String(n));
+    return [NET_COLOURS[h % NET_COLOURS.length],
+      NET_DASHES[Math.floor(h / NET_COLOURS.length) % NET_DASHES.length]];
+  }
+  status.netLook = netLook;
 
+  // A box's state from the shared link, else its default.
+  function fromLink(input) {
+    const id = `${input.name}:${input.value}`;
+    if (shared.off.has(id)) input.checked = false;
+    else if (shared.on.has(id)) input.checked = true;
+  }
+
+  // Every network's outages are drawn from the start; a box per network hides them.
   function syncNetworks(features) {
     const names = features.map((f) => f.properties.network)
       .filter((n) => n && n !== 'all' && !state.networks.has(n));
     if (!names.length) return;
-    names.forEach((n) => state.networks.set(n, false));
+    names.forEach((n) => state.networks.set(n, !shared.off.has(`network:${n}`)));
     const box = $('networks');
     box.textContent = '';
-    for (const n of state.networks.keys()) {
+    for (const n of [...state.networks.keys()].sort()) {
       const [color, dash] = netLook(n);
       const label = document.createElement('label');
       const input = document.createElement('input');
-      Object.assign(input, { type: 'checkbox', name: 'network', value: n,
-        checked: state.networks.get(n) });
-      input.addEventListener('change', () => { state.networks.set(n, input.checked); redraw(); });
+      Object.assign(input, { type: 'checkbox', name: 'network', value: n, defaultChecked: true });
+      input.checked = state.networks.get(n);
+      input.addEventListener('change', () => {
+        state.networks.set(n, input.checked); redraw(); writeLink();
+      });
       const sw = document.createElement('span');
       sw.className = 'sw sw-line';
       sw.innerHTML = `<svg viewBox="0 0 18 12" aria-hidden="true"><path d="M0 6H18" stroke="${color
@@ -217,11 +286,12 @@
   function outageStyle(p) {
     if (p.network !== 'all') {
       const [color, dash] = netLook(p.network);
-      // Suspected: the network's outline, thinner, over a faint fill of its colour.
+      // Outlines only, so a click inside reaches the all-network area beneath (its popup
+      // names every network down). Suspected: thinner, over a faint fill of its colour.
       return suspected(p)
         ? { color, weight: 2, dashArray: dash, fill: true, fillColor: color, fillOpacity: 0.15,
           className: 'dcm-net dcm-suspected-net' }
-        : { color, weight: 3, dashArray: dash, fill: true, fillOpacity: 0, className: 'dcm-net' };
+        : { color, weight: 3, dashArray: dash, fill: false, className: 'dcm-net' };
     }
     // Suspected: dashed outline over a light, sparse hatch (see map.css) instead of the fill.
     if (suspected(p)) {
@@ -243,11 +313,199 @@
     const rank = (p) => p.network !== 'all' ? 2 : p.severity === 'outage' ? 1 : 0;
     const list = current.outages.filter((f) => shown(f.properties))
       .sort((a, b) => rank(a.properties) - rank(b.properties));
+    layerOf.clear();
     draw('outages', list, {
       style: (f) => outageStyle(f.properties),
-      onEachFeature: (f, layer) => layer.bindPopup(() => outagePopup(f)),
+      onEachFeature: (f, layer) => { layerOf.set(f, layer); layer.bindPopup(() => outagePopup(f)); },
     });
+    listOutages(list);
   }
+
+  // ---- the list of current outages, and totals ------------------------------------------
+
+  const layerOf = new Map();
+  let areaShapes = [];
+
+  // Ray casting on the rings of a (Multi)Polygon: the admin area holding a point.
+  function inRing(x, y, ring) {
+    let inside = false;
+    for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+      const [xi, yi] = ring[i], [xj, yj] = ring[j];
+      if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+    }
+    return inside;
+  }
+  // The admin area holding the outage's centre; for a ring or crescent whose centre lies
+  // outside, the area holding most of its outline's points.
+  function district(f) {
+    const areaAt = (x, y) => areaShapes.find((a) => {
+      const g = a.geometry;
+      const polys = !g ? [] : g.type === 'Polygon' ? [g.coordinates]
+        : g.type === 'MultiPolygon' ? g.coordinates : [];
+      return polys.some((p) => p.length && inRing(x, y, p[0]) &&
+        !p.slice(1).some((hole) => inRing(x, y, hole)));
+    });
+    const nameOf = (a) => a.properties.name || a.properties.area_id;
+    const c = L.geoJSON(f).getBounds().getCenter();
+    const hit = areaAt(c.lng, c.lat);
+    if (hit) return nameOf(hit);
+    const g = f.geometry || {};
+    const rings = g.type === 'Polygon' ? [g.coordinates[0]]
+      : g.type === 'MultiPolygon' ? g.coordinates.map((p) => p[0]) : [];
+    const votes = new Map();
+    for (const ring of rings) {
+      const step = Math.max(1, Math.floor(ring.length / 24));
+      for (let i = 0; i < ring.length; i += step) {
+        const a = areaAt(ring[i][0], ring[i][1]);
+        if (a) votes.set(a, (votes.get(a) || 0) + 1);
+      }
+    }
+    const best = [...votes.entries()].sort((a, b) => b[1] - a[1])[0];
+    if (best) return nameOf(best[0]);
+    // Outside every area (a coast the areas' outlines miss): the nearest one, said so.
+    let near = null, nearest = Infinity;
+    for (const a of areaShapes) {
+      const b = L.geoJSON(a).getBounds();
+      if (!b.isValid()) continue;
+      const dx = Math.max(b.getWest() - c.lng, 0, c.lng - b.getEast());
+      const dy = Math.max(b.getSouth() - c.lat, 0, c.lat - b.getNorth());
+      if (dx * dx + dy * dy < nearest) { nearest = dx * dx + dy * dy; near = a; }
+    }
+    return near ? `near ${nameOf(near)}` : `${c.lat.toFixed(3)}, ${c.lng.toFixed(3)}`;
+  }
+
+  function outageTitle(p) {
+    return p.network !== 'all' ? `Network ${p.network} down`
+      : p.severity === 'outage' ? 'No service on any network' : 'Degraded: some networks down';
+  }
+
+  // The outages drawn in this window, worst first: a button each that frames it.
+  function listOutages(list) {
+    const rank = (p) => (p.network === 'all' && p.severity === 'outage' ? 0 : 1) +
+      (suspected(p) ? 2 : 0);
+    const sorted = [...list].sort((a, b) => rank(a.properties) - rank(b.properties) ||
+      (b.properties.population || 0) - (a.properties.population || 0));
+    const ol = $('outage-list');
+    ol.textContent = '';
+    const w = state.windows[state.index];
+    const rows = [];
+    for (const f of sorted) {
+      const p = f.properties, where = district(f), start = p.onset || p.window_start;
+      const li = document.createElement('li');
+      const btn = document.createElement('button');
+      btn.type = 'button';
+      btn.className = 'outage-item';
+      const net = p.network === 'all' ? (p.severity === 'outage' ? 'all networks' : 'some networks')
+        : p.network;
+      const sw = p.network === 'all' ? `<span class="sw ${p.severity === 'outage' ? 'sw-outage'
+        : 'sw-degraded'}"></span>` : `<span class="sw sw-line"><svg viewBox="0 0 18 12" aria-hidden="true"><path d="M0 6H18" stroke="${
+        netLook(p.network)[0]}" stroke-width="4"/></svg></span>`;
+      btn.innerHTML = `${sw}<span><strong>${esc(where)}</strong> · ${esc(net)} · ${
+        esc(people(p.population))} people<br><span class="muted">since ${esc(utc(start))} UTC${
+        w ? ` (${esc(since(start, w.end))})` : ''} · ${esc(tierText(p))}</span><span class="vh"> — ${
+        esc(outageTitle(p))}: show on the map</span></span>`;
+      btn.title = `${outageTitle(p)} in ${where}: show on the map`;
+      btn.addEventListener('click', () => {
+        const layer = layerOf.get(f);
+        if (!layer) return;
+        map.fitBounds(layer.getBounds(), { maxZoom: 13, padding: [20, 20] });
+        layer.openPopup(layer.getBounds().getCenter());
+      });
+      li.append(btn);
+      ol.append(li);
+      rows.push([where, p.network, p.severity, p.tier || 'confirmed', p.certainty || '',
+        p.confidence, p.population == null ? '' : Math.round(p.population), start,
+        p.window_start, p.window_end, p.outage_id]);
+    }
+    $('outage-none').hidden = sorted.length > 0;
+    status.listed = sorted.length;
+    csvLink(rows);
+  }
+
+  // The listed outages as CSV, made here: no extra request.
+  let csvUrl = null;
+  function csvLink(rows) {
+    const head = ['district', 'network', 'severity', 'tier', 'certainty', 'confidence',
+      'population', 'onset', 'window_start', 'window_end', 'outage_id'];
+    const cell = (v) => v == null ? '' : /[",\n]/.test(String(v))
+      ? `"${String(v).replace(/"/g, '""')}"` : String(v);
+    const text = [head, ...rows].map((r) => r.map(cell).join(',')).join('\r\n') + '\r\n';
+    if (csvUrl) URL.revokeObjectURL(csvUrl);
+    csvUrl = URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
+    const a = $('dl-outages-csv');
+    a.href = csvUrl;
+    const w = state.windows[state.index];
+    a.download = `${cfg.event}-outages-${w ? w.start.slice(0, 13).replace(/[-:T]/g, '') : 'none'}.csv`;
+  }
+
+  // People with no service (nobody serves), people where some networks are down, and
+  // sites offline, for the selected window. Suspected outages are counted apart.
+  function totalsOf(outages) {
+    const t = { none: 0, degraded: 0, suspected: 0 };
+    for (const f of outages) {
+      const p = f.properties, n = +p.population || 0;
+      if (p.network !== 'all') continue;
+      if (suspected(p)) t.suspected += n;
+      else if (p.severity === 'outage') t.none += n;
+      else t.degraded += n;
+    }
+    return t;
+  }
+
+  function showTotals() {
+    const t = totalsOf(current.outages);
+    const sites = new Set(current.cells.filter((f) => f.properties.status === 'offline')
+      .map((f) => f.properties.site_id || f.id));
+    $('total-none').textContent = people(t.none).replace('≈ ', '');
+    $('total-degraded').textContent = people(t.degraded).replace('≈ ', '');
+    $('total-sites').textContent = checked('cells').has('offline') ? sites.size : '–';
+    $('total-suspected').hidden = !t.suspected;
+    $('total-suspected').textContent = `and ≈ ${people(t.suspected).replace('≈ ', '')} people in suspected outages`;
+    status.totals = { none: t.none, degraded: t.degraded, sites: sites.size, suspected: t.suspected };
+    drawChart();
+  }
+
+  // Totals of every window, from the event's all-network outages fetched once at zoom 0
+  // (the outlines shrink to a few points there: it is their properties that count).
+  async function loadTimeline() {
+    const all = await items('outages', { zoom: 0, limit: 5000, network: 'all' });
+    const by = new Map(state.windows.map((w) => [w.start, []]));
+    for (const f of all) {
+      const list = by.get(f.properties.window_start);
+      if (list) list.push(f);
+    }
+    state.timeline = state.windows.map((w) => totalsOf(by.get(w.start)));
+    drawChart();
+  }
+
+  // A small step chart: people with no service (filled) and degraded (line) per window;
+  // the selected window is marked. Clicking it selects the window under the pointer.
+  function drawChart() {
+    const box = $('chart'), tl = state.timeline, n = tl ? tl.length : 0;
+    if (!n) { box.textContent = ''; return; }
+    const W = 260, H = 64, top = Math.max(1, ...tl.map((t) => Math.max(t.none, t.degraded)));
+    const x = (i) => (i / n) * W, y = (v) => H - 2 - (v / top) * (H - 8);
+    const steps = (key) => tl.map((t, i) => `L${x(i).toFixed(1)} ${y(t[key]).toFixed(1)}H${
+      x(i + 1).toFixed(1)}`).join('');
+    const i = state.index, peak = tl.reduce((b, t, k) => (t.none > tl[b].none ? k : b), 0);
+    const label = `People with no service per window: now ${people(tl[i] ? tl[i].none : 0)
+    }, peak ${people(tl[peak].none)} at ${utc(state.windows[peak].start)} UTC; degraded now ${
+      people(tl[i] ? tl[i].degraded : 0)}.`;
+    box.innerHTML = `<svg viewBox="0 0 ${W} ${H}" width="100%" height="${H}" preserveAspectRatio="none" role="img"
+      aria-label="${esc(label)}"><title>${esc(label)}</title>
+      <rect x="${x(Math.max(0, i)).toFixed(1)}" y="0" width="${(W / n).toFixed(1)}" height="${H}"
+        fill="#cfe3f1"/>
+      <path class="chart-none" d="M0 ${H - 2}${steps('none')}V${H - 2}Z" fill="${C.outage}"
+        fill-opacity="0.6" stroke="#7a2e00" stroke-width="1"/>
+      <path class="chart-degraded" d="M0 ${y(tl[0].degraded).toFixed(1)}${steps('degraded')}"
+        fill="none" stroke="#8a5a00" stroke-width="1.5" stroke-dasharray="4 2"/>
+      <line x1="0" y1="${H - 1}" x2="${W}" y2="${H - 1}" stroke="#767676"/></svg>`;
+    status.chart = tl.map((t) => t.none);
+  }
+  $('chart').addEventListener('click', (e) => {
+    const r = $('chart').getBoundingClientRect(), n = state.windows.length;
+    if (n && r.width) show(Math.floor(((e.clientX - r.left) / r.width) * n));
+  });
 
   function cellPopup(p) {
     const rows = [['Status', p.status], ['Network', p.network], ['Site', p.site_id],
@@ -330,6 +588,7 @@
 
   function redraw() {
     drawOutages(); drawCells(); drawGrid(); drawDensity(); showContext(); markOff();
+    showTotals();
   }
 
   // ---- loading ------------------------------------------------------------------------
@@ -339,6 +598,7 @@
     const z = state.zoom = status.zoom = zoomBucket();
     const [areas, hazard] = await Promise.all([cached('areas'), cached('hazard')]);
     if (z !== state.zoom) return;  // zoomed on meanwhile: a later call draws
+    areaShapes = areas;
     draw('areas', areas, {
       style: { color: '#333', weight: 1, fill: false },
       interactive: false,
@@ -459,10 +719,41 @@
     fitOnce();
     status.index = index;
     status.window = w;
+    downloads(w);
+    writeLink();
+  }
+
+  // Download links for the selected window (the CSV of the list is made in listOutages).
+  function downloads(w) {
+    const q = new URLSearchParams(Object.assign({ f: 'geojson', limit: 10000 }, windowParam(w)));
+    $('dl-outages').href = `${API}/collections/${EV}-outages/items?${q}`;
+    $('dl-cells').href = `${API}/collections/${EV}-cells/items?${q}`;
+    $('dl-gaps').href = `${API}/events/${EV}/gaps?at=${encodeURIComponent(w.start)}`;
+    $('dl-gaps-csv').href = `${API}/events/${EV}/gaps?f=csv&at=${encodeURIComponent(w.start)}`;
+  }
+
+  // The view in the fragment, so a copied address opens the same window, boxes and view.
+  function writeLink() {
+    if (!status.ready) return;
+    const h = new URLSearchParams();
+    const w = state.windows[state.index];
+    if (w && !state.follow) h.set('w', w.start);
+    const c = map.getCenter();
+    h.set('m', `${map.getZoom()}/${c.lat.toFixed(5)}/${c.lng.toFixed(5)}`);
+    const off = [], on = [];
+    document.querySelectorAll('#panel input[type=checkbox]').forEach((i) => {
+      if (i.checked !== i.defaultChecked) (i.checked ? on : off).push(`${i.name}:${i.value}`);
+    });
+    if (off.length) h.set('off', off.join(','));
+    if (on.length) h.set('on', on.join(','));
+    const text = '#' + h.toString().replace(/%2C/g, ',').replace(/%2F/g, '/').replace(/%3A/g, ':');
+    if (text !== location.hash) history.replaceState(null, '', text);
+    status.link = location.href;
   }
 
   // A toggle may need a layer not fetched yet; show() fetches only what is missing.
-  const toggled = () => (state.windows.length ? show(state.index) : redraw());
+  const toggled = () => { (state.windows.length ? show(state.index) : redraw()); writeLink(); };
+  map.on('moveend', () => writeLink());
 
   // Outlines follow the zoom bucket: fetched again (or taken from the cache) only when
   // zooming crosses a whole level, never for panning.
@@ -494,11 +785,19 @@
   function banner(ok) {
     const el = $('updated');
     const checkedAt = hm(new Date()) + ' UTC';
-    el.classList.toggle('stale', !ok);
-    el.textContent = ok
-      ? `Data to ${utc(state.asOf)} UTC · updated ${checkedAt}`
-      : `Server unreachable at ${checkedAt} — showing data to ${utc(state.asOf)} UTC`;
+    el.classList.toggle('stale', !ok || !!state.offline);
+    el.classList.toggle('offline', !!state.offline);
+    if (state.offline) {
+      const saved = Date.parse(state.offline);
+      el.textContent = `Offline — data as of ${utc(state.asOf)} UTC${isNaN(saved) ? ''
+        : ` (saved ${utc(saved)} UTC)`}`;
+    } else {
+      el.textContent = ok
+        ? `Data to ${utc(state.asOf)} UTC · last updated ${utc(new Date())} UTC`
+        : `Server unreachable at ${checkedAt} — showing data to ${utc(state.asOf)} UTC`;
+    }
     status.updated = el.textContent;
+    status.offline = !!state.offline;
   }
 
   async function refresh() {
@@ -507,6 +806,8 @@
       await loadEvent();
       if (state.version !== before) {
         cache.clear();  // recomputed windows may have changed
+        state.timeline = null;
+        loadTimeline().catch((e) => status.errors.push(String(e)));
         const target = state.follow || state.index < 0 ? state.windows.length - 1 : state.index;
         if (!state.playing) await show(target);
       }
@@ -527,6 +828,9 @@
     const text = windowText(state.windows[i]);
     slider.setAttribute('aria-valuetext', text);
     $('window-label').textContent = n ? `${text} (${i + 1} of ${n})` : text;
+    const w = state.windows[i];
+    $('window-local').textContent = w ? `${local(w.start)} – ${local(w.end)} local time (${
+      zoneName()})` : '';
     $('prev').disabled = i <= 0;
     $('next').disabled = i >= n - 1;
     $('latest').disabled = i >= n - 1;
@@ -539,6 +843,7 @@
     const btn = $('play');
     btn.setAttribute('aria-pressed', String(state.playing));
     btn.innerHTML = state.playing ? '&#10074;&#10074; Pause' : '&#9654; Play';
+    btn.setAttribute('aria-label', state.playing ? 'Pause' : 'Play through windows');
     try {
       if (state.playing && state.index >= state.windows.length - 1) await show(0);
       while (state.playing && state.index < state.windows.length - 1) {
@@ -576,23 +881,88 @@
 
   // ---- start --------------------------------------------------------------------------
 
+  // ---- overlays from other scripts ------------------------------------------------------
+
+  /* dcm.addOverlay(name, layer, {label, zIndex, checked}): draws a Leaflet layer in a pane
+     of its own (zIndex below the outages' 400 keeps it under them) and, with a label, adds
+     a box to the Context legend that shows or hides it (kept in the shared link). */
+  status.addOverlay = function addOverlay(name, layer, options) {
+    const o = Object.assign({ zIndex: 340, checked: true }, options || {});
+    if (!map.getPane(name)) map.createPane(name).style.zIndex = o.zIndex;
+    if (layer.options) layer.options.pane = name;
+    if (!o.label) { map.addLayer(layer); return layer; }
+    const label = document.createElement('label');
+    const input = Object.assign(document.createElement('input'),
+      { type: 'checkbox', name: 'layer', value: name, defaultChecked: o.checked });
+    input.checked = o.checked;
+    fromLink(input);
+    const sync = () => { if (input.checked) map.addLayer(layer); else map.removeLayer(layer); };
+    input.addEventListener('change', () => { sync(); markOff(); writeLink(); });
+    label.append(input, o.swatch || '', o.label);
+    document.querySelector('fieldset[data-layer=context]').append(label);
+    sync();
+    return layer;
+  };
+  status.map = map;
+
+  // ---- offline --------------------------------------------------------------------------
+
+  // The page and its scripts join the answers getJSON keeps; sw.js serves them when the
+  // server cannot be reached.
+  function saveForOffline() {
+    if (!('serviceWorker' in navigator) || !window.caches || !cfg.service_worker) return;
+    navigator.serviceWorker.register(cfg.service_worker, { scope: `${API}/` })
+      .catch((e) => status.errors.push('service worker: ' + e));
+    if (state.offline) return;
+    const page = location.href.split('#')[0];
+    const files = [...document.querySelectorAll('script[src], link[rel=stylesheet]')]
+      .map((e) => new URL(e.src || e.href, location.href)).filter((u) => u.origin === location.origin)
+      .map((u) => u.href);
+    // The page once, on the first visit; sw.js keeps it fresh on later ones.
+    caches.open(OFFLINE_CACHE).then((c) => Promise.all([
+      c.match(page).then((hit) => hit || fetch(page, { cache: 'no-cache' })
+        .then((r) => r.ok && r.text()).then((t) => t && c.put(page, new Response(t, { headers: {
+          'Content-Type': 'text/html; charset=utf-8', 'X-DCM-Saved': new Date().toISOString() } })))),
+      ...files.map((f) => c.match(f).then((hit) => hit || c.add(f))),
+    ])).then(() => { status.saved = true; }).catch((e) => status.errors.push('offline copy: ' + e));
+  }
+
+  // ---- start --------------------------------------------------------------------------
+
   (async function start() {
+    document.querySelectorAll('#panel input[type=checkbox]').forEach(fromLink);
     try {
       const ev = await loadEvent();
-      document.title = `${ev.name || cfg.event} — connectivity map (dcm)`;
-      await preframe(ev);
+      const title = ev.description || ev.title || ev.name || cfg.event;
+      document.title = `${title} — connectivity map (dcm)`;
+      $('title').textContent = title;
+      if (ev.timezone) {
+        const fmt = localFormat(ev.timezone);
+        if (fmt) { localFmt = fmt; state.tz = ev.timezone; }
+      }
+      const [z, lat, lon] = shared.m;
+      if (shared.m.length === 3 && [z, lat, lon].every(isFinite)) {
+        map.setView([lat, lon], z, { animate: false });
+        state.fitted = true;
+      } else {
+        await preframe(ev);
+      }
       await loadContext(ev);
       fitOnce();
-      await show(state.windows.length - 1);
+      const linked = shared.w ? state.windows.findIndex((w) => w.start === shared.w) : -1;
+      await show(linked >= 0 ? linked : state.windows.length - 1);
       if (!state.windows.length) updateTimeControls();
       addBasemap();
       banner(true);
+      loadTimeline().catch((e) => status.errors.push(String(e)));
     } catch (e) {
       status.errors.push(String(e));
       $('updated').textContent = `Could not load the event: ${e.message}`;
       $('updated').classList.add('stale');
     }
     status.ready = true;
+    writeLink();
+    saveForOffline();
     setInterval(refresh, cfg.refresh_s * 1000);
   }());
 }());
