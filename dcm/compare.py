@@ -21,10 +21,10 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
 from dcm import __version__
 from dcm.analysis import DEFAULT_RESOLUTION, DetectionParams, build_baseline, detect
+from dcm.analysis.coverage import object_ids
 from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.analysis.land import clip_to_land
@@ -259,8 +259,9 @@ def clip_outages_to_land(
     if land is None:
         return outages, info | {"cut": 0, "dropped": 0}
     out = clip_to_land(outages, land)
-    kept = outages.geometry.loc[out.index].to_numpy()
-    changed = ~shapely.equals(kept, out.geometry.to_numpy())
+    # Clipping hands back the very same shape object where nothing was cut.
+    before = object_ids(outages.geometry.loc[out.index].to_numpy())
+    changed = before != object_ids(out.geometry.to_numpy())
     return out, info | {"cut": int(changed.sum()), "dropped": len(outages) - len(out)}
 
 

@@ -152,6 +152,12 @@ def area_km2(geoms: np.ndarray) -> np.ndarray:
     return shapely.area(geoms) * M_PER_DEG_LON * M_PER_DEG_LAT * np.cos(np.radians(lat)) / 1e6
 
 
+def object_ids(geoms: np.ndarray) -> np.ndarray:
+    """The identity of each geometry object: equal where one object repeats (outage
+    shapes that last are the same object window after window)."""
+    return np.fromiter((id(g) for g in geoms.tolist()), dtype="int64", count=len(geoms))
+
+
 class _DiscCache:
     """Reach discs by (site, reach), built once."""
 

@@ -13,7 +13,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from dcm.analysis.coverage import M_PER_DEG_LAT, area_km2
+from dcm.analysis.coverage import M_PER_DEG_LAT, area_km2, object_ids
 
 #: Land is widened by this much before clipping (coastline precision of GSHHG full
 #: resolution on small islands: every St Vincent town of GeoNames lies within 301 m).
@@ -49,20 +49,26 @@ def clip_to_land(
         return outages
     shore = widen(land, margin_m)
     shapely.prepare(shore)
-    geoms = outages.geometry.to_numpy()
-    inside = shapely.contains(shore, geoms)
+    # A lasting outage is the same shape object window after window: clip each once.
+    every = outages.geometry.to_numpy()
+    first, of = np.unique(object_ids(every), return_index=True, return_inverse=True)[1:]
+    geoms = every[first]
     cut = geoms.copy()
-    cross = ~inside
+    cross = ~shapely.contains(shore, geoms)
     if cross.any():
         cut[cross] = shapely.intersection(geoms[cross], shore)
         # Keep polygons only (an intersection can add slivers of lines or points).
         cut[cross] = _polygonal(cut[cross])
-    keep = ~shapely.is_empty(cut) & (shapely.area(cut) > 0)
+    solid = ~shapely.is_empty(cut) & (shapely.area(cut) > 0)
     out = outages.copy()
-    out = out.set_geometry(gpd.GeoSeries(cut, index=outages.index, crs=outages.crs))
-    out = out[keep]
-    if "area_km2" in out and cross.any():
-        out["area_km2"] = np.round(area_km2(out.geometry.to_numpy()), 3)
+    out = out.set_geometry(gpd.GeoSeries(cut[of], index=outages.index, crs=outages.crs))
+    remeasure = cross & solid
+    if "area_km2" in out and remeasure.any():
+        area = np.full(len(cut), np.nan)
+        area[remeasure] = np.round(area_km2(cut[remeasure]), 3)
+        moved = remeasure[of]
+        out.loc[moved, "area_km2"] = area[of[moved]]
+    out = out[solid[of]]
     return out
 
 

@@ -19,6 +19,7 @@ from dcm.analysis.coverage import (
     CoverageInput,
     area_km2,
     coverage_outages,
+    object_ids,
 )
 from dcm.analysis.grid import (
     cell_areas_km2,
@@ -208,8 +209,7 @@ def _outside(parts: pd.DataFrame, cut: pd.DataFrame) -> np.ndarray:
         parts["col"].to_numpy()[i] == cut["col"].to_numpy()[j]
     )
     i, j = i[same], j[same]
-    ids = np.fromiter((id(g) for g in cuts.tolist()), dtype="int64", count=len(cuts))
-    own = np.fromiter((id(g) for g in geoms.tolist()), dtype="int64", count=len(geoms))
+    ids, own = object_ids(cuts), object_ids(geoms)
     pair, _ = pd.factorize(pd.MultiIndex.from_arrays([own[i], ids[j]]))
     _, first = np.unique(pair, return_index=True)
     keep = shapely.intersects(geoms[i[first]], cuts[j[first]])[pair]
