@@ -27,7 +27,13 @@ from dcm.analysis import DEFAULT_RESOLUTION, DetectionParams, build_baseline, de
 from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.errors import Conflict, IngestError, ParameterError
-from dcm.schema import CRS, POPULATION_COLUMNS, suspected_outages, validate_frame
+from dcm.schema import (
+    CELL_OFFLINE_SINCE,
+    CRS,
+    POPULATION_COLUMNS,
+    suspected_outages,
+    validate_frame,
+)
 
 Frame = pd.DataFrame | str | Path
 Progress = Callable[[str], None]
@@ -119,6 +125,11 @@ def compare(
     cell_positions = model.cells[
         ["radio", "mcc", "net", "area", "cell", "site_id", "network", "lon", "lat"]
     ].copy()
+    # Intervals join the windows of one status, so an offline interval starts when the
+    # cell went offline.
+    cells = found.cells.assign(
+        **{CELL_OFFLINE_SINCE: found.cells["start"].where(found.cells["status"].eq("offline"))}
+    )
     summary = _summary(
         outages=outages,
         cells=found.cells,
@@ -135,7 +146,7 @@ def compare(
     )
     return ComparisonResult(
         outages=outages,
-        cells=found.cells,
+        cells=cells,
         grid=found.grid,
         summary=summary,
         windows=found.windows,

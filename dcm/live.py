@@ -851,10 +851,22 @@ def _people_per_area(
                 )
                 sums = joined.groupby("index_right")["population"].sum()
                 people[sums.index.to_numpy()] = sums.to_numpy()
-        onset = layer["onset"].min()
+        since = _onset_per_area(layer, area_geoms)
         for i in np.nonzero(hit)[0]:  # one row per area touched (a few dozen at most)
-            rows.append((areas["area_id"].iloc[i], network, people[i], km2[i], onset))
+            rows.append((areas["area_id"].iloc[i], network, people[i], km2[i], since[i]))
     return pd.DataFrame(rows, columns=cols)
+
+
+def _onset_per_area(layer: gpd.GeoDataFrame, area_geoms: np.ndarray) -> pd.Series:
+    """Earliest onset of the outages of ``layer`` that touch each area (NaT where none
+    does): an area's outage began when the first outage reaching it did, not when the
+    first outage anywhere on the network did."""
+    area, outage = shapely.STRtree(layer.geometry.to_numpy()).query(
+        area_geoms, predicate="intersects"
+    )
+    onset = pd.DatetimeIndex(pd.to_datetime(layer["onset"], utc=True))[outage]
+    first = pd.Series(onset, index=area).groupby(level=0).min()
+    return first.reindex(range(len(area_geoms)))
 
 
 def gap_report(

@@ -230,6 +230,7 @@ def _cell_feature(r: Row) -> dict[str, Any]:
             "end": _iso(r["end_time"]),
             "p_offline": _num(r["p_offline"]),
             "silence_h_needed": _num(r["silence_h_needed"]),
+            "offline_since": _iso(r["offline_since"]),
         },
     }
 
@@ -393,6 +394,7 @@ def build(
                 "c.end_time",
                 "c.p_offline",
                 "c.silence_h_needed",
+                "c.offline_since",
                 "c.lon",
                 "c.lat",
             ],
