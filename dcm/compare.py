@@ -430,8 +430,14 @@ def _summary(
             entry["by_severity_latest"] = {
                 str(k): int(v) for k, v in now.groupby("severity").size().items()
             }
+        if net == "all" and population is not None:
+            # No service on any network, and degraded (some networks down): apart.
+            for severity, key in (("outage", "no_service"), ("degraded", "degraded")):
+                part = now[now["severity"] == severity]
+                entry[f"people_{key}_latest"] = round(float(part["population"].sum()), 1)
         per_network[net] = entry
     cells_last = cells[cells["end"] == cells["end"].max()] if len(cells) else cells
+    offline_last = cells_last[cells_last["status"] == "offline"]
     states = grid[grid["window_start"] == last].groupby(["network", "state"]).size()
     return {
         "software": {"name": "dcm", "version": __version__},
@@ -452,6 +458,9 @@ def _summary(
             "cells_latest": {
                 str(k): int(v) for k, v in cells_last.groupby("status").size().items()
             },
+            # Sites with a cell still offline at the end of the data: no all clear
+            # while there are any, outage polygon or not.
+            "sites_offline_latest": int(offline_last["site_id"].nunique()),
             "grid_latest": {
                 f"{net}:{state}": int(n)
                 for net, state, n in states.reset_index().itertuples(index=False)
