@@ -600,6 +600,10 @@ def cap_severity(properties: dict[str, Any], *, severe_population: float = 1000.
     return publish_cap_severity(properties, severe_population=severe_population)
 
 
+#: Properties an Update compares with the message before it (kept as ``previous``).
+_COMPARED = ("population", "area_km2", "tier", "severity", "network")
+
+
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Area or people changed by MATERIAL_CHANGE or more, or the severity or the tier
     (suspected → confirmed) changed."""
@@ -730,14 +734,17 @@ def refresh_alerts(
         geometry = shapely.geometry.mapping(shapely.set_precision(row.geometry, 1e-6))
         geometry = _plain(geometry)
         if outage_id in open_chains:
-            if _changed(open_chains[outage_id][-1].properties, props):
+            before = open_chains[outage_id][-1].properties
+            if _changed(before, props):
+                # The Update says what changed since the message before it.
+                props["previous"] = {k: before.get(k) for k in _COMPARED}
                 write("Update", outage_id, props["network"], geometry, props)
         elif _passes(row, store):
             write("Alert", outage_id, props["network"], geometry, props)
     for outage_id, chain in open_chains.items():
         if outage_id not in seen:
             last = chain[-1]
-            props = dict(last.properties)
+            props = {k: v for k, v in last.properties.items() if k != "previous"}
             props["restored"] = latest.strftime("%Y-%m-%dT%H:%M:%SZ")
             write("Cancel", outage_id, last.network, last.geometry, props)
     return counts
@@ -787,7 +794,7 @@ def cap_message(message: AlertMessage) -> Any:
 
     props = message.properties
     outage = {**props, "geometry": shapely.geometry.shape(message.geometry)}
-    for key in ("onset", "window_start", "window_end"):
+    for key in ("onset", "window_start", "window_end", "restored"):
         if outage.get(key):
             outage[key] = pd.Timestamp(outage[key])
     references = []

@@ -37,6 +37,11 @@ import click
 )
 @click.option("--database-url", help="sqlite:///... or postgresql://... (sets DCM_DATABASE_URL).")
 @click.option(
+    "--public-url",
+    help="Root URL the public reaches this server at, for CAP and Atom links (sets "
+    "DCM_PUBLIC_URL; default: DCM_PUBLIC_URL, else http://HOST:PORT).",
+)
+@click.option(
     "--limit-concurrency",
     default=1000,
     show_default=True,
@@ -51,6 +56,7 @@ def command(
     log_level: str,
     data_dir: Path | None,
     database_url: str | None,
+    public_url: str | None,
     limit_concurrency: int,
 ) -> None:
     """Run the API and the responder web map.
@@ -68,6 +74,14 @@ def command(
         os.environ["DCM_DATA_DIR"] = str(data_dir.resolve())
     if database_url is not None:
         os.environ["DCM_DATABASE_URL"] = database_url
+    if public_url is not None:
+        os.environ["DCM_PUBLIC_URL"] = public_url
+    elif not os.environ.get("DCM_PUBLIC_URL"):
+        # CAP and Atom links never come from a client's Host header: without a
+        # configured URL, the address served.
+        shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        os.environ["DCM_PUBLIC_URL"] = f"http://{shown}:{port}"
     uvicorn.run(
         "dcm.api.app:create_app",
         factory=True,
