@@ -934,6 +934,111 @@ def gap_report(
     return report[list(GAP_COLUMNS)]
 
 
+def gap_window(
+    store: Store, event: str | int, *, at: pd.Timestamp | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """Start and end of the window :func:`gap_report` reports (the one holding ``at``, or
+    the latest computed); None before any window is computed."""
+    ev = store.get_event(event)
+    win = pd.Timedelta(ev.window)
+    windows = store.event_windows(ev.id)
+    done = windows.loc[~windows["dirty"], "window_start"]
+    if done.empty:
+        return None
+    if at is None:
+        start = pd.Timestamp(done.max())
+    else:
+        at_ts = pd.Timestamp(at)
+        at_ts = at_ts.tz_localize("UTC") if at_ts.tzinfo is None else at_ts.tz_convert("UTC")
+        start = at_ts.floor(win)
+    return start, start + win
+
+
+def gap_document(
+    store: Store,
+    event: str | int,
+    *,
+    fmt: str = "html",
+    at: pd.Timestamp | None = None,
+    generated: pd.Timestamp | None = None,
+) -> bytes:
+    """The gap report for planners as an HTML page or a PDF (``fmt`` ``html`` | ``pdf``):
+    :func:`gap_report`'s ranked table and :func:`gap_history`'s chart up to its window."""
+    from dcm.publish.report import gap_report_pdf, render_gap_report
+
+    ev = store.get_event(event)
+    window = gap_window(store, ev.id, at=at)
+    report = gap_report(store, ev.id, at=at)
+    history = gap_history(store, ev.id, until=None if window is None else window[0])
+    args = {
+        "event": ev.name,
+        "window": window,
+        "generated": generated if generated is not None else pd.Timestamp.now(tz="UTC"),
+    }
+    if fmt == "pdf":
+        return gap_report_pdf(report, history, **args)
+    if fmt != "html":
+        raise ParameterError(f"unknown report format {fmt!r} (use html or pdf)")
+    return render_gap_report(report, history, **args).encode("utf-8")
+
+
+def gap_history(
+    store: Store, event: str | int, *, until: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """People without service per computed window and network, for the gap report's
+    chart: ``window_start``, ``network``, ``people`` (a row for every computed window up
+    to ``until`` and every network with an outage; 0 where none).
+
+    Counted as :func:`gap_report` counts them: people inside the network's confirmed
+    outages or where no network serves; ``"all"``: where no network serves. Without
+    population, people are NaN.
+    """
+    ev = store.get_event(event)
+    windows = store.event_windows(ev.id)
+    done = pd.DatetimeIndex(windows.loc[~windows["dirty"], "window_start"]).sort_values()
+    if until is not None:
+        stop = pd.Timestamp(until)
+        stop = stop.tz_localize("UTC") if stop.tzinfo is None else stop.tz_convert("UTC")
+        done = done[done <= stop.floor(pd.Timedelta(ev.window))]
+    cols = ["window_start", "network", "people"]
+    outages = store.outages(ev.id, windows=list(done)) if len(done) else None
+    if outages is None or outages.empty:
+        return pd.DataFrame(columns=cols)
+    outages = outages[~suspected_outages(outages)]
+    population = store.population(ev.id)
+    nobody = (outages["network"] == ALL_NETWORKS) & (outages["severity"] == "outage")
+    networks = sorted(set(outages["network"].astype(str)) - {ALL_NETWORKS})
+    networks += [ALL_NETWORKS] if nobody.any() else []
+    pts = None
+    if population is not None and len(population):
+        pts = (
+            population["lon"].to_numpy("float64"),
+            population["lat"].to_numpy("float64"),
+            population["population"].to_numpy("float64"),
+        )
+    rows = []
+    for window, group in outages.groupby("window_start"):  # one union per window and network
+        none_here = group[
+            (group["network"] == ALL_NETWORKS) & (group["severity"] == "outage")
+        ].geometry.to_numpy()
+        for network in networks:
+            own = group[group["network"] == network].geometry.to_numpy()
+            shapes = none_here if network == ALL_NETWORKS else np.concatenate([own, none_here])
+            people = 0.0
+            if pts is None:
+                people = np.nan
+            elif len(shapes):
+                shape = shapely.union_all(shapes)
+                people = float(pts[2][shapely.contains_xy(shape, pts[0], pts[1])].sum())
+            rows.append((window, network, people))
+    found = pd.DataFrame(rows, columns=cols)
+    # Windows without any confirmed outage are rows of 0 people, so the chart falls to 0.
+    full = pd.MultiIndex.from_product([done, networks], names=["window_start", "network"])
+    found = found.set_index(["window_start", "network"]).reindex(full)
+    found["people"] = found["people"].fillna(0.0 if pts is not None else np.nan)
+    return found.reset_index()
+
+
 def _cells_offline(
     store: Store, event: Event, window: pd.Timestamp, areas: gpd.GeoDataFrame, report: pd.DataFrame
 ) -> np.ndarray:

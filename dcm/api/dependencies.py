@@ -201,6 +201,33 @@ async def refuse_nul_characters(request: Request) -> None:
         raise ParameterError("the URL holds a NUL character (%00)")
 
 
+def _query_names(dependant: Any) -> set[str]:
+    """Query parameter names a route declares, with those of its dependencies."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """Refuse query parameters the route does not declare with 400, naming them.
+
+    A misspelt filter (``?netwrok=360-100``) would otherwise be ignored and answer with
+    every feature, which a client cannot tell from a filtered answer.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "none"
+        raise ParameterError(
+            f"unknown query parameter(s): {', '.join(unknown)} (this endpoint takes: {takes})"
+        )
+
+
 async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings

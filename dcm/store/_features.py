@@ -56,6 +56,12 @@ class Query:
         return " AND ".join(self.where) if self.where else "1 = 1"
 
 
+def shown_id(feature_id: str, *, limit: int = 80) -> str:
+    """A feature id for an error message: quoted, cut to ``limit`` characters."""
+    text = feature_id if len(feature_id) <= limit else feature_id[: limit - 1] + "…"
+    return repr(text)
+
+
 def _iso(value: Any) -> str | None:
     ts = to_ts(value)
     return None if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -520,8 +526,10 @@ def build(
         if fid is not None:
             # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and
             # SQLite cannot bind a larger integer.
-            if not (str(fid).isascii() and str(fid).isdigit()) or int(fid) >= 2**63:
-                raise NotFound(f"no measurement {fid!r}")
+            # The length first: int() refuses strings of more than 4,300 digits.
+            text = str(fid)
+            if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
+                raise NotFound(f"no measurement {shown_id(text)}")
             q.add("m.id = ?", int(fid))
     else:  # areas, hazard
         table, id_col, extra = (

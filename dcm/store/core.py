@@ -1257,7 +1257,8 @@ class Store:
         )
         found = _features.page(self, query, limit=1, offset=0, count=False).features
         if not found:
-            raise NotFound(f"no feature {feature_id!r} in {kind} of event {event!r}")
+            shown = _features.shown_id(str(feature_id))
+            raise NotFound(f"no feature {shown} in {kind} of event {event!r}")
         return found[0]
 
     def extent(

@@ -60,3 +60,18 @@ def test_cells_carry_the_start_of_their_offline_interval(tmp_path: Path) -> None
         (1, "2021-04-09T21:00:00Z"): "2021-04-09T20:00:00Z",
         (2, "2021-04-09T21:00:00Z"): "2021-04-09T21:00:00Z",
     }
+
+
+def test_gap_history_counts_people_cut_off_per_window_and_network(tmp_path: Path) -> None:
+    with gapstore.build(tmp_path) as store:
+        history = live.gap_history(store, gapstore.EVENT)
+        until_first = live.gap_history(store, gapstore.EVENT, until=gapstore.T0)
+    # W0: A holds West's 300; nobody lacks every network. W1: 360-100 loses A, B and N
+    # (300 + 50 + 50); N alone is where no network serves (50).
+    assert history.values.tolist() == [
+        [gapstore.T0, "360-100", 300.0],
+        [gapstore.T0, "all", 0.0],
+        [gapstore.W1, "360-100", 400.0],
+        [gapstore.W1, "all", 50.0],
+    ]
+    assert until_first.values.tolist() == [[gapstore.T0, "360-100", 300.0]]
