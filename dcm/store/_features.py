@@ -78,7 +78,7 @@ def _parse_fid_time(text: str) -> str:
     try:
         return ts_text(pd.Timestamp(pd.to_datetime(text, format=FID_FORMAT, utc=True)))  # type: ignore[return-value]
     except ValueError as exc:
-        raise NotFound(f"no feature with time {text!r}") from exc
+        raise NotFound(f"no feature with time {shown_id(text)}") from exc
 
 
 def _bbox_polygons(store: Store, q: Query, alias: str, bbox: BBox) -> None:
@@ -453,7 +453,7 @@ def build(
         if fid is not None:
             parts = str(fid).split("_")
             if len(parts) != 3:
-                raise NotFound(f"no grid feature {fid!r}")
+                raise NotFound(f"no grid feature {shown_id(str(fid))}")
             q.add(
                 "g.h3 = ? AND g.network = ? AND g.window_start = ?",
                 parts[0],
