@@ -317,13 +317,9 @@ def _restored_texts(
     onset = _value(outage, "onset")
     began = f" The outage began {_when(onset)}." if onset is not None else ""
     if suspected:
-        affected = f"mobile network {network}" if network != ALL_NETWORKS else "mobile networks"
-        return (
-            f"Suspected outage area ({affected}), cleared",
-            f"Suspected outage of {affected} cleared",
-            f"The measurements no longer point to an outage of {affected} in this area{at}.",
-            "No action needed.",
-        )
+        # The chain had fallen back to a suspected outage: the measurements no longer
+        # point to one at all, which is what restores any outage.
+        began += " It had been suspected only (too few measurements to confirm it)."
     if no_service:
         texts = (
             "Area where mobile service is restored",
@@ -448,7 +444,7 @@ def outage_to_cap(
             f"Subscribers of {network} may have no service here; other networks may "
             "still carry calls, including emergency calls."
         )
-    if suspected:
+    if suspected and msg_type != "Cancel":
         # The data point to an outage but cannot confirm it yet: say so first.
         kinds = {True: "all mobile networks", False: "some mobile networks"}
         affected = kinds[no_service] if everyone else f"mobile network {network}"
@@ -469,14 +465,14 @@ def outage_to_cap(
         where, headline, first, instruction = _restored_texts(
             outage, network=network, no_service=no_service, suspected=suspected
         )
-        if people:
+        if people and round(population) >= 1:
             headline += f" ({people} had been affected)"
     elif people:
         headline += f": {people} affected"
         before = _value(previous, "population") if changes else None
         if before is not None and round(before) != round(population):
             headline += f" (was {before:,.0f})"
-    if msg_type == "Update" and not suspected:
+    if msg_type == "Update":
         headline = "Update: " + headline
 
     sentences = [first]

@@ -138,3 +138,17 @@ def test_cap_and_atom_links_come_from_the_public_url_not_the_host_header(
         if link["type"] == "application/cap+xml"
     ]
     assert cap_links and all(h.startswith(f"{public}/alerts/") for h in cap_links)
+
+
+def test_public_url_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from dcm.settings import DEFAULT_PUBLIC_URL, Settings
+
+    monkeypatch.setenv("DCM_PUBLIC_URL", "https://dcm.example.org/svg/")
+    assert Settings(data_dir=tmp_path).public_base() == "https://dcm.example.org/svg"
+    monkeypatch.delenv("DCM_PUBLIC_URL")
+    assert Settings(data_dir=tmp_path).public_base() == DEFAULT_PUBLIC_URL
+    for bad in ("ftp://dcm.example.org", "dcm.example.org", "https://x.org/?a=1"):
+        with pytest.raises(ValidationError, match="public_url must be an http"):
+            Settings(data_dir=tmp_path, public_url=bad)

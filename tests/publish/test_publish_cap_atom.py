@@ -455,3 +455,16 @@ def test_update_says_what_changed(schema: xmlschema.XMLSchema) -> None:
     assert text.startswith(
         "Update: people affected fell from 499 to 300; now confirmed (was suspected). "
     )
+
+
+def test_cancel_of_an_outage_that_fell_back_to_suspected_says_restored() -> None:
+    cancel = outage_to_cap(
+        _outage(network="360-110", tier="suspected", population=0.4),
+        identifier="dcm-stv-0007-3",
+        sender="alerts@dcm.example",
+        sent=SENT,
+        msg_type="Cancel",
+        references=[("alerts@dcm.example", "dcm-stv-0007-1", SENT)],
+    )
+    assert cancel.headline == "Mobile network 360-110 restored"  # no "about 0 people"
+    assert "It had been suspected only" in cancel.description
