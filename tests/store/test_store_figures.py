@@ -13,8 +13,10 @@ from dcm.store import Principal
 from .. import gapstore
 
 
-def test_gap_report_since_comes_from_the_outages_touching_each_area(tmp_path: Path) -> None:
-    with gapstore.build(tmp_path) as store:
+def test_gap_report_since_comes_from_the_outages_touching_each_area(
+    tmp_path: Path, store_url: str
+) -> None:
+    with gapstore.build(tmp_path, url=store_url) as store:
         report = live.gap_report(store, gapstore.EVENT)
     rows = [
         (r.area_name, r.network, r.people, r.since, r.cells_offline) for r in report.itertuples()
@@ -34,8 +36,8 @@ def test_gap_report_since_comes_from_the_outages_touching_each_area(tmp_path: Pa
     ]
 
 
-def test_cells_carry_the_start_of_their_offline_interval(tmp_path: Path) -> None:
-    with gapstore.build(tmp_path) as store:
+def test_cells_carry_the_start_of_their_offline_interval(tmp_path: Path, store_url: str) -> None:
+    with gapstore.build(tmp_path, url=store_url) as store:
         status = store.cell_status(gapstore.EVENT)
         page = store.features(
             "cells",
