@@ -189,6 +189,40 @@ async def zoom_query(
     return zoom
 
 
+#: The one coordinate reference system of every layer (OGC API – Features Part 2 names).
+CRS84_NAMES = frozenset(
+    {"http://www.opengis.net/def/crs/OGC/1.3/CRS84", "[OGC:CRS84]", "OGC:CRS84"}
+)
+
+
+async def crs_query(
+    crs: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Coordinate reference system of the answer (OGC API – Features Part "
+            "2); only http://www.opengis.net/def/crs/OGC/1.3/CRS84, the default.",
+        ),
+    ] = None,
+    bbox_crs: Annotated[
+        str | None,
+        Query(
+            alias="bbox-crs",
+            max_length=200,
+            description="Coordinate reference system of bbox; only CRS84, the default.",
+        ),
+    ] = None,
+) -> None:
+    """``crs`` and ``bbox-crs``, which clients such as GDAL send: CRS84 is accepted (it is
+    what every layer is in), any other CRS is a 400."""
+    for name, value in (("crs", crs), ("bbox-crs", bbox_crs)):
+        if value is not None and value.strip() not in CRS84_NAMES:
+            raise ParameterError(
+                f"{name} {value[:80]!r} is not offered: layers are in "
+                "http://www.opengis.net/def/crs/OGC/1.3/CRS84 only"
+            )
+
+
 async def refuse_nul_characters(request: Request) -> None:
     """Refuse a path or query holding a NUL character (``%00``) with 400, on every route.
 
@@ -275,6 +309,7 @@ BBoxDep = Annotated[BBox | None, Depends(bbox_query)]
 IntervalDep = Annotated[Interval | None, Depends(datetime_query)]
 PageDep = Annotated[Page, Depends(page_query)]
 ZoomDep = Annotated[int | None, Depends(zoom_query)]
+CrsDep = Annotated[None, Depends(crs_query)]
 PrincipalDep = Annotated[Any, Depends(get_principal)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Any, Depends(get_store)]

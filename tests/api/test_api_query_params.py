@@ -73,6 +73,12 @@ def test_declared_query_parameters_still_work(http: httpx.Client) -> None:
     assert http.get(nxt).status_code == 200
     assert http.get("/events/isle/gaps", params={"f": "csv", "at": "2021-04-09T21:00Z"}).is_success
     assert http.get("/events/isle/alerts", params={"cancelled": "true"}).is_success
+    # OGC API – Features Part 2 parameters GDAL sends: CRS84, the layers' own CRS, only.
+    crs84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+    both = {"crs": crs84, "bbox-crs": crs84, "bbox": "-61.31,13.09,-61.25,13.13"}
+    assert http.get("/collections/isle-outages/items", params=both).is_success
+    other = http.get("/collections/isle-outages/items", params={"crs": "EPSG:3857"})
+    assert other.status_code == 400 and "CRS84 only" in other.json()["detail"]
 
 
 @pytest.mark.parametrize("kind", COLLECTIONS)
