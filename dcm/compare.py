@@ -29,7 +29,13 @@ from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.analysis.land import clip_to_land
 from dcm.errors import Conflict, IngestError, ParameterError
-from dcm.schema import CRS, POPULATION_COLUMNS, suspected_outages, validate_frame
+from dcm.schema import (
+    CELL_OFFLINE_SINCE,
+    CRS,
+    POPULATION_COLUMNS,
+    suspected_outages,
+    validate_frame,
+)
 
 Frame = pd.DataFrame | str | Path
 Progress = Callable[[str], None]
@@ -128,6 +134,11 @@ def compare(
     cell_positions = model.cells[
         ["radio", "mcc", "net", "area", "cell", "site_id", "network", "lon", "lat"]
     ].copy()
+    # Intervals join the windows of one status, so an offline interval starts when the
+    # cell went offline.
+    cells = found.cells.assign(
+        **{CELL_OFFLINE_SINCE: found.cells["start"].where(found.cells["status"].eq("offline"))}
+    )
     summary = _summary(
         outages=outages,
         cells=found.cells,
@@ -144,7 +155,7 @@ def compare(
     )
     return ComparisonResult(
         outages=outages,
-        cells=found.cells,
+        cells=cells,
         grid=found.grid,
         summary=summary,
         windows=found.windows,
@@ -516,8 +527,14 @@ def _summary(
             entry["by_severity_latest"] = {
                 str(k): int(v) for k, v in now.groupby("severity").size().items()
             }
+        if net == "all" and population is not None:
+            # No service on any network, and degraded (some networks down): apart.
+            for severity, key in (("outage", "no_service"), ("degraded", "degraded")):
+                part = now[now["severity"] == severity]
+                entry[f"people_{key}_latest"] = round(float(part["population"].sum()), 1)
         per_network[net] = entry
     cells_last = cells[cells["end"] == cells["end"].max()] if len(cells) else cells
+    offline_last = cells_last[cells_last["status"] == "offline"]
     states = grid[grid["window_start"] == last].groupby(["network", "state"]).size()
     return {
         "software": {"name": "dcm", "version": __version__},
@@ -538,6 +555,9 @@ def _summary(
             "cells_latest": {
                 str(k): int(v) for k, v in cells_last.groupby("status").size().items()
             },
+            # Sites with a cell still offline at the end of the data: no all clear
+            # while there are any, outage polygon or not.
+            "sites_offline_latest": int(offline_last["site_id"].nunique()),
             "grid_latest": {
                 f"{net}:{state}": int(n)
                 for net, state, n in states.reset_index().itertuples(index=False)

@@ -604,6 +604,10 @@ def cap_severity(properties: dict[str, Any], *, severe_population: float = 1000.
     return publish_cap_severity(properties, severe_population=severe_population)
 
 
+#: Properties an Update compares with the message before it (kept as ``previous``).
+_COMPARED = ("population", "area_km2", "tier", "severity", "network")
+
+
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Area or people changed by MATERIAL_CHANGE or more, or the severity or the tier
     (suspected → confirmed) changed."""
@@ -734,14 +738,17 @@ def refresh_alerts(
         geometry = shapely.geometry.mapping(shapely.set_precision(row.geometry, 1e-6))
         geometry = _plain(geometry)
         if outage_id in open_chains:
-            if _changed(open_chains[outage_id][-1].properties, props):
+            before = open_chains[outage_id][-1].properties
+            if _changed(before, props):
+                # The Update says what changed since the message before it.
+                props["previous"] = {k: before.get(k) for k in _COMPARED}
                 write("Update", outage_id, props["network"], geometry, props)
         elif _passes(row, store):
             write("Alert", outage_id, props["network"], geometry, props)
     for outage_id, chain in open_chains.items():
         if outage_id not in seen:
             last = chain[-1]
-            props = dict(last.properties)
+            props = {k: v for k, v in last.properties.items() if k != "previous"}
             props["restored"] = latest.strftime("%Y-%m-%dT%H:%M:%SZ")
             write("Cancel", outage_id, last.network, last.geometry, props)
     return counts
@@ -791,7 +798,7 @@ def cap_message(message: AlertMessage) -> Any:
 
     props = message.properties
     outage = {**props, "geometry": shapely.geometry.shape(message.geometry)}
-    for key in ("onset", "window_start", "window_end"):
+    for key in ("onset", "window_start", "window_end", "restored"):
         if outage.get(key):
             outage[key] = pd.Timestamp(outage[key])
     references = []
@@ -855,10 +862,22 @@ def _people_per_area(
                 )
                 sums = joined.groupby("index_right")["population"].sum()
                 people[sums.index.to_numpy()] = sums.to_numpy()
-        onset = layer["onset"].min()
+        since = _onset_per_area(layer, area_geoms)
         for i in np.nonzero(hit)[0]:  # one row per area touched (a few dozen at most)
-            rows.append((areas["area_id"].iloc[i], network, people[i], km2[i], onset))
+            rows.append((areas["area_id"].iloc[i], network, people[i], km2[i], since[i]))
     return pd.DataFrame(rows, columns=cols)
+
+
+def _onset_per_area(layer: gpd.GeoDataFrame, area_geoms: np.ndarray) -> pd.Series:
+    """Earliest onset of the outages of ``layer`` that touch each area (NaT where none
+    does): an area's outage began when the first outage reaching it did, not when the
+    first outage anywhere on the network did."""
+    area, outage = shapely.STRtree(layer.geometry.to_numpy()).query(
+        area_geoms, predicate="intersects"
+    )
+    onset = pd.DatetimeIndex(pd.to_datetime(layer["onset"], utc=True))[outage]
+    first = pd.Series(onset, index=area).groupby(level=0).min()
+    return first.reindex(range(len(area_geoms)))
 
 
 def gap_report(
@@ -917,6 +936,111 @@ def gap_report(
     report["since"] = pd.to_datetime(report["since"], utc=True)
     report = report.sort_values(["people", "area_km2"], ascending=False, ignore_index=True)
     return report[list(GAP_COLUMNS)]
+
+
+def gap_window(
+    store: Store, event: str | int, *, at: pd.Timestamp | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """Start and end of the window :func:`gap_report` reports (the one holding ``at``, or
+    the latest computed); None before any window is computed."""
+    ev = store.get_event(event)
+    win = pd.Timedelta(ev.window)
+    windows = store.event_windows(ev.id)
+    done = windows.loc[~windows["dirty"], "window_start"]
+    if done.empty:
+        return None
+    if at is None:
+        start = pd.Timestamp(done.max())
+    else:
+        at_ts = pd.Timestamp(at)
+        at_ts = at_ts.tz_localize("UTC") if at_ts.tzinfo is None else at_ts.tz_convert("UTC")
+        start = at_ts.floor(win)
+    return start, start + win
+
+
+def gap_document(
+    store: Store,
+    event: str | int,
+    *,
+    fmt: str = "html",
+    at: pd.Timestamp | None = None,
+    generated: pd.Timestamp | None = None,
+) -> bytes:
+    """The gap report for planners as an HTML page or a PDF (``fmt`` ``html`` | ``pdf``):
+    :func:`gap_report`'s ranked table and :func:`gap_history`'s chart up to its window."""
+    from dcm.publish.report import gap_report_pdf, render_gap_report
+
+    ev = store.get_event(event)
+    window = gap_window(store, ev.id, at=at)
+    report = gap_report(store, ev.id, at=at)
+    history = gap_history(store, ev.id, until=None if window is None else window[0])
+    args = {
+        "event": ev.name,
+        "window": window,
+        "generated": generated if generated is not None else pd.Timestamp.now(tz="UTC"),
+    }
+    if fmt == "pdf":
+        return gap_report_pdf(report, history, **args)
+    if fmt != "html":
+        raise ParameterError(f"unknown report format {fmt!r} (use html or pdf)")
+    return render_gap_report(report, history, **args).encode("utf-8")
+
+
+def gap_history(
+    store: Store, event: str | int, *, until: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """People without service per computed window and network, for the gap report's
+    chart: ``window_start``, ``network``, ``people`` (a row for every computed window up
+    to ``until`` and every network with an outage; 0 where none).
+
+    Counted as :func:`gap_report` counts them: people inside the network's confirmed
+    outages or where no network serves; ``"all"``: where no network serves. Without
+    population, people are NaN.
+    """
+    ev = store.get_event(event)
+    windows = store.event_windows(ev.id)
+    done = pd.DatetimeIndex(windows.loc[~windows["dirty"], "window_start"]).sort_values()
+    if until is not None:
+        stop = pd.Timestamp(until)
+        stop = stop.tz_localize("UTC") if stop.tzinfo is None else stop.tz_convert("UTC")
+        done = done[done <= stop.floor(pd.Timedelta(ev.window))]
+    cols = ["window_start", "network", "people"]
+    outages = store.outages(ev.id, windows=list(done)) if len(done) else None
+    if outages is None or outages.empty:
+        return pd.DataFrame(columns=cols)
+    outages = outages[~suspected_outages(outages)]
+    population = store.population(ev.id)
+    nobody = (outages["network"] == ALL_NETWORKS) & (outages["severity"] == "outage")
+    networks = sorted(set(outages["network"].astype(str)) - {ALL_NETWORKS})
+    networks += [ALL_NETWORKS] if nobody.any() else []
+    pts = None
+    if population is not None and len(population):
+        pts = (
+            population["lon"].to_numpy("float64"),
+            population["lat"].to_numpy("float64"),
+            population["population"].to_numpy("float64"),
+        )
+    rows = []
+    for window, group in outages.groupby("window_start"):  # one union per window and network
+        none_here = group[
+            (group["network"] == ALL_NETWORKS) & (group["severity"] == "outage")
+        ].geometry.to_numpy()
+        for network in networks:
+            own = group[group["network"] == network].geometry.to_numpy()
+            shapes = none_here if network == ALL_NETWORKS else np.concatenate([own, none_here])
+            people = 0.0
+            if pts is None:
+                people = np.nan
+            elif len(shapes):
+                shape = shapely.union_all(shapes)
+                people = float(pts[2][shapely.contains_xy(shape, pts[0], pts[1])].sum())
+            rows.append((window, network, people))
+    found = pd.DataFrame(rows, columns=cols)
+    # Windows without any confirmed outage are rows of 0 people, so the chart falls to 0.
+    full = pd.MultiIndex.from_product([done, networks], names=["window_start", "network"])
+    found = found.set_index(["window_start", "network"]).reindex(full)
+    found["people"] = found["people"].fillna(0.0 if pts is not None else np.nan)
+    return found.reset_index()
 
 
 def _cells_offline(

@@ -121,6 +121,12 @@ CELL_STATUS_COLUMNS: dict[str, str] = {
     "silence_h_needed": "float64",
 }
 
+#: Extra cell status column (``cells.csv``, the ``cells`` collection, the store): the
+#: start of the cell's current offline interval, UTC, where ``status`` is offline
+#: (missing otherwise). A row of the live store covers one window; this says since when
+#: the cell has been offline without a break.
+CELL_OFFLINE_SINCE = "offline_since"
+
 #: Per grid cell, network and window (``status.parquet``).
 GRID_STATUS_COLUMNS: dict[str, str] = {
     "h3": "string",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Public root URL when none is configured (a local ``dcm serve``).
+DEFAULT_PUBLIC_URL = "http://localhost:8000"
 
 
 class Settings(BaseSettings):
@@ -23,6 +28,11 @@ class Settings(BaseSettings):
     k_anonymity: int = 3
     #: Map refresh interval in seconds.
     map_refresh_s: int = 300
+    #: Root URL the public reaches this installation at (``https://dcm.example.org``):
+    #: CAP documents and the Atom feed link and name themselves from it, never from the
+    #: Host header a client sends. Unset: ``dcm serve`` uses its own address, else
+    #: DEFAULT_PUBLIC_URL.
+    public_url: str | None = None
     #: Optional online basemap tile URL template; none by default (works offline).
     basemap_url: str | None = None
     #: Optional offline basemap: an MBTiles or PMTiles file dcm serves itself under
@@ -53,6 +63,20 @@ class Settings(BaseSettings):
     #: rejected (device clocks run a little ahead; a row "from 2035" never moves an
     #: event's clock).
     clock_allowance_minutes: float = 15.0
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"public_url must be an http(s) URL without a query: {value!r}")
+        return value.strip().rstrip("/")
+
+    def public_base(self) -> str:
+        """The public root URL without a trailing slash (DEFAULT_PUBLIC_URL if unset)."""
+        return (self.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in ``data_dir``."""

@@ -16,7 +16,12 @@ import dcm
 from dcm.analysis.impact import population_points
 from dcm.compare import ComparisonResult, write_comparison
 from dcm.errors import Conflict
-from dcm.schema import CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, OUTAGE_COLUMNS
+from dcm.schema import (
+    CELL_OFFLINE_SINCE,
+    CELL_STATUS_COLUMNS,
+    GRID_STATUS_COLUMNS,
+    OUTAGE_COLUMNS,
+)
 from dcm.simulate import simulate
 
 
@@ -42,7 +47,14 @@ def test_compare_finds_the_quake_outages(quake) -> None:
     assert result.outages["confidence"].between(0, 1).all()
     assert (result.outages["onset"] <= result.outages["window_start"]).all()
     assert result.outages["population"].gt(0).any()
-    assert list(result.cells.columns) == list(CELL_STATUS_COLUMNS)
+    assert list(result.cells.columns) == [*CELL_STATUS_COLUMNS, CELL_OFFLINE_SINCE]
+    # Offline intervals say since when; other statuses have no such time.
+    offline = result.cells["status"].eq("offline")
+    assert offline.any()
+    assert (
+        result.cells.loc[offline, CELL_OFFLINE_SINCE] == result.cells.loc[offline, "start"]
+    ).all()
+    assert result.cells.loc[~offline, CELL_OFFLINE_SINCE].isna().all()
     assert set(GRID_STATUS_COLUMNS) <= set(result.grid.columns)
     assert set(result.grid["state"]) <= {"up", "down", "uncertain", "no_data"}
 
@@ -145,7 +157,7 @@ def test_write_comparison_files(quake, tmp_path: Path) -> None:
     assert len(back) == len(result.outages)
     assert back.crs.to_epsg() == 4326
     cells = pd.read_csv(tmp_path / "out" / "cells.csv")
-    assert list(cells.columns) == list(CELL_STATUS_COLUMNS)
+    assert list(cells.columns) == [*CELL_STATUS_COLUMNS, CELL_OFFLINE_SINCE]
     status = pd.read_parquet(tmp_path / "out" / "status.parquet")
     assert set(GRID_STATUS_COLUMNS) <= set(status.columns)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

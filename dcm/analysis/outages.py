@@ -77,7 +77,16 @@ def build_outages(
     if coverage is not None and _coverage_usable(coverage, len(networks)):
         parts = _tiered_parts(coverage, params=params, n_networks=len(networks))
         return _outage_frame(
-            parts, windows, window, networks, params, population, cells, cell_offline, previous
+            parts,
+            windows,
+            window,
+            networks,
+            params,
+            population,
+            cells,
+            cell_offline,
+            previous,
+            coverage=coverage,
         )
     hexes = keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy()
     pairs = pairs if pairs is not None else neighbour_pairs(hexes)
@@ -266,8 +275,15 @@ def _outage_frame(
     cells: pd.DataFrame,
     cell_offline: np.ndarray,
     previous: gpd.GeoDataFrame | None,
+    *,
+    coverage: CoverageInput | None = None,
 ) -> gpd.GeoDataFrame:
-    """Outage features from coverage parts (``layer``, ``col``, ``geometry``, ``p``)."""
+    """Outage features from coverage parts (``layer``, ``col``, ``geometry``, ``p``).
+
+    ``cells_offline``: the offline cells of the sites whose service area (reach in that
+    window) the part is (:func:`_cells_serving`); without ``coverage``, the offline
+    cells located in the part.
+    """
     if parts.empty:
         return empty_outages()
     # Snap to a 1e-6° grid (0.1 m), which keeps the shapes valid when written with
@@ -292,12 +308,16 @@ def _outage_frame(
         g, pt = shapely.STRtree(pts).query(geoms, predicate="contains")
         weights = population["population"].to_numpy("float64")[pt]
         people = np.bincount(g, weights=weights, minlength=len(parts))
-    # Offline cells located in each part: of its network, any network for "all".
-    cell_pts = shapely.points(cells["lon"].to_numpy("float64"), cells["lat"].to_numpy("float64"))
-    g, c = shapely.STRtree(cell_pts).query(geoms, predicate="contains")
     cell_net = pd.Index(networks).get_indexer(pd.Index(cells["network"].astype(str)))
-    hit = cell_offline[c, col[g]] & ((layer[g] < 0) | (layer[g] == cell_net[c]))
-    offline = np.bincount(g[hit], minlength=len(parts))
+    offline = _cells_serving(geoms, layer, col, cells, cell_net, cell_offline, coverage)
+    if offline is None:
+        # Offline cells located in each part: of its network, any network for "all".
+        cell_pts = shapely.points(
+            cells["lon"].to_numpy("float64"), cells["lat"].to_numpy("float64")
+        )
+        g, c = shapely.STRtree(cell_pts).query(geoms, predicate="contains")
+        hit = cell_offline[c, col[g]] & ((layer[g] < 0) | (layer[g] == cell_net[c]))
+        offline = np.bincount(g[hit], minlength=len(parts))
     names = np.asarray(networks, dtype=object)
     start = windows[col]
     frame = gpd.GeoDataFrame(
@@ -329,6 +349,61 @@ def _outage_frame(
         parse_duration(params.track_gap, name="track_gap"),
         until=windows.max() + window,
     )
+
+
+#: A site's service area counts for an outage part when the part overlaps the disc of
+#: this share of its reach: parts are cut along the discs of serving sites, and a disc
+#: that only touches a part's edge does not serve it.
+_SERVING_SHRINK = 0.98
+
+
+def _cells_serving(
+    geoms: np.ndarray,
+    layer: np.ndarray,
+    col: np.ndarray,
+    cells: pd.DataFrame,
+    cell_net: np.ndarray,
+    cell_offline: np.ndarray,
+    coverage: CoverageInput | None,
+) -> np.ndarray | None:
+    """Offline cells per outage part, counted by the sites whose service area it is.
+
+    A part counts the offline cells (in its window; of its network, any network for
+    ``"all"``) of every site whose reach in that window overlaps it: an outage is the
+    area those sites served, and their cells usually stand outside it (a mast on a
+    ridge serves the valley). Sites are the cells' ``site_id`` groups in first-seen
+    order, as :class:`~dcm.analysis.coverage.CoverageInput` rows are; None when the
+    counts do not match (then cells are counted where they stand).
+    """
+    if coverage is None or "site_id" not in cells:
+        return None
+    site_of_cell, site_ids = pd.factorize(cells["site_id"].astype(str))
+    if len(site_ids) != coverage.lon.size or (site_of_cell < 0).any():
+        return None
+    out = np.zeros(len(geoms), dtype="int64")
+    r, c = np.nonzero(cell_offline)
+    if r.size == 0 or len(geoms) == 0:
+        return out
+    # Offline cells per (site, window, network) with a finite reach there.
+    off = pd.DataFrame({"site": site_of_cell[r], "col": c, "net": cell_net[r]})
+    off = off.groupby(["site", "col", "net"], as_index=False).size()
+    reach = coverage.reach[off["site"].to_numpy(), off["col"].to_numpy()]
+    off = off[np.isfinite(reach) & (reach > 0)].reset_index(drop=True)
+    if off.empty:
+        return out
+    from dcm.analysis.coverage import _discs
+
+    site = off["site"].to_numpy()
+    discs = _discs(
+        coverage.lon[site],
+        coverage.lat[site],
+        coverage.reach[site, off["col"].to_numpy()] * _SERVING_SHRINK,
+    )
+    part, disc = shapely.STRtree(discs).query(geoms, predicate="intersects")
+    net = off["net"].to_numpy()[disc]
+    keep = (off["col"].to_numpy()[disc] == col[part]) & ((layer[part] < 0) | (layer[part] == net))
+    np.add.at(out, part[keep], off["size"].to_numpy()[disc[keep]])
+    return out
 
 
 def _distinct_shapes(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 
-from dcm.api.dependencies import PrincipalDep, StoreDep
+from dcm.api.dependencies import PrincipalDep, SettingsDep, StoreDep
 from dcm.api.ogc import JSON, GeoJSONResponse, base_url
 
 router = APIRouter(tags=["Alerts"])
@@ -43,6 +43,7 @@ def event_alerts(
     event: EventName,
     store: StoreDep,
     principal: PrincipalDep,
+    settings: SettingsDep,
     cancelled: Annotated[
         bool, Query(description="Also list alerts whose latest message is a Cancel.")
     ] = False,
@@ -54,25 +55,29 @@ def event_alerts(
 
     name = store.get_event(event).name
     base = base_url(request)
+    public = settings.public_base()
     doc = live.alerts_geojson(store, name)
     features = [f for f in doc["features"] if cancelled or f["properties"]["msg_type"] != "Cancel"]
     for feature in features:
         feature["links"] = [
             {
-                "href": cap_url(base, feature["properties"]["identifier"]),
+                "href": cap_url(public, feature["properties"]["identifier"]),
                 "rel": "alternate",
                 "type": CAP_XML,
                 "title": "CAP 1.2 document",
             }
         ]
-    href = f"{base}/events/{name}/alerts"
     return GeoJSONResponse(
         {
             "type": "FeatureCollection",
             "features": features,
             "links": [
                 {"href": str(request.url), "rel": "self", "type": "application/geo+json"},
-                {"href": f"{href}.atom", "rel": "alternate", "type": ATOM_XML},
+                {
+                    "href": f"{public}/events/{name}/alerts.atom",
+                    "rel": "alternate",
+                    "type": ATOM_XML,
+                },
                 {"href": f"{base}/events/{name}", "rel": "up", "type": JSON},
             ],
         }
@@ -85,13 +90,14 @@ def event_alerts(
     responses={200: {"content": {CAP_XML: {}}}},
 )
 def cap_document(
-    request: Request, identifier: str, store: StoreDep, principal: PrincipalDep
+    identifier: str, store: StoreDep, principal: PrincipalDep, settings: SettingsDep
 ) -> Response:
-    """One CAP 1.2 message (Alert, Update or Cancel) as XML."""
+    """One CAP 1.2 message (Alert, Update or Cancel) as XML; its links start with the
+    configured public URL (``DCM_PUBLIC_URL``)."""
     from dcm.publish import cap_alert
 
     message = store.alert_message(identifier)
-    body = cap_alert(_cap_message(store, message, base_url(request)))
+    body = cap_alert(_cap_message(store, message, settings.public_base()))
     return Response(body, media_type=CAP_XML)
 
 
@@ -101,15 +107,16 @@ def cap_document(
     responses={200: {"content": {ATOM_XML: {}}}},
 )
 def alerts_feed(
-    request: Request, event: EventName, store: StoreDep, principal: PrincipalDep
+    event: EventName, store: StoreDep, principal: PrincipalDep, settings: SettingsDep
 ) -> Response:
     """Atom feed with one entry per alert (its latest message, cancellations included),
-    newest first, each linking its CAP document (``application/cap+xml``)."""
+    newest first, each linking its CAP document (``application/cap+xml``). Ids and links
+    start with the configured public URL (``DCM_PUBLIC_URL``), never the Host header."""
     from dcm import live
     from dcm.publish import atom_feed, cap_entry
 
     name = store.get_event(event).name
-    base = base_url(request)
+    base = settings.public_base()
     messages = sorted(live.latest_alerts(store, name), key=lambda m: m.sent, reverse=True)
     entries = [
         cap_entry(_cap_message(store, m, base), cap_url=cap_url(base, m.identifier))
@@ -119,6 +126,6 @@ def alerts_feed(
         entries,
         feed_id=f"{base}/events/{name}/alerts.atom",
         title=f"dcm alerts — {name}",
-        self_url=str(request.url),
+        self_url=f"{base}/events/{name}/alerts.atom",
     )
     return Response(feed, media_type=ATOM_XML)

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dcm import __version__
 from dcm.api import alerts, apidocs, basemap, events, ogc
 from dcm.api.catalog import StoreCatalog
-from dcm.api.dependencies import refuse_nul_characters
+from dcm.api.dependencies import refuse_nul_characters, refuse_unknown_query
 from dcm.api.errors import install_error_handlers
 from dcm.ingest.tiles import open_tiles
 from dcm.settings import Settings
@@ -265,9 +265,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)  # its middleware goes outside gzip
     # Outermost: the lease lasts until the response starts (its body is ready then).
     app.add_middleware(StoreLeases, stores=stores, idle_s=settings.client_idle_timeout_s)
-    app.include_router(ogc.router)
-    app.include_router(events.router)
-    app.include_router(alerts.router)
+    # The API's own routes refuse query parameters they do not declare.
+    strict = [Depends(refuse_unknown_query)]
+    app.include_router(ogc.router, dependencies=strict)
+    app.include_router(events.router, dependencies=strict)
+    app.include_router(alerts.router, dependencies=strict)
     app.include_router(basemap.router)
     app.include_router(apidocs.router)
     # The responder web map is an optional module of its own.

@@ -206,7 +206,7 @@ class AlertCollection:
         for feature in self._all():
             if feature["id"] == feature_id:
                 return feature
-        raise NotFound(f"no alert {feature_id!r} in {self.id!r}")
+        raise NotFound(f"no alert {feature_id[:80]!r} in {self.id!r}")
 
 
 def _geometry_text(feature: Feature) -> str:

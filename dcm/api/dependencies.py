@@ -189,6 +189,40 @@ async def zoom_query(
     return zoom
 
 
+#: The one coordinate reference system of every layer (OGC API – Features Part 2 names).
+CRS84_NAMES = frozenset(
+    {"http://www.opengis.net/def/crs/OGC/1.3/CRS84", "[OGC:CRS84]", "OGC:CRS84"}
+)
+
+
+async def crs_query(
+    crs: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Coordinate reference system of the answer (OGC API – Features Part "
+            "2); only http://www.opengis.net/def/crs/OGC/1.3/CRS84, the default.",
+        ),
+    ] = None,
+    bbox_crs: Annotated[
+        str | None,
+        Query(
+            alias="bbox-crs",
+            max_length=200,
+            description="Coordinate reference system of bbox; only CRS84, the default.",
+        ),
+    ] = None,
+) -> None:
+    """``crs`` and ``bbox-crs``, which clients such as GDAL send: CRS84 is accepted (it is
+    what every layer is in), any other CRS is a 400."""
+    for name, value in (("crs", crs), ("bbox-crs", bbox_crs)):
+        if value is not None and value.strip() not in CRS84_NAMES:
+            raise ParameterError(
+                f"{name} {value[:80]!r} is not offered: layers are in "
+                "http://www.opengis.net/def/crs/OGC/1.3/CRS84 only"
+            )
+
+
 async def refuse_nul_characters(request: Request) -> None:
     """Refuse a path or query holding a NUL character (``%00``) with 400, on every route.
 
@@ -199,6 +233,33 @@ async def refuse_nul_characters(request: Request) -> None:
         "\x00" in name or "\x00" in value for name, value in request.query_params.multi_items()
     ):
         raise ParameterError("the URL holds a NUL character (%00)")
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """Query parameter names a route declares, with those of its dependencies."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """Refuse query parameters the route does not declare with 400, naming them.
+
+    A misspelt filter (``?netwrok=360-100``) would otherwise be ignored and answer with
+    every feature, which a client cannot tell from a filtered answer.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "none"
+        raise ParameterError(
+            f"unknown query parameter(s): {', '.join(unknown)} (this endpoint takes: {takes})"
+        )
 
 
 async def get_settings(request: Request) -> Settings:
@@ -248,6 +309,7 @@ BBoxDep = Annotated[BBox | None, Depends(bbox_query)]
 IntervalDep = Annotated[Interval | None, Depends(datetime_query)]
 PageDep = Annotated[Page, Depends(page_query)]
 ZoomDep = Annotated[int | None, Depends(zoom_query)]
+CrsDep = Annotated[None, Depends(crs_query)]
 PrincipalDep = Annotated[Any, Depends(get_principal)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Any, Depends(get_store)]

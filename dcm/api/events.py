@@ -79,6 +79,8 @@ def _event_summary(event: Any, base: str) -> dict[str, Any]:
             },
             {"href": f"{href}/gaps", "rel": "gaps", "type": JSON},
             {"href": f"{href}/gaps?f=csv", "rel": "gaps", "type": "text/csv"},
+            {"href": f"{href}/gaps?f=html", "rel": "gaps", "type": "text/html"},
+            {"href": f"{href}/gaps?f=pdf", "rel": "gaps", "type": "application/pdf"},
         ],
     }
 
@@ -121,13 +123,21 @@ def get_event(
 @router.get(
     "/events/{event}/gaps",
     summary="Gap report",
-    responses={200: {"content": {JSON: {}, "text/csv": {}}}},
+    responses={
+        200: {"content": {JSON: {}, "text/csv": {}, "text/html": {}, "application/pdf": {}}}
+    },
 )
 def gaps(
     event: EventName,
     store: StoreDep,
     principal: PrincipalDep,
-    f: Annotated[Literal["json", "csv"], Query(description="Output format.")] = "json",
+    f: Annotated[
+        Literal["json", "csv", "html", "pdf"],
+        Query(
+            description="Output format: json, csv, or for planners html (table and chart "
+            "of people cut off over time) or pdf."
+        ),
+    ] = "json",
     at: Annotated[
         str | None,
         Query(description="Report the window holding this time (RFC 3339); default latest."),
@@ -141,6 +151,16 @@ def gaps(
     if moment is not None and not GAPS_AT_RANGE[0] <= moment <= GAPS_AT_RANGE[1]:
         raise ParameterError(f"at {at!r} is outside the years 1700-2200")
     name = store.get_event(event).name
+    if f in ("html", "pdf"):
+        document = live.gap_document(
+            store, name, fmt=f, at=None if moment is None else pd.Timestamp(moment)
+        )
+        media = "text/html; charset=utf-8" if f == "html" else "application/pdf"
+        return Response(
+            document,
+            media_type=media,
+            headers={"Content-Disposition": f'inline; filename="{name}-gaps.{f}"'},
+        )
     report = live.gap_report(store, name, at=None if moment is None else pd.Timestamp(moment))
     report = report.assign(since=report["since"].map(_iso))
     if f == "csv":

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from dcm.api.collections import CRS84, Catalog, Collection, Feature
-from dcm.api.dependencies import BBoxDep, IntervalDep, PageDep, PrincipalDep, ZoomDep
+from dcm.api.dependencies import BBoxDep, CrsDep, IntervalDep, PageDep, PrincipalDep, ZoomDep
 
 GEOJSON = "application/geo+json"
 JSON = "application/json"
@@ -233,6 +233,7 @@ def items(
     interval: IntervalDep,
     page: PageDep,
     zoom: ZoomDep,
+    crs: CrsDep,
     f: FeatureFormat = None,
     network: Annotated[
         str | None,
@@ -304,6 +305,7 @@ def item(
     catalog: CatalogDep,
     principal: PrincipalDep,
     zoom: ZoomDep,
+    crs: CrsDep,
     f: FeatureFormat = None,
 ) -> Response:
     """One feature by id; with ``zoom``, its outline simplified for that zoom level."""

@@ -81,10 +81,11 @@ def timeline_lines(result: Any, *, top: int = 3) -> list[str]:
     """How the outages went: onset, the peak (people per network, worst areas), the end.
 
     ``result``: a :class:`dcm.compare.ComparisonResult`. People at the peak come from
-    the outages' ``population``; "all networks" counts each person once (no service
-    plus some networks down). Areas get the people of the all-network outages split by
-    the share of each outage's area inside them (people are not spread evenly, so
-    these are estimates). At most 4 lines.
+    the outages' ``population``; "all networks" counts each person once, those with no
+    service on any network apart from those with some networks down. "Last outage
+    ended" only when no site is still offline at the end of the data. Areas get the
+    people of the all-network outages split by the share of each outage's area inside
+    them (people are not spread evenly, so these are estimates). At most 4 lines.
     """
     from dcm.publish.webmap import peak_window, people_by_window
     from dcm.schema import ALL_NETWORKS
@@ -102,10 +103,20 @@ def timeline_lines(result: Any, *, top: int = 3) -> list[str]:
     starts = pd.to_datetime(outages["window_start"], utc=True)
     ends = pd.to_datetime(outages["window_end"], utc=True)
     start = starts[ends == peak].min()
-    lines = [
-        f"peak: {start:%Y-%m-%d %H:%M}–{peak:%H:%M} UTC, {everyone:,.0f} people affected "
-        "on all networks (no service or some networks down)"
-    ]
+    at_peak = outages[(ends == peak).to_numpy() & (outages["network"] == ALL_NETWORKS).to_numpy()]
+    by_severity = (
+        pd.to_numeric(at_peak["population"], errors="coerce").groupby(at_peak["severity"]).sum()
+    )
+    if len(at_peak):
+        nobody = float(by_severity.get("outage", 0.0))
+        degraded = float(by_severity.get("degraded", 0.0))
+        affected = (
+            f"{nobody:,.0f} people with no service on any network, {degraded:,.0f} more "
+            "with some networks down"
+        )
+    else:
+        affected = f"{everyone:,.0f} people affected on one network or more"
+    lines = [f"peak: {start:%Y-%m-%d %H:%M}–{peak:%H:%M} UTC, {affected}"]
     singles = [f"{net} {n:,.0f}" for net, n in people.items() if net != ALL_NETWORKS]
     if singles:
         lines.append("  at the peak per network: " + ", ".join(singles))
@@ -116,14 +127,30 @@ def timeline_lines(result: Any, *, top: int = 3) -> list[str]:
     last_seen = ends.max()
     judged_end = pd.Timestamp(result.summary["windows"]["last_end"])
     judged_end = judged_end.tz_localize("UTC") if judged_end.tzinfo is None else judged_end
-    if last_seen < judged_end:
+    sites_left = _sites_offline_at(result.cells, judged_end)
+    if last_seen < judged_end and sites_left == 0:
         end = f"last outage ended {_when(last_seen)} (none seen in later windows)"
+    elif last_seen < judged_end:
+        # No outage area is drawn, but sites are still offline: no all clear.
+        end = (
+            f"no outage area after {_when(last_seen)}, but {sites_left} site(s) still "
+            f"offline at the end of the data ({_when(judged_end)})"
+        )
     else:
         still = outages.loc[(ends == last_seen).to_numpy(), "outage_id"].nunique()
         end = f"{still} outage(s) still open at the end of the data ({_when(last_seen)})"
     lines.append(f"outages began {_when(onset)}; {end}")
     lines += _suspected_line(doubtful)
     return lines
+
+
+def _sites_offline_at(cells: pd.DataFrame, end: pd.Timestamp) -> int:
+    """Sites with a cell whose offline interval lasts to ``end`` (the data's end)."""
+    if cells.empty:
+        return 0
+    ends = pd.to_datetime(cells["end"], utc=True)
+    offline = cells[(cells["status"] == "offline").to_numpy() & (ends >= end).to_numpy()]
+    return int(offline["site_id"].nunique())
 
 
 def _when(value: pd.Timestamp) -> str:

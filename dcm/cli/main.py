@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("dcm.cli.ingest", "Load a file into an event in the store."),
     "update": ("dcm.cli.update", "Recompute the windows that new data touched."),
     "replay": ("dcm.cli.replay", "Feed a measurement file into an event hour by hour."),
+    "report": ("dcm.cli.report", "Write the gap report for planners (HTML or PDF)."),
     "serve": ("dcm.cli.serve", "Run the API and web map."),
     "keys": ("dcm.cli.keys", "Manage API keys and dataset grants."),
 }

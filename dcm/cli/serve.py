@@ -44,6 +44,11 @@ from dcm.settings import Settings
     help="Offline basemap, an .mbtiles or .pmtiles file served under /basemap/ (sets DCM_BASEMAP).",
 )
 @click.option(
+    "--public-url",
+    help="Root URL the public reaches this server at, for CAP and Atom links (sets "
+    "DCM_PUBLIC_URL; default: DCM_PUBLIC_URL, else http://HOST:PORT).",
+)
+@click.option(
     "--limit-concurrency",
     default=1000,
     show_default=True,
@@ -59,6 +64,7 @@ def command(
     data_dir: Path | None,
     database_url: str | None,
     basemap: Path | None,
+    public_url: str | None,
     limit_concurrency: int,
 ) -> None:
     """Run the API and the responder web map.
@@ -85,6 +91,14 @@ def command(
         from dcm.ingest.tiles import open_tiles
 
         open_tiles(tiles).close()  # a bad file stops here with one line, not in a worker
+    if public_url is not None:
+        os.environ["DCM_PUBLIC_URL"] = public_url
+    elif not os.environ.get("DCM_PUBLIC_URL"):
+        # CAP and Atom links never come from a client's Host header: without a
+        # configured URL, the address served.
+        shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        os.environ["DCM_PUBLIC_URL"] = f"http://{shown}:{port}"
     uvicorn.run(
         "dcm.api.app:create_app",
         factory=True,

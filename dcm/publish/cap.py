@@ -299,6 +299,84 @@ def cap_severity(
     )
 
 
+def _when(value: Any) -> str:
+    return cap_datetime(value)[:16].replace("T", " ") + " UTC"
+
+
+def _restored_texts(
+    outage: Mapping[str, Any] | pd.Series,
+    *,
+    network: str,
+    no_service: bool,
+    suspected: bool,
+) -> tuple[str, str, str, str]:
+    """Area description, headline, first sentence and instruction of a Cancel: the
+    outage is over and service is back."""
+    restored = _value(outage, "restored")
+    at = f" since {_when(restored)}" if restored is not None else ""
+    onset = _value(outage, "onset")
+    began = f" The outage began {_when(onset)}." if onset is not None else ""
+    if suspected:
+        # The chain had fallen back to a suspected outage: the measurements no longer
+        # point to one at all, which is what restores any outage.
+        began += " It had been suspected only (too few measurements to confirm it)."
+    if no_service:
+        texts = (
+            "Area where mobile service is restored",
+            "Mobile service restored",
+            f"Mobile networks serve this area again{at}.{began}",
+        )
+    elif network == ALL_NETWORKS:
+        texts = (
+            "Area where mobile service is restored",
+            "Mobile networks restored",
+            f"The mobile networks that were down serve this area again{at}.{began}",
+        )
+    else:
+        texts = (
+            f"Area where network {network} is restored",
+            f"Mobile network {network} restored",
+            f"Mobile network {network} serves this area again{at}.{began}",
+        )
+    return (*texts, "Service is back: no action needed. Report places still without service.")
+
+
+def _changes(
+    previous: Mapping[str, Any],
+    outage: Mapping[str, Any] | pd.Series,
+    *,
+    severe_population: float,
+) -> list[str]:
+    """What changed since the message before, in words (people, area, tier, severity)."""
+    out: list[str] = []
+    for key, noun, fmt in (
+        ("population", "people affected", "{:,.0f}"),
+        ("area_km2", "area", "{:,.1f} km²"),
+    ):
+        a, b = _value(previous, key), _value(outage, key)
+        if a is None or b is None or fmt.format(a) == fmt.format(b):
+            continue
+        verb = "grew" if b > a else ("fell" if key == "population" else "shrank")
+        out.append(f"{noun} {verb} from {fmt.format(a)} to {fmt.format(b)}")
+    tier_a = _value(previous, "tier") or "confirmed"
+    tier_b = _value(outage, "tier") or "confirmed"
+    if tier_a != tier_b:
+        now = "confirmed" if tier_b == "confirmed" else "only suspected"
+        out.append(f"now {now} (was {tier_a})")
+    sev_a = _value(previous, "severity")
+    sev_b = _value(outage, "severity")
+    if sev_a and sev_b and sev_a != sev_b:
+        words = {"outage": "no service", "degraded": "some networks down"}
+        out.append(f"now {words.get(sev_b, sev_b)} (was {words.get(sev_a, sev_a)})")
+    else:
+        before = {"network": _value(outage, "network"), **previous}
+        cap_a = cap_severity(before, severe_population=severe_population)
+        cap_b = cap_severity(outage, severe_population=severe_population)
+        if cap_a != cap_b:
+            out.append(f"severity now {cap_b} (was {cap_a})")
+    return out
+
+
 def outage_to_cap(
     outage: Mapping[str, Any] | pd.Series,
     *,
@@ -320,7 +398,9 @@ def outage_to_cap(
     Severity: :func:`cap_severity`; certainty: :func:`cap_certainty`. A suspected
     outage (``tier``) is said to be one in the headline, area and description.
     ``expires`` defaults to ``sent + valid_for``. A Cancel (the outage ended) gets
-    urgency Past.
+    urgency Past and says that service is restored (``restored``: since when, if known).
+    An Update says what changed since the message before when the outage carries
+    ``previous`` (that message's ``population``, ``area_km2``, ``tier``, ``severity``).
     """
     network = _value(outage, "network") or ALL_NETWORKS
     everyone = network == ALL_NETWORKS
@@ -364,7 +444,7 @@ def outage_to_cap(
             f"Subscribers of {network} may have no service here; other networks may "
             "still carry calls, including emergency calls."
         )
-    if suspected:
+    if suspected and msg_type != "Cancel":
         # The data point to an outage but cannot confirm it yet: say so first.
         kinds = {True: "all mobile networks", False: "some mobile networks"}
         affected = kinds[no_service] if everyone else f"mobile network {network}"
@@ -374,16 +454,37 @@ def outage_to_cap(
             f"Suspected outage of {affected} in this area{since}: the measurements point "
             "to an outage but are too few to confirm it yet."
         )
-    if people:
+    previous = _value(outage, "previous")
+    changes = (
+        _changes(previous, outage, severe_population=severe_population)
+        if msg_type == "Update" and isinstance(previous, Mapping)
+        else []
+    )
+    restored = msg_type == "Cancel"
+    if restored:
+        where, headline, first, instruction = _restored_texts(
+            outage, network=network, no_service=no_service, suspected=suspected
+        )
+        if people and round(population) >= 1:
+            headline += f" ({people} had been affected)"
+    elif people:
         headline += f": {people} affected"
+        before = _value(previous, "population") if changes else None
+        if before is not None and round(before) != round(population):
+            headline += f" (was {before:,.0f})"
+    if msg_type == "Update":
+        headline = "Update: " + headline
 
     sentences = [first]
+    if changes:
+        sentences.insert(0, "Update: " + "; ".join(changes) + ".")
     extent = [f"{area_km2:,.1f} km²" if area_km2 is not None else None, people]
     if any(extent):
-        sentences.append("Affected: " + ", ".join(e for e in extent if e) + ".")
-    if cells is not None:
+        label = "Affected at the last report" if restored else "Affected"
+        sentences.append(f"{label}: " + ", ".join(e for e in extent if e) + ".")
+    if cells is not None and not restored:
         sentences.append(f"Cells offline: {int(cells)}.")
-    if confidence is not None:
+    if confidence is not None and not restored:
         sentences.append(
             f"{'Probability' if suspected else 'Confidence'} {confidence:.0%}, from "
             "crowdsourced measurements compared with the same places before the event."

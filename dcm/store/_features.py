@@ -56,6 +56,12 @@ class Query:
         return " AND ".join(self.where) if self.where else "1 = 1"
 
 
+def shown_id(feature_id: str, *, limit: int = 80) -> str:
+    """A feature id for an error message: quoted, cut to ``limit`` characters."""
+    text = feature_id if len(feature_id) <= limit else feature_id[: limit - 1] + "…"
+    return repr(text)
+
+
 def _iso(value: Any) -> str | None:
     ts = to_ts(value)
     return None if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -72,7 +78,7 @@ def _parse_fid_time(text: str) -> str:
     try:
         return ts_text(pd.Timestamp(pd.to_datetime(text, format=FID_FORMAT, utc=True)))  # type: ignore[return-value]
     except ValueError as exc:
-        raise NotFound(f"no feature with time {text!r}") from exc
+        raise NotFound(f"no feature with time {shown_id(text)}") from exc
 
 
 def _bbox_polygons(store: Store, q: Query, alias: str, bbox: BBox) -> None:
@@ -230,6 +236,7 @@ def _cell_feature(r: Row) -> dict[str, Any]:
             "end": _iso(r["end_time"]),
             "p_offline": _num(r["p_offline"]),
             "silence_h_needed": _num(r["silence_h_needed"]),
+            "offline_since": _iso(r["offline_since"]),
         },
     }
 
@@ -393,6 +400,7 @@ def build(
                 "c.end_time",
                 "c.p_offline",
                 "c.silence_h_needed",
+                "c.offline_since",
                 "c.lon",
                 "c.lat",
             ],
@@ -445,7 +453,7 @@ def build(
         if fid is not None:
             parts = str(fid).split("_")
             if len(parts) != 3:
-                raise NotFound(f"no grid feature {fid!r}")
+                raise NotFound(f"no grid feature {shown_id(str(fid))}")
             q.add(
                 "g.h3 = ? AND g.network = ? AND g.window_start = ?",
                 parts[0],
@@ -518,8 +526,10 @@ def build(
         if fid is not None:
             # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and
             # SQLite cannot bind a larger integer.
-            if not (str(fid).isascii() and str(fid).isdigit()) or int(fid) >= 2**63:
-                raise NotFound(f"no measurement {fid!r}")
+            # The length first: int() refuses strings of more than 4,300 digits.
+            text = str(fid)
+            if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
+                raise NotFound(f"no measurement {shown_id(text)}")
             q.add("m.id = ?", int(fid))
     else:  # areas, hazard
         table, id_col, extra = (

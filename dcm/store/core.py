@@ -20,12 +20,14 @@ import shapely
 from dcm.errors import Conflict, NotFound, ParameterError, StoreError
 from dcm.schema import (
     CELL_COLUMNS,
+    CELL_OFFLINE_SINCE,
     CELL_STATUS_COLUMNS,
     CRS,
     GRID_STATUS_COLUMNS,
     MEASUREMENT_COLUMNS,
     OUTAGE_COLUMNS,
     POPULATION_COLUMNS,
+    UTC_TS,
     empty_frame,
     with_outage_tiers,
 )
@@ -960,8 +962,11 @@ class Store:
         pairs = pairs[(pairs["start"] < pairs["w"] + length) & (pairs["end"] > pairs["w"])]
         if pairs.empty:
             return
+        offline = pairs["status"].eq("offline").fillna(False).to_numpy(dtype=bool)
+        pairs["offline_since"] = pairs["start"].where(offline)
         pairs["start"] = pairs["w"]
         pairs["end"] = pairs["w"] + length
+        self._carry_offline_since(eid, pairs, starts, length)
         located = self.db.frame(
             "SELECT radio, mcc, net, area, cell, lon, lat, network FROM cells WHERE event_id = ?",
             (eid,),
@@ -1002,10 +1007,48 @@ class Store:
             "end_time",
             "p_offline",
             "silence_h_needed",
+            "offline_since",
             "lon",
             "lat",
         ]
+        pairs["offline_since"] = ts_column(pairs["offline_since"])
         self.db.bulk_insert("cell_status", cols, frame_rows(pairs, cols))
+
+    def _carry_offline_since(
+        self, eid: int, pairs: pd.DataFrame, starts: pd.DatetimeIndex, length: pd.Timedelta
+    ) -> None:
+        """``offline_since`` of offline rows whose interval begins at a recomputed window
+        right after one not recomputed now: the stored row of that window, when the cell
+        was offline there too, says since when (in place)."""
+        begins = pairs["offline_since"].notna() & pairs["offline_since"].eq(pairs["w"])
+        before = pairs.loc[begins, "w"] - length
+        before = before[~before.isin(starts)]
+        if before.empty:
+            return
+        keys = ["radio", "mcc", "net", "area", "cell"]
+        wanted = [ts_text(w) for w in pd.DatetimeIndex(before.unique())]
+        stored = self.db.frame(
+            "SELECT radio, mcc, net, area, cell, start_time, "
+            "coalesce(offline_since, start_time) AS since FROM cell_status "
+            f"WHERE event_id = ? AND status = 'offline' AND start_time IN "
+            f"({', '.join('?' * len(wanted))})",
+            (eid, *wanted),
+        )
+        if stored.empty:
+            return
+        stored["w"] = to_utc(stored.pop("start_time")) + length
+        stored["since"] = to_utc(stored["since"])
+        for k in keys[1:]:
+            stored[k] = stored[k].astype("int64")
+        probe = pairs.loc[before.index, [*keys, "w"]].copy()
+        for k in keys[1:]:
+            probe[k] = probe[k].astype("int64")
+        probe["radio"] = probe["radio"].astype(object)
+        stored["radio"] = stored["radio"].astype(object)
+        found = probe.reset_index().merge(
+            stored.drop_duplicates([*keys, "w"]), on=[*keys, "w"], how="inner"
+        )
+        pairs.loc[found["index"].to_numpy(), "offline_since"] = found["since"].to_numpy()
 
     def save_coverage(self, event: str | int, coverage: pd.DataFrame) -> None:
         """Replace the baseline coverage layer: per h3 and network ``measurements``,
@@ -1049,17 +1092,18 @@ class Store:
         return gpd.GeoDataFrame(_typed(raw, OUTAGE_COLUMNS), geometry=geometry, crs=CRS)
 
     def cell_status(self, event: str | int) -> pd.DataFrame:
-        """Stored cell status per window (CELL_STATUS_COLUMNS + network, lon, lat)."""
+        """Stored cell status per window (CELL_STATUS_COLUMNS + ``offline_since``, network,
+        lon, lat)."""
         raw = self.db.frame(
             "SELECT radio, mcc, net, area, cell, site_id, status, start_time AS start, "
-            'end_time AS "end", p_offline, silence_h_needed, network, lon, lat FROM cell_status '
-            "WHERE event_id = ? ORDER BY start_time, id",
+            'end_time AS "end", p_offline, silence_h_needed, offline_since, network, lon, lat '
+            "FROM cell_status WHERE event_id = ? ORDER BY start_time, id",
             (self.event_id(event),),
         )
         if raw.empty:
-            return empty_frame(CELL_STATUS_COLUMNS)
-        raw["start"] = to_utc(raw["start"])
-        raw["end"] = to_utc(raw["end"])
+            return empty_frame({**CELL_STATUS_COLUMNS, CELL_OFFLINE_SINCE: UTC_TS})
+        for col in ("start", "end", "offline_since"):
+            raw[col] = to_utc(raw[col])
         return _typed(raw, CELL_STATUS_COLUMNS)
 
     def grid_status(self, event: str | int) -> pd.DataFrame:
@@ -1213,7 +1257,8 @@ class Store:
         )
         found = _features.page(self, query, limit=1, offset=0, count=False).features
         if not found:
-            raise NotFound(f"no feature {feature_id!r} in {kind} of event {event!r}")
+            shown = _features.shown_id(str(feature_id))
+            raise NotFound(f"no feature {shown} in {kind} of event {event!r}")
         return found[0]
 
     def extent(

@@ -421,6 +421,21 @@ def _window_marks(db: Database) -> None:
     db.execute("ALTER TABLE event_windows ADD COLUMN marks INTEGER NOT NULL DEFAULT 0")
 
 
+def _offline_since(db: Database) -> None:
+    """Cell status ``offline_since``: the start of the cell's current offline interval.
+
+    Rows stored before it get their own window start (the interval is not rebuilt);
+    the next update of a window fills it in full.
+    """
+    ts = TYPES[db.backend]["ts"]
+    db.script(
+        [
+            f"ALTER TABLE cell_status ADD COLUMN offline_since {ts}",
+            "UPDATE cell_status SET offline_since = start_time WHERE status = 'offline'",
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -433,6 +448,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "measurement R*Trees per event and visibility", _rtree_per_event),
     Migration(3, "outage tier and certainty, cell status silence_h_needed", _outage_tiers),
     Migration(4, "dirty marks per event window", _window_marks),
+    Migration(5, "cell status offline_since", _offline_since),
 )
 
 

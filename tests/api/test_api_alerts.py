@@ -102,8 +102,53 @@ def test_atom_feed_links_cap_documents(
         assert link.get("type") == "application/cap+xml"
         linked.append(link.get("href"))
     assert len(set(linked)) == len(linked)
-    first = http.get(linked[0])
+    first = http.get(httpx.URL(linked[0]).path)
     schema.validate(first.content)
     assert {h.rsplit("/", 1)[-1].removesuffix(".xml") for h in linked} <= set(identifiers)
     updated = [e.findtext(f"{ATOM}updated") for e in entries]
     assert updated == sorted(updated, reverse=True)
+
+
+def test_cap_and_atom_links_come_from_the_public_url_not_the_host_header(
+    serve, populated, identifiers: list[str], schema: xmlschema.XMLSchema
+) -> None:
+    public = "https://alerts.example.org/dcm"
+    settings = populated.settings().model_copy(update={"public_url": public + "/"})
+    hostile = {"Host": "evil.example.net"}
+    with httpx.Client(base_url=serve(lambda: create_app(settings)), timeout=30) as client:
+        feed_response = client.get(f"/events/{EVENT}/alerts.atom", headers=hostile)
+        cap_response = client.get(f"/alerts/{identifiers[-1]}.xml", headers=hostile)
+        geojson = client.get(f"/events/{EVENT}/alerts?cancelled=true", headers=hostile)
+    for response in (feed_response, cap_response):
+        assert response.status_code == 200
+        assert b"evil.example.net" not in response.content
+    feed = ET.fromstring(feed_response.content)
+    assert feed.findtext(f"{ATOM}id") == f"{public}/events/{EVENT}/alerts.atom"
+    hrefs = [link.get("href") for link in feed.iter(f"{ATOM}link")]
+    ids = [e.findtext(f"{ATOM}id") for e in feed.findall(f"{ATOM}entry")]
+    assert hrefs and ids
+    assert all(h.startswith(public + "/") for h in hrefs + ids)
+    root = ET.fromstring(cap_response.content)
+    schema.validate(cap_response.content)
+    assert root.findtext(f"{CAP}info/{CAP}web") == f"{public}/events/{EVENT}/map"
+    cap_links = [
+        link["href"]
+        for feature in geojson.json()["features"]
+        for link in feature["links"]
+        if link["type"] == "application/cap+xml"
+    ]
+    assert cap_links and all(h.startswith(f"{public}/alerts/") for h in cap_links)
+
+
+def test_public_url_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from dcm.settings import DEFAULT_PUBLIC_URL, Settings
+
+    monkeypatch.setenv("DCM_PUBLIC_URL", "https://dcm.example.org/svg/")
+    assert Settings(data_dir=tmp_path).public_base() == "https://dcm.example.org/svg"
+    monkeypatch.delenv("DCM_PUBLIC_URL")
+    assert Settings(data_dir=tmp_path).public_base() == DEFAULT_PUBLIC_URL
+    for bad in ("ftp://dcm.example.org", "dcm.example.org", "https://x.org/?a=1"):
+        with pytest.raises(ValidationError, match="public_url must be an http"):
+            Settings(data_dir=tmp_path, public_url=bad)

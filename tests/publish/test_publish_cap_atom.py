@@ -391,3 +391,80 @@ def test_cap_polygon_strings_always_follow_the_rules(
             lat, lon = pair.split(",")
             assert -90 <= float(lat) <= 90 and -180 <= float(lon) <= 180
             assert len(lat.split(".")[1]) <= 6 and len(lon.split(".")[1]) <= 6
+
+
+def test_cancel_says_service_is_restored(schema: xmlschema.XMLSchema) -> None:
+    first = ("alerts@dcm.example", "dcm-stv-0007-1", SENT)
+    restored = pd.Timestamp("2021-04-12T10:00Z")
+    texts = {}
+    for network, severity in (("360-100", "outage"), ("all", "outage"), ("all", "degraded")):
+        cancel = outage_to_cap(
+            _outage(network=network, severity=severity, population=499.0, restored=restored),
+            identifier="dcm-stv-0007-2",
+            sender="alerts@dcm.example",
+            sent=SENT + dt.timedelta(days=3),
+            msg_type="Cancel",
+            references=[first],
+        )
+        info = _valid(schema, cap_alert(cancel)).find("cap:info", NS)
+        texts[network, severity] = (
+            info.findtext("cap:headline", namespaces=NS),
+            info.findtext("cap:description", namespaces=NS),
+        )
+        assert info.findtext("cap:urgency", namespaces=NS) == "Past"
+        entry = cap_entry(cancel, cap_url="https://dcm.example/alerts/x.xml")
+        assert "down" not in entry.title and "restored" in entry.title
+    assert texts["360-100", "outage"] == (
+        "Mobile network 360-100 restored (about 499 people had been affected)",
+        "Mobile network 360-100 serves this area again since 2021-04-12 10:00 UTC. The outage "
+        "began 2021-04-09 11:20 UTC. Affected at the last report: 12.5 km², about 499 people.",
+    )
+    assert (
+        texts["all", "outage"][0] == "Mobile service restored (about 499 people had been affected)"
+    )
+    assert texts["all", "degraded"][1].startswith(
+        "The mobile networks that were down serve this area again since 2021-04-12 10:00 UTC."
+    )
+
+
+def test_update_says_what_changed(schema: xmlschema.XMLSchema) -> None:
+    first = ("alerts@dcm.example", "dcm-stv-0007-1", SENT)
+
+    def update(previous: dict[str, object], **now: object) -> tuple[str, str]:
+        message = outage_to_cap(
+            _outage(network="360-100", previous=previous, **now),
+            identifier="dcm-stv-0007-2",
+            sender="alerts@dcm.example",
+            sent=SENT + dt.timedelta(hours=1),
+            msg_type="Update",
+            references=[first],
+        )
+        info = _valid(schema, cap_alert(message)).find("cap:info", NS)
+        return info.findtext("cap:headline", namespaces=NS), info.findtext(
+            "cap:description", namespaces=NS
+        )
+
+    before = {"population": 499.0, "area_km2": 12.5, "tier": "confirmed", "severity": "outage"}
+    headline, text = update(before | {"population": 200.0, "area_km2": 20.0})
+    assert headline == "Update: Mobile network 360-100 down: about 1,234 people affected (was 200)"
+    assert text.startswith(
+        "Update: people affected grew from 200 to 1,234; area shrank from 20.0 km² to 12.5 km²"
+        "; severity now Severe (was Moderate). Mobile network 360-100 does not serve"
+    )
+    _, text = update(before | {"tier": "suspected"}, population=300.0)
+    assert text.startswith(
+        "Update: people affected fell from 499 to 300; now confirmed (was suspected). "
+    )
+
+
+def test_cancel_of_an_outage_that_fell_back_to_suspected_says_restored() -> None:
+    cancel = outage_to_cap(
+        _outage(network="360-110", tier="suspected", population=0.4),
+        identifier="dcm-stv-0007-3",
+        sender="alerts@dcm.example",
+        sent=SENT,
+        msg_type="Cancel",
+        references=[("alerts@dcm.example", "dcm-stv-0007-1", SENT)],
+    )
+    assert cancel.headline == "Mobile network 360-110 restored"  # no "about 0 people"
+    assert "It had been suspected only" in cancel.description

@@ -129,6 +129,12 @@ def test_alerts_go_alert_update_cancel_with_references(live_run: LiveRun) -> Non
             ratios = [new[k] / old[k] for k in ("area_km2", "population") if old.get(k)]
             assert new["severity"] != old["severity"] or any(r >= 1.25 or r <= 0.75 for r in ratios)
             assert message.sent > before.sent
+            # It keeps the figures it is compared with, and says what changed.
+            assert new["previous"] == {
+                k: old.get(k) for k in ("population", "area_km2", "tier", "severity", "network")
+            }
+            description = live.cap_message(message).description
+            assert description.startswith("Update: ") and " from " in description
     for chain in chains.values():
         assert chain[0].msg_type == "Alert" and chain[0].references == ()
         assert chain[-1].msg_type == "Cancel"  # service is back everywhere at the end
@@ -141,6 +147,11 @@ def test_alerts_go_alert_update_cancel_with_references(live_run: LiveRun) -> Non
     # Stored messages render as CAP 1.2.
     xml = cap_alert(live.cap_message(chains[first.outage_id][-1])).decode()
     assert "<msgType>Cancel</msgType>" in xml and first.identifier in xml
+    # Every Cancel says service is back, in its headline and description.
+    for chain in chains.values():
+        cancel = live.cap_message(chain[-1])
+        assert "restored" in cancel.headline and " down" not in cancel.headline
+        assert "again since " + chain[-1].properties["restored"][:10] in cancel.description
     geo = live.alerts_geojson(live_run.store, "vincent")
     assert {f["properties"]["msg_type"] for f in geo["features"]} == {"Cancel"}
 

@@ -160,3 +160,39 @@ def test_outage_tiers_upgrade_an_existing_store(
             "UPDATE outages SET tier = 'suspected', certainty = 'possible' WHERE outage_id = 'o3'"
         )
         assert store.outages("e")["tier"].tolist()[3] == "suspected"
+
+
+def test_offline_since_upgrades_an_existing_store(
+    store_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcm.store import migrations
+
+    step = next(m for m in MIGRATIONS if m.apply is migrations._offline_since)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            migrations, "MIGRATIONS", tuple(m for m in MIGRATIONS if m.number < step.number)
+        )
+        with open_store(settings, url=store_url) as old:
+            event = old.create_event("e", start="2021-04-09T00:00Z", principal=Principal.system())
+            assert old.schema_version() == step.number - 1
+            old.db.executemany(
+                "INSERT INTO cell_status (event_id, fid, cell, status, start_time, end_time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        event.id,
+                        "c1@1",
+                        1,
+                        "offline",
+                        "2021-04-09T01:00:00Z",
+                        "2021-04-09T02:00:00Z",
+                    ),
+                    (event.id, "c2@1", 2, "online", "2021-04-09T01:00:00Z", "2021-04-09T02:00:00Z"),
+                ],
+            )
+    with open_store(settings, url=store_url) as store:
+        assert store.schema_version() == MIGRATIONS[-1].number
+        status = store.cell_status("e").set_index("cell")
+        # Rows stored before get their own window start; online rows none.
+        assert status.loc[1, "offline_since"] == pd.Timestamp("2021-04-09T01:00:00Z")
+        assert pd.isna(status.loc[2, "offline_since"])
