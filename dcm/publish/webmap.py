@@ -37,7 +37,7 @@ from dcm.publish.geojson import (
     to_geojson,
 )
 from dcm.publish.orientation import add_orientation
-from dcm.schema import ALL_NETWORKS, with_outage_tiers
+from dcm.schema import ALL_NETWORKS, suspected_outages, with_outage_tiers
 
 #: Coordinates on the map: 5 decimals ≈ 1 m, plenty on screen and keeps the page small.
 MAP_PRECISION = 5
@@ -781,6 +781,13 @@ def peak_window(outages: pd.DataFrame) -> pd.Timestamp | None:
     return pd.Timestamp(cast(pd.Timestamp, people.idxmax()))
 
 
+def _peak_basis(outages: pd.DataFrame) -> pd.DataFrame:
+    """The outages the peak is found in: the confirmed ones, as the summaries count them
+    (suspected ones only when nothing is confirmed)."""
+    confirmed = outages[~suspected_outages(outages)]
+    return confirmed if len(confirmed) else outages
+
+
 def _timeline(outages: pd.DataFrame) -> list[pd.Timestamp]:
     """The windows the slider steps through: every window from the first outage to the last.
 
@@ -828,7 +835,9 @@ def _time_config(
                 "note": note,
             }
         )
-    peak = int(np.argmax(people.to_numpy())) if len(people) else 0
+    basis = people_by_window(_peak_basis(outages)).reindex(windows, fill_value=0.0)
+    at_peak = basis[ALL_NETWORKS] if ALL_NETWORKS in basis else basis.sum(axis=1)
+    peak = int(np.argmax(at_peak.to_numpy())) if len(at_peak) else 0
     if selected not in windows:
         raise ParameterError(
             f"window_end {selected:%Y-%m-%dT%H:%MZ} is not one of the outage windows "
@@ -1097,7 +1106,7 @@ def render_map(
     if window_end is not None:
         window = _utc(window_end)
     elif timed:
-        window = peak_window(outages)
+        window = peak_window(_peak_basis(outages))
     else:
         window = windows[-1] if windows else None
 
