@@ -97,9 +97,9 @@ def compare(
 
     with step("reading inputs"):
         cells_f = _load(cells, "cells", inputs, rejected)
-        opts = {"resolution": params.resolution, "say": say}
-        base_f = _load(baseline, "baseline", inputs, rejected, **opts)
-        event_f = _load(event, "event", inputs, rejected, **opts)
+        res = params.resolution
+        base_f = _load(baseline, "baseline", inputs, rejected, resolution=res, say=say)
+        event_f = _load(event, "event", inputs, rejected, resolution=res, say=say)
         pop_f = _load_population(population, inputs)
         areas_f = _load_vector(areas, "areas", inputs)
         hazard_f = _load_vector(hazard, "hazard", inputs)

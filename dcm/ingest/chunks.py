@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -71,9 +71,11 @@ def iter_measurements(
     head = next(blocks, b"")
     fmt = guess_format(label, head)
     if fmt != "csv":
-        rest = b"".join(blocks)
+        # Read whole, within the limits of read_measurements (checked as it reads a path).
+        whole = source if isinstance(source, str | Path) else head + b"".join(blocks)
+        blocks.close()
         yield read_measurements(
-            head + rest, format=fmt, name=label, device_secret=device_secret, not_after=not_after
+            whole, format=fmt, name=label, device_secret=device_secret, not_after=not_after
         )
         return
     yield from _csv_chunks(
@@ -197,7 +199,7 @@ def _last_boundary(data: bytes, *, first: bool, delimiter: str) -> int:
     return int(ends[-1]) if ends.size else -1
 
 
-def _blocks(source: Source, *, name: str, size: int) -> Iterator[bytes]:
+def _blocks(source: Source, *, name: str, size: int) -> Generator[bytes, None, None]:
     """The bytes of ``source`` in blocks of up to ``size`` (gunzipped when gzip).
 
     Streamed input never sits whole in memory, so only the gzip inflation ratio

@@ -104,17 +104,21 @@ class DatasetWriter:
     def write(self, frame: pd.DataFrame, *, h3: np.ndarray, h3_parent: np.ndarray) -> None:
         """Append canonical rows with their H3 cell (int64) and parent cell (hex string)."""
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
         if not len(frame):
             return
-        table_frame = frame[list(MEASUREMENT_COLUMNS)].copy()
-        table_frame["h3"] = np.asarray(h3, dtype="int64")
-        table_frame["row"] = np.arange(self.rows, self.rows + len(frame), dtype="int64")
-        table_frame["day"] = frame["timestamp"].dt.strftime("%Y-%m-%d").astype(object)
-        table_frame["h3_parent"] = np.asarray(h3_parent, dtype=object)
         schema = _schema()
-        table = pa.Table.from_pandas(table_frame, schema=schema, preserve_index=False)
+        # Column by column, without a pandas copy of the chunk.
+        arrays = [
+            pa.Array.from_pandas(frame[c], type=schema.field(c).type) for c in MEASUREMENT_COLUMNS
+        ]
+        arrays.append(pa.array(np.asarray(h3, dtype="int64")))
+        arrays.append(pa.array(np.arange(self.rows, self.rows + len(frame), dtype="int64")))
+        arrays.append(pc.strftime(arrays[0], format="%Y-%m-%d"))
+        arrays.append(pa.array(np.asarray(h3_parent, dtype=object), type=pa.string()))
+        table = pa.Table.from_arrays(arrays, schema=schema)
         ds.write_dataset(
             table,
             self.tmp,
