@@ -40,7 +40,7 @@ from dcm.ingest.measurements import (
     normalise_measurements,
     read_measurements,
 )
-from dcm.ingest.report import IngestReport, IngestResult, RejectedRow
+from dcm.ingest.report import IngestReport, IngestResult
 from dcm.schema import MEASUREMENT_COLUMNS
 
 #: Bytes of CSV parsed at a time (whole records; a record longer than this grows it).
@@ -254,4 +254,4 @@ def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-__all__ = ["CHUNK_BYTES", "RejectedRow", "combine_chunks", "iter_measurements"]
+__all__ = ["CHUNK_BYTES", "combine_chunks", "iter_measurements"]
