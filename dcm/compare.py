@@ -88,7 +88,8 @@ def compare(
     """Compare event measurements with the baseline; frames or paths in, results out.
 
     ``cells``: cell frame (dcm.schema.CELL_COLUMNS) or an OpenCelliD/MLS export path;
-    ``baseline``/``event``: measurement frames or files (CSV, GeoJSON, Parquet, NDJSON);
+    ``baseline``/``event``: measurement frames or files (CSV, GeoJSON, Parquet, NDJSON)
+    or dataset directories written by :func:`dcm.convert.convert`;
     ``population``: POPULATION_COLUMNS points or a raster path; ``areas``/``hazard``:
     GeoDataFrames or vector files; ``at``: judge only the window holding this time.
     ``params`` overrides the defaults; ``window``/``resolution`` override ``params``.
@@ -107,8 +108,9 @@ def compare(
 
     with step("reading inputs"):
         cells_f = _load(cells, "cells", inputs, rejected)
-        base_f = _load(baseline, "baseline", inputs, rejected)
-        event_f = _load(event, "event", inputs, rejected)
+        res = params.resolution
+        base_f = _load(baseline, "baseline", inputs, rejected, resolution=res, say=say)
+        event_f = _load(event, "event", inputs, rejected, resolution=res, say=say)
         pop_f = _load_population(population, inputs)
         areas_f = _load_vector(areas, "areas", inputs)
         hazard_f = _load_vector(hazard, "hazard", inputs)
@@ -343,9 +345,16 @@ class _Timer:
 
 
 def _load(
-    source: Frame, kind: str, inputs: dict[str, Any], rejected: dict[str, Any]
+    source: Frame,
+    kind: str,
+    inputs: dict[str, Any],
+    rejected: dict[str, Any],
+    *,
+    resolution: int = DEFAULT_RESOLUTION,
+    say: Progress = lambda _msg: None,
 ) -> pd.DataFrame:
-    """A frame as given, or read through dcm.ingest with its report kept."""
+    """A frame as given, or read through dcm.ingest with its report kept (a directory:
+    a dataset written by ``dcm convert``)."""
     if isinstance(source, pd.DataFrame):
         inputs[kind] = {"source": "frame", "rows": len(source)}
         return source
@@ -354,6 +363,8 @@ def _load(
     path = Path(source)
     if not path.exists():
         raise IngestError("no such file", path=str(path))
+    if path.is_dir() and kind != "cells":
+        return _load_dataset(path, kind, inputs, rejected, resolution=resolution, say=say)
     result = ingest.read_cells(path) if kind == "cells" else ingest.read_measurements(path)
     report = result.report
     inputs[kind] = {
@@ -364,6 +375,41 @@ def _load(
     }
     rejected[kind] = {"count": report.rejected_count, "reasons": report.reasons()}
     return result.frame
+
+
+def _load_dataset(
+    path: Path,
+    kind: str,
+    inputs: dict[str, Any],
+    rejected: dict[str, Any],
+    *,
+    resolution: int,
+    say: Progress,
+) -> pd.DataFrame:
+    """Measurements of a ``dcm convert`` dataset, keeping its ``h3`` column when it is at
+    the analysis resolution (the analysis then reuses it) and dropping it otherwise."""
+    from dcm.ingest.dataset import read_dataset
+
+    read = read_dataset(path)
+    report = read.report
+    stored = int(read.meta.get("resolution", -1))
+    frame = read.frame
+    if stored == resolution:
+        h3_note = f"stored cells reused (resolution {stored})"
+    else:
+        frame = frame.drop(columns="h3")
+        h3_note = f"recomputed: the dataset has resolution {stored}, the analysis {resolution}"
+        say(f"{kind}: H3 cells {h3_note}")
+    inputs[kind] = {
+        "source": str(path),
+        "dataset": True,
+        "h3": h3_note,
+        "rows": len(frame),
+        "rows_in": report.rows_in,
+        "duplicates": report.duplicates,
+    }
+    rejected[kind] = {"count": report.rejected_count, "reasons": report.reasons()}
+    return frame
 
 
 def _load_population(

@@ -289,3 +289,78 @@ def test_summary_counts_confirmed_outages_and_suspected_beside_them(quake) -> No
     certain = out["certainty"].where(~suspected, "possible")
     assert (out["certainty"] == certain).all()
     assert set(out.loc[~suspected, "certainty"]) <= {"observed", "likely"}
+
+
+def test_compare_on_converted_datasets_gives_the_same_files(
+    sample_data: Path, thin_sample: dict[str, Path], tmp_path: Path
+) -> None:
+    """The sample's CSV in, or the same CSV converted by dcm convert (small chunks, so
+    copies and bad rows straddle chunk boundaries): byte-identical outages.geojson,
+    cells.csv and status.parquet; a dataset at another resolution has its cells
+    recomputed, with a note."""
+    from dcm.convert import convert
+
+    folder = sample_data / "stvincent"
+    runs = [
+        (folder / "cells.csv.gz", folder / "baseline.csv.gz", folder / "event.csv.gz", 8),
+        (thin_sample["cells"], thin_sample["baseline"], thin_sample["event"], 7),
+    ]
+    for n, (cells, baseline, event, resolution) in enumerate(runs):
+        want = dcm.compare(cells=cells, baseline=baseline, event=event)
+        write_comparison(want, tmp_path / f"csv-{n}")
+        data = [
+            convert(
+                [path], tmp_path / f"{n}-{path.name}", resolution=resolution, chunk_bytes=60_000
+            ).path
+            for path in (baseline, event)
+        ]
+        got = dcm.compare(cells=cells, baseline=data[0], event=data[1])
+        write_comparison(got, tmp_path / f"ds-{n}")
+        for name in ("outages.geojson", "cells.csv", "status.parquet"):
+            a = (tmp_path / f"csv-{n}" / name).read_bytes()
+            assert (tmp_path / f"ds-{n}" / name).read_bytes() == a, (resolution, name)
+        assert got.summary["rejected_rows"] == want.summary["rejected_rows"]
+        for kind in ("baseline", "event"):
+            inputs = got.summary["inputs"][kind]
+            assert {k: inputs[k] for k in ("rows", "rows_in", "duplicates")} == {
+                k: want.summary["inputs"][kind][k] for k in ("rows", "rows_in", "duplicates")
+            }
+            note = "stored cells reused" if resolution == 8 else "recomputed: the dataset has"
+            assert inputs["h3"].startswith(note)
+        if n == 0:  # the eruption sample: outages and offline cells to compare
+            assert len(got.outages) > 0 and (got.cells["status"] == "offline").any()
+
+
+def test_compare_refuses_a_directory_that_is_not_a_dataset(
+    thin_sample: dict[str, Path], tmp_path: Path
+) -> None:
+    from dcm.errors import IngestError
+
+    with pytest.raises(IngestError, match="not a dcm dataset"):
+        dcm.compare(cells=thin_sample["cells"], baseline=tmp_path, event=thin_sample["event"])
+
+
+def test_cli_compare_reads_dataset_directories(
+    thin_sample: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dcm.cli.main import main
+    from dcm.convert import convert
+
+    def run(argv: list[str]) -> int:
+        try:
+            main(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    data = {k: convert([thin_sample[k]], tmp_path / k).path for k in ("baseline", "event")}
+    args = ["-q", "compare", "--cells", str(thin_sample["cells"]), "--out", str(tmp_path / "o")]
+    assert run([*args, "--baseline", str(data["baseline"]), "--event", str(data["event"])]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["inputs"]["event"]["dataset"] is True
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run([*args, "--overwrite", "--baseline", str(empty), "--event", str(data["event"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dcm: error: {empty}: a directory without _dcm.json, not a dcm dataset")
+    assert "\n" not in err

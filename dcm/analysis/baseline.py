@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dcm.analysis.coverage import fallback_reach, sighting_reach, site_positions
-from dcm.analysis.grid import disk_cells, edge_length_m, points_to_cells
+from dcm.analysis.grid import cell_resolutions, disk_cells, edge_length_m, points_to_cells
 from dcm.analysis.params import DetectionParams
 from dcm.errors import SchemaError
 from dcm.schema import MEASUREMENT_REQUIRED, validate_frame
@@ -124,7 +124,11 @@ def prepare_measurements(
     networks: tuple[str, ...],
     resolution: int,
 ) -> PreparedMeasurements:
-    """Grid cell, network index, status flags and serving cell row of each measurement."""
+    """Grid cell, network index, status flags and serving cell row of each measurement.
+
+    An ``h3`` column of cells at ``resolution`` (from a ``dcm convert`` dataset) is
+    used as it is instead of computing the cells again.
+    """
     validate_frame(
         frame,
         {"timestamp": "datetime64[ns, UTC]"},
@@ -135,7 +139,9 @@ def prepare_measurements(
     ts = frame["timestamp"].dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").view("int64")
     lat = frame["lat"].to_numpy("float64")
     lon = frame["lon"].to_numpy("float64")
-    h3cells = points_to_cells(lat, lon, resolution)
+    h3cells = _given_cells(frame, resolution)
+    if h3cells is None:
+        h3cells = points_to_cells(lat, lon, resolution)
     status = frame["status"].astype("string").str.lower()
     ok = (status == "ok").fillna(False).to_numpy(dtype=bool)
     fail = status.isin(FAIL_STATUSES).fillna(False).to_numpy(dtype=bool)
@@ -181,6 +187,18 @@ def prepare_measurements(
             else np.full(n, -1, dtype="int64")
         ),
     )
+
+
+def _given_cells(frame: pd.DataFrame, resolution: int) -> np.ndarray | None:
+    """The frame's ``h3`` column (int64 cells, as ``dcm convert`` stores them) when every
+    cell is at ``resolution``; None otherwise (the cells are then computed)."""
+    if "h3" not in frame.columns:
+        return None
+    col = frame["h3"]
+    if not pd.api.types.is_integer_dtype(col.dtype) or col.isna().any():
+        return None
+    cells = col.to_numpy("int64")
+    return cells if bool((cell_resolutions(cells) == resolution).all()) else None
 
 
 def network_list(*frames: pd.DataFrame) -> tuple[str, ...]:

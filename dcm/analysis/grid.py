@@ -60,6 +60,27 @@ def points_to_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.nda
     return out
 
 
+def parent_cells(cells: np.ndarray, resolution: int) -> np.ndarray:
+    """Parent (int64) of each H3 cell at the coarser ``resolution``, by bit arithmetic.
+
+    An H3 index keeps its resolution in bits 52-55 and one 3-bit digit per finer
+    resolution below the base cell; a parent has its own resolution there and the
+    digits past it set to 7 (unused). 0 (no cell) stays 0.
+    """
+    cells = np.asarray(cells, dtype="int64")
+    if not 0 <= resolution <= 15:
+        raise ParameterError(f"H3 resolution must be 0-15, got {resolution!r}")
+    res_bits = np.int64(0xF) << np.int64(52)
+    unused = np.int64((1 << (3 * (15 - resolution))) - 1)
+    parent = (cells & ~res_bits) | (np.int64(resolution) << np.int64(52)) | unused
+    return np.where(cells == 0, np.int64(0), parent)
+
+
+def cell_resolutions(cells: np.ndarray) -> np.ndarray:
+    """Resolution (0-15) of each int64 H3 cell (bits 52-55)."""
+    return (np.asarray(cells, dtype="int64") >> np.int64(52)) & np.int64(0xF)
+
+
 def to_strings(cells: np.ndarray) -> np.ndarray:
     """Hex strings of int64 H3 cells (object array)."""
     uniq, inverse = np.unique(np.asarray(cells, dtype="int64"), return_inverse=True)

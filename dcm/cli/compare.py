@@ -77,11 +77,15 @@ def _iso(value: Any) -> str:
 @click.option(
     "--baseline",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Measurements before the event (CSV, GeoJSON, Parquet, NDJSON).",
+    type=click.Path(),
+    help="Measurements before the event (CSV, GeoJSON, Parquet, NDJSON, or a dataset "
+    "directory made by dcm convert).",
 )
 @click.option(
-    "--event", required=True, type=click.Path(dir_okay=False), help="Measurements since the event."
+    "--event",
+    required=True,
+    type=click.Path(),
+    help="Measurements since the event (same formats as --baseline).",
 )
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."

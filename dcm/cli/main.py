@@ -22,6 +22,7 @@ from dcm.errors import DCMError, NotFound, PermissionDenied, StoreBusy
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("dcm.cli.simulate", "Generate a disaster scenario with ground truth."),
     "validate": ("dcm.cli.validate", "Check a measurement or cell file and report bad rows."),
+    "convert": ("dcm.cli.convert", "Convert measurement files to a partitioned Parquet dataset."),
     "compare": ("dcm.cli.compare", "Compare event measurements with the baseline."),
     "demo": ("dcm.cli.demo", "Run the comparison on the bundled St Vincent sample."),
     "event": ("dcm.cli.event", "Create and list events in the store."),

@@ -196,16 +196,18 @@ def _inflate_stream(stream: BinaryIO, *, name: str, limits: InputLimits) -> byte
         raise IngestError(f"cannot read stream ({exc})", path=name) from exc
 
 
-def decode_utf8(data: bytes, *, name: str) -> bytes:
+def decode_utf8(data: bytes, *, name: str, start: bool = True) -> bytes:
     """``data`` as valid UTF-8 bytes (BOM removed, a lone CR made a line end);
-    undecodable bytes become U+FFFD.
+    undecodable bytes become U+FFFD. ``start=False`` says ``data`` is a later piece of
+    a file read in chunks: no BOM to remove and no binary check (that looks at the
+    file's first bytes only).
 
     Replacing instead of failing keeps a file with one garbled row readable: the row then
     fails validation on its own and is reported, the others go on.
     """
-    if data.startswith(b"\xef\xbb\xbf"):
+    if start and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    sample = np.frombuffer(data[:8192], dtype=np.uint8)
+    sample = np.frombuffer(data[:8192] if start else b"", dtype=np.uint8)
     control = int(((sample < 32) & ~np.isin(sample, (9, 10, 13))).sum())
     # A text file may carry stray control bytes in a few bad rows (two rows of a dozen
     # each must not condemn a small file); many of them mean binary.
