@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -47,6 +47,9 @@ from dcm.store.models import (
     FeaturePage,
     Run,
 )
+
+if TYPE_CHECKING:
+    from dcm.analysis.baseline import Baseline
 
 BBox = tuple[float, float, float, float]
 Interval = tuple[pd.Timestamp | None, pd.Timestamp | None]
@@ -1076,23 +1079,30 @@ class Store:
         return _typed(raw, {**GRID_STATUS_COLUMNS, "devices": "int64"})
 
     # -- baseline cache ------------------------------------------------------------------
-    def load_blob(self, event: str | int, fingerprint: str) -> bytes | None:
-        """A cached derived object (e.g. a pickled baseline) keyed by fingerprint."""
+    def load_baseline(self, event: str | int, key: str) -> Baseline | None:
+        """The cached baseline model of ``key`` (its inputs, parameters and dcm version),
+        or None when there is none or it does not parse (it is then rebuilt)."""
+        from dcm.store.baselines import baseline_from_bytes
+
         value = self.db.scalar(
             "SELECT data FROM baselines WHERE event_id = ? AND fingerprint = ?",
-            (self.event_id(event), fingerprint),
+            (self.event_id(event), key),
         )
-        return None if value is None else bytes(value)
+        return None if value is None else baseline_from_bytes(bytes(value))
 
-    def save_blob(self, event: str | int, fingerprint: str, data: bytes) -> None:
-        """Cache a derived object; earlier ones of the event are dropped."""
+    def save_baseline(self, event: str | int, key: str, model: Baseline) -> None:
+        """Cache the baseline model (Parquet and JSON, see :mod:`dcm.store.baselines`);
+        earlier ones of the event are dropped."""
+        from dcm.store.baselines import baseline_to_bytes
+
         eid = self.event_id(event)
+        data = baseline_to_bytes(model)
         with self.db.transaction():
             self.db.execute("DELETE FROM baselines WHERE event_id = ?", (eid,))
             self.db.execute(
                 "INSERT INTO baselines (event_id, fingerprint, created_at, data) "
                 "VALUES (?, ?, ?, ?)",
-                (eid, fingerprint, ts_text(_now()), data),
+                (eid, key, ts_text(_now()), data),
             )
 
     # -- alerts --------------------------------------------------------------------------
