@@ -39,17 +39,24 @@ class Query:
     extent_bbox: str
     extent_time: str | None
     where: list[str] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)
+    #: Values of the bound parameters named by :meth:`bind` (``:p0``, ``:p1``, …).
+    params: dict[str, Any] = field(default_factory=dict)
     empty: bool = False
-    #: An id-only query (SQL, params) that finds the same rows from an index alone; the
-    #: page then joins only the rows it returns.
-    ids: tuple[str, list[Any]] | None = None
+    #: An id-only query (SQL, with parameters of ``params``) that finds the same rows from
+    #: an index alone; the page then joins only the rows it returns.
+    ids: str | None = None
     #: PostgreSQL: the rows match a selective spatial filter (see :func:`page`).
     spatial: bool = False
 
-    def add(self, clause: str, *params: Any) -> None:
+    def bind(self, value: Any) -> str:
+        """A new bound parameter holding ``value``; returns its ``:name`` for the SQL."""
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def add(self, clause: str) -> None:
+        """AND a condition (its values bound with :meth:`bind`)."""
         self.where.append(clause)
-        self.params.extend(params)
 
     @property
     def where_sql(self) -> str:
@@ -75,27 +82,30 @@ def _parse_fid_time(text: str) -> str:
         raise NotFound(f"no feature with time {text!r}") from exc
 
 
+def _envelope(q: Query, bbox: BBox) -> str:
+    """PostGIS box of ``bbox`` (WGS84), its corners bound as parameters of ``q``."""
+    return f"ST_MakeEnvelope({', '.join(q.bind(float(v)) for v in bbox)}, 4326)"
+
+
 def _bbox_polygons(store: Store, q: Query, alias: str, bbox: BBox) -> None:
     minx, miny, maxx, maxy = bbox
     if store.db.is_pg:
-        q.add(f"{alias}.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
+        q.add(f"{alias}.geom && {_envelope(q, bbox)}")
     else:
         q.add(
-            f"{alias}.maxx >= ? AND {alias}.minx <= ? AND {alias}.maxy >= ? AND {alias}.miny <= ?",
-            minx,
-            maxx,
-            miny,
-            maxy,
+            f"{alias}.maxx >= {q.bind(minx)} AND {alias}.minx <= {q.bind(maxx)} "
+            f"AND {alias}.maxy >= {q.bind(miny)} AND {alias}.miny <= {q.bind(maxy)}"
         )
 
 
 def _bbox_points(store: Store, q: Query, alias: str, bbox: BBox) -> None:
     minx, miny, maxx, maxy = bbox
     if store.db.is_pg:
-        q.add(f"{alias}.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
+        q.add(f"{alias}.geom && {_envelope(q, bbox)}")
     else:
         q.add(
-            f"{alias}.lon BETWEEN ? AND ? AND {alias}.lat BETWEEN ? AND ?", minx, maxx, miny, maxy
+            f"{alias}.lon BETWEEN {q.bind(minx)} AND {q.bind(maxx)} "
+            f"AND {alias}.lat BETWEEN {q.bind(miny)} AND {q.bind(maxy)}"
         )
 
 
@@ -105,9 +115,9 @@ def _interval(q: Query, start_col: str, end_col: str, interval: Interval | None)
         return
     lo, hi = interval
     if lo is not None:
-        q.add(f"{end_col} > ?", ts_text(lo))
+        q.add(f"{end_col} > {q.bind(ts_text(lo))}")
     if hi is not None:
-        q.add(f"{start_col} <= ?", ts_text(hi))
+        q.add(f"{start_col} <= {q.bind(ts_text(hi))}")
 
 
 def _window_filter(q: Query, col: str, eid: int, value: Any) -> None:
@@ -117,12 +127,11 @@ def _window_filter(q: Query, col: str, eid: int, value: Any) -> None:
         return
     if value == "latest":
         q.add(
-            f"{col} = (SELECT max(window_start) FROM event_windows WHERE event_id = ? "
-            "AND computed_at IS NOT NULL)",
-            eid,
+            f"{col} = (SELECT max(window_start) FROM event_windows "
+            f"WHERE event_id = {q.bind(eid)} AND computed_at IS NOT NULL)"
         )
     else:
-        q.add(f"{col} = ?", ts_text(value))
+        q.add(f"{col} = {q.bind(ts_text(value))}")
 
 
 def _readable(store: Store, q: Query, alias: str, event: str | int, principal: Principal) -> None:
@@ -132,7 +141,7 @@ def _readable(store: Store, q: Query, alias: str, event: str | int, principal: P
     if not ids:
         q.empty = True
         return
-    q.add(f"{alias}.dataset_id IN ({', '.join('?' * len(ids))})", *ids)
+    q.add(f"{alias}.dataset_id IN ({', '.join(q.bind(i) for i in ids)})")
 
 
 def _rtree_bbox(store: Store, q: Query, eid: int, bbox: BBox, principal: Principal) -> None:
@@ -144,21 +153,23 @@ def _rtree_bbox(store: Store, q: Query, eid: int, bbox: BBox, principal: Princip
     edge can match; no exact re-test is made, so that pages and counts stay index-only.
     """
     minx, miny, maxx, maxy = bbox
-    box = "x0 <= ? AND x1 >= ? AND y0 <= ? AND y1 >= ?"
-    box_params = [maxx, minx, maxy, miny]
+    box = (
+        f"x0 <= {q.bind(maxx)} AND x1 >= {q.bind(minx)} "
+        f"AND y0 <= {q.bind(maxy)} AND y1 >= {q.bind(miny)}"
+    )
     datasets = store.db.query(
-        "SELECT id, visibility FROM datasets WHERE event_id = ? AND kind IN "
+        "SELECT id, visibility FROM datasets WHERE event_id = :event AND kind IN "
         "('measurements', 'baseline')",
-        (eid,),
+        {"event": eid},
     )
     tables = {
         name
         for (name,) in store.db.query(
-            "SELECT name FROM sqlite_master WHERE name LIKE ?", (f"measurements_rtree_{eid}_%",)
+            "SELECT name FROM sqlite_master WHERE name LIKE :pattern",
+            {"pattern": f"measurements_rtree_{eid}_%"},
         )
     }
     parts: list[str] = []
-    params: list[Any] = []
     for visibility in ("public", "partner", "restricted"):
         table = rtree_name(eid, visibility)
         if table not in tables:
@@ -169,20 +180,18 @@ def _rtree_bbox(store: Store, q: Query, eid: int, bbox: BBox, principal: Princip
             continue
         if len(readable) == len(ids):
             parts.append(f"SELECT id FROM {table} WHERE {box}")
-            params.extend(box_params)
         else:
-            marks = ", ".join("?" * len(readable))
+            marks = ", ".join(q.bind(i) for i in readable)
             parts.append(
                 f"SELECT r.id FROM {table} r JOIN measurements d ON d.id = r.id "
                 f"WHERE r.{box.replace(' AND ', ' AND r.')} AND d.dataset_id IN ({marks})"
             )
-            params.extend([*box_params, *readable])
     if not parts:
         q.empty = True
         return
     union = " UNION ALL ".join(parts)
-    q.ids = (union, params)
-    q.add(f"m.id IN ({union})", *params)
+    q.ids = union
+    q.add(f"m.id IN ({union})")
 
 
 def _outage_feature(r: Row) -> dict[str, Any]:
@@ -364,18 +373,18 @@ def build(
             extent_bbox="min(o.minx), min(o.miny), max(o.maxx), max(o.maxy)",
             extent_time="min(o.window_start), max(o.window_end)",
         )
-        q.add("o.event_id = ?", eid)
+        q.add(f"o.event_id = {q.bind(eid)}")
         if bbox:
             _bbox_polygons(store, q, "o", bbox)
         _interval(q, "o.window_start", "o.window_end", interval)
         _window_filter(q, "o.window_start", eid, filters.get("window"))
         if filters.get("network"):
-            q.add("o.network = ?", filters["network"])
+            q.add(f"o.network = {q.bind(filters['network'])}")
         for name in ("severity", "tier"):
             if filters.get(name):
-                q.add(f"o.{name} = ?", filters[name])
+                q.add(f"o.{name} = {q.bind(filters[name])}")
         if fid is not None:
-            q.add("o.fid = ?", fid)
+            q.add(f"o.fid = {q.bind(fid)}")
     elif kind == "cells":
         q = Query(
             source="cell_status c",
@@ -401,16 +410,16 @@ def build(
             extent_bbox="min(c.lon), min(c.lat), max(c.lon), max(c.lat)",
             extent_time="min(c.start_time), max(c.end_time)",
         )
-        q.add("c.event_id = ?", eid)
+        q.add(f"c.event_id = {q.bind(eid)}")
         if bbox:
             _bbox_points(store, q, "c", bbox)
         _interval(q, "c.start_time", "c.end_time", interval)
         _window_filter(q, "c.start_time", eid, filters.get("window"))
         for name in ("network", "status"):
             if filters.get(name):
-                q.add(f"c.{name} = ?", filters[name])
+                q.add(f"c.{name} = {q.bind(filters[name])}")
         if fid is not None:
-            q.add("c.fid = ?", fid)
+            q.add(f"c.fid = {q.bind(fid)}")
     elif kind == "grid":
         q = Query(
             source="grid g JOIN hexes h ON h.h3 = g.h3",
@@ -432,25 +441,23 @@ def build(
             extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
             extent_time="min(g.window_start), max(g.window_end)",
         )
-        q.add("g.event_id = ?", eid)
+        q.add(f"g.event_id = {q.bind(eid)}")
         if principal.applies_k_anonymity():
-            q.add("g.devices >= ?", k)
+            q.add(f"g.devices >= {q.bind(k)}")
         if bbox:
             _bbox_polygons(store, q, "h", bbox)
         _interval(q, "g.window_start", "g.window_end", interval)
         _window_filter(q, "g.window_start", eid, filters.get("window"))
         for name in ("network", "state"):
             if filters.get(name):
-                q.add(f"g.{name} = ?", filters[name])
+                q.add(f"g.{name} = {q.bind(filters[name])}")
         if fid is not None:
             parts = str(fid).split("_")
             if len(parts) != 3:
                 raise NotFound(f"no grid feature {fid!r}")
             q.add(
-                "g.h3 = ? AND g.network = ? AND g.window_start = ?",
-                parts[0],
-                parts[1],
-                _parse_fid_time(parts[2]),
+                f"g.h3 = {q.bind(parts[0])} AND g.network = {q.bind(parts[1])} "
+                f"AND g.window_start = {q.bind(_parse_fid_time(parts[2]))}"
             )
     elif kind == "coverage":
         q = Query(
@@ -468,16 +475,16 @@ def build(
             extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
             extent_time=None,
         )
-        q.add("v.event_id = ?", eid)
+        q.add(f"v.event_id = {q.bind(eid)}")
         if principal.applies_k_anonymity():
-            q.add("v.devices >= ?", k)
+            q.add(f"v.devices >= {q.bind(k)}")
         if bbox:
             _bbox_polygons(store, q, "h", bbox)
         if filters.get("network"):
-            q.add("v.network = ?", filters["network"])
+            q.add(f"v.network = {q.bind(filters['network'])}")
         if fid is not None:
             h3_id, _, network = str(fid).partition("_")
-            q.add("v.h3 = ? AND v.network = ?", h3_id, network)
+            q.add(f"v.h3 = {q.bind(h3_id)} AND v.network = {q.bind(network)}")
     elif kind == "measurements":
         cols = ["m.id", "m.ts", "m.lon", "m.lat", *(f"m.{c}" for c in _MEASUREMENT_PROPS)]
         if principal.sees_devices():
@@ -490,7 +497,7 @@ def build(
             extent_bbox="min(m.lon), min(m.lat), max(m.lon), max(m.lat)",
             extent_time="min(m.ts), max(m.ts)",
         )
-        q.add("m.event_id = ?", eid)
+        q.add(f"m.event_id = {q.bind(eid)}")
         if bbox and not store.db.is_pg:
             _rtree_bbox(store, q, eid, bbox, principal)
             plain = (
@@ -502,25 +509,24 @@ def build(
                 q.ids = None  # the ids subquery stays a condition of the row query
         else:
             if bbox:
-                minx, miny, maxx, maxy = bbox
-                q.add("m.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
+                q.add(f"m.geom && {_envelope(q, bbox)}")
                 q.spatial = True
             _readable(store, q, "m", event, principal)
         if interval is not None:
             lo, hi = interval
             if lo is not None:
-                q.add("m.ts >= ?", ts_text(lo))
+                q.add(f"m.ts >= {q.bind(ts_text(lo))}")
             if hi is not None:
-                q.add("m.ts <= ?", ts_text(hi))
+                q.add(f"m.ts <= {q.bind(ts_text(hi))}")
         for name in ("network", "status", "period"):
             if filters.get(name):
-                q.add(f"m.{name} = ?", filters[name])
+                q.add(f"m.{name} = {q.bind(filters[name])}")
         if fid is not None:
             # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and
             # SQLite cannot bind a larger integer.
             if not (str(fid).isascii() and str(fid).isdigit()) or int(fid) >= 2**63:
                 raise NotFound(f"no measurement {fid!r}")
-            q.add("m.id = ?", int(fid))
+            q.add(f"m.id = {q.bind(int(fid))}")
     else:  # areas, hazard
         table, id_col, extra = (
             ("areas", "area_id", "name") if kind == "areas" else ("hazard", "hazard_id", "level")
@@ -533,12 +539,12 @@ def build(
             extent_bbox="min(s.minx), min(s.miny), max(s.maxx), max(s.maxy)",
             extent_time=None,
         )
-        q.add("s.event_id = ?", eid)
+        q.add(f"s.event_id = {q.bind(eid)}")
         _readable(store, q, "s", event, principal)
         if bbox:
             _bbox_polygons(store, q, "s", bbox)
         if fid is not None:
-            q.add(f"s.{id_col} = ?", str(fid))
+            q.add(f"s.{id_col} = {q.bind(str(fid))}")
     return q
 
 
@@ -551,23 +557,22 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
     names = [c.split(".", 1)[-1] for c in q.columns]
     if q.ids is not None:
         # Page through the index alone, then read only the rows of this page.
-        ids_sql, ids_params = q.ids
         rows = store.db.query(
             f"SELECT {', '.join(q.columns)} FROM measurements m WHERE m.id IN "
-            f"(SELECT id FROM ({ids_sql}) AS ids ORDER BY id LIMIT ? OFFSET ?) ORDER BY m.id",
-            (*ids_params, int(limit), int(offset)),
+            f"(SELECT id FROM ({q.ids}) AS ids ORDER BY id LIMIT :limit OFFSET :offset) "
+            "ORDER BY m.id",
+            {**q.params, "limit": int(limit), "offset": int(offset)},
         )
-        count_sql, count_params = f"SELECT count(*) FROM ({ids_sql}) AS ids", ids_params
+        count_sql = f"SELECT count(*) FROM ({q.ids}) AS ids"
     else:
         count_sql = f"SELECT count(*) FROM {q.source} WHERE {q.where_sql}"
-        count_params = q.params
         order = q.order
         if q.spatial and count:
             # PostgreSQL walks the primary key for ORDER BY id LIMIT n, testing each row
             # against the box: fast when the box holds much of the table, slow for a small
             # box. When the (GiST) count shows a small share, order by an expression so
             # the planner collects the few matches from the spatial index and sorts them.
-            matched = int(store.db.scalar(count_sql, count_params))
+            matched = int(store.db.scalar(count_sql, q.params))
             table_rows = store.db.scalar(
                 "SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass"
             )
@@ -575,15 +580,15 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
                 order = "m.id + 0"
             rows = store.db.query(
                 f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "
-                f"ORDER BY {order} LIMIT ? OFFSET ?",
-                (*q.params, int(limit), int(offset)),
+                f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+                {**q.params, "limit": int(limit), "offset": int(offset)},
             )
             features = [q.to_feature(dict(zip(names, r, strict=True))) for r in rows]
             return FeaturePage(features, matched)
         rows = store.db.query(
             f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "
-            f"ORDER BY {order} LIMIT ? OFFSET ?",
-            (*q.params, int(limit), int(offset)),
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+            {**q.params, "limit": int(limit), "offset": int(offset)},
         )
     features = [q.to_feature(dict(zip(names, r, strict=True))) for r in rows]
     if not count:
@@ -591,7 +596,7 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
     elif offset == 0 and len(features) < limit:
         matched = len(features)  # the whole result fits in this page: no second query
     else:
-        matched = int(store.db.scalar(count_sql, count_params))
+        matched = int(store.db.scalar(count_sql, q.params))
     return FeaturePage(features, matched)
 
 

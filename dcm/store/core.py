@@ -31,7 +31,17 @@ from dcm.schema import (
 )
 from dcm.settings import Settings
 from dcm.store import _features
-from dcm.store._db import Database, fid_times, frame_rows, to_ts, to_utc, ts_column, ts_text
+from dcm.store._db import (
+    Database,
+    fid_times,
+    frame_records,
+    frame_rows,
+    placeholders,
+    to_ts,
+    to_utc,
+    ts_column,
+    ts_text,
+)
 from dcm.store.access import ROLES, Principal
 from dcm.store.faults import fault_point
 from dcm.store.migrations import fill_rtree, migrate
@@ -99,6 +109,11 @@ def geometry_columns(geoms: Any) -> tuple[list[str], np.ndarray]:
     arr = np.asarray(geoms, dtype=object)
     arr = shapely.set_precision(arr, 1e-7)
     return list(shapely.to_geojson(arr)), shapely.bounds(arr)
+
+
+def _bounds(box: Sequence[float]) -> dict[str, float]:
+    """``minx, miny, maxx, maxy`` of one geometry as INSERT parameters."""
+    return dict(zip(("minx", "miny", "maxx", "maxy"), map(float, box), strict=True))
 
 
 def content_keys(frame: pd.DataFrame) -> pd.Series:
@@ -203,21 +218,22 @@ class Store:
                 shapely.from_geojson(_json(area))
             except shapely.errors.GEOSException as exc:
                 raise ParameterError(f"event area is not a GeoJSON geometry: {exc}") from exc
-        if self.db.scalar("SELECT id FROM events WHERE name = ?", (name,)) is not None:
+        if self.db.scalar("SELECT id FROM events WHERE name = :name", {"name": name}) is not None:
             raise Conflict(f"event {name!r} exists")
         with self.db.transaction():
             event_id = self.db.scalar(
                 "INSERT INTO events (name, start_time, end_time, description, area, "
-                "window_length, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    name,
-                    ts_text(start_ts),
-                    ts_text(end_ts),
-                    description,
-                    _json(area) if area else None,
-                    window,
-                    ts_text(_now()),
-                ),
+                "window_length, created_at) VALUES (:name, :start, :end, :description, :area, "
+                ":window, :created) RETURNING id",
+                {
+                    "name": name,
+                    "start": ts_text(start_ts),
+                    "end": ts_text(end_ts),
+                    "description": description,
+                    "area": _json(area) if area else None,
+                    "window": window,
+                    "created": ts_text(_now()),
+                },
             )
             self.audit(principal, "event.create", f"event:{name}", {"id": event_id})
         return self.get_event(int(event_id))
@@ -246,9 +262,9 @@ class Store:
         if isinstance(event, Event):
             event = event.id
         if isinstance(event, int) or (isinstance(event, str) and event.isdigit()):
-            row = self.db.one(f"{self._EVENT_SQL} WHERE id = ?", (int(event),))
+            row = self.db.one(f"{self._EVENT_SQL} WHERE id = :id", {"id": int(event)})
         else:
-            row = self.db.one(f"{self._EVENT_SQL} WHERE name = ?", (event,))
+            row = self.db.one(f"{self._EVENT_SQL} WHERE name = :name", {"name": event})
         if row is None:
             raise NotFound(f"no event {event!r}")
         return self._event(row)
@@ -274,9 +290,9 @@ class Store:
         # One statement: two ingests committing at once can never lower the mark.
         text = ts_text(ts)
         self.db.execute(
-            "UPDATE events SET high_water = ? WHERE id = ? AND (high_water IS NULL OR "
-            "high_water < ?)",
-            (text, eid, text),
+            "UPDATE events SET high_water = :ts WHERE id = :id AND (high_water IS NULL OR "
+            "high_water < :ts)",
+            {"ts": text, "id": eid},
         )
 
     @contextmanager
@@ -289,11 +305,11 @@ class Store:
         """
         eid = self.event_id(event)
         if self.db.is_pg:
-            self.db.execute("SELECT pg_advisory_lock(?, ?)", (4242017, eid))
+            self.db.execute("SELECT pg_advisory_lock(4242017, :id)", {"id": eid})
             try:
                 yield
             finally:
-                self.db.execute("SELECT pg_advisory_unlock(?, ?)", (4242017, eid))
+                self.db.execute("SELECT pg_advisory_unlock(4242017, :id)", {"id": eid})
             return
         import fcntl
 
@@ -311,8 +327,8 @@ class Store:
         """Windows of an event: ``window_start, window_end, dirty, computed_at, run_id``."""
         frame = self.db.frame(
             "SELECT window_start, window_end, dirty, computed_at, run_id FROM event_windows "
-            "WHERE event_id = ? ORDER BY window_start",
-            (self.event_id(event),),
+            "WHERE event_id = :event ORDER BY window_start",
+            {"event": self.event_id(event)},
         )
         for col in ("window_start", "window_end", "computed_at"):
             frame[col] = to_utc(frame[col])
@@ -365,8 +381,9 @@ class Store:
     def find_dataset(self, event: str | int, checksum: str, kind: str) -> Dataset | None:
         """The dataset of ``event`` with this checksum and kind, if already ingested."""
         row = self.db.one(
-            f"{self._DATASET_SQL} WHERE event_id = ? AND checksum = ? AND kind = ?",
-            (self.event_id(event), checksum, kind),
+            f"{self._DATASET_SQL} WHERE event_id = :event AND checksum = :checksum "
+            "AND kind = :kind",
+            {"event": self.event_id(event), "checksum": checksum, "kind": kind},
         )
         return None if row is None else self._dataset(row)
 
@@ -393,19 +410,22 @@ class Store:
             dataset_id = self.db.scalar(
                 "INSERT INTO datasets (event_id, kind, source, licence, visibility, owner, "
                 "checksum, rows_in, accepted, rejected, duplicates, added, ingested_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    ev.id,
-                    kind,
-                    source,
-                    licence,
-                    visibility,
-                    principal.name,
-                    checksum,
-                    *(int(counts.get(k, 0)) for k in ("rows_in", "accepted", "rejected")),
-                    *(int(counts.get(k, 0)) for k in ("duplicates", "added")),
-                    ts_text(_now()),
-                ),
+                "VALUES (:event, :kind, :source, :licence, :visibility, :owner, :checksum, "
+                ":rows_in, :accepted, :rejected, :duplicates, :added, :ingested_at) RETURNING id",
+                {
+                    "event": ev.id,
+                    "kind": kind,
+                    "source": source,
+                    "licence": licence,
+                    "visibility": visibility,
+                    "owner": principal.name,
+                    "checksum": checksum,
+                    **{
+                        k: int(counts.get(k, 0))
+                        for k in ("rows_in", "accepted", "rejected", "duplicates", "added")
+                    },
+                    "ingested_at": ts_text(_now()),
+                },
             )
             self.audit(
                 principal,
@@ -416,7 +436,7 @@ class Store:
         return self.get_dataset(int(dataset_id))
 
     def get_dataset(self, dataset_id: int) -> Dataset:
-        row = self.db.one(f"{self._DATASET_SQL} WHERE id = ?", (int(dataset_id),))
+        row = self.db.one(f"{self._DATASET_SQL} WHERE id = :id", {"id": int(dataset_id)})
         if row is None:
             raise NotFound(f"no dataset {dataset_id}")
         return self._dataset(row)
@@ -429,7 +449,8 @@ class Store:
             rows = self.db.query(f"{self._DATASET_SQL} ORDER BY id")
         else:
             rows = self.db.query(
-                f"{self._DATASET_SQL} WHERE event_id = ? ORDER BY id", (self.event_id(event),)
+                f"{self._DATASET_SQL} WHERE event_id = :event ORDER BY id",
+                {"event": self.event_id(event)},
             )
         datasets = [self._dataset(r) for r in rows]
         if principal is not None:
@@ -438,12 +459,16 @@ class Store:
 
     def set_dataset_added(self, dataset_id: int, added: int) -> None:
         """Set how many rows of a dataset were new to the store."""
-        self.db.execute("UPDATE datasets SET added = ? WHERE id = ?", (int(added), dataset_id))
+        self.db.execute(
+            "UPDATE datasets SET added = :added WHERE id = :id",
+            {"added": int(added), "id": int(dataset_id)},
+        )
 
     def readable_dataset_ids(self, event: str | int, principal: Principal) -> list[int] | None:
         """Ids of the event's datasets ``principal`` may read; None when it may read all."""
         rows = self.db.query(
-            "SELECT id, visibility FROM datasets WHERE event_id = ?", (self.event_id(event),)
+            "SELECT id, visibility FROM datasets WHERE event_id = :event",
+            {"event": self.event_id(event)},
         )
         allowed = [int(i) for i, vis in rows if principal.can_read_visibility(vis, int(i))]
         return None if len(allowed) == len(rows) else allowed
@@ -468,17 +493,16 @@ class Store:
         known: set[str] = set()
         keys = frame["mkey"].tolist()
         stored = self.db.one(
-            "SELECT 1 FROM measurements WHERE event_id = ? AND period = ? LIMIT 1", (eid, period)
+            "SELECT 1 FROM measurements WHERE event_id = :event AND period = :period LIMIT 1",
+            {"event": eid, "period": period},
         )
         for i in range(0, len(keys) if stored else 0, _KEY_CHUNK):
-            chunk = keys[i : i + _KEY_CHUNK]
-            marks = ", ".join("?" * len(chunk))
             known.update(
                 r[0]
                 for r in self.db.query(
-                    f"SELECT mkey FROM measurements WHERE event_id = ? AND period = ? "
-                    f"AND mkey IN ({marks})",
-                    (eid, period, *chunk),
+                    "SELECT mkey FROM measurements WHERE event_id = :event AND period = :period "
+                    "AND mkey IN :keys",
+                    {"event": eid, "period": period, "keys": keys[i : i + _KEY_CHUNK]},
                 )
             )
         new = frame[~frame["mkey"].isin(known)] if known else frame
@@ -511,7 +535,9 @@ class Store:
         eid = self.event_id(event)
         if frame.empty:
             return 0
-        before = self.db.scalar("SELECT count(*) FROM cells WHERE event_id = ?", (eid,))
+        before = self.db.scalar(
+            "SELECT count(*) FROM cells WHERE event_id = :event", {"event": eid}
+        )
         rows = frame.reindex(columns=list(CELL_COLUMNS)).copy()
         rows["created"] = ts_column(rows["created"])
         rows["updated"] = ts_column(rows["updated"])
@@ -540,11 +566,11 @@ class Store:
         ]
         with self.db.transaction():
             self.db.executemany(
-                f"INSERT INTO cells ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                f"INSERT INTO cells ({', '.join(cols)}) VALUES ({placeholders(cols)}) "
                 "ON CONFLICT DO NOTHING",
-                frame_rows(rows, cols),
+                frame_records(rows, cols),
             )
-        after = self.db.scalar("SELECT count(*) FROM cells WHERE event_id = ?", (eid,))
+        after = self.db.scalar("SELECT count(*) FROM cells WHERE event_id = :event", {"event": eid})
         return int(after) - int(before)
 
     def insert_population(self, event: str | int, dataset_id: int, frame: pd.DataFrame) -> int:
@@ -555,7 +581,7 @@ class Store:
         rows["event_id"] = eid
         rows["dataset_id"] = int(dataset_id)
         with self.db.transaction():
-            self.db.execute("DELETE FROM population WHERE event_id = ?", (eid,))
+            self.db.execute("DELETE FROM population WHERE event_id = :event", {"event": eid})
             # A raster is tens of thousands of points: COPY on PostgreSQL.
             self.db.bulk_insert("population", cols, frame_rows(rows, cols))
         return len(rows)
@@ -576,21 +602,22 @@ class Store:
         props = gdf.drop(columns=[gdf.geometry.name]).astype(object)
         props = props.where(pd.notna(props), None)
         rows = [
-            (
-                eid,
-                int(dataset_id),
-                str(ids[i]),
-                None if v is None else str(v),
-                _json(props.iloc[i].to_dict()),
-                texts[i],
-                *map(float, bounds[i]),
-            )
+            {
+                "event_id": eid,
+                "dataset_id": int(dataset_id),
+                "id": str(ids[i]),
+                "extra": None if v is None else str(v),
+                "properties": _json(props.iloc[i].to_dict()),
+                "geojson": texts[i],
+                **_bounds(bounds[i]),
+            }
             for i, v in enumerate(extra_values)
         ]
         with self.db.transaction():
             self.db.executemany(
                 f"INSERT INTO {table} (event_id, dataset_id, {id_col}, {extra}, properties, "
-                f"geojson, minx, miny, maxx, maxy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "geojson, minx, miny, maxx, maxy) VALUES (:event_id, :dataset_id, :id, :extra, "
+                ":properties, :geojson, :minx, :miny, :maxx, :maxy) "
                 f"ON CONFLICT ({'event_id'}, {id_col}) DO UPDATE SET "
                 f"dataset_id = excluded.dataset_id, {extra} = excluded.{extra}, "
                 "properties = excluded.properties, geojson = excluded.geojson, "
@@ -625,17 +652,17 @@ class Store:
         ``start``/``end`` select ``start <= timestamp < end``. Internal: not filtered by
         principal, so never hand its output to an API caller.
         """
-        where: list[str] = ["event_id = ?"]
-        params: list[Any] = [self.event_id(event)]
+        where: list[str] = ["event_id = :event"]
+        params: dict[str, Any] = {"event": self.event_id(event)}
         if period is not None:
-            where.append("period = ?")
-            params.append(period)
+            where.append("period = :period")
+            params["period"] = period
         if start is not None:
-            where.append("ts >= ?")
-            params.append(ts_text(start))
+            where.append("ts >= :start")
+            params["start"] = ts_text(start)
         if end is not None:
-            where.append("ts < ?")
-            params.append(ts_text(end))
+            where.append("ts < :end")
+            params["end"] = ts_text(end)
         cols = [c for c in MEASUREMENT_COLUMNS if c != "timestamp"]
         raw = self.db.frame(
             f"SELECT {self.db.ts_select('ts')}, {', '.join(cols)} FROM measurements "
@@ -653,11 +680,13 @@ class Store:
     ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
         """Earliest and latest measurement time of an event period (None when empty),
         of measurements timed before ``before`` when given."""
-        sql = "SELECT min(ts), max(ts) FROM measurements WHERE event_id = ? AND period = ?"
-        params: list[Any] = [self.event_id(event), period]
+        sql = (
+            "SELECT min(ts), max(ts) FROM measurements WHERE event_id = :event AND period = :period"
+        )
+        params: dict[str, Any] = {"event": self.event_id(event), "period": period}
         if before is not None:
-            sql += " AND ts < ?"
-            params.append(ts_text(before))
+            sql += " AND ts < :before"
+            params["before"] = ts_text(before)
         row = self.db.one(sql, params)
         return (to_ts(row[0]), to_ts(row[1])) if row else (None, None)
 
@@ -666,8 +695,8 @@ class Store:
         raw = self.db.frame(
             "SELECT radio, mcc, net, area, cell, unit, lon, lat, range_m AS range, samples, "
             'changeable, created, updated, average_signal AS "averageSignal", network, site_id '
-            "FROM cells WHERE event_id = ? ORDER BY id",
-            (self.event_id(event),),
+            "FROM cells WHERE event_id = :event ORDER BY id",
+            {"event": self.event_id(event)},
         )
         if raw.empty:
             return empty_frame(CELL_COLUMNS)
@@ -683,7 +712,7 @@ class Store:
         """
         eid = self.event_id(event)
         dataset = self.db.scalar(
-            "SELECT max(dataset_id) FROM population WHERE event_id = ?", (eid,)
+            "SELECT max(dataset_id) FROM population WHERE event_id = :event", {"event": eid}
         )
         if dataset is None:
             return None
@@ -691,7 +720,7 @@ class Store:
         if cached is not None and cached[0] == dataset:
             return cached[1].copy()
         raw = self.db.frame(
-            "SELECT lon, lat, population FROM population WHERE event_id = ?", (eid,)
+            "SELECT lon, lat, population FROM population WHERE event_id = :event", {"event": eid}
         )
         frame = _typed(raw, POPULATION_COLUMNS)
         self._population[eid] = (int(dataset), frame)
@@ -699,9 +728,9 @@ class Store:
 
     def _shapes(self, table: str, id_col: str, extra: str, event: str | int) -> Any:
         raw = self.db.frame(
-            f"SELECT {id_col}, {extra}, properties, geojson FROM {table} WHERE event_id = ? "
-            "ORDER BY id",
-            (self.event_id(event),),
+            f"SELECT {id_col}, {extra}, properties, geojson FROM {table} "
+            "WHERE event_id = :event ORDER BY id",
+            {"event": self.event_id(event)},
         )
         if raw.empty:
             return None
@@ -726,17 +755,21 @@ class Store:
         length = pd.Timedelta(ev.window)
         starts = pd.DatetimeIndex(windows).unique()
         if len(starts):
-            rows = [(ev.id, ts_text(s), ts_text(s + length)) for s in starts]
+            rows = [
+                {"event": ev.id, "start": ts_text(s), "end": ts_text(s + length)} for s in starts
+            ]
             with self.db.transaction():
                 self.db.executemany(
                     "INSERT INTO event_windows (event_id, window_start, window_end, dirty, "
-                    "marks) VALUES (?, ?, ?, 1, 1) ON CONFLICT (event_id, window_start) DO "
+                    "marks) VALUES (:event, :start, :end, 1, 1) ON CONFLICT (event_id, "
+                    "window_start) DO "
                     "UPDATE SET dirty = 1, marks = event_windows.marks + 1",
                     rows,
                 )
         return int(
             self.db.scalar(
-                "SELECT count(*) FROM event_windows WHERE event_id = ? AND dirty = 1", (ev.id,)
+                "SELECT count(*) FROM event_windows WHERE event_id = :event AND dirty = 1",
+                {"event": ev.id},
             )
         )
 
@@ -749,9 +782,9 @@ class Store:
         window start, ascending): hand it to :meth:`save_results` so a window marked
         again while it was computed stays dirty."""
         rows = self.db.query(
-            "SELECT window_start, marks FROM event_windows WHERE event_id = ? AND dirty = 1 "
-            "ORDER BY window_start",
-            (self.event_id(event),),
+            "SELECT window_start, marks FROM event_windows WHERE event_id = :event "
+            "AND dirty = 1 ORDER BY window_start",
+            {"event": self.event_id(event)},
         )
         index = pd.DatetimeIndex(to_utc([r[0] for r in rows]), name="window_start")
         return pd.Series([int(r[1]) for r in rows], index=index, dtype="int64", name="marks")
@@ -760,7 +793,7 @@ class Store:
     _RUN_SQL = "SELECT id, event_id, started_at, finished_at, windows, status, info FROM runs"
 
     def _run(self, run_id: int) -> Run:
-        row = self.db.one(f"{self._RUN_SQL} WHERE id = ?", (run_id,))
+        row = self.db.one(f"{self._RUN_SQL} WHERE id = :id", {"id": int(run_id)})
         if row is None:
             raise NotFound(f"no run {run_id}")
         return Run(
@@ -775,8 +808,9 @@ class Store:
 
     def start_run(self, event: str | int, *, info: dict[str, Any] | None = None) -> Run:
         run_id = self.db.scalar(
-            "INSERT INTO runs (event_id, started_at, info) VALUES (?, ?, ?) RETURNING id",
-            (self.event_id(event), ts_text(_now()), _json(info or {})),
+            "INSERT INTO runs (event_id, started_at, info) VALUES (:event, :started, :info) "
+            "RETURNING id",
+            {"event": self.event_id(event), "started": ts_text(_now()), "info": _json(info or {})},
         )
         return self._run(int(run_id))
 
@@ -790,8 +824,15 @@ class Store:
     ) -> Run:
         merged = self._run(run_id).info | (info or {})
         self.db.execute(
-            "UPDATE runs SET finished_at = ?, status = ?, windows = ?, info = ? WHERE id = ?",
-            (ts_text(_now()), status, int(windows), _json(merged), run_id),
+            "UPDATE runs SET finished_at = :finished, status = :status, windows = :windows, "
+            "info = :info WHERE id = :id",
+            {
+                "finished": ts_text(_now()),
+                "status": status,
+                "windows": int(windows),
+                "info": _json(merged),
+                "id": int(run_id),
+            },
         )
         return self._run(run_id)
 
@@ -800,7 +841,8 @@ class Store:
         were rolled back) as failed; returns how many. Call it holding the event lock."""
         eid = self.event_id(event)
         rows = self.db.query(
-            "SELECT id FROM runs WHERE event_id = ? AND finished_at IS NULL", (eid,)
+            "SELECT id FROM runs WHERE event_id = :event AND finished_at IS NULL",
+            {"event": eid},
         )
         for (run_id,) in rows:  # rare: one per update that died
             self.finish_run(int(run_id), status="failed", info={"error": "interrupted"})
@@ -841,16 +883,15 @@ class Store:
         now = ts_text(_now())
         with self.db.transaction():
             for i in range(0, len(keys), _KEY_CHUNK):
-                chunk = keys[i : i + _KEY_CHUNK]
-                holders = ", ".join("?" * len(chunk))
+                chunk = {"event": ev.id, "starts": keys[i : i + _KEY_CHUNK]}
                 for table in ("outages", "grid"):
                     self.db.execute(
-                        f"DELETE FROM {table} WHERE event_id = ? AND window_start IN ({holders})",
-                        (ev.id, *chunk),
+                        f"DELETE FROM {table} WHERE event_id = :event AND window_start IN :starts",
+                        chunk,
                     )
                 self.db.execute(
-                    f"DELETE FROM cell_status WHERE event_id = ? AND start_time IN ({holders})",
-                    (ev.id, *chunk),
+                    "DELETE FROM cell_status WHERE event_id = :event AND start_time IN :starts",
+                    chunk,
                 )
             self._write_outages(ev.id, run_id, in_outages)
             self._write_grid(ev.id, run_id, in_grid)
@@ -864,13 +905,21 @@ class Store:
             )
             self.db.executemany(
                 "INSERT INTO event_windows (event_id, window_start, window_end, dirty, "
-                "computed_at, run_id, marks) VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT "
+                "computed_at, run_id, marks) VALUES (:event, :start, :end, 0, :now, :run, "
+                ":marks) ON CONFLICT "
                 "(event_id, window_start) DO UPDATE SET dirty = CASE WHEN excluded.marks "
                 "IN (-1, event_windows.marks) THEN 0 ELSE event_windows.dirty END, "
                 "computed_at = excluded.computed_at, run_id = excluded.run_id, "
                 "marks = event_windows.marks",
                 [
-                    (ev.id, k, ts_text(s + length), now, run_id, m)
+                    {
+                        "event": ev.id,
+                        "start": k,
+                        "end": ts_text(s + length),
+                        "now": now,
+                        "run": run_id,
+                        "marks": m,
+                    }
                     for k, s, m in zip(keys, starts, seen, strict=True)
                 ],
             )
@@ -901,8 +950,8 @@ class Store:
             "maxy",
         ]
         self.db.executemany(
-            f"INSERT INTO outages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            frame_rows(frame, cols),
+            f"INSERT INTO outages ({', '.join(cols)}) VALUES ({placeholders(cols)})",
+            frame_records(frame, cols),
         )
 
     def _write_grid(self, eid: int, run_id: int, grid: pd.DataFrame) -> None:
@@ -924,11 +973,11 @@ class Store:
         wanted = list(dict.fromkeys(hexes))
         known: set[str] = set()
         for i in range(0, len(wanted), _KEY_CHUNK):
-            chunk = wanted[i : i + _KEY_CHUNK]
             known.update(
                 r[0]
                 for r in self.db.query(
-                    f"SELECT h3 FROM hexes WHERE h3 IN ({', '.join('?' * len(chunk))})", chunk
+                    "SELECT h3 FROM hexes WHERE h3 IN :hexes",
+                    {"hexes": wanted[i : i + _KEY_CHUNK]},
                 )
             )
         missing = [h for h in wanted if h not in known]
@@ -939,9 +988,12 @@ class Store:
         polygons = shapely.polygons([r + r[:1] for r in rings])
         texts, bounds = geometry_columns(polygons)
         self.db.executemany(
-            "INSERT INTO hexes (h3, geojson, minx, miny, maxx, maxy) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            [(h, t, *map(float, b)) for h, t, b in zip(missing, texts, bounds, strict=True)],
+            "INSERT INTO hexes (h3, geojson, minx, miny, maxx, maxy) VALUES (:h3, :geojson, "
+            ":minx, :miny, :maxx, :maxy) ON CONFLICT DO NOTHING",
+            [
+                {"h3": h, "geojson": t, **_bounds(b)}
+                for h, t, b in zip(missing, texts, bounds, strict=True)
+            ],
         )
 
     def _write_cell_status(
@@ -966,8 +1018,9 @@ class Store:
         pairs["start"] = pairs["w"]
         pairs["end"] = pairs["w"] + length
         located = self.db.frame(
-            "SELECT radio, mcc, net, area, cell, lon, lat, network FROM cells WHERE event_id = ?",
-            (eid,),
+            "SELECT radio, mcc, net, area, cell, lon, lat, network FROM cells "
+            "WHERE event_id = :event",
+            {"event": eid},
         )
         keys = ["radio", "mcc", "net", "area", "cell"]
         for k in keys[1:]:
@@ -1018,27 +1071,26 @@ class Store:
         frame = coverage.copy()
         frame["event_id"] = eid
         with self.db.transaction():
-            self.db.execute("DELETE FROM coverage WHERE event_id = ?", (eid,))
+            self.db.execute("DELETE FROM coverage WHERE event_id = :event", {"event": eid})
             if len(frame):
                 self._ensure_hexes(frame["h3"].astype(str).unique())
                 self.db.executemany(
-                    f"INSERT INTO coverage ({', '.join(cols)}) VALUES "
-                    f"({', '.join('?' * len(cols))})",
-                    frame_rows(frame, cols),
+                    f"INSERT INTO coverage ({', '.join(cols)}) VALUES ({placeholders(cols)})",
+                    frame_records(frame, cols),
                 )
 
     def outages(
         self, event: str | int, *, windows: Sequence[pd.Timestamp] | None = None
     ) -> gpd.GeoDataFrame:
         """Stored outage polygons (all windows, or those starting at ``windows``)."""
-        where = "event_id = ?"
-        params: list[Any] = [self.event_id(event)]
+        where = "event_id = :event"
+        params: dict[str, Any] = {"event": self.event_id(event)}
         if windows is not None:
             keys = [ts_text(w) for w in windows]
             if not keys:
                 return _empty_outages()
-            where += f" AND window_start IN ({', '.join('?' * len(keys))})"
-            params.extend(keys)
+            where += " AND window_start IN :windows"
+            params["windows"] = keys
         raw = self.db.frame(
             f"SELECT {', '.join(OUTAGE_COLUMNS)}, geojson FROM outages WHERE {where} "
             "ORDER BY window_start, outage_id",
@@ -1056,8 +1108,8 @@ class Store:
         raw = self.db.frame(
             "SELECT radio, mcc, net, area, cell, site_id, status, start_time AS start, "
             'end_time AS "end", p_offline, silence_h_needed, network, lon, lat FROM cell_status '
-            "WHERE event_id = ? ORDER BY start_time, id",
-            (self.event_id(event),),
+            "WHERE event_id = :event ORDER BY start_time, id",
+            {"event": self.event_id(event)},
         )
         if raw.empty:
             return empty_frame(CELL_STATUS_COLUMNS)
@@ -1068,9 +1120,9 @@ class Store:
     def grid_status(self, event: str | int) -> pd.DataFrame:
         """Stored grid status (GRID_STATUS_COLUMNS + devices); internal, no k-anonymity."""
         raw = self.db.frame(
-            f"SELECT {', '.join(GRID_STATUS_COLUMNS)}, devices FROM grid WHERE event_id = ? "
-            "ORDER BY window_start, h3, network",
-            (self.event_id(event),),
+            f"SELECT {', '.join(GRID_STATUS_COLUMNS)}, devices FROM grid "
+            "WHERE event_id = :event ORDER BY window_start, h3, network",
+            {"event": self.event_id(event)},
         )
         if raw.empty:
             return empty_frame({**GRID_STATUS_COLUMNS, "devices": "int64"})
@@ -1085,8 +1137,8 @@ class Store:
         from dcm.store.baselines import baseline_from_bytes
 
         value = self.db.scalar(
-            "SELECT data FROM baselines WHERE event_id = ? AND fingerprint = ?",
-            (self.event_id(event), key),
+            "SELECT data FROM baselines WHERE event_id = :event AND fingerprint = :key",
+            {"event": self.event_id(event), "key": key},
         )
         return None if value is None else baseline_from_bytes(bytes(value))
 
@@ -1098,11 +1150,11 @@ class Store:
         eid = self.event_id(event)
         data = baseline_to_bytes(model)
         with self.db.transaction():
-            self.db.execute("DELETE FROM baselines WHERE event_id = ?", (eid,))
+            self.db.execute("DELETE FROM baselines WHERE event_id = :event", {"event": eid})
             self.db.execute(
                 "INSERT INTO baselines (event_id, fingerprint, created_at, data) "
-                "VALUES (?, ?, ?, ?)",
-                (eid, key, ts_text(_now()), data),
+                "VALUES (:event, :key, :created, :data)",
+                {"event": eid, "key": key, "created": ts_text(_now()), "data": data},
             )
 
     # -- alerts --------------------------------------------------------------------------
@@ -1114,19 +1166,20 @@ class Store:
             seq = self.db.scalar("SELECT coalesce(max(seq), 0) + 1 FROM alerts")
             self.db.execute(
                 "INSERT INTO alerts (identifier, event_id, outage_id, network, msg_type, sent, "
-                "refs, geojson, properties, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.identifier,
-                    message.event_id,
-                    message.outage_id,
-                    message.network,
-                    message.msg_type,
-                    ts_text(message.sent),
-                    _json(list(message.references)),
-                    _json(message.geometry),
-                    _json(message.properties),
-                    int(seq),
-                ),
+                "refs, geojson, properties, seq) VALUES (:identifier, :event, :outage, :network, "
+                ":msg_type, :sent, :refs, :geojson, :properties, :seq)",
+                {
+                    "identifier": message.identifier,
+                    "event": message.event_id,
+                    "outage": message.outage_id,
+                    "network": message.network,
+                    "msg_type": message.msg_type,
+                    "sent": ts_text(message.sent),
+                    "refs": _json(list(message.references)),
+                    "geojson": _json(message.geometry),
+                    "properties": _json(message.properties),
+                    "seq": int(seq),
+                },
             )
 
     _ALERT_SQL = (
@@ -1153,20 +1206,20 @@ class Store:
     ) -> list[AlertMessage]:
         """Stored CAP messages (of one event / outage), oldest first."""
         where: list[str] = []
-        params: list[Any] = []
+        params: dict[str, Any] = {}
         if event is not None:
-            where.append("event_id = ?")
-            params.append(self.event_id(event))
+            where.append("event_id = :event")
+            params["event"] = self.event_id(event)
         if outage_id is not None:
-            where.append("outage_id = ?")
-            params.append(outage_id)
+            where.append("outage_id = :outage")
+            params["outage"] = outage_id
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.query(f"{self._ALERT_SQL}{clause} ORDER BY seq", params)
         return [self._alert(r) for r in rows]
 
     def alert_message(self, identifier: str) -> AlertMessage:
         """One CAP message by identifier; NotFound otherwise."""
-        row = self.db.one(f"{self._ALERT_SQL} WHERE identifier = ?", (identifier,))
+        row = self.db.one(f"{self._ALERT_SQL} WHERE identifier = :id", {"id": identifier})
         if row is None:
             raise NotFound(f"no alert {identifier!r}")
         return self._alert(row)
@@ -1241,7 +1294,7 @@ class Store:
             return _features.extent(self, query)
         key = (
             self.event_id(event),
-            tuple(query.params),
+            tuple(query.params.values()),
             query.empty,
             self.db.scalar("SELECT max(id) FROM measurements"),
         )
@@ -1272,17 +1325,24 @@ class Store:
             self.get_dataset(dataset_id)
         token = "dcm_" + secrets.token_urlsafe(32)
         digest = hashlib.sha256(token.encode()).hexdigest()
-        if self.db.scalar("SELECT id FROM api_keys WHERE name = ?", (name,)) is not None:
+        if self.db.scalar("SELECT id FROM api_keys WHERE name = :name", {"name": name}) is not None:
             raise Conflict(f"an API key named {name!r} exists")
         with self.db.transaction():
             key_id = self.db.scalar(
                 "INSERT INTO api_keys (name, role, token_sha256, prefix, created_at) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (name, role, digest, token[:8], ts_text(_now())),
+                "VALUES (:name, :role, :digest, :prefix, :created) RETURNING id",
+                {
+                    "name": name,
+                    "role": role,
+                    "digest": digest,
+                    "prefix": token[:8],
+                    "created": ts_text(_now()),
+                },
             )
             self.db.executemany(
-                "INSERT INTO grants (key_id, dataset_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                [(key_id, g) for g in grants],
+                "INSERT INTO grants (key_id, dataset_id) VALUES (:key, :dataset) "
+                "ON CONFLICT DO NOTHING",
+                [{"key": key_id, "dataset": g} for g in grants],
             )
             self.audit(
                 principal,
@@ -1295,14 +1355,16 @@ class Store:
     def _key_by(self, column: str, value: Any) -> ApiKey:
         row = self.db.one(
             f"SELECT id, name, role, prefix, created_at, revoked_at FROM api_keys "
-            f"WHERE {column} = ?",
-            (value,),
+            f"WHERE {column} = :value",
+            {"value": value},
         )
         if row is None:
             raise NotFound(f"no API key {value!r}")
         grants = frozenset(
             int(r[0])
-            for r in self.db.query("SELECT dataset_id FROM grants WHERE key_id = ?", (row[0],))
+            for r in self.db.query(
+                "SELECT dataset_id FROM grants WHERE key_id = :key", {"key": row[0]}
+            )
         )
         return ApiKey(
             id=int(row[0]),
@@ -1330,8 +1392,8 @@ class Store:
         record = self.get_key(key)
         with self.db.transaction():
             self.db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (ts_text(_now()), record.id),
+                "UPDATE api_keys SET revoked_at = :at WHERE id = :id AND revoked_at IS NULL",
+                {"at": ts_text(_now()), "id": record.id},
             )
             self.audit(principal, "key.revoke", f"key:{record.id}", {"name": record.name})
         return self.get_key(record.id)
@@ -1341,8 +1403,9 @@ class Store:
         record, dataset = self.get_key(key), self.get_dataset(dataset_id)
         with self.db.transaction():
             self.db.execute(
-                "INSERT INTO grants (key_id, dataset_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (record.id, dataset.id),
+                "INSERT INTO grants (key_id, dataset_id) VALUES (:key, :dataset) "
+                "ON CONFLICT DO NOTHING",
+                {"key": record.id, "dataset": dataset.id},
             )
             self.audit(principal, "grant.add", f"key:{record.id}", {"dataset": dataset.id})
 
@@ -1351,7 +1414,8 @@ class Store:
         record = self.get_key(key)
         with self.db.transaction():
             self.db.execute(
-                "DELETE FROM grants WHERE key_id = ? AND dataset_id = ?", (record.id, dataset_id)
+                "DELETE FROM grants WHERE key_id = :key AND dataset_id = :dataset",
+                {"key": record.id, "dataset": int(dataset_id)},
             )
             self.audit(principal, "grant.remove", f"key:{record.id}", {"dataset": dataset_id})
 
@@ -1366,13 +1430,16 @@ class Store:
             return Principal.anonymous()
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
         row = self.db.one(
-            "SELECT id, name, role, revoked_at FROM api_keys WHERE token_sha256 = ?", (digest,)
+            "SELECT id, name, role, revoked_at FROM api_keys WHERE token_sha256 = :digest",
+            {"digest": digest},
         )
         if row is None or row[3] is not None:
             raise AuthenticationRequired("unknown or revoked API key")
         grants = frozenset(
             int(r[0])
-            for r in self.db.query("SELECT dataset_id FROM grants WHERE key_id = ?", (row[0],))
+            for r in self.db.query(
+                "SELECT dataset_id FROM grants WHERE key_id = :key", {"key": row[0]}
+            )
         )
         return Principal(name=row[1], role=row[2], key_id=int(row[0]), grants=grants)
 
@@ -1382,23 +1449,23 @@ class Store:
         """Append an audit log entry."""
         self.db.execute(
             "INSERT INTO audit_log (at, key_id, actor, action, target, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                ts_text(_now()),
-                principal.key_id,
-                principal.name,
-                action,
-                target,
-                _json(detail or {}),
-            ),
+            "VALUES (:at, :key, :actor, :action, :target, :detail)",
+            {
+                "at": ts_text(_now()),
+                "key": principal.key_id,
+                "actor": principal.name,
+                "action": action,
+                "target": target,
+                "detail": _json(detail or {}),
+            },
         )
 
     def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
         """Latest audit entries, newest first."""
         rows = self.db.query(
             "SELECT id, at, key_id, actor, action, target, detail FROM audit_log "
-            "ORDER BY id DESC LIMIT ?",
-            (int(limit),),
+            "ORDER BY id DESC LIMIT :limit",
+            {"limit": int(limit)},
         )
         return [
             AuditEntry(
@@ -1448,15 +1515,25 @@ def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
-def open_store(settings: Settings | None = None, *, url: str | None = None) -> Store:
+def open_store(
+    settings: Settings | None = None,
+    *,
+    url: str | None = None,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+) -> Store:
     """Open (and migrate) the store named by ``url`` or ``settings``.
 
     ``sqlite:///path`` opens a SQLite file in WAL mode; ``postgresql://...`` a PostgreSQL
     database with PostGIS. Without either, ``Settings().resolved_database_url()``.
+    ``pool_size`` and ``max_overflow`` bound the connections of its engine's pool.
     """
     settings = settings or Settings()
     db = Database(
-        url or settings.resolved_database_url(), busy_timeout_s=settings.store_busy_timeout_s
+        url or settings.resolved_database_url(),
+        busy_timeout_s=settings.store_busy_timeout_s,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
     )
     try:
         migrate(db)

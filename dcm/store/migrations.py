@@ -360,14 +360,14 @@ def ensure_rtree(db: Database, event_id: int, visibility: str) -> str:
 
 def fill_rtree(db: Database, dataset_id: int) -> None:
     """Index the points of one dataset in the R*Tree of its event and visibility."""
-    row = db.one("SELECT event_id, visibility FROM datasets WHERE id = ?", (dataset_id,))
+    row = db.one("SELECT event_id, visibility FROM datasets WHERE id = :id", {"id": dataset_id})
     if row is None:
         return
     name = ensure_rtree(db, int(row[0]), row[1])
     db.execute(
         f"INSERT OR IGNORE INTO {name} SELECT id, lon, lon, lat, lat FROM measurements "
-        "WHERE dataset_id = ?",
-        (dataset_id,),
+        "WHERE dataset_id = :dataset",
+        {"dataset": dataset_id},
     )
 
 
@@ -473,8 +473,9 @@ def migrate(db: Database, *, now: str | None = None) -> int:
                 continue
             step.apply(db)
             db.execute(
-                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                (step.number, step.description, applied_at),
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (:version, :description, :at)",
+                {"version": step.number, "description": step.description, "at": applied_at},
             )
         version = step.number
     return version

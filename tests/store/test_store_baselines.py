@@ -117,7 +117,10 @@ def test_unparsable_cache_rows_are_ignored_and_rebuilt(
         _with_header(good, format="dcm-baseline/0"),
     ]
     for payload in payloads:
-        store.db.execute("UPDATE baselines SET data = ? WHERE fingerprint = ?", (payload, key))
+        store.db.execute(
+            "UPDATE baselines SET data = :data WHERE fingerprint = :key",
+            {"data": payload, "key": key},
+        )
         summary = live.update(store, "vincent", principal=admin, full=True)
         assert summary.baseline_rebuilt and summary.windows
         assert not marker.exists()

@@ -99,7 +99,7 @@ def test_spatial_indexes_exist(store: Store) -> None:
         )
         store.insert_measurements(event.id, dataset.id, frame, period="event")
         name = f"measurements_rtree_{event.id}_partner"
-        sql = store.db.scalar("SELECT sql FROM sqlite_master WHERE name = ?", (name,))
+        sql = store.db.scalar("SELECT sql FROM sqlite_master WHERE name = :name", {"name": name})
         assert "rtree" in sql.lower()
         assert store.db.scalar(f"SELECT count(*) FROM {name}") == 2
 
@@ -135,17 +135,26 @@ def test_outage_tiers_upgrade_an_existing_store(
             rows = [(f"o{i}@x", f"o{i}", c) for i, c in enumerate((0.95, 0.7, 0.2, None))]
             old.db.executemany(
                 "INSERT INTO outages (event_id, fid, outage_id, window_start, window_end, "
-                "network, severity, confidence, geojson) VALUES (?, ?, ?, ?, ?, 'all', "
-                '\'outage\', ?, \'{"type":"Point","coordinates":[0,0]}\')',
+                "network, severity, confidence, geojson) VALUES (:event, :fid, :oid, :start, "
+                ":end, 'all', 'outage', :c, :geojson)",
                 [
-                    (event.id, fid, oid, "2021-04-09T00:00:00Z", "2021-04-09T01:00:00Z", c)
+                    {
+                        "event": event.id,
+                        "fid": fid,
+                        "oid": oid,
+                        "start": "2021-04-09T00:00:00Z",
+                        "end": "2021-04-09T01:00:00Z",
+                        "c": c,
+                        "geojson": '{"type":"Point","coordinates":[0,0]}',
+                    }
                     for fid, oid, c in rows
                 ],
             )
             old.db.execute(
                 "INSERT INTO cell_status (event_id, fid, status, start_time, end_time) "
-                "VALUES (?, 'c@x', 'offline', '2021-04-09T00:00:00Z', '2021-04-09T01:00:00Z')",
-                (event.id,),
+                "VALUES (:event, 'c@x', 'offline', '2021-04-09T00:00:00Z', "
+                "'2021-04-09T01:00:00Z')",
+                {"event": event.id},
             )
     with open_store(settings, url=store_url) as store:
         assert store.schema_version() == MIGRATIONS[-1].number
