@@ -133,8 +133,9 @@ class Store:
     Open it with :func:`dcm.store.open_store`. Methods that change data take the acting
     :class:`Principal`, check it, and write an audit log entry. Timestamps go in and out as
     tz-aware UTC ``pd.Timestamp``; geometries as GeoJSON dicts or shapely objects in
-    EPSG:4326. A store object is not used by two threads at once: open one per thread, or
-    lend each to one user at a time (the API lends them to requests).
+    EPSG:4326. Its database lends each thread (or each request bound with
+    :meth:`~dcm.store._db.Database.bound`) a pooled connection of its own, so one store
+    serves the whole API.
     """
 
     backend: str  #: ``"sqlite"`` or ``"postgresql"``
