@@ -1,4 +1,5 @@
-"""SQL for the API's collections: one query builder per kind, GeoJSON Feature dicts out.
+"""SQL for the API's collections: layers described as data (:data:`LAYERS`), one query
+builder (:func:`build`), GeoJSON Feature dicts out.
 
 Every query carries the access rules: dataset visibility for raw layers (measurements,
 areas, hazard), the k-anonymity threshold on grid and coverage hexes, and the device
@@ -87,37 +88,22 @@ def _envelope(q: Query, bbox: BBox) -> str:
     return f"ST_MakeEnvelope({', '.join(q.bind(float(v)) for v in bbox)}, 4326)"
 
 
-def _bbox_polygons(store: Store, q: Query, alias: str, bbox: BBox) -> None:
+def _bbox_polygons(q: Query, alias: str, bbox: BBox) -> None:
+    """SQLite: rows whose bbox columns (``minx`` … ``maxy``) meet ``bbox``."""
     minx, miny, maxx, maxy = bbox
-    if store.db.is_pg:
-        q.add(f"{alias}.geom && {_envelope(q, bbox)}")
-    else:
-        q.add(
-            f"{alias}.maxx >= {q.bind(minx)} AND {alias}.minx <= {q.bind(maxx)} "
-            f"AND {alias}.maxy >= {q.bind(miny)} AND {alias}.miny <= {q.bind(maxy)}"
-        )
+    q.add(
+        f"{alias}.maxx >= {q.bind(minx)} AND {alias}.minx <= {q.bind(maxx)} "
+        f"AND {alias}.maxy >= {q.bind(miny)} AND {alias}.miny <= {q.bind(maxy)}"
+    )
 
 
-def _bbox_points(store: Store, q: Query, alias: str, bbox: BBox) -> None:
+def _bbox_points(q: Query, alias: str, bbox: BBox) -> None:
+    """SQLite: rows whose ``lon``/``lat`` lie in ``bbox``."""
     minx, miny, maxx, maxy = bbox
-    if store.db.is_pg:
-        q.add(f"{alias}.geom && {_envelope(q, bbox)}")
-    else:
-        q.add(
-            f"{alias}.lon BETWEEN {q.bind(minx)} AND {q.bind(maxx)} "
-            f"AND {alias}.lat BETWEEN {q.bind(miny)} AND {q.bind(maxy)}"
-        )
-
-
-def _interval(q: Query, start_col: str, end_col: str, interval: Interval | None) -> None:
-    """Keep rows whose [start, end) overlaps the interval (open ends allowed)."""
-    if interval is None:
-        return
-    lo, hi = interval
-    if lo is not None:
-        q.add(f"{end_col} > {q.bind(ts_text(lo))}")
-    if hi is not None:
-        q.add(f"{start_col} <= {q.bind(ts_text(hi))}")
+    q.add(
+        f"{alias}.lon BETWEEN {q.bind(minx)} AND {q.bind(maxx)} "
+        f"AND {alias}.lat BETWEEN {q.bind(miny)} AND {q.bind(maxy)}"
+    )
 
 
 def _window_filter(q: Query, col: str, eid: int, value: Any) -> None:
@@ -328,6 +314,210 @@ def _shape_feature(id_col: str, extra: str) -> Callable[[Row], dict[str, Any]]:
     return feature
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One collection described as data: its table, columns, geometry, time and access
+    rule; :func:`build` turns any of them into a :class:`Query`."""
+
+    #: Table of its rows and the alias its columns are qualified with.
+    table: str
+    alias: str
+    #: Columns selected (of the table, or ``h.geojson`` of the hexes it joins).
+    columns: tuple[str, ...]
+    order: str
+    to_feature: Callable[[Row], dict[str, Any]]
+    #: ``point`` (lon/lat columns, PostGIS point ``geom``), ``shape`` (bbox columns and a
+    #: PostGIS ``geom`` of its own) or ``hex`` (the polygon of its ``h3`` in ``hexes``).
+    geometry: str
+    #: Start and end columns of the time a row covers (None: no time).
+    time: tuple[str, str] | None
+    #: Access rule: ``results`` (everyone), ``k_anonymity`` (hexes with fewer distinct
+    #: devices hidden from viewers and partners) or ``datasets`` (rows of readable
+    #: datasets only).
+    access: str
+    #: Equality filters accepted (``filters={name: value}``).
+    filters: tuple[str, ...] = ()
+    #: Column of the window filter (``window``: a window start, or ``"latest"``).
+    window: str | None = None
+    #: Feature id → {column: value}; NotFound for an id this layer never gives out.
+    fid: Callable[[str], dict[str, Any]] = lambda fid: {"fid": fid}
+    #: Rows are instants (``start <= t <= end``), not spans that overlap the interval.
+    instant: bool = False
+    #: The measurement points: SQLite R*Trees per event and visibility, PostgreSQL row
+    #: order by selectivity (see :func:`page`); the device column only for admins.
+    measurements: bool = False
+
+    @property
+    def source(self) -> str:
+        if self.geometry == "hex":
+            return f"{self.table} {self.alias} JOIN hexes h ON h.h3 = {self.alias}.h3"
+        return f"{self.table} {self.alias}"
+
+    @property
+    def geometry_alias(self) -> str:
+        return "h" if self.geometry == "hex" else self.alias
+
+    @property
+    def extent_bbox(self) -> str:
+        a = self.geometry_alias
+        if self.geometry == "point":
+            return f"min({a}.lon), min({a}.lat), max({a}.lon), max({a}.lat)"
+        return f"min({a}.minx), min({a}.miny), max({a}.maxx), max({a}.maxy)"
+
+    @property
+    def extent_time(self) -> str | None:
+        if self.time is None:
+            return None
+        start, end = self.time
+        return f"min({self.alias}.{start}), max({self.alias}.{end})"
+
+
+def _grid_fid(fid: str) -> dict[str, Any]:
+    parts = str(fid).split("_")
+    if len(parts) != 3:
+        raise NotFound(f"no grid feature {fid!r}")
+    return {"h3": parts[0], "network": parts[1], "window_start": _parse_fid_time(parts[2])}
+
+
+def _coverage_fid(fid: str) -> dict[str, Any]:
+    h3_id, _, network = str(fid).partition("_")
+    return {"h3": h3_id, "network": network}
+
+
+def _measurement_fid(fid: str) -> dict[str, Any]:
+    # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and SQLite
+    # cannot bind a larger integer.
+    if not (str(fid).isascii() and str(fid).isdigit()) or int(fid) >= 2**63:
+        raise NotFound(f"no measurement {fid!r}")
+    return {"id": int(fid)}
+
+
+def _shape_layer(table: str, id_col: str, extra: str) -> Layer:
+    return Layer(
+        table=table,
+        alias="s",
+        columns=(id_col, extra, "properties", "geojson"),
+        order="s.id",
+        to_feature=_shape_feature(id_col, extra),
+        geometry="shape",
+        time=None,
+        access="datasets",
+        fid=lambda fid: {id_col: str(fid)},
+    )
+
+
+LAYERS: dict[str, Layer] = {
+    "outages": Layer(
+        table="outages",
+        alias="o",
+        columns=(
+            "fid",
+            "outage_id",
+            "window_start",
+            "window_end",
+            "network",
+            "severity",
+            "tier",
+            "certainty",
+            "confidence",
+            "area_km2",
+            "population",
+            "cells_offline",
+            "onset",
+            "geojson",
+        ),
+        order="o.window_start, o.outage_id",
+        to_feature=_outage_feature,
+        geometry="shape",
+        time=("window_start", "window_end"),
+        access="results",
+        filters=("network", "severity", "tier"),
+        window="window_start",
+    ),
+    "cells": Layer(
+        table="cell_status",
+        alias="c",
+        columns=(
+            "fid",
+            "radio",
+            "mcc",
+            "net",
+            "area",
+            "cell",
+            "network",
+            "site_id",
+            "status",
+            "start_time",
+            "end_time",
+            "p_offline",
+            "silence_h_needed",
+            "lon",
+            "lat",
+        ),
+        order="c.start_time, c.id",
+        to_feature=_cell_feature,
+        geometry="point",
+        time=("start_time", "end_time"),
+        access="results",
+        filters=("network", "status"),
+        window="start_time",
+    ),
+    "grid": Layer(
+        table="grid",
+        alias="g",
+        columns=(
+            "h3",
+            "network",
+            "window_start",
+            "window_end",
+            "expected_count",
+            "observed_count",
+            "ok_count",
+            "fail_count",
+            "state",
+            "p_down",
+            "h.geojson",
+        ),
+        order="g.window_start, g.h3, g.network",
+        to_feature=_grid_feature,
+        geometry="hex",
+        time=("window_start", "window_end"),
+        access="k_anonymity",
+        filters=("network", "state"),
+        window="window_start",
+        fid=_grid_fid,
+    ),
+    "coverage": Layer(
+        table="coverage",
+        alias="v",
+        columns=("h3", "network", "measurements", "ok_count", "fail_count", "h.geojson"),
+        order="v.h3, v.network",
+        to_feature=_coverage_feature,
+        geometry="hex",
+        time=None,
+        access="k_anonymity",
+        filters=("network",),
+        fid=_coverage_fid,
+    ),
+    "measurements": Layer(
+        table="measurements",
+        alias="m",
+        columns=("id", "ts", "lon", "lat", *_MEASUREMENT_PROPS),
+        order="m.id",
+        to_feature=_measurement_feature,
+        geometry="point",
+        time=("ts", "ts"),
+        access="datasets",
+        filters=("network", "status", "period"),
+        fid=_measurement_fid,
+        instant=True,
+        measurements=True,
+    ),
+    "areas": _shape_layer("areas", "area_id", "name"),
+    "hazard": _shape_layer("hazard", "hazard_id", "level"),
+}
+
+
 def build(
     store: Store,
     kind: str,
@@ -345,206 +535,66 @@ def build(
         if len(bbox) != 4 or bbox[0] > bbox[2] or bbox[1] > bbox[3]:
             raise ParameterError(f"bbox must be minlon,minlat,maxlon,maxlat, got {bbox}")
         bbox = tuple(float(v) for v in bbox)  # type: ignore[assignment]
+    layer = LAYERS[kind]
+    a = layer.alias
     eid = store.event_id(event)
-    k = int(store.settings.k_anonymity)
     fid = filters.get("fid")
-
-    if kind == "outages":
-        q = Query(
-            source="outages o",
-            columns=[
-                "o.fid",
-                "o.outage_id",
-                "o.window_start",
-                "o.window_end",
-                "o.network",
-                "o.severity",
-                "o.tier",
-                "o.certainty",
-                "o.confidence",
-                "o.area_km2",
-                "o.population",
-                "o.cells_offline",
-                "o.onset",
-                "o.geojson",
-            ],
-            to_feature=_outage_feature,
-            order="o.window_start, o.outage_id",
-            extent_bbox="min(o.minx), min(o.miny), max(o.maxx), max(o.maxy)",
-            extent_time="min(o.window_start), max(o.window_end)",
+    columns = [c if "." in c else f"{a}.{c}" for c in layer.columns]
+    if layer.measurements and principal.sees_devices():
+        columns.append(f"{a}.device")
+    q = Query(
+        source=layer.source,
+        columns=columns,
+        to_feature=layer.to_feature,
+        order=layer.order,
+        extent_bbox=layer.extent_bbox,
+        extent_time=layer.extent_time,
+    )
+    q.add(f"{a}.event_id = {q.bind(eid)}")
+    # Access rule.
+    if layer.access == "k_anonymity" and principal.applies_k_anonymity():
+        q.add(f"{a}.devices >= {q.bind(int(store.settings.k_anonymity))}")
+    rtree = layer.measurements and bbox is not None and not store.db.is_pg
+    if layer.access == "datasets" and not rtree:  # the R*Trees apply it themselves
+        _readable(store, q, a, event, principal)
+    # Geometry.
+    if rtree:
+        assert bbox is not None
+        _rtree_bbox(store, q, eid, bbox, principal)
+        plain = (
+            interval is None
+            and fid is None
+            and not any(filters.get(name) for name in layer.filters)
         )
-        q.add(f"o.event_id = {q.bind(eid)}")
-        if bbox:
-            _bbox_polygons(store, q, "o", bbox)
-        _interval(q, "o.window_start", "o.window_end", interval)
-        _window_filter(q, "o.window_start", eid, filters.get("window"))
-        if filters.get("network"):
-            q.add(f"o.network = {q.bind(filters['network'])}")
-        for name in ("severity", "tier"):
-            if filters.get(name):
-                q.add(f"o.{name} = {q.bind(filters[name])}")
-        if fid is not None:
-            q.add(f"o.fid = {q.bind(fid)}")
-    elif kind == "cells":
-        q = Query(
-            source="cell_status c",
-            columns=[
-                "c.fid",
-                "c.radio",
-                "c.mcc",
-                "c.net",
-                "c.area",
-                "c.cell",
-                "c.network",
-                "c.site_id",
-                "c.status",
-                "c.start_time",
-                "c.end_time",
-                "c.p_offline",
-                "c.silence_h_needed",
-                "c.lon",
-                "c.lat",
-            ],
-            to_feature=_cell_feature,
-            order="c.start_time, c.id",
-            extent_bbox="min(c.lon), min(c.lat), max(c.lon), max(c.lat)",
-            extent_time="min(c.start_time), max(c.end_time)",
-        )
-        q.add(f"c.event_id = {q.bind(eid)}")
-        if bbox:
-            _bbox_points(store, q, "c", bbox)
-        _interval(q, "c.start_time", "c.end_time", interval)
-        _window_filter(q, "c.start_time", eid, filters.get("window"))
-        for name in ("network", "status"):
-            if filters.get(name):
-                q.add(f"c.{name} = {q.bind(filters[name])}")
-        if fid is not None:
-            q.add(f"c.fid = {q.bind(fid)}")
-    elif kind == "grid":
-        q = Query(
-            source="grid g JOIN hexes h ON h.h3 = g.h3",
-            columns=[
-                "g.h3",
-                "g.network",
-                "g.window_start",
-                "g.window_end",
-                "g.expected_count",
-                "g.observed_count",
-                "g.ok_count",
-                "g.fail_count",
-                "g.state",
-                "g.p_down",
-                "h.geojson",
-            ],
-            to_feature=_grid_feature,
-            order="g.window_start, g.h3, g.network",
-            extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
-            extent_time="min(g.window_start), max(g.window_end)",
-        )
-        q.add(f"g.event_id = {q.bind(eid)}")
-        if principal.applies_k_anonymity():
-            q.add(f"g.devices >= {q.bind(k)}")
-        if bbox:
-            _bbox_polygons(store, q, "h", bbox)
-        _interval(q, "g.window_start", "g.window_end", interval)
-        _window_filter(q, "g.window_start", eid, filters.get("window"))
-        for name in ("network", "state"):
-            if filters.get(name):
-                q.add(f"g.{name} = {q.bind(filters[name])}")
-        if fid is not None:
-            parts = str(fid).split("_")
-            if len(parts) != 3:
-                raise NotFound(f"no grid feature {fid!r}")
-            q.add(
-                f"g.h3 = {q.bind(parts[0])} AND g.network = {q.bind(parts[1])} "
-                f"AND g.window_start = {q.bind(_parse_fid_time(parts[2]))}"
-            )
-    elif kind == "coverage":
-        q = Query(
-            source="coverage v JOIN hexes h ON h.h3 = v.h3",
-            columns=[
-                "v.h3",
-                "v.network",
-                "v.measurements",
-                "v.ok_count",
-                "v.fail_count",
-                "h.geojson",
-            ],
-            to_feature=_coverage_feature,
-            order="v.h3, v.network",
-            extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
-            extent_time=None,
-        )
-        q.add(f"v.event_id = {q.bind(eid)}")
-        if principal.applies_k_anonymity():
-            q.add(f"v.devices >= {q.bind(k)}")
-        if bbox:
-            _bbox_polygons(store, q, "h", bbox)
-        if filters.get("network"):
-            q.add(f"v.network = {q.bind(filters['network'])}")
-        if fid is not None:
-            h3_id, _, network = str(fid).partition("_")
-            q.add(f"v.h3 = {q.bind(h3_id)} AND v.network = {q.bind(network)}")
-    elif kind == "measurements":
-        cols = ["m.id", "m.ts", "m.lon", "m.lat", *(f"m.{c}" for c in _MEASUREMENT_PROPS)]
-        if principal.sees_devices():
-            cols.append("m.device")
-        q = Query(
-            source="measurements m",
-            columns=cols,
-            to_feature=_measurement_feature,
-            order="m.id",
-            extent_bbox="min(m.lon), min(m.lat), max(m.lon), max(m.lat)",
-            extent_time="min(m.ts), max(m.ts)",
-        )
-        q.add(f"m.event_id = {q.bind(eid)}")
-        if bbox and not store.db.is_pg:
-            _rtree_bbox(store, q, eid, bbox, principal)
-            plain = (
-                interval is None
-                and fid is None
-                and not any(filters.get(name) for name in ("network", "status", "period"))
-            )
-            if not plain:
-                q.ids = None  # the ids subquery stays a condition of the row query
+        if not plain:
+            q.ids = None  # the ids subquery stays a condition of the row query
+    elif bbox is not None:
+        g = layer.geometry_alias
+        if store.db.is_pg:
+            q.add(f"{g}.geom && {_envelope(q, bbox)}")
+            q.spatial = layer.measurements
+        elif layer.geometry == "point":
+            _bbox_points(q, g, bbox)
         else:
-            if bbox:
-                q.add(f"m.geom && {_envelope(q, bbox)}")
-                q.spatial = True
-            _readable(store, q, "m", event, principal)
-        if interval is not None:
-            lo, hi = interval
-            if lo is not None:
-                q.add(f"m.ts >= {q.bind(ts_text(lo))}")
-            if hi is not None:
-                q.add(f"m.ts <= {q.bind(ts_text(hi))}")
-        for name in ("network", "status", "period"):
-            if filters.get(name):
-                q.add(f"m.{name} = {q.bind(filters[name])}")
-        if fid is not None:
-            # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and
-            # SQLite cannot bind a larger integer.
-            if not (str(fid).isascii() and str(fid).isdigit()) or int(fid) >= 2**63:
-                raise NotFound(f"no measurement {fid!r}")
-            q.add(f"m.id = {q.bind(int(fid))}")
-    else:  # areas, hazard
-        table, id_col, extra = (
-            ("areas", "area_id", "name") if kind == "areas" else ("hazard", "hazard_id", "level")
-        )
-        q = Query(
-            source=f"{table} s",
-            columns=[f"s.{id_col}", f"s.{extra}", "s.properties", "s.geojson"],
-            to_feature=_shape_feature(id_col, extra),
-            order="s.id",
-            extent_bbox="min(s.minx), min(s.miny), max(s.maxx), max(s.maxy)",
-            extent_time=None,
-        )
-        q.add(f"s.event_id = {q.bind(eid)}")
-        _readable(store, q, "s", event, principal)
-        if bbox:
-            _bbox_polygons(store, q, "s", bbox)
-        if fid is not None:
-            q.add(f"s.{id_col} = {q.bind(str(fid))}")
+            _bbox_polygons(q, g, bbox)
+    # Time.
+    if layer.time is not None and interval is not None:
+        start, end = (f"{a}.{c}" for c in layer.time)
+        lo, hi = interval
+        if lo is not None:  # an instant from lo on; a span that ends after lo
+            column, op = (start, ">=") if layer.instant else (end, ">")
+            q.add(f"{column} {op} {q.bind(ts_text(lo))}")
+        if hi is not None:
+            q.add(f"{start} <= {q.bind(ts_text(hi))}")
+    if layer.window is not None:
+        _window_filter(q, f"{a}.{layer.window}", eid, filters.get("window"))
+    # Attribute filters and the feature id.
+    for name in layer.filters:
+        if filters.get(name):
+            q.add(f"{a}.{name} = {q.bind(filters[name])}")
+    if fid is not None:
+        for column, value in layer.fid(fid).items():
+            q.add(f"{a}.{column} = {q.bind(value)}")
     return q
 
 
