@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -293,12 +294,11 @@ class Database:
         binding = self._binding()
         conn = binding.conn
         assert conn is not None
-        statement = sa.text(sql)
+        lists: tuple[str, ...] = ()
         if isinstance(params, Mapping):
             # A list or tuple value is an ``IN :name`` list (one parameter per item).
-            lists = [k for k, v in params.items() if isinstance(v, list | tuple)]
-            if lists:
-                statement = statement.bindparams(*(sa.bindparam(k, expanding=True) for k in lists))
+            lists = tuple(k for k, v in params.items() if isinstance(v, list | tuple))
+        statement = _text(sql, lists)
         try:
             if binding.depth:
                 return conn.execute(statement, params)
@@ -354,18 +354,28 @@ class Database:
         """Insert many rows (tuples in ``columns`` order), skipping those that hit a
         unique constraint.
 
-        PostgreSQL streams them with COPY into a temporary table first (an order of
-        magnitude faster than row-wise inserts); SQLite inserts them row-wise in C.
+        Both go to the driver directly, like COPY, past SQLAlchemy's per-row parameter
+        handling: PostgreSQL streams them with COPY into a temporary table first (an
+        order of magnitude faster than row-wise inserts); SQLite inserts the tuples
+        row-wise in C (its own ``?`` parameters, written here for SQLite only).
         """
         if not rows:
             return
         cols = ", ".join(columns)
         if not self.is_pg:
-            self.executemany(
-                f"INSERT INTO {table} ({cols}) VALUES ({placeholders(columns)}) "
-                "ON CONFLICT DO NOTHING",
-                (dict(zip(columns, row, strict=True)) for row in rows),
+            sql = (
+                f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))}) "
+                "ON CONFLICT DO NOTHING"
             )
+            with self.transaction():
+                cursor = self.connection.connection.cursor()
+                try:
+                    cursor.executemany(sql, rows)
+                except sqlite3.Error as exc:
+                    wrapped = sa_exc.DBAPIError.instance(sql, None, exc, sqlite3.Error)
+                    raise _store_error(wrapped, sql, self) from exc
+                finally:
+                    cursor.close()
             return
         import psycopg
 
@@ -474,6 +484,16 @@ class Database:
             binding.depth = 0
             if self.is_pg and binding.conn is conn and not conn.closed:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@lru_cache(maxsize=1024)
+def _text(sql: str, lists: tuple[str, ...] = ()) -> sa.TextClause:
+    """The :func:`sqlalchemy.text` of ``sql`` (its ``IN :name`` lists expanding), parsed
+    once per statement: building it scans the SQL for parameters each time."""
+    statement = sa.text(sql)
+    if lists:
+        statement = statement.bindparams(*(sa.bindparam(k, expanding=True) for k in lists))
+    return statement
 
 
 def _retry_busy(run: Any, busy_timeout_s: float) -> Any:
