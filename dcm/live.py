@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+import dcm
 from dcm.errors import Conflict, IngestError, ParameterError
 from dcm.ingest.report import IngestReport
 from dcm.schema import ALL_NETWORKS, CRS, suspected_outages
@@ -364,18 +364,20 @@ def _baseline(store: Store, event: Event, params: Any) -> tuple[Any, bool]:
         for d in store.list_datasets(event.id)
         if d.kind in ("baseline", "cells")
     ]
-    fingerprint = hashlib.sha256(
-        "|".join([*inputs, repr(sorted(params.as_dict().items()))]).encode()
+    # The dcm version is part of the key: a new version may build a different model.
+    key = hashlib.sha256(
+        "|".join(
+            [f"dcm {dcm.__version__}", *inputs, repr(sorted(params.as_dict().items()))]
+        ).encode()
     ).hexdigest()
-    cached = store.load_blob(event.id, fingerprint)
+    cached = store.load_baseline(event.id, key)
     if cached is not None:
-        # The blob was written by this installation's own update (never from uploads).
-        return pickle.loads(cached), False
+        return cached, False
     baseline_rows = store.measurements(event.id, period="baseline")
     if baseline_rows.empty:
         raise ParameterError(f"event {event.name}: no baseline measurements ingested yet")
     model = build_baseline(baseline_rows, store.cells(event.id), params)
-    store.save_blob(event.id, fingerprint, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    store.save_baseline(event.id, key, model)
     store.save_coverage(event.id, coverage(baseline_rows, resolution=params.resolution))
     return model, True
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -31,7 +30,8 @@ logger = logging.getLogger(__name__)
 GZIP_MINIMUM_SIZE = 1000
 #: zlib's default level: nearly the size of level 9 on GeoJSON at a fraction of the CPU.
 GZIP_LEVEL = 6
-#: Store connections lent to requests, per process (one more serves start-up). With
+#: Store connections lent to requests, per process (one more serves start-up and scripts:
+#: the engine's pool overflow). With
 #: ``dcm serve --workers 3`` that is at most 33, well inside PostgreSQL's default of 100.
 #: Requests beyond it wait for a free one; the routes wait on the database, so a few
 #: cores gain nothing from more.
@@ -39,64 +39,44 @@ API_CONNECTIONS = 10
 
 
 class _Lease:
-    """The store lent to one request (opened or taken from the pool on first use), and
-    whether the request holds one of the pool's slots."""
+    """What one request holds: a binding to a pooled connection (checked out on first
+    use), and whether the request holds one of the slots."""
 
-    store: Any = None
+    binding: Any = None
     held: bool = False
 
 
 class StorePool:
-    """Stores for the API: at most ``size`` in use by requests, each by one at a time.
+    """The API's store, its pooled connections lent to requests, not threads.
 
-    A Store (one database connection) must not be used by two threads at once, and the
+    One :class:`~dcm.store.Store` serves every request; its SQLAlchemy engine pools at
+    most ``size`` connections for requests (plus one for start-up and scripts). The
     threads that run a request's sync parts are many (anyio's pool also serves gzip and
-    other helpers). So stores are lent to requests, not threads: :class:`StoreLeases`
-    waits, without holding a thread, for one of ``size`` slots when a request arrives
-    and gives it back as soon as the response starts (the body is ready by then), so a
-    client that reads its response slowly holds no connection. A request that waits on
-    the network in between (an upload body) gives its slot back meanwhile
-    (:meth:`released`). A request's own calls run one after the other, on whichever
-    thread. Attribute access is forwarded to the current request's store, so routes
-    simply call ``store.features(...)``; outside a request (start-up, scripts) the
-    calling thread gets a store of its own.
+    other helpers), so connections are bound to requests: :class:`StoreLeases` waits,
+    without holding a thread, for one of ``size`` slots when a request arrives, the
+    request's first query checks a connection out of the engine's pool, and both go back
+    as soon as the response starts (the body is ready by then), so a client that reads
+    its response slowly holds no connection. A request that waits on the network in
+    between (an upload body) gives them back meanwhile (:meth:`released`). Attribute
+    access is forwarded to the store, so routes simply call ``store.features(...)``.
     """
 
     def __init__(self, settings: Settings, *, size: int = API_CONNECTIONS) -> None:
-        self._settings = settings
+        from dcm.store import open_store
+
         self.size = size
+        self.store = open_store(settings, pool_size=size, max_overflow=1)
+        self.store.db.release()  # the start-up connection goes back to the pool
         self._lease: ContextVar[_Lease | None] = ContextVar(f"dcm_lease_{id(self)}", default=None)
         # Slots are awaited on the serving event loop, so there is one semaphore per loop.
         self._slots: RunVar[anyio.Semaphore] = RunVar(f"dcm_store_slots_{id(self)}")
-        self._lock = threading.Lock()
-        self._idle: list[Any] = []
-        self._opened: list[Any] = []
-        self._local = threading.local()
 
     def current(self) -> Any:
-        """The current request's store, else the calling thread's own."""
+        """The store (a request that gave its slot back may not use it)."""
         lease = self._lease.get()
-        if lease is None:
-            store = getattr(self._local, "store", None)
-            if store is None:
-                store = self._local.store = self._open()
-            return store
-        if not lease.held:  # a bug: the request gave its slot back and still queries
+        if lease is not None and not lease.held:
             raise RuntimeError("the store was used by a request that holds no slot")
-        if lease.store is None:
-            with self._lock:
-                lease.store = self._idle.pop() if self._idle else None
-            if lease.store is None:
-                lease.store = self._open()
-        return lease.store
-
-    def _open(self) -> Any:
-        from dcm.store import open_store
-
-        store = open_store(self._settings)
-        with self._lock:
-            self._opened.append(store)
-        return store
+        return self.store
 
     def _semaphore(self) -> anyio.Semaphore:
         try:
@@ -109,37 +89,38 @@ class StorePool:
     async def _take(self, lease: _Lease) -> None:
         await self._semaphore().acquire()
         lease.held = True
+        lease.binding.usable = True
 
     def give_back(self, lease: _Lease | None = None) -> None:
-        """Return the store and the slot of ``lease`` (the current request's by default);
-        idempotent. Call on the event loop."""
+        """Return the connection and the slot of ``lease`` (the current request's by
+        default); idempotent. Call on the event loop."""
         lease = lease if lease is not None else self._lease.get()
         if lease is None:
             return
-        if lease.store is not None:
-            with self._lock:
-                self._idle.append(lease.store)
-            lease.store = None
+        self.store.db.release(lease.binding, usable=False)
         if lease.held:
             lease.held = False
             self._semaphore().release()
 
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[_Lease]:
-        """Lend a store to the code run inside (a request); waits for a free slot."""
+        """Lend a connection to the code run inside (a request); waits for a free slot."""
         lease = _Lease()
-        await self._take(lease)
-        token = self._lease.set(lease)
-        try:
-            yield lease
-        finally:
-            self._lease.reset(token)
-            self.give_back(lease)
+        with self.store.db.bound() as binding:
+            lease.binding = binding
+            binding.usable = False
+            await self._take(lease)
+            token = self._lease.set(lease)
+            try:
+                yield lease
+            finally:
+                self._lease.reset(token)
+                self.give_back(lease)
 
     @asynccontextmanager
     async def released(self) -> AsyncIterator[None]:
-        """Give the current request's slot back while the code inside waits on the
-        network (an upload body); take one again afterwards."""
+        """Give the current request's connection and slot back while the code inside
+        waits on the network (an upload body); take a slot again afterwards."""
         lease = self._lease.get()
         if lease is None or not lease.held:
             yield
@@ -154,12 +135,8 @@ class StorePool:
         return getattr(self.current(), name)
 
     def close(self) -> None:
-        """Close every store opened so far."""
-        with self._lock:
-            opened, self._opened, self._idle = self._opened, [], []
-        for store in opened:
-            store.close()
-        self._local = threading.local()
+        """Close every connection and the engine's pool."""
+        self.store.close()
 
 
 class ClientTooSlow(Exception):
@@ -231,8 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     # A bad basemap file fails here, before anything is opened, with one clear line.
     tiles = open_tiles(settings.basemap) if settings.basemap is not None else None
-    stores = StorePool(settings)
-    stores.current()  # open and migrate now
+    stores = StorePool(settings)  # opens and migrates the store now
     events.sweep_uploads(settings.data_dir)
 
     @asynccontextmanager

@@ -1,4 +1,5 @@
-"""SQL for the API's collections: one query builder per kind, GeoJSON Feature dicts out.
+"""SQL for the API's collections: layers described as data (:data:`LAYERS`), one query
+builder (:func:`build`), GeoJSON Feature dicts out.
 
 Every query carries the access rules: dataset visibility for raw layers (measurements,
 areas, hazard), the k-anonymity threshold on grid and coverage hexes, and the device
@@ -39,17 +40,24 @@ class Query:
     extent_bbox: str
     extent_time: str | None
     where: list[str] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)
+    #: Values of the bound parameters named by :meth:`bind` (``:p0``, ``:p1``, …).
+    params: dict[str, Any] = field(default_factory=dict)
     empty: bool = False
-    #: An id-only query (SQL, params) that finds the same rows from an index alone; the
-    #: page then joins only the rows it returns.
-    ids: tuple[str, list[Any]] | None = None
+    #: An id-only query (SQL, with parameters of ``params``) that finds the same rows from
+    #: an index alone; the page then joins only the rows it returns.
+    ids: str | None = None
     #: PostgreSQL: the rows match a selective spatial filter (see :func:`page`).
     spatial: bool = False
 
-    def add(self, clause: str, *params: Any) -> None:
+    def bind(self, value: Any) -> str:
+        """A new bound parameter holding ``value``; returns its ``:name`` for the SQL."""
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def add(self, clause: str) -> None:
+        """AND a condition (its values bound with :meth:`bind`)."""
         self.where.append(clause)
-        self.params.extend(params)
 
     @property
     def where_sql(self) -> str:
@@ -81,39 +89,27 @@ def _parse_fid_time(text: str) -> str:
         raise NotFound(f"no feature with time {shown_id(text)}") from exc
 
 
-def _bbox_polygons(store: Store, q: Query, alias: str, bbox: BBox) -> None:
+def _envelope(q: Query, bbox: BBox) -> str:
+    """PostGIS box of ``bbox`` (WGS84), its corners bound as parameters of ``q``."""
+    return f"ST_MakeEnvelope({', '.join(q.bind(float(v)) for v in bbox)}, 4326)"
+
+
+def _bbox_polygons(q: Query, alias: str, bbox: BBox) -> None:
+    """SQLite: rows whose bbox columns (``minx`` … ``maxy``) meet ``bbox``."""
     minx, miny, maxx, maxy = bbox
-    if store.db.is_pg:
-        q.add(f"{alias}.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
-    else:
-        q.add(
-            f"{alias}.maxx >= ? AND {alias}.minx <= ? AND {alias}.maxy >= ? AND {alias}.miny <= ?",
-            minx,
-            maxx,
-            miny,
-            maxy,
-        )
+    q.add(
+        f"{alias}.maxx >= {q.bind(minx)} AND {alias}.minx <= {q.bind(maxx)} "
+        f"AND {alias}.maxy >= {q.bind(miny)} AND {alias}.miny <= {q.bind(maxy)}"
+    )
 
 
-def _bbox_points(store: Store, q: Query, alias: str, bbox: BBox) -> None:
+def _bbox_points(q: Query, alias: str, bbox: BBox) -> None:
+    """SQLite: rows whose ``lon``/``lat`` lie in ``bbox``."""
     minx, miny, maxx, maxy = bbox
-    if store.db.is_pg:
-        q.add(f"{alias}.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
-    else:
-        q.add(
-            f"{alias}.lon BETWEEN ? AND ? AND {alias}.lat BETWEEN ? AND ?", minx, maxx, miny, maxy
-        )
-
-
-def _interval(q: Query, start_col: str, end_col: str, interval: Interval | None) -> None:
-    """Keep rows whose [start, end) overlaps the interval (open ends allowed)."""
-    if interval is None:
-        return
-    lo, hi = interval
-    if lo is not None:
-        q.add(f"{end_col} > ?", ts_text(lo))
-    if hi is not None:
-        q.add(f"{start_col} <= ?", ts_text(hi))
+    q.add(
+        f"{alias}.lon BETWEEN {q.bind(minx)} AND {q.bind(maxx)} "
+        f"AND {alias}.lat BETWEEN {q.bind(miny)} AND {q.bind(maxy)}"
+    )
 
 
 def _window_filter(q: Query, col: str, eid: int, value: Any) -> None:
@@ -123,12 +119,11 @@ def _window_filter(q: Query, col: str, eid: int, value: Any) -> None:
         return
     if value == "latest":
         q.add(
-            f"{col} = (SELECT max(window_start) FROM event_windows WHERE event_id = ? "
-            "AND computed_at IS NOT NULL)",
-            eid,
+            f"{col} = (SELECT max(window_start) FROM event_windows "
+            f"WHERE event_id = {q.bind(eid)} AND computed_at IS NOT NULL)"
         )
     else:
-        q.add(f"{col} = ?", ts_text(value))
+        q.add(f"{col} = {q.bind(ts_text(value))}")
 
 
 def _readable(store: Store, q: Query, alias: str, event: str | int, principal: Principal) -> None:
@@ -138,7 +133,7 @@ def _readable(store: Store, q: Query, alias: str, event: str | int, principal: P
     if not ids:
         q.empty = True
         return
-    q.add(f"{alias}.dataset_id IN ({', '.join('?' * len(ids))})", *ids)
+    q.add(f"{alias}.dataset_id IN ({', '.join(q.bind(i) for i in ids)})")
 
 
 def _rtree_bbox(store: Store, q: Query, eid: int, bbox: BBox, principal: Principal) -> None:
@@ -150,21 +145,23 @@ def _rtree_bbox(store: Store, q: Query, eid: int, bbox: BBox, principal: Princip
     edge can match; no exact re-test is made, so that pages and counts stay index-only.
     """
     minx, miny, maxx, maxy = bbox
-    box = "x0 <= ? AND x1 >= ? AND y0 <= ? AND y1 >= ?"
-    box_params = [maxx, minx, maxy, miny]
+    box = (
+        f"x0 <= {q.bind(maxx)} AND x1 >= {q.bind(minx)} "
+        f"AND y0 <= {q.bind(maxy)} AND y1 >= {q.bind(miny)}"
+    )
     datasets = store.db.query(
-        "SELECT id, visibility FROM datasets WHERE event_id = ? AND kind IN "
+        "SELECT id, visibility FROM datasets WHERE event_id = :event AND kind IN "
         "('measurements', 'baseline')",
-        (eid,),
+        {"event": eid},
     )
     tables = {
         name
         for (name,) in store.db.query(
-            "SELECT name FROM sqlite_master WHERE name LIKE ?", (f"measurements_rtree_{eid}_%",)
+            "SELECT name FROM sqlite_master WHERE name LIKE :pattern",
+            {"pattern": f"measurements_rtree_{eid}_%"},
         )
     }
     parts: list[str] = []
-    params: list[Any] = []
     for visibility in ("public", "partner", "restricted"):
         table = rtree_name(eid, visibility)
         if table not in tables:
@@ -175,20 +172,18 @@ def _rtree_bbox(store: Store, q: Query, eid: int, bbox: BBox, principal: Princip
             continue
         if len(readable) == len(ids):
             parts.append(f"SELECT id FROM {table} WHERE {box}")
-            params.extend(box_params)
         else:
-            marks = ", ".join("?" * len(readable))
+            marks = ", ".join(q.bind(i) for i in readable)
             parts.append(
                 f"SELECT r.id FROM {table} r JOIN measurements d ON d.id = r.id "
                 f"WHERE r.{box.replace(' AND ', ' AND r.')} AND d.dataset_id IN ({marks})"
             )
-            params.extend([*box_params, *readable])
     if not parts:
         q.empty = True
         return
     union = " UNION ALL ".join(parts)
-    q.ids = (union, params)
-    q.add(f"m.id IN ({union})", *params)
+    q.ids = union
+    q.add(f"m.id IN ({union})")
 
 
 def _outage_feature(r: Row) -> dict[str, Any]:
@@ -326,6 +321,213 @@ def _shape_feature(id_col: str, extra: str) -> Callable[[Row], dict[str, Any]]:
     return feature
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One collection described as data: its table, columns, geometry, time and access
+    rule; :func:`build` turns any of them into a :class:`Query`."""
+
+    #: Table of its rows and the alias its columns are qualified with.
+    table: str
+    alias: str
+    #: Columns selected (of the table, or ``h.geojson`` of the hexes it joins).
+    columns: tuple[str, ...]
+    order: str
+    to_feature: Callable[[Row], dict[str, Any]]
+    #: ``point`` (lon/lat columns, PostGIS point ``geom``), ``shape`` (bbox columns and a
+    #: PostGIS ``geom`` of its own) or ``hex`` (the polygon of its ``h3`` in ``hexes``).
+    geometry: str
+    #: Start and end columns of the time a row covers (None: no time).
+    time: tuple[str, str] | None
+    #: Access rule: ``results`` (everyone), ``k_anonymity`` (hexes with fewer distinct
+    #: devices hidden from viewers and partners) or ``datasets`` (rows of readable
+    #: datasets only).
+    access: str
+    #: Equality filters accepted (``filters={name: value}``).
+    filters: tuple[str, ...] = ()
+    #: Column of the window filter (``window``: a window start, or ``"latest"``).
+    window: str | None = None
+    #: Feature id → {column: value}; NotFound for an id this layer never gives out.
+    fid: Callable[[str], dict[str, Any]] = lambda fid: {"fid": fid}
+    #: Rows are instants (``start <= t <= end``), not spans that overlap the interval.
+    instant: bool = False
+    #: The measurement points: SQLite R*Trees per event and visibility, PostgreSQL row
+    #: order by selectivity (see :func:`page`); the device column only for admins.
+    measurements: bool = False
+
+    @property
+    def source(self) -> str:
+        if self.geometry == "hex":
+            return f"{self.table} {self.alias} JOIN hexes h ON h.h3 = {self.alias}.h3"
+        return f"{self.table} {self.alias}"
+
+    @property
+    def geometry_alias(self) -> str:
+        return "h" if self.geometry == "hex" else self.alias
+
+    @property
+    def extent_bbox(self) -> str:
+        a = self.geometry_alias
+        if self.geometry == "point":
+            return f"min({a}.lon), min({a}.lat), max({a}.lon), max({a}.lat)"
+        return f"min({a}.minx), min({a}.miny), max({a}.maxx), max({a}.maxy)"
+
+    @property
+    def extent_time(self) -> str | None:
+        if self.time is None:
+            return None
+        start, end = self.time
+        return f"min({self.alias}.{start}), max({self.alias}.{end})"
+
+
+def _grid_fid(fid: str) -> dict[str, Any]:
+    parts = str(fid).split("_")
+    if len(parts) != 3:
+        raise NotFound(f"no grid feature {shown_id(str(fid))}")
+    return {"h3": parts[0], "network": parts[1], "window_start": _parse_fid_time(parts[2])}
+
+
+def _coverage_fid(fid: str) -> dict[str, Any]:
+    h3_id, _, network = str(fid).partition("_")
+    return {"h3": h3_id, "network": network}
+
+
+def _measurement_fid(fid: str) -> dict[str, Any]:
+    # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and SQLite
+    # cannot bind a larger integer. The length first: int() refuses strings of more than
+    # 4,300 digits.
+    text = str(fid)
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
+        raise NotFound(f"no measurement {shown_id(text)}")
+    return {"id": int(text)}
+
+
+def _shape_layer(table: str, id_col: str, extra: str) -> Layer:
+    return Layer(
+        table=table,
+        alias="s",
+        columns=(id_col, extra, "properties", "geojson"),
+        order="s.id",
+        to_feature=_shape_feature(id_col, extra),
+        geometry="shape",
+        time=None,
+        access="datasets",
+        fid=lambda fid: {id_col: str(fid)},
+    )
+
+
+LAYERS: dict[str, Layer] = {
+    "outages": Layer(
+        table="outages",
+        alias="o",
+        columns=(
+            "fid",
+            "outage_id",
+            "window_start",
+            "window_end",
+            "network",
+            "severity",
+            "tier",
+            "certainty",
+            "confidence",
+            "area_km2",
+            "population",
+            "cells_offline",
+            "onset",
+            "geojson",
+        ),
+        order="o.window_start, o.outage_id",
+        to_feature=_outage_feature,
+        geometry="shape",
+        time=("window_start", "window_end"),
+        access="results",
+        filters=("network", "severity", "tier"),
+        window="window_start",
+    ),
+    "cells": Layer(
+        table="cell_status",
+        alias="c",
+        columns=(
+            "fid",
+            "radio",
+            "mcc",
+            "net",
+            "area",
+            "cell",
+            "network",
+            "site_id",
+            "status",
+            "start_time",
+            "end_time",
+            "p_offline",
+            "silence_h_needed",
+            "offline_since",
+            "lon",
+            "lat",
+        ),
+        order="c.start_time, c.id",
+        to_feature=_cell_feature,
+        geometry="point",
+        time=("start_time", "end_time"),
+        access="results",
+        filters=("network", "status"),
+        window="start_time",
+    ),
+    "grid": Layer(
+        table="grid",
+        alias="g",
+        columns=(
+            "h3",
+            "network",
+            "window_start",
+            "window_end",
+            "expected_count",
+            "observed_count",
+            "ok_count",
+            "fail_count",
+            "state",
+            "p_down",
+            "h.geojson",
+        ),
+        order="g.window_start, g.h3, g.network",
+        to_feature=_grid_feature,
+        geometry="hex",
+        time=("window_start", "window_end"),
+        access="k_anonymity",
+        filters=("network", "state"),
+        window="window_start",
+        fid=_grid_fid,
+    ),
+    "coverage": Layer(
+        table="coverage",
+        alias="v",
+        columns=("h3", "network", "measurements", "ok_count", "fail_count", "h.geojson"),
+        order="v.h3, v.network",
+        to_feature=_coverage_feature,
+        geometry="hex",
+        time=None,
+        access="k_anonymity",
+        filters=("network",),
+        fid=_coverage_fid,
+    ),
+    "measurements": Layer(
+        table="measurements",
+        alias="m",
+        columns=("id", "ts", "lon", "lat", *_MEASUREMENT_PROPS),
+        order="m.id",
+        to_feature=_measurement_feature,
+        geometry="point",
+        time=("ts", "ts"),
+        access="datasets",
+        filters=("network", "status", "period"),
+        fid=_measurement_fid,
+        instant=True,
+        measurements=True,
+    ),
+    "areas": _shape_layer("areas", "area_id", "name"),
+    "hazard": _shape_layer("hazard", "hazard_id", "level"),
+}
+
+
 def build(
     store: Store,
     kind: str,
@@ -343,212 +545,66 @@ def build(
         if len(bbox) != 4 or bbox[0] > bbox[2] or bbox[1] > bbox[3]:
             raise ParameterError(f"bbox must be minlon,minlat,maxlon,maxlat, got {bbox}")
         bbox = tuple(float(v) for v in bbox)  # type: ignore[assignment]
+    layer = LAYERS[kind]
+    a = layer.alias
     eid = store.event_id(event)
-    k = int(store.settings.k_anonymity)
     fid = filters.get("fid")
-
-    if kind == "outages":
-        q = Query(
-            source="outages o",
-            columns=[
-                "o.fid",
-                "o.outage_id",
-                "o.window_start",
-                "o.window_end",
-                "o.network",
-                "o.severity",
-                "o.tier",
-                "o.certainty",
-                "o.confidence",
-                "o.area_km2",
-                "o.population",
-                "o.cells_offline",
-                "o.onset",
-                "o.geojson",
-            ],
-            to_feature=_outage_feature,
-            order="o.window_start, o.outage_id",
-            extent_bbox="min(o.minx), min(o.miny), max(o.maxx), max(o.maxy)",
-            extent_time="min(o.window_start), max(o.window_end)",
+    columns = [c if "." in c else f"{a}.{c}" for c in layer.columns]
+    if layer.measurements and principal.sees_devices():
+        columns.append(f"{a}.device")
+    q = Query(
+        source=layer.source,
+        columns=columns,
+        to_feature=layer.to_feature,
+        order=layer.order,
+        extent_bbox=layer.extent_bbox,
+        extent_time=layer.extent_time,
+    )
+    q.add(f"{a}.event_id = {q.bind(eid)}")
+    # Access rule.
+    if layer.access == "k_anonymity" and principal.applies_k_anonymity():
+        q.add(f"{a}.devices >= {q.bind(int(store.settings.k_anonymity))}")
+    rtree = layer.measurements and bbox is not None and not store.db.is_pg
+    if layer.access == "datasets" and not rtree:  # the R*Trees apply it themselves
+        _readable(store, q, a, event, principal)
+    # Geometry.
+    if rtree:
+        assert bbox is not None
+        _rtree_bbox(store, q, eid, bbox, principal)
+        plain = (
+            interval is None
+            and fid is None
+            and not any(filters.get(name) for name in layer.filters)
         )
-        q.add("o.event_id = ?", eid)
-        if bbox:
-            _bbox_polygons(store, q, "o", bbox)
-        _interval(q, "o.window_start", "o.window_end", interval)
-        _window_filter(q, "o.window_start", eid, filters.get("window"))
-        if filters.get("network"):
-            q.add("o.network = ?", filters["network"])
-        for name in ("severity", "tier"):
-            if filters.get(name):
-                q.add(f"o.{name} = ?", filters[name])
-        if fid is not None:
-            q.add("o.fid = ?", fid)
-    elif kind == "cells":
-        q = Query(
-            source="cell_status c",
-            columns=[
-                "c.fid",
-                "c.radio",
-                "c.mcc",
-                "c.net",
-                "c.area",
-                "c.cell",
-                "c.network",
-                "c.site_id",
-                "c.status",
-                "c.start_time",
-                "c.end_time",
-                "c.p_offline",
-                "c.silence_h_needed",
-                "c.offline_since",
-                "c.lon",
-                "c.lat",
-            ],
-            to_feature=_cell_feature,
-            order="c.start_time, c.id",
-            extent_bbox="min(c.lon), min(c.lat), max(c.lon), max(c.lat)",
-            extent_time="min(c.start_time), max(c.end_time)",
-        )
-        q.add("c.event_id = ?", eid)
-        if bbox:
-            _bbox_points(store, q, "c", bbox)
-        _interval(q, "c.start_time", "c.end_time", interval)
-        _window_filter(q, "c.start_time", eid, filters.get("window"))
-        for name in ("network", "status"):
-            if filters.get(name):
-                q.add(f"c.{name} = ?", filters[name])
-        if fid is not None:
-            q.add("c.fid = ?", fid)
-    elif kind == "grid":
-        q = Query(
-            source="grid g JOIN hexes h ON h.h3 = g.h3",
-            columns=[
-                "g.h3",
-                "g.network",
-                "g.window_start",
-                "g.window_end",
-                "g.expected_count",
-                "g.observed_count",
-                "g.ok_count",
-                "g.fail_count",
-                "g.state",
-                "g.p_down",
-                "h.geojson",
-            ],
-            to_feature=_grid_feature,
-            order="g.window_start, g.h3, g.network",
-            extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
-            extent_time="min(g.window_start), max(g.window_end)",
-        )
-        q.add("g.event_id = ?", eid)
-        if principal.applies_k_anonymity():
-            q.add("g.devices >= ?", k)
-        if bbox:
-            _bbox_polygons(store, q, "h", bbox)
-        _interval(q, "g.window_start", "g.window_end", interval)
-        _window_filter(q, "g.window_start", eid, filters.get("window"))
-        for name in ("network", "state"):
-            if filters.get(name):
-                q.add(f"g.{name} = ?", filters[name])
-        if fid is not None:
-            parts = str(fid).split("_")
-            if len(parts) != 3:
-                raise NotFound(f"no grid feature {shown_id(str(fid))}")
-            q.add(
-                "g.h3 = ? AND g.network = ? AND g.window_start = ?",
-                parts[0],
-                parts[1],
-                _parse_fid_time(parts[2]),
-            )
-    elif kind == "coverage":
-        q = Query(
-            source="coverage v JOIN hexes h ON h.h3 = v.h3",
-            columns=[
-                "v.h3",
-                "v.network",
-                "v.measurements",
-                "v.ok_count",
-                "v.fail_count",
-                "h.geojson",
-            ],
-            to_feature=_coverage_feature,
-            order="v.h3, v.network",
-            extent_bbox="min(h.minx), min(h.miny), max(h.maxx), max(h.maxy)",
-            extent_time=None,
-        )
-        q.add("v.event_id = ?", eid)
-        if principal.applies_k_anonymity():
-            q.add("v.devices >= ?", k)
-        if bbox:
-            _bbox_polygons(store, q, "h", bbox)
-        if filters.get("network"):
-            q.add("v.network = ?", filters["network"])
-        if fid is not None:
-            h3_id, _, network = str(fid).partition("_")
-            q.add("v.h3 = ? AND v.network = ?", h3_id, network)
-    elif kind == "measurements":
-        cols = ["m.id", "m.ts", "m.lon", "m.lat", *(f"m.{c}" for c in _MEASUREMENT_PROPS)]
-        if principal.sees_devices():
-            cols.append("m.device")
-        q = Query(
-            source="measurements m",
-            columns=cols,
-            to_feature=_measurement_feature,
-            order="m.id",
-            extent_bbox="min(m.lon), min(m.lat), max(m.lon), max(m.lat)",
-            extent_time="min(m.ts), max(m.ts)",
-        )
-        q.add("m.event_id = ?", eid)
-        if bbox and not store.db.is_pg:
-            _rtree_bbox(store, q, eid, bbox, principal)
-            plain = (
-                interval is None
-                and fid is None
-                and not any(filters.get(name) for name in ("network", "status", "period"))
-            )
-            if not plain:
-                q.ids = None  # the ids subquery stays a condition of the row query
+        if not plain:
+            q.ids = None  # the ids subquery stays a condition of the row query
+    elif bbox is not None:
+        g = layer.geometry_alias
+        if store.db.is_pg:
+            q.add(f"{g}.geom && {_envelope(q, bbox)}")
+            q.spatial = layer.measurements
+        elif layer.geometry == "point":
+            _bbox_points(q, g, bbox)
         else:
-            if bbox:
-                minx, miny, maxx, maxy = bbox
-                q.add("m.geom && ST_MakeEnvelope(?, ?, ?, ?, 4326)", minx, miny, maxx, maxy)
-                q.spatial = True
-            _readable(store, q, "m", event, principal)
-        if interval is not None:
-            lo, hi = interval
-            if lo is not None:
-                q.add("m.ts >= ?", ts_text(lo))
-            if hi is not None:
-                q.add("m.ts <= ?", ts_text(hi))
-        for name in ("network", "status", "period"):
-            if filters.get(name):
-                q.add(f"m.{name} = ?", filters[name])
-        if fid is not None:
-            # ASCII digits within a 64-bit id: int() also reads '²' or Arabic digits, and
-            # SQLite cannot bind a larger integer.
-            # The length first: int() refuses strings of more than 4,300 digits.
-            text = str(fid)
-            if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
-                raise NotFound(f"no measurement {shown_id(text)}")
-            q.add("m.id = ?", int(fid))
-    else:  # areas, hazard
-        table, id_col, extra = (
-            ("areas", "area_id", "name") if kind == "areas" else ("hazard", "hazard_id", "level")
-        )
-        q = Query(
-            source=f"{table} s",
-            columns=[f"s.{id_col}", f"s.{extra}", "s.properties", "s.geojson"],
-            to_feature=_shape_feature(id_col, extra),
-            order="s.id",
-            extent_bbox="min(s.minx), min(s.miny), max(s.maxx), max(s.maxy)",
-            extent_time=None,
-        )
-        q.add("s.event_id = ?", eid)
-        _readable(store, q, "s", event, principal)
-        if bbox:
-            _bbox_polygons(store, q, "s", bbox)
-        if fid is not None:
-            q.add(f"s.{id_col} = ?", str(fid))
+            _bbox_polygons(q, g, bbox)
+    # Time.
+    if layer.time is not None and interval is not None:
+        start, end = (f"{a}.{c}" for c in layer.time)
+        lo, hi = interval
+        if lo is not None:  # an instant from lo on; a span that ends after lo
+            column, op = (start, ">=") if layer.instant else (end, ">")
+            q.add(f"{column} {op} {q.bind(ts_text(lo))}")
+        if hi is not None:
+            q.add(f"{start} <= {q.bind(ts_text(hi))}")
+    if layer.window is not None:
+        _window_filter(q, f"{a}.{layer.window}", eid, filters.get("window"))
+    # Attribute filters and the feature id.
+    for name in layer.filters:
+        if filters.get(name):
+            q.add(f"{a}.{name} = {q.bind(filters[name])}")
+    if fid is not None:
+        for column, value in layer.fid(fid).items():
+            q.add(f"{a}.{column} = {q.bind(value)}")
     return q
 
 
@@ -561,23 +617,22 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
     names = [c.split(".", 1)[-1] for c in q.columns]
     if q.ids is not None:
         # Page through the index alone, then read only the rows of this page.
-        ids_sql, ids_params = q.ids
         rows = store.db.query(
             f"SELECT {', '.join(q.columns)} FROM measurements m WHERE m.id IN "
-            f"(SELECT id FROM ({ids_sql}) AS ids ORDER BY id LIMIT ? OFFSET ?) ORDER BY m.id",
-            (*ids_params, int(limit), int(offset)),
+            f"(SELECT id FROM ({q.ids}) AS ids ORDER BY id LIMIT :limit OFFSET :offset) "
+            "ORDER BY m.id",
+            {**q.params, "limit": int(limit), "offset": int(offset)},
         )
-        count_sql, count_params = f"SELECT count(*) FROM ({ids_sql}) AS ids", ids_params
+        count_sql = f"SELECT count(*) FROM ({q.ids}) AS ids"
     else:
         count_sql = f"SELECT count(*) FROM {q.source} WHERE {q.where_sql}"
-        count_params = q.params
         order = q.order
         if q.spatial and count:
             # PostgreSQL walks the primary key for ORDER BY id LIMIT n, testing each row
             # against the box: fast when the box holds much of the table, slow for a small
             # box. When the (GiST) count shows a small share, order by an expression so
             # the planner collects the few matches from the spatial index and sorts them.
-            matched = int(store.db.scalar(count_sql, count_params))
+            matched = int(store.db.scalar(count_sql, q.params))
             table_rows = store.db.scalar(
                 "SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass"
             )
@@ -585,15 +640,15 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
                 order = "m.id + 0"
             rows = store.db.query(
                 f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "
-                f"ORDER BY {order} LIMIT ? OFFSET ?",
-                (*q.params, int(limit), int(offset)),
+                f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+                {**q.params, "limit": int(limit), "offset": int(offset)},
             )
             features = [q.to_feature(dict(zip(names, r, strict=True))) for r in rows]
             return FeaturePage(features, matched)
         rows = store.db.query(
             f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "
-            f"ORDER BY {order} LIMIT ? OFFSET ?",
-            (*q.params, int(limit), int(offset)),
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+            {**q.params, "limit": int(limit), "offset": int(offset)},
         )
     features = [q.to_feature(dict(zip(names, r, strict=True))) for r in rows]
     if not count:
@@ -601,7 +656,7 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
     elif offset == 0 and len(features) < limit:
         matched = len(features)  # the whole result fits in this page: no second query
     else:
-        matched = int(store.db.scalar(count_sql, count_params))
+        matched = int(store.db.scalar(count_sql, q.params))
     return FeaturePage(features, matched)
 
 

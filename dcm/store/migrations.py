@@ -1,4 +1,7 @@
-"""Versioned schema migrations: numbered steps applied in order, recorded in ``schema_version``.
+"""Versioned schema migrations: numbered steps run as alembic revisions (``revisions/``).
+
+Each step ``N`` is the alembic revision ``000N``; :func:`migrate` runs them on open,
+programmatically (no ``alembic.ini``), and records each in ``schema_version`` as well.
 
 Each step is DDL written once with type placeholders (``{pk}``, ``{ts}``, ``{real}``,
 ``{bigint}``, ``{blob}``) filled per backend. On PostgreSQL each geometry table also gets a
@@ -13,6 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
 
 from dcm.schema import LIKELY_CONFIDENCE, OBSERVED_CONFIDENCE
 from dcm.store._db import Database, ts_text
@@ -360,14 +367,14 @@ def ensure_rtree(db: Database, event_id: int, visibility: str) -> str:
 
 def fill_rtree(db: Database, dataset_id: int) -> None:
     """Index the points of one dataset in the R*Tree of its event and visibility."""
-    row = db.one("SELECT event_id, visibility FROM datasets WHERE id = ?", (dataset_id,))
+    row = db.one("SELECT event_id, visibility FROM datasets WHERE id = :id", {"id": dataset_id})
     if row is None:
         return
     name = ensure_rtree(db, int(row[0]), row[1])
     db.execute(
         f"INSERT OR IGNORE INTO {name} SELECT id, lon, lon, lat, lat FROM measurements "
-        "WHERE dataset_id = ?",
-        (dataset_id,),
+        "WHERE dataset_id = :dataset",
+        {"dataset": dataset_id},
     )
 
 
@@ -452,45 +459,81 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+#: The alembic environment shipped with dcm (``env.py`` and ``versions/``).
+SCRIPT_LOCATION = Path(__file__).with_name("revisions")
+#: Serialises migrations of concurrent openers on PostgreSQL (transaction advisory lock).
+_LOCK_KEY = 4242017
+
+
+def revision_id(number: int) -> str:
+    """The alembic revision of migration ``number`` (``0004``)."""
+    return f"{int(number):04d}"
+
+
+def _config(db: Database) -> Config:
+    config = Config()  # no alembic.ini: everything is set here
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.attributes["db"] = db
+    return config
+
+
+def apply_step(db: Database, number: int) -> None:
+    """Run migration ``number`` (called by its alembic revision) and record it in
+    ``schema_version`` too, where dcm versions before alembic look."""
+    step = next(m for m in MIGRATIONS if m.number == number)
+    step.apply(db)
+    db.execute(
+        "INSERT INTO schema_version (version, description, applied_at) "
+        "VALUES (:version, :description, :at)",
+        {"version": step.number, "description": step.description, "at": ts_text("now")},
+    )
+
+
+def _table_exists(db: Database, name: str) -> bool:
+    if db.is_pg:
+        return bool(db.scalar("SELECT to_regclass(:name) IS NOT NULL", {"name": name}))
+    return bool(
+        db.scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name",
+            {"name": name},
+        )
+    )
+
+
 def current_version(db: Database) -> int:
     """The last applied migration number (0 for an empty database)."""
-    if db.is_pg:
-        exists = db.scalar("SELECT to_regclass('schema_version') IS NOT NULL")
-    else:
-        exists = db.scalar(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        )
-    if not exists:
+    if not _table_exists(db, "schema_version"):
         return 0
     return int(db.scalar("SELECT coalesce(max(version), 0) FROM schema_version") or 0)
 
 
-def migrate(db: Database, *, now: str | None = None) -> int:
-    """Apply every pending migration in order, each in its own transaction; returns the
-    schema version. Concurrent openers on PostgreSQL wait on an advisory lock."""
-    applied_at = now or ts_text("now")
+def current_revision(db: Database) -> str | None:
+    """The alembic revision of the store (None before alembic managed it)."""
+    if not _table_exists(db, "alembic_version"):
+        return None
+    return db.scalar("SELECT version_num FROM alembic_version")
+
+
+def migrate(db: Database, *, revision: str = "head") -> int:
+    """Upgrade the store to ``revision`` (all migrations by default) with alembic, in
+    one transaction; returns the schema version.
+
+    A store written before dcm used alembic (migrations recorded only in
+    ``schema_version``) is stamped with the revision of its last migration first, then
+    upgraded in place. Concurrent openers on PostgreSQL wait on an advisory lock; on
+    SQLite the write lock (``BEGIN IMMEDIATE``) orders them.
+    """
     with db.transaction():
         if db.is_pg:
-            db.execute("SELECT pg_advisory_xact_lock(4242017)")
+            db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
         db.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
-            f"version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+            "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
             f"applied_at {TYPES[db.backend]['ts']} NOT NULL)"
         )
-    version = current_version(db)
-    for step in MIGRATIONS:
-        if step.number <= version:
-            continue
-        with db.transaction():
-            if db.is_pg:
-                db.execute("SELECT pg_advisory_xact_lock(4242017)")
-            # Another process may have applied it while this one waited for the lock.
-            if current_version(db) >= step.number:
-                continue
-            step.apply(db)
-            db.execute(
-                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                (step.number, step.description, applied_at),
-            )
-        version = step.number
-    return version
+        config = _config(db)
+        legacy = current_version(db)
+        if legacy and current_revision(db) is None:
+            command.stamp(config, revision_id(legacy))
+        command.upgrade(config, revision)
+        return current_version(db)

@@ -53,10 +53,14 @@ def _answers(base_url: str, tokens: dict[str, str]) -> dict[str, Any]:
         alerts = http.get(f"/events/{EVENT}/alerts", params={"cancelled": "true"}).json()
         out["alert messages"] = alerts
         out["cap"] = [http.get(f"/alerts/{f['id']}.xml").text for f in alerts["features"]]
-    with httpx.Client(base_url=base_url, headers={"X-API-Key": tokens["analyst"]}) as http:
+    with httpx.Client(
+        base_url=base_url, timeout=60, headers={"X-API-Key": tokens["analyst"]}
+    ) as http:
         out["analyst grid"] = _items(http, "grid")
         out["analyst coverage"] = _items(http, "coverage")
-    with httpx.Client(base_url=base_url, headers={"X-API-Key": tokens["granted"]}) as http:
+    with httpx.Client(
+        base_url=base_url, timeout=60, headers={"X-API-Key": tokens["granted"]}
+    ) as http:
         features = _items(http, "measurements")["features"]
     for feature in features:
         feature.pop("id")

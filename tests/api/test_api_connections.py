@@ -95,11 +95,16 @@ def test_pool_lends_stores_to_requests_not_threads(tmp_path: Path) -> None:
         pool = StorePool(Settings(data_dir=tmp_path, database_url=url, secret="s"), size=3)
         seen: list[bool] = []
 
+        def connection() -> object:
+            assert pool.list_events() == []
+            return pool.db.connection
+
         async def request() -> None:
             async with pool.lease():
-                on_thread = await anyio.to_thread.run_sync(pool.current)
-                assert pool.list_events() == []
-                seen.append(pool.current() is on_thread)  # one store for the whole request
+                on_thread = await anyio.to_thread.run_sync(connection)
+                await anyio.sleep(0.01)  # others run meanwhile
+                # One connection for the whole request, whichever thread queries.
+                seen.append(connection() is on_thread)
 
         async def many() -> None:
             async with anyio.create_task_group() as group:
@@ -109,7 +114,7 @@ def test_pool_lends_stores_to_requests_not_threads(tmp_path: Path) -> None:
         try:
             anyio.run(many)
             assert seen == [True] * 30
-            assert _connections(tag) == 3
+            assert 1 <= _connections(tag) <= 3
         finally:
             pool.close()
         assert _connections_settle(tag) == 0

@@ -120,9 +120,9 @@ def test_items_match_the_store(http: httpx.Client, populated) -> None:
         ids = store.db.frame("SELECT id, dataset_id FROM measurements")
         public = ids.loc[ids["dataset_id"].isin(public_ids), "id"]
         inside = store.db.scalar(
-            "SELECT count(*) FROM measurements WHERE dataset_id IN (?, ?) "
-            "AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ?",
-            (*public_ids, box[0], box[2], box[1], box[3]),
+            "SELECT count(*) FROM measurements WHERE dataset_id IN :ids "
+            "AND lon BETWEEN :x0 AND :x1 AND lat BETWEEN :y0 AND :y1",
+            {"ids": list(public_ids), "x0": box[0], "x1": box[2], "y0": box[1], "y1": box[3]},
         )
     assert body["numberMatched"] == inside > 0
     assert body["numberReturned"] == 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -103,3 +104,41 @@ def test_keys_commands(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0 and "revoked" in out
     code, out, _ = run(["keys", "list"], capsys)
     assert "revoked" in out
+
+
+class _Touch:
+    """A pickle payload that creates a file when unpickled (as an attacker's would)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (self.path.touch, ())
+
+
+def test_update_never_runs_a_pickle_from_the_baseline_cache(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["event", "create", "vincent", "--start", "2021-04-09T00:00Z"], capsys)[0] == 0
+    baseline = tmp_path / "baseline.csv"
+    write_measurements(baseline, START - pd.Timedelta("2D"), 48, seed=2)
+    write_measurements(tmp_path / "event.csv", START, 3, seed=1)
+    inputs = {
+        "measurements": tmp_path / "event.csv",
+        "baseline": baseline,
+        "cells": write_cells(tmp_path / "cells.csv"),
+    }
+    for kind, path in inputs.items():
+        code, out, _ = run(["ingest", "--event", "vincent", "--kind", kind, str(path)], capsys)
+        assert code == 0, out
+    assert run(["update", "--event", "vincent"], capsys)[0] == 0
+    marker = tmp_path / "pickle-was-run"
+    with sqlite3.connect(data_dir / "dcm.sqlite") as db:
+        (key,) = db.execute("SELECT fingerprint FROM baselines").fetchone()
+        db.execute("UPDATE baselines SET data = ?", (pickle.dumps(_Touch(marker)),))
+    code, out, err = run(["update", "--event", "vincent", "--full"], capsys)
+    assert code == 0 and "3 window(s)" in out and "Traceback" not in err
+    assert not marker.exists()
+    with sqlite3.connect(data_dir / "dcm.sqlite") as db:
+        rows = db.execute("SELECT fingerprint, data FROM baselines").fetchall()
+    assert [r[0] for r in rows] == [key] and rows[0][1][:2] == b"PK"  # rebuilt as Parquet+JSON

@@ -49,7 +49,9 @@ def _visible_datasets(store: Store, principal: Principal) -> set[int]:
 
 def _rows(store: Store, dataset_id: int) -> int:
     return int(
-        store.db.scalar("SELECT count(*) FROM measurements WHERE dataset_id = ?", (dataset_id,))
+        store.db.scalar(
+            "SELECT count(*) FROM measurements WHERE dataset_id = :id", {"id": dataset_id}
+        )
     )
 
 
@@ -89,7 +91,7 @@ def test_viewer_reads_only_public_rows_through_every_query(
         )
         assert {f["properties"]["dataset_id"] for f in boxed.features} == {shared["public"]}
         hidden = store.db.scalar(
-            "SELECT min(id) FROM measurements WHERE dataset_id = ?", (shared["restricted"],)
+            "SELECT min(id) FROM measurements WHERE dataset_id = :id", {"id": shared["restricted"]}
         )
         with pytest.raises(NotFound):
             store.feature("measurements", "vincent", str(hidden), principal=principal)

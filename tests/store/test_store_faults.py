@@ -124,7 +124,8 @@ def snapshot(url: str, data_dir: Path, *, wall_clock: bool = False) -> dict[str,
         if wall_clock:
             messages = [_without_clock(m) for m in messages]
         unfinished = store.db.scalar(
-            "SELECT count(*) FROM runs WHERE event_id = ? AND finished_at IS NULL", (ev.id,)
+            "SELECT count(*) FROM runs WHERE event_id = :event AND finished_at IS NULL",
+            {"event": ev.id},
         )
         return {
             "high_water": ev.high_water,
