@@ -394,15 +394,21 @@ def _cells_serving(
     from dcm.analysis.coverage import _discs
 
     site = off["site"].to_numpy()
-    discs = _discs(
-        coverage.lon[site],
-        coverage.lat[site],
-        coverage.reach[site, off["col"].to_numpy()] * _SERVING_SHRINK,
-    )
-    part, disc = shapely.STRtree(discs).query(geoms, predicate="intersects")
-    net = off["net"].to_numpy()[disc]
-    keep = (off["col"].to_numpy()[disc] == col[part]) & ((layer[part] < 0) | (layer[part] == net))
-    np.add.at(out, part[keep], off["size"].to_numpy()[disc[keep]])
+    reach = coverage.reach[site, off["col"].to_numpy()] * _SERVING_SHRINK
+    # A site's disc usually keeps its reach for many windows, and an outage its shape
+    # (the same object): build each disc once, test each (shape, disc) pair once, and
+    # only pairs of the same window and network.
+    disc_of = pd.factorize(pd.MultiIndex.from_arrays([site, reach]))[0]
+    uniq = np.unique(disc_of, return_index=True)[1]
+    discs = _discs(coverage.lon[site[uniq]], coverage.lat[site[uniq]], reach[uniq])
+    part, row = shapely.STRtree(discs[disc_of]).query(geoms)
+    net = off["net"].to_numpy()[row]
+    same = (off["col"].to_numpy()[row] == col[part]) & ((layer[part] < 0) | (layer[part] == net))
+    part, row = part[same], row[same]
+    pair, _ = pd.factorize(pd.MultiIndex.from_arrays([object_ids(geoms)[part], disc_of[row]]))
+    first = np.unique(pair, return_index=True)[1]
+    meets = shapely.intersects(geoms[part[first]], discs[disc_of[row[first]]])[pair]
+    np.add.at(out, part[meets], off["size"].to_numpy()[row[meets]])
     return out
 
 
