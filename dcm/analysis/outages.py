@@ -218,10 +218,8 @@ def _outside(parts: pd.DataFrame, cut: pd.DataFrame) -> np.ndarray:
         parts["col"].to_numpy()[i] == cut["col"].to_numpy()[j]
     )
     i, j = i[same], j[same]
-    ids, own = object_ids(cuts), object_ids(geoms)
-    pair, _ = pd.factorize(pd.MultiIndex.from_arrays([own[i], ids[j]]))
-    _, first = np.unique(pair, return_index=True)
-    keep = shapely.intersects(geoms[i[first]], cuts[j[first]])[pair]
+    ids = object_ids(cuts)
+    keep = _intersects_once(geoms, i, object_ids(geoms)[i], cuts, j, ids[j])
     i, j = i[keep], j[keep]
     if i.size == 0:
         return geoms
@@ -237,6 +235,16 @@ def _outside(parts: pd.DataFrame, cut: pd.DataFrame) -> np.ndarray:
             done[key] = _polygonal(np.array([shapely.difference(g, knife)], dtype=object))[0]
         geoms[hit[k]] = done[key]
     return geoms
+
+
+def _intersects_once(
+    a: np.ndarray, i: np.ndarray, a_key: np.ndarray, b: np.ndarray, j: np.ndarray, b_key: np.ndarray
+) -> np.ndarray:
+    """``intersects(a[i], b[j])`` per candidate pair, computed once per distinct
+    (``a_key``, ``b_key``): lasting outages repeat the same shapes window after window."""
+    pair, _ = pd.factorize(pd.MultiIndex.from_arrays([a_key, b_key]))
+    first = np.unique(pair, return_index=True)[1]
+    return shapely.intersects(a[i[first]], b[j[first]])[pair]
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -405,9 +413,8 @@ def _cells_serving(
     net = off["net"].to_numpy()[row]
     same = (off["col"].to_numpy()[row] == col[part]) & ((layer[part] < 0) | (layer[part] == net))
     part, row = part[same], row[same]
-    pair, _ = pd.factorize(pd.MultiIndex.from_arrays([object_ids(geoms)[part], disc_of[row]]))
-    first = np.unique(pair, return_index=True)[1]
-    meets = shapely.intersects(geoms[part[first]], discs[disc_of[row[first]]])[pair]
+    disc = disc_of[row]
+    meets = _intersects_once(geoms, part, object_ids(geoms)[part], discs, disc, disc)
     np.add.at(out, part[meets], off["size"].to_numpy()[row[meets]])
     return out
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -144,6 +146,14 @@ def read_bytes(source: Source, *, name: str, limits: InputLimits | None = None) 
     missing or unreadable file, a corrupt gzip stream or an input past the limits.
     """
     limits = limits if limits is not None else InputLimits.from_settings()
+    with open_source(source, name=name) as stream:
+        return _read_stream(stream, name=name, limits=limits)
+
+
+@contextmanager
+def open_source(source: Source, *, name: str) -> Iterator[BinaryIO]:
+    """``source`` as a binary stream: a path opened (one-line :class:`IngestError` when
+    it is missing, a directory or unreadable), bytes wrapped, a stream as it is."""
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.exists():
@@ -152,12 +162,13 @@ def read_bytes(source: Source, *, name: str, limits: InputLimits | None = None) 
             raise IngestError("is a directory, not a file", path=name)
         try:
             with path.open("rb") as fh:
-                return _read_stream(fh, name=name, limits=limits)
+                yield fh
         except OSError as exc:
             raise IngestError(f"cannot read file ({exc.strerror})", path=name) from exc
-    if isinstance(source, bytes | bytearray | memoryview):
-        return _read_stream(io.BytesIO(source), name=name, limits=limits)
-    return _read_stream(source, name=name, limits=limits)
+    elif isinstance(source, bytes | bytearray | memoryview):
+        yield io.BytesIO(bytes(source))
+    else:
+        yield source
 
 
 def _read_stream(stream: BinaryIO, *, name: str, limits: InputLimits) -> bytes:

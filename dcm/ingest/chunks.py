@@ -12,7 +12,6 @@ found by :func:`combine_chunks`, which gives exactly what the whole-file reader 
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from dcm.ingest._source import (
     InputLimits,
     Source,
     decode_utf8,
+    open_source,
     source_name,
 )
 from dcm.ingest.measurements import (
@@ -206,21 +206,8 @@ def _blocks(source: Source, *, name: str, size: int) -> Generator[bytes, None, N
     Streamed input never sits whole in memory, so only the gzip inflation ratio
     (``DCM_MAX_INFLATION_RATIO``) bounds it, not ``DCM_MAX_DECOMPRESSED_BYTES``.
     """
-    if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.exists():
-            raise IngestError("file not found", path=name)
-        if path.is_dir():
-            raise IngestError("is a directory, not a file", path=name)
-        try:
-            with path.open("rb") as fh:
-                yield from _stream_blocks(fh, name=name, size=size)
-        except OSError as exc:
-            raise IngestError(f"cannot read file ({exc.strerror})", path=name) from exc
-        return
-    if isinstance(source, bytes | bytearray | memoryview):
-        source = io.BytesIO(bytes(source))
-    yield from _stream_blocks(source, name=name, size=size)
+    with open_source(source, name=name) as stream:
+        yield from _stream_blocks(stream, name=name, size=size)
 
 
 def _stream_blocks(stream: BinaryIO, *, name: str, size: int) -> Iterator[bytes]:
