@@ -346,6 +346,15 @@ def calibration_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
     return lines
 
 
+def save_calibration(scores: dict[tuple[str, str], Score], path: Path) -> None:
+    """Every (p_offline, truth) pair of dcm as ``p`` and ``truth`` arrays in an .npz file,
+    for fitting the reported-probability calibration on tuning seeds (docs/method.md)."""
+    parts = [s for (_, m), s in scores.items() if m == "dcm"]
+    p = np.concatenate([a for s in parts for a in s.calib_p] or [np.zeros(0)])
+    y = np.concatenate([a for s in parts for a in s.calib_truth] or [np.zeros(0, bool)])
+    np.savez_compressed(path, p=p.astype("float64"), truth=y.astype(bool))
+
+
 def score_oracle(scenario, population: pd.DataFrame, resolution: int, result: Score) -> None:
     """Area tallies of the hex oracle: a grid cell is flagged where most of the people
     served there before onset (by the network; by any network for "all") are out."""
@@ -405,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-oracle", action="store_true", help="skip the hex-oracle ceiling")
     ap.add_argument("--out", type=Path, default=HERE / "results.md")
+    ap.add_argument(
+        "--calibration-out", type=Path, default=None, help="save (p_offline, truth) pairs (.npz)"
+    )
     ap.add_argument(
         "--param",
         action="append",
@@ -479,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         lines.append(_row("**all disasters**", method, total[method]))
     lines += calibration_lines(scores)
+    if args.calibration_out is not None:
+        save_calibration(scores, args.calibration_out)
     lines.append("")
     lines.append(f"Run time {time.perf_counter() - t0:.0f} s.")
     text = "\n".join(lines) + "\n"

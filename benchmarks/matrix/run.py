@@ -461,13 +461,16 @@ def run_one(
             cw = found.cell_windows
             shape = (len(model.cells), len(found.windows))
             offline = (cw["status"].to_numpy() == "offline").reshape(shape)
+            p_off = cw["p_offline"].to_numpy("float64").reshape(shape)
             pred = acc.Prediction(
                 found.windows,
                 params.window_td,
                 _areas(outages),
                 acc._align_cells(model.cells, scenario.cells, offline),
                 _polygons_per_window(outages, found.windows),
+                acc._align_cells(model.cells, scenario.cells, p_off, fill=np.nan),
             )
+            acc.collect_calibration(scenario, pred, tallies[method].score)
         elif method == "naive":
             pred = acc.naive_prediction(
                 scenario,
@@ -647,6 +650,8 @@ def report(
             f"| {t.polygons} polygons, {fmt(100 * share)} % | | "
             f"{'yes' if t.polygons == 0 and share < 0.005 else 'no'} |"
         )
+    calib = {(str(c), m): t.score for (c, m), t in results.items() if m == "dcm"}
+    lines += acc.calibration_lines(calib)
     return lines
 
 
@@ -726,6 +731,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="markdown (default: see the docs)")
     ap.add_argument("--plot", type=Path, default=None, help="PNG of F1 against density")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument(
+        "--calibration-out", type=Path, default=None, help="save (p_offline, truth) pairs (.npz)"
+    )
     args = ap.parse_args(argv)
     global SITES_FROM_CELLS
     SITES_FROM_CELLS = args.sites == "cells"
@@ -868,6 +876,9 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     out.write_text(text, encoding="utf-8")
+    if args.calibration_out is not None:
+        calib = {(str(c), m): t.score for (c, m), t in results.items()}
+        acc.save_calibration(calib, args.calibration_out)
     print(f"written to {out}", file=sys.stderr)
     return 0
 

@@ -22,6 +22,7 @@ from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measur
 from dcm.analysis.coverage import CoverageInput, local_xy, rolling_max, sighting_reach
 from dcm.analysis.evidence import (
     activity_mean,
+    calibrate,
     cumulative,
     failure_llr,
     silence_llr,
@@ -878,7 +879,8 @@ def _cell_evidence(
     # Hours of silence needed to decide: the site's, for cells that share its fate.
     hours = site["hours_to_decide"][cs].astype("float64")
     hours[use_disc] = np.nan
-    return {"p": p, "status": status, "hours": hours}
+    p_reported = calibrate(p, params.calibration_shift, params.calibration_slope)
+    return {"p": p_reported, "status": status, "hours": hours}
 
 
 def _grid_frame(

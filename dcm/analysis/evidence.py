@@ -208,3 +208,18 @@ def failure_llr(
         up = fs * np.log(ls) - ls - gammaln(fs + 1.0)
         out[some] = down - up
     return out
+
+
+def calibrate(p: np.ndarray, shift: float, slope: float) -> np.ndarray:
+    """Platt scaling of probabilities: logit p' = shift + slope × logit p.
+
+    0 and 1 stay 0 and 1 (a cell heard now is online whatever the scaling); NaN stays
+    NaN. The identity for shift 0, slope 1.
+    """
+    p = np.asarray(p, dtype="float64")
+    if shift == 0.0 and slope == 1.0:
+        return p
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        logit = np.log(p) - np.log1p(-p)
+        out = 1.0 / (1.0 + np.exp(-(shift + slope * logit)))
+    return np.where((p <= 0.0) | (p >= 1.0), p, out)

@@ -75,9 +75,15 @@ class DetectionParams:
     volume_span: str = "24h"
     #: Only places expecting at least this many reports in the volume span count.
     volume_min_expected: float = 5.0
-    #: Cell status thresholds on p_offline.
+    #: Cell status thresholds on the posterior (before the calibration below).
     cell_offline_p: float = 0.8
     cell_online_p: float = 0.2
+    #: Calibration of the reported cell p_offline (Platt scaling, fitted on tuning
+    #: seeds only): logit p' = shift + slope × logit p. The posterior treats reports as
+    #: independent and so is overconfident between 0.2 and 0.99; statuses are decided
+    #: on the posterior, the reported p_offline is calibrated (docs/method.md).
+    calibration_shift: float = 0.0
+    calibration_slope: float = 1.0
     #: Clip of OpenCelliD ranges (m) for cells never heard in the baseline.
     cell_range_min_m: float = 500.0
     cell_range_max_m: float = 2500.0
@@ -129,6 +135,11 @@ class DetectionParams:
             raise ParameterError("p_suspect must not be above p_down")
         if self.span_windows < 1:
             raise ParameterError("span must be at least one window")
+        if not self.calibration_slope > 0.0:
+            raise ParameterError(
+                f"calibration_slope must be above 0 (p_offline must rise with the "
+                f"posterior), got {self.calibration_slope}"
+            )
 
     @property
     def window_td(self) -> pd.Timedelta:

@@ -8,6 +8,7 @@ import pytest
 import shapely
 
 from dcm.analysis import DetectionParams, build_baseline, detect
+from dcm.analysis.evidence import calibrate
 from dcm.schema import CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, validate_frame
 
 from .conftest import LAT0, LON0, cells_frame, concat, measurements
@@ -309,3 +310,23 @@ def test_takeover_leaves_out_reports_naming_a_sibling() -> None:
     both = (np.array([0, 1]), np.array([1, 0]))
     together = _takeover(areas, key_idx, ok, start, stop, sightings, both, params)
     assert together[0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_calibration_rescales_reported_p_offline_not_statuses(two_networks: pd.DataFrame) -> None:
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=2, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=2, network="358-20", cell=2, seed=2),
+    )
+    event = measurements(start=EVENT, hours=6, per_hour=2, network="358-20", cell=2, seed=3)
+    model = build_baseline(baseline, two_networks)
+    plain = detect(model, event).cell_windows
+    params = DetectionParams(calibration_shift=-0.6, calibration_slope=0.65)
+    scaled = detect(model, event, params=params).cell_windows
+    assert (plain["status"].to_numpy() == scaled["status"].to_numpy()).all()
+    p0, p1 = plain["p_offline"].to_numpy(), scaled["p_offline"].to_numpy()
+    middle = (p0 > 0.05) & (p0 < 0.99)
+    assert middle.any()  # the silent cell passes through undecided hours
+    assert np.allclose(p1, calibrate(p0, -0.6, 0.65), equal_nan=True)
+    # A confident posterior is pulled towards the middle.
+    assert (p1[middle & (p0 > 0.5)] < p0[middle & (p0 > 0.5)]).all()
+    assert np.array_equal(p1[(p0 == 0) | (p0 == 1)], p0[(p0 == 0) | (p0 == 1)])

@@ -12,6 +12,7 @@ import shapely
 from dcm.analysis import track_outages
 from dcm.analysis.baseline import count_baseline, network_list, prepare_cells, prepare_measurements
 from dcm.analysis.evidence import (
+    calibrate,
     failure_llr,
     silence_llr,
     takeover_llr,
@@ -230,3 +231,15 @@ def test_takeover_llr_weighs_a_thin_share_weakly() -> None:
     k = np.arange(0, 50, dtype="float64")
     llr = takeover_llr(k, np.full(k.size, 5.0), np.full(k.size, 8.0), prior=0.5)
     assert np.all(np.diff(llr) > 0)
+
+
+def test_calibrate_is_monotone_keeps_certainties_and_identity() -> None:
+    p = np.array([0.0, 0.001, 0.2, 0.5, 0.8, 0.96, 1.0, np.nan])
+    assert np.array_equal(calibrate(p, 0.0, 1.0), p, equal_nan=True)
+    out = calibrate(p, -0.6, 0.65)
+    assert out[0] == 0.0 and out[6] == 1.0 and np.isnan(out[7])
+    assert np.all(np.diff(out[:7]) > 0)
+    # logit 0.5 = 0, so p' = sigmoid(shift)
+    assert out[3] == pytest.approx(1 / (1 + np.exp(0.6)))
+    # a slope below 1 pulls a confident 0.96 towards the middle
+    assert 0.5 < out[5] < 0.96
