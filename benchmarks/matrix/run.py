@@ -60,6 +60,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 #: Set by --sites cells: dcm groups sites from the cell list as a user's data would.
 SITES_FROM_CELLS = False
+#: Give dcm the scenario's hazard footprint (``--hazard``), as a user with a GDACS/NHC
+#: footprint would.
+GIVE_HAZARD = False
 
 
 def _load_accuracy() -> Any:
@@ -456,7 +459,13 @@ def run_one(
     for method in methods:
         outages = None
         if method == "dcm":
-            found = detect(model, scenario.event, params=params, population=population)
+            found = detect(
+                model,
+                scenario.event,
+                params=params,
+                population=population,
+                hazard=scenario.hazard if GIVE_HAZARD else None,
+            )
             outages = found.outages
             cw = found.cell_windows
             shape = (len(model.cells), len(found.windows))
@@ -727,6 +736,11 @@ def main(argv: list[str] | None = None) -> int:
         default="truth",
         help="dcm's sites: the simulator's masts, or grouped from the cell list (dcm.ingest)",
     )
+    ap.add_argument(
+        "--hazard",
+        action="store_true",
+        help="give dcm the scenario's hazard footprint (--hazard of dcm compare)",
+    )
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "dcm-matrix-cache")
     ap.add_argument("--out", type=Path, default=None, help="markdown (default: see the docs)")
     ap.add_argument("--plot", type=Path, default=None, help="PNG of F1 against density")
@@ -735,8 +749,9 @@ def main(argv: list[str] | None = None) -> int:
         "--calibration-out", type=Path, default=None, help="save (p_offline, truth) pairs (.npz)"
     )
     args = ap.parse_args(argv)
-    global SITES_FROM_CELLS
+    global SITES_FROM_CELLS, GIVE_HAZARD
     SITES_FROM_CELLS = args.sites == "cells"
+    GIVE_HAZARD = args.hazard
 
     if args.geometry == "ecuador" and Conditions is None:
         print("error: --geometry ecuador needs dcm.simulate.Conditions", file=sys.stderr)
@@ -823,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
             scale_note = "1 everywhere"
         lines = [
             f"Accuracy over a matrix of conditions ({geometry}; {purpose}; "
-            f"{'quick matrix; ' if args.quick else ''}{cond_note}).",
+            f"{'quick matrix; ' if args.quick else ''}"
+            f"{'hazard footprint given to dcm; ' if args.hazard else ''}{cond_note}).",
             "",
             f"H3 resolution {params.resolution}, window {params.window}; checkpoints "
             f"{', '.join(f'{h} h' for h in acc.CHECKPOINT_HOURS)} after onset; areas weighted by "
