@@ -82,8 +82,8 @@ class DetectionParams:
     #: seeds only): logit p' = shift + slope × logit p. The posterior treats reports as
     #: independent and so is overconfident between 0.2 and 0.99; statuses are decided
     #: on the posterior, the reported p_offline is calibrated (docs/method.md).
-    calibration_shift: float = 0.0
-    calibration_slope: float = 1.0
+    calibration_shift: float = -0.35
+    calibration_slope: float = 0.5
     #: Clip of OpenCelliD ranges (m) for cells never heard in the baseline.
     cell_range_min_m: float = 500.0
     cell_range_max_m: float = 2500.0

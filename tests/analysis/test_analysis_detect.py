@@ -319,7 +319,8 @@ def test_calibration_rescales_reported_p_offline_not_statuses(two_networks: pd.D
     )
     event = measurements(start=EVENT, hours=6, per_hour=2, network="358-20", cell=2, seed=3)
     model = build_baseline(baseline, two_networks)
-    plain = detect(model, event).cell_windows
+    raw = DetectionParams(calibration_shift=0.0, calibration_slope=1.0)
+    plain = detect(model, event, params=raw).cell_windows
     params = DetectionParams(calibration_shift=-0.6, calibration_slope=0.65)
     scaled = detect(model, event, params=params).cell_windows
     assert (plain["status"].to_numpy() == scaled["status"].to_numpy()).all()
