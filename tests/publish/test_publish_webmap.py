@@ -514,3 +514,27 @@ def test_batch_suspected_outage_is_dashed_with_its_probability(
     said = dict(texts)
     assert "needs 7.5 h of silence to decide" in said["unknown"]
     assert "silence" not in said["offline"] and "silence" not in said["online"]
+
+
+@pytest.mark.browser
+def test_batch_map_without_outages_frames_its_cells_or_stays_empty(
+    tmp_path: Path, chromium: Any
+) -> None:
+    empty = gpd.GeoDataFrame({"network": [], "severity": []}, geometry=[], crs="EPSG:4326")
+    online = _cells(50).assign(status="online")  # none drawn by default
+    path = tmp_path / "cells.html"
+    path.write_text(render_map(outages=empty, cells=online), encoding="utf-8")
+    browser = _open(chromium, path)
+    assert browser.evaluate("[dcm.errors, dcm.windows]") == [[], 0]
+    assert _count(browser, "cells") == 0
+    view = browser.evaluate(
+        "(b => [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()])(dcm.map.getBounds())"
+    )
+    lon, lat = online["lon"], online["lat"]
+    assert view[0] <= lon.min() < lon.max() <= view[2] and view[2] - view[0] < 2
+    assert view[1] <= lat.min() < lat.max() <= view[3]
+    updated = browser.evaluate("document.getElementById('updated').textContent")
+    assert updated == "No outage windows in these data"
+    path.write_text(render_map(outages=empty), encoding="utf-8")
+    browser = _open(chromium, path)
+    assert browser.evaluate("[dcm.errors, dcm.windows, dcm.map.getZoom()]") == [[], 0, 2]

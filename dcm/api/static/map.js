@@ -156,7 +156,23 @@
         }
         return out;
       },
-      extent: async () => null,
+      // Everything the page carries (all windows, every cell), for a map whose opening
+      // window draws nothing to frame.
+      async extent() {
+        const box = [Infinity, Infinity, -Infinity, -Infinity];
+        const grow = (x, y) => {
+          box[0] = Math.min(box[0], x); box[1] = Math.min(box[1], y);
+          box[2] = Math.max(box[2], x); box[3] = Math.max(box[3], y);
+        };
+        const walk = (c) => (typeof c[0] === 'number' ? grow(c[0], c[1]) : c.forEach(walk));
+        for (const kind of ['outages', 'cells', 'areas', 'hazard']) {
+          const raw = data.layers[kind];
+          if (raw && raw.x) raw.x.forEach((x, i) => grow(x, raw.y[i]));
+          else if (raw) (raw.geometries || raw.features.map((f) => f.geometry))
+            .forEach((g) => g && g.coordinates && walk(g.coordinates));
+        }
+        return isFinite(box[0]) ? box : null;
+      },
       measurements: async () => false,
     };
   }
@@ -916,8 +932,9 @@
       el.textContent = `Offline — data as of ${utc(state.asOf)} UTC${isNaN(saved) ? ''
         : ` (saved ${utc(saved)} UTC)`}`;
     } else if (!source.live) {
-      el.textContent = `Data to ${utc(state.asOf)} UTC${DATA.event.made
-        ? ` · map made ${utc(DATA.event.made)} UTC` : ''}`;
+      el.textContent = (state.asOf ? `Data to ${utc(state.asOf)} UTC`
+        : 'No outage windows in these data') + (DATA.event.made
+        ? ` · map made ${utc(DATA.event.made)} UTC` : '');
     } else {
       el.textContent = ok
         ? `Data to ${utc(state.asOf)} UTC · last updated ${utc(new Date())} UTC`
@@ -1081,6 +1098,14 @@
       const linked = shared.w ? state.windows.findIndex((w) => w.start === shared.w) : -1;
       const opening = DATA && DATA.selected != null ? DATA.selected : state.windows.length - 1;
       await show(linked >= 0 ? linked : opening);
+      if (!state.fitted && !source.live) {
+        const box = await source.extent();
+        if (box) {
+          state.bounds = L.latLngBounds([box[1], box[0]], [box[3], box[2]]);
+          map.fitBounds(state.bounds, { padding: [12, 12], animate: false });
+          state.fitted = true;
+        }
+      }
       if (!state.windows.length) updateTimeControls();
       addBasemap();
       banner(true);
