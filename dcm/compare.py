@@ -221,6 +221,7 @@ def write_comparison(
             html = render_map(
                 outages=outages,
                 cells=cells,
+                grid=result.grid,  # the opening window's hexes that are not up
                 areas=result.areas,
                 hazard=result.hazard,
                 title="dcm: mobile connectivity outages",

@@ -315,8 +315,12 @@ def _cell_layer(cells: pd.DataFrame) -> dict[str, Any]:
 
 def _grid_layer(grid: pd.DataFrame) -> str | None:
     """One window's grid states per hex: the combined ("all") network where the grid has
-    it, else every network's row (the client draws the worst state of each hex)."""
+    it, else every network's row (the client draws the worst state of each hex). Hexes
+    where service is up are left out: they are most of the grid and the least news."""
     if grid.empty or "state" not in grid.columns:
+        return None
+    grid = grid[(grid["state"] != "up").to_numpy()]
+    if grid.empty:
         return None
     has_geometry = isinstance(grid, gpd.GeoDataFrame)
     if not has_geometry and "h3" not in grid.columns:
@@ -447,7 +451,8 @@ def render_map(
     them; the page opens at ``window_end`` (default: the peak, see
     :func:`peak_window`; ParameterError when it is not one of the windows). Cells with
     status intervals follow the time control; the grid is embedded for the opening
-    window only (its states over a week would outweigh everything else).
+    window only, without the hexes where service is up (a week of states would outweigh
+    everything else).
     ``tiles_url`` adds an online basemap; off by default so the page works offline.
     ``attribution`` (plain text, e.g. data sources and licences) goes in the source
     note. ``orientation``: land, coastline and place names

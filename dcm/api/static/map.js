@@ -764,7 +764,8 @@
     // The batch map carries the grid of its opening window only.
     if (DATA && DATA.grid_window) {
       $('grid-note').hidden = false;
-      $('grid-note').textContent = `Shown for the window ending ${utc(DATA.grid_window)} UTC only.`;
+      $('grid-note').textContent = `Shown for the window ending ${utc(DATA.grid_window)
+      } UTC only, without the hexes where service is up.`;
     }
   }
 
