@@ -214,18 +214,25 @@ def write_comparison(
             paths["cells"] = publish.write_csv(result.cells, out / "cells.csv")
         paths["status"] = out / "status.parquet"
         with step("rendering map.html"):
-            from dcm.publish.webmap import CELL_ATTRIBUTION, render_map  # folium loads here
+            from dcm.publish.webmap import CELL_ATTRIBUTION, render_map
 
             bbox = _map_bbox(result)
             cells = _cells_for_map(result)
             html = render_map(
                 outages=outages,
                 cells=cells,
+                grid=result.grid,  # the opening window's hexes that are not up
                 areas=result.areas,
                 hazard=result.hazard,
                 title="dcm: mobile connectivity outages",
                 orientation=orientation(bbox) if bbox is not None else None,
                 attribution=CELL_ATTRIBUTION if cells is not None and len(cells) else None,
+                # The files written beside the map, linked from its header.
+                downloads={
+                    "Outages (GeoJSON)": "outages.geojson",
+                    "Cells (CSV)": "cells.csv",
+                    "Summary (JSON)": "summary.json",
+                },
             )
             path = out / "map.html"
             path.write_text(html, encoding="utf-8")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import importlib.util
-import json
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -27,9 +25,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dcm.errors import NotFound
+from dcm.publish.assets import MAP_CLIENT_DIR, leaflet_assets, map_page
 from dcm.settings import Settings
 
-STATIC_DIR = Path(__file__).with_name("static")
+#: The map client's own files (shared with the batch map, see dcm.publish.assets).
+STATIC_DIR = MAP_CLIENT_DIR
 #: Our own files served under ``/static/map/`` (name -> media type).
 MAP_FILES = {
     "map.js": "text/javascript",
@@ -58,27 +58,15 @@ router = APIRouter(tags=["Web map"])
 def leaflet_files() -> dict[str, Path]:
     """Leaflet 1.9.4's files by name (``leaflet.js``, ``leaflet.css``, ``images/*.png``)."""
     try:
-        from dcm.publish.assets import leaflet_assets
-    except ImportError:  # publish not installed in this layout: locate the package ourselves
-        spec = importlib.util.find_spec("js_lib_leaflet")
-        if spec is None or not spec.submodule_search_locations:
-            raise NotFound("Leaflet is not installed (package django-js-lib-leaflet)") from None
-        folder = Path(next(iter(spec.submodule_search_locations))) / "static" / "js_lib_leaflet"
-        files = {"leaflet.js": folder / "leaflet.js", "leaflet.css": folder / "leaflet.css"}
-        files.update({f"images/{p.name}": p for p in sorted((folder / "images").glob("*.png"))})
-        return files
-    return leaflet_assets()
+        return leaflet_assets()
+    except ImportError as exc:
+        raise NotFound(str(exc)) from None
 
 
 @cache
 def _digest(path: Path) -> str:
     """Short content hash of a file, for cache-busting asset URLs."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-
-
-@cache
-def _template() -> Template:
-    return Template((STATIC_DIR / "map.html").read_text(encoding="utf-8"))
 
 
 def _settings(request: Request) -> Settings:
@@ -101,24 +89,48 @@ def page_config(event: str, settings: Settings, *, root: str = "") -> dict[str, 
     }
 
 
+#: The live map's download links (``$event_path`` and ``$cells_path`` filled in); map.js
+#: points the layer links at the selected window.
+LIVE_NAV = (
+    '<a id="dl-outages" href="$event_path/alerts" type="application/geo+json">'
+    "Outages (GeoJSON)</a>"
+    '<a id="dl-outages-csv" href="#" download="outages.csv" type="text/csv">'
+    "Listed outages (CSV)</a>"
+    '<a id="dl-cells" href="$cells_path" type="application/geo+json">Cells (GeoJSON)</a>'
+    '<a id="dl-gaps" href="$event_path/gaps">Gap report</a>'
+    '<a id="dl-gaps-csv" href="$event_path/gaps?f=csv" type="text/csv">Gap report (CSV)</a>'
+    '<a href="$event_path/alerts.atom" type="application/atom+xml">Alerts (CAP/Atom)</a>'
+)
+
+
 def render_page(event: str, settings: Settings, *, root: str = "") -> str:
-    """The map page's HTML for one event."""
+    """The live map page's HTML for one event: scripts and stylesheets linked from here."""
     leaflet = leaflet_files()
     own = {name: STATIC_DIR / name for name in MAP_FILES}
-    config = json.dumps(page_config(event, settings, root=root), separators=(",", ":"))
-    return _template().substitute(
-        title=html.escape(event),
-        event_path=html.escape(f"{root}/events/{event}", quote=True),
-        cells_path=html.escape(f"{root}/collections/{event}-cells/items?f=geojson", quote=True),
+    event_path = html.escape(f"{root}/events/{event}", quote=True)
+    cells_path = html.escape(f"{root}/collections/{event}-cells/items?f=geojson", quote=True)
+    css = [
+        f"{root}/static/leaflet/leaflet.css?v={_digest(leaflet['leaflet.css'])}",
+        f"{root}/static/map/map.css?v={_digest(own['map.css'])}",
+        f"{root}/static/map/orientation.css?v={_digest(own['orientation.css'])}",
+    ]
+    js = [
+        f"{root}/static/leaflet/leaflet.js?v={_digest(leaflet['leaflet.js'])}",
+        f"{root}/static/map/map.js?v={_digest(own['map.js'])}",
+        f"{root}/static/map/orientation.js?v={_digest(own['orientation.js'])}",
+    ]
+    styles = "\n".join(f'<link rel="stylesheet" href="{url}">' for url in css)
+    styles += (
+        '\n<link rel="alternate" type="application/atom+xml" title="Alerts (CAP/Atom)" '
+        f'href="{event_path}/alerts.atom">'
+    )
+    return map_page(
+        title=event,
         attribution=CELL_ATTRIBUTION,
-        # Markup characters inside the JSON could end the script element early.
-        config=config.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
-        leaflet_css=f"{root}/static/leaflet/leaflet.css?v={_digest(leaflet['leaflet.css'])}",
-        leaflet_js=f"{root}/static/leaflet/leaflet.js?v={_digest(leaflet['leaflet.js'])}",
-        map_css=f"{root}/static/map/map.css?v={_digest(own['map.css'])}",
-        map_js=f"{root}/static/map/map.js?v={_digest(own['map.js'])}",
-        orientation_css=f"{root}/static/map/orientation.css?v={_digest(own['orientation.css'])}",
-        orientation_js=f"{root}/static/map/orientation.js?v={_digest(own['orientation.js'])}",
+        config=page_config(event, settings, root=root),
+        styles=styles,
+        scripts="\n".join(f'<script src="{url}"></script>' for url in js),
+        nav=Template(LIVE_NAV).substitute(event_path=event_path, cells_path=cells_path),
     )
 
 

@@ -1,6 +1,6 @@
 """dcm.publish: output formats (GeoJSON, CSV, Parquet, GeoPackage, CAP 1.2, Atom, map HTML).
 
-Imports stay light: folium is loaded only when :func:`render_map` is first used.
+Imports stay light: the map renderer is loaded only when :func:`render_map` is first used.
 """
 
 from __future__ import annotations

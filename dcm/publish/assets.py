@@ -1,19 +1,34 @@
-"""Leaflet's JavaScript, CSS and images from the installed ``django-js-lib-leaflet`` package.
+"""The map client's files: Leaflet from the installed ``django-js-lib-leaflet`` package,
+and dcm's own page template, script and stylesheets.
 
 The map must work without internet, so Leaflet comes from a Python package instead
 of a CDN. The package is only located, never imported: its ``apps`` module needs
 Django.
+
+One client serves both maps: the live map (``dcm serve``, which links these files from
+``/static/…``) and the batch ``map.html`` of ``dcm compare`` (which inlines them). The
+client's own files are package data under ``dcm/api/static/``, where the API serves
+them; they are read here as files, nothing of ``dcm.api`` is imported.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import importlib.util
+import json
 import re
 from functools import cache
 from pathlib import Path
+from string import Template
+from typing import Any
 
 LEAFLET_PACKAGE = "js_lib_leaflet"
+#: The map client's page template, script and stylesheets (package data).
+MAP_CLIENT_DIR = Path(__file__).resolve().parents[1] / "api" / "static"
+#: Inlined in the batch map, in this order (the service worker only serves the live map).
+CLIENT_STYLES = ("map.css", "orientation.css")
+CLIENT_SCRIPTS = ("map.js", "orientation.js")
 
 
 def leaflet_dir() -> Path:
@@ -61,3 +76,59 @@ def leaflet_css_inline() -> str:
         return f"url(data:image/png;base64,{data})"
 
     return re.sub(r"url\((images/[\w.-]+\.png)\)", embed, css)
+
+
+def script_json(value: Any) -> str:
+    """JSON for a ``<script type="application/json">`` element: ``<``, ``>`` and ``&``
+    are escaped, so no value can end the element early."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+@cache
+def _template() -> Template:
+    return Template((MAP_CLIENT_DIR / "map.html").read_text(encoding="utf-8"))
+
+
+def map_page(
+    *,
+    title: str,
+    config: dict[str, Any],
+    styles: str,
+    scripts: str,
+    nav: str,
+    attribution: str,
+    data: str = "",
+) -> str:
+    """The map page (``map.html``): one template for the live and the batch map.
+
+    ``styles``/``scripts``: the markup that links or inlines Leaflet and the client;
+    ``nav``: the download links; ``attribution``: HTML for the source note; ``data``:
+    the batch map's ``<script id="dcm-data">`` element (empty on the live map).
+    """
+    return _template().substitute(
+        title=html.escape(title),
+        styles=styles,
+        config=script_json(config),
+        data=data,
+        nav=nav,
+        attribution=attribution,
+        scripts=scripts,
+    )
+
+
+def _inline_script(code: str) -> str:
+    # A literal "</script" would end the inline element early.
+    return "<script>" + code.replace("</script", "<\\/script") + "</script>"
+
+
+@cache
+def inline_client() -> tuple[str, str]:
+    """``<style>`` and ``<script>`` markup holding Leaflet and the map client, for a page
+    that must open from disk without any request."""
+    css = [leaflet_css_inline()]
+    css += [(MAP_CLIENT_DIR / name).read_text(encoding="utf-8") for name in CLIENT_STYLES]
+    styles = "\n".join(f"<style>{c}</style>" for c in css)
+    js = [leaflet_js()]
+    js += [(MAP_CLIENT_DIR / name).read_text(encoding="utf-8") for name in CLIENT_SCRIPTS]
+    return styles, "\n".join(_inline_script(c) for c in js)

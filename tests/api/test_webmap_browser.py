@@ -135,6 +135,8 @@ def _fake_layers(*, suspected: bool = False) -> dict[str, list[dict[str, Any]]]:
                 "start": _iso(T0),
                 "end": _iso(windows[-1][1]),
                 "p_offline": 0.8,
+                # Offline cells went down before the data's first window.
+                "offline_since": _iso(T0 - timedelta(hours=5)) if i < 3 else None,
             }
             | ({"silence_h_needed": 7.46} if suspected else {}),
         }

@@ -400,3 +400,27 @@ def test_map_reopens_offline_with_the_last_data_stamped(browser: Any) -> None:
     assert later and all(r.host == "127.0.0.1" for r in later)
     browser.screenshot(ARTIFACTS / "webmap-offline.png")
     time.sleep(0.1)
+
+
+def test_cell_popup_says_since_when_the_cell_is_offline(page: Any) -> None:
+    # The status interval shown starts at 12:00; the cell has been offline since 07:00
+    # (offline_since, the start of its current offline interval).
+    page.evaluate(
+        "document.querySelector('.leaflet-cells-pane path').dispatchEvent("
+        "new MouseEvent('click', {bubbles: true}))"
+    )
+    popup = page.wait_js("document.querySelector('.leaflet-popup-content')?.innerText")
+    assert re.search(r"Status\s+offline", popup), popup
+    assert re.search(r"Offline since\s+2021-04-09 07:00 UTC", popup), popup
+    assert "From" not in popup
+    # An online cell keeps the start of its interval.
+    page.evaluate("document.querySelector('input[name=cells][value=online]').click()")
+    page.wait_js("dcm.drawn.cells === 8")
+    online = page.evaluate(
+        """(() => { let text = null; dcm.map.eachLayer(l => {
+             if (!text && l.feature && l.feature.properties.status === 'online') {
+               l.openPopup();
+               text = [...document.querySelectorAll('.leaflet-popup-content')].pop().innerText;
+             } }); return text; })()"""
+    )
+    assert re.search(r"From\s+2021-04-09 12:00 UTC", online) and "Offline since" not in online

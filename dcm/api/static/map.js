@@ -1,8 +1,12 @@
-/* dcm responder map: plain ES2017 over Leaflet 1.9, every layer from the OGC API. */
+/* dcm map client: plain ES2017 over Leaflet 1.9. One script for both maps: the live map
+   served by `dcm serve` reads every layer from the OGC API; the batch map.html written by
+   `dcm compare` carries its layers in the page (#dcm-data) and opens from disk. */
 (function () {
   'use strict';
 
   const cfg = JSON.parse(document.getElementById('dcm-config').textContent);
+  const embedded = document.getElementById('dcm-data');
+  const DATA = embedded ? JSON.parse(embedded.textContent) : null;
   const EV = encodeURIComponent(cfg.event);
   const API = cfg.api || '';
   const PAGE = 2000;            // features per request; next links fetch the rest
@@ -35,11 +39,11 @@
   const $ = (id) => document.getElementById(id);
   const state = { windows: [], index: -1, follow: !shared.w, playing: false, token: 0,
     networks: new Map(), densityAllowed: false, fitted: false, version: null, zoom: null,
-    offline: null, timeline: null, tz: null };
+    offline: null, timeline: null, tz: null, peak: null };
   // Read by the browser tests and handy in the console; addOverlay is the hook for
   // other scripts (orientation layers, …).
   const status = window.dcm = { ready: false, index: -1, windows: 0, drawn: {}, errors: [],
-    addOverlay: null, map: null };
+    addOverlay: null, map: null, live: !DATA, embedded: DATA, peak: null };
 
   // ---- data ---------------------------------------------------------------------------
 
@@ -71,7 +75,7 @@
   const zoomBucket = () => Math.max(0, Math.min(22, Math.ceil(map.getZoom())));
   const zoomed = (kind) => OUTLINES.has(kind) ? { zoom: zoomBucket() } : {};
 
-  async function items(kind, params) {
+  async function apiItems(kind, params) {
     const q = new URLSearchParams(Object.assign({ limit: PAGE }, zoomed(kind), params || {}));
     let url = `${API}/collections/${EV}-${kind}/items?${q}`;
     const out = [];
@@ -83,6 +87,98 @@
     }
     return out;
   }
+
+  // ---- data sources: the API (live map) or the page itself (batch map) ------------------
+
+  /* Both answer the same questions with the same GeoJSON: the event (name, description,
+     windows), a layer's features (optionally of one window or one network), the extent of
+     a layer and whether measurements may be read. */
+  const apiSource = {
+    live: true,
+    event: () => getJSON(`${API}/events/${EV}`),
+    items: apiItems,
+    async extent(kind) {
+      const meta = await getJSON(`${API}/collections/${EV}-${kind}`).catch(() => null);
+      const box = meta && meta.extent && meta.extent.spatial && meta.extent.spatial.bbox[0];
+      return box || null;
+    },
+    async measurements() {
+      try {
+        return (await getJSON(`${API}/collections/${EV}-measurements/items?limit=1`))
+          .features.length > 0;
+      } catch (e) {
+        return false;
+      }
+    },
+  };
+
+  // Embedded layers come compact: a shared list of geometries named by index (g), or
+  // columns of points ({x, y, p: {key: values | {cat: names, idx: codes}}}).
+  function expand(raw) {
+    if (!raw) return [];
+    if (raw.x) {
+      const out = [];
+      for (let i = 0; i < raw.x.length; i++) {
+        const properties = {};
+        for (const [key, c] of Object.entries(raw.p)) {
+          properties[key] = Array.isArray(c) ? c[i] : c.cat[c.idx[i]];
+        }
+        out.push({ type: 'Feature', properties,
+          geometry: { type: 'Point', coordinates: [raw.x[i], raw.y[i]] } });
+      }
+      return out;
+    }
+    const shapes = raw.geometries || [];
+    return raw.features.map((f) => f.g === undefined ? f
+      : { type: 'Feature', geometry: shapes[f.g] || null, properties: f.properties });
+  }
+
+  // A feature's time span (window or status interval) meets [a, b].
+  function meets(p, a, b) {
+    const s = Date.parse(p.window_start || p.start);
+    const end = p.window_end || p.end;
+    return isNaN(s) || (s <= b && (!end || Date.parse(end) >= a));
+  }
+
+  function embeddedSource(data) {
+    const layers = {};
+    const layer = (kind) => layers[kind] || (layers[kind] = expand(data.layers[kind]));
+    return {
+      live: false,
+      event: async () => data.event,
+      async items(kind, params) {
+        const p = params || {};
+        let out = layer(kind);
+        if (p.network) out = out.filter((f) => f.properties.network === p.network);
+        if (p.datetime) {
+          const [a, b] = p.datetime.split('/').map(Date.parse);
+          out = out.filter((f) => meets(f.properties, a, b));
+        }
+        return out;
+      },
+      // Everything the page carries (all windows, every cell), for a map whose opening
+      // window draws nothing to frame.
+      async extent() {
+        const box = [Infinity, Infinity, -Infinity, -Infinity];
+        const grow = (x, y) => {
+          box[0] = Math.min(box[0], x); box[1] = Math.min(box[1], y);
+          box[2] = Math.max(box[2], x); box[3] = Math.max(box[3], y);
+        };
+        const walk = (c) => (typeof c[0] === 'number' ? grow(c[0], c[1]) : c.forEach(walk));
+        for (const kind of ['outages', 'cells', 'areas', 'hazard']) {
+          const raw = data.layers[kind];
+          if (raw && raw.x) raw.x.forEach((x, i) => grow(x, raw.y[i]));
+          else if (raw) (raw.geometries || raw.features.map((f) => f.geometry))
+            .forEach((g) => g && g.coordinates && walk(g.coordinates));
+        }
+        return isFinite(box[0]) ? box : null;
+      },
+      measurements: async () => false,
+    };
+  }
+
+  const source = DATA ? embeddedSource(DATA) : apiSource;
+  const items = (kind, params) => source.items(kind, params);
 
   /* The selected window, shrunk by a second at each end so that features of the
      neighbouring windows, which touch its ends, are left out. */
@@ -157,12 +253,12 @@
   if (cfg.attribution) map.attributionControl.addAttribution(esc(cfg.attribution));
   L.control.scale({ imperial: false }).addTo(map);
   [['areas', 350], ['event', 355], ['hazard', 360], ['grid', 370], ['density', 380],
-    ['outages', 400], ['cells', 450]].forEach(([name, z]) => {
+    ['restored', 390], ['outages', 400], ['cells', 450]].forEach(([name, z]) => {
     map.createPane(name).style.zIndex = z;
   });
   const canvas = L.canvas({ pane: 'density' });
   const L_ = {};
-  ['areas', 'event', 'hazard', 'grid', 'density', 'outages', 'cells']
+  ['areas', 'event', 'hazard', 'grid', 'density', 'restored', 'outages', 'cells']
     .forEach((name) => { L_[name] = L.layerGroup().addTo(map); });
 
   function draw(name, features, options) {
@@ -319,6 +415,21 @@
       onEachFeature: (f, layer) => { layerOf.set(f, layer); layer.bindPopup(() => outagePopup(f)); },
     });
     listOutages(list);
+    const w = state.windows[state.index];
+    draw('restored', checked('severity').has('restored') ? current.restored || [] : [], {
+      style: { color: C.up, weight: 3, dashArray: '4 4', fillColor: C.up, fillOpacity: 0.12,
+        className: 'dcm-restored' },
+      onEachFeature: (f, layer) => layer.bindPopup(() => restoredPopup(f.properties, w)),
+    });
+  }
+
+  function restoredPopup(p, w) {
+    const rows = [['Network', netName(p.network)],
+      ['Service back', `by ${utc(w && w.start)} UTC`],
+      ['Lost since', utc(p.onset || p.window_start) + ' UTC'],
+      ['People', people(p.population)], ['Outage', p.outage_id]];
+    return `<div class="dcm-popup"><h3>Service back since last window</h3><dl>${rows.map(
+      ([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl></div>`;
   }
 
   // ---- the list of current outages, and totals ------------------------------------------
@@ -455,7 +566,7 @@
   function showTotals() {
     const t = totalsOf(current.outages);
     const sites = new Set(current.cells.filter((f) => f.properties.status === 'offline')
-      .map((f) => f.properties.site_id || f.id));
+      .map((f) => f.properties.site_id || f.id || cellKey(f.properties)));
     $('total-none').textContent = people(t.none).replace('≈ ', '');
     $('total-degraded').textContent = people(t.degraded).replace('≈ ', '');
     $('total-sites').textContent = checked('cells').has('offline') ? sites.size : '–';
@@ -469,12 +580,23 @@
   // (the outlines shrink to a few points there: it is their properties that count).
   async function loadTimeline() {
     const all = await items('outages', { zoom: 0, limit: 5000, network: 'all' });
-    const by = new Map(state.windows.map((w) => [w.start, []]));
+    const by = new Map(state.windows.map((w) => [Date.parse(w.start), []]));
     for (const f of all) {
-      const list = by.get(f.properties.window_start);
+      const list = by.get(Date.parse(f.properties.window_start));
       if (list) list.push(f);
     }
-    state.timeline = state.windows.map((w) => totalsOf(by.get(w.start)));
+    state.timeline = state.windows.map((w) => totalsOf(by.get(Date.parse(w.start))));
+    // The peak: most people cut off (no service or degraded), confirmed outages first;
+    // the batch map names its own (the window dcm compare opens at).
+    const tl = state.timeline;
+    const cut = (t) => t.none + t.degraded;
+    const basis = tl.some((t) => cut(t) > 0) ? cut : (t) => t.suspected;
+    state.peak = DATA && DATA.peak != null ? DATA.peak
+      : tl.length && tl.some((t) => basis(t) > 0)
+        ? tl.reduce((b, t, k) => (basis(t) > basis(tl[b]) ? k : b), 0) : null;
+    status.peak = state.peak;
+    $('peak').hidden = state.peak == null;
+    updateTimeControls();
     drawChart();
   }
 
@@ -508,8 +630,12 @@
   });
 
   function cellPopup(p) {
+    // Offline since: the start of the current offline interval, which may lie before
+    // the status interval shown (p.start) when the cell was offline windows earlier.
     const rows = [['Status', p.status], ['Network', p.network], ['Site', p.site_id],
-      ['Radio', p.radio], ['From', utc(p.start) + ' UTC'],
+      ['Radio', p.radio],
+      p.status === 'offline' && p.offline_since
+        ? ['Offline since', `${utc(p.offline_since)} UTC`] : ['From', utc(p.start) + ' UTC'],
       ['P(offline)', p.p_offline == null ? '–' : Math.round(p.p_offline * 100) + ' %']];
     // Where data are thin: how long a silence would take to call the site offline.
     const h = p.silence_h_needed;
@@ -520,13 +646,16 @@
       .filter(([, v]) => v != null).map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join('')}</dl></div>`;
   }
 
+  const cellKey = (p) => [p.radio, p.network, p.area, p.cell].join(':');
+  const CANVAS_CELLS = 3000;
+  let cellCanvas = null;
   function drawCells() {
     const want = checked('cells');
     // One marker per cell: the latest status interval that reaches into the window.
     const latest = new Map();
     for (const f of current.cells) {
       const p = f.properties;
-      const id = [p.radio, p.network, p.area, p.cell].join(':');
+      const id = cellKey(p);
       const seen = latest.get(id);
       if (!seen || Date.parse(p.start) > Date.parse(seen.properties.start)) latest.set(id, f);
     }
@@ -537,8 +666,11 @@
       unknown: { radius: 4, color: '#666', weight: 2, dashArray: '2 2', fillColor: '#fff',
         fillOpacity: 1 },
     };
+    // Thousands of SVG nodes make a phone slow: many markers go on one canvas.
+    const renderer = list.length >= CANVAS_CELLS
+      ? (cellCanvas = cellCanvas || L.canvas({ pane: 'cells', padding: 0.5 })) : undefined;
     draw('cells', list, {
-      pointToLayer: (f, ll) => L.circleMarker(ll, Object.assign({ pane: 'cells' },
+      pointToLayer: (f, ll) => L.circleMarker(ll, Object.assign({ pane: 'cells', renderer },
         look[f.properties.status] || look.unknown)),
       onEachFeature: (f, layer) => layer.bindPopup(() => cellPopup(f.properties)),
     });
@@ -627,13 +759,14 @@
       style: { color: '#000', weight: 2, dashArray: '1 5', fill: false }, interactive: false,
     });
     // Show the measurement toggle only for keys that may read measurements.
-    try {
-      state.densityAllowed = (await getJSON(
-        `${API}/collections/${EV}-measurements/items?limit=1`)).features.length > 0;
-    } catch (e) {
-      state.densityAllowed = false;
-    }
+    state.densityAllowed = await source.measurements();
     $('density-toggle').hidden = !state.densityAllowed;
+    // The batch map carries the grid of its opening window only.
+    if (DATA && DATA.grid_window) {
+      $('grid-note').hidden = false;
+      $('grid-note').textContent = `Shown for the window ending ${utc(DATA.grid_window)
+      } UTC only, without the hexes where service is up.`;
+    }
   }
 
   // The first view frames everything drawn: areas, event, hazard, outages and cells.
@@ -642,7 +775,7 @@
   function addBasemap() {
     if (!cfg.basemap_url || state.basemap) return;
     state.basemap = L.tileLayer(cfg.basemap_url, { maxZoom: 18,
-      attribution: 'Basemap: configured tile server' }).addTo(map);
+      attribution: esc(cfg.basemap_attribution || 'Basemap: configured tile server') }).addTo(map);
   }
 
   // Outlines are asked for at the zoom they are drawn at, so frame the event first: by
@@ -651,8 +784,7 @@
   async function preframe(ev) {
     let bounds = ev.area && L.geoJSON(ev.area).getBounds();
     if (!bounds || !bounds.isValid()) {
-      const meta = await getJSON(`${API}/collections/${EV}-areas`).catch(() => null);
-      const box = meta && meta.extent && meta.extent.spatial && meta.extent.spatial.bbox[0];
+      const box = await source.extent('areas');
       if (box) bounds = L.latLngBounds([box[1], box[0]], [box[3], box[2]]);
     }
     if (bounds && bounds.isValid()) map.fitBounds(bounds, { padding: [12, 12], animate: false });
@@ -706,14 +838,22 @@
     state.follow = index === state.windows.length - 1;
     updateTimeControls();
     const want = wanted();
-    const [outages, cells, grid, density] = await Promise.all([
+    const before = index > 0 && checked('severity').has('restored') ? state.windows[index - 1]
+      : null;
+    const [outages, cells, grid, density, earlier] = await Promise.all([
       windowLayer('outages', w), windowLayer('cells', w, want.cells),
-      windowLayer('grid', w, want.grid), windowLayer('measurements', w, want.density)]);
+      windowLayer('grid', w, want.grid), windowLayer('measurements', w, want.density),
+      before ? windowLayer('outages', before) : Promise.resolve([])]);
     if (token !== state.token) return;   // a later step has started meanwhile
-    const inside = (f) => !f.properties.window_start ||
-      (Date.parse(f.properties.window_start) < Date.parse(w.end) &&
-       Date.parse(f.properties.window_end || w.end) > Date.parse(w.start));
+    const within = (v) => (f) => !f.properties.window_start ||
+      (Date.parse(f.properties.window_start) < Date.parse(v.end) &&
+       Date.parse(f.properties.window_end || v.end) > Date.parse(v.start));
+    const inside = within(w);
     current = { outages: outages.filter(inside), cells, grid: grid.filter(inside), density };
+    // Service back: outages of the window before whose id is gone in this one.
+    const now = new Set(current.outages.map((f) => f.properties.outage_id));
+    current.restored = before ? earlier.filter(within(before)).filter((f) =>
+      f.properties.outage_id != null && !now.has(f.properties.outage_id)) : [];
     syncNetworks([...current.outages, ...current.cells, ...current.grid]);
     redraw();
     fitOnce();
@@ -725,6 +865,7 @@
 
   // Download links for the selected window (the CSV of the list is made in listOutages).
   function downloads(w) {
+    if (!source.live) return;  // the batch map links the files written beside it
     const q = new URLSearchParams(Object.assign({ f: 'geojson', limit: 10000 }, windowParam(w)));
     $('dl-outages').href = `${API}/collections/${EV}-outages/items?${q}`;
     $('dl-cells').href = `${API}/collections/${EV}-cells/items?${q}`;
@@ -764,7 +905,7 @@
   });
 
   async function loadEvent() {
-    const ev = await getJSON(`${API}/events/${EV}`);
+    const ev = await source.event();
     let windows = parseWindows(ev);
     if (!windows.length) windows = await windowsFromOutages();
     state.asOf = ev.high_water || ev.updated || (windows.length ? windows[windows.length - 1].end : null);
@@ -791,6 +932,10 @@
       const saved = Date.parse(state.offline);
       el.textContent = `Offline — data as of ${utc(state.asOf)} UTC${isNaN(saved) ? ''
         : ` (saved ${utc(saved)} UTC)`}`;
+    } else if (!source.live) {
+      el.textContent = (state.asOf ? `Data to ${utc(state.asOf)} UTC`
+        : 'No outage windows in these data') + (DATA.event.made
+        ? ` · map made ${utc(DATA.event.made)} UTC` : '');
     } else {
       el.textContent = ok
         ? `Data to ${utc(state.asOf)} UTC · last updated ${utc(new Date())} UTC`
@@ -827,13 +972,15 @@
     slider.disabled = n < 2;
     const text = windowText(state.windows[i]);
     slider.setAttribute('aria-valuetext', text);
-    $('window-label').textContent = n ? `${text} (${i + 1} of ${n})` : text;
+    const peak = i >= 0 && i === state.peak ? ' (peak)' : '';
+    $('window-label').textContent = n ? `${text} (${i + 1} of ${n})${peak}` : text;
     const w = state.windows[i];
     $('window-local').textContent = w ? `${local(w.start)} – ${local(w.end)} local time (${
       zoneName()})` : '';
     $('prev').disabled = i <= 0;
     $('next').disabled = i >= n - 1;
     $('latest').disabled = i >= n - 1;
+    $('peak').disabled = state.peak == null || i === state.peak;
   }
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -859,6 +1006,7 @@
   $('prev').addEventListener('click', () => show(state.index - 1));
   $('next').addEventListener('click', () => show(state.index + 1));
   $('latest').addEventListener('click', () => show(state.windows.length - 1));
+  $('peak').addEventListener('click', () => state.peak != null && show(state.peak));
   $('play').addEventListener('click', play);
   $('slider').addEventListener('input', (e) => show(+e.target.value));
   document.querySelectorAll('#panel input[type=checkbox]')
@@ -949,7 +1097,16 @@
       await loadContext(ev);
       fitOnce();
       const linked = shared.w ? state.windows.findIndex((w) => w.start === shared.w) : -1;
-      await show(linked >= 0 ? linked : state.windows.length - 1);
+      const opening = DATA && DATA.selected != null ? DATA.selected : state.windows.length - 1;
+      await show(linked >= 0 ? linked : opening);
+      if (!state.fitted && !source.live) {
+        const box = await source.extent();
+        if (box) {
+          state.bounds = L.latLngBounds([box[1], box[0]], [box[3], box[2]]);
+          map.fitBounds(state.bounds, { padding: [12, 12], animate: false });
+          state.fitted = true;
+        }
+      }
       if (!state.windows.length) updateTimeControls();
       addBasemap();
       banner(true);
@@ -961,6 +1118,7 @@
     }
     status.ready = true;
     writeLink();
+    if (!source.live) return;  // the batch map is a file: nothing to refresh or keep
     saveForOffline();
     setInterval(refresh, cfg.refresh_s * 1000);
   }());

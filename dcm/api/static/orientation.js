@@ -1,6 +1,7 @@
 /* dcm map orientation, offline: land, coastline, borders and place names from this
-   server (/orientation), under the map's data; and the installation's offline basemap
-   (/basemap/…) when one is configured. Runs after map.js, which lends it window.dcm.map. */
+   server (/orientation), or from the page itself on the batch map, under the map's data;
+   and the installation's offline basemap (/basemap/…) when one is configured. Runs after
+   map.js, which lends it window.dcm.map. */
 (function () {
   'use strict';
 
@@ -65,26 +66,33 @@
   async function load() {
     const view = map.getBounds();
     const zoom = zoomBucket();
-    if (loaded && loaded.zoom === zoom && loaded.bounds.contains(view)) {
+    if (loaded && (loaded.whole || loaded.zoom === zoom) && loaded.bounds.contains(view)) {
       placeLabels();
       return;
     }
-    const box = view.pad(0.5);
-    const w = Math.max(box.getWest(), -180), e = Math.min(box.getEast(), 180);
-    const s = Math.max(box.getSouth(), -90), n = Math.min(box.getNorth(), 90);
-    if (e - w > MAX_SPAN || n - s > MAX_SPAN) return;   // the world view before framing
-    const q = new URLSearchParams({ bbox: [w, s, e, n].map((v) => v.toFixed(5)).join(','),
-      zoom: String(zoom) });
     let doc;
-    try {
-      const r = await fetch(`${API}/orientation?${q}`);
-      if (!r.ok) throw new Error(`${r.status} /orientation`);
-      doc = await r.json();
-    } catch (err) {
-      info.errors.push(String(err));
-      return;
+    if (dcm.embedded) {
+      // The batch map carries the land and places around its data: drawn once.
+      doc = dcm.embedded.layers.orientation;
+      if (!doc || !doc.features) return;
+      loaded = { bounds: L.latLngBounds([-90, -180], [90, 180]), zoom, whole: true };
+    } else {
+      const box = view.pad(0.5);
+      const w = Math.max(box.getWest(), -180), e = Math.min(box.getEast(), 180);
+      const s = Math.max(box.getSouth(), -90), n = Math.min(box.getNorth(), 90);
+      if (e - w > MAX_SPAN || n - s > MAX_SPAN) return;   // the world view before framing
+      const q = new URLSearchParams({ bbox: [w, s, e, n].map((v) => v.toFixed(5)).join(','),
+        zoom: String(zoom) });
+      try {
+        const r = await fetch(`${API}/orientation?${q}`);
+        if (!r.ok) throw new Error(`${r.status} /orientation`);
+        doc = await r.json();
+      } catch (err) {
+        info.errors.push(String(err));
+        return;
+      }
+      loaded = { bounds: L.latLngBounds([s, w], [n, e]), zoom };
     }
-    loaded = { bounds: L.latLngBounds([s, w], [n, e]), zoom };
     const lands = doc.features.filter((f) => f.properties.kind === 'land');
     places = doc.features.filter((f) => f.properties.kind === 'place').map((f) => ({
       name: String(f.properties.name), population: f.properties.population,
