@@ -548,8 +548,7 @@ def _store_error(exc: sa_exc.DBAPIError, sql: str, db: Database | None = None) -
         return StoreError(f"the disk holding the database{where} is full: nothing was written")
     if getattr(orig, "sqlstate", None) == _PG_DISK_FULL:
         return StoreError(
-            "the disk holding the PostgreSQL database is full: nothing was written "
-            f"({message})"
+            f"the disk holding the PostgreSQL database is full: nothing was written ({message})"
         )
     if isinstance(exc, sa_exc.IntegrityError) and (
         code in _SQLITE_UNIQUE or getattr(orig, "sqlstate", None) == _PG_UNIQUE
