@@ -35,7 +35,7 @@ ROWS = 5_000
 
 def build(folder: Path) -> str:
     """The store: one event, ROWS public measurements, a partner key (returned)."""
-    from dcm import live
+    from dcm import service
     from dcm.settings import Settings
     from dcm.store import Principal, open_store
 
@@ -55,7 +55,7 @@ def build(folder: Path) -> str:
     system = Principal.system()
     with open_store(Settings(data_dir=folder / "data", secret="s")) as store:
         store.create_event("ev", start=pd.Timestamp("2021-04-09T00:00Z"), principal=system)
-        live.ingest(store, "ev", csv, visibility="public", principal=system)
+        service.ingest(store, "ev", csv, visibility="public", principal=system)
         _, token = store.create_key("uploader", role="partner", principal=system)
     return str(token)
 

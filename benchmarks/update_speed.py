@@ -7,7 +7,7 @@ The store is created in a temporary folder (SQLite, or the PostgreSQL database o
 ``--url``/``DCM_TEST_POSTGRES_URL`` with ``--postgres``, in a schema of its own). Cells,
 baseline, areas and population are ingested and a first update builds the baseline
 model; then ``event.csv.gz`` is fed hour by hour exactly as received (its malformed and
-duplicate lines included), each hour timed as ``live.ingest`` + ``live.update``. Also
+duplicate lines included), each hour timed as ``service.ingest`` + ``service.update``. Also
 times bbox item queries on the measurements layer. Prints the figures.
 """
 
@@ -25,7 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from dcm import live
+from dcm import service
 from dcm.settings import Settings
 from dcm.store import Principal, open_store
 
@@ -90,7 +90,7 @@ def main() -> None:
             ("hazard", "hazard.geojson"),
         ):
             t0 = time.perf_counter()
-            outcome = live.ingest(
+            outcome = service.ingest(
                 store, "stvincent", SAMPLE / name, kind=kind, visibility="public", principal=admin
             )
             print(f"ingest {kind:<10} {outcome.added:>7} rows  {time.perf_counter() - t0:6.2f} s")
@@ -103,16 +103,16 @@ def main() -> None:
         # The first update also builds (and caches) the baseline model.
         hour, data = slices[0]
         t0 = time.perf_counter()
-        live.ingest(store, "stvincent", data, name=f"{hour:%Y%m%dT%H}.csv", principal=admin)
-        live.update(store, "stvincent", principal=admin, now=hour + pd.Timedelta("1h"))
+        service.ingest(store, "stvincent", data, name=f"{hour:%Y%m%dT%H}.csv", principal=admin)
+        service.update(store, "stvincent", principal=admin, now=hour + pd.Timedelta("1h"))
         print(f"first hour incl. baseline model: {time.perf_counter() - t0:.2f} s")
 
         ingest_s, update_s, windows, alerts = [], [], [], 0
         for hour, data in slices[1:]:
             t0 = time.perf_counter()
-            live.ingest(store, "stvincent", data, name=f"{hour:%Y%m%dT%H}.csv", principal=admin)
+            service.ingest(store, "stvincent", data, name=f"{hour:%Y%m%dT%H}.csv", principal=admin)
             t1 = time.perf_counter()
-            summary = live.update(
+            summary = service.update(
                 store, "stvincent", principal=admin, now=hour + pd.Timedelta("1h")
             )
             t2 = time.perf_counter()

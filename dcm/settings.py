@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     #: Largest gzip inflation ratio accepted once the output passes 64 MiB: measurement
     #: files inflate 3-20 times, a gzip bomb of zeros or repeated rows about 1000 times.
     max_inflation_ratio: float = 100.0
+    #: Longest line of a CSV or NDJSON input (one record per line): a file that is one
+    #: huge line is refused once a line passes it, never read whole.
+    max_line_bytes: int = 1024**2
     #: Largest upload body (as sent, compressed or not).
     max_upload_bytes: int = 2 * 1024**3
     #: The API gives up on a client that sends no byte of its request body, or reads no

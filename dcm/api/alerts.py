@@ -26,10 +26,10 @@ def cap_url(base: str, identifier: str) -> str:
 
 def _cap_message(store: Any, message: Any, base: str) -> Any:
     """The publishable CAP message of a stored one, linking the event's web map."""
-    from dcm import live
+    from dcm import service
 
     event = store.get_event(message.event_id).name
-    return dataclasses.replace(live.cap_message(message), web=f"{base}/events/{event}/map")
+    return dataclasses.replace(service.cap_message(message), web=f"{base}/events/{event}/map")
 
 
 @router.get(
@@ -51,12 +51,12 @@ def event_alerts(
     """The latest CAP message of each open alert of the event as GeoJSON: outage polygon,
     figures, ``msg_type`` (Alert, Update, Cancel), ``identifier`` and a link to its CAP
     document."""
-    from dcm import live
+    from dcm import service
 
     name = store.get_event(event).name
     base = base_url(request)
     public = settings.public_base()
-    doc = live.alerts_geojson(store, name)
+    doc = service.alerts_geojson(store, name)
     features = [f for f in doc["features"] if cancelled or f["properties"]["msg_type"] != "Cancel"]
     for feature in features:
         feature["links"] = [
@@ -112,12 +112,12 @@ def alerts_feed(
     """Atom feed with one entry per alert (its latest message, cancellations included),
     newest first, each linking its CAP document (``application/cap+xml``). Ids and links
     start with the configured public URL (``DCM_PUBLIC_URL``), never the Host header."""
-    from dcm import live
+    from dcm import service
     from dcm.publish import atom_feed, cap_entry
 
     name = store.get_event(event).name
     base = settings.public_base()
-    messages = sorted(live.latest_alerts(store, name), key=lambda m: m.sent, reverse=True)
+    messages = sorted(service.latest_alerts(store, name), key=lambda m: m.sent, reverse=True)
     entries = [
         cap_entry(_cap_message(store, m, base), cap_url=cap_url(base, m.identifier))
         for m in messages

@@ -148,9 +148,9 @@ class AlertCollection:
         self.title = f"{title} — {event}"
 
     def _all(self) -> list[Feature]:
-        from dcm import live
+        from dcm import service
 
-        features: list[Feature] = live.alerts_geojson(self._store, self.event)["features"]
+        features: list[Feature] = service.alerts_geojson(self._store, self.event)["features"]
         return features
 
     @staticmethod

@@ -145,14 +145,14 @@ def gaps(
 ) -> Response:
     """People without service per admin area and network, ranked by people affected:
     km² of outage, cells offline, since when, and the trend over the last hours."""
-    from dcm import live
+    from dcm import service
 
     moment = None if at is None else parse_datetime(at).start
     if moment is not None and not GAPS_AT_RANGE[0] <= moment <= GAPS_AT_RANGE[1]:
         raise ParameterError(f"at {at!r} is outside the years 1700-2200")
     name = store.get_event(event).name
     if f in ("html", "pdf"):
-        document = live.gap_document(
+        document = service.gap_document(
             store, name, fmt=f, at=None if moment is None else pd.Timestamp(moment)
         )
         media = "text/html; charset=utf-8" if f == "html" else "application/pdf"
@@ -161,7 +161,7 @@ def gaps(
             media_type=media,
             headers={"Content-Disposition": f'inline; filename="{name}-gaps.{f}"'},
         )
-    report = live.gap_report(store, name, at=None if moment is None else pd.Timestamp(moment))
+    report = service.gap_report(store, name, at=None if moment is None else pd.Timestamp(moment))
     report = report.assign(since=report["since"].map(_iso))
     if f == "csv":
         text = report.to_csv(index=False, lineterminator="\n")
@@ -250,8 +250,21 @@ async def upload_measurements(
             )
         if size == 0:
             raise IngestError("empty upload", path=label)
+        from dcm import service
+
+        # On a worker thread: the store proxy resolves to the store lent to this request.
         outcome = await run_in_threadpool(
-            _ingest, store, event, path, kind, licence, visibility, label, principal, checksum
+            lambda: service.ingest_upload(
+                store,
+                event,
+                path,
+                checksum=checksum,
+                kind=kind,
+                licence=licence,
+                visibility=visibility,
+                name=label,
+                principal=principal,
+            )
         )
     dataset = outcome.dataset
     body = {
@@ -350,36 +363,3 @@ async def _receive(
             ) from exc
         raise
     return size, digest.hexdigest()
-
-
-def _ingest(
-    store: Any,
-    event: str,
-    path: Path,
-    kind: str,
-    licence: str | None,
-    visibility: str,
-    label: str,
-    principal: Any,
-    checksum: str,
-) -> Any:
-    # Runs on a worker thread: the store proxy resolves to the store lent to this request.
-    from dcm import live
-
-    raw = Path(store.data_dir) / "raw" / checksum
-    kept_before = raw.exists()
-    try:
-        return live.ingest(
-            store,
-            event,
-            path,
-            kind=kind,
-            licence=licence,
-            visibility=visibility,
-            name=label,
-            principal=principal,
-        )
-    except BaseException:
-        if not kept_before:  # the raw copy of a refused upload: no dataset names it
-            raw.unlink(missing_ok=True)
-        raise

@@ -30,12 +30,12 @@ def command(
 ) -> None:
     """Add FILES to an event. A file already ingested adds nothing; rows already stored
     (same measurement_id, or same content) are skipped."""
-    from dcm import live
+    from dcm import service
     from dcm.cli.event import open_cli_store, operator
 
     with open_cli_store() as store:
         for path in files:
-            outcome = live.ingest(
+            outcome = service.ingest(
                 store,
                 event,
                 path,

@@ -28,7 +28,7 @@ def command(event: str, at: str | None, out: Path, overwrite: bool) -> None:
     chart of people cut off over time per network."""
     import pandas as pd
 
-    from dcm import live
+    from dcm import service
     from dcm.cli.event import open_cli_store
     from dcm.errors import ParameterError
     from dcm.publish.report import write_gap_report
@@ -42,9 +42,9 @@ def command(event: str, at: str | None, out: Path, overwrite: bool) -> None:
         moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
     with open_cli_store() as store:
         ev = store.get_event(event)
-        window = live.gap_window(store, ev.id, at=moment)
-        report = live.gap_report(store, ev.id, at=moment)
-        history = live.gap_history(store, ev.id, until=None if window is None else window[0])
+        window = service.gap_window(store, ev.id, at=moment)
+        report = service.gap_report(store, ev.id, at=moment)
+        history = service.gap_history(store, ev.id, until=None if window is None else window[0])
     path = write_gap_report(report, history, out, event=ev.name, window=window, overwrite=overwrite)
     when = f"window {window[0]:%Y-%m-%dT%H:%MZ}" if window else "no window computed yet"
     click.echo(f"{ev.name}: gap report ({when}, {len(report)} row(s)) written to {path}")

@@ -10,11 +10,11 @@ import click
 @click.option("--full", is_flag=True, help="Recompute every window, not only dirty ones.")
 def command(event: str, full: bool) -> None:
     """Recompute the dirty windows of an event, track outages, issue CAP alerts."""
-    from dcm import live
+    from dcm import service
     from dcm.cli.event import open_cli_store, operator
 
     with open_cli_store() as store:
-        summary = live.update(store, event, principal=operator(), full=full)
+        summary = service.update(store, event, principal=operator(), full=full)
     if not summary.windows:
         issued = ", ".join(f"{n} {kind}" for kind, n in summary.alerts.items() if n)
         # Messages without recomputation: alerts a store written by an older version

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,23 +45,34 @@ RATIO_FLOOR_BYTES = 64 * 1024**2
 _CHUNK = 1024**2
 
 
+#: Longest line of a line-based file (CSV, NDJSON) by default: a measurement record is
+#: a few hundred bytes; a longer line is not a record but a file without line ends.
+MAX_LINE_BYTES = 1024**2
+
+
 @dataclass(frozen=True)
 class InputLimits:
     """How large an input may grow: ``max_bytes`` after gunzip, and at most ``max_ratio``
-    times its compressed size once past :data:`RATIO_FLOOR_BYTES`."""
+    times its compressed size once past :data:`RATIO_FLOOR_BYTES`; a line of a CSV or
+    NDJSON file at most ``max_line_bytes``."""
 
     max_bytes: int
     max_ratio: float
+    max_line_bytes: int = MAX_LINE_BYTES
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> InputLimits:
-        """The limits of ``settings`` (``DCM_MAX_DECOMPRESSED_BYTES`` and
-        ``DCM_MAX_INFLATION_RATIO`` when None)."""
+        """The limits of ``settings`` (``DCM_MAX_DECOMPRESSED_BYTES``,
+        ``DCM_MAX_INFLATION_RATIO`` and ``DCM_MAX_LINE_BYTES`` when None)."""
         if settings is None:
             from dcm.settings import Settings
 
             settings = Settings()
-        return cls(settings.max_decompressed_bytes, settings.max_inflation_ratio)
+        return cls(
+            settings.max_decompressed_bytes,
+            settings.max_inflation_ratio,
+            settings.max_line_bytes,
+        )
 
     def too_large(self, size: int, *, name: str) -> InputTooLarge:
         return InputTooLarge(
@@ -90,8 +101,16 @@ class Inflater:
         """Output for the next compressed ``chunk`` (none kept with ``keep=False``, which
         only checks the limits); raises :class:`IngestError` when the stream is corrupt
         or passes the limits."""
+        if keep:
+            return list(self.pieces(chunk))
+        for _ in self.pieces(chunk):
+            pass
+        return []
+
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """:meth:`feed`'s output one piece at a time: a reader that refuses a piece (a
+        line too long) stops the inflation there."""
         self.bytes_in += len(chunk)
-        out: list[bytes] = []
         data = chunk
         try:
             while True:
@@ -102,8 +121,7 @@ class Inflater:
                     self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 piece = self._inflate.decompress(data, _CHUNK)
                 self._count(piece)
-                if keep:
-                    out.append(piece)
+                yield piece
                 if self._inflate.eof:  # the next member, if any, starts in unused_data
                     data = self._inflate.unused_data
                     continue
@@ -112,7 +130,6 @@ class Inflater:
                     break
         except zlib.error as exc:
             raise IngestError(f"corrupt gzip data ({exc})", path=self.name) from exc
-        return out
 
     def finish(self) -> None:
         """Raise :class:`IngestError` when the stream ended inside a gzip member."""
@@ -137,17 +154,99 @@ class Inflater:
             )
 
 
-def read_bytes(source: Source, *, name: str, limits: InputLimits | None = None) -> bytes:
+class LineGuard:
+    """Follow the lines of a text stream fed in pieces and refuse, with its line number,
+    the first line longer than ``max_bytes`` (LF, CRLF and a lone CR end a line, as
+    :func:`decode_utf8` reads them). Holds nothing but two counters, so a file that is
+    one huge line is refused after ``max_bytes`` of it, never read whole."""
+
+    def __init__(self, max_bytes: int, *, name: str) -> None:
+        self.max_bytes = max_bytes
+        self.name = name
+        self.line = 1  # the line the next byte belongs to
+        self.length = 0  # bytes of that line seen so far
+        self._cr = False  # the last piece ended with CR (an LF next ends no new line)
+
+    def feed(self, piece: bytes) -> None:
+        """Account for the next ``piece``; raises :class:`InputTooLarge` naming the line."""
+        if not piece:
+            return
+        if self._cr and piece[:1] == b"\n":  # the LF of a CRLF cut between two pieces
+            piece = piece[1:]
+            self._cr = False
+            if not piece:
+                return
+        ends = [i for i in (piece.find(b"\n"), piece.find(b"\r")) if i >= 0]
+        if self.length + (min(ends) if ends else len(piece)) > self.max_bytes:
+            raise self.too_long(self.line)  # the line open before this piece
+        if len(piece) > self.max_bytes:
+            self._check(piece)  # a line inside the piece may pass the limit too
+        crs = piece.count(b"\r")
+        breaks = piece.count(b"\n") + crs - (piece.count(b"\r\n") if crs else 0)
+        last = max(piece.rfind(b"\n"), piece.rfind(b"\r"))
+        self.length = self.length + len(piece) if last < 0 else len(piece) - last - 1
+        self.line += breaks
+        self._cr = piece.endswith(b"\r")
+
+    def _check(self, piece: bytes) -> None:
+        arr = np.frombuffer(piece, dtype=np.uint8)
+        lf, cr = arr == 10, arr == 13
+        ends = np.flatnonzero(lf | cr)
+        # Bytes of the line each line end closes, then of the line left open.
+        lengths = np.diff(ends, prepend=-1) - 1
+        lengths = np.append(lengths, arr.size - 1 - (ends[-1] if ends.size else -1))
+        lengths[0] += self.length
+        over = np.flatnonzero(lengths > self.max_bytes)
+        if not over.size:
+            return
+        breaks = cr | (lf & ~np.concatenate(([False], cr[:-1])))
+        at = ends[over[0]] if over[0] < ends.size else arr.size
+        raise self.too_long(self.line + int(breaks[:at].sum()))
+
+    def too_long(self, line: int) -> InputTooLarge:
+        return InputTooLarge(
+            f"refused: line {line:,} is longer than {self.max_bytes:,} bytes (the limit is "
+            "DCM_MAX_LINE_BYTES): a CSV or NDJSON file holds one record per line",
+            path=self.name,
+        )
+
+
+def read_bytes(
+    source: Source,
+    *,
+    name: str,
+    limits: InputLimits | None = None,
+    line_based: bool | Callable[[bytes], bool] = False,
+) -> bytes:
     """All bytes of ``source``, gunzipped when they start with the gzip magic.
 
     ``limits`` (default :meth:`InputLimits.from_settings`) bound the size after gunzip
     and the inflation ratio; gzip input is inflated chunk by chunk, so an input past
-    them is refused before it fills the memory. Raises :class:`IngestError` for a
-    missing or unreadable file, a corrupt gzip stream or an input past the limits.
+    them is refused before it fills the memory. With ``line_based`` (or when it is a
+    function saying so of the first MiB), a line longer than ``limits.max_line_bytes``
+    is refused as soon as it passes the limit. Raises :class:`IngestError` for a missing
+    or unreadable file, a corrupt gzip stream or an input past the limits.
     """
     limits = limits if limits is not None else InputLimits.from_settings()
     with open_source(source, name=name) as stream:
-        return _read_stream(stream, name=name, limits=limits)
+        return _read_stream(stream, name=name, limits=limits, line_based=line_based)
+
+
+def check_lines(
+    source: Source,
+    *,
+    name: str,
+    limits: InputLimits | None = None,
+    line_based: bool | Callable[[bytes], bool] = True,
+) -> None:
+    """Read ``source`` through (gunzipped, a MiB at a time, nothing kept) and raise
+    :class:`InputTooLarge` at the first line longer than ``limits.max_line_bytes``, or
+    when the input passes the size or inflation limits: what :func:`read_bytes` would
+    refuse, found before anything is read whole or kept."""
+    limits = limits if limits is not None else InputLimits.from_settings()
+    with open_source(source, name=name) as stream:
+        for _ in _pieces(stream, name=name, limits=limits, line_based=line_based):
+            pass
 
 
 @contextmanager
@@ -171,11 +270,77 @@ def open_source(source: Source, *, name: str) -> Iterator[BinaryIO]:
         yield source
 
 
-def _read_stream(stream: BinaryIO, *, name: str, limits: InputLimits) -> bytes:
-    data = _inflate_stream(stream, name=name, limits=limits)
+def _read_stream(
+    stream: BinaryIO,
+    *,
+    name: str,
+    limits: InputLimits,
+    line_based: bool | Callable[[bytes], bool] = False,
+) -> bytes:
+    if line_based is False:
+        data = _inflate_stream(stream, name=name, limits=limits)
+    else:
+        out = io.BytesIO()
+        for piece in _pieces(stream, name=name, limits=limits, line_based=line_based):
+            out.write(piece)
+        data = out.getvalue()
     if data[:4] in ZIP_MAGIC:
         raise IngestError(ZIP_REFUSED, path=name)
     return data
+
+
+def _pieces(
+    stream: BinaryIO,
+    *,
+    name: str,
+    limits: InputLimits,
+    line_based: bool | Callable[[bytes], bool],
+) -> Iterator[bytes]:
+    """The bytes of ``stream`` a MiB at a time, gunzipped, refused past ``limits``; lines
+    guarded when ``line_based`` is true (or says so of the first piece)."""
+    guard: LineGuard | None = None
+    size = 0
+    try:
+        head = stream.read(2)
+        if isinstance(head, str):  # a text stream given by mistake: accept it
+            head = head.encode("utf-8")
+            blocks: Iterator[bytes] = (
+                text.encode("utf-8") for text in iter(lambda: stream.read(_CHUNK), "")
+            )
+            gzip = False
+        else:
+            blocks = iter(lambda: stream.read(_CHUNK), b"")
+            gzip = head == GZIP_MAGIC
+        inflater = Inflater(limits, name=name) if gzip else None
+        first = True
+        for chunk in _prepend(head, blocks):
+            pieces = inflater.pieces(chunk) if inflater is not None else [chunk]
+            for piece in pieces:
+                if not piece:
+                    continue
+                if first:
+                    first = False
+                    wanted = line_based(piece) if callable(line_based) else line_based
+                    guard = LineGuard(limits.max_line_bytes, name=name) if wanted else None
+                if inflater is None:
+                    size += len(piece)
+                    if size > limits.max_bytes:
+                        raise limits.too_large(size, name=name)
+                if guard is not None:
+                    guard.feed(piece)
+                yield piece
+        if inflater is not None:
+            inflater.finish()
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, IngestError):
+            raise
+        raise IngestError(f"cannot read stream ({exc})", path=name) from exc
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
 
 
 def _inflate_stream(stream: BinaryIO, *, name: str, limits: InputLimits) -> bytes:

@@ -27,7 +27,7 @@ _MISSING = ("-", "N/A", "n/a", "null", "NULL", "UNKNOWN")
 def _read_table(source: Source, name: str | None) -> tuple[str, pd.DataFrame, StringTable]:
     """Tab- or comma-separated app log → (label, frame with lower-case names, table)."""
     label = source_name(source, name)
-    data = decode_utf8(read_bytes(source, name=label), name=label)
+    data = decode_utf8(read_bytes(source, name=label, line_based=True), name=label)
     head = data[:4096].split(b"\n", 1)[0]
     delimiter = "\t" if b"\t" in head else ("," if b"," in head else ";")
     _, table = read_csv_strings(data, name=label, delimiter=delimiter)

@@ -50,7 +50,7 @@ def read_cells(
     mcc, net, area, cell) keep the most recently updated record.
     """
     label = source_name(source, name)
-    data = decode_utf8(read_bytes(source, name=label), name=label)
+    data = decode_utf8(read_bytes(source, name=label, line_based=True), name=label)
     first = data.lstrip()[:1000].split(b"\n", 1)[0].decode("utf-8", "replace").lower()
     header_fields = {c.strip().strip('"') for c in first.split(",")}
     has_header = {"radio", "mcc", "cell"} <= header_fields

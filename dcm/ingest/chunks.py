@@ -28,6 +28,7 @@ from dcm.ingest._source import (
     ZIP_REFUSED,
     Inflater,
     InputLimits,
+    LineGuard,
     Source,
     decode_utf8,
     open_source,
@@ -79,9 +80,13 @@ def iter_measurements(
             whole, format=fmt, name=label, device_secret=device_secret, not_after=not_after
         )
         return
+    # A record longer than DCM_MAX_LINE_BYTES is refused, not carried on and on.
+    guard = LineGuard(InputLimits.from_settings().max_line_bytes, name=label)
     yield from _csv_chunks(
         _record_chunks(
-            _prepend(head, blocks), chunk_bytes=chunk_bytes, delimiter=header_delimiter(head)
+            _guarded(_prepend(head, blocks), guard),
+            chunk_bytes=chunk_bytes,
+            delimiter=header_delimiter(head),
         ),
         name=label,
         device_secret=device_secret,
@@ -225,7 +230,7 @@ def _stream_blocks(stream: BinaryIO, *, name: str, size: int) -> Iterator[bytes]
     chunk = head
     started = False
     while chunk:
-        for piece in inflater.feed(chunk):
+        for piece in inflater.pieces(chunk):
             if not started and piece[:4] in ZIP_MAGIC:
                 raise IngestError(ZIP_REFUSED, path=name)
             started = started or bool(piece)
@@ -233,6 +238,12 @@ def _stream_blocks(stream: BinaryIO, *, name: str, size: int) -> Iterator[bytes]
                 yield piece
         chunk = stream.read(1024**2)
     inflater.finish()
+
+
+def _guarded(blocks: Iterator[bytes], guard: LineGuard) -> Iterator[bytes]:
+    for block in blocks:
+        guard.feed(block)
+        yield block
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -57,7 +57,9 @@ def read_measurements(
     the future.
     """
     label = source_name(source, name)
-    data = read_bytes(source, name=label)
+    # CSV and NDJSON hold one record per line: a longer line than DCM_MAX_LINE_BYTES is
+    # refused as soon as it passes the limit, never read whole.
+    data = read_bytes(source, name=label, line_based=lambda head: line_based(label, head, format))
     fmt = (format or guess_format(label, data)).lower()
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})", path=label)
@@ -90,6 +92,12 @@ def header_delimiter(data: bytes) -> str:
     if b"," in head:
         return ","
     return "\t" if b"\t" in head else (";" if b";" in head else ",")
+
+
+def line_based(name: str, head: bytes, format: str | None = None) -> bool:
+    """Whether a measurement file of ``format`` (else guessed from ``name`` and its
+    first bytes ``head``) holds one record per line: CSV and NDJSON do."""
+    return (format or guess_format(name, head)).lower() in ("csv", "ndjson")
 
 
 def guess_format(name: str, data: bytes) -> str:

@@ -11,7 +11,7 @@
         page.features, page.number_matched
 
 Orchestration (ingest a file, incremental update, alerts, gap report) lives in
-:mod:`dcm.live`; this package only keeps and queries rows.
+:mod:`dcm.service`; this package only keeps and queries rows.
 """
 
 from dcm.store.access import ROLES, Principal

@@ -52,6 +52,8 @@ _SQLITE_FULL = 13
 #: Extended result codes of a UNIQUE or PRIMARY KEY violation (SQLite); SQLSTATE (PostgreSQL).
 _SQLITE_UNIQUE = (2067, 1555)
 _PG_UNIQUE = "23505"
+#: PostgreSQL's disk_full: a table or index file of the store could not grow.
+_PG_DISK_FULL = "53100"
 
 Params = Mapping[str, Any]
 
@@ -544,6 +546,10 @@ def _store_error(exc: sa_exc.DBAPIError, sql: str, db: Database | None = None) -
     if code is not None and code & 0xFF == _SQLITE_FULL:
         where = f" {db.path}" if db is not None and db.path else ""
         return StoreError(f"the disk holding the database{where} is full: nothing was written")
+    if getattr(orig, "sqlstate", None) == _PG_DISK_FULL:
+        return StoreError(
+            f"the disk holding the PostgreSQL database is full: nothing was written ({message})"
+        )
     if isinstance(exc, sa_exc.IntegrityError) and (
         code in _SQLITE_UNIQUE or getattr(orig, "sqlstate", None) == _PG_UNIQUE
     ):

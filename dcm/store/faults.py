@@ -7,7 +7,9 @@ rollback by Python, no buffered output. ``DCM_FAULT_POINT=name@N`` stops at the 
 the point is reached (e.g. the third replay slice). Unset, a call costs one dictionary
 lookup.
 
-Points (in the order a command reaches them): ``raw.tmp_written``, ``ingest.raw_kept``,
+Points (in the order a command reaches them): ``migrate.step_applied`` (after each
+migration step, inside the upgrade's one transaction; ``@N`` for the N-th step of an
+upgrade), ``raw.tmp_written``, ``ingest.raw_kept``,
 ``ingest.dataset_recorded``, ``ingest.rows_inserted``, ``ingest.windows_marked``,
 ``ingest.committed``; ``update.run_started``, ``update.results_saved``,
 ``update.alerts_written``, ``update.committed``; ``replay.slice_ingested``,
@@ -38,6 +40,9 @@ FAULT_POINTS = (
     "replay.slice_ingested",
     "replay.slice_updated",
 )
+
+#: Points of a store upgrade (:func:`dcm.store.migrations.migrate`), tested apart.
+MIGRATION_POINTS = ("migrate.step_applied",)
 
 _hits: dict[str, int] = {}
 

@@ -23,6 +23,7 @@ from alembic.config import Config
 
 from dcm.schema import LIKELY_CONFIDENCE, OBSERVED_CONFIDENCE
 from dcm.store._db import Database, ts_text
+from dcm.store.faults import fault_point
 
 TYPES = {
     "sqlite": {
@@ -487,6 +488,7 @@ def apply_step(db: Database, number: int) -> None:
         "VALUES (:version, :description, :at)",
         {"version": step.number, "description": step.description, "at": ts_text("now")},
     )
+    fault_point("migrate.step_applied")
 
 
 def _table_exists(db: Database, name: str) -> bool:

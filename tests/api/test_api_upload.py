@@ -233,3 +233,23 @@ def test_odd_json_rows_are_rejected_not_500(partner: httpx.Client) -> None:
         assert report["accepted"] == len(lines) - 1
         ((got_field, got_reason),) = [(r["field"], r["reason"]) for r in report["rejected_rows"]]
         assert got_field == field and got_reason.startswith(reason)
+
+
+def test_a_line_past_the_limit_is_refused_naming_it(partner: httpx.Client, store_copy) -> None:
+    from dcm.settings import Settings
+
+    _, raw_before = _leftovers(store_copy)
+    limit = Settings().max_line_bytes
+    rows = _csv_rows(3, seed=9, prefix="long")
+    text = "\n".join([HEADER, *rows, "2021-04-10T11:00:00Z," + "9" * (2 * limit)]) + "\n"
+    for body, encoding in ((text.encode(), None), (gzip.compress(text.encode()), "gzip")):
+        headers = {"Content-Type": "text/csv"} | (
+            {"Content-Encoding": encoding} if encoding else {}
+        )
+        response = partner.post(URL, content=body, headers=headers)
+        assert response.status_code == 413, response.text
+        detail = response.json()["detail"]
+        assert f"line 5 is longer than {limit:,} bytes" in detail and "DCM_MAX_LINE_BYTES" in detail
+        assert len(response.content) < 2000
+    uploads, raw_after = _leftovers(store_copy)
+    assert uploads == [] and raw_after == raw_before  # nothing kept

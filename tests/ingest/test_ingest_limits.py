@@ -4,6 +4,7 @@ bomb stops after a few MiB of output, by the reader and by ``dcm ingest``."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -163,4 +164,105 @@ def test_dcm_ingest_refuses_a_large_plain_file_unread(tmp_path: Path) -> None:
         f"dcm: error: {path}: refused: larger than 10,000 bytes (after gunzip; the limit is "
         "DCM_MAX_DECOMPRESSED_BYTES): split the file"
     ]
+    assert not (tmp_path / "data" / "raw").exists()  # refused before a copy was kept
+
+
+def test_line_guard_names_the_line_as_the_readers_count_it() -> None:
+    from dcm.ingest._source import LineGuard
+
+    # LF, CRLF (cut between two pieces) and a lone CR each end one line.
+    text = b"a\nb\r\nc\rd\n" + b"x" * 50 + b"\n"
+    for cut in range(1, len(text)):
+        guard = LineGuard(40, name="f.csv")
+        with pytest.raises(InputTooLarge, match=r"^f\.csv: refused: line 5 is longer than 40"):
+            guard.feed(text[:cut])
+            guard.feed(text[cut:])
+    guard = LineGuard(50, name="f.csv")
+    for piece in (text[:4], text[4:]):
+        guard.feed(piece)  # exactly 50 bytes: accepted
+    assert (guard.line, guard.length) == (6, 0)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".ndjson", ".csv.gz"])
+def test_a_line_past_the_limit_is_refused_by_every_reader(
+    suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcm.ingest.chunks import iter_measurements
+
+    monkeypatch.setenv("DCM_MAX_LINE_BYTES", "1000")
+    if ".csv" in suffix:
+        good = HEADER + ROW * 3
+        text = good + b"2021-04-09T01:00:00Z,13.2,-61.2," + b"o" * 1000 + b"\n" + ROW
+    else:
+        good = b'{"timestamp":"2021-04-09T01:00:00Z","lat":13.2,"lon":-61.2,"status":"ok"}\n'
+        text = good * 4 + b'{"status":"' + b"o" * 1000 + b'"}\n'
+    data = gzip.compress(text) if suffix.endswith(".gz") else text
+    line = 5
+    with pytest.raises(InputTooLarge, match=f"line {line} is longer than 1,000 bytes"):
+        read_measurements(data, name=f"long{suffix}")
+    if ".csv" in suffix:
+        with pytest.raises(InputTooLarge, match=f"line {line} is longer than 1,000 bytes"):
+            list(iter_measurements(data, name=f"long{suffix}", chunk_bytes=64))
+    # Lines within the limit read as before; a GeoJSON document is not line-based.
+    assert read_measurements(good, name=f"ok{suffix.removesuffix('.gz')}").report.accepted
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [-61.2, 13.2 + i / 1000]},
+                "properties": {"timestamp": "2021-04-09T01:00:00Z", "status": "ok"},
+            }
+            for i in range(50)
+        ],
+    }
+    one_line = json.dumps(doc).encode()
+    assert len(one_line) > 1000
+    assert read_measurements(one_line, name="one.geojson").report.accepted == 50
+
+
+#: Peak memory of a child process: run a command, print the peak RSS (kB) of its children.
+_PEAK = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stderr.write(done.stderr)\n"
+    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".ndjson", ".ndjson.gz"])
+def test_dcm_ingest_refuses_a_200_mb_line_in_bounded_memory(suffix: str, tmp_path: Path) -> None:
+    size = 200 * 1024**2
+    if ".csv" in suffix:
+        head, tail = HEADER + b"2021-04-09T01:00:00Z,13.2,-61.2,", b"\n" + ROW
+    else:
+        head, tail = b'{"timestamp":"2021-04-09T01:00:00Z","status":"', b'"}\n'
+    path = tmp_path / f"one-line{suffix}"
+    opener = gzip.open if suffix.endswith(".gz") else open
+    with opener(path, "wb") as out:  # written in pieces: the test holds no 200 MB either
+        out.write(head)
+        for _ in range(size // (1 << 20)):
+            out.write(b"7" * (1 << 20))
+        out.write(tail)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
+    env |= {"DCM_DATA_DIR": str(tmp_path / "data"), "DCM_SECRET": "s"}
+    dcm = [sys.executable, "-m", "dcm.cli.main"]
+    created = subprocess.run(
+        [*dcm, "event", "create", "ev", "--start", "2021-04-09"], env=env, capture_output=True
+    )
+    assert created.returncode == 0, created.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, *dcm, "ingest", "--event", "ev", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    code, peak_kb = map(int, done.stdout.split())
+    assert code == 2
+    line = 2 if ".csv" in suffix else 1
+    assert done.stderr.strip().splitlines() == [
+        f"dcm: error: {path}: refused: line {line} is longer than 1,048,576 bytes (the limit "
+        "is DCM_MAX_LINE_BYTES): a CSV or NDJSON file holds one record per line"
+    ]
+    assert peak_kb < 500 * 1024, f"peak {peak_kb / 1024:.0f} MB"
     assert not (tmp_path / "data" / "raw").exists()  # refused before a copy was kept
