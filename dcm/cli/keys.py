@@ -117,10 +117,14 @@ def grant(
             record.id, event, source=source, licence=licence, principal=operator()
         )
         matching = store.matching_datasets(rule)
+        # Sources as they are stored (replay slices under their file's name), to help
+        # spot a source given differently from how it was ingested.
+        sources = sorted({d.source.split("#", 1)[0] for d in store.list_datasets(event)})
     now = (
         f"{len(matching)} dataset(s) now: {', '.join(map(str, matching))}"
         if matching
         else "no dataset yet"
+        + (f" (sources of the event: {', '.join(sources[:5])})" if sources else "")
     )
     verb = "may read" if new else "already may read"
     click.echo(
