@@ -22,11 +22,12 @@ def test_gap_report_since_comes_from_the_outages_touching_each_area(
         (r.area_name, r.network, r.people, r.since, r.cells_offline) for r in report.itertuples()
     ]
     # Outage A (onset T0) lies in West; B and N (onset W1) in East: East's outage began
-    # at W1 although the network's first outage began at T0.
+    # at W1 although the network's first outage began at T0. Cells offline count the
+    # sites serving the area: cell 1 stands in West but its service area reaches East.
     assert rows == [
         ("West", "360-100", 300.0, gapstore.T0, 1),
-        ("East", "360-100", 100.0, gapstore.W1, 1),
-        ("East", "all", 50.0, gapstore.W1, 1),
+        ("East", "360-100", 100.0, gapstore.W1, 2),
+        ("East", "all", 50.0, gapstore.W1, 2),
     ]
     # The window before: only A, since T0.
     with gapstore.build(tmp_path / "again") as store:

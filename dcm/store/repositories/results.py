@@ -444,6 +444,17 @@ class ResultRepository(Repository):
         )
         return None if value is None else baseline_from_bytes(bytes(value))
 
+    def cached_baseline(self, event: str | int) -> Baseline | None:
+        """The event's cached baseline model whatever its key (the last one an update
+        built; None when there is none or it does not parse)."""
+        from dcm.store.baselines import baseline_from_bytes
+
+        value = self.db.scalar(
+            "SELECT data FROM baselines WHERE event_id = :event ORDER BY created_at DESC LIMIT 1",
+            {"event": self.event_id(event)},
+        )
+        return None if value is None else baseline_from_bytes(bytes(value))
+
     def save_baseline(self, event: str | int, key: str, model: Baseline) -> None:
         """Cache the baseline model (Parquet and JSON, see :mod:`dcm.store.baselines`);
         earlier ones of the event are dropped."""
