@@ -120,8 +120,9 @@ def grant(
         # Sources as they are stored (replay slices under their file's name), to help
         # spot a source given differently from how it was ingested.
         sources = sorted({d.source.split("#", 1)[0] for d in store.list_datasets(event)})
+    shown = [*map(str, matching[:3]), "…", str(matching[-1])] if len(matching) > 5 else matching
     now = (
-        f"{len(matching)} dataset(s) now: {', '.join(map(str, matching))}"
+        f"{len(matching)} dataset(s) now: {', '.join(map(str, shown))}"
         if matching
         else "no dataset yet"
         + (f" (sources of the event: {', '.join(sources[:5])})" if sources else "")
