@@ -1054,8 +1054,8 @@ def _cells_offline(
     model (:func:`dcm.analysis.serving.site_service_areas`)."""
     from dcm.analysis.serving import cells_serving_areas, site_service_areas
 
-    status = store.cell_status(event.id)
-    status = status[(status["start"] == window) & (status["status"] == "offline")]
+    status = store.cell_status(event.id, windows=[window])
+    status = status[status["status"] == "offline"]
     if status.empty:
         return np.zeros(len(report), dtype="int64")
     baseline = store.cached_baseline(event.id)

@@ -78,3 +78,13 @@ def test_gap_history_counts_people_cut_off_per_window_and_network(tmp_path: Path
         [gapstore.W1, "all", 50.0],
     ]
     assert until_first.values.tolist() == [[gapstore.T0, "360-100", 300.0]]
+
+
+def test_cell_status_of_chosen_windows(tmp_path: Path, store_url: str) -> None:
+    with gapstore.build(tmp_path, url=store_url) as store:
+        every = store.cell_status(gapstore.EVENT)
+        last = store.cell_status(gapstore.EVENT, windows=[gapstore.W1])
+        none = store.cell_status(gapstore.EVENT, windows=[])
+    assert len(every) == 4 and none.empty
+    expected = every[every["start"] == gapstore.W1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(last.reset_index(drop=True), expected)
