@@ -14,9 +14,16 @@ Windows (1 h, from T0 = 2021-04-09 20:00 UTC):
   area (onset W1); outage ``N`` where no network serves, in the East (onset W1). Cell 1
   still offline (since T0); cell 2 (site s2, 360-100, in East) offline since W1.
 
+Cells and their service areas (no baseline model is stored: discs of the OpenCelliD
+range around each one-cell site, at latitude Y0 + 0.012): cell 1 at x 0.010 with 2,000 m
+(±0.0184° of longitude) reaches x 0.028, so it serves West and East; cell 2 at x 0.030
+with 500 m (±0.0046°) serves East only. Offline cells serving each area at W1: West 1
+(cell 1), East 2 (cells 1 and 2), of network 360-100 (and so of every network).
+
 People: West 100 + 100 + 100 (all inside ``A``), East 50 + 50 inside ``B`` (one of them
 also inside ``N``) and 400 outside every outage. The gap report at W1, by people:
-West/360-100 300 since T0; East/360-100 100 since W1; East/all 50 since W1.
+West/360-100 300 since T0 (1 cell offline); East/360-100 100 since W1 (2 cells);
+East/all 50 since W1 (2 cells).
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ def _cells() -> pd.DataFrame:
             "unit": pd.array([0, 0], dtype="Int64"),
             "lon": [X0 + 0.010, X0 + 0.030],
             "lat": [Y0 + 0.012, Y0 + 0.012],
-            "range": [2000.0, 2000.0],
+            "range": [2000.0, 500.0],
             "samples": pd.array([10, 10], dtype="Int64"),
             "changeable": pd.array([1, 1], dtype="Int64"),
             "created": [ts, ts],

@@ -295,6 +295,9 @@ async def get_principal(
 ) -> Any:
     """Who is calling: the key's principal, or the anonymous viewer when no key is given.
 
+    The principal's grants are resolved per request: datasets granted one by one and
+    those its event grants cover now, so a dataset ingested a moment ago is included.
+
     A key that the store does not know raises AuthenticationRequired (401), never a
     silent downgrade to anonymous. Only a key needs the database (on a worker thread).
     """

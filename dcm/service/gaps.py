@@ -9,6 +9,7 @@ import shapely
 
 from dcm.errors import ParameterError
 from dcm.schema import ALL_NETWORKS, CRS, suspected_outages
+from dcm.service.updating import detection_params
 from dcm.store import Event, Store
 
 #: Columns of :func:`gap_report`.
@@ -99,7 +100,8 @@ def gap_report(
     """People without service per admin area and network (columns :data:`GAP_COLUMNS`).
 
     Population inside the confirmed outage polygons of the latest computed window (or the window
-    holding ``at``), km² of outage inside the area, cells offline there, onset (``since``),
+    holding ``at``), km² of outage inside the area, offline cells of the sites serving
+    it (:func:`_cells_offline`), onset (``since``),
     people ``trend_hours`` earlier and the trend (``growing``/``shrinking``/``stable``),
     ranked by people affected, most first. Network ``"all"`` counts places where no
     network serves. Without stored areas, the whole event is one area (its name).
@@ -259,25 +261,22 @@ def gap_history(
 def _cells_offline(
     store: Store, event: Event, window: pd.Timestamp, areas: gpd.GeoDataFrame, report: pd.DataFrame
 ) -> np.ndarray:
-    """Offline cells of the window inside each report row's area (per network; all
-    networks for ``"all"``)."""
-    status = store.cell_status(event.id)
-    status = status[(status["start"] == window) & (status["status"] == "offline")]
-    status = status.dropna(subset=["lon", "lat"]) if "lon" in status.columns else status.iloc[0:0]
+    """Offline cells of the window whose site serves each report row's area (per
+    network; all networks for ``"all"``): sites' service areas from the cached baseline
+    model (:func:`dcm.analysis.serving.site_service_areas`)."""
+    from dcm.analysis.serving import cells_serving_areas, site_service_areas
+
+    status = store.cell_status(event.id, windows=[window])
+    status = status[status["status"] == "offline"]
     if status.empty:
         return np.zeros(len(report), dtype="int64")
-    pts = gpd.GeoDataFrame(
-        status[["network"]].reset_index(drop=True),
-        geometry=gpd.points_from_xy(status["lon"], status["lat"]),
-        crs=CRS,
+    baseline = store.cached_baseline(event.id)
+    service = site_service_areas(
+        store.cells(event.id),
+        None if baseline is None else baseline.sites,
+        params=detection_params(event),
     )
-    joined = gpd.sjoin(pts, areas[["area_id", "geometry"]], how="inner", predicate="within")
-    per_net = joined.groupby(["area_id", "network"]).size()
-    per_area = joined.groupby("area_id").size()
-    out = []
-    for area_id, network in zip(report["area_id"], report["network"], strict=True):
-        if network == ALL_NETWORKS:
-            out.append(int(per_area.get(area_id, 0)))
-        else:
-            out.append(int(per_net.get((area_id, network), 0)))
-    return np.asarray(out, dtype="int64")
+    counts = cells_serving_areas(areas, status, service)
+    found = counts.set_index(["area_id", "network"])["cells"]
+    keys = pd.MultiIndex.from_arrays([report["area_id"], report["network"]])
+    return found.reindex(keys).fillna(0).to_numpy("int64")

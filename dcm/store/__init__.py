@@ -26,6 +26,7 @@ from dcm.store.models import (
     AuditEntry,
     Dataset,
     Event,
+    EventGrant,
     FeaturePage,
     Run,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "BBox",
     "Dataset",
     "Event",
+    "EventGrant",
     "FeaturePage",
     "Interval",
     "Principal",

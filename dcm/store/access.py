@@ -6,6 +6,9 @@ that returns rows also applies them):
 * ``public`` datasets are readable by everyone, anonymous callers included;
 * ``partner`` datasets by partners holding a grant for them, and by analysts and admins;
 * ``restricted`` datasets only by keys granted that dataset (admins read everything);
+* a grant names a dataset, or an event with optionally a source and/or a licence: the
+  key then reads every matching dataset of that event, those ingested later included
+  (resolved when the key authenticates, so :attr:`Principal.grants` holds dataset ids);
 * derived layers (outages, cells, grid) are computed from all data; the grid layer hides
   hexes with fewer than ``k_anonymity`` distinct devices from viewers and partners;
 * the hashed ``device`` column is returned to admins only;

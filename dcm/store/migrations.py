@@ -444,6 +444,30 @@ def _offline_since(db: Database) -> None:
     )
 
 
+def _event_grants(db: Database) -> None:
+    """Grants of an event's data to a key, by source and/or licence.
+
+    A rule, not a list of datasets: a key granted event E (optionally only the datasets
+    of source S or licence L) reads every matching dataset of E, those ingested later
+    included (a live event gets a new dataset every replay or upload). ``source`` and
+    ``licence`` NULL mean any; one row per distinct rule and key.
+    """
+    types = TYPES[db.backend]
+    db.script(
+        [
+            "CREATE TABLE event_grants ("
+            f"id {types['pk']}, "
+            f"key_id {types['bigint']} NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE, "
+            f"event_id {types['bigint']} NOT NULL REFERENCES events(id) ON DELETE CASCADE, "
+            "source TEXT, "
+            "licence TEXT, "
+            f"created_at {types['ts']} NOT NULL)",
+            "CREATE UNIQUE INDEX event_grants_rule ON event_grants "
+            "(key_id, event_id, coalesce(source, ''), coalesce(licence, ''))",
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -457,6 +481,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "outage tier and certainty, cell status silence_h_needed", _outage_tiers),
     Migration(4, "dirty marks per event window", _window_marks),
     Migration(5, "cell status offline_since", _offline_since),
+    Migration(6, "event grants by source and licence", _event_grants),
 )
 
 

@@ -64,8 +64,37 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class EventGrant:
+    """A key may read the datasets of an event, those ingested later included.
+
+    ``source``/``licence`` None: any. A dataset matches ``source`` when its source is it
+    or a slice of it (``dcm replay`` names each hour ``SOURCE#start/end``), ``licence``
+    when its licence is it (case-insensitive).
+    """
+
+    id: int
+    key_id: int
+    event_id: int
+    event: str
+    source: str | None
+    licence: str | None
+    created_at: pd.Timestamp
+
+    def describe(self) -> str:
+        """``event stvincent, source x.csv, licence CC-BY-4.0`` (only what it names)."""
+        parts = [f"event {self.event}"]
+        parts += [f"source {self.source}"] if self.source is not None else []
+        parts += [f"licence {self.licence}"] if self.licence is not None else []
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class ApiKey:
-    """A stored API key (never the clear token: only its sha256 is kept)."""
+    """A stored API key (never the clear token: only its sha256 is kept).
+
+    ``grants``: dataset ids granted one by one; ``event_grants``: rules granting an
+    event's datasets (by source and/or licence).
+    """
 
     id: int
     name: str
@@ -74,6 +103,7 @@ class ApiKey:
     created_at: pd.Timestamp
     revoked_at: pd.Timestamp | None
     grants: frozenset[int] = field(default_factory=frozenset)
+    event_grants: tuple[EventGrant, ...] = ()
 
     @property
     def active(self) -> bool:

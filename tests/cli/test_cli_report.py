@@ -66,8 +66,8 @@ def test_html_report_ranks_districts_with_hand_checked_figures(
     # East's outages began at W1 (21:00), West's at T0 (20:00).
     assert [row[:5] for row in table_rows(page)] == [
         ["West", "360-100", "300", "2021-04-09 20:00", "1"],
-        ["East", "360-100", "100", "2021-04-09 21:00", "1"],
-        ["East", "no network", "50", "2021-04-09 21:00", "1"],
+        ["East", "360-100", "100", "2021-04-09 21:00", "2"],
+        ["East", "no network", "50", "2021-04-09 21:00", "2"],
     ]
     # The chart is inline SVG (nothing fetched), one line per network.
     chart = re.search(r'<figure id="chart">(<svg.*?</svg>)', page, re.S)

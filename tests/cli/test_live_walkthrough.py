@@ -146,6 +146,12 @@ def test_walkthrough_from_fresh_store_to_gdal(
     assert len(slices) == 24 and slices[0].startswith("2021-04-09T12:00Z")
     added_first = int(re.search(r"(\d+) rows added", first)[1])  # type: ignore[index]
 
+    # A partner follows the event: granted the event file's source now, it also reads
+    # the slices replayed after the grant (and never the baseline, another source).
+    partner = dcm("keys create --name telco-noc --role partner", env).strip()
+    granted = dcm(f"keys grant telco-noc --event stvincent --source {s}/event.csv.gz", env)
+    assert re.search(r"24 dataset\(s\) now: 6, 7, 8, …, 29; datasets ingested later", granted)
+
     # The walkthrough then replays the whole week; the first 24 hours add nothing again.
     # Two days in, the first outages are over.
     more = dcm(f"{replay} --hours 48 {s}/event.csv.gz", env, documented=False)
@@ -164,9 +170,24 @@ def test_walkthrough_from_fresh_store_to_gdal(
     assert re.search(r"^stvincent .* data until 2021-04-11T11:\d\d +\d+ dataset\(s\)", listed, re.M)
     key = dcm("keys create --name analyst-desk --role analyst", env).strip()
     assert key.startswith("dcm_")
+    keys = dcm("keys list", env)
+    assert f"grant: event stvincent, source {s}/event.csv.gz" in keys
 
     base = request.getfixturevalue("server")
     _read_everything(base, key=key, cancels=cancels, measurements=40000 + added)
+    # The partner reads the event's measurements, those replayed after the grant too.
+    assert _gdal_count(base, "stvincent-measurements", partner) == added
+    assert _gdal_count(base, "stvincent-measurements", None) == 0
+
+
+def _gdal_count(base: str, collection: str, key: str | None) -> int:
+    """Features GDAL reads from a collection, with ``key`` as a bearer token if given."""
+    if key is not None:
+        pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": "BEARER", "GDAL_HTTP_BEARER": key})
+    try:
+        return len(pyogrio.read_dataframe(f"OAPIF:{base}/collections/{collection}"))
+    finally:
+        pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": None, "GDAL_HTTP_BEARER": None})
 
 
 def _read_everything(base: str, *, key: str, cancels: list[str], measurements: int) -> None:

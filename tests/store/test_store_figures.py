@@ -22,11 +22,12 @@ def test_gap_report_since_comes_from_the_outages_touching_each_area(
         (r.area_name, r.network, r.people, r.since, r.cells_offline) for r in report.itertuples()
     ]
     # Outage A (onset T0) lies in West; B and N (onset W1) in East: East's outage began
-    # at W1 although the network's first outage began at T0.
+    # at W1 although the network's first outage began at T0. Cells offline count the
+    # sites serving the area: cell 1 stands in West but its service area reaches East.
     assert rows == [
         ("West", "360-100", 300.0, gapstore.T0, 1),
-        ("East", "360-100", 100.0, gapstore.W1, 1),
-        ("East", "all", 50.0, gapstore.W1, 1),
+        ("East", "360-100", 100.0, gapstore.W1, 2),
+        ("East", "all", 50.0, gapstore.W1, 2),
     ]
     # The window before: only A, since T0.
     with gapstore.build(tmp_path / "again") as store:
@@ -77,3 +78,13 @@ def test_gap_history_counts_people_cut_off_per_window_and_network(tmp_path: Path
         [gapstore.W1, "all", 50.0],
     ]
     assert until_first.values.tolist() == [[gapstore.T0, "360-100", 300.0]]
+
+
+def test_cell_status_of_chosen_windows(tmp_path: Path, store_url: str) -> None:
+    with gapstore.build(tmp_path, url=store_url) as store:
+        every = store.cell_status(gapstore.EVENT)
+        last = store.cell_status(gapstore.EVENT, windows=[gapstore.W1])
+        none = store.cell_status(gapstore.EVENT, windows=[])
+    assert len(every) == 4 and none.empty
+    expected = every[every["start"] == gapstore.W1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(last.reset_index(drop=True), expected)

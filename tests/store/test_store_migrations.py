@@ -43,6 +43,7 @@ TABLES = (
     "alerts",
     "api_keys",
     "grants",
+    "event_grants",
     "audit_log",
     "schema_version",
 )

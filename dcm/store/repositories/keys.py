@@ -1,4 +1,5 @@
-"""API keys, dataset grants and the audit log."""
+"""API keys, their grants (datasets, and event rules by source and licence) and the
+audit log."""
 
 from __future__ import annotations
 
@@ -11,12 +12,35 @@ from typing import Any
 from dcm.errors import Conflict, NotFound, ParameterError
 from dcm.store._db import to_ts, ts_text
 from dcm.store.access import ROLES, Principal
-from dcm.store.models import ApiKey, AuditEntry
+from dcm.store.models import ApiKey, AuditEntry, EventGrant
 from dcm.store.repositories.base import Repository, _json, _now
+
+#: SQL condition: dataset ``d`` is covered by event grant ``g`` (joined on the event).
+#: A source matches itself and its ``dcm replay`` slices (``SOURCE#start/end``).
+_RULE_MATCHES = (
+    "(g.source IS NULL OR d.source = g.source "
+    "OR substr(d.source, 1, length(g.source) + 1) = g.source || '#') "
+    "AND (g.licence IS NULL OR lower(d.licence) = lower(g.licence))"
+)
+
+
+def _rule_text(field: str, value: str | None) -> str | None:
+    """A source or licence of a grant rule: stripped; None (any) when not given."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        raise ParameterError(f"{field} of a grant must not be empty (leave it out for any)")
+    return text
+
+
+def _rule_detail(grant: EventGrant) -> dict[str, Any]:
+    return {"event": grant.event, "source": grant.source, "licence": grant.licence}
 
 
 class KeyRepository(Repository):
-    """API keys (only their sha256 stored), grants of datasets to keys, the audit log."""
+    """API keys (only their sha256 stored), grants of datasets and events to keys, the
+    audit log."""
 
     # -- keys, grants, audit ---------------------------------------------------------------
     def create_key(
@@ -88,6 +112,7 @@ class KeyRepository(Repository):
             created_at=to_ts(row[4]),  # type: ignore[arg-type]
             revoked_at=to_ts(row[5]),
             grants=grants,
+            event_grants=tuple(self.event_grants(int(row[0]))),
         )
 
     def get_key(self, key: int | str) -> ApiKey:
@@ -149,13 +174,124 @@ class KeyRepository(Repository):
         )
         if row is None or row[3] is not None:
             raise AuthenticationRequired("unknown or revoked API key")
-        grants = frozenset(
-            int(r[0])
-            for r in self.db.query(
-                "SELECT dataset_id FROM grants WHERE key_id = :key", {"key": row[0]}
-            )
+        return Principal(
+            name=row[1], role=row[2], key_id=int(row[0]), grants=self.granted_datasets(row[0])
         )
-        return Principal(name=row[1], role=row[2], key_id=int(row[0]), grants=grants)
+
+    def granted_datasets(self, key_id: int) -> frozenset[int]:
+        """Ids of the datasets a key reads by grant: granted one by one, or matching one of
+        its event grants now (so datasets ingested after the grant are included)."""
+        rows = self.db.query(
+            "SELECT dataset_id FROM grants WHERE key_id = :key "
+            "UNION "
+            "SELECT d.id FROM event_grants g JOIN datasets d ON d.event_id = g.event_id "
+            f"WHERE g.key_id = :key AND {_RULE_MATCHES}",
+            {"key": int(key_id)},
+        )
+        return frozenset(int(r[0]) for r in rows)
+
+    # -- event grants ------------------------------------------------------------------------
+    def event_grants(self, key_id: int | None = None) -> list[EventGrant]:
+        """Event grants (of one key), oldest first."""
+        where = "" if key_id is None else "WHERE g.key_id = :key "
+        rows = self.db.query(
+            "SELECT g.id, g.key_id, g.event_id, e.name, g.source, g.licence, g.created_at "
+            f"FROM event_grants g JOIN events e ON e.id = g.event_id {where}ORDER BY g.id",
+            {} if key_id is None else {"key": int(key_id)},
+        )
+        return [
+            EventGrant(
+                id=int(r[0]),
+                key_id=int(r[1]),
+                event_id=int(r[2]),
+                event=r[3],
+                source=r[4],
+                licence=r[5],
+                created_at=to_ts(r[6]),  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
+
+    def grant_event(
+        self,
+        key: int | str,
+        event: str | int,
+        *,
+        source: str | None = None,
+        licence: str | None = None,
+        principal: Principal,
+    ) -> tuple[EventGrant, bool]:
+        """Let ``key`` read the datasets of ``event`` (only those of ``source`` and/or
+        ``licence`` when given), datasets ingested later included.
+
+        Returns the grant and whether it is new (granting the same rule twice changes
+        nothing and is not audited again).
+        """
+        principal.require(principal.can_manage_keys(), "grant event")
+        source, licence = _rule_text("source", source), _rule_text("licence", licence)
+        record, ev = self.get_key(key), self.get_event(event)
+        rule = {"key": record.id, "event": ev.id, "source": source, "licence": licence}
+        with self.db.transaction():
+            found = self._find_event_grant(rule)
+            if found is not None:
+                return found, False
+            self.db.execute(
+                "INSERT INTO event_grants (key_id, event_id, source, licence, created_at) "
+                "VALUES (:key, :event, :source, :licence, :created)",
+                {**rule, "created": ts_text(_now())},
+            )
+            grant = self._find_event_grant(rule)
+            assert grant is not None
+            self.audit(principal, "grant.add", f"key:{record.id}", _rule_detail(grant))
+        return grant, True
+
+    def revoke_event_grant(
+        self,
+        key: int | str,
+        event: str | int,
+        *,
+        source: str | None = None,
+        licence: str | None = None,
+        principal: Principal,
+    ) -> EventGrant:
+        """Remove the event grant of exactly this rule (event, source, licence) from
+        ``key``; :class:`~dcm.errors.NotFound` when the key has no such grant."""
+        principal.require(principal.can_manage_keys(), "revoke grant")
+        source, licence = _rule_text("source", source), _rule_text("licence", licence)
+        record, ev = self.get_key(key), self.get_event(event)
+        rule = {"key": record.id, "event": ev.id, "source": source, "licence": licence}
+        with self.db.transaction():
+            grant = self._find_event_grant(rule)
+            if grant is None:
+                held = [g.describe() for g in self.event_grants(record.id) if g.event_id == ev.id]
+                wanted = EventGrant(0, record.id, ev.id, ev.name, source, licence, _now())
+                raise NotFound(
+                    f"key {record.name!r} has no grant on {wanted.describe()}"
+                    + (f" (it has: {'; '.join(held)})" if held else "")
+                )
+            self.db.execute("DELETE FROM event_grants WHERE id = :id", {"id": grant.id})
+            self.audit(principal, "grant.remove", f"key:{record.id}", _rule_detail(grant))
+        return grant
+
+    def matching_datasets(self, grant: EventGrant) -> list[int]:
+        """Ids of the datasets an event grant covers now."""
+        rows = self.db.query(
+            "SELECT d.id FROM event_grants g JOIN datasets d ON d.event_id = g.event_id "
+            f"WHERE g.id = :grant AND {_RULE_MATCHES} ORDER BY d.id",
+            {"grant": grant.id},
+        )
+        return [int(r[0]) for r in rows]
+
+    def _find_event_grant(self, rule: dict[str, Any]) -> EventGrant | None:
+        row = self.db.one(
+            "SELECT id FROM event_grants WHERE key_id = :key AND event_id = :event "
+            "AND coalesce(source, '') = coalesce(:source, '') "
+            "AND coalesce(licence, '') = coalesce(:licence, '')",
+            rule,
+        )
+        if row is None:
+            return None
+        return next(g for g in self.event_grants(rule["key"]) if g.id == int(row[0]))
 
     def audit(
         self, principal: Principal, action: str, target: str, detail: dict[str, Any] | None = None

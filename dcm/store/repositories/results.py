@@ -404,14 +404,25 @@ class ResultRepository(Repository):
         geometry = shapely.from_geojson(raw.pop("geojson").to_numpy())
         return gpd.GeoDataFrame(_typed(raw, OUTAGE_COLUMNS), geometry=geometry, crs=CRS)
 
-    def cell_status(self, event: str | int) -> pd.DataFrame:
+    def cell_status(
+        self, event: str | int, *, windows: Sequence[pd.Timestamp] | None = None
+    ) -> pd.DataFrame:
         """Stored cell status per window (CELL_STATUS_COLUMNS + ``offline_since``, network,
-        lon, lat)."""
+        lon, lat): all windows, or those starting at ``windows``."""
+        where = "event_id = :event"
+        params: dict[str, Any] = {"event": self.event_id(event)}
+        if windows is not None:
+            keys = [ts_text(w) for w in windows]
+            if keys:
+                where += " AND start_time IN :windows"
+                params["windows"] = keys
+            else:
+                where += " AND 1 = 0"
         raw = self.db.frame(
             "SELECT radio, mcc, net, area, cell, site_id, status, start_time AS start, "
             'end_time AS "end", p_offline, silence_h_needed, offline_since, network, lon, lat '
-            "FROM cell_status WHERE event_id = :event ORDER BY start_time, id",
-            {"event": self.event_id(event)},
+            f"FROM cell_status WHERE {where} ORDER BY start_time, id",
+            params,
         )
         if raw.empty:
             return empty_frame({**CELL_STATUS_COLUMNS, CELL_OFFLINE_SINCE: UTC_TS})
@@ -441,6 +452,17 @@ class ResultRepository(Repository):
         value = self.db.scalar(
             "SELECT data FROM baselines WHERE event_id = :event AND fingerprint = :key",
             {"event": self.event_id(event), "key": key},
+        )
+        return None if value is None else baseline_from_bytes(bytes(value))
+
+    def cached_baseline(self, event: str | int) -> Baseline | None:
+        """The event's cached baseline model whatever its key (the last one an update
+        built; None when there is none or it does not parse)."""
+        from dcm.store.baselines import baseline_from_bytes
+
+        value = self.db.scalar(
+            "SELECT data FROM baselines WHERE event_id = :event ORDER BY created_at DESC LIMIT 1",
+            {"event": self.event_id(event)},
         )
         return None if value is None else baseline_from_bytes(bytes(value))
 
