@@ -222,7 +222,11 @@ class BaselineCounts:
         reach = np.full(ctx.n_site, -np.inf)
         np.maximum.at(reach, site[use], d[use])
         dev_codes, devices = pd.factorize(frame["device"]) if "device" in frame else (None, None)
-        dev_names = np.asarray(devices if devices is not None else [], dtype=object)
+        # Names as strings: they are merged as strings (a device column of another type
+        # in a frame given directly still tells devices apart).
+        dev_names = np.asarray(
+            [] if devices is None else pd.Index(devices).astype(str), dtype=object
+        )
         with_dev = seen & (np.asarray(dev_codes) >= 0) if dev_codes is not None else seen & False
         reporters = _frame(
             _REPORTERS,
@@ -272,11 +276,11 @@ class BaselineCounts:
                 frames.append(f)
             return pd.concat(frames, ignore_index=True) if frames else _empty(columns)
 
-        devices = pd.unique(np.concatenate([p.devices for p in parts]))
-        dev_frames = []
-        for p in parts:
-            lut = pd.Index(devices).get_indexer(pd.Index(p.devices))
-            dev_frames.append(p.reporters.assign(device=lut[p.reporters["device"].to_numpy()]))
+        devices, luts = _union_names([p.devices for p in parts])
+        dev_frames = [
+            p.reporters.assign(device=lut[p.reporters["device"].to_numpy()])
+            for p, lut in zip(parts, luts, strict=True)
+        ]
         lo, hi = _ts_bounds((p.rows, p.ts_min, p.ts_max) for p in parts)
         return cls(
             networks=nets,
@@ -324,6 +328,21 @@ class BaselineCounts:
     @property
     def nbytes(self) -> int:
         return _nbytes(self)
+
+
+def _union_names(names: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct names of all lists (first seen first) and, per list, the position
+    of each of its names in them (Arrow hash tables: far faster than object indexes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays = [pa.array(n, type=pa.string()) for n in names]
+    union = pa.chunked_array(arrays, type=pa.string()).unique()
+    luts = [
+        pc.index_in(a, value_set=union).to_numpy(zero_copy_only=False).astype("int64")
+        for a in arrays
+    ]
+    return np.asarray(union.to_pylist(), dtype=object), luts
 
 
 def _value_counts(h3: np.ndarray, network: np.ndarray, value: np.ndarray) -> pd.DataFrame:
