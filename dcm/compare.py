@@ -15,6 +15,7 @@ import types
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,15 @@ import numpy as np
 import pandas as pd
 
 from dcm import __version__
-from dcm.analysis import DEFAULT_RESOLUTION, DetectionParams, build_baseline, detect
+from dcm.analysis import DEFAULT_RESOLUTION, DetectionParams, detect
+from dcm.analysis.baseline import baseline_from_counts, network_list
+from dcm.analysis.counts import BaselineCounts, CellContext, EventCounts
 from dcm.analysis.coverage import object_ids
 from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.analysis.land import clip_to_land
-from dcm.errors import Conflict, IngestError, ParameterError
+from dcm.errors import Conflict, IngestError, ParameterError, SchemaError
+from dcm.scan import ChunkSize, parse_memory, pieces_of, scan_local, scan_with_dask, summarise
 from dcm.schema import (
     CELL_OFFLINE_SINCE,
     CRS,
@@ -84,6 +88,9 @@ def compare(
     params: DetectionParams | None = None,
     progress: Progress | None = None,
     land: bool = True,
+    memory_limit: int | str | None = None,
+    client: Any = None,
+    status: Progress | None = None,
 ) -> ComparisonResult:
     """Compare event measurements with the baseline; frames or paths in, results out.
 
@@ -95,6 +102,14 @@ def compare(
     ``params`` overrides the defaults; ``window``/``resolution`` override ``params``.
     ``land``: cut the outage polygons to the built-in coastline (Natural Earth 1:10m,
     :func:`clip_outages_to_land`); where it has no land, outages stay as they are.
+
+    Measurements are never held whole: each input is read chunk by chunk and counted
+    (:mod:`dcm.scan`), and the method decides on the counts. ``memory_limit`` (bytes
+    or a size such as ``"2GB"``) sizes the chunks and stops the run with a
+    :class:`~dcm.errors.ParameterError` when the counts alone outgrow it. ``client``: a
+    ``dask.distributed.Client``; the reading and counting then run on its workers and
+    only the counts come back. ``status``: called with short progress lines (rows
+    counted) that replace each other.
     """
     say = progress or (lambda _msg: None)
     params = (params or DetectionParams()).with_(window=window, resolution=resolution)
@@ -106,26 +121,60 @@ def compare(
         say(name)
         return _Timer(timings, name)
 
+    limit = parse_memory(memory_limit) if isinstance(memory_limit, str) else memory_limit
+    at_ts = _parse_time(at) if at is not None else None
     with step("reading inputs"):
         cells_f = _load(cells, "cells", inputs, rejected)
-        res = params.resolution
-        base_f = _load(baseline, "baseline", inputs, rejected, resolution=res, say=say)
-        event_f = _load(event, "event", inputs, rejected, resolution=res, say=say)
+        inputs["baseline"] = inputs["event"] = {}  # filled as they are counted, in this order
         pop_f = _load_population(population, inputs)
         areas_f = _load_vector(areas, "areas", inputs)
         hazard_f = _load_vector(hazard, "hazard", inputs)
-    if len(event_f) == 0:
+    ctx = CellContext.of(cells_f)
+    reading = _Reading(params, ChunkSize.for_limit(limit), limit, client, say, status)
+    with step("counting the baseline"):
+        base_counts = reading.count(
+            baseline,
+            "baseline",
+            partial(BaselineCounts.from_frame, ctx=ctx, params=params),
+            BaselineCounts.merge_all,
+            inputs,
+            rejected,
+        )
+    networks = (
+        base_counts.networks if base_counts is not None else tuple(sorted(network_list(ctx.cells)))
+    )
+    with step("counting the event"):
+        # Windows start at multiples of the window length (phase 0), as event_windows
+        # and --at floor them.
+        event_counts = reading.count(
+            event,
+            "event",
+            partial(EventCounts.from_frame, ctx=ctx, params=params, networks=networks),
+            EventCounts.merge_all,
+            inputs,
+            rejected,
+        )
+    if event_counts is None or event_counts.rows == 0:
         raise ParameterError("event: no valid measurements to compare")
-    cells_f, warnings = _check_inputs(cells_f, base_f, event_f, hazard_f, inputs)
-    at_ts = _parse_time(at) if at is not None else None
-    windows = event_windows(event_f, window=params.window_td, at=at_ts)
+    extent = _both_extents(base_counts, event_counts)
+    cells_f, warnings = _check_inputs(cells_f, extent, hazard_f, inputs)
+    if len(cells_f) == 0 and len(ctx.cells):
+        # The cell list was set aside: count as if it had never been given.
+        ctx = ctx.without_cells()
+        if base_counts is not None:
+            base_counts = base_counts.without_cells(ctx)
+            networks = base_counts.networks
+        event_counts = event_counts.without_cells(networks)
+    windows = event_windows(event_counts, window=params.window_td, at=at_ts)
 
     with step("building the baseline"):
-        model = build_baseline(base_f, cells_f, params)
-    del base_f  # the model holds what is needed; free the rows before the event work
+        if base_counts is None:
+            raise SchemaError("baseline: no measurements")
+        model = baseline_from_counts(base_counts, ctx, params)
+    del base_counts
     with step(f"judging {len(windows)} window(s)"):
         found = detect(
-            model, event_f, params=params, windows=windows, population=pop_f, hazard=hazard_f
+            model, event_counts, params=params, windows=windows, population=pop_f, hazard=hazard_f
         )
     outages = found.outages
     if land:
@@ -360,8 +409,7 @@ def _load(
     resolution: int = DEFAULT_RESOLUTION,
     say: Progress = lambda _msg: None,
 ) -> pd.DataFrame:
-    """A frame as given, or read through dcm.ingest with its report kept (a directory:
-    a dataset written by ``dcm convert``)."""
+    """A frame as given, or read through dcm.ingest with its report kept."""
     if isinstance(source, pd.DataFrame):
         inputs[kind] = {"source": "frame", "rows": len(source)}
         return source
@@ -370,8 +418,6 @@ def _load(
     path = Path(source)
     if not path.exists():
         raise IngestError("no such file", path=str(path))
-    if path.is_dir() and kind != "cells":
-        return _load_dataset(path, kind, inputs, rejected, resolution=resolution, say=say)
     result = ingest.read_cells(path) if kind == "cells" else ingest.read_measurements(path)
     report = result.report
     inputs[kind] = {
@@ -384,39 +430,62 @@ def _load(
     return result.frame
 
 
-def _load_dataset(
-    path: Path,
-    kind: str,
-    inputs: dict[str, Any],
-    rejected: dict[str, Any],
-    *,
-    resolution: int,
-    say: Progress,
-) -> pd.DataFrame:
-    """Measurements of a ``dcm convert`` dataset, keeping its ``h3`` column when it is at
-    the analysis resolution (the analysis then reuses it) and dropping it otherwise."""
-    from dcm.ingest.dataset import read_dataset
+class _Reading:
+    """How measurement inputs are read and counted: chunk sizes, memory limit, Dask
+    client, progress."""
 
-    read = read_dataset(path)
-    report = read.report
-    stored = int(read.meta.get("resolution", -1))
-    frame = read.frame
-    if stored == resolution:
-        h3_note = f"stored cells reused (resolution {stored})"
-    else:
-        frame = frame.drop(columns="h3")
-        h3_note = f"recomputed: the dataset has resolution {stored}, the analysis {resolution}"
-        say(f"{kind}: H3 cells {h3_note}")
-    inputs[kind] = {
-        "source": str(path),
-        "dataset": True,
-        "h3": h3_note,
-        "rows": len(frame),
-        "rows_in": report.rows_in,
-        "duplicates": report.duplicates,
-    }
-    rejected[kind] = {"count": report.rejected_count, "reasons": report.reasons()}
-    return frame
+    def __init__(
+        self,
+        params: DetectionParams,
+        size: ChunkSize,
+        limit: int | None,
+        client: Any,
+        say: Progress,
+        status: Progress | None,
+    ) -> None:
+        self.params, self.size, self.limit, self.client = params, size, limit, client
+        self.say, self.status = say, status
+
+    def count(
+        self,
+        source: Frame,
+        kind: str,
+        counter: Callable[[pd.DataFrame], Any],
+        merge_all: Callable[[list[Any]], Any],
+        inputs: dict[str, Any],
+        rejected: dict[str, Any],
+    ) -> Any:
+        """Merged counts of one input (None without rows); its report goes to the
+        summary's ``inputs`` and ``rejected_rows``."""
+        pieces, info = pieces_of(source, kind, resolution=self.params.resolution)
+        if "h3" in info and not info["h3"].startswith("stored"):
+            self.say(f"{kind}: H3 cells {info['h3']}")
+        if self.client is not None:
+            counts, parts = scan_with_dask(self.client, pieces, counter, merge_all, size=self.size)
+        else:
+            counts, parts = scan_local(
+                pieces,
+                counter,
+                merge_all,
+                size=self.size,
+                limit=self.limit,
+                label=kind,
+                tick=self.status,
+            )
+        name = str(source) if not isinstance(source, pd.DataFrame) else kind
+        inputs[kind], report = summarise(info, parts, name=name)
+        if report:
+            rejected[kind] = report
+        return counts
+
+
+def _both_extents(*counts: Any) -> np.ndarray:
+    """[west, south, east, north] of the measurements behind all ``counts``."""
+    held = [c.extent for c in counts if c is not None and c.rows]
+    stacked = np.vstack(held)
+    return np.array(
+        [stacked[:, 0].min(), stacked[:, 1].min(), stacked[:, 2].max(), stacked[:, 3].max()]
+    )
 
 
 def _load_population(
@@ -480,8 +549,7 @@ def _load_vector(
 
 def _check_inputs(
     cells: pd.DataFrame,
-    baseline: pd.DataFrame,
-    event: pd.DataFrame,
+    extent: np.ndarray,
     hazard: gpd.GeoDataFrame | None,
     inputs: dict[str, Any],
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -490,12 +558,11 @@ def _check_inputs(
     A cell list without a cell within ``CELLS_NEAR_KM`` of the measurements' extent is
     set aside (its positions would place sites where nobody measured): detection then
     runs on the grid alone, as it does without cells. A hazard footprint that does not
-    overlap the measurements' extent gets a warning.
+    overlap the measurements' extent gets a warning. ``extent``: [west, south, east,
+    north] of the baseline and event measurements together.
     """
     warnings: list[str] = []
-    lon = np.concatenate([baseline["lon"].to_numpy(float), event["lon"].to_numpy(float)])
-    lat = np.concatenate([baseline["lat"].to_numpy(float), event["lat"].to_numpy(float)])
-    west, east, south, north = lon.min(), lon.max(), lat.min(), lat.max()
+    west, south, east, north = (float(v) for v in extent)
     extent = f"lon {west:.3f}..{east:.3f}, lat {south:.3f}..{north:.3f}"
     grid_alone = "outages come from the grid alone and no cell or site status is known"
     if cells.empty:

@@ -44,8 +44,7 @@ import shapely
 import dcm.simulate
 import dcm.simulate.truth as _truth_module
 from dcm.analysis import DetectionParams, build_baseline, detect, event_windows
-from dcm.analysis.baseline import prepare_measurements
-from dcm.analysis.detect import _coverage_input
+from dcm.analysis.detect import _coverage_input, count_event
 from dcm.analysis.impact import population_points
 from dcm.analysis.outages import _coverage_usable, build_outages
 from dcm.ingest import group_sites
@@ -282,16 +281,13 @@ def oracle_outages(
     t0 = max(every.min() - lookback * win, event["timestamp"].min().floor(win))
     n_win = int((every.max() - t0) // win) + 1
     all_windows = pd.date_range(t0, periods=n_win, freq=win)
-    prep = prepare_measurements(
-        event, cells=model.cells, networks=model.networks, resolution=params.resolution
-    )
-    w_row = (prep.ts - t0.value) // int(win.value)
-    keep = (w_row >= 0) & (w_row < n_win) & (prep.h3 != 0)
+    counts = count_event(model, event, params=params)
+    prep = counts.in_windows(t0.value // int(win.value), n_win)
     out_cols = all_windows.get_indexer(windows)
     n_site = len(model.sites)
     nothing = np.zeros((n_site, n_win))
     site_ev = {"p": nothing, "llr": nothing, "fails": nothing}
-    coverage = _coverage_input(model, prep, keep, w_row, site_ev, n_win, out_cols, params)
+    coverage = _coverage_input(model, prep, site_ev, n_win, out_cols, params)
     if coverage is None or not _coverage_usable(coverage, len(model.networks)):
         return None
     # Site states at the checkpoints' phase within each window.

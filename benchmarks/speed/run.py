@@ -28,6 +28,8 @@ import pyarrow.csv as pacsv
 
 NETWORKS = ((740, 0), (740, 1), (740, 2))
 CELLS_PER_SITE = 4
+#: Rows generated at a time (larger inputs are written block by block).
+BLOCK_ROWS = 2_000_000
 
 
 def synthesise(
@@ -111,12 +113,24 @@ def synthesise(
         ("baseline", baseline_rows, onset - pd.Timedelta(days=14), 14.0, False),
         ("event", event_rows, onset, 3.0, True),
     ):
-        # Generate a little more (failed sites lose most rows), then keep ``rows`` at random.
-        frame = measurements(int(rows * 1.1), start, days, event)
-        if len(frame) > rows:
-            frame = frame.iloc[np.sort(rng.choice(len(frame), rows, replace=False))]
         paths[name] = folder / f"{name}.csv"
-        pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), paths[name])
+        # Blocks of at most BLOCK_ROWS rows (each over the whole period, so a file of
+        # several blocks is not in time order), appended to one CSV.
+        n_blocks = max(-(-rows // BLOCK_ROWS), 1)
+        with pa.OSFile(str(paths[name]), "wb") as sink:
+            writer = None
+            for b in range(n_blocks):
+                want = rows // n_blocks + (1 if b < rows % n_blocks else 0)
+                # Generate a little more (failed sites lose most rows), keep ``want`` at random.
+                frame = measurements(int(want * 1.1), start, days, event)
+                if len(frame) > want:
+                    frame = frame.iloc[np.sort(rng.choice(len(frame), want, replace=False))]
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pacsv.CSVWriter(sink, table.schema)
+                writer.write_table(table)
+            if writer is not None:
+                writer.close()
     return paths
 
 

@@ -9,15 +9,19 @@ added up (see :func:`count_baseline`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from dcm.analysis.coverage import fallback_reach, sighting_reach, site_positions
+from dcm.analysis.coverage import fallback_reach, site_positions
 from dcm.analysis.grid import cell_resolutions, disk_cells, edge_length_m, points_to_cells
 from dcm.analysis.params import DetectionParams
 from dcm.errors import SchemaError
 from dcm.schema import MEASUREMENT_REQUIRED, validate_frame
+
+if TYPE_CHECKING:
+    from dcm.analysis.counts import BaselineCounts, CellContext
 
 CELL_KEY = ("mcc", "net", "area", "cell")
 FAIL_STATUSES = ("no_service", "failed")
@@ -256,23 +260,44 @@ def build_baseline(
 
     ``baseline``: measurement frame (dcm.schema.MEASUREMENT_COLUMNS); ``cells``:
     cell frame (dcm.schema.CELL_COLUMNS). ``networks`` fixes the network list
-    (default: every network in the measurements and cells).
+    (default: every network in the measurements and cells). The frame is counted as
+    one chunk (:class:`dcm.analysis.counts.BaselineCounts`) and the model built from
+    the counts (:func:`baseline_from_counts`).
     """
+    from dcm.analysis.counts import BaselineCounts, CellContext
+
     params = params or DetectionParams()
     if len(baseline) == 0:
         raise SchemaError("baseline: no measurements")
-    cells = prepare_cells(cells)
-    networks = networks or tuple(sorted(set(network_list(baseline)) | set(network_list(cells))))
-    prepared = prepare_measurements(
-        baseline, cells=cells, networks=networks, resolution=params.resolution
-    )
-    start = baseline["timestamp"].min().floor("h")
-    end = baseline["timestamp"].max().ceil("h")
+    ctx = CellContext.of(cells)
+    counts = BaselineCounts.from_frame(baseline, ctx, params, networks=networks)
+    return baseline_from_counts(counts, ctx, params, networks=networks)
+
+
+def baseline_from_counts(
+    counts: BaselineCounts,
+    ctx: CellContext,
+    params: DetectionParams | None = None,
+    *,
+    networks: tuple[str, ...] | None = None,
+) -> Baseline:
+    """The baseline model from the merged counts of all baseline measurements and the
+    cells they were counted with (``ctx``)."""
+    from dcm.analysis.counts import BaselineCounts, group_medians
+
+    params = params or DetectionParams()
+    if counts.rows == 0:
+        raise SchemaError("baseline: no measurements")
+    if networks is not None and networks != counts.networks:
+        counts = BaselineCounts.merge_all([counts], networks=networks)
+    networks = counts.networks
+    cells = ctx.cells
+    start = pd.Timestamp(counts.ts_min, tz="UTC").floor("h")
+    end = pd.Timestamp(counts.ts_max, tz="UTC").ceil("h")
     if end <= start:
         end = start + pd.Timedelta(hours=1)
     hours = max((end - start) / pd.Timedelta(hours=1), 1.0)
-    counts = count_baseline(prepared)
-    grid_h = counts[counts["kind"] == "grid"]
+    grid_h = counts.grid
 
     # Hour-of-day profile, pooled over all places: per-place hourly counts are far
     # too sparse, and the daily rhythm of a population is much the same everywhere.
@@ -301,29 +326,17 @@ def build_baseline(
     )
     grid["rate"] = grid["count"] / hours
     grid["served"] = grid["ok_count"] > 0
-    okm = prepared.ok & (prepared.network >= 0)
-    med = (
-        pd.DataFrame(
-            {
-                "h3": prepared.h3[okm],
-                "network": prepared.network[okm],
-                "signal_dbm": prepared.signal_dbm[okm],
-                "download_kbps": prepared.download_kbps[okm],
-            }
-        )
-        .groupby(["h3", "network"], as_index=False)
-        .median()
-    )
-    grid = grid.merge(med, on=["h3", "network"], how="left")
+    # Medians of ok reports, exact from the value counts per (h3, network).
+    for col, values in (("signal_dbm", counts.signal), ("download_kbps", counts.download)):
+        med = group_medians(values).rename(columns={"median": col})
+        grid = grid.merge(med, on=["h3", "network"], how="left")
 
-    sightings = counts[counts["kind"] == "cell"]
+    sightings = counts.sightings
     cell_areas, cell_rate = _cell_service_areas(sightings, cells, params, hours)
     sites, cell_site, site_areas = _site_service_areas(sightings, cells, networks, hours)
-    _site_reach(sites, prepared, cells, cell_site, params)
-    sites["reporters"] = _site_reporters(prepared, cell_site, len(sites), start, end)
-    dispersion = _site_dispersion(
-        prepared, cell_site, sites["rate"].to_numpy(), profile, start, end
-    )
+    _site_reach(sites, counts, cells, cell_site, params)
+    sites["reporters"] = _site_reporters(counts, cell_site, len(sites), start, end)
+    dispersion = _site_dispersion(counts, cell_site, sites["rate"].to_numpy(), profile, start, end)
     return Baseline(
         params=params,
         start=start,
@@ -340,7 +353,7 @@ def build_baseline(
         site_areas=site_areas,
         site_dispersion=dispersion,
         stats={
-            "measurements": float(len(prepared)),
+            "measurements": float(counts.rows),
             "hours": hours,
             "grid_cells": float(grid["h3"].nunique()),
             "cells_heard": float((cell_rate > 0).sum()),
@@ -418,35 +431,24 @@ def _site_service_areas(
 
 def _site_reach(
     sites: pd.DataFrame,
-    prepared: PreparedMeasurements,
+    counts: BaselineCounts,
     cells: pd.DataFrame,
     cell_site: np.ndarray,
     params: DetectionParams,
 ) -> None:
     """Add each site's position (mean of its cells), ``reach_m`` (farthest precise
-    sighting, NaN when none) and ``range_m`` (fallback: clipped OpenCelliD range)."""
+    sighting, NaN when none; counted in ``counts.reach``) and ``range_m`` (fallback:
+    clipped OpenCelliD range)."""
     n_site = len(sites)
     lon, lat = site_positions(cells, cell_site, n_site)
     sites["lon"], sites["lat"] = lon, lat
-    sel = prepared.ok & (prepared.cell >= 0)
-    site = cell_site[prepared.cell[sel]]
-    d, use = sighting_reach(
-        site=site,
-        lon=prepared.lon[sel],
-        lat=prepared.lat[sel],
-        accuracy_m=prepared.accuracy_m[sel],
-        site_lon=lon,
-        site_lat=lat,
-        params=params,
-    )
-    reach = np.full(n_site, -np.inf)
-    np.maximum.at(reach, site[use], d[use])
+    reach = counts.reach if counts.reach.size == n_site else np.full(n_site, -np.inf)
     sites["reach_m"] = np.where(np.isfinite(reach), reach, np.nan)
     sites["range_m"] = fallback_reach(cells, cell_site, n_site, params)
 
 
 def _site_reporters(
-    prepared: PreparedMeasurements,
+    counts: BaselineCounts,
     cell_site: np.ndarray,
     n_site: int,
     start: pd.Timestamp,
@@ -457,25 +459,28 @@ def _site_reporters(
 
     People, not reports, are the independent units: a site heard by two phones goes
     quiet for a day whenever they do, however many reports they usually send.
+    ``counts.reporters`` holds the distinct (site, hour, device) of ok sightings; days
+    start at ``start`` (a whole hour), so each hour lies in one day.
     """
-    sel = prepared.ok & (prepared.cell >= 0) & (prepared.device >= 0)
+    rep = counts.reporters
     out = np.full(n_site, np.nan)
-    if not sel.any():
+    if rep.empty:
         return out
-    day = (prepared.ts[sel] - start.value) // 86_400_000_000_000
+    day = (rep["hour"].to_numpy() - start.value // 3_600_000_000_000) // 24
     n_days = max(int(np.ceil((end - start) / pd.Timedelta(days=1))), 1)
-    site = cell_site[prepared.cell[sel]]
-    n_dev = int(prepared.device[sel].max()) + 1
+    site = rep["site"].to_numpy()
+    device = rep["device"].to_numpy()
+    n_dev = int(device.max()) + 1
     day = np.clip(day, 0, n_days - 1)
     # One int64 per (site, day, device): a 1-D unique is far cheaper than rows, and
     # pandas' hash-based unique ~10x cheaper than numpy's sort on millions of keys.
-    distinct = pd.unique((site * n_days + day) * n_dev + prepared.device[sel])
+    distinct = pd.unique((site * n_days + day) * n_dev + device)
     out[:] = np.bincount(distinct // (n_days * n_dev), minlength=n_site) / n_days
     return out
 
 
 def _site_dispersion(
-    prepared: PreparedMeasurements,
+    counts: BaselineCounts,
     cell_site: np.ndarray,
     rate: np.ndarray,
     profile: np.ndarray,
@@ -486,24 +491,27 @@ def _site_dispersion(
 
     Method of moments over all (site, hour) pairs: Var(x) = mu + mu² / k, so
     k = sum(mu²) / sum((x - mu)² - x). Hours of a site come and go with the few
-    people near it; a Poisson model would call such lulls outages.
+    people near it; a Poisson model would call such lulls outages. The sightings per
+    (site, hour) come from ``counts.site_hours``.
     """
-    sel = prepared.ok & (prepared.cell >= 0)
-    if not sel.any():
+    per = counts.site_hours
+    if per.empty:
         return 10.0
-    site = cell_site[prepared.cell[sel]]
-    hour_ix = (prepared.ts[sel] - start.value) // 3_600_000_000_000
+    site = per["site"].to_numpy()
+    hour_ix = per["hour"].to_numpy() - start.value // 3_600_000_000_000
     n_hours = int((end - start) // pd.Timedelta(hours=1))
     ok = (hour_ix >= 0) & (hour_ix < n_hours)
-    counts = np.bincount(site[ok] * n_hours + hour_ix[ok], minlength=len(rate) * n_hours).reshape(
-        len(rate), n_hours
-    )
+    counts_sh = np.bincount(
+        site[ok] * n_hours + hour_ix[ok],
+        weights=per["n"].to_numpy()[ok],
+        minlength=len(rate) * n_hours,
+    ).reshape(len(rate), n_hours)
     hours = pd.date_range(start, periods=n_hours, freq="h").hour.to_numpy()
     mu = rate[:, None] * profile[hours][None, :]
     busy = rate >= 0.5  # quiet sites say little about variance
     if not busy.any():
         return 10.0
-    x, m = counts[busy], mu[busy]
+    x, m = counts_sh[busy], mu[busy]
     excess = float(((x - m) ** 2 - x).sum())
     if excess <= 0:
         return 100.0

@@ -18,8 +18,9 @@ import shapely
 from scipy import sparse
 from scipy.special import expit, logit
 
-from dcm.analysis.baseline import Baseline, PreparedMeasurements, prepare_measurements
-from dcm.analysis.coverage import CoverageInput, local_xy, rolling_max, sighting_reach
+from dcm.analysis.baseline import Baseline
+from dcm.analysis.counts import CellContext, EventCounts, WindowCounts
+from dcm.analysis.coverage import CoverageInput, local_xy, rolling_max
 from dcm.analysis.evidence import (
     activity_mean,
     calibrate,
@@ -71,23 +72,36 @@ class Detection:
 
 
 def event_windows(
-    event: pd.DataFrame, *, window: pd.Timedelta, at: pd.Timestamp | None = None
+    event: pd.DataFrame | EventCounts, *, window: pd.Timedelta, at: pd.Timestamp | None = None
 ) -> pd.DatetimeIndex:
-    """Window starts covering the event measurements (or the one window holding ``at``)."""
+    """Window starts covering the event measurements (or the one window holding ``at``);
+    ``event``: the measurements or their counts."""
     if at is not None:
         at = pd.Timestamp(at)
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
         return pd.DatetimeIndex([at.floor(window)])
-    if len(event) == 0:
+    if _rows(event) == 0:
         raise ParameterError("event: no measurements, no windows to judge")
-    start = event["timestamp"].min().floor(window)
-    end = event["timestamp"].max().floor(window)
+    first, last = _time_range(event)
+    start = first.floor(window)
+    end = last.floor(window)
     return pd.date_range(start, end, freq=window, name="window_start")
+
+
+def _rows(event: pd.DataFrame | EventCounts) -> int:
+    return event.rows if isinstance(event, EventCounts) else len(event)
+
+
+def _time_range(event: pd.DataFrame | EventCounts) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last measurement time (UTC) of measurements or their counts."""
+    if isinstance(event, EventCounts):
+        return pd.Timestamp(event.ts_min, tz="UTC"), pd.Timestamp(event.ts_max, tz="UTC")
+    return event["timestamp"].min(), event["timestamp"].max()
 
 
 def detect(
     baseline: Baseline,
-    event: pd.DataFrame,
+    event: pd.DataFrame | EventCounts,
     *,
     params: DetectionParams | None = None,
     windows: pd.DatetimeIndex | None = None,
@@ -103,6 +117,10 @@ def detect(
     before the first requested one, whose ids carry over. ``hazard``: footprints with
     a ``rank`` (higher is worse, as :func:`dcm.ingest.read_hazard` gives them): the
     event's failure rate is learned per hazard level.
+
+    ``event`` is a measurement frame (counted here as one chunk) or the merged
+    :class:`~dcm.analysis.counts.EventCounts` of all event measurements, counted with
+    the baseline's cells and networks (:func:`count_event`).
     """
     params = params or baseline.params
     if params.resolution != baseline.params.resolution:
@@ -116,18 +134,21 @@ def detect(
     )
     lookback = max(params.span_windows, params.volume_windows)
     t0 = out_windows.min() - lookback * win
-    if len(event):
-        t0 = max(t0, event["timestamp"].min().floor(win))
+    if _rows(event):
+        t0 = max(t0, _time_range(event)[0].floor(win))
     n_win = int((out_windows.max() - t0) // win) + 1
     all_windows = pd.date_range(t0, periods=n_win, freq=win)
 
-    prep = prepare_measurements(
-        event, cells=baseline.cells, networks=baseline.networks, resolution=params.resolution
+    counts = (
+        event
+        if isinstance(event, EventCounts)
+        else count_event(baseline, event, params=params, phase=out_windows.min().value % win_ns)
     )
-    w_row = (prep.ts - t0.value) // win_ns
-    keep = (w_row >= 0) & (w_row < n_win) & (prep.h3 != 0)
-    keys = _keys(baseline, prep, keep)
-    grid_ev = _grid_evidence(baseline, keys, prep, keep, w_row, all_windows, params)
+    if counts.window_ns != win_ns or (t0.value - counts.phase) % win_ns:
+        raise ParameterError("requested windows are not aligned to the window length")
+    prep = counts.in_windows((t0.value - counts.phase) // win_ns, n_win)
+    keys = _keys(baseline, prep)
+    grid_ev = _grid_evidence(baseline, keys, prep, all_windows, params)
     out_cols = all_windows.get_indexer(out_windows)
     if (out_cols < 0).any():
         raise ParameterError("requested windows are not aligned to the window length")
@@ -138,8 +159,6 @@ def detect(
         keys,
         grid_ev,
         prep,
-        keep,
-        w_row,
         all_windows,
         params,
         hazard_rank=site_hazard_rank(baseline.sites, hazard),
@@ -169,7 +188,7 @@ def detect(
         }
     )
     cells = _cell_intervals(baseline.cells, cell_windows, win)
-    coverage = _coverage_input(baseline, prep, keep, w_row, site_ev, n_win, out_cols, params)
+    coverage = _coverage_input(baseline, prep, site_ev, n_win, out_cols, params)
     outages = build_outages(
         coverage=coverage,
         keys=keys,
@@ -188,8 +207,8 @@ def detect(
     )
     vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
     stats = {
-        "event_measurements": float(len(prep)),
-        "event_used": float(keep.sum()),
+        "event_measurements": float(counts.rows),
+        "event_used": float(prep.grid["n"].sum()),
         "keys": float(len(keys)),
         "windows": float(out_cols.size),
     }
@@ -204,11 +223,26 @@ def detect(
     )
 
 
-def _keys(baseline: Baseline, prep: PreparedMeasurements, keep: np.ndarray) -> pd.DataFrame:
+def count_event(
+    baseline: Baseline,
+    event: pd.DataFrame,
+    *,
+    params: DetectionParams | None = None,
+    phase: int = 0,
+    cells: CellContext | None = None,
+) -> EventCounts:
+    """Counts of (a chunk of) event measurements, with the baseline's cells and
+    networks; windows start ``phase`` ns past a multiple of the window length."""
+    params = params or baseline.params
+    ctx = cells or CellContext.of(baseline.cells, prepared=True)
+    return EventCounts.from_frame(event, ctx, params, networks=baseline.networks, phase=phase)
+
+
+def _keys(baseline: Baseline, prep: WindowCounts) -> pd.DataFrame:
     """(h3, network) rows: every baseline pair plus pairs first seen in the event."""
     base = baseline.grid[["h3", "network", "rate", "fail_share", "served"]]
-    sel = keep & (prep.network >= 0)
-    ev = pd.DataFrame({"h3": prep.h3[sel], "network": prep.network[sel]}).drop_duplicates()
+    seen = prep.grid.loc[prep.grid["network"] >= 0, ["h3", "network"]]
+    ev = seen.drop_duplicates()
     keys = base.merge(ev, on=["h3", "network"], how="outer", sort=True)
     keys["rate"] = keys["rate"].fillna(0.0)
     keys["served"] = keys["served"].astype("boolean").fillna(False).astype(bool)
@@ -229,9 +263,7 @@ def _window_profile(baseline: Baseline, windows: pd.DatetimeIndex, win: pd.Timed
 def _grid_evidence(
     baseline: Baseline,
     keys: pd.DataFrame,
-    prep: PreparedMeasurements,
-    keep: np.ndarray,
-    w_row: np.ndarray,
+    prep: WindowCounts,
     windows: pd.DatetimeIndex,
     params: DetectionParams,
 ) -> dict[str, np.ndarray]:
@@ -240,25 +272,25 @@ def _grid_evidence(
     win = params.window_td
     win_h = win / pd.Timedelta(hours=1)
     idx = pd.MultiIndex.from_frame(keys[["h3", "network"]])
-    key_row = np.full(len(prep), -1, dtype="int64")
-    sel = keep & (prep.network >= 0)
-    key_row[sel] = idx.get_indexer(pd.MultiIndex.from_arrays([prep.h3[sel], prep.network[sel]]))
-    has_key = key_row >= 0
-    flat = key_row[has_key] * n_win + w_row[has_key]
+    g = prep.grid[prep.grid["network"] >= 0]
+    key_row = idx.get_indexer(pd.MultiIndex.from_frame(g[["h3", "network"]]))
+    flat = key_row * n_win + g["w"].to_numpy()
     size = n_key * n_win
-    ok_r, fail_r, ts_r = prep.ok[has_key], prep.fail[has_key], prep.ts[has_key]
-    ok = np.bincount(flat[ok_r], minlength=size).reshape(n_key, n_win).astype("float64")
+
+    def dense(col: str) -> np.ndarray:
+        values = g[col].to_numpy("float64")
+        return np.bincount(flat, weights=values, minlength=size).reshape(n_key, n_win)
+
+    ok = dense("ok")
     # Ok reports that name a known cell: only those can name a site (or another one).
-    named_r = ok_r & (prep.cell[has_key] >= 0)
-    named = np.bincount(flat[named_r], minlength=size).reshape(n_key, n_win).astype("float64")
-    fail = np.bincount(flat[fail_r], minlength=size).reshape(n_key, n_win).astype("float64")
+    named = dense("named")
+    fail = dense("fail")
 
     # Time of the last ok report in each (key, window): failures before it are stale.
-    last_ok = pd.Series(ts_r[ok_r]).groupby(flat[ok_r]).max()
     last_ok_ts = np.full(size, np.iinfo("int64").min, dtype="int64")
-    last_ok_ts[last_ok.index.to_numpy()] = last_ok.to_numpy()
-    after = fail_r & (ts_r > last_ok_ts[flat])
-    fail_after = np.bincount(flat[after], minlength=size).reshape(n_key, n_win).astype("float64")
+    with_ok = g["ok"].to_numpy() > 0
+    last_ok_ts[flat[with_ok]] = g["last_ok"].to_numpy()[with_ok]
+    fail_after = dense("fail_after")
     win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
     share_flat = np.zeros(size)
     has_ok = last_ok_ts > np.iinfo("int64").min
@@ -280,14 +312,13 @@ def _grid_evidence(
     hex_of_key = keys["hex"].to_numpy()
     n_hex = int(hex_of_key.max()) + 1 if n_key else 0
     hex_lookup = pd.Index(keys.drop_duplicates("hex")["h3"].to_numpy())
-    hex_row = np.full(len(prep), -1, dtype="int64")
-    hex_row[keep] = hex_lookup.get_indexer(prep.h3[keep])
+    hex_row = hex_lookup.get_indexer(prep.grid["h3"].to_numpy())
     hsel = hex_row >= 0
-    obs_hex = (
-        np.bincount(hex_row[hsel] * n_win + w_row[hsel], minlength=n_hex * n_win)
-        .reshape(n_hex, n_win)
-        .astype("float64")
-    )
+    obs_hex = np.bincount(
+        hex_row[hsel] * n_win + prep.grid["w"].to_numpy()[hsel],
+        weights=prep.grid["n"].to_numpy("float64")[hsel],
+        minlength=n_hex * n_win,
+    ).reshape(n_hex, n_win)
     exp_hex = rows_to_groups(hex_of_key, n_hex) @ expected
     span = params.span_windows
     # Activity seen by the *other* networks (and this network's failure reports): the
@@ -324,7 +355,6 @@ def _grid_evidence(
         "recent_ok": ev.recent_ok,
         "llr": llr,
         "ok_age": ok_age,
-        "key_row": key_row,
         "fail_share": fail_share,
         "volume": volume,
         "act_obs": act_obs,
@@ -454,9 +484,7 @@ def _site_evidence(
     baseline: Baseline,
     keys: pd.DataFrame,
     ev: dict[str, np.ndarray],
-    prep: PreparedMeasurements,
-    keep: np.ndarray,
-    w_row: np.ndarray,
+    prep: WindowCounts,
     windows: pd.DatetimeIndex,
     params: DetectionParams,
     *,
@@ -473,11 +501,13 @@ def _site_evidence(
     sites = baseline.sites
     n_site, n_win = len(sites), len(windows)
     win = params.window_td
-    sel = keep & prep.ok & (prep.cell >= 0)
-    site_row = baseline.cell_site[prep.cell[sel]]
-    flat = site_row * n_win + w_row[sel]
-    heard = np.bincount(flat, minlength=n_site * n_win).reshape(n_site, n_win).astype("float64")
-    last = pd.Series(prep.ts[sel]).groupby(flat).max()
+    seen = prep.sightings
+    site_row = baseline.cell_site[seen["cell"].to_numpy()]
+    flat = site_row * n_win + seen["w"].to_numpy()
+    heard = np.bincount(
+        flat, weights=seen["n"].to_numpy("float64"), minlength=n_site * n_win
+    ).reshape(n_site, n_win)
+    last = seen["last"].groupby(flat).max()
     share_flat = np.zeros(n_site * n_win)
     win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
     if len(last):
@@ -521,15 +551,21 @@ def _site_evidence(
     fail_share = np.maximum(fail_share, params.fail_share_floor)
     # Ok reports of the site's network from its footprint that name other sites (reports
     # without a cell id name nobody: the baseline shares count only those with one).
-    key_of_row = ev["key_row"][sel]
+    key_of_row = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
+        pd.MultiIndex.from_frame(seen[["h3", "network"]])
+    )
     has_key = key_of_row >= 0
     sightings = (
         pd.DataFrame(
-            {"site": site_row[has_key], "key": key_of_row[has_key], "w": w_row[sel][has_key]}
+            {
+                "site": site_row[has_key],
+                "key": key_of_row[has_key],
+                "w": seen["w"].to_numpy()[has_key],
+                "n": seen["n"].to_numpy()[has_key],
+            }
         )
-        .value_counts()
-        .rename("n")
-        .reset_index()
+        .groupby(["site", "key", "w"], as_index=False)["n"]
+        .sum()
     )
     takeover = _takeover(
         areas[on],
@@ -674,9 +710,7 @@ def _site_prior(
 
 def _coverage_input(
     baseline: Baseline,
-    prep: PreparedMeasurements,
-    keep: np.ndarray,
-    w_row: np.ndarray,
+    prep: WindowCounts,
     site_ev: dict[str, Any],
     n_win: int,
     out_cols: np.ndarray,
@@ -695,23 +729,16 @@ def _coverage_input(
         return None
     lon = sites["lon"].to_numpy("float64")
     lat = sites["lat"].to_numpy("float64")
-    sel = keep & prep.ok & (prep.cell >= 0)
-    site = baseline.cell_site[prep.cell[sel]]
-    d, use = sighting_reach(
-        site=site,
-        lon=prep.lon[sel],
-        lat=prep.lat[sel],
-        accuracy_m=prep.accuracy_m[sel],
-        site_lon=lon,
-        site_lat=lat,
-        params=params,
-    )
+    seen = prep.sightings
+    site = baseline.cell_site[seen["cell"].to_numpy()]
+    flat = site * n_win + seen["w"].to_numpy()
     span = params.span_windows
     confirm = max(params.coverage_confirm_windows, 1)
+    # Farthest usable sighting per (site, window), counted with the sightings.
     far = np.full(n_site * n_win, -np.inf)
-    np.maximum.at(far, site[use] * n_win + w_row[sel][use], d[use])
+    np.maximum.at(far, flat, seen["far"].to_numpy("float64"))
     heard = np.zeros(n_site * n_win, dtype=bool)
-    heard[site * n_win + w_row[sel]] = True
+    heard[flat] = True
     far = rolling_max(far.reshape(n_site, n_win), span)[:, out_cols]
     heard = rolling_max(heard.reshape(n_site, n_win), span)[:, out_cols]
     base = sites["reach_m"].to_numpy("float64")[:, None]

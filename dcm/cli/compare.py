@@ -14,20 +14,50 @@ from dcm.analysis.grid import DEFAULT_RESOLUTION
 
 @contextmanager
 def progress_steps(*, quiet: bool) -> Iterator[Any]:
-    """A rich status line that shows the current step (nothing when quiet)."""
+    """A rich status line that shows the current step (nothing when quiet). The step
+    function's ``tick`` shows passing progress (rows counted) on a terminal only; it is
+    None when stderr is not one (a log then gets the steps, not every tick)."""
     if quiet:
-        yield lambda _msg: None
+        step: Any = lambda _msg: None  # noqa: E731
+        step.tick = None
+        yield step
         return
     from rich.console import Console
 
     console = Console(stderr=True, log_path=False)
     with console.status("starting") as status:
+        current = ["starting"]
 
         def step(message: str) -> None:
+            current[0] = message
             status.update(f"[bold]{message}…")
             console.log(message)
 
+        def tick(message: str) -> None:
+            status.update(f"[bold]{current[0]}…[/bold] {message}")
+
+        step.tick = tick if console.is_terminal else None  # type: ignore[attr-defined]
         yield step
+
+
+@contextmanager
+def _dask_client(address: str | None) -> Iterator[Any]:
+    """A dask.distributed client of the scheduler at ``address`` (None: no client)."""
+    if address is None:
+        yield None
+        return
+    from dcm.errors import ParameterError
+
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ParameterError("--dask needs dask.distributed: pip install 'dcm[scale]'") from exc
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ParameterError(f"--dask: cannot reach the scheduler at {address} ({exc})") from exc
+    with client:
+        yield client
 
 
 def print_summary(result: Any, paths: dict[str, Path]) -> None:
@@ -107,6 +137,18 @@ def _iso(value: Any) -> str:
 @click.option("--hazard", type=click.Path(dir_okay=False), help="Hazard footprint.")
 @click.option("--at", "at", help="Judge only the window holding this time (ISO 8601).")
 @click.option("--overwrite", is_flag=True, help="Replace existing result files.")
+@click.option(
+    "--memory-limit",
+    help="Memory for reading and counting, e.g. 2GB: sizes the chunks read at a time; "
+    "stops with an error when the counts alone need more.",
+)
+@click.option(
+    "--dask",
+    "scheduler",
+    metavar="ADDRESS",
+    help="Count on a dask.distributed cluster (scheduler address, e.g. tcp://host:8786); "
+    "needs the 'scale' extra (pip install 'dcm[scale]').",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -121,6 +163,8 @@ def command(
     hazard: str | None,
     at: str | None,
     overwrite: bool,
+    memory_limit: str | None,
+    scheduler: str | None,
 ) -> None:
     """Compare event measurements with the baseline and write the results to OUT."""
     from dcm.compare import OUTPUT_FILES, compare, write_comparison
@@ -131,7 +175,11 @@ def command(
     if existing and not overwrite:  # fail before the long work, not after
         raise Conflict(f"{out} already holds {', '.join(existing)}; use --overwrite to replace")
     quiet = bool((ctx.obj or {}).get("quiet"))
-    with progress_steps(quiet=quiet) as step:
+    if memory_limit is not None:
+        from dcm.scan import parse_memory
+
+        parse_memory(memory_limit)  # a bad size fails before the long work
+    with progress_steps(quiet=quiet) as step, _dask_client(scheduler) as client:
         result = compare(
             cells=cells,
             baseline=baseline,
@@ -143,6 +191,9 @@ def command(
             hazard=hazard,
             at=at,
             progress=step,
+            memory_limit=memory_limit,
+            client=client,
+            status=step.tick,
         )
         paths = write_comparison(result, out, overwrite=overwrite, progress=step)
     if not quiet:

@@ -134,3 +134,33 @@ def test_demo_runs_on_the_sample(
     assert (out / "outages.geojson").is_file()
     # The demo may overwrite its own output.
     assert _run(["-q", "demo", "--out", str(out)]) == 0
+
+
+def test_compare_memory_limit_and_dask_errors(
+    scenario_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unreadable --memory-limit, one below what the counts need, and a --dask
+    scheduler that is not there: one `dcm: error:` line each, no traceback, no files."""
+    cases = [
+        (("--memory-limit", "lots"), "cannot read 'lots' as a size"),
+        (("--memory-limit", "64KB"), "counts of baseline alone take"),
+        (("--dask", "tcp://127.0.0.1:9"), "--dask: cannot reach the scheduler"),
+    ]
+    for n, (extra, message) in enumerate(cases):
+        out = tmp_path / f"out-{n}"
+        assert _run(_args(scenario_dir, out, *extra)) != 0
+        err = capsys.readouterr().err
+        assert "dcm: error:" in err and message in err, err
+        assert "Traceback" not in err
+        assert not (out / "outages.geojson").exists()
+
+
+def test_compare_memory_limit_gives_the_same_results(
+    scenario_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Small chunks (--memory-limit 170MB: about 1 MiB of CSV at a time) write the same
+    outages.geojson and cells.csv as the default chunks."""
+    assert _run(_args(scenario_dir, tmp_path / "a")) == 0
+    assert _run(_args(scenario_dir, tmp_path / "b", "--memory-limit", "170MB")) == 0
+    for name in ("outages.geojson", "cells.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -1,0 +1,601 @@
+"""Partial counts: the interface between reading measurements and judging them.
+
+Every measurement the method uses is reduced, chunk by chunk, to small associative
+tables (:class:`BaselineCounts`, :class:`EventCounts`): sums, maxima and distinct keys
+per grid cell, network, cell, site, hour or window. Two chunks' counts ``merge`` into the
+counts of both, exactly, whatever the order; :func:`dcm.analysis.baseline.build_baseline`
+and :func:`dcm.analysis.detect.detect` then decide on the merged tables alone. A frame
+held in memory is simply one chunk, so the in-memory, the streamed (``dcm compare`` on
+large files) and the distributed (Dask) comparisons run the very same decisions on the
+very same numbers.
+
+Chunk counts hold codes into their own lists (networks, device ids); merging maps them
+onto the union. Everything here is exact: medians are kept as value counts per group,
+the failures that follow a window's last ok report as their timestamps (only those later
+than the last ok report seen so far, so the table shrinks as chunks merge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from dcm.analysis.baseline import (
+    PreparedMeasurements,
+    network_list,
+    prepare_cells,
+    prepare_measurements,
+)
+from dcm.analysis.coverage import sighting_reach, site_positions
+from dcm.analysis.params import DetectionParams
+
+HOUR_NS = 3_600_000_000_000
+#: "No time": the timestamp of a group without any (an ok report, a row).
+NO_TS = np.iinfo("int64").min
+
+_GRID_B = {"h3": "int64", "network": "int64", "hour": "int64", "count": "int64"}
+_GRID_B |= {"ok_count": "int64", "fail_count": "int64"}
+_SIGHT_B = {"cell": "int64", "h3": "int64", "count": "int64"}
+_VALUES = {"h3": "int64", "network": "int64", "value": "float64", "n": "int64"}
+_REPORTERS = {"site": "int64", "hour": "int64", "device": "int64"}
+_SITE_HOURS = {"site": "int64", "hour": "int64", "n": "int64"}
+_GRID_E = {"h3": "int64", "network": "int64", "w": "int64", "n": "int64", "ok": "int64"}
+_GRID_E |= {"named": "int64", "fail": "int64", "last_ok": "int64"}
+_LATE = {"h3": "int64", "network": "int64", "w": "int64", "ts": "int64"}
+_SIGHT_E = {"cell": "int64", "h3": "int64", "network": "int64", "w": "int64", "n": "int64"}
+_SIGHT_E |= {"last": "int64", "far": "float64"}
+
+
+def _empty(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
+
+
+def _frame(columns: dict[str, str], **values: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({c: np.asarray(values[c], dtype=t) for c, t in columns.items()})
+
+
+def _group(
+    frame: pd.DataFrame, keys: list[str], sums: list[str], maxes: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Rows summed (``sums``) and maximised (``maxes``) per distinct ``keys``, sorted."""
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    agg = {c: "sum" for c in sums} | {c: "max" for c in maxes}
+    return frame.groupby(keys, as_index=False, sort=True).agg(agg)[list(frame.columns)]
+
+
+def _recode(codes: np.ndarray, old: tuple[str, ...], new: tuple[str, ...]) -> np.ndarray:
+    """Network codes into ``old`` as codes into ``new`` (-1 stays -1, missing names -1)."""
+    if old == new:
+        return codes
+    lut = np.append(pd.Index(new).get_indexer(pd.Index(old)), -1).astype("int64")
+    return lut[codes]
+
+
+def _extent(prep: PreparedMeasurements) -> np.ndarray:
+    """[west, south, east, north] of the rows (NaN without any)."""
+    if len(prep) == 0:
+        return np.full(4, np.nan)
+    return np.array([prep.lon.min(), prep.lat.min(), prep.lon.max(), prep.lat.max()])
+
+
+def _merge_extent(parts: Iterable[tuple[int, np.ndarray]]) -> np.ndarray:
+    """The extent of parts of (rows, extent): NaN coordinates spread as in a whole-frame
+    min/max; parts without rows are left out."""
+    held = [e for n, e in parts if n]
+    if not held:
+        return np.full(4, np.nan)
+    stacked = np.vstack(held)
+    return np.array(
+        [
+            stacked[:, 0].min(),
+            stacked[:, 1].min(),
+            stacked[:, 2].max(),
+            stacked[:, 3].max(),
+        ]
+    )
+
+
+def _ts_bounds(parts: Iterable[tuple[int, int, int]]) -> tuple[int, int]:
+    """(min, max) timestamp over parts of (rows, min, max) that hold rows."""
+    held = [(lo, hi) for n, lo, hi in parts if n]
+    if not held:
+        return NO_TS, NO_TS
+    return min(lo for lo, _ in held), max(hi for _, hi in held)
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What counting needs to know of the cells: the cell frame (as
+    :func:`~dcm.analysis.baseline.prepare_cells` gives it), each cell's site row and
+    each site's position."""
+
+    cells: pd.DataFrame
+    cell_site: np.ndarray
+    site_lon: np.ndarray
+    site_lat: np.ndarray
+
+    @classmethod
+    def of(cls, cells: pd.DataFrame, *, prepared: bool = False) -> CellContext:
+        cells = cells if prepared else prepare_cells(cells)
+        # The same site numbering as the baseline model's (factorize in cell order).
+        codes, ids = pd.factorize(cells["site_id"].astype(str))
+        cell_site = np.asarray(codes, dtype="int64")
+        lon, lat = site_positions(cells, cell_site, len(ids))
+        return cls(cells=cells, cell_site=cell_site, site_lon=lon, site_lat=lat)
+
+    @property
+    def n_site(self) -> int:
+        return int(self.site_lon.shape[0])
+
+    def without_cells(self) -> CellContext:
+        return CellContext.of(self.cells.iloc[:0], prepared=True)
+
+
+def _sightings(
+    prep: PreparedMeasurements, sel: np.ndarray, ctx: CellContext, params: DetectionParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Site row, distance from the site and usability of the selected ok sightings."""
+    site = ctx.cell_site[prep.cell[sel]]
+    d, use = sighting_reach(
+        site=site,
+        lon=prep.lon[sel],
+        lat=prep.lat[sel],
+        accuracy_m=prep.accuracy_m[sel],
+        site_lon=ctx.site_lon,
+        site_lat=ctx.site_lat,
+        params=params,
+    )
+    return site, d, use
+
+
+@dataclass(frozen=True)
+class BaselineCounts:
+    """Partial counts of baseline measurements (see the module doc).
+
+    ``grid``: (h3, network, hour of day) → count, ok_count, fail_count (every row;
+    network -1: unknown). ``sightings``: (cell, h3) → count of ok reports naming a cell.
+    ``signal``/``download``: (h3, network, value) → n, the values of ok reports (their
+    medians). ``reach``: per site, the farthest usable sighting (-inf: none).
+    ``reporters``: distinct (site, hour since epoch, device code into ``devices``) of ok
+    sightings. ``site_hours``: (site, hour since epoch) → n ok sightings.
+    """
+
+    networks: tuple[str, ...]
+    rows: int
+    ts_min: int
+    ts_max: int
+    extent: np.ndarray
+    grid: pd.DataFrame
+    sightings: pd.DataFrame
+    signal: pd.DataFrame
+    download: pd.DataFrame
+    reach: np.ndarray
+    reporters: pd.DataFrame
+    devices: np.ndarray
+    site_hours: pd.DataFrame
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        ctx: CellContext,
+        params: DetectionParams,
+        *,
+        networks: tuple[str, ...] | None = None,
+    ) -> BaselineCounts:
+        """Counts of one chunk of measurements (``networks``: fixed list, default: those
+        of the chunk and the cells)."""
+        nets = networks or tuple(sorted(set(network_list(frame)) | set(network_list(ctx.cells))))
+        prep = prepare_measurements(
+            frame, cells=ctx.cells, networks=nets, resolution=params.resolution
+        )
+        hour_abs = prep.ts // HOUR_NS
+        grid = _group(
+            _frame(
+                _GRID_B,
+                h3=prep.h3,
+                network=prep.network,
+                hour=hour_abs % 24,
+                count=np.ones(len(prep)),
+                ok_count=prep.ok,
+                fail_count=prep.fail,
+            ),
+            ["h3", "network", "hour"],
+            ["count", "ok_count", "fail_count"],
+        )
+        seen = prep.ok & (prep.cell >= 0)
+        sightings = _group(
+            _frame(_SIGHT_B, cell=prep.cell[seen], h3=prep.h3[seen], count=np.ones(seen.sum())),
+            ["cell", "h3"],
+            ["count"],
+        )
+        okm = prep.ok & (prep.network >= 0)
+        values = {
+            name: _value_counts(prep.h3[okm], prep.network[okm], getattr(prep, col)[okm])
+            for name, col in (("signal", "signal_dbm"), ("download", "download_kbps"))
+        }
+        site, d, use = _sightings(prep, seen, ctx, params)
+        reach = np.full(ctx.n_site, -np.inf)
+        np.maximum.at(reach, site[use], d[use])
+        dev_codes, devices = pd.factorize(frame["device"]) if "device" in frame else (None, None)
+        # Names as strings: they are merged as strings (a device column of another type
+        # in a frame given directly still tells devices apart).
+        dev_names = np.asarray(
+            [] if devices is None else pd.Index(devices).astype(str), dtype=object
+        )
+        with_dev = seen & (np.asarray(dev_codes) >= 0) if dev_codes is not None else seen & False
+        reporters = _frame(
+            _REPORTERS,
+            site=ctx.cell_site[prep.cell[with_dev]],
+            hour=hour_abs[with_dev],
+            device=np.asarray(dev_codes)[with_dev] if dev_codes is not None else [],
+        ).drop_duplicates(ignore_index=True)
+        site_hours = _group(
+            _frame(_SITE_HOURS, site=site, hour=hour_abs[seen], n=np.ones(site.size)),
+            ["site", "hour"],
+            ["n"],
+        )
+        return cls(
+            networks=nets,
+            rows=len(prep),
+            ts_min=int(prep.ts.min()) if len(prep) else NO_TS,
+            ts_max=int(prep.ts.max()) if len(prep) else NO_TS,
+            extent=_extent(prep),
+            grid=grid,
+            sightings=sightings,
+            signal=values["signal"],
+            download=values["download"],
+            reach=reach,
+            reporters=reporters,
+            devices=dev_names,
+            site_hours=site_hours,
+        )
+
+    @classmethod
+    def merge_all(
+        cls, parts: list[BaselineCounts], *, networks: tuple[str, ...] | None = None
+    ) -> BaselineCounts:
+        """The counts of all ``parts`` together (``networks``: the list to code networks
+        by; default: the union of the parts' lists, sorted)."""
+        if not parts:
+            raise ValueError("no counts to merge")
+        nets = networks or tuple(sorted(set().union(*(p.networks for p in parts))))
+        if len(parts) == 1 and parts[0].networks == nets:
+            return parts[0]
+
+        def cat(name: str, columns: dict[str, str]) -> pd.DataFrame:
+            frames = []
+            for p in parts:
+                f = getattr(p, name)
+                if "network" in f.columns and p.networks != nets:
+                    f = f.assign(network=_recode(f["network"].to_numpy(), p.networks, nets))
+                frames.append(f)
+            return pd.concat(frames, ignore_index=True) if frames else _empty(columns)
+
+        devices, luts = _union_names([p.devices for p in parts])
+        dev_frames = [
+            p.reporters.assign(device=lut[p.reporters["device"].to_numpy()])
+            for p, lut in zip(parts, luts, strict=True)
+        ]
+        lo, hi = _ts_bounds((p.rows, p.ts_min, p.ts_max) for p in parts)
+        return cls(
+            networks=nets,
+            rows=sum(p.rows for p in parts),
+            ts_min=lo,
+            ts_max=hi,
+            extent=_merge_extent((p.rows, p.extent) for p in parts),
+            grid=_group(
+                cat("grid", _GRID_B),
+                ["h3", "network", "hour"],
+                ["count", "ok_count", "fail_count"],
+            ),
+            sightings=_group(cat("sightings", _SIGHT_B), ["cell", "h3"], ["count"]),
+            signal=_group(cat("signal", _VALUES), ["h3", "network", "value"], ["n"]),
+            download=_group(cat("download", _VALUES), ["h3", "network", "value"], ["n"]),
+            reach=np.maximum.reduce([p.reach for p in parts]),
+            reporters=pd.concat(dev_frames, ignore_index=True).drop_duplicates(ignore_index=True),
+            devices=np.asarray(devices, dtype=object),
+            site_hours=_group(cat("site_hours", _SITE_HOURS), ["site", "hour"], ["n"]),
+        )
+
+    def merge(self, other: BaselineCounts) -> BaselineCounts:
+        return BaselineCounts.merge_all([self, other])
+
+    def seen_networks(self) -> tuple[str, ...]:
+        """Networks of the measurements themselves (not only of the cells), sorted."""
+        codes = np.unique(self.grid["network"].to_numpy())
+        return tuple(sorted(self.networks[c] for c in codes if c >= 0))
+
+    def without_cells(self, ctx: CellContext) -> BaselineCounts:
+        """The counts as if no cell list had been given (``ctx``: without cells): nothing
+        names a cell, and the networks are those of the measurements alone."""
+        bare = replace(
+            self,
+            sightings=self.sightings.iloc[:0],
+            reach=np.full(ctx.n_site, -np.inf),
+            reporters=self.reporters.iloc[:0],
+            site_hours=self.site_hours.iloc[:0],
+        )
+        nets = self.seen_networks()
+        if nets == self.networks:
+            return bare
+        return BaselineCounts.merge_all([bare], networks=nets)
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self)
+
+
+def _union_names(names: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct names of all lists (first seen first) and, per list, the position
+    of each of its names in them (Arrow hash tables: far faster than object indexes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays = [pa.array(n, type=pa.string()) for n in names]
+    union = pa.chunked_array(arrays, type=pa.string()).unique()
+    luts = [
+        pc.index_in(a, value_set=union).to_numpy(zero_copy_only=False).astype("int64")
+        for a in arrays
+    ]
+    return np.asarray(union.to_pylist(), dtype=object), luts
+
+
+def _value_counts(h3: np.ndarray, network: np.ndarray, value: np.ndarray) -> pd.DataFrame:
+    """(h3, network, value) → n of the non-missing values."""
+    have = ~np.isnan(value)
+    return _group(
+        _frame(
+            _VALUES, h3=h3[have], network=network[have], value=value[have], n=np.ones(have.sum())
+        ),
+        ["h3", "network", "value"],
+        ["n"],
+    )
+
+
+def group_medians(values: pd.DataFrame) -> pd.DataFrame:
+    """Median value per (h3, network) from (h3, network, value, n) rows sorted by
+    them: the middle value, or the mean of the two middle ones, as pandas gives it."""
+    if values.empty:
+        return pd.DataFrame(
+            {"h3": pd.Series([], dtype="int64"), "network": pd.Series([], dtype="int64")}
+        ).assign(median=pd.Series([], dtype="float64"))
+    key = values[["h3", "network"]].to_numpy()
+    start = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)])
+    n = values["n"].to_numpy()
+    cum = np.cumsum(n)
+    total = np.add.reduceat(n, start)
+    before = np.r_[0, cum[start[1:] - 1]] if start.size > 1 else np.array([0])
+    v = values["value"].to_numpy("float64")
+    # Positions (0-based, within the group) of the two middle values.
+    lo_pos = before + (total - 1) // 2
+    hi_pos = before + total // 2
+    lo = v[np.searchsorted(cum, lo_pos, side="right")]
+    hi = v[np.searchsorted(cum, hi_pos, side="right")]
+    med = np.where(lo_pos == hi_pos, lo, (lo + hi) / 2)
+    return pd.DataFrame(
+        {"h3": key[start, 0], "network": key[start, 1], "median": med.astype("float64")}
+    )
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """Partial counts of event measurements per window (see the module doc).
+
+    Windows are numbered ``(ts - phase) // window_ns`` (since the epoch). Rows outside
+    the grid (h3 0) count only in ``rows``, ``ts_min``/``ts_max`` and ``extent``.
+    ``grid``: (h3, network, window) → n (every row), ok, named (ok reports naming a
+    cell), fail, last_ok (time of the last ok report; NO_TS: none). ``late``: (h3,
+    network, window, ts) of failure reports of a known network later than the last ok
+    report of their group seen so far. ``sightings``: (cell, h3, network, window) → n ok
+    reports naming the cell, last (their last time), far (farthest usable one from the
+    cell's site, -inf: none). Networks are coded by the baseline's list.
+    """
+
+    networks: tuple[str, ...]
+    window_ns: int
+    phase: int
+    rows: int
+    ts_min: int
+    ts_max: int
+    extent: np.ndarray
+    grid: pd.DataFrame
+    late: pd.DataFrame
+    sightings: pd.DataFrame
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        ctx: CellContext,
+        params: DetectionParams,
+        *,
+        networks: tuple[str, ...],
+        phase: int = 0,
+    ) -> EventCounts:
+        """Counts of one chunk of event measurements, networks coded by ``networks``
+        (the baseline's), windows of ``params.window`` starting at ``phase`` ns past a
+        multiple of the window."""
+        win_ns = int(params.window_td.value)
+        prep = prepare_measurements(
+            frame, cells=ctx.cells, networks=networks, resolution=params.resolution
+        )
+        w = (prep.ts - phase) // win_ns
+        on = prep.h3 != 0
+        keyed = on & (prep.network >= 0)
+        named = prep.ok & (prep.cell >= 0)
+        grid = _frame(
+            _GRID_E,
+            h3=prep.h3[on],
+            network=prep.network[on],
+            w=w[on],
+            n=np.ones(on.sum()),
+            ok=prep.ok[on] & (prep.network[on] >= 0),
+            named=named[on] & (prep.network[on] >= 0),
+            fail=prep.fail[on] & (prep.network[on] >= 0),
+            last_ok=np.where(prep.ok[on] & (prep.network[on] >= 0), prep.ts[on], NO_TS),
+        )
+        grid = _group(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
+        fails = keyed & prep.fail
+        late = _prune_late(
+            _frame(
+                _LATE, h3=prep.h3[fails], network=prep.network[fails], w=w[fails], ts=prep.ts[fails]
+            ),
+            grid,
+        )
+        sel = on & named
+        site, d, use = _sightings(prep, sel, ctx, params)
+        sightings = _group(
+            _frame(
+                _SIGHT_E,
+                cell=prep.cell[sel],
+                h3=prep.h3[sel],
+                network=prep.network[sel],
+                w=w[sel],
+                n=np.ones(site.size),
+                last=prep.ts[sel],
+                far=np.where(use, d, -np.inf),
+            ),
+            ["cell", "h3", "network", "w"],
+            ["n"],
+            ("last", "far"),
+        )
+        return cls(
+            networks=networks,
+            window_ns=win_ns,
+            phase=phase,
+            rows=len(prep),
+            ts_min=int(prep.ts.min()) if len(prep) else NO_TS,
+            ts_max=int(prep.ts.max()) if len(prep) else NO_TS,
+            extent=_extent(prep),
+            grid=grid,
+            late=late,
+            sightings=sightings,
+        )
+
+    @classmethod
+    def merge_all(cls, parts: list[EventCounts]) -> EventCounts:
+        if not parts:
+            raise ValueError("no counts to merge")
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        for p in parts[1:]:
+            if (p.networks, p.window_ns, p.phase) != (first.networks, first.window_ns, first.phase):
+                raise ValueError("event counts of different networks or windows do not merge")
+        grid = _group(
+            pd.concat([p.grid for p in parts], ignore_index=True),
+            ["h3", "network", "w"],
+            ["n", "ok", "named", "fail"],
+            ("last_ok",),
+        )
+        lo, hi = _ts_bounds((p.rows, p.ts_min, p.ts_max) for p in parts)
+        return replace(
+            first,
+            rows=sum(p.rows for p in parts),
+            ts_min=lo,
+            ts_max=hi,
+            extent=_merge_extent((p.rows, p.extent) for p in parts),
+            grid=grid,
+            late=_prune_late(pd.concat([p.late for p in parts], ignore_index=True), grid),
+            sightings=_group(
+                pd.concat([p.sightings for p in parts], ignore_index=True),
+                ["cell", "h3", "network", "w"],
+                ["n"],
+                ("last", "far"),
+            ),
+        )
+
+    def merge(self, other: EventCounts) -> EventCounts:
+        return EventCounts.merge_all([self, other])
+
+    def without_cells(self, networks: tuple[str, ...]) -> EventCounts:
+        """The counts as if no cell list had been given: nothing names a cell, networks
+        coded by ``networks`` (the baseline's without the cells' networks)."""
+        grid = self.grid.assign(named=0)
+        late = self.late
+        if networks != self.networks:
+            code = _recode(grid["network"].to_numpy(), self.networks, networks)
+            known = code >= 0
+            grid = grid.assign(
+                network=code,
+                ok=np.where(known, grid["ok"], 0),
+                fail=np.where(known, grid["fail"], 0),
+                last_ok=np.where(known, grid["last_ok"], NO_TS),
+            )
+            grid = _group(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
+            code = _recode(late["network"].to_numpy(), self.networks, networks)
+            late = late.assign(network=code).loc[code >= 0].reset_index(drop=True)
+        return replace(
+            self, networks=networks, grid=grid, late=late, sightings=self.sightings.iloc[:0]
+        )
+
+    def in_windows(self, first: int, n_win: int) -> WindowCounts:
+        """The counts of windows ``first`` .. ``first + n_win - 1`` (numbered as in
+        ``grid``), renumbered 0 .. n_win - 1, failures after the last ok report counted."""
+
+        def cut(frame: pd.DataFrame) -> pd.DataFrame:
+            w = frame["w"].to_numpy() - first
+            inside = (w >= 0) & (w < n_win)
+            return frame.loc[inside].assign(w=w[inside]).reset_index(drop=True)
+
+        grid = cut(self.grid)
+        late = cut(self.late)
+        after = late.merge(grid[["h3", "network", "w", "last_ok"]], on=["h3", "network", "w"])
+        after = after[after["ts"] > after["last_ok"]]
+        per = after.groupby(["h3", "network", "w"]).size().rename("fail_after").reset_index()
+        grid = grid.merge(per, on=["h3", "network", "w"], how="left")
+        grid["fail_after"] = grid["fail_after"].fillna(0).astype("int64")
+        return WindowCounts(n_win=n_win, grid=grid, sightings=cut(self.sightings))
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self)
+
+
+def _prune_late(late: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """Failure rows no earlier than their group's last ok report are dropped: they can
+    never be "after the last ok" once more rows come in."""
+    if late.empty:
+        return late.reset_index(drop=True)
+    last = late[["h3", "network", "w"]].merge(
+        grid[["h3", "network", "w", "last_ok"]], on=["h3", "network", "w"], how="left"
+    )["last_ok"]
+    keep = late["ts"].to_numpy() > last.fillna(NO_TS).to_numpy("int64")
+    return late.loc[keep].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """Event counts of the windows judged (0 .. ``n_win`` - 1): ``grid`` as in
+    :class:`EventCounts` plus ``fail_after`` (failures after the last ok report of their
+    (h3, network, window)), ``sightings`` as there."""
+
+    n_win: int
+    grid: pd.DataFrame
+    sightings: pd.DataFrame
+
+
+def _nbytes(counts: BaselineCounts | EventCounts) -> int:
+    total = 0
+    for value in vars(counts).values():
+        if isinstance(value, pd.DataFrame):
+            total += int(value.memory_usage(index=True, deep=False).sum())
+        elif isinstance(value, np.ndarray):
+            total += int(value.nbytes)
+    return total
+
+
+__all__ = [
+    "NO_TS",
+    "BaselineCounts",
+    "CellContext",
+    "EventCounts",
+    "WindowCounts",
+    "group_medians",
+]

@@ -1,0 +1,108 @@
+"""Partial counts: chunks counted apart and merged equal the whole, in any order, and
+the decisions on merged counts equal those on the whole frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcm import ingest
+from dcm.analysis import DetectionParams, build_baseline, detect
+from dcm.analysis.baseline import baseline_from_counts
+from dcm.analysis.counts import BaselineCounts, CellContext, EventCounts, group_medians
+from dcm.analysis.detect import count_event
+
+
+@pytest.fixture(scope="module")
+def sample(sample_data: Path) -> dict[str, pd.DataFrame]:
+    folder = sample_data / "stvincent"
+    return {
+        "cells": ingest.read_cells(folder / "cells.csv.gz").frame,
+        "baseline": ingest.read_measurements(folder / "baseline.csv.gz").frame,
+        "event": ingest.read_measurements(folder / "event.csv.gz").frame,
+    }
+
+
+def _shuffled_chunks(frame: pd.DataFrame, n: int, seed: int) -> list[pd.DataFrame]:
+    """``n`` chunks of the rows in a random order (not in time order, so failures and
+    the ok reports after them arrive in any order)."""
+    order = np.random.default_rng(seed).permutation(len(frame))
+    return [frame.iloc[part].reset_index(drop=True) for part in np.array_split(order, n)]
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_baseline_counts_of_chunks_merge_to_the_whole(sample: dict[str, pd.DataFrame]) -> None:
+    params = DetectionParams()
+    ctx = CellContext.of(sample["cells"])
+    whole = BaselineCounts.from_frame(sample["baseline"], ctx, params)
+    chunks = _shuffled_chunks(sample["baseline"], 5, seed=1)
+    parts = [BaselineCounts.from_frame(c, ctx, params) for c in chunks]
+    # Merged in two different groupings: associative.
+    merged = BaselineCounts.merge_all(parts)
+    nested = BaselineCounts.merge_all(
+        [BaselineCounts.merge_all(parts[:2]), BaselineCounts.merge_all(parts[2:])]
+    )
+    for counts in (merged, nested):
+        assert counts.networks == whole.networks
+        assert (counts.rows, counts.ts_min, counts.ts_max) == (
+            whole.rows,
+            whole.ts_min,
+            whole.ts_max,
+        )
+        for name in ("grid", "sightings", "signal", "download", "site_hours"):
+            _same(getattr(counts, name), getattr(whole, name))
+        assert np.array_equal(counts.reach, whole.reach)
+        # Device codes differ (each chunk numbers its own): compare by name.
+        got = counts.reporters.assign(device=counts.devices[counts.reporters["device"]])
+        want = whole.reporters.assign(device=whole.devices[whole.reporters["device"]])
+        key = ["site", "hour", "device"]
+        _same(got.sort_values(key), want.sort_values(key))
+    model = baseline_from_counts(merged, ctx, params)
+    direct = build_baseline(sample["baseline"], sample["cells"], params)
+    for name in ("grid", "sites", "cell_areas", "site_areas"):
+        _same(getattr(model, name), getattr(direct, name))
+    assert model.site_dispersion == direct.site_dispersion
+    assert np.array_equal(model.hour_profile, direct.hour_profile)
+
+
+def test_detect_on_merged_event_counts_equals_the_whole_frame(
+    sample: dict[str, pd.DataFrame],
+) -> None:
+    model = build_baseline(sample["baseline"], sample["cells"])
+    want = detect(model, sample["event"])
+    chunks = _shuffled_chunks(sample["event"], 4, seed=2)
+    counts = EventCounts.merge_all([count_event(model, c) for c in chunks])
+    assert counts.rows == len(sample["event"])
+    # Failure rows kept for "after the last ok" are only those later than their
+    # group's last ok report: fewer than all failure reports.
+    assert len(counts.late) < int(sample["event"]["status"].isin(["failed", "no_service"]).sum())
+    got = detect(model, counts)
+    _same(got.grid, want.grid)
+    _same(got.cells, want.cells)
+    _same(got.cell_windows, want.cell_windows)
+    assert got.outages.geometry.equals(want.outages.geometry)
+    _same(got.outages.drop(columns="geometry"), want.outages.drop(columns="geometry"))
+    assert got.stats == want.stats
+
+
+def test_group_medians_equal_pandas() -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    frame = pd.DataFrame(
+        {
+            "h3": rng.integers(0, 40, n),
+            "network": rng.integers(0, 3, n),
+            "value": rng.integers(-120, -50, n).astype("float64"),
+        }
+    )
+    want = frame.groupby(["h3", "network"], as_index=False)["value"].median()
+    counts = frame.groupby(["h3", "network", "value"], as_index=False).size()
+    got = group_medians(counts.rename(columns={"size": "n"}))
+    assert np.array_equal(got[["h3", "network"]].to_numpy(), want[["h3", "network"]].to_numpy())
+    assert np.array_equal(got["median"].to_numpy(), want["value"].to_numpy())
