@@ -219,6 +219,8 @@ def ingest_frame(
             raise
         return IngestOutcome(dataset=known, report=report, added=0, new=False)
     fault_point("ingest.committed")
+    if kind in ("measurements", "baseline"):
+        store.refresh_measurement_statistics(added)
     dataset = store.get_dataset(dataset.id)
     return IngestOutcome(dataset=dataset, report=report, added=added, new=True, dirty_windows=dirty)
 

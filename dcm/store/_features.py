@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 
+#: PostgreSQL bbox pages of measurements: up to this many matches are collected from
+#: the spatial index and sorted (a top-N sort of 50 k rows takes a few ms) rather than
+#: found by walking the primary key.
+SORT_MATCHES_MAX = 50_000
+
 
 @dataclass
 class Query:
@@ -630,13 +635,15 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
         if q.spatial and count:
             # PostgreSQL walks the primary key for ORDER BY id LIMIT n, testing each row
             # against the box: fast when the box holds much of the table, slow for a small
-            # box. When the (GiST) count shows a small share, order by an expression so
-            # the planner collects the few matches from the spatial index and sorts them.
+            # box. When the (GiST) count shows a small share, or few enough matches to sort
+            # (the walk's cost depends on where the matches fall in id order, not only on
+            # their share), order by an expression so the planner collects the matches
+            # from the spatial index and sorts them.
             matched = int(store.db.scalar(count_sql, q.params))
             table_rows = store.db.scalar(
                 "SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass"
             )
-            if matched * 20 < max(float(table_rows or 0), 1.0):
+            if matched <= SORT_MATCHES_MAX or matched * 20 < max(float(table_rows or 0), 1.0):
                 order = "m.id + 0"
             rows = store.db.query(
                 f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "

@@ -26,6 +26,10 @@ from dcm.store.repositories.base import (
     geometry_columns,
 )
 
+#: PostgreSQL: an insert of at least this many rows (and a tenth of the table) refreshes
+#: the planner's statistics (:meth:`MeasurementRepository.refresh_measurement_statistics`).
+ANALYZE_MIN_ROWS = 10_000
+
 
 class MeasurementRepository(Repository):
     """Rows of the input datasets, written in bulk and read back as frames."""
@@ -86,6 +90,26 @@ class MeasurementRepository(Repository):
             if not self.db.is_pg:  # PostGIS indexes the generated geom column itself
                 fill_rtree(self.db, int(dataset_id))
         return new.drop(columns="mkey")
+
+    def refresh_measurement_statistics(self, added: int) -> bool:
+        """PostgreSQL: ``ANALYZE measurements`` after a large insert (at least
+        :data:`ANALYZE_MIN_ROWS` rows and a tenth of the table), in its own short
+        transaction; call it after the ingest has committed. Returns whether it ran.
+
+        Without fresh statistics the planner takes a just-loaded event for a few rows
+        and ANDs the event's whole index into every bbox query (36 ms instead of 5 ms
+        on 500 k rows) until autovacuum catches up. Taken outside the ingest's
+        transaction, the lock ANALYZE holds never waits on, nor blocks, another ingest's
+        rows.
+        """
+        if not self.db.is_pg or added < ANALYZE_MIN_ROWS:
+            return False
+        rows = self.db.scalar("SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass")
+        if rows is not None and float(rows) > 10 * added:
+            return False
+        with self.db.transaction():
+            self.db.execute("ANALYZE measurements")
+        return True
 
     def insert_cells(self, event: str | int, dataset_id: int, frame: pd.DataFrame) -> int:
         """Insert cells (CELL_COLUMNS); known (radio, mcc, net, area, cell) are skipped."""
