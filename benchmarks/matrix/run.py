@@ -566,7 +566,11 @@ def report(
     cells: list[Cell],
     methods: tuple[str, ...],
     header: list[str],
+    *,
+    calibration: bool = True,
 ) -> list[str]:
+    """The markdown report; ``calibration``: add the reliability table (pooled over
+    every scenario so far; left out of the partial reports written after each cell)."""
     lines = list(header)
     densities = sorted({c.density for c in cells})
     disasters = sorted({(c.hazard, c.onset_hour) for c in cells if not c.control})
@@ -655,8 +659,9 @@ def report(
             f"| {t.polygons} polygons, {fmt(100 * share)} % | | "
             f"{'yes' if t.polygons == 0 and share < 0.005 else 'no'} |"
         )
-    calib = {(str(c), m): t.score for (c, m), t in results.items() if m == "dcm"}
-    lines += acc.calibration_lines(calib)
+    if calibration:
+        calib = {(str(c), m): t.score for (c, m), t in results.items() if m == "dcm"}
+        lines += acc.calibration_lines(calib)
     return lines
 
 
@@ -878,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         # Whatever is done so far stays readable if the run is stopped.
-        partial = report(results, cells, methods, header(done))
+        partial = report(results, cells, methods, header(done), calibration=False)
         out.write_text("\n".join(partial) + "\n", encoding="utf-8")
     lines = report(results, cells, methods, header(len(cells)))
     if plot(results, cells, png):

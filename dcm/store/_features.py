@@ -20,7 +20,7 @@ import pandas as pd
 from dcm.errors import NotFound, ParameterError
 from dcm.store._db import FID_FORMAT, to_ts, ts_text
 from dcm.store.migrations import rtree_name
-from dcm.store.models import COLLECTION_KINDS
+from dcm.store.models import CELL_STATUS_STORED, COLLECTION_KINDS
 
 if TYPE_CHECKING:
     from dcm.store.access import Principal
@@ -451,24 +451,7 @@ LAYERS: dict[str, Layer] = {
     "cells": Layer(
         table="cell_status",
         alias="c",
-        columns=(
-            "fid",
-            "radio",
-            "mcc",
-            "net",
-            "area",
-            "cell",
-            "network",
-            "site_id",
-            "status",
-            "start_time",
-            "end_time",
-            "p_offline",
-            "silence_h_needed",
-            "offline_since",
-            "lon",
-            "lat",
-        ),
+        columns=CELL_STATUS_STORED,
         order="c.start_time, c.id",
         to_feature=_cell_feature,
         geometry="point",
@@ -640,10 +623,8 @@ def page(store: Store, q: Query, *, limit: int, offset: int, count: bool) -> Any
             # their share), order by an expression so the planner collects the matches
             # from the spatial index and sorts them.
             matched = int(store.db.scalar(count_sql, q.params))
-            table_rows = store.db.scalar(
-                "SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass"
-            )
-            if matched <= SORT_MATCHES_MAX or matched * 20 < max(float(table_rows or 0), 1.0):
+            table_rows = store.measurement_rows_estimate()
+            if matched <= SORT_MATCHES_MAX or matched * 20 < max(table_rows, 1.0):
                 order = "m.id + 0"
             rows = store.db.query(
                 f"SELECT {', '.join(q.columns)} FROM {q.source} WHERE {q.where_sql} "

@@ -14,6 +14,26 @@ DATASET_KINDS = ("measurements", "baseline", "cells", "population", "areas", "ha
 VISIBILITIES = ("public", "partner", "restricted")
 #: Collections served by :meth:`dcm.store.Store.features` (OGC API – Features items).
 COLLECTION_KINDS = ("outages", "cells", "grid", "coverage", "measurements", "areas", "hazard")
+#: Columns of a stored cell-status row (besides event_id and run_id), as the results
+#: repository writes them and the ``cells`` layer reads them.
+CELL_STATUS_STORED = (
+    "fid",
+    "radio",
+    "mcc",
+    "net",
+    "area",
+    "cell",
+    "network",
+    "site_id",
+    "status",
+    "start_time",
+    "end_time",
+    "p_offline",
+    "silence_h_needed",
+    "offline_since",
+    "lon",
+    "lat",
+)
 #: CAP message types the alert lifecycle writes.
 MSG_TYPES = ("Alert", "Update", "Cancel")
 

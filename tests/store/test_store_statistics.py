@@ -41,11 +41,6 @@ def _ingest(store: Store, admin: Principal, frame: pd.DataFrame, name: str) -> i
     ).added
 
 
-def _planner_rows(store: Store) -> float:
-    rows = store.db.scalar("SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass")
-    return float(rows or 0)
-
-
 def test_large_ingest_refreshes_statistics_small_one_does_not(
     store: Store, admin: Principal
 ) -> None:
@@ -57,11 +52,11 @@ def test_large_ingest_refreshes_statistics_small_one_does_not(
         assert store.refresh_measurement_statistics(big) is False
         return
     # The planner knows the rows the ingest just wrote (ANALYZE samples: within 10 %).
-    assert abs(_planner_rows(store) - big) <= 0.1 * big
+    assert abs(store.measurement_rows_estimate() - big) <= 0.1 * big
     # A small ingest (an hour of a live event) leaves them as they are.
     assert store.refresh_measurement_statistics(500) is False
     assert _ingest(store, admin, _frame(500, 2), "small.csv") == 500
-    assert abs(_planner_rows(store) - big) <= 0.1 * big
+    assert abs(store.measurement_rows_estimate() - big) <= 0.1 * big
     # A bbox page of the new rows reads through the spatial index, not the event's
     # whole (event, period, ts) index.
     plan = "\n".join(

@@ -91,6 +91,12 @@ class MeasurementRepository(Repository):
                 fill_rtree(self.db, int(dataset_id))
         return new.drop(columns="mkey")
 
+    def measurement_rows_estimate(self) -> float:
+        """PostgreSQL: the planner's estimate of the measurement rows (``reltuples``; 0
+        or below when unknown, e.g. never analysed)."""
+        rows = self.db.scalar("SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass")
+        return float(rows or 0)
+
     def refresh_measurement_statistics(self, added: int) -> bool:
         """PostgreSQL: ``ANALYZE measurements`` after a large insert (at least
         :data:`ANALYZE_MIN_ROWS` rows and a tenth of the table), in its own short
@@ -104,8 +110,7 @@ class MeasurementRepository(Repository):
         """
         if not self.db.is_pg or added < ANALYZE_MIN_ROWS:
             return False
-        rows = self.db.scalar("SELECT reltuples FROM pg_class WHERE oid = 'measurements'::regclass")
-        if rows is not None and float(rows) > 10 * added:
+        if self.measurement_rows_estimate() > 10 * added:
             return False
         with self.db.transaction():
             self.db.execute("ANALYZE measurements")

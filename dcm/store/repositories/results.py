@@ -31,7 +31,7 @@ from dcm.store._db import (
     ts_column,
     ts_text,
 )
-from dcm.store.models import Run
+from dcm.store.models import CELL_STATUS_STORED, Run
 from dcm.store.repositories.base import (
     _KEY_CHUNK,
     Repository,
@@ -306,26 +306,7 @@ class ResultRepository(Repository):
         pairs["start_time"] = ts_column(pairs["start"])
         pairs["end_time"] = ts_column(pairs["end"])
         pairs["event_id"], pairs["run_id"] = eid, run_id
-        cols = [
-            "event_id",
-            "run_id",
-            "fid",
-            "radio",
-            "mcc",
-            "net",
-            "area",
-            "cell",
-            "network",
-            "site_id",
-            "status",
-            "start_time",
-            "end_time",
-            "p_offline",
-            "silence_h_needed",
-            "offline_since",
-            "lon",
-            "lat",
-        ]
+        cols = ["event_id", "run_id", *CELL_STATUS_STORED]
         pairs["offline_since"] = ts_column(pairs["offline_since"])
         self.db.bulk_insert("cell_status", cols, frame_rows(pairs, cols))
 
