@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+import dcm.ingest.cells
 import dcm.simulate
 import dcm.simulate.truth as _truth_module
 from dcm.analysis import DetectionParams, build_baseline, detect, event_windows
@@ -176,7 +177,9 @@ def scale_for(cell: Cell) -> float:
 
 
 def _simulator_hash() -> str:
+    # The real-cell geometry groups its sites with dcm.ingest.cells.group_sites.
     src = sorted(Path(dcm.simulate.__file__).parent.glob("*.py"))
+    src.append(Path(dcm.ingest.cells.__file__))
     h = hashlib.sha256()
     for path in src:
         h.update(path.read_bytes())

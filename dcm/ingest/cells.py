@@ -16,10 +16,12 @@ EARTH_RADIUS_M = 6_371_008.8
 
 #: Members of one base-station id (LTE eNB, NR gNB, UMTS NodeB, GSM site number) farther
 #: than this from the id's median position are split off (m): ids are reused far apart
-#: after re-planning, and crowdsourced cell positions lie hundreds of metres from the mast
-#: (half of Ecuador's LTE cells lie over 300 m from their eNB's median position, one in
-#: seven over 1 km). No site is wider than twice this.
-IDENTITY_RADIUS_M = 1_000.0
+#: after re-planning. Crowdsourced cell positions lie far from the mast, pulled toward
+#: where each sector is heard: of Ecuador's LTE cells in a multi-cell eNB, a third lie
+#: over 500 m from its median position, one in seven over 1 km, one in 25 over 2.5 km.
+#: Splitting those off leaves a mast's sectors as sites of their own, each too quiet
+#: to judge. No site is wider than twice this.
+IDENTITY_RADIUS_M = 2_500.0
 
 #: NR cell id (NCI, 36 bits) = gNB id * 2**(36 - gNB bits) + cell: gNB ids are 22..32 bits
 #: long. A shift of 12 takes the gNB of the common 24-bit ids exactly and, for 22-bit ids,
