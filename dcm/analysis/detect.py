@@ -437,22 +437,24 @@ def _takeover(
     hit, row = np.unique(sib_seen["pair"].to_numpy(), return_inverse=True)
     less = np.zeros((hit.size, n_win))
     np.add.at(less, (row, sib_seen["w"].to_numpy()), sib_seen["n"].to_numpy("float64"))
-    less_cum = cumulative(less)
     slot = np.full(site.size, -1)
     slot[hit] = np.arange(hit.size)
-    cum = cumulative(ok)
     stop = np.broadcast_to(stop, start.shape)
+    cap = params.takeover_per_window
     block = max(1, 2_000_000 // max(n_win, 1))
     for lo in range(0, site.size, block):
         s, k = site[lo : lo + block], key[lo : lo + block]
-        seen = cum[k[:, None], stop[s]] - cum[k[:, None], start[s]]
+        per = ok[k].astype("float64")
         sl = slot[lo : lo + block]
         fix = np.flatnonzero(sl >= 0)
         if fix.size:
-            rows = sl[fix][:, None]
-            seen[fix] -= less_cum[rows, stop[s[fix]]] - less_cum[rows, start[s[fix]]]
+            per[fix] -= less[sl[fix]]
+        # A burst of reports from one place in one window is mostly one phone's.
+        cum = cumulative(np.clip(per, 0.0, cap))
+        rows = np.arange(s.size)[:, None]
+        seen = cum[rows, stop[s]] - cum[rows, start[s]]
         llr = takeover_llr(
-            np.maximum(seen, 0.0),
+            seen,
             named[lo : lo + block, None],
             np.maximum(total[lo : lo + block, None], named[lo : lo + block, None]),
             prior=params.takeover_prior,

@@ -57,6 +57,10 @@ class DetectionParams:
     #: Beta prior pseudo-count on each side of a site's share of a grid cell's sightings,
     #: when ok reports there name other sites (a share seen on few reports is uncertain).
     takeover_prior: float = 0.5
+    #: Takeover evidence counts at most this many ok reports naming other sites per
+    #: grid cell and window: reports of one place in one window mostly come from one
+    #: phone, and one phone camped on a neighbour says little about the site.
+    takeover_per_window: float = 1.0
     #: Upper bound of the gamma shape of hour-to-hour variation of site sightings (the
     #: baseline estimate is used when smaller): guards against Poisson overconfidence.
     site_dispersion_max: float = 5.0
@@ -135,6 +139,10 @@ class DetectionParams:
             raise ParameterError("p_suspect must not be above p_down")
         if self.span_windows < 1:
             raise ParameterError("span must be at least one window")
+        if not self.takeover_per_window > 0.0:
+            raise ParameterError(
+                f"takeover_per_window must be above 0, got {self.takeover_per_window}"
+            )
         if not self.calibration_slope > 0.0:
             raise ParameterError(
                 f"calibration_slope must be above 0 (p_offline must rise with the "

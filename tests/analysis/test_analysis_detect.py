@@ -179,6 +179,8 @@ def test_params_are_validated() -> None:
         DetectionParams(p_up=0.95, p_down=0.9)
     with pytest.raises(ParameterError):
         DetectionParams(window="-1h")
+    with pytest.raises(ParameterError, match="takeover_per_window"):
+        DetectionParams(takeover_per_window=0.0)
 
 
 def test_outage_is_the_failed_sites_reach_minus_its_neighbours() -> None:
@@ -304,8 +306,12 @@ def test_takeover_leaves_out_reports_naming_a_sibling() -> None:
     params = DetectionParams()
     none = (np.empty(0, dtype="int64"), np.empty(0, dtype="int64"))
     apart = _takeover(areas, key_idx, ok, start, stop, sightings, none, params)
-    # Other masts: 12 reports named someone else, against a share of Beta(30.5, 20.5).
-    assert apart[0, 2] == pytest.approx(betaln(30.5, 20.5) - betaln(30.5, 32.5))
+    # Other masts: 12 reports named someone else in three windows; one per window counts
+    # (a burst from one place is mostly one phone), against a share of Beta(30.5, 20.5).
+    assert apart[0, 2] == pytest.approx(betaln(30.5, 20.5) - betaln(30.5, 23.5))
+    every = DetectionParams(takeover_per_window=float("inf"))
+    counted = _takeover(areas, key_idx, ok, start, stop, sightings, none, every)
+    assert counted[0, 2] == pytest.approx(betaln(30.5, 20.5) - betaln(30.5, 32.5))
     # Siblings (two radios of one mast): reports naming the other say nothing.
     both = (np.array([0, 1]), np.array([1, 0]))
     together = _takeover(areas, key_idx, ok, start, stop, sightings, both, params)
