@@ -228,7 +228,7 @@ PIXEL_JS = """(([lat, lon], dx, dy) => {
 
 def _pixel(page: Any, at: tuple[float, float], dx: int = 0, dy: int = 0) -> dict[str, Any]:
     found = page.evaluate(f"{PIXEL_JS}({list(at)}, {dx}, {dy})")
-    assert found is not None, f"no basemap tile drawn under {at} {dbg}"
+    assert found is not None, f"no basemap tile drawn under {at}"
     return found
 
 
