@@ -1,5 +1,6 @@
-"""Real tile archives for the basemap tests, written in ``tmp_path``: PNG tiles, MBTiles 1.3
-(SQLite, TMS rows) and PMTiles v3 (through Protomaps' ``pmtiles`` writer)."""
+"""Real tile archives for the basemap tests, written in ``tmp_path``: PNG tiles, Mapbox
+Vector Tiles (through the ``mapbox-vector-tile`` encoder), MBTiles 1.3 (SQLite, TMS rows)
+and PMTiles v3 (through Protomaps' ``pmtiles`` writer)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import struct
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 Tiles = Mapping[tuple[int, int, int], bytes]  # (z, x, y) XYZ -> tile bytes
 
@@ -105,3 +109,62 @@ def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
     lat_r = math.radians(lat)
     y = int((1.0 - math.asinh(math.tan(lat_r)) / math.pi) / 2.0 * n)
     return x, y
+
+
+def mercator(lon: float, lat: float) -> tuple[float, float]:
+    """Web-mercator metres (EPSG:3857) of a WGS84 point."""
+    import math
+
+    r = 6378137.0
+    return math.radians(lon) * r, math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * r
+
+
+def mvt_tiles(
+    layers: Mapping[str, list[tuple[Any, dict[str, Any]]]],
+    *,
+    zooms: range,
+    bbox: tuple[float, float, float, float] = (-61.5, 12.9, -60.9, 13.6),
+    gzip_tiles: bool = False,
+) -> dict[tuple[int, int, int], bytes]:
+    """Mapbox Vector Tiles (through the ``mapbox-vector-tile`` encoder) of ``layers``
+    (name -> [(shapely geometry in WGS84, properties)]) at ``zooms`` over ``bbox``; each
+    tile holds what its square (plus a small buffer) holds, extent 4096."""
+    import gzip
+
+    import mapbox_vector_tile
+    import shapely
+
+    half, extent, pad = 20037508.342789244, 4096, 64
+    out = {}
+    for z in zooms:
+        (x0, y0), (x1, y1) = tile_of(bbox[0], bbox[3], z), tile_of(bbox[2], bbox[1], z)
+        size = 2 * half / 2**z
+        for x in range(x0, x1 + 1):
+            for y in range(y0, y1 + 1):
+                # Tile units, y down from the tile's north edge (what MVT stores).
+                def to_tile(
+                    c: np.ndarray, x: int = x, y: int = y, size: float = size
+                ) -> np.ndarray:
+                    m = np.array([mercator(lon, lat) for lon, lat in c]).reshape(-1, 2)
+                    u = (m[:, 0] + half - x * size) / size * extent
+                    v = (half - m[:, 1] - y * size) / size * extent
+                    return np.column_stack([u, v])
+
+                encoded = []
+                for name, features in layers.items():
+                    kept = []
+                    for geom, props in features:
+                        clipped = shapely.clip_by_rect(
+                            shapely.transform(geom, to_tile), -pad, -pad, extent + pad, extent + pad
+                        )
+                        if not clipped.is_empty:
+                            kept.append({"geometry": clipped, "properties": props})
+                    if kept:
+                        encoded.append({"name": name, "features": kept})
+                if not encoded:
+                    continue
+                data = mapbox_vector_tile.encode(
+                    encoded, default_options={"y_coord_down": True, "extents": extent}
+                )
+                out[(z, x, y)] = gzip.compress(data) if gzip_tiles else data
+    return out

@@ -17,7 +17,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dcm import __version__
-from dcm.api import alerts, apidocs, basemap, events, ogc
+from dcm.api import alerts, apidocs, basemap, events, grants, ogc
 from dcm.api.catalog import StoreCatalog
 from dcm.api.dependencies import refuse_nul_characters, refuse_unknown_query
 from dcm.api.errors import install_error_handlers
@@ -245,6 +245,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     strict = [Depends(refuse_unknown_query)]
     app.include_router(ogc.router, dependencies=strict)
     app.include_router(events.router, dependencies=strict)
+    app.include_router(grants.router, dependencies=strict)
     app.include_router(alerts.router, dependencies=strict)
     app.include_router(basemap.router)
     app.include_router(apidocs.router)

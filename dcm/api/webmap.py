@@ -37,6 +37,7 @@ MAP_FILES = {
     "sw.js": "text/javascript",
     "orientation.js": "text/javascript",
     "orientation.css": "text/css",
+    "vectortiles.js": "text/javascript",
 }
 #: Cell sites and the outage areas drawn from their coverage derive from cell lists such
 #: as OpenCelliD's, whose licence (CC BY-SA 4.0) asks for attribution wherever they show.
@@ -84,6 +85,12 @@ def page_config(event: str, settings: Settings, *, root: str = "") -> dict[str, 
         "basemap_url": settings.basemap_url,
         # The offline basemap (MBTiles/PMTiles) dcm serves itself, drawn by orientation.js.
         "basemap_tiles": f"{root}/basemap/tiles.json" if settings.basemap else None,
+        # Its vector-tile renderer, loaded only when the basemap holds vector tiles.
+        "basemap_script": (
+            f"{root}/static/map/vectortiles.js?v={_digest(STATIC_DIR / 'vectortiles.js')}"
+            if settings.basemap
+            else None
+        ),
         "service_worker": f"{root}/static/map/sw.js?v={_digest(STATIC_DIR / 'sw.js')}",
         "attribution": "Cells: © OpenCelliD contributors, CC BY-SA 4.0",
     }

@@ -113,13 +113,12 @@ def grant(
             click.echo(f"key {record.id} ({record.name}) may read dataset {dataset}")
             return
         assert event is not None
-        rule, new = store.grant_event(
-            record.id, event, source=source, licence=licence, principal=operator()
+        from dcm import service
+
+        outcome = service.grant_event(
+            store, record.id, event, source=source, licence=licence, principal=operator()
         )
-        matching = store.matching_datasets(rule)
-        # Sources as they are stored (replay slices under their file's name), to help
-        # spot a source given differently from how it was ingested.
-        sources = sorted({d.source.split("#", 1)[0] for d in store.list_datasets(event)})
+    rule, matching, sources = outcome.grant, outcome.datasets, outcome.sources
     shown = [*map(str, matching[:3]), "…", str(matching[-1])] if len(matching) > 5 else matching
     now = (
         f"{len(matching)} dataset(s) now: {', '.join(map(str, shown))}"
@@ -127,7 +126,7 @@ def grant(
         else "no dataset yet"
         + (f" (sources of the event: {', '.join(sources[:5])})" if sources else "")
     )
-    verb = "may read" if new else "already may read"
+    verb = "may read" if outcome.new else "already may read"
     click.echo(
         f"key {record.id} ({record.name}) {verb} {rule.describe()}; "
         f"{now}; datasets ingested later too"

@@ -11,7 +11,8 @@
 One module per concern: :mod:`~dcm.service.ingesting` (a file or frame as one dataset,
 one unit of work), :mod:`~dcm.service.updating` (dirty windows, then alerts, one unit of
 work), :mod:`~dcm.service.alerts` (the CAP lifecycle), :mod:`~dcm.service.gaps` (the gap
-report), :mod:`~dcm.service.replay` (a file fed slice by slice) and
+report), :mod:`~dcm.service.granting` (event grants to keys),
+:mod:`~dcm.service.replay` (a file fed slice by slice) and
 :mod:`~dcm.service.demo` (the St Vincent sample). The CLI (``dcm.cli``) parses options
 and prints; the API (``dcm.api``) speaks HTTP; neither holds orchestration of its own.
 Module names are verbs in -ing so that ``service.ingest`` and ``service.update`` stay the
@@ -52,6 +53,11 @@ _EXPORTS = {
     "gap_history": "gaps",
     "gap_report": "gaps",
     "gap_window": "gaps",
+    "GrantOutcome": "granting",
+    "event_sources": "granting",
+    "grant_event": "granting",
+    "list_event_grants": "granting",
+    "revoke_grant_by_id": "granting",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -57,6 +57,7 @@ def test_map_page_passes_event_refresh_interval_and_no_basemap_by_default(client
         "refresh_s": 42,
         "basemap_url": None,
         "basemap_tiles": None,
+        "basemap_script": None,
         "service_worker": worker,
         "attribution": "Cells: © OpenCelliD contributors, CC BY-SA 4.0",
     }
@@ -139,10 +140,12 @@ def test_only_known_static_files_are_served(client: Client, path: str) -> None:
 
 def test_page_script_and_style_stay_small() -> None:
     # Guard the poor-link budget: our own code is hand-written and unminified.
-    names = ("map.js", "map.css", "sw.js")
+    names = ("map.js", "map.css", "sw.js", "vectortiles.js")
     sizes = {name: (webmap.STATIC_DIR / name).stat().st_size for name in names}
     assert sizes["map.js"] < 60_000 and sizes["map.css"] < 14_000, sizes
     assert sizes["sw.js"] < 4_000, sizes
+    # Loaded only when the offline basemap holds vector tiles.
+    assert sizes["vectortiles.js"] < 18_000, sizes
 
 
 def test_a_stale_content_hash_is_not_cached_for_good(client: Client) -> None:

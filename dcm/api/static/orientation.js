@@ -14,7 +14,7 @@
   const LABEL_BOX = [46, 16];     // px a label keeps clear around its centre
   // Read by the browser tests and handy in the console.
   const info = dcm.orientation = { ready: false, land: 0, places: 0, labels: 0,
-    basemap: null, errors: [] };
+    basemap: null, vector: null, errors: [] };
 
   map.createPane('orientation').style.zIndex = 250;        // under every data layer
   const labelPane = map.createPane('orientation-labels');  // over outages, under cells
@@ -25,7 +25,7 @@
   const labels = L.layerGroup().addTo(map);
   let loaded = null;              // { bounds, zoom } of the data drawn
   let places = [];                // [{ name, population, latlng }], largest first
-  let rasterBasemap = false;
+  let ownBasemap = false;         // a basemap with its own coast and names is drawn
   let credited = false;
 
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -33,7 +33,7 @@
 
   function landStyle() {
     // Over a basemap of its own the 1:10m coast only hints where the land is.
-    return rasterBasemap
+    return ownBasemap
       ? { color: '#4d6b7d', weight: 1, opacity: 0.5, dashArray: '4 4', fill: false,
         className: 'dcm-coast' }
       : { color: '#7a96a8', weight: 1.2, fillColor: '#f4f1ea', fillOpacity: 1,
@@ -43,7 +43,7 @@
   // Largest places first; a label that would overlap one already placed is left out.
   function placeLabels() {
     labels.clearLayers();
-    if (rasterBasemap) { info.labels = 0; return; }
+    if (ownBasemap) { info.labels = 0; return; }
     const taken = [];
     const view = map.getBounds().pad(0.1);
     for (const p of places) {
@@ -114,8 +114,19 @@
     info.ready = true;
   }
 
-  // The offline basemap: raster tiles become a tile layer under everything; vector
-  // tiles are served for other clients (QGIS, MapLibre) but this map cannot draw them.
+  // vectortiles.js, fetched only when the basemap holds vector tiles.
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = src;
+      s.onload = resolve;
+      s.onerror = () => reject(new Error(`cannot load ${src}`));
+      document.head.appendChild(s);
+    });
+  }
+
+  // The offline basemap under everything: raster tiles as images, vector tiles (MVT)
+  // drawn on canvas by vectortiles.js.
   async function addBasemap() {
     if (!cfg.basemap_tiles) return;
     try {
@@ -123,13 +134,25 @@
       if (!r.ok) throw new Error(`${r.status} ${cfg.basemap_tiles}`);
       const tj = await r.json();
       info.basemap = tj.format;
-      if (!['png', 'jpg', 'webp', 'avif'].includes(tj.format)) return;
-      const opts = { minZoom: tj.minzoom, maxZoom: 22, maxNativeZoom: tj.maxzoom,
-        attribution: tj.attribution ? esc(tj.attribution) : 'Offline basemap' };
-      if (tj.bounds) opts.bounds = L.latLngBounds([tj.bounds[1], tj.bounds[0]],
+      const attribution = tj.attribution ? esc(tj.attribution) : 'Offline basemap';
+      const bounds = tj.bounds && L.latLngBounds([tj.bounds[1], tj.bounds[0]],
         [tj.bounds[3], tj.bounds[2]]);
-      L.tileLayer(`${API}/basemap/{z}/{x}/{y}.${tj.format}`, opts).addTo(map);
-      rasterBasemap = true;
+      const url = `${API}/basemap/{z}/{x}/{y}.${tj.format}`;
+      if (tj.format === 'pbf' && cfg.basemap_script) {
+        await loadScript(cfg.basemap_script);
+        const layer = new dcm.vectorTiles.VectorBasemap(url, { attribution, maxZoom: 22,
+          archiveMinZoom: tj.minzoom, archiveMaxZoom: tj.maxzoom, bounds });
+        info.vector = layer.stats;
+        dcm.basemapLayer = layer;
+        layer.addTo(map);
+      } else if (['png', 'jpg', 'webp', 'avif'].includes(tj.format)) {
+        const opts = { minZoom: tj.minzoom, maxZoom: 22, maxNativeZoom: tj.maxzoom, attribution };
+        if (bounds) opts.bounds = bounds;
+        L.tileLayer(url, opts).addTo(map);
+      } else {
+        return;
+      }
+      ownBasemap = true;
       land.eachLayer((l) => l.setStyle && l.setStyle(landStyle()));
       placeLabels();
     } catch (err) {
