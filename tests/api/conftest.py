@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 import uvicorn
@@ -74,6 +75,19 @@ def running_server(factory: AppFactory) -> Iterator[str]:
         if process.is_alive():
             process.kill()
             process.join()
+
+
+@contextmanager
+def key_clients(base_url: str, tokens: dict[str, str]) -> Iterator[dict[str, httpx.Client]]:
+    """One HTTP client per API key name (``tokens``: name -> key), plus ``anonymous``."""
+    made = {"anonymous": httpx.Client(base_url=base_url, timeout=60)}
+    for name, token in tokens.items():
+        made[name] = httpx.Client(base_url=base_url, timeout=60, headers={"X-API-Key": token})
+    try:
+        yield made
+    finally:
+        for client in made.values():
+            client.close()
 
 
 @pytest.fixture(scope="module")

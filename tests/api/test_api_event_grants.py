@@ -16,7 +16,7 @@ import pytest
 from dcm.api import create_app
 from dcm.store import Principal, open_store
 
-from .conftest import populated_copy
+from .conftest import key_clients, populated_copy
 
 EVENT = "stvincent"
 ITEMS = f"/collections/{EVENT}-measurements/items"
@@ -48,13 +48,8 @@ def base_url(serve, store_copy) -> str:
 
 @pytest.fixture(scope="module")
 def clients(base_url: str, store_copy) -> Iterator[dict[str, httpx.Client]]:
-    _, tokens = store_copy
-    made = {"anonymous": httpx.Client(base_url=base_url, timeout=60)}
-    for name, token in tokens.items():
-        made[name] = httpx.Client(base_url=base_url, timeout=60, headers={"X-API-Key": token})
-    yield made
-    for client in made.values():
-        client.close()
+    with key_clients(base_url, store_copy[1]) as made:
+        yield made
 
 
 def _upload(client: httpx.Client, name: str, prefix: str, *, seed: int) -> set[str]:
