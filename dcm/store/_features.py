@@ -4,7 +4,8 @@ builder (:func:`build`), GeoJSON Feature dicts out.
 Every query carries the access rules: dataset visibility for raw layers (measurements,
 areas, hazard), the k-anonymity threshold on grid and coverage hexes, and the device
 column only for admins. Bbox filters use the R*Tree (SQLite measurements), bbox columns
-(SQLite polygons) or the PostGIS GiST indexes (``geom && ST_MakeEnvelope``).
+(SQLite polygons) or the PostGIS GiST indexes (``geom && ST_MakeEnvelope``, built with
+GeoAlchemy2 from the geometry described in :mod:`dcm.store.postgis`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from dcm.errors import NotFound, ParameterError
+from dcm.store import postgis
 from dcm.store._db import FID_FORMAT, to_ts, ts_text
 from dcm.store.migrations import rtree_name
 from dcm.store.models import CELL_STATUS_STORED, COLLECTION_KINDS
@@ -60,6 +63,11 @@ class Query:
         self.params[name] = value
         return f":{name}"
 
+    def parameter(self, value: Any) -> sa.BindParameter[Any]:
+        """:meth:`bind` for a SQLAlchemy expression: the bound parameter itself."""
+        name = self.bind(value)[1:]
+        return sa.bindparam(name, value)
+
     def add(self, clause: str) -> None:
         """AND a condition (its values bound with :meth:`bind`)."""
         self.where.append(clause)
@@ -92,11 +100,6 @@ def _parse_fid_time(text: str) -> str:
         return ts_text(pd.Timestamp(pd.to_datetime(text, format=FID_FORMAT, utc=True)))  # type: ignore[return-value]
     except ValueError as exc:
         raise NotFound(f"no feature with time {shown_id(text)}") from exc
-
-
-def _envelope(q: Query, bbox: BBox) -> str:
-    """PostGIS box of ``bbox`` (WGS84), its corners bound as parameters of ``q``."""
-    return f"ST_MakeEnvelope({', '.join(q.bind(float(v)) for v in bbox)}, 4326)"
 
 
 def _bbox_polygons(q: Query, alias: str, bbox: BBox) -> None:
@@ -569,7 +572,8 @@ def build(
     elif bbox is not None:
         g = layer.geometry_alias
         if store.db.is_pg:
-            q.add(f"{g}.geom && {_envelope(q, bbox)}")
+            table = "hexes" if layer.geometry == "hex" else layer.table
+            q.add(postgis.sql(postgis.bbox_filter(table, g, bbox, q.parameter)))
             q.spatial = layer.measurements
         elif layer.geometry == "point":
             _bbox_points(q, g, bbox)
