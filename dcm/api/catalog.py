@@ -240,7 +240,7 @@ class StoreCatalog:
             event = collection_id.removesuffix(f"-{kind}")
             if event != collection_id and event:
                 try:
-                    name: str = self._store.get_event(event).name
+                    name: str = self._store.event_name(event)
                 except NotFound:
                     break
                 return self._make(name, kind)

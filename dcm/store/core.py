@@ -50,7 +50,8 @@ class Store(
         self.db = db
         self.backend = db.backend
         self.settings = settings
-        self._event_ids: dict[str | int, int] = {}
+        #: (id, name) of events asked for by name or id: events are never renamed or deleted.
+        self._event_keys: dict[str | int, tuple[int, str]] = {}
         self._population: dict[int, tuple[int, pd.DataFrame]] = {}
         self._extents: dict[tuple[Any, ...], tuple[BBox | None, Interval]] = {}
 

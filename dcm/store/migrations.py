@@ -5,7 +5,8 @@ programmatically (no ``alembic.ini``), and records each in ``schema_version`` as
 
 Each step is DDL written once with type placeholders (``{pk}``, ``{ts}``, ``{real}``,
 ``{bigint}``, ``{blob}``) filled per backend. On PostgreSQL each geometry table also gets a
-PostGIS ``geom`` column generated from the stored GeoJSON (or lon/lat) with a GiST index;
+PostGIS ``geom`` column generated from the stored GeoJSON (or lon/lat) with a GiST index
+(described for SQLAlchemy with GeoAlchemy2 in :mod:`dcm.store.postgis`);
 on SQLite, bbox columns (polygons) and an R*Tree (measurement points) do that job. The
 per-measurement ``h3`` column (resolution 10) lets coarser grids be counted with
 ``h3`` parents without touching coordinates.

@@ -285,3 +285,27 @@ def test_outage_tier_and_cell_silence_in_the_layers(store: Store, admin: Princip
     assert status["silence_h_needed"].dtype == "float64"
     assert status.set_index("cell")["silence_h_needed"].loc[1] == 7.5
     assert np.isnan(status.set_index("cell")["silence_h_needed"].loc[2])
+
+
+def test_event_names_are_found_once(
+    store: Store, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API finds a collection's event by name on every request: after the first
+    lookup the name and id come from the store's cache, without a query."""
+    event = store.create_event("cached", start=START, principal=admin)
+    with pytest.raises(NotFound):
+        store.event_name("missing")
+    assert store.event_name("cached") == "cached"
+    assert store.event_name(str(event.id)) == "cached"
+    assert store.event_id("cached") == event.id
+
+    def no_query(*args: object, **kwargs: object) -> None:
+        raise AssertionError("queried the database")
+
+    monkeypatch.setattr(store.db, "one", no_query)
+    monkeypatch.setattr(store.db, "query", no_query)
+    assert store.event_name("cached") == "cached"
+    assert store.event_name(str(event.id)) == "cached"
+    assert store.event_id("cached") == event.id
+    with pytest.raises(AssertionError):
+        store.event_name("missing")  # not found before: asked again

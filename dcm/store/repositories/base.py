@@ -96,7 +96,7 @@ class Repository:
     db: Database
     backend: str  #: ``"sqlite"`` or ``"postgresql"``
     settings: Settings
-    _event_ids: dict[str | int, int]
+    _event_keys: dict[str | int, tuple[int, str]]
     _population: dict[int, tuple[int, pd.DataFrame]]
     _extents: dict[tuple[Any, ...], tuple[BBox | None, Interval]]
 
@@ -108,6 +108,8 @@ class Repository:
         def device_secret(self) -> str: ...
 
         def event_id(self, event: str | int | Event) -> int: ...
+
+        def event_name(self, event: str | int | Event) -> str: ...
 
         def get_event(self, event: str | int | Event) -> Event: ...
 

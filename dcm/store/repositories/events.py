@@ -112,10 +112,20 @@ class EventRepository(Repository):
         """Numeric id of an event given by name, id or record (NotFound otherwise)."""
         if isinstance(event, Event):
             return event.id
-        cached = self._event_ids.get(event)
+        return self._event_key(event)[0]
+
+    def event_name(self, event: str | int | Event) -> str:
+        """Name of an event given by name, id or record (NotFound otherwise)."""
+        if isinstance(event, Event):
+            return event.name
+        return self._event_key(event)[1]
+
+    def _event_key(self, event: str | int) -> tuple[int, str]:
+        # Events are never renamed or deleted: once found, (id, name) stay true.
+        cached = self._event_keys.get(event)
         if cached is None:
-            cached = self.get_event(event).id
-            self._event_ids[event] = cached
+            found = self.get_event(event)
+            cached = self._event_keys[event] = (found.id, found.name)
         return cached
 
     def list_events(self) -> list[Event]:
