@@ -409,9 +409,22 @@ def _cells_serving(
     disc_of = pd.factorize(pd.MultiIndex.from_arrays([site, reach]))[0]
     uniq = np.unique(disc_of, return_index=True)[1]
     discs = _discs(coverage.lon[site[uniq]], coverage.lat[site[uniq]], reach[uniq])
-    part, row = shapely.STRtree(discs[disc_of]).query(geoms)
+    # Candidate pairs window by window: a tree of the window's discs, queried by the
+    # window's parts (one tree of all windows would pair every window with every other).
+    off_col = off["col"].to_numpy()
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for w in np.unique(col).tolist():
+        rows = np.flatnonzero(off_col == w)
+        parts = np.flatnonzero(col == w)
+        if rows.size and parts.size:
+            p, r = shapely.STRtree(discs[disc_of[rows]]).query(geoms[parts])
+            found.append((parts[p], rows[r]))
+    if not found:
+        return out
+    part = np.concatenate([p for p, _ in found])
+    row = np.concatenate([r for _, r in found])
     net = off["net"].to_numpy()[row]
-    same = (off["col"].to_numpy()[row] == col[part]) & ((layer[part] < 0) | (layer[part] == net))
+    same = (layer[part] < 0) | (layer[part] == net)
     part, row = part[same], row[same]
     disc = disc_of[row]
     meets = _intersects_once(geoms, part, object_ids(geoms)[part], discs, disc, disc)
