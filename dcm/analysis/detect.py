@@ -163,18 +163,12 @@ def detect(
         params,
         hazard_rank=site_hazard_rank(baseline.sites, hazard),
     )
+    # Large (places × windows) arrays go as soon as their last reader is done.
+    for name in ("act_obs", "act_exp", "named_ok"):
+        grid_ev.pop(name)
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
-    for name in (
-        "span_expected",
-        "span_fails",
-        "recent_ok",
-        "ok_age",
-        "llr",
-        "act_obs",
-        "act_exp",
-        "named_ok",
-    ):
-        grid_ev.pop(name, None)  # large (places × windows) arrays no longer needed
+    for name in ("span_expected", "span_fails", "ok_age", "llr"):
+        grid_ev.pop(name)
     for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
         grid_ev[name] = grid_ev[name].astype("float32")  # halves what stays in memory
     cell_ev = _cell_evidence(
@@ -347,18 +341,23 @@ def _grid_evidence(
     ev = trailing_evidence(
         ok, fail, expected, fail_after_ok=fail_after, share_after_ok=share_after, span=span
     )
+    # Only what the log-likelihood ratios and the states read stays: its temporaries
+    # are the largest of the judging step.
+    span_expected, span_fails, ok_now = ev.expected, ev.fails, ev.ok_now
+    del ev, fail_after, share_after
     fail_share = keys["fail_share"].to_numpy()[:, None]
     llr = (
-        np.where(ev.ok_now, np.log(params.ok_when_down), 0.0)
+        np.where(ok_now, np.log(params.ok_when_down), 0.0)
         + silence_llr(
-            ev.expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
+            span_expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
         )
         + failure_llr(
-            np.minimum(ev.fails, params.max_fail_reports),
-            ev.expected * activity_mean(act_obs, act_exp, params.dispersion),
+            np.minimum(span_fails, params.max_fail_reports),
+            span_expected * activity_mean(act_obs, act_exp, params.dispersion),
             fail_share,
         )
     )
+    del ok_now
     cols = np.arange(n_win, dtype="int32")[None, :]
     last_ok_win = np.maximum.accumulate(np.where(ok > 0, cols, np.int32(-(10**6))), axis=1)
     ok_age = np.subtract(cols, last_ok_win, out=last_ok_win)
@@ -367,9 +366,8 @@ def _grid_evidence(
         "named_ok": named,
         "fail": fail,
         "expected": expected,
-        "span_expected": ev.expected,
-        "span_fails": ev.fails,
-        "recent_ok": ev.recent_ok,
+        "span_expected": span_expected,
+        "span_fails": span_fails,
         "llr": llr,
         "ok_age": ok_age,
         "fail_share": fail_share,
@@ -965,29 +963,30 @@ def _grid_frame(
     hex_of_key = keys["hex"].to_numpy()
     network = keys["network"].to_numpy()
     all_state, all_p = all_layer  # all_network_state of state and p
-    # Per network: key rows; "all": hex rows. Each is a (places × windows) table of
-    # the columns below, and a mask of the rows kept.
+    # Per network: key rows of the full (keys × windows) arrays, read at column
+    # cols[j] (no copies of the reported windows); "all": hex rows, reported windows.
     net_rows = {
-        "expected_count": ev["expected"][:, cols],
-        "ok_count": ev["ok"][:, cols],
-        "fail_count": ev["fail"][:, cols],
-        "state": ev["state"][:, cols],
-        "p_down": ev["p"][:, cols],
+        "expected_count": ev["expected"],
+        "ok_count": ev["ok"],
+        "fail_count": ev["fail"],
+        "state": ev["state"],
+        "p_down": ev["p"],
     }
     all_rows = {
         "expected_count": ev["exp_hex"][:, cols],
         "observed_count": ev["obs_hex"][:, cols],
-        "ok_count": rows_to_groups(hex_of_key, ev["exp_hex"].shape[0]) @ net_rows["ok_count"],
+        "ok_count": rows_to_groups(hex_of_key, ev["exp_hex"].shape[0]) @ ev["ok"][:, cols],
         "state": all_state,
         "p_down": all_p,
     }
     all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
-    net_rows["observed_count"] = net_rows["ok_count"] + net_rows["fail_count"]
-    keep_net = (
-        (net_rows["expected_count"] >= 0.05)
-        | (net_rows["observed_count"] > 0)
-        | (net_rows["state"] == DOWN)
-    )
+    keep_net = np.empty((len(keys), cols.size), dtype=bool)
+    for j, w in enumerate(cols.tolist()):
+        keep_net[:, j] = (
+            (ev["expected"][:, w] >= 0.05)
+            | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
+            | (ev["state"][:, w] == DOWN)
+        )
     keep_all = (
         (all_rows["expected_count"] >= 0.05)
         | (all_rows["observed_count"] > 0)
@@ -1012,12 +1011,13 @@ def _grid_frame(
     h3 = np.empty(n, dtype="int32")
     net = np.empty(n, dtype="int16")
     col = np.empty(n, dtype="int32")
-    for j in range(cols.size):
+    for j, w in enumerate(cols.tolist()):
         a, b = int(net_end[j] - n_net[j]), int(net_end[j])
         r = np.flatnonzero(keep_net[:, j])
         h3[a:b], net[a:b], col[a:b] = hex_of_key[r], network[r], j
         for name, values in net_rows.items():
-            out[name][a:b] = values[r, j]
+            out[name][a:b] = values[r, w]
+        out["observed_count"][a:b] = ev["ok"][r, w] + ev["fail"][r, w]
         a, b = int(all_end[j] - n_all[j]), int(all_end[j])
         r = np.flatnonzero(keep_all[:, j])
         h3[a:b], net[a:b], col[a:b] = r, len(baseline.networks), j
