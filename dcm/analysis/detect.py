@@ -826,7 +826,7 @@ def _no_server_probability(
     cap = pd.concat(pairs, ignore_index=True).groupby(["key", "site"], as_index=False)["w0"].min()
     log_p = np.log(np.clip(site["p"], 1e-12, 1.0))
     contrib = log_p[cap["site"].to_numpy()]
-    contrib[np.arange(n_win)[None, :] < cap["w0"].to_numpy()[:, None]] = 0.0
+    contrib *= np.arange(n_win)[None, :] >= cap["w0"].to_numpy()[:, None]
     # Only the grid cells with a server: each row of a sparse product is its own sum.
     has, key = np.unique(cap["key"].to_numpy(), return_inverse=True)
     out = np.empty((n_key, n_win))
