@@ -369,10 +369,10 @@ def _merge(
     _, label = connected_components(graph, directed=False)
     out: list[tuple[shapely.Geometry, float]] = []
     for members in _groups(label, np.arange(n)):
-        mean_p = float(np.mean([p[k] for k in members]))
         if members.size == 1:
-            out.append((geoms[members[0]], mean_p))
+            out.append((geoms[members[0]], float(p[members[0]])))  # its own mean
             continue
+        mean_p = float(np.mean([p[k] for k in members]))
         key = ("merge", tuple(id(geoms[k]) for k in members))
         if key not in cache:
             merged = shapely.union_all([geoms[k] for k in members])

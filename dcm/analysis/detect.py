@@ -19,7 +19,7 @@ from scipy import sparse
 from scipy.special import expit, logit
 
 from dcm.analysis.baseline import Baseline
-from dcm.analysis.counts import CellContext, EventCounts, WindowCounts
+from dcm.analysis.counts import NO_TS, CellContext, EventCounts, WindowCounts
 from dcm.analysis.coverage import CoverageInput, local_xy, rolling_max
 from dcm.analysis.evidence import (
     activity_mean,
@@ -163,9 +163,12 @@ def detect(
         params,
         hazard_rank=site_hazard_rank(baseline.sites, hazard),
     )
+    # Large (places × windows) arrays go as soon as their last reader is done.
+    for name in ("act_obs", "act_exp", "named_ok"):
+        grid_ev.pop(name)
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
-    for name in ("span_expected", "span_fails", "recent_ok", "ok_age", "llr", "act_obs", "act_exp"):
-        grid_ev.pop(name, None)  # large (places × windows) arrays no longer needed
+    for name in ("span_expected", "span_fails", "ok_age", "llr"):
+        grid_ev.pop(name)
     for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
         grid_ev[name] = grid_ev[name].astype("float32")  # halves what stays in memory
     cell_ev = _cell_evidence(
@@ -176,7 +179,6 @@ def detect(
     all_layer = all_network_state(
         keys, grid_ev["state"][:, out_cols], grid_ev["p"][:, out_cols], pairs
     )
-    grid = _grid_frame(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
     cell_windows = pd.DataFrame(
         {
             "cell": np.repeat(np.arange(len(baseline.cells)), out_cols.size),
@@ -205,6 +207,10 @@ def detect(
         previous=previous,
         all_layer=all_layer,
     )
+    # The grid rows last: the largest frame is built when the site, cell and coverage
+    # arrays are gone.
+    del site_ev, cell_ev, coverage
+    grid = _grid_frame(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
     vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
     stats = {
         "event_measurements": float(counts.rows),
@@ -286,27 +292,29 @@ def _grid_evidence(
     named = dense("named")
     fail = dense("fail")
 
-    # Time of the last ok report in each (key, window): failures before it are stale.
-    last_ok_ts = np.full(size, np.iinfo("int64").min, dtype="int64")
-    with_ok = g["ok"].to_numpy() > 0
-    last_ok_ts[flat[with_ok]] = g["last_ok"].to_numpy()[with_ok]
+    # Share of each (key, window) after its last ok report: failures before it are
+    # stale. Written where the window has an ok report (one counted row per key and
+    # window), zero elsewhere.
     fail_after = dense("fail_after")
     win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
-    share_flat = np.zeros(size)
-    has_ok = last_ok_ts > np.iinfo("int64").min
-    share_flat[has_ok] = (np.tile(win_end, n_key)[has_ok] - last_ok_ts[has_ok]) / win.value
-    share_after = np.clip(share_flat, 0.0, 1.0).reshape(n_key, n_win)
+    last_ok = g["last_ok"].to_numpy()
+    with_ok = (g["ok"].to_numpy() > 0) & (last_ok > NO_TS)
+    share_after = np.zeros(size)
+    share_after[flat[with_ok]] = (
+        win_end[g["w"].to_numpy()[with_ok]] - last_ok[with_ok]
+    ) / win.value
+    share_after = np.clip(share_after, 0.0, 1.0, out=share_after).reshape(n_key, n_win)
 
     profile = _window_profile(baseline, windows, win)
-    expected0 = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
+    expected = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
     volume = volume_factor(
         ok + fail,
-        expected0,
+        expected,
         ok,
         span=params.volume_windows,
         min_expected=params.volume_min_expected,
     )
-    expected = expected0 * volume[None, :]
+    expected *= volume[None, :]
 
     # Activity of the place (all networks, all statuses, plus reports without a network).
     hex_of_key = keys["hex"].to_numpy()
@@ -323,36 +331,43 @@ def _grid_evidence(
     span = params.span_windows
     # Activity seen by the *other* networks (and this network's failure reports): the
     # network's own silence is what is being judged, so it must not explain itself.
-    act_obs = np.maximum(window_sums(obs_hex, span)[hex_of_key] - window_sums(ok, span), 0.0)
-    act_exp = np.maximum(window_sums(exp_hex, span)[hex_of_key] - window_sums(expected, span), 0.0)
+    act_obs = window_sums(obs_hex, span)[hex_of_key]
+    act_obs -= window_sums(ok, span)
+    act_obs = np.maximum(act_obs, 0.0, out=act_obs)
+    act_exp = window_sums(exp_hex, span)[hex_of_key]
+    act_exp -= window_sums(expected, span)
+    act_exp = np.maximum(act_exp, 0.0, out=act_exp)
 
     ev = trailing_evidence(
         ok, fail, expected, fail_after_ok=fail_after, share_after_ok=share_after, span=span
     )
+    # Only what the log-likelihood ratios and the states read stays: its temporaries
+    # are the largest of the judging step.
+    span_expected, span_fails, ok_now = ev.expected, ev.fails, ev.ok_now
+    del ev, fail_after, share_after
     fail_share = keys["fail_share"].to_numpy()[:, None]
     llr = (
-        np.where(ev.ok_now, np.log(params.ok_when_down), 0.0)
+        np.where(ok_now, np.log(params.ok_when_down), 0.0)
         + silence_llr(
-            ev.expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
+            span_expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
         )
         + failure_llr(
-            np.minimum(ev.fails, params.max_fail_reports),
-            ev.expected * activity_mean(act_obs, act_exp, params.dispersion),
+            np.minimum(span_fails, params.max_fail_reports),
+            span_expected * activity_mean(act_obs, act_exp, params.dispersion),
             fail_share,
         )
     )
-    last_ok_win = np.maximum.accumulate(
-        np.where(ok > 0, np.arange(n_win)[None, :], -(10**6)), axis=1
-    )
-    ok_age = np.arange(n_win)[None, :] - last_ok_win
+    del ok_now
+    cols = np.arange(n_win, dtype="int32")[None, :]
+    last_ok_win = np.maximum.accumulate(np.where(ok > 0, cols, np.int32(-(10**6))), axis=1)
+    ok_age = np.subtract(cols, last_ok_win, out=last_ok_win)
     return {
         "ok": ok,
         "named_ok": named,
         "fail": fail,
         "expected": expected,
-        "span_expected": ev.expected,
-        "span_fails": ev.fails,
-        "recent_ok": ev.recent_ok,
+        "span_expected": span_expected,
+        "span_fails": span_fails,
         "llr": llr,
         "ok_age": ok_age,
         "fail_share": fail_share,
@@ -453,10 +468,15 @@ def _takeover(
         cum = cumulative(np.clip(per, 0.0, cap))
         rows = np.arange(s.size)[:, None]
         seen = cum[rows, stop[s]] - cum[rows, start[s]]
-        llr = takeover_llr(
-            seen,
-            named[lo : lo + block, None],
-            np.maximum(total[lo : lo + block, None], named[lo : lo + block, None]),
+        # Only (pair, window)s with reports naming other sites carry evidence (the
+        # llr of none is 0): the special functions run on those alone.
+        r, c = np.nonzero(seen > 0)
+        nb = named[lo : lo + block]
+        llr = np.zeros(seen.shape)
+        llr[r, c] = takeover_llr(
+            seen[r, c],
+            nb[r],
+            np.maximum(total[lo : lo + block], nb)[r],
             prior=params.takeover_prior,
         )
         first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
@@ -807,16 +827,19 @@ def _no_server_probability(
         pairs.append(sighted)
     cap = pd.concat(pairs, ignore_index=True).groupby(["key", "site"], as_index=False)["w0"].min()
     log_p = np.log(np.clip(site["p"], 1e-12, 1.0))
-    contrib = log_p[cap["site"].to_numpy()] * (
-        np.arange(n_win)[None, :] >= cap["w0"].to_numpy()[:, None]
-    )
-    total = rows_to_groups(cap["key"].to_numpy(), n_key) @ contrib
-    has = np.zeros(n_key, dtype=bool)
-    has[cap["key"].to_numpy()] = True
+    contrib = log_p[cap["site"].to_numpy()]
+    contrib *= np.arange(n_win)[None, :] >= cap["w0"].to_numpy()[:, None]
+    # Only the grid cells with a server: each row of a sparse product is its own sum.
+    has, key = np.unique(cap["key"].to_numpy(), return_inverse=True)
+    out = np.empty((n_key, n_win))
+    out[has] = np.exp(rows_to_groups(key, has.size) @ contrib)
     # Grid cells without a strong baseline server fall back to the share-weighted mean.
-    coverage = np.asarray(share.sum(axis=1)).ravel()
-    mean = (share @ site["p"]) / np.maximum(coverage, 1e-12)[:, None]
-    return np.where(has[:, None], np.exp(total), mean)
+    rest = np.ones(n_key, dtype=bool)
+    rest[has] = False
+    rest = np.flatnonzero(rest)
+    coverage = np.asarray(share[rest].sum(axis=1)).ravel()
+    out[rest] = (share[rest] @ site["p"]) / np.maximum(coverage, 1e-12)[:, None]
+    return out
 
 
 def _grid_states(
@@ -840,18 +863,25 @@ def _grid_states(
     known = (share @ site["known"].astype("float64")) / np.maximum(coverage, 1e-12)[:, None]
     ok_recent = ev["ok_age"] < params.ok_memory_windows
     eps = 1e-6
-    by_site = logit(np.clip(p_server, eps, 1 - eps)) + np.where(
-        ok_recent, np.log(params.ok_when_down), 0.0
-    )
+    # Work arrays are (places × windows): updated in place, not copied per step.
+    by_site = np.clip(p_server, eps, 1 - eps, out=p_server)
+    by_site = logit(by_site, out=by_site)
+    by_site += np.where(ok_recent, np.log(params.ok_when_down), 0.0)
     llr = ev["llr"]
     clipped = np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
     support = _neighbour_matrix(keys, pairs) @ clipped
+    del clipped
+    support *= params.neighbour_weight
     # Grid cells without known sites: the event's overall learned rate as prior.
-    own = logit(site["rate"])[None, :] + llr + params.neighbour_weight * support
+    p = np.add(logit(site["rate"])[None, :], llr)
+    p += support
+    del support
     has_sites = (coverage >= 0.5)[:, None]
-    p = expit(np.where(has_sites, by_site, own))
+    np.copyto(p, by_site, where=has_sites)
+    del by_site
+    p = expit(p, out=p)
     served = keys["served"].to_numpy()[:, None]
-    p = np.where(served, p, np.minimum(p, params.prior_down))
+    np.minimum(p, params.prior_down, out=p, where=~served)
     informed = np.where(
         has_sites,
         known >= 0.5,
@@ -928,54 +958,86 @@ def _grid_frame(
     and ``state`` are categoricals (string values, compact for millions of rows).
     """
     starts = windows[cols]
-    expected = ev["expected"][:, cols]
-    ok = ev["ok"][:, cols]
-    fail = ev["fail"][:, cols]
-    state = ev["state"][:, cols]
-    p = ev["p"][:, cols]
     hex_strings = to_strings(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
     hex_cat = pd.CategoricalDtype(pd.Index(hex_strings))
     net_cat = pd.CategoricalDtype([*baseline.networks, ALL_NETWORKS])
     state_cat = pd.CategoricalDtype(list(STATE_CODES))
-    keep = (expected >= 0.05) | (ok + fail > 0) | (state == DOWN)
-    c, r = np.nonzero(keep.T)  # window-major order
-    del keep
     hex_of_key = keys["hex"].to_numpy()
+    network = keys["network"].to_numpy()
     all_state, all_p = all_layer  # all_network_state of state and p
-    exp_hex = ev["exp_hex"][:, cols]
-    obs_hex = ev["obs_hex"][:, cols]
-    hc, hr = np.nonzero(((exp_hex >= 0.05) | (obs_hex > 0) | (all_state != NO_DATA)).T)
-    hex_ok = rows_to_groups(hex_of_key, exp_hex.shape[0]) @ ok
-
-    def both(per_net: np.ndarray, all_rows: np.ndarray) -> np.ndarray:
-        # Per-network rows first, then the "all" rows: one frame, no concat copy.
-        return np.concatenate([per_net, all_rows])
-
-    col = both(c, hc)
+    # Per network: key rows of the full (keys × windows) arrays, read at column
+    # cols[j] (no copies of the reported windows); "all": hex rows, reported windows.
+    net_rows = {
+        "expected_count": ev["expected"],
+        "ok_count": ev["ok"],
+        "fail_count": ev["fail"],
+        "state": ev["state"],
+        "p_down": ev["p"],
+    }
+    all_rows = {
+        "expected_count": ev["exp_hex"][:, cols],
+        "observed_count": ev["obs_hex"][:, cols],
+        "ok_count": rows_to_groups(hex_of_key, ev["exp_hex"].shape[0]) @ ev["ok"][:, cols],
+        "state": all_state,
+        "p_down": all_p,
+    }
+    all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
+    keep_net = np.empty((len(keys), cols.size), dtype=bool)
+    for j, w in enumerate(cols.tolist()):
+        keep_net[:, j] = (
+            (ev["expected"][:, w] >= 0.05)
+            | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
+            | (ev["state"][:, w] == DOWN)
+        )
+    keep_all = (
+        (all_rows["expected_count"] >= 0.05)
+        | (all_rows["observed_count"] > 0)
+        | (all_state != NO_DATA)
+    )
+    # The per-network rows (window by window), then the "all" rows (window by window).
+    # Columns are filled one window at a time into arrays of their final size: no
+    # index arrays over all rows, no concatenated or cast copies.
+    n_net, n_all = keep_net.sum(axis=0), keep_all.sum(axis=0)
+    net_end = np.cumsum(n_net)
+    all_end = int(net_end[-1]) + np.cumsum(n_all) if cols.size else np.zeros(0, "int64")
+    n = int(all_end[-1]) if cols.size else 0
+    dtypes = {
+        "expected_count": "float64",
+        "observed_count": "int64",
+        "ok_count": "int64",
+        "fail_count": "int64",
+        "state": "int8",
+        "p_down": "float64",
+    }
+    out = {name: np.empty(n, dtype=dtype) for name, dtype in dtypes.items()}
+    h3 = np.empty(n, dtype="int32")
+    net = np.empty(n, dtype="int16")
+    col = np.empty(n, dtype="int32")
+    for j, w in enumerate(cols.tolist()):
+        a, b = int(net_end[j] - n_net[j]), int(net_end[j])
+        r = np.flatnonzero(keep_net[:, j])
+        h3[a:b], net[a:b], col[a:b] = hex_of_key[r], network[r], j
+        for name, values in net_rows.items():
+            out[name][a:b] = values[r, w]
+        out["observed_count"][a:b] = ev["ok"][r, w] + ev["fail"][r, w]
+        a, b = int(all_end[j] - n_all[j]), int(all_end[j])
+        r = np.flatnonzero(keep_all[:, j])
+        h3[a:b], net[a:b], col[a:b] = r, len(baseline.networks), j
+        for name, values in all_rows.items():
+            out[name][a:b] = values[r, j]
+    del net_rows, all_rows
     return pd.DataFrame(
         {
-            "h3": pd.Categorical.from_codes(both(hex_of_key[r], hr), dtype=hex_cat),
-            "network": pd.Categorical.from_codes(
-                both(keys["network"].to_numpy()[r], np.full(hr.size, len(baseline.networks))),
-                dtype=net_cat,
-            ),
+            "h3": pd.Categorical.from_codes(h3, dtype=hex_cat),
+            "network": pd.Categorical.from_codes(net, dtype=net_cat),
             "window_start": starts[col],
             "window_end": starts[col] + win,
-            "expected_count": both(
-                expected[r, c].astype("float64"), exp_hex[hr, hc].astype("float64")
-            ),
-            "observed_count": both(
-                (ok[r, c] + fail[r, c]).astype("int64"), obs_hex[hr, hc].astype("int64")
-            ),
-            "ok_count": both(ok[r, c].astype("int64"), hex_ok[hr, hc].astype("int64")),
-            "fail_count": both(
-                fail[r, c].astype("int64"), (obs_hex - hex_ok)[hr, hc].astype("int64")
-            ),
-            "state": pd.Categorical.from_codes(
-                both(state[r, c].astype("int64"), all_state[hr, hc].astype("int64")),
-                dtype=state_cat,
-            ),
-            "p_down": both(p[r, c].astype("float64"), all_p[hr, hc].astype("float64")),
+            "expected_count": out["expected_count"],
+            "observed_count": out["observed_count"],
+            "ok_count": out["ok_count"],
+            "fail_count": out["fail_count"],
+            "state": pd.Categorical.from_codes(out["state"], dtype=state_cat),
+            "p_down": out["p_down"],
         },
         copy=False,  # the columns are fresh arrays: no second copy of millions of rows
     )

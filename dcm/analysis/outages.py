@@ -409,9 +409,22 @@ def _cells_serving(
     disc_of = pd.factorize(pd.MultiIndex.from_arrays([site, reach]))[0]
     uniq = np.unique(disc_of, return_index=True)[1]
     discs = _discs(coverage.lon[site[uniq]], coverage.lat[site[uniq]], reach[uniq])
-    part, row = shapely.STRtree(discs[disc_of]).query(geoms)
+    # Candidate pairs window by window: a tree of the window's discs, queried by the
+    # window's parts (one tree of all windows would pair every window with every other).
+    off_col = off["col"].to_numpy()
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for w in np.unique(col).tolist():
+        rows = np.flatnonzero(off_col == w)
+        parts = np.flatnonzero(col == w)
+        if rows.size and parts.size:
+            p, r = shapely.STRtree(discs[disc_of[rows]]).query(geoms[parts])
+            found.append((parts[p], rows[r]))
+    if not found:
+        return out
+    part = np.concatenate([p for p, _ in found])
+    row = np.concatenate([r for _, r in found])
     net = off["net"].to_numpy()[row]
-    same = (off["col"].to_numpy()[row] == col[part]) & ((layer[part] < 0) | (layer[part] == net))
+    same = (layer[part] < 0) | (layer[part] == net)
     part, row = part[same], row[same]
     disc = disc_of[row]
     meets = _intersects_once(geoms, part, object_ids(geoms)[part], discs, disc, disc)
@@ -555,10 +568,17 @@ def track_outages(
     new["onset"] = new["window_start"]
     if previous is not None and len(previous) and len(new):
         prev = previous.reset_index(drop=True)
+        cache = overlaps if overlaps is not None else OverlapCache()
+        # Boxes first, then the same network, then whether they intersect: once per
+        # distinct pair of shapes (lasting outages bring the same pairs every window).
         tree = shapely.STRtree(prev.geometry.to_numpy())
-        new_idx, prev_idx = tree.query(new.geometry.to_numpy(), predicate="intersects")
+        new_idx, prev_idx = tree.query(new.geometry.to_numpy())
         same = new["network"].to_numpy()[new_idx] == prev["network"].to_numpy()[prev_idx]
         new_idx, prev_idx = new_idx[same], prev_idx[same]
+        meet = cache.intersects(
+            new.geometry.to_numpy()[new_idx], prev.geometry.to_numpy()[prev_idx]
+        )
+        new_idx, prev_idx = new_idx[meet], prev_idx[meet]
         a_geo = new.geometry.to_numpy()[new_idx]
         b_geo = prev.geometry.to_numpy()[prev_idx]
         # Where a new and a previous outage meet only each other, no ranking is needed:
@@ -566,7 +586,6 @@ def track_outages(
         alone = (np.bincount(new_idx, minlength=len(new))[new_idx] == 1) & (
             np.bincount(prev_idx, minlength=len(prev))[prev_idx] == 1
         )
-        cache = overlaps if overlaps is not None else OverlapCache()
         overlap = np.zeros(new_idx.size)
         overlap[alone] = cache.interiors_meet(a_geo[alone], b_geo[alone])
         # Others are ranked by overlap area, computed only where interiors meet
@@ -623,6 +642,7 @@ class OverlapCache:
         self._by_value: dict[tuple[bytes, float], int] = {}
         self._area: dict[tuple[int, int], float] = {}
         self._meet: dict[tuple[int, int], bool] = {}
+        self._intersects: dict[tuple[int, int], bool] = {}
 
     def _keys(self, geoms: np.ndarray) -> list[int]:
         """Value key of each geometry (equal keys: equal coordinates and precision)."""
@@ -657,6 +677,16 @@ class OverlapCache:
             self._pairs(a, b, self._area, lambda x, y: shapely.area(shapely.intersection(x, y))),
             dtype="float64",
         )
+
+    def intersects(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Whether ``a[i]`` and ``b[i]`` intersect, ``a`` prepared (as an STRtree query
+        with this predicate tests its input shapes)."""
+
+        def test(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            shapely.prepare(x)
+            return shapely.intersects(x, y)
+
+        return np.array(self._pairs(a, b, self._intersects, test), dtype=bool)
 
     def interiors_meet(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Whether the interiors of ``a[i]`` and ``b[i]`` meet."""

@@ -46,3 +46,23 @@ def test_overlap_cache_on_no_pairs() -> None:
     cache = OverlapCache()
     assert cache.areas(empty, empty).shape == (0,)
     assert cache.interiors_meet(empty, empty).dtype == bool
+
+
+def test_overlap_cache_intersects_as_a_tree_query_does() -> None:
+    # Two discs that overlap, one apart, and one that only touches: touching counts as
+    # intersecting, as STRtree.query(..., predicate="intersects") says.
+    a, b = _shapes()
+    touching = shapely.box(0.008, -0.001, 0.02, 0.001)
+    left = np.array([*a, shapely.box(-0.01, -0.01, 0.0, 0.01)], dtype=object)
+    right = np.array([*b, shapely.box(0.0, -0.01, 0.01, 0.01)], dtype=object)
+    cache = OverlapCache()
+    got = cache.intersects(left, right)
+    pairs = shapely.STRtree(right).query(left, predicate="intersects").T.tolist()
+    expected = [[i, i] in pairs for i in range(len(left))]
+    np.testing.assert_array_equal(got, expected)
+    assert got.tolist() == [True, False, False, True]
+    # Equal shapes as new objects in the next window: answered from the cache.
+    a2, b2 = _shapes()
+    np.testing.assert_array_equal(cache.intersects(a2, b2), got[:3])
+    assert len(cache._intersects) == 4
+    assert bool(cache.intersects(np.array([touching]), np.array([a[0]]))[0])
