@@ -485,21 +485,53 @@ def _takeover(
 
 
 def _siblings(baseline: Baseline, params: DetectionParams) -> tuple[np.ndarray, np.ndarray]:
-    """(site, sibling) pairs, both ways: sites of one network within ``params.sibling_m``
-    that share no radio. A mast carries one base station per radio, often kept as
-    separate sites (unrelated ids, positions estimated hundreds of metres apart); two
-    sites with a radio in common are two masts."""
+    """(site, sibling) pairs, both ways: sites of one network that share no radio and
+    stand within ``params.sibling_m`` of each other or serve the same places (baseline
+    footprints overlapping by at least ``params.sibling_overlap``, see
+    :func:`_footprint_overlap`). A mast carries one base station per radio, often kept
+    as separate sites (unrelated ids, positions estimated hundreds of metres or more
+    apart, each pulled toward where it is heard), and its radios serve the same grid
+    cells; two sites with a radio in common are two masts."""
     sites = baseline.sites
-    if params.sibling_m <= 0 or len(sites) < 2:
+    n = len(sites)
+    if params.sibling_m <= 0 or n < 2:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    near = _near_sites(sites, params.sibling_m).tocoo()
+    near = _near_sites(sites, params.sibling_m)
+    if params.sibling_overlap <= 1.0:
+        alike = _footprint_overlap(baseline.site_areas, n)
+        alike.data = (alike.data >= params.sibling_overlap).astype("float64")
+        near = near + alike
+    near = near.tocoo()
     network = sites["network"].to_numpy("int64")
     radio = pd.factorize(baseline.cells["radio"].astype("string").fillna(""))[0]
-    mask = np.zeros(len(sites), dtype=np.int64)
+    mask = np.zeros(n, dtype=np.int64)
     on = baseline.cell_site >= 0
     np.bitwise_or.at(mask, baseline.cell_site[on], np.left_shift(1, radio[on]).astype(np.int64))
-    keep = (network[near.row] == network[near.col]) & ((mask[near.row] & mask[near.col]) == 0)
+    keep = (
+        (near.data > 0)
+        & (near.row != near.col)
+        & (network[near.row] == network[near.col])
+        & ((mask[near.row] & mask[near.col]) == 0)
+    )
     return near.row[keep].astype(np.int64), near.col[keep].astype(np.int64)
+
+
+def _footprint_overlap(site_areas: pd.DataFrame, n_site: int) -> sparse.csr_matrix:
+    """Sparse (site × site): the Bhattacharyya coefficient of two sites' baseline
+    footprints, sum over grid cells of sqrt(a_h * b_h) where a_h is the share of site
+    a's sightings made in grid cell h (1: the same places in the same proportions, 0:
+    no place in common). Only pairs sharing a grid cell are stored."""
+    if len(site_areas) == 0:
+        return sparse.csr_matrix((n_site, n_site))
+    site = site_areas["site"].to_numpy()
+    _, col = np.unique(site_areas["h3"].to_numpy(), return_inverse=True)
+    count = site_areas["count"].to_numpy("float64")
+    total = np.bincount(site, weights=count, minlength=n_site)
+    root = sparse.csr_matrix(
+        (np.sqrt(count / np.maximum(total[site], 1e-12)), (site, col)),
+        shape=(n_site, int(col.max()) + 1),
+    )
+    return (root @ root.T).tocsr()
 
 
 def _site_evidence(

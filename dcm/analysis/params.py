@@ -105,6 +105,9 @@ class DetectionParams:
     #: A site silent since such a neighbour was last heard does not block the
     #: neighbour's outage once that neighbour is down: nothing says the mast serves.
     sibling_m: float = 500.0
+    #: ... or whose baseline footprints overlap at least this much (Bhattacharyya
+    #: coefficient; above 1: position only). One mast's radios serve the same places.
+    sibling_overlap: float = 0.5
     #: Coverage outages: a site counts as down when its p_offline reached ``p_down``
     #: in each of the last this many windows.
     coverage_confirm_windows: int = 1

@@ -273,7 +273,10 @@ def test_silent_sibling_of_a_down_site_does_not_block() -> None:
         }
     )
     cells = pd.DataFrame({"radio": ["LTE", "GSM", "LTE", "GSM", "LTE"]})
-    baseline = SimpleNamespace(sites=sites, cells=cells, cell_site=np.arange(5))
+    no_areas = pd.DataFrame({"site": [], "h3": [], "count": []})
+    baseline = SimpleNamespace(
+        sites=sites, cells=cells, cell_site=np.arange(5), site_areas=no_areas
+    )
     p = np.zeros((5, 2))
     p[0] = [0.2, 0.97]
     params = DetectionParams()
