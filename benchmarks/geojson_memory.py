@@ -45,8 +45,8 @@ _PEAK = (
     "import resource, subprocess, sys\n"
     "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
     "sys.stderr.write(done.stderr)\n"
-    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
-    " done.stdout.strip())\n"
+    "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(done.returncode, use.ru_maxrss, use.ru_utime + use.ru_stime, done.stdout.strip())\n"
 )
 
 
@@ -88,8 +88,9 @@ def write_collection(path: Path, size: int) -> int:
     return n
 
 
-def measure(kind: str, path: Path) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (kB) and printed counts of one read in a child process."""
+def measure(kind: str, path: Path) -> tuple[float, float, int, str]:
+    """Wall and CPU seconds, peak RSS (kB) and printed counts of one read in a child
+    process (CPU time says more than wall time on a shared machine)."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _PEAK, sys.executable, "-c", _READ[kind], str(path)],
@@ -97,10 +98,10 @@ def measure(kind: str, path: Path) -> tuple[float, int, str]:
         text=True,
         check=True,
     )
-    code, peak, *counts = done.stdout.split()
+    code, peak, cpu, *counts = done.stdout.split()
     if int(code):
         raise SystemExit(f"{kind} failed: {done.stderr.strip()}")
-    return time.perf_counter() - start, int(peak), " ".join(counts)
+    return time.perf_counter() - start, float(cpu), int(peak), " ".join(counts)
 
 
 def main() -> None:
@@ -115,10 +116,10 @@ def main() -> None:
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(f"(this process: {own / 1024:,.0f} MB)")
         for kind in _READ:
-            seconds, peak, counts = measure(kind, path)
+            seconds, cpu, peak, counts = measure(kind, path)
             rows_in, accepted, rejected = counts.split()
             print(
-                f"{kind:18s} {seconds:6.1f} s  peak {peak / 1024:7,.0f} MB  "
+                f"{kind:18s} {seconds:6.1f} s ({cpu:5.1f} s CPU)  peak {peak / 1024:7,.0f} MB  "
                 f"rows in {int(rows_in):,}, accepted {int(accepted):,}, "
                 f"rejected {int(rejected):,}"
             )
