@@ -83,6 +83,9 @@ def iter_geojson(
 
 #: Bytes of a document scanned at a time.
 _SCAN_BYTES = 1024**2
+#: A FeatureCollection's features array is streamed when it opens within these first
+#: bytes (the head is scanned again as it grows); any other document is read whole.
+_HEAD_BYTES = 4 * 1024**2
 #: Bytes that shape a JSON document: a code for each (0: none).
 _OPEN, _CLOSE, _COMMA, _COLON = 1, 2, 3, 4
 _SHAPE = np.zeros(256, dtype=np.int8)
@@ -283,10 +286,9 @@ class _CollectionReader:
     def _keep(self, block: bytes) -> None:
         self.tail += block
         if len(self.tail) > MAX_DOCUMENT_BYTES:
-            what = "a JSON document" if self.phase == "whole" else "the members beside 'features'"
             raise InputTooLarge(
-                f"refused: {what} larger than {MAX_DOCUMENT_BYTES // 1024**2} MiB that is not "
-                "a FeatureCollection's features (only those are read as a stream)",
+                f"refused: more than {MAX_DOCUMENT_BYTES // 1024**2} MiB of JSON outside the "
+                "'features' array of a FeatureCollection (only features are read as a stream)",
                 path=self.name,
             )
 
@@ -322,9 +324,11 @@ class _CollectionReader:
             if value != b"[":
                 continue
             opening = len(head) - len(head[colon + 1 :].lstrip(_SPACE))
+            if opening > _HEAD_BYTES:
+                break  # opens late: read whole
             yield from self._open_array(opening)
             return
-        if len(head) > MAX_DOCUMENT_BYTES:
+        if len(head) > _HEAD_BYTES:  # no features array opens near the start: read whole
             self.phase = "whole"
             self.head, tail = b"", head
             self._keep(tail)

@@ -410,3 +410,20 @@ def test_read_measurements_streams_uploads_of_geojson() -> None:
     data = _collection()
     want = read_measurements(io.BytesIO(data), name="upload")
     _same(want, read_measurements(Upload(data), name="upload"))
+
+
+def test_documents_read_whole_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A features array that opens late, or a document that is no collection, is read
+    whole, within a bound; past it, one clear refusal."""
+    from dcm.ingest import _json
+
+    monkeypatch.setattr(_json, "_HEAD_BYTES", 2000)
+    monkeypatch.setattr(_json, "MAX_DOCUMENT_BYTES", 20_000)
+    late = {"type": "FeatureCollection", "crs": "y" * 3000, "features": [_feature(1)]}
+    assert read_measurements(json.dumps(late).encode(), name="m.geojson").report.accepted == 1
+    too_big = {"crs": "y" * 30_000, "features": [_feature(1)]}
+    with pytest.raises(InputTooLarge, match="more than 0 MiB of JSON outside the 'features'"):
+        read_measurements(json.dumps(too_big).encode(), name="m.geojson")
+    beside = {"type": "FeatureCollection", "features": [_feature(1)], "crs": "y" * 30_000}
+    with pytest.raises(InputTooLarge, match="outside the 'features' array"):
+        read_measurements(json.dumps(beside).encode(), name="m.geojson")
