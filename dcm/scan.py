@@ -2,7 +2,8 @@
 
 ``dcm compare`` never holds the measurement rows of its inputs: each input is cut into
 *pieces* (a frame, a file, or one Parquet file of a ``dcm convert`` dataset), each piece
-is read in chunks (:func:`dcm.ingest.chunks.iter_measurements`, Parquet record batches),
+is read in chunks (:func:`dcm.ingest.chunks.iter_measurements`: CSV and NDJSON by blocks
+of lines, GeoJSON by batches of features, Parquet by record batches),
 each chunk is validated, prepared and counted
 (:class:`~dcm.analysis.counts.BaselineCounts`, :class:`~dcm.analysis.counts.EventCounts`)
 and dropped. Memory is bounded by the counts (and the 8-byte row keys that find copies
@@ -27,18 +28,17 @@ import numpy as np
 import pandas as pd
 
 from dcm.errors import IngestError, ParameterError
+from dcm.ingest.chunks import CSV_BYTES_PER_ROW
 from dcm.ingest.report import IngestReport, RejectedRow
 from dcm.schema import MEASUREMENT_COLUMNS
 
-#: Bytes of CSV per chunk when no memory limit is given (the reader's default).
+#: Bytes of CSV or JSON per chunk when no memory limit is given (the reader's default).
 DEFAULT_CHUNK_BYTES = 16 * 1024**2
 #: Rows per Parquet batch when no memory limit is given.
 DEFAULT_BATCH_ROWS = 256 * 1024
 #: Peak memory of reading, preparing and counting one chunk, per byte of CSV in it
 #: (measured: a 16 MiB chunk of canonical CSV peaks near 650 MB in ``dcm convert``).
 CHUNK_OVERHEAD = 40
-#: Bytes of canonical CSV per measurement, to size Parquet batches like CSV chunks.
-CSV_BYTES_PER_ROW = 120
 #: A different salt for content keys, so a row key never equals an id key by design.
 _CONTENT_SALT = np.uint64(0x9E3779B97F4A7C15)
 
@@ -205,7 +205,10 @@ def piece_chunks(
     if piece.kind == "file":
         from dcm.ingest.chunks import iter_measurements
 
-        for result in iter_measurements(piece.source, chunk_bytes=size.csv_bytes):
+        results = iter_measurements(
+            piece.source, chunk_bytes=size.csv_bytes, batch_rows=size.batch_rows
+        )
+        for result in results:
             yield result.frame, result.report
         return
     yield from ((f, None) for f in _parquet_batches(piece, size.batch_rows))

@@ -82,6 +82,10 @@ class RowErrors:
             fld, reason = self.checks[self.code[i]]
             if values is not None and fld in values.columns:
                 value = values[fld].iloc[i]
+                # Numbers (Parquet, NDJSON read by pyarrow) as Python writes them, so a
+                # JSON value reads the same whichever JSON reader parsed it.
+                if isinstance(value, int | float | np.integer | np.floating) and pd.notna(value):
+                    value = str(value)
                 if isinstance(value, str) and value.strip():
                     reason = f"{reason}: {value.strip()[:60]!r}"
             out.append(RejectedRow(int(lines[i]), fld, reason, raw))

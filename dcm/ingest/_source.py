@@ -232,6 +232,58 @@ def read_bytes(
         return _read_stream(stream, name=name, limits=limits, line_based=line_based)
 
 
+def iter_bytes(
+    source: Source,
+    *,
+    name: str,
+    limits: InputLimits | None = None,
+    line_based: bool | Callable[[bytes], bool] = False,
+) -> Iterator[bytes]:
+    """The bytes of ``source`` a MiB at a time, as :func:`read_bytes` reads them
+    (gunzipped, refused past ``limits``, a ZIP archive refused) without holding them."""
+    limits = limits if limits is not None else InputLimits.from_settings()
+    with open_source(source, name=name) as stream:
+        start = b""
+        pieces = _pieces(stream, name=name, limits=limits, line_based=line_based)
+        for piece in pieces:
+            if len(start) < 4:
+                start += piece
+                if len(start) < 4:
+                    continue
+                if start[:4] in ZIP_MAGIC:
+                    raise IngestError(ZIP_REFUSED, path=name)
+                piece, start = start, start[:4]
+            yield piece
+        if len(start) < 4 and start:
+            yield start
+
+
+def peek(source: Source, *, name: str, size: int = 64 * 1024) -> bytes | None:
+    """Up to ``size`` first bytes of ``source`` (gunzipped when gzip), leaving it to be
+    read from the start; None for a stream that cannot seek back. Raises
+    :class:`IngestError` for a missing or unreadable file or corrupt gzip data."""
+    if isinstance(source, str | Path):
+        with open_source(source, name=name) as fh:
+            raw = fh.read(size)
+    elif isinstance(source, bytes | bytearray | memoryview):
+        raw = bytes(source[:size])
+    else:
+        if not source.seekable():
+            return None
+        position = source.tell()
+        raw = source.read(size)
+        source.seek(position)
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            # A partial stream: decompress what we have, ignore the missing end.
+            raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, size)
+        except zlib.error as exc:
+            raise IngestError(f"corrupt gzip data ({exc})", path=name) from exc
+    return bytes(raw)
+
+
 def check_lines(
     source: Source,
     *,

@@ -1,10 +1,12 @@
-"""Measurements read in bounded chunks, so that a multi-GB CSV never sits whole in memory.
+"""Measurements read in bounded chunks, so that a multi-GB file never sits whole in memory.
 
-:func:`iter_measurements` cuts a CSV (plain or gzip) into chunks of whole records (a
-newline inside a quoted value never ends a chunk), parses each with the same code as
-:func:`~dcm.ingest.read_measurements` and shifts its line numbers by the lines before
-it, so every rejected row keeps its physical line in the file. Other formats are read
-whole, as :func:`~dcm.ingest.read_measurements` reads them.
+:func:`iter_measurements` cuts a CSV or NDJSON file (plain or gzip) into chunks of whole
+records (a newline inside a quoted CSV value never ends a chunk), parses each with the
+same code as :func:`~dcm.ingest.read_measurements` and shifts its line numbers by the
+lines before it, so every rejected row keeps its physical line in the file. A GeoJSON
+FeatureCollection is parsed as a stream, a batch of features at a time
+(:func:`dcm.ingest._json.iter_geojson`; the "line" is the feature number), and a
+Parquet file a record batch at a time (the "line" is the row number).
 
 Copies of a measurement are dropped within a chunk; copies in different chunks are
 found by :func:`combine_chunks`, which gives exactly what the whole-file reader gives.
@@ -13,15 +15,16 @@ found by :func:`combine_chunks`, which gives exactly what the whole-file reader 
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from dcm.errors import IngestError
 from dcm.ingest._csv import _records, read_csv_strings
+from dcm.ingest._json import Loaded, iter_geojson, json_records, ndjson_frame
 from dcm.ingest._source import (
     GZIP_MAGIC,
     ZIP_MAGIC,
@@ -32,21 +35,29 @@ from dcm.ingest._source import (
     Source,
     decode_utf8,
     open_source,
+    read_bytes,
     source_name,
 )
 from dcm.ingest.measurements import (
+    COLUMN_ALIASES,
+    FORMATS,
+    _canonical_names,
+    _parquet_rows,
     duplicated_measurements,
     guess_format,
     header_delimiter,
     normalise_measurements,
-    read_measurements,
 )
 from dcm.ingest.report import IngestReport, IngestResult
-from dcm.schema import MEASUREMENT_COLUMNS
+from dcm.schema import MEASUREMENT_COLUMNS, MEASUREMENT_REQUIRED
 
 #: Bytes of CSV parsed at a time (whole records; a record longer than this grows it).
 #: About 135 000 canonical rows: a convert then peaks near 650 MB whatever the file size.
 CHUNK_BYTES = 16 * 1024**2
+#: Bytes of CSV per measurement, to size Parquet batches like CSV chunks.
+CSV_BYTES_PER_ROW = 120
+#: Bytes read before the format is guessed (``guess_format`` looks at 4 KiB).
+_GUESS_BYTES = 4096
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
 
@@ -55,43 +66,193 @@ def iter_measurements(
     source: Source,
     *,
     name: str | None = None,
+    format: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    batch_rows: int | None = None,
     device_secret: bytes | None = None,
     not_after: pd.Timestamp | None = None,
 ) -> Iterator[IngestResult]:
     """Canonical measurement frames of ``source``, chunk by chunk, each with its report.
 
-    A CSV is read ``chunk_bytes`` at a time (rejected rows carry their line in the
-    whole file); GeoJSON, NDJSON and Parquet give one chunk (read whole). Each chunk's
-    report balances on its own; the duplicates it counts are copies within the chunk.
-    Raises :class:`IngestError` for a file that cannot be read at all.
+    A CSV or NDJSON file is read ``chunk_bytes`` at a time, a GeoJSON FeatureCollection
+    about ``chunk_bytes`` of features at a time, a Parquet file ``batch_rows`` rows at a
+    time (``chunk_bytes`` / 120 by default); rejected rows carry their line (feature,
+    row) in the whole file. Each chunk's report balances on its own; the duplicates it
+    counts are copies within the chunk. Raises :class:`IngestError` for a file that
+    cannot be read at all (perhaps after the chunks before the fault).
     """
     label = source_name(source, name)
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
     blocks = _blocks(source, name=label, size=chunk_bytes)
-    head = next(blocks, b"")
-    fmt = guess_format(label, head)
-    if fmt != "csv":
-        # Read whole, within the limits of read_measurements (checked as it reads a path).
-        whole = source if isinstance(source, str | Path) else head + b"".join(blocks)
+    head = b""
+    for block in blocks:
+        head += block
+        if len(head) >= _GUESS_BYTES:
+            break
+    fmt = (format or guess_format(label, head)).lower()
+    if fmt not in FORMATS:
+        raise IngestError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})", path=label)
+    options: dict[str, Any] = {
+        "name": label,
+        "device_secret": device_secret,
+        "not_after": not_after,
+    }
+    if fmt == "parquet":
         blocks.close()
-        yield read_measurements(
-            whole, format=fmt, name=label, device_secret=device_secret, not_after=not_after
-        )
+        rows = batch_rows or max(chunk_bytes // CSV_BYTES_PER_ROW, 1)
+        yield from _parquet_chunks(source, batch_rows=rows, **options)
+        return
+    if fmt == "geojson":
+        yield from geojson_chunks(_prepend(head, blocks), chunk_bytes=chunk_bytes, **options)
         return
     # A record longer than DCM_MAX_LINE_BYTES is refused, not carried on and on.
     guard = LineGuard(InputLimits.from_settings().max_line_bytes, name=label)
+    lines = _guarded(_prepend(head, blocks), guard)
+    if fmt == "ndjson":
+        pieces = _record_chunks(lines, chunk_bytes=chunk_bytes, boundary=_last_newline)
+        yield from _json_chunks(_ndjson_pieces(pieces, name=label), **options)
+        return
+    delimiter = header_delimiter(head)
     yield from _csv_chunks(
         _record_chunks(
-            _guarded(_prepend(head, blocks), guard),
+            lines,
             chunk_bytes=chunk_bytes,
-            delimiter=header_delimiter(head),
+            boundary=lambda data, first: _last_boundary(data, first=first, delimiter=delimiter),
         ),
-        name=label,
-        device_secret=device_secret,
-        not_after=not_after,
+        **options,
     )
+
+
+def geojson_chunks(
+    blocks: Iterable[bytes],
+    *,
+    name: str,
+    chunk_bytes: int = CHUNK_BYTES,
+    device_secret: bytes | None = None,
+    not_after: pd.Timestamp | None = None,
+) -> Iterator[IngestResult]:
+    """Canonical measurement frames of a GeoJSON document given in ``blocks`` of bytes,
+    about ``chunk_bytes`` of features at a time (a feature longer than
+    ``DCM_MAX_LINE_BYTES`` is refused)."""
+    limit = InputLimits.from_settings().max_line_bytes
+    # Parsed features take ~30 times their text in Python objects: smaller batches.
+    loaded = iter_geojson(
+        blocks, name, chunk_bytes=max(chunk_bytes // 8, 1), max_feature_bytes=limit
+    )
+    yield from _json_chunks(
+        ((part, 0) for part in loaded), name=name, device_secret=device_secret, not_after=not_after
+    )
+
+
+def _ndjson_pieces(pieces: Iterator[bytes], *, name: str) -> Iterator[tuple[Loaded, int]]:
+    """Each piece of whole NDJSON lines parsed, with the lines before it."""
+    lines_before = 0
+    for i, piece in enumerate(pieces):
+        text = decode_utf8(piece, name=name, start=i == 0)
+        yield ndjson_frame(text, name, start=False, whole=False), lines_before
+        lines_before += text.count(b"\n")
+
+
+def _json_chunks(
+    parts: Iterable[tuple[Loaded, int]],
+    *,
+    name: str,
+    device_secret: bytes | None,
+    not_after: pd.Timestamp | None,
+) -> Iterator[IngestResult]:
+    """Validate parsed JSON pieces (each with the lines before it) as the whole-file
+    reader validates the whole: a required column that a piece lacks is empty there,
+    and the columns of all pieces together are checked as one header at the end."""
+    columns: dict[str, None] = {}  # of the pieces with rows, in order
+    kept = rejected_before = records = 0
+    for (raw, lines, raw_rows, rejected), before in parts:
+        records += json_records((raw, lines, raw_rows, rejected))
+        if before:
+            lines = lines + before
+            for row in rejected:
+                row.line += before
+        rejected_before += len(rejected)
+        if len(raw):
+            kept += len(raw)
+            columns |= dict.fromkeys(map(str, raw.columns))
+        names = {COLUMN_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in map(str, raw)}
+        missing = [c for c in MEASUREMENT_REQUIRED if c not in names]
+        if missing:
+            raw = raw.assign(
+                **{c: pd.Series(pd.NA, index=raw.index, dtype="string") for c in missing}
+            )
+        yield normalise_measurements(
+            raw,
+            lines=lines,
+            raw_rows=raw_rows,
+            name=name,
+            kind="measurements",
+            device_secret=device_secret,
+            rejected=rejected,
+            rows_in=len(raw) + len(rejected),
+            not_after=not_after,
+        )
+    if not records and rejected_before:
+        raise IngestError("no line is valid JSON (not an NDJSON file)", path=name)
+    if kept or not rejected_before:
+        # The header the whole file would have had: required columns, no name twice.
+        _canonical_names(pd.DataFrame(columns=list(columns)), name=name)
+
+
+def _parquet_chunks(
+    source: Source,
+    *,
+    name: str,
+    batch_rows: int,
+    device_secret: bytes | None,
+    not_after: pd.Timestamp | None,
+) -> Iterator[IngestResult]:
+    """A Parquet file a record batch at a time (a path is read in place; gzip or a
+    stream is read into memory first, within the input limits)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    plain = isinstance(source, str | Path) and _magic(Path(source)) != GZIP_MAGIC
+    done = 0
+    try:
+        parquet = pq.ParquetFile(source if plain else io.BytesIO(read_bytes(source, name=name)))
+        batches = parquet.iter_batches(batch_size=batch_rows)
+        for batch in batches:
+            frame = batch.to_pandas().reset_index(drop=True)
+            n = len(frame)
+            yield normalise_measurements(
+                frame,
+                lines=np.arange(done + 1, done + n + 1),
+                raw_rows=_parquet_rows(frame),
+                name=name,
+                kind="measurements",
+                device_secret=device_secret,
+                not_after=not_after,
+            )
+            done += n
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        if isinstance(exc, IngestError):
+            raise
+        raise IngestError(f"not a readable Parquet file ({exc})", path=name) from exc
+    if not done:
+        frame = parquet.schema_arrow.empty_table().to_pandas()
+        yield normalise_measurements(
+            frame,
+            lines=np.zeros(0, np.int64),
+            raw_rows=_parquet_rows(frame),
+            name=name,
+            kind="measurements",
+            device_secret=device_secret,
+            not_after=not_after,
+        )
+
+
+def _magic(path: Path) -> bytes:
+    with open_source(path, name=str(path)) as fh:
+        return fh.read(2)
 
 
 def combine_chunks(results: list[IngestResult], *, name: str) -> IngestResult:
@@ -157,9 +318,12 @@ def _csv_chunks(
         raise IngestError("empty file (no header line)", path=name)
 
 
-def _record_chunks(blocks: Iterator[bytes], *, chunk_bytes: int, delimiter: str) -> Iterator[bytes]:
-    """Pieces of about ``chunk_bytes`` that end at a record boundary (a newline outside
-    quoted values), lone CRs made newlines (as :func:`decode_utf8` does for a whole file).
+def _record_chunks(
+    blocks: Iterator[bytes], *, chunk_bytes: int, boundary: Callable[[bytes, bool], int]
+) -> Iterator[bytes]:
+    """Pieces of about ``chunk_bytes`` that end at a record boundary (``boundary(data,
+    first)``: the position of the last newline ending a record, -1 for none), lone CRs
+    made newlines (as :func:`decode_utf8` does for a whole file).
 
     The first piece holds at least one non-empty line (the header).
     """
@@ -183,7 +347,7 @@ def _record_chunks(blocks: Iterator[bytes], *, chunk_bytes: int, delimiter: str)
             if data:
                 yield data
             return
-        cut = _last_boundary(data, first=first, delimiter=delimiter)
+        cut = boundary(data, first)
         if cut < 0:  # no whole record yet: read on
             carry = data + held
             continue
@@ -192,6 +356,13 @@ def _record_chunks(blocks: Iterator[bytes], *, chunk_bytes: int, delimiter: str)
         carry = data[cut + 1 :] + held
     if carry:
         yield carry
+
+
+def _last_newline(data: bytes, first: bool) -> int:
+    """Position of the last newline in ``data`` (-1: none); no JSON string holds one."""
+    if first and not data.strip(b"\r\n"):
+        return -1
+    return data.rfind(b"\n")
 
 
 def _last_boundary(data: bytes, *, first: bool, delimiter: str) -> int:

@@ -18,8 +18,8 @@ import pandas as pd
 from dcm.errors import IngestError
 from dcm.ingest import _fields as f
 from dcm.ingest._csv import read_csv_strings
-from dcm.ingest._json import RawRows, geojson_frame, ndjson_frame
-from dcm.ingest._source import Source, decode_utf8, read_bytes, source_name
+from dcm.ingest._json import RawRows, ndjson_frame
+from dcm.ingest._source import Source, decode_utf8, iter_bytes, peek, read_bytes, source_name
 from dcm.ingest.report import IngestReport, IngestResult, RejectedRow
 from dcm.schema import (
     MEASUREMENT_COLUMNS,
@@ -57,12 +57,32 @@ def read_measurements(
     the future.
     """
     label = source_name(source, name)
+    head = peek(source, name=label) if format is None else None
+    fmt = (format or (guess_format(label, head) if head is not None else "")).lower()
+    if fmt == "geojson":
+        # One document, often one line: parsed as a stream, a batch of features at a time.
+        from dcm.ingest.chunks import combine_chunks, geojson_chunks
+
+        chunks = geojson_chunks(
+            iter_bytes(source, name=label),
+            name=label,
+            device_secret=device_secret,
+            not_after=not_after,
+        )
+        return combine_chunks(list(chunks), name=label)
     # CSV and NDJSON hold one record per line: a longer line than DCM_MAX_LINE_BYTES is
     # refused as soon as it passes the limit, never read whole.
     data = read_bytes(source, name=label, line_based=lambda head: line_based(label, head, format))
-    fmt = (format or guess_format(label, data)).lower()
+    fmt = (fmt or guess_format(label, data)).lower()
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})", path=label)
+    if fmt == "geojson":  # known only now (a stream that cannot seek back)
+        from dcm.ingest.chunks import combine_chunks, geojson_chunks
+
+        chunks = geojson_chunks(
+            [data], name=label, device_secret=device_secret, not_after=not_after
+        )
+        return combine_chunks(list(chunks), name=label)
     if fmt == "csv":
         data = decode_utf8(data, name=label)
         _, table = read_csv_strings(data, name=label, delimiter=header_delimiter(data))
@@ -70,7 +90,7 @@ def read_measurements(
         raw_rows: RawRows = table.raw_rows
         lines, rejected, rows_in = table.lines, table.rejected, table.rows_in
     else:
-        loader = {"geojson": geojson_frame, "parquet": _parquet_frame, "ndjson": ndjson_frame}
+        loader = {"parquet": _parquet_frame, "ndjson": ndjson_frame}
         raw, lines, raw_rows, rejected = loader[fmt](data, label)
         rows_in = len(raw) + len(rejected)
     return normalise_measurements(
@@ -279,8 +299,13 @@ def _parquet_frame(
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise IngestError(f"not a readable Parquet file ({exc})", path=name) from exc
     frame = frame.reset_index(drop=True)
+    return frame, np.arange(1, len(frame) + 1), _parquet_rows(frame), []
+
+
+def _parquet_rows(frame: pd.DataFrame) -> RawRows:
+    """Raw text of Parquet rows (by position in ``frame``): the row as JSON."""
 
     def raws(positions: np.ndarray) -> list[str]:
         return [json.dumps(frame.iloc[i].to_dict(), default=str) for i in positions]
 
-    return frame, np.arange(1, len(frame) + 1), raws, []
+    return raws

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
-import zlib
-from pathlib import Path
-
 from dcm.errors import IngestError
-from dcm.ingest._source import GZIP_MAGIC, ZIP_MAGIC, ZIP_REFUSED, Source, source_name
+from dcm.ingest._source import ZIP_MAGIC, ZIP_REFUSED, Source, peek, source_name
 from dcm.ingest.measurements import header_delimiter
 from dcm.schema import RADIOS
 
@@ -56,26 +52,8 @@ def sniff_kind(source: Source, *, name: str | None = None) -> str:
 
 
 def _head(source: Source, label: str) -> bytes:
-    if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.is_file():
-            raise IngestError("file not found" if not path.exists() else "not a file", path=label)
-        try:
-            with path.open("rb") as fh:
-                raw = fh.read(_SNIFF_BYTES)
-        except OSError as exc:
-            raise IngestError(f"cannot read file ({exc.strerror})", path=label) from exc
-    elif isinstance(source, bytes | bytearray | memoryview):
-        raw = bytes(source[:_SNIFF_BYTES])
-    else:
-        position = source.tell() if source.seekable() else None
-        raw = source.read(_SNIFF_BYTES)
-        if position is not None:
-            source.seek(position)
-    if raw[:2] == GZIP_MAGIC:
-        try:
-            # A partial stream: decompress what we have, ignore the missing end.
-            raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, _SNIFF_BYTES)
-        except (zlib.error, gzip.BadGzipFile) as exc:
-            raise IngestError(f"corrupt gzip data ({exc})", path=label) from exc
-    return bytes(raw)
+    head = peek(source, name=label, size=_SNIFF_BYTES)
+    if head is None:  # a stream that cannot seek back: it is read for the sniff alone
+        raw = source.read(_SNIFF_BYTES)  # type: ignore[union-attr]
+        head = peek(raw.encode("utf-8") if isinstance(raw, str) else raw, name=label)
+    return head or b""

@@ -1,0 +1,159 @@
+"""dcm compare streams NDJSON, GeoJSON and Parquet inputs in chunks: the same files and
+the same report of rejected rows as reading them in one chunk, and the same outages as
+the CSV they were made from."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import dcm
+from dcm.compare import write_comparison
+from dcm.scan import ChunkSize, Piece, count_piece
+
+COMPARED = ("outages.geojson", "cells.csv", "status.parquet")
+
+
+def _records(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV as text records (empty fields left out); rows with the wrong
+    number of fields, which the CSV reader rejects, are left out."""
+    header, *rows = list(csv.reader(io.StringIO(path.read_text())))
+    return [
+        {k: v for k, v in zip(header, row, strict=True) if v}
+        for row in rows
+        if len(row) == len(header)
+    ]
+
+
+def _number(text: str | None) -> object:
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return text  # a bad coordinate stays as it was: the reader rejects it
+
+
+def write_as(fmt: str, records: list[dict[str, str]], out: Path) -> Path:
+    if fmt == "ndjson":
+        lines = [json.dumps(r) for r in records]
+        lines.insert(len(lines) // 2, "{not json")  # a broken line in the middle
+        out.write_text("\n".join(lines) + "\n")
+    elif fmt == "geojson":
+        features = []
+        for r in records:
+            props = {k: v for k, v in r.items() if k not in ("lat", "lon")}
+            coords = [_number(r.get("lon")), _number(r.get("lat"))]
+            point = {"type": "Point", "coordinates": coords}
+            features.append({"type": "Feature", "geometry": point, "properties": props})
+        out.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    else:
+        frame = pd.DataFrame(records).astype("string")
+        frame.to_parquet(out, row_group_size=5000)
+    return out
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {name: (path / name).read_bytes() for name in COMPARED}
+
+
+@pytest.fixture(scope="module")
+def thin(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A third of the St Vincent sample's baseline and event rows (malformed rows kept),
+    and the comparison of that CSV."""
+    out = tmp_path_factory.mktemp("thin")
+    files = {"cells": sample_data / "stvincent" / "cells.csv.gz"}
+    for kind in ("baseline", "event"):
+        header, *rows = gzip.decompress(
+            (sample_data / "stvincent" / f"{kind}.csv.gz").read_bytes()
+        ).splitlines(keepends=True)
+        files[kind] = out / f"{kind}.csv"
+        files[kind].write_bytes(header + b"".join(rows[::3]))
+    result = dcm.compare(cells=files["cells"], baseline=files["baseline"], event=files["event"])
+    write_comparison(result, out / "csv")
+    files["csv"] = out / "csv"
+    (out / "summary.json").write_text(json.dumps(result.summary["inputs"], default=str))
+    return files
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "geojson", "parquet"])
+def test_compare_streams_json_and_parquet_inputs(
+    fmt: str, thin: dict[str, Path], tmp_path: Path
+) -> None:
+    inputs = {
+        kind: write_as(fmt, _records(thin[kind]), tmp_path / f"{kind}.{fmt}")
+        for kind in ("baseline", "event")
+    }
+    args = {"cells": thin["cells"], **inputs}
+    whole = dcm.compare(**args)
+    write_comparison(whole, tmp_path / "whole")
+    chunked = dcm.compare(**args, memory_limit="170MB")  # about 1 MiB of text a chunk
+    write_comparison(chunked, tmp_path / "chunked")
+    assert _files(tmp_path / "chunked") == _files(tmp_path / "whole")
+    assert chunked.summary["rejected_rows"] == whole.summary["rejected_rows"]
+    assert chunked.summary["inputs"] == whole.summary["inputs"]
+    # The rows the CSV reader accepts are the rows of these files: the same outages.
+    assert _files(tmp_path / "whole") == _files(thin["csv"])
+    csv_inputs = json.loads((thin["csv"].parent / "summary.json").read_text())
+    for kind in ("baseline", "event"):
+        assert whole.summary["inputs"][kind]["rows"] == csv_inputs[kind]["rows"]
+        assert whole.summary["rejected_rows"][kind]["count"] > 0
+    assert len(whole.outages) > 0
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "geojson", "parquet"])
+def test_copies_and_bad_rows_across_chunk_boundaries(fmt: str, tmp_path: Path) -> None:
+    """Copies of rows far apart (by id and by content) and bad rows, read a few rows a
+    chunk: counted once, every bad row reported once with its line."""
+    records = []
+    for i in range(300):
+        r = {
+            "timestamp": f"2021-04-09T{i % 24:02d}:{i % 60:02d}:00Z",
+            "lat": f"{13.2 + i * 1e-4:.5f}",
+            "lon": f"{-61.2 + i * 1e-4:.5f}",
+            "status": "ok",
+            "measurement_id": f"m{i}",
+        }
+        if i % 17 == 3:
+            r["status"] = "maybe"
+        records.append(r)
+    records += [dict(records[5]), dict(records[120]), {**records[7], "measurement_id": ""}]
+    records += [{**records[7], "measurement_id": ""}]  # a copy by content, no id
+    path = write_as(fmt, records, tmp_path / f"m.{fmt}")
+    counts = []
+
+    def counter(frame: pd.DataFrame) -> object:
+        counts.append(len(frame))
+        return _Rows(len(frame))
+
+    # GeoJSON batches hold about an eighth of the bytes of a CSV or NDJSON chunk.
+    size = ChunkSize(csv_bytes=16_000 if fmt == "geojson" else 2000, batch_rows=9)
+    part = count_piece(Piece("file", str(path), str(path)), counter, _Rows.merge, size=size)
+    assert len(counts) > 10
+    bad = [i for i in range(300) if i % 17 == 3]
+    assert part.accepted == 300 - len(bad) + 1  # one content copy of row 7 kept, id-less
+    assert part.duplicates == 3
+    lines = [r.line for r in part.rejected if r.field == "status"]
+    assert len(lines) == len(bad) and len(set(lines)) == len(lines)
+    broken = fmt == "ndjson"  # write_as puts a line that is not JSON in the middle
+    assert part.rows_in == part.accepted + part.duplicates + len(part.rejected) == 304 + broken
+    assert sum(r.reason.startswith("not valid JSON") for r in part.rejected) == broken
+
+
+class _Rows:
+    """Counts that only count rows."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    @property
+    def nbytes(self) -> int:
+        return 8
+
+    @staticmethod
+    def merge(parts: list[_Rows]) -> _Rows:
+        return _Rows(sum(p.rows for p in parts))
