@@ -21,8 +21,8 @@ START = pd.Timestamp("2021-04-09T00:00:00Z")
 EDGE = 1e-5  # R*Tree bounds are 32-bit: points this close to a box edge may go either way
 
 
-@pytest.fixture
-def filled(store: Store, scenario: Scenario, admin: Principal) -> Store:
+def fill_vincent(store: Store, scenario: Scenario, admin: Principal) -> Store:
+    """Event "vincent" with the scenario's first four hours, ingested in two public slices."""
     store.create_event("vincent", start=START, principal=admin)
     for first, last in ((0, 2), (2, 4)):
         live.ingest(
@@ -33,6 +33,11 @@ def filled(store: Store, scenario: Scenario, admin: Principal) -> Store:
             principal=admin,
         )
     return store
+
+
+@pytest.fixture
+def filled(store: Store, scenario: Scenario, admin: Principal) -> Store:
+    return fill_vincent(store, scenario, admin)
 
 
 def test_bbox_pages_match_a_brute_force_filter(filled: Store) -> None:

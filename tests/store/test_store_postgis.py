@@ -6,32 +6,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
 
-from dcm import live
 from dcm.store import Principal, Store, _features, open_store, postgis
 
 from .conftest import make_settings
+from .test_store_features import fill_vincent
 
 if TYPE_CHECKING:
     from .conftest import Scenario
-
-START = pd.Timestamp("2021-04-09T00:00:00Z")
-
-
-def _fill(store: Store, scenario: Scenario, admin: Principal) -> None:
-    store.create_event("vincent", start=START, principal=admin)
-    for first, last in ((0, 2), (2, 4)):
-        live.ingest(
-            store,
-            "vincent",
-            scenario.event_slice(first, last),
-            visibility="public",
-            principal=admin,
-        )
 
 
 def _boxes(n: int, seed: int) -> list[tuple[float, float, float, float]]:
@@ -87,7 +72,7 @@ def test_bbox_pages_agree_on_both_backends(
     pages: list[list[list[tuple[str, float, float]]]] = []
     for i, url in enumerate(both_backends):
         with open_store(make_settings(tmp_path / f"data{i}"), url=url) as store:
-            _fill(store, scenario, admin)
+            fill_vincent(store, scenario, admin)
             seen = []
             for box in _boxes(12, seed=5):
                 full = store.features(
@@ -117,7 +102,7 @@ def test_bbox_pages_beyond_the_sort_cap(
     store: Store, scenario: Scenario, admin: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More matches than SORT_MATCHES_MAX: PostgreSQL counts, then walks the key."""
-    _fill(store, scenario, admin)
+    fill_vincent(store, scenario, admin)
     anyone = Principal.anonymous()
     box = (-61.26, 13.20, -61.20, 13.26)
     whole = store.features("measurements", "vincent", bbox=box, limit=100_000, principal=anyone)
