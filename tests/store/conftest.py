@@ -131,7 +131,8 @@ def _write_measurements(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _cells() -> pd.DataFrame:
-    """One site per network every ~1.5 km, one LTE cell each."""
+    """One site per network every ~1.5 km, one LTE cell each (an eNB of its own: the
+    ECI is eNB × 256 + sector)."""
     rows = []
     for mcc, mnc in NETWORKS:
         shift = 0.004 if mnc == 50 else 0.0
@@ -145,7 +146,7 @@ def _cells() -> pd.DataFrame:
                         mcc,
                         mnc,
                         100 + mnc,
-                        1000 * mnc + k,
+                        (1000 * mnc + k) * 256 + 1,
                         0,
                         lon + shift,
                         lat + shift,

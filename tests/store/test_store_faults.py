@@ -250,6 +250,14 @@ def test_every_fault_point_is_exercised() -> None:
     assert hit == set(FAULT_POINTS)
 
 
+def _ctrl_c_as_in_a_shell() -> None:
+    """In the child before exec: SIGINT handled by default and not blocked, as in a
+    terminal. A disposition or mask left in the test process by other tests (children
+    inherit both) would otherwise make the Ctrl-C a no-op."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.mark.parametrize("point", ["ingest.dataset_recorded", "ingest.rows_inserted"])
 def test_ctrl_c_during_an_ingest_rolls_it_back(
     point: str, backend: str, files: Files, tmp_path: Path
@@ -261,7 +269,10 @@ def test_ctrl_c_during_an_ingest_rolls_it_back(
         args = prepare_flow("ingest", url, data_dir, files)
         env = _env(url, data_dir, point) | {SIGNAL_ENV: "INT"}
         done = subprocess.run(
-            [sys.executable, "-m", "dcm.cli.main", *args], env=env, capture_output=True
+            [sys.executable, "-m", "dcm.cli.main", *args],
+            env=env,
+            capture_output=True,
+            preexec_fn=_ctrl_c_as_in_a_shell,
         )
         assert done.returncode != 0
         with open_store(make_settings(data_dir), url=url) as store:
