@@ -621,6 +621,7 @@ def _site_evidence(
         .groupby(["site", "key", "w"], as_index=False)["n"]
         .sum()
     )
+    siblings = _siblings(baseline, params)
     takeover = _takeover(
         areas[on],
         key_idx[on],
@@ -628,7 +629,7 @@ def _site_evidence(
         sev.start,
         sev.stop,
         sightings,
-        _siblings(baseline, params),
+        siblings,
         params,
     )
     # Silence hour by hour: each window's expected sightings, scaled by the activity
@@ -673,6 +674,7 @@ def _site_evidence(
         "sighted": sighted,
         "heard_now": sev.ok_now,
         "heard_in": heard_in,
+        "siblings": siblings,
         "share": share,
         "expected": sev.expected,
         "act_obs": act_obs,
@@ -810,7 +812,13 @@ def _coverage_input(
     # around them from serving.
     p_block = expit(logit(params.prior_down) + site_ev["llr"][:, out_cols])
     if "heard_in" in site_ev:
-        silent = _silent_siblings(baseline, p_down, site_ev["heard_in"][:, out_cols], params)
+        silent = _silent_siblings(
+            baseline,
+            p_down,
+            site_ev["heard_in"][:, out_cols],
+            params,
+            pairs=site_ev.get("siblings"),
+        )
         p_block = np.where(silent, 1.0, p_block)
     return CoverageInput(
         lon=lon,
@@ -824,13 +832,19 @@ def _coverage_input(
 
 
 def _silent_siblings(
-    baseline: Baseline, p: np.ndarray, heard_in: np.ndarray, params: DetectionParams
+    baseline: Baseline,
+    p: np.ndarray,
+    heard_in: np.ndarray,
+    params: DetectionParams,
+    *,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Site × window: a :func:`sibling <_siblings>` is down (p >= ``params.p_down``)
     and this site has not been heard since it was (``heard_in``: the window each site
-    was last heard in, -1 for not in the span)."""
+    was last heard in, -1 for not in the span). ``pairs``: the sibling pairs when the
+    caller has them already (the footprint overlap is a sparse product)."""
     out = np.zeros(p.shape, dtype=bool)
-    src, dst = _siblings(baseline, params)
+    src, dst = _siblings(baseline, params) if pairs is None else pairs
     r, c = np.nonzero((p[dst] >= params.p_down) & (heard_in[src] <= heard_in[dst]))
     out[src[r], c] = True
     return out
