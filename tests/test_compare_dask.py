@@ -24,7 +24,7 @@ def client() -> Iterator[object]:
     """Two worker processes of one thread each (real pickling between processes)."""
     with (
         distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as c,
     ):

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         from distributed import Client, LocalCluster
 
         cluster = LocalCluster(
-            n_workers=args.dask, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=args.dask, processes=True, threads_per_worker=1, dashboard_address=":0"
         )
         client = Client(cluster)
     try:

@@ -82,6 +82,9 @@ class Baseline:
     sites: pd.DataFrame
     cell_site: np.ndarray
     site_areas: pd.DataFrame
+    #: (``site``, ``h3``, ``device`` (categorical of device ids), ``n``): each phone's
+    #: ok sightings of each site per grid cell, its habit there (empty: no device ids).
+    habits: pd.DataFrame = field(default_factory=lambda: no_habits())
     #: Gamma shape k of hour-to-hour variation of a site's sightings (smaller = burstier).
     site_dispersion: float = 10.0
     stats: dict[str, float] = field(default_factory=dict)
@@ -337,6 +340,17 @@ def baseline_from_counts(
     _site_reach(sites, counts, cells, cell_site, params)
     sites["reporters"] = _site_reporters(counts, cell_site, len(sites), start, end)
     dispersion = _site_dispersion(counts, cell_site, sites["rate"].to_numpy(), profile, start, end)
+    place = counts.place_devices
+    habits = pd.DataFrame(
+        {
+            "site": place["site"].to_numpy("int64"),
+            "h3": place["h3"].to_numpy("int64"),
+            "device": pd.Categorical.from_codes(
+                place["device"].to_numpy(), categories=pd.Index(counts.devices, dtype=object)
+            ),
+            "n": place["n"].to_numpy("int64"),
+        }
+    )
     return Baseline(
         params=params,
         start=start,
@@ -351,6 +365,7 @@ def baseline_from_counts(
         sites=sites,
         cell_site=cell_site,
         site_areas=site_areas,
+        habits=habits,
         site_dispersion=dispersion,
         stats={
             "measurements": float(counts.rows),
@@ -358,6 +373,18 @@ def baseline_from_counts(
             "grid_cells": float(grid["h3"].nunique()),
             "cells_heard": float((cell_rate > 0).sum()),
         },
+    )
+
+
+def no_habits() -> pd.DataFrame:
+    """An empty :attr:`Baseline.habits` (no device ids in the baseline)."""
+    return pd.DataFrame(
+        {
+            "site": pd.Series([], dtype="int64"),
+            "h3": pd.Series([], dtype="int64"),
+            "device": pd.Categorical([], categories=pd.Index([], dtype=object)),
+            "n": pd.Series([], dtype="int64"),
+        }
     )
 
 

@@ -41,6 +41,9 @@ _GRID_B |= {"ok_count": "int64", "fail_count": "int64"}
 _SIGHT_B = {"cell": "int64", "h3": "int64", "count": "int64"}
 _VALUES = {"h3": "int64", "network": "int64", "value": "float64", "n": "int64"}
 _REPORTERS = {"site": "int64", "hour": "int64", "device": "int64"}
+_PLACE_DEVICES = {"site": "int64", "h3": "int64", "device": "int64", "n": "int64"}
+_DEV_SIGHT = {"site": "int64", "h3": "int64", "network": "int64", "w": "int64"}
+_DEV_SIGHT |= {"device": "int64", "n": "int64"}
 _SITE_HOURS = {"site": "int64", "hour": "int64", "n": "int64"}
 _GRID_E = {"h3": "int64", "network": "int64", "w": "int64", "n": "int64", "ok": "int64"}
 _GRID_E |= {"named": "int64", "fail": "int64", "last_ok": "int64"}
@@ -162,6 +165,8 @@ class BaselineCounts:
     medians). ``reach``: per site, the farthest usable sighting (-inf: none).
     ``reporters``: distinct (site, hour since epoch, device code into ``devices``) of ok
     sightings. ``site_hours``: (site, hour since epoch) → n ok sightings.
+    ``place_devices``: (site, h3, device code into ``devices``) → n ok sightings: who
+    heard each site in each grid cell, and how often (each phone's habit).
     """
 
     networks: tuple[str, ...]
@@ -177,6 +182,7 @@ class BaselineCounts:
     reporters: pd.DataFrame
     devices: np.ndarray
     site_hours: pd.DataFrame
+    place_devices: pd.DataFrame
 
     @classmethod
     def from_frame(
@@ -234,6 +240,17 @@ class BaselineCounts:
             hour=hour_abs[with_dev],
             device=np.asarray(dev_codes)[with_dev] if dev_codes is not None else [],
         ).drop_duplicates(ignore_index=True)
+        place_devices = _group(
+            _frame(
+                _PLACE_DEVICES,
+                site=ctx.cell_site[prep.cell[with_dev]],
+                h3=prep.h3[with_dev],
+                device=np.asarray(dev_codes)[with_dev] if dev_codes is not None else [],
+                n=np.ones(int(with_dev.sum())),
+            ),
+            ["site", "h3", "device"],
+            ["n"],
+        )
         site_hours = _group(
             _frame(_SITE_HOURS, site=site, hour=hour_abs[seen], n=np.ones(site.size)),
             ["site", "hour"],
@@ -253,6 +270,7 @@ class BaselineCounts:
             reporters=reporters,
             devices=dev_names,
             site_hours=site_hours,
+            place_devices=place_devices,
         )
 
     @classmethod
@@ -281,6 +299,10 @@ class BaselineCounts:
             p.reporters.assign(device=lut[p.reporters["device"].to_numpy()])
             for p, lut in zip(parts, luts, strict=True)
         ]
+        place_frames = [
+            p.place_devices.assign(device=lut[p.place_devices["device"].to_numpy()])
+            for p, lut in zip(parts, luts, strict=True)
+        ]
         lo, hi = _ts_bounds((p.rows, p.ts_min, p.ts_max) for p in parts)
         return cls(
             networks=nets,
@@ -300,6 +322,13 @@ class BaselineCounts:
             reporters=pd.concat(dev_frames, ignore_index=True).drop_duplicates(ignore_index=True),
             devices=np.asarray(devices, dtype=object),
             site_hours=_group(cat("site_hours", _SITE_HOURS), ["site", "hour"], ["n"]),
+            place_devices=_group(
+                pd.concat(place_frames, ignore_index=True)
+                if place_frames
+                else _empty(_PLACE_DEVICES),
+                ["site", "h3", "device"],
+                ["n"],
+            ),
         )
 
     def merge(self, other: BaselineCounts) -> BaselineCounts:
@@ -319,6 +348,7 @@ class BaselineCounts:
             reach=np.full(ctx.n_site, -np.inf),
             reporters=self.reporters.iloc[:0],
             site_hours=self.site_hours.iloc[:0],
+            place_devices=self.place_devices.iloc[:0],
         )
         nets = self.seen_networks()
         if nets == self.networks:
@@ -393,7 +423,9 @@ class EventCounts:
     network, window, ts) of failure reports of a known network later than the last ok
     report of their group seen so far. ``sightings``: (cell, h3, network, window) → n ok
     reports naming the cell, last (their last time), far (farthest usable one from the
-    cell's site, -inf: none). Networks are coded by the baseline's list.
+    cell's site, -inf: none). ``device_sightings``: (site, h3, network, window, device
+    code into ``devices``) → n of the ok reports naming a cell that carry a device id.
+    Networks are coded by the baseline's list.
     """
 
     networks: tuple[str, ...]
@@ -407,6 +439,8 @@ class EventCounts:
     late: pd.DataFrame
     sightings: pd.DataFrame
     stats: dict[str, float] = field(default_factory=dict)
+    device_sightings: pd.DataFrame = field(default_factory=lambda: _empty(_DEV_SIGHT))
+    devices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
     @classmethod
     def from_frame(
@@ -465,6 +499,27 @@ class EventCounts:
             ["n"],
             ("last", "far"),
         )
+        dev_codes, devices = pd.factorize(frame["device"]) if "device" in frame else (None, None)
+        if dev_codes is None:
+            device_sightings = _empty(_DEV_SIGHT)
+            dev_names = np.empty(0, dtype=object)
+        else:
+            codes = np.asarray(dev_codes)
+            mine = sel & (codes >= 0)
+            device_sightings = _group(
+                _frame(
+                    _DEV_SIGHT,
+                    site=ctx.cell_site[prep.cell[mine]],
+                    h3=prep.h3[mine],
+                    network=prep.network[mine],
+                    w=w[mine],
+                    device=codes[mine],
+                    n=np.ones(int(mine.sum())),
+                ),
+                ["site", "h3", "network", "w", "device"],
+                ["n"],
+            )
+            dev_names = np.asarray(pd.Index(devices).astype(str), dtype=object)
         return cls(
             networks=networks,
             window_ns=win_ns,
@@ -476,6 +531,8 @@ class EventCounts:
             grid=grid,
             late=late,
             sightings=sightings,
+            device_sightings=device_sightings,
+            devices=dev_names,
         )
 
     @classmethod
@@ -494,6 +551,11 @@ class EventCounts:
             ["n", "ok", "named", "fail"],
             ("last_ok",),
         )
+        devices, luts = _union_names([p.devices for p in parts])
+        dev_frames = [
+            p.device_sightings.assign(device=lut[p.device_sightings["device"].to_numpy()])
+            for p, lut in zip(parts, luts, strict=True)
+        ]
         lo, hi = _ts_bounds((p.rows, p.ts_min, p.ts_max) for p in parts)
         return replace(
             first,
@@ -509,6 +571,12 @@ class EventCounts:
                 ["n"],
                 ("last", "far"),
             ),
+            device_sightings=_group(
+                pd.concat(dev_frames, ignore_index=True),
+                ["site", "h3", "network", "w", "device"],
+                ["n"],
+            ),
+            devices=np.asarray(devices, dtype=object),
         )
 
     def merge(self, other: EventCounts) -> EventCounts:
@@ -532,7 +600,12 @@ class EventCounts:
             code = _recode(late["network"].to_numpy(), self.networks, networks)
             late = late.assign(network=code).loc[code >= 0].reset_index(drop=True)
         return replace(
-            self, networks=networks, grid=grid, late=late, sightings=self.sightings.iloc[:0]
+            self,
+            networks=networks,
+            grid=grid,
+            late=late,
+            sightings=self.sightings.iloc[:0],
+            device_sightings=self.device_sightings.iloc[:0],
         )
 
     def in_windows(self, first: int, n_win: int) -> WindowCounts:
@@ -551,7 +624,13 @@ class EventCounts:
         per = after.groupby(["h3", "network", "w"]).size().rename("fail_after").reset_index()
         grid = grid.merge(per, on=["h3", "network", "w"], how="left")
         grid["fail_after"] = grid["fail_after"].fillna(0).astype("int64")
-        return WindowCounts(n_win=n_win, grid=grid, sightings=cut(self.sightings))
+        return WindowCounts(
+            n_win=n_win,
+            grid=grid,
+            sightings=cut(self.sightings),
+            device_sightings=cut(self.device_sightings),
+            devices=self.devices,
+        )
 
     @property
     def nbytes(self) -> int:
@@ -574,11 +653,14 @@ def _prune_late(late: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
 class WindowCounts:
     """Event counts of the windows judged (0 .. ``n_win`` - 1): ``grid`` as in
     :class:`EventCounts` plus ``fail_after`` (failures after the last ok report of their
-    (h3, network, window)), ``sightings`` as there."""
+    (h3, network, window)), ``sightings``, ``device_sightings`` and ``devices`` as
+    there."""
 
     n_win: int
     grid: pd.DataFrame
     sightings: pd.DataFrame
+    device_sightings: pd.DataFrame = field(default_factory=lambda: _empty(_DEV_SIGHT))
+    devices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
 
 def _nbytes(counts: BaselineCounts | EventCounts) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from scipy import sparse
-from scipy.special import expit, logit
+from scipy.special import betaln, expit, logit
 
 from dcm.analysis.baseline import Baseline
 from dcm.analysis.counts import NO_TS, CellContext, EventCounts, WindowCounts
@@ -355,6 +355,7 @@ def _grid_evidence(
             np.minimum(span_fails, params.max_fail_reports),
             span_expected * activity_mean(act_obs, act_exp, params.dispersion),
             fail_share,
+            dispersion=params.fail_dispersion,
         )
     )
     del ok_now
@@ -481,6 +482,169 @@ def _takeover(
         )
         first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
         out[s[first]] += np.add.reduceat(llr, first, axis=0)
+    return out
+
+
+def _device_takeover(
+    areas: pd.DataFrame,
+    key_idx: np.ndarray,
+    seen: pd.DataFrame,
+    seen_devices: np.ndarray,
+    habits: pd.DataFrame,
+    network: np.ndarray,
+    start: np.ndarray,
+    siblings: tuple[np.ndarray, np.ndarray],
+    params: DetectionParams,
+) -> np.ndarray:
+    """Takeover evidence per site × window from ok reports that carry a device id.
+
+    Phones that, since the site was last heard, reported from one of its grid cells
+    naming another site of its network (not a sibling):
+
+    * A phone with a baseline habit there (``n`` sightings of the network in that grid
+      cell, ``n_site`` of them naming this site) counts by that habit: its chance of
+      naming the site while it is up is s_d ~ Beta(n_site + α·s, n − n_site + α·(1 −
+      s)), shrunk by ``habit_prior`` α towards the site's share s of the grid cell's
+      phones (below); k windows in which it named others give the beta-binomial
+      −log E[(1 − s_d)^k]. A phone that always used the site and now names a
+      neighbour is strong evidence, one that used others little.
+    * Phones never seen there (visitors) share the site's unknown share of the
+      grid cell's phones, each phone's habit weighing the same (its report share where
+      no phone is known there): k of them are the beta-binomial of
+      :func:`~dcm.analysis.evidence.takeover_llr` with the phones as the sample
+      (evidence that saturates).
+
+    ``seen``: (site, key, w, device) of the event's reports (device codes into
+    ``seen_devices``); ``habits``: :attr:`Baseline.habits`; ``network``: network of
+    each site; ``start``: first window of each site × window's evidence span.
+    """
+    n_site, n_win = start.shape
+    out = np.zeros((n_site, n_win))
+    if len(areas) == 0 or seen.empty:
+        return out
+    named = areas["count"].to_numpy("float64")
+    share = areas["share_of_hex"].to_numpy("float64")
+    total = named / np.maximum(share, 1e-12)
+    pairs = pd.DataFrame(
+        {
+            "pair": np.arange(len(areas), dtype="int64"),
+            "target": areas["site"].to_numpy("int64"),
+            "key": key_idx,
+            "h3": areas["h3"].to_numpy("int64"),
+        }
+    )
+    rows = seen[["site", "key", "w", "device"]].merge(pairs, on="key")
+    other = rows["site"].to_numpy() != rows["target"].to_numpy()
+    if siblings[0].size:
+        code = rows["target"].to_numpy() * n_site + rows["site"].to_numpy()
+        other &= ~np.isin(code, siblings[0] * n_site + siblings[1])
+    rows = rows.loc[other, ["pair", "target", "h3", "w", "device"]]
+    if rows.empty:
+        return out
+    rows = rows.drop_duplicates(["pair", "device", "w"])
+    # Each event phone's code in the baseline habits (-1: no habit anywhere).
+    categories = habits["device"].cat.categories
+    lookup = pd.Index(categories).get_indexer(pd.Index(seen_devices))
+    rows["habit"] = lookup[rows["device"].to_numpy()]
+    hab = pd.DataFrame(
+        {
+            "target": habits["site"].to_numpy("int64"),
+            "h3": habits["h3"].to_numpy("int64"),
+            "habit": habits["device"].cat.codes.to_numpy("int64"),
+            "n": habits["n"].to_numpy("float64"),
+        }
+    )
+    own = rows.merge(hab, on=["target", "h3", "habit"], how="left")["n"].fillna(0.0)
+    hab["network"] = network[hab["target"].to_numpy()]
+    every = hab.groupby(["h3", "network", "habit"], as_index=False)["n"].sum()
+    rows["network"] = network[rows["target"].to_numpy()]
+    seen_there = rows.merge(every, on=["h3", "network", "habit"], how="left")["n"].fillna(0.0)
+    n_own, n_all = own.to_numpy(), seen_there.to_numpy()
+    if siblings[0].size:
+        # The phone's sightings of the site's siblings (other radios of its mast) are
+        # neither for nor against it, as their reports are not takeover.
+        sib = pd.DataFrame({"target": siblings[0], "sibling": siblings[1]})
+        of_sib = (
+            hab.rename(columns={"target": "sibling"})
+            .merge(sib, on="sibling")
+            .groupby(["target", "h3", "habit"], as_index=False)["n"]
+            .sum()
+        )
+        n_sib = rows.merge(of_sib, on=["target", "h3", "habit"], how="left")["n"].fillna(0.0)
+        n_all = np.maximum(n_all - n_sib.to_numpy(), n_own)
+    # The site's share of the phones in each grid cell: every phone's habit weighs
+    # the same (one heavy reporter at home does not make a site the place's server).
+    hab = hab.merge(every.rename(columns={"n": "n_all"}), on=["h3", "network", "habit"])
+    hab["frac"] = hab["n"] / hab["n_all"]
+    phones = every.groupby(["h3", "network"]).size().rename("phones").reset_index()
+    held = hab.groupby(["target", "h3"], as_index=False)["frac"].sum()
+    pairs["network"] = network[pairs["target"].to_numpy()]
+    pairs = pairs.merge(held, on=["target", "h3"], how="left").merge(
+        phones, on=["h3", "network"], how="left"
+    )
+    phone_named = pairs["frac"].fillna(0.0).to_numpy()
+    phone_total = pairs["phones"].fillna(0.0).to_numpy("float64")
+    by_phone = phone_total > 0
+    named = np.where(by_phone, phone_named, named)
+    total = np.where(by_phone, phone_total, total)
+    pair = rows["pair"].to_numpy()
+    p0 = params.takeover_prior
+    mean = (named[pair] + p0) / (np.maximum(total[pair], named[pair]) + 2 * p0)
+    a = n_own + params.habit_prior * mean
+    b = np.maximum(n_all - n_own, 0.0) + params.habit_prior * (1.0 - mean)
+    known = n_all > 0
+    # Each report counts from its window until the span no longer reaches back to it;
+    # a visitor counts once (until its latest report leaves the span).
+    target = rows["target"].to_numpy()
+    w = rows["w"].to_numpy("int64")
+    device = rows["device"].to_numpy("int64")
+    order = np.lexsort((w, device, pair))
+    pair, target, w, device = pair[order], target[order], w[order], device[order]
+    a, b, known = a[order], b[order], known[order]
+    same = np.r_[(pair[1:] == pair[:-1]) & (device[1:] == device[:-1]), False]
+    nxt = np.where(same, np.r_[w[1:], n_win], n_win)
+    stride = n_win + 2
+    flat = (np.arange(n_site, dtype="int64")[:, None] * stride + start).ravel()
+    reach = np.searchsorted(flat, target * stride + w, side="right") - target * n_win
+    live = reach > w
+    # Phones with a habit there: k of their windows in the span, beta-binomial on
+    # their own share, worked through in blocks of phones.
+    k = np.flatnonzero(live & known)
+    if k.size:
+        first = np.r_[True, (pair[k][1:] != pair[k][:-1]) | (device[k][1:] != device[k][:-1])]
+        phone = np.cumsum(first) - 1
+        heads = k[first]
+        block = max(1, 2_000_000 // max(n_win, 1))
+        for lo in range(0, heads.size, block):
+            sel = (phone >= lo) & (phone < lo + block)
+            slot = phone[sel] - lo
+            count = np.zeros((min(block, heads.size - lo), n_win + 1))
+            np.add.at(count, (slot, w[k][sel]), 1.0)
+            np.add.at(count, (slot, reach[k][sel]), -1.0)
+            count = np.cumsum(count, axis=1)[:, :n_win]
+            r, c = np.nonzero(count > 0)
+            h = heads[lo : lo + block]
+            llr = np.zeros(count.shape)
+            llr[r, c] = betaln(a[h][r], b[h][r]) - betaln(a[h][r], b[h][r] + count[r, c])
+            np.add.at(out, target[h], llr)
+    # Phones never seen there: how many per pair and window, then the beta-binomial.
+    end = np.minimum(nxt, reach)
+    u = (end > w) & ~known
+    if u.any():
+        hit, slot = np.unique(pair[u], return_inverse=True)
+        count = np.zeros((hit.size, n_win + 1))
+        np.add.at(count, (slot, w[u]), 1.0)
+        np.add.at(count, (slot, end[u]), -1.0)
+        k_u = np.cumsum(count, axis=1)[:, :n_win]
+        r, c = np.nonzero(k_u > 0)
+        llr_u = np.zeros(k_u.shape)
+        llr_u[r, c] = takeover_llr(
+            k_u[r, c],
+            named[hit][r],
+            np.maximum(total[hit], named[hit])[r],
+            prior=p0,
+        )
+        np.add.at(out, areas["site"].to_numpy("int64")[hit], llr_u)
     return out
 
 
@@ -622,13 +786,45 @@ def _site_evidence(
         .sum()
     )
     siblings = _siblings(baseline, params)
-    takeover = _takeover(
+    named_ok, anonymous = ev["named_ok"], sightings
+    by_device = np.zeros((n_site, n_win))
+    dev_seen = prep.device_sightings
+    if params.takeover_by_device and not baseline.habits.empty and not dev_seen.empty:
+        # Reports with a device id weigh by their phone's habit; the rest as before.
+        dev_key = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
+            pd.MultiIndex.from_frame(dev_seen[["h3", "network"]])
+        )
+        dev_seen = dev_seen.loc[dev_key >= 0].assign(key=dev_key[dev_key >= 0])
+        per_key = np.bincount(
+            dev_seen["key"].to_numpy() * n_win + dev_seen["w"].to_numpy(),
+            weights=dev_seen["n"].to_numpy("float64"),
+            minlength=len(keys) * n_win,
+        ).reshape(len(keys), n_win)
+        named_ok = np.maximum(named_ok - per_key, 0.0)
+        with_dev = dev_seen.groupby(["site", "key", "w"], as_index=False)["n"].sum()
+        anonymous = sightings.merge(
+            with_dev, on=["site", "key", "w"], how="left", suffixes=("", "_dev")
+        )
+        anonymous["n"] = anonymous["n"] - anonymous["n_dev"].fillna(0)
+        anonymous = anonymous.loc[anonymous["n"] > 0, ["site", "key", "w", "n"]]
+        by_device = _device_takeover(
+            areas[on],
+            key_idx[on],
+            dev_seen,
+            prep.devices,
+            baseline.habits,
+            sites["network"].to_numpy("int64"),
+            sev.start,
+            siblings,
+            params,
+        )
+    takeover = by_device + _takeover(
         areas[on],
         key_idx[on],
-        ev["named_ok"],
+        named_ok,
         sev.start,
         sev.stop,
-        sightings,
+        anonymous,
         siblings,
         params,
     )
@@ -656,6 +852,7 @@ def _site_evidence(
             np.minimum(fails, params.max_fail_reports),
             exposure * activity_mean(act_obs, act_exp, params.dispersion),
             fail_share,
+            dispersion=params.fail_dispersion,
         )
     )
     known = sev.recent_ok | (sev.expected >= params.min_expected) | (fails >= 1)

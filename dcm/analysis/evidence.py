@@ -183,29 +183,50 @@ def volume_factor(
 
 
 def failure_llr(
-    fails: np.ndarray, exposure: np.ndarray, fail_share: np.ndarray, *, logged: float = 0.5
+    fails: np.ndarray,
+    exposure: np.ndarray,
+    fail_share: np.ndarray,
+    *,
+    logged: float = 0.5,
+    dispersion: float = np.inf,
 ) -> np.ndarray:
     """Log-likelihood ratio (down vs up) of ``fails`` failure reports.
 
     ``exposure``: reports the network would have sent meanwhile if up (already
     scaled by local activity); ``fail_share``: baseline share of failures. Up:
-    fails ~ Poisson(fail_share × exposure). Down: with probability ``logged`` the
-    app logs failed attempts, a share rho of them, rho unknown and uniform on
-    (0, 1) — marginal likelihood P(F + 1, exposure) / exposure (regularised lower
-    incomplete gamma); otherwise no failure is logged at all. So many failures
-    speak for down, and a silence without failures costs "down" at most log 2.
+    fails ~ NegBin(mean lam = fail_share × exposure, shape ``dispersion``); failure
+    reports come in bursts from a few phones in a coverage hole, so their count
+    varies far more than a Poisson's (``dispersion`` inf: Poisson). Down: with
+    probability ``logged`` the app logs failed attempts, a share rho of them, rho
+    unknown and uniform on (0, 1) — marginal likelihood P(F + 1, exposure) /
+    exposure (regularised lower incomplete gamma); otherwise no failure is logged
+    at all. So many failures speak for down, and a silence without failures costs
+    "down" at most log 2; fewer failures than a place usually sends speak for down
+    only as far as the bursts make that unusual.
     """
     f = np.asarray(fails, dtype="float64")
     x = np.maximum(np.asarray(exposure, dtype="float64"), 1e-9)
     f, x = np.broadcast_arrays(f, x)
     lam = np.broadcast_to(fail_share, x.shape) * x
+    r = float(dispersion)
+    # -log P(0 | up): lam for a Poisson, r log(1 + lam / r) for a negative binomial.
+    none_up = lam if np.isinf(r) else r * np.log1p(lam / r)
     # Most places have no failure report: P(1, x) = 1 - exp(-x), no special functions.
-    out = np.log(logged * (-np.expm1(-x)) / x + (1.0 - logged)) + lam
+    out = np.log(logged * (-np.expm1(-x)) / x + (1.0 - logged)) + none_up
     some = f >= 0.5
     if some.any():
         fs, xs, ls = f[some], x[some], lam[some]
         down = np.log(logged * np.maximum(gammainc(fs + 1.0, xs), 1e-300) / xs)
-        up = fs * np.log(ls) - ls - gammaln(fs + 1.0)
+        if np.isinf(r):
+            up = fs * np.log(ls) - ls - gammaln(fs + 1.0)
+        else:
+            up = (
+                gammaln(fs + r)
+                - gammaln(r)
+                - gammaln(fs + 1.0)
+                - r * np.log1p(ls / r)
+                + fs * (np.log(ls) - np.log(r + ls))
+            )
         out[some] = down - up
     return out
 

@@ -61,6 +61,11 @@ class DetectionParams:
     #: grid cell and window: reports of one place in one window mostly come from one
     #: phone, and one phone camped on a neighbour says little about the site.
     takeover_per_window: float = 1.0
+    #: Takeover evidence from reports with a device id counts each phone once, by its
+    #: own baseline habit in the grid cell (see ``_device_takeover``).
+    takeover_by_device: bool = True
+    #: Weight (pseudo-sightings) of the site's share of a grid cell in a phone's habit.
+    habit_prior: float = 1.0
     #: Upper bound of the gamma shape of hour-to-hour variation of site sightings (the
     #: baseline estimate is used when smaller): guards against Poisson overconfidence.
     site_dispersion_max: float = 5.0
@@ -69,6 +74,9 @@ class DetectionParams:
     #: Floor and prior weight (pseudo-reports) of the baseline failure share.
     fail_share_floor: float = 0.01
     fail_share_weight: float = 10.0
+    #: Shape of the negative binomial of failure reports while the network is up:
+    #: they come in bursts from a few phones (inf: Poisson).
+    fail_dispersion: float = 1.0
     #: At most this many failure reports count per span (one stuck phone is not ten).
     max_fail_reports: int = 8
     #: Weight of the mean neighbour log-likelihood ratio (spatial support).
@@ -146,6 +154,8 @@ class DetectionParams:
             raise ParameterError(
                 f"takeover_per_window must be above 0, got {self.takeover_per_window}"
             )
+        if not self.fail_dispersion > 0.0:
+            raise ParameterError(f"fail_dispersion must be above 0, got {self.fail_dispersion}")
         if not self.calibration_slope > 0.0:
             raise ParameterError(
                 f"calibration_slope must be above 0 (p_offline must rise with the "

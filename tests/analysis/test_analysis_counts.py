@@ -63,6 +63,11 @@ def test_baseline_counts_of_chunks_merge_to_the_whole(sample: dict[str, pd.DataF
         want = whole.reporters.assign(device=whole.devices[whole.reporters["device"]])
         key = ["site", "hour", "device"]
         _same(got.sort_values(key), want.sort_values(key))
+        got = counts.place_devices.assign(device=counts.devices[counts.place_devices["device"]])
+        want = whole.place_devices.assign(device=whole.devices[whole.place_devices["device"]])
+        key = ["site", "h3", "device"]
+        assert len(want) > 0
+        _same(got.sort_values(key), want.sort_values(key))
     model = baseline_from_counts(merged, ctx, params)
     direct = build_baseline(sample["baseline"], sample["cells"], params)
     for name in ("grid", "sites", "cell_areas", "site_areas"):

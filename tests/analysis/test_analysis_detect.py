@@ -321,6 +321,105 @@ def test_takeover_leaves_out_reports_naming_a_sibling() -> None:
     assert together[0].tolist() == [0.0, 0.0, 0.0]
 
 
+def _habit_case(events: list[tuple[str, int]], start: np.ndarray) -> np.ndarray:
+    """Takeover evidence of site 0 in one grid cell shared with site 1: phone "res"
+    named site 0 twenty times in the baseline, phone "nb" site 1 twenty times.
+    ``events``: (phone, window) reports naming site 1."""
+    from dcm.analysis.detect import _device_takeover
+
+    areas = pd.DataFrame(
+        {"site": [0, 1], "h3": [10, 10], "count": [20.0, 20.0], "share_of_hex": [0.5, 0.5]}
+    )
+    habits = pd.DataFrame(
+        {
+            "site": [0, 1],
+            "h3": [10, 10],
+            "device": pd.Categorical(["res", "nb"]),
+            "n": [20, 20],
+        }
+    )
+    names = np.array(sorted({d for d, _ in events}), dtype=object)
+    code = {d: i for i, d in enumerate(names)}
+    seen = pd.DataFrame(
+        {
+            "site": [1] * len(events),
+            "key": [0] * len(events),
+            "w": [w for _, w in events],
+            "device": [code[d] for d, _ in events],
+        }
+    )
+    none = (np.empty(0, dtype="int64"), np.empty(0, dtype="int64"))
+    out = _device_takeover(
+        areas,
+        np.array([0, 0]),
+        seen,
+        names,
+        habits,
+        np.array([0, 0]),
+        start,
+        none,
+        DetectionParams(),
+    )
+    assert not out[1].any()  # reports naming site 1 say nothing against it
+    return out[0]
+
+
+def test_takeover_weighs_each_phone_by_its_habit() -> None:
+    from scipy.special import betaln
+
+    silent = np.zeros((2, 3), dtype="int64")
+    # The resident who always used site 0 now names site 1: strong. The neighbour's
+    # phone naming its usual site: almost nothing. The resident again: more, but less
+    # than at first (its share is uncertain).
+    got = _habit_case([("res", 0), ("nb", 1), ("res", 2)], silent)
+    # Beta(20 + α·½, 0 + α·½): the site holds one phone of two there.
+    alpha = DetectionParams().habit_prior
+    resident = np.log((20.0 + alpha) / (alpha / 2))
+    neighbour = np.log((20.0 + alpha) / (20.0 + alpha / 2))
+    again = np.log((21.0 + alpha) / (1.0 + alpha / 2))
+    assert got == pytest.approx([resident, resident + neighbour, resident + again + neighbour])
+    assert again < resident
+    # Site 0 heard in window 2: the span restarts and the reports before it leave it.
+    heard = np.array([[0, 0, 3], [0, 0, 0]])
+    assert _habit_case([("res", 0), ("nb", 1)], heard)[2] == 0.0
+    # Two visitors never seen there: one beta-binomial on the phones' shares (site 0
+    # holds 1 of the 2 phones), saturating, not two independent draws.
+    visitors = _habit_case([("v1", 0), ("v2", 1)], silent)
+    assert visitors[0] == pytest.approx(betaln(1.5, 1.5) - betaln(1.5, 2.5))
+    assert visitors[1] == pytest.approx(betaln(1.5, 1.5) - betaln(1.5, 3.5))
+    assert visitors[1] < 2 * visitors[0]
+
+
+def test_a_phones_use_of_a_sibling_radio_does_not_count_against_the_site() -> None:
+    from dcm.analysis.detect import _device_takeover
+
+    # Sites 0 and 2: two radios of one mast (siblings); site 1 another mast. The phone
+    # used site 0 ten times and site 2 ten times; now it names site 1.
+    areas = pd.DataFrame(
+        {
+            "site": [0, 1, 2],
+            "h3": [10] * 3,
+            "count": [10.0, 5.0, 10.0],
+            "share_of_hex": [0.4, 0.2, 0.4],
+        }
+    )
+    habits = pd.DataFrame(
+        {"site": [0, 2], "h3": [10, 10], "device": pd.Categorical(["p", "p"]), "n": [10, 10]}
+    )
+    seen = pd.DataFrame({"site": [1], "key": [0], "w": [0], "device": [0]})
+    args = (areas, np.zeros(3, dtype="int64"), seen, np.array(["p"], dtype=object), habits)
+    start = np.zeros((3, 1), dtype="int64")
+    params = DetectionParams()
+    mast = (np.array([0, 2]), np.array([2, 0]))
+    apart = (np.empty(0, dtype="int64"), np.empty(0, dtype="int64"))
+    with_siblings = _device_takeover(*args, np.zeros(3, dtype="int64"), start, mast, params)
+    without = _device_takeover(*args, np.zeros(3, dtype="int64"), start, apart, params)
+    # As siblings, the phone used the mast every time: strong evidence for both radios.
+    assert with_siblings[0, 0] > 2.0 and with_siblings[2, 0] > 2.0
+    # As unrelated sites, it used site 0 half the time.
+    assert without[0, 0] < with_siblings[0, 0] / 2
+
+
 def test_calibration_rescales_reported_p_offline_not_statuses(two_networks: pd.DataFrame) -> None:
     baseline = concat(
         measurements(start=BASE, hours=168, per_hour=2, network="358-10", cell=1, seed=1),

@@ -73,6 +73,25 @@ def test_failure_reports_weigh_against_their_exposure() -> None:
     assert failure_llr(np.array([0.0]), np.array([1e-12]), share)[0] == pytest.approx(0, abs=1e-6)
 
 
+def test_bursty_failures_make_a_shortfall_weak_evidence() -> None:
+    # A coverage hole where 40 % of reports are failures: 13 reports expected, none
+    # of them a failure. A Poisson count calls that strong evidence of "down"; failure
+    # bursts from a few phones make it unremarkable.
+    f, x, share = np.array([0.0]), np.array([13.0]), np.array([0.4])
+    poisson = failure_llr(f, x, share)[0]
+    bursty = failure_llr(f, x, share, dispersion=1.0)[0]
+    assert poisson > 4
+    assert 0 < bursty < 1.5
+    # The negative binomial tends to the Poisson as its shape grows.
+    many = np.array([0.0, 1.0, 7.0])
+    xs, shares = np.full(3, 40.0), np.full(3, 0.05)
+    assert failure_llr(many, xs, shares, dispersion=1e9) == pytest.approx(
+        failure_llr(many, xs, shares), rel=1e-4
+    )
+    # Many failures where few are usual still speak for "down".
+    assert failure_llr(np.array([8.0]), np.array([40.0]), np.array([0.01]), dispersion=1.0)[0] > 5
+
+
 def test_trailing_evidence_resets_at_an_ok_report() -> None:
     ok = np.array([[1.0, 0, 0, 0, 1, 0]])
     fail = np.array([[0.0, 2, 1, 0, 1, 0]])
