@@ -61,9 +61,11 @@ class DetectionParams:
     #: grid cell and window: reports of one place in one window mostly come from one
     #: phone, and one phone camped on a neighbour says little about the site.
     takeover_per_window: float = 1.0
-    #: Takeover evidence from reports with a device id counts each phone once, by its
-    #: own baseline habit in the grid cell (see ``_device_takeover``).
-    takeover_by_device: bool = True
+    #: Takeover evidence from reports with a device id weighs each phone by its own
+    #: baseline habit in the grid cell (see ``_device_takeover``). Off: it clears the
+    #: calm weeks of the real Portoviejo cells but costs the St Vincent sample a sixth
+    #: of its recall (docs/method.md, Tried).
+    takeover_by_device: bool = False
     #: Weight (pseudo-sightings) of the site's share of a grid cell in a phone's habit.
     habit_prior: float = 1.0
     #: Upper bound of the gamma shape of hour-to-hour variation of site sightings (the

@@ -420,6 +420,38 @@ def test_a_phones_use_of_a_sibling_radio_does_not_count_against_the_site() -> No
     assert without[0, 0] < with_siblings[0, 0] / 2
 
 
+def test_a_resident_phone_moving_to_a_neighbour_calls_its_site_offline() -> None:
+    """End to end with device ids: two masts of one network at one place; the phone
+    that always used mast 1 names mast 3 all event long (mast 1 is down)."""
+    cells = cells_frame([("358-10", 1, LAT0, LON0), ("358-10", 3, LAT0, LON0)])
+
+    def phone(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+        return frame.assign(device=pd.array([name] * len(frame), dtype="string"))
+
+    baseline = concat(
+        phone(measurements(start=BASE, hours=168, per_hour=2, network="358-10", cell=1), "res"),
+        phone(measurements(start=BASE, hours=168, per_hour=2, network="358-10", cell=3), "nb"),
+    )
+    event = concat(
+        phone(measurements(start=EVENT, hours=6, per_hour=2, network="358-10", cell=3), "res"),
+        phone(
+            measurements(start=EVENT, hours=6, per_hour=2, network="358-10", cell=3, seed=1), "nb"
+        ),
+    )
+    p_offline = {}
+    for by_device in (False, True):
+        params = DetectionParams(takeover_by_device=by_device)
+        model = build_baseline(baseline, cells, params)
+        assert set(model.habits["device"].astype(str)) == {"res", "nb"}
+        found = detect(model, event, params=params)
+        last = found.cells[found.cells["end"] == found.cells["end"].max()].set_index("cell")
+        p_offline[by_device] = float(last.loc[1, "p_offline"])
+        assert last.loc[3, "status"] == "online"
+    # The resident's habit is far stronger evidence than a half share of the reports.
+    assert p_offline[True] > 0.9
+    assert p_offline[True] > p_offline[False]
+
+
 def test_calibration_rescales_reported_p_offline_not_statuses(two_networks: pd.DataFrame) -> None:
     baseline = concat(
         measurements(start=BASE, hours=168, per_hour=2, network="358-10", cell=1, seed=1),
