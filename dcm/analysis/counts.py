@@ -240,13 +240,16 @@ class BaselineCounts:
             hour=hour_abs[with_dev],
             device=np.asarray(dev_codes)[with_dev] if dev_codes is not None else [],
         ).drop_duplicates(ignore_index=True)
+        # Phones' habits only when the decisions read them (they cost a row per
+        # distinct place and phone).
+        habit = with_dev if params.takeover_by_device else with_dev & False
         place_devices = _group(
             _frame(
                 _PLACE_DEVICES,
-                site=ctx.cell_site[prep.cell[with_dev]],
-                h3=prep.h3[with_dev],
-                device=np.asarray(dev_codes)[with_dev] if dev_codes is not None else [],
-                n=np.ones(int(with_dev.sum())),
+                site=ctx.cell_site[prep.cell[habit]],
+                h3=prep.h3[habit],
+                device=np.asarray(dev_codes)[habit] if dev_codes is not None else [],
+                n=np.ones(int(habit.sum())),
             ),
             ["site", "h3", "device"],
             ["n"],
@@ -499,7 +502,11 @@ class EventCounts:
             ["n"],
             ("last", "far"),
         )
-        dev_codes, devices = pd.factorize(frame["device"]) if "device" in frame else (None, None)
+        dev_codes, devices = (
+            pd.factorize(frame["device"])
+            if "device" in frame and params.takeover_by_device
+            else (None, None)
+        )
         if dev_codes is None:
             device_sightings = _empty(_DEV_SIGHT)
             dev_names = np.empty(0, dtype=object)

@@ -38,7 +38,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def test_baseline_counts_of_chunks_merge_to_the_whole(sample: dict[str, pd.DataFrame]) -> None:
-    params = DetectionParams()
+    params = DetectionParams(takeover_by_device=True)  # phones' habits counted too
     ctx = CellContext.of(sample["cells"])
     whole = BaselineCounts.from_frame(sample["baseline"], ctx, params)
     chunks = _shuffled_chunks(sample["baseline"], 5, seed=1)
@@ -76,18 +76,21 @@ def test_baseline_counts_of_chunks_merge_to_the_whole(sample: dict[str, pd.DataF
     assert np.array_equal(model.hour_profile, direct.hour_profile)
 
 
+@pytest.mark.parametrize("by_device", [False, True])
 def test_detect_on_merged_event_counts_equals_the_whole_frame(
-    sample: dict[str, pd.DataFrame],
+    sample: dict[str, pd.DataFrame], by_device: bool
 ) -> None:
-    model = build_baseline(sample["baseline"], sample["cells"])
-    want = detect(model, sample["event"])
+    params = DetectionParams(takeover_by_device=by_device)
+    model = build_baseline(sample["baseline"], sample["cells"], params)
+    want = detect(model, sample["event"], params=params)
     chunks = _shuffled_chunks(sample["event"], 4, seed=2)
     counts = EventCounts.merge_all([count_event(model, c) for c in chunks])
     assert counts.rows == len(sample["event"])
     # Failure rows kept for "after the last ok" are only those later than their
     # group's last ok report: fewer than all failure reports.
     assert len(counts.late) < int(sample["event"]["status"].isin(["failed", "no_service"]).sum())
-    got = detect(model, counts)
+    assert counts.device_sightings.empty != by_device
+    got = detect(model, counts, params=params)
     _same(got.grid, want.grid)
     _same(got.cells, want.cells)
     _same(got.cell_windows, want.cell_windows)

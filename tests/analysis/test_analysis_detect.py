@@ -442,7 +442,8 @@ def test_a_resident_phone_moving_to_a_neighbour_calls_its_site_offline() -> None
     for by_device in (False, True):
         params = DetectionParams(takeover_by_device=by_device)
         model = build_baseline(baseline, cells, params)
-        assert set(model.habits["device"].astype(str)) == {"res", "nb"}
+        # Habits are counted only when the decisions read them.
+        assert set(model.habits["device"].astype(str)) == ({"res", "nb"} if by_device else set())
         found = detect(model, event, params=params)
         last = found.cells[found.cells["end"] == found.cells["end"].max()].set_index("cell")
         p_offline[by_device] = float(last.loc[1, "p_offline"])
