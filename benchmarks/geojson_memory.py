@@ -4,24 +4,34 @@ Writes a FeatureCollection of real-shaped point measurements (about 230 bytes a
 feature, on one line, 1 % of them bad) of ``--mb`` megabytes, then reads it in child
 processes and prints each one's wall time and peak RSS:
 
-* ``read_measurements``: the whole-file reader (as ``dcm ingest`` and uploads use it),
-  whose result frame holds every row;
+* ``read_measurements``: the whole-file reader (as ``dcm replay`` uses it), whose
+  result frame holds every row;
 * ``iter_measurements``: the chunked reader (as ``dcm compare`` and ``dcm convert`` use
-  it), one chunk at a time, nothing kept.
+  it), one chunk at a time, nothing kept;
+* with ``--ingest``: ``dcm ingest`` of the file into a fresh SQLite store (raw copy,
+  reading, every row written), and with ``--postgres URL`` also into a throw-away schema
+  of that PostgreSQL database.
 
     python benchmarks/geojson_memory.py --mb 200
+    python benchmarks/geojson_memory.py --mb 200 --ingest --no-read --postgres postgresql://dcm:dcm@127.0.0.1:5432/dcm_test
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 _READ = {
     "read_measurements": (
@@ -88,26 +98,59 @@ def write_collection(path: Path, size: int) -> int:
     return n
 
 
-def measure(kind: str, path: Path) -> tuple[float, float, int, str]:
-    """Wall and CPU seconds, peak RSS (kB) and printed counts of one read in a child
+def measure(
+    kind: str, command: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, int, str]:
+    """Wall and CPU seconds, peak RSS (kB) and printed output of ``command`` in a child
     process (CPU time says more than wall time on a shared machine)."""
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _PEAK, sys.executable, "-c", _READ[kind], str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", _PEAK, *command], capture_output=True, text=True, env=env
     )
-    code, peak, cpu, *counts = done.stdout.split()
-    if int(code):
-        raise SystemExit(f"{kind} failed: {done.stderr.strip()}")
-    return time.perf_counter() - start, float(cpu), int(peak), " ".join(counts)
+    code, peak, cpu, *out = done.stdout.split(maxsplit=3)
+    if done.returncode or int(code):
+        raise SystemExit(f"{kind} failed: {done.stderr.strip()[-2000:]}")
+    return time.perf_counter() - start, float(cpu), int(peak), " ".join(out)
+
+
+@contextmanager
+def store_url(folder: Path, postgres: str | None) -> Iterator[str]:
+    """A fresh SQLite store in ``folder``, or a throw-away schema of ``postgres``."""
+    if postgres is None:
+        yield f"sqlite:///{folder / 'dcm.sqlite'}"
+        return
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        sep = "&" if "?" in postgres else "?"
+        yield f"{postgres}{sep}options={quote(f'-csearch_path={schema},public')}"
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def measure_ingest(path: Path, folder: Path, postgres: str | None) -> tuple[float, float, int, str]:
+    """``dcm ingest --event ev PATH`` into a fresh store, in a child (as
+    :func:`measure`); the output is what ``dcm ingest`` printed."""
+    with store_url(folder, postgres) as url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DCM_")}
+        env |= {"DCM_DATA_DIR": str(folder / "data"), "DCM_DATABASE_URL": url, "DCM_SECRET": "s"}
+        dcm = [sys.executable, "-m", "dcm.cli.main"]
+        start = ["event", "create", "ev", "--start", "2021-04-01T00:00:00Z"]
+        subprocess.run([*dcm, *start], env=env, check=True, capture_output=True)
+        return measure("dcm ingest", [*dcm, "ingest", "--event", "ev", str(path)], env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the collection (MB)")
     parser.add_argument("--keep", type=Path, help="write the file here (kept)")
+    parser.add_argument("--ingest", action="store_true", help="also measure dcm ingest (SQLite)")
+    parser.add_argument("--postgres", metavar="URL", help="also measure dcm ingest on PostgreSQL")
+    parser.add_argument("--no-read", action="store_true", help="skip the two reader runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "one-line.geojson"
@@ -115,13 +158,24 @@ def main() -> None:
         print(f"{path.name}: {path.stat().st_size / 1024**2:,.0f} MB, {n:,} features, one line")
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(f"(this process: {own / 1024:,.0f} MB)")
-        for kind in _READ:
-            seconds, cpu, peak, counts = measure(kind, path)
+        for kind in () if args.no_read else _READ:
+            command = [sys.executable, "-c", _READ[kind], str(path)]
+            seconds, cpu, peak, counts = measure(kind, command)
             rows_in, accepted, rejected = counts.split()
             print(
                 f"{kind:18s} {seconds:6.1f} s ({cpu:5.1f} s CPU)  peak {peak / 1024:7,.0f} MB  "
                 f"rows in {int(rows_in):,}, accepted {int(accepted):,}, "
                 f"rejected {int(rejected):,}"
+            )
+        backends = [("SQLite", None)] if args.ingest else []
+        backends += [("PostgreSQL", args.postgres)] if args.postgres else []
+        for backend, postgres in backends:
+            with tempfile.TemporaryDirectory(prefix="dcm-ingest-") as folder:
+                seconds, cpu, peak, said = measure_ingest(path, Path(folder), postgres)
+            said = re.sub(r"^\S+: ", "", said.splitlines()[0] if said else "")
+            print(
+                f"{'dcm ingest ' + backend:18s} {seconds:6.1f} s ({cpu:5.1f} s CPU)  "
+                f"peak {peak / 1024:7,.0f} MB  {said}"
             )
 
 

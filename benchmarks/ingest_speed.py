@@ -2,6 +2,10 @@
 
 Run: ``python benchmarks/ingest_speed.py [--rows 1000000]``. Prints rows/s. The input CSV
 is generated in a temporary folder (random but realistic values, fixed seed).
+
+``--store`` also times ``dcm ingest`` of the clean CSV (raw copy, reading, every row
+written in its one transaction) into a fresh SQLite store, ``--postgres URL`` into a
+throw-away schema of that PostgreSQL database; ``--store-only`` skips the readers.
 """
 
 from __future__ import annotations
@@ -68,14 +72,42 @@ def timed(label: str, rows: int, fn):  # type: ignore[no-untyped-def]
     return result
 
 
+def ingest_into_store(path: Path, rows: int, folder: Path, postgres: str | None) -> None:
+    """Time the service's ingest of ``path`` (as ``dcm ingest`` runs it) into a fresh
+    store: SQLite in ``folder``, or a throw-away schema of ``postgres``."""
+    from geojson_memory import store_url
+
+    from dcm import service
+    from dcm.settings import Settings
+    from dcm.store import Principal, open_store
+
+    admin = Principal.system()
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=folder / "data", secret="s")
+    with store_url(folder, postgres) as url, open_store(settings, url=url) as store:
+        store.create_event("ev", start="2023-05-20T00:00:00Z", principal=admin)
+        label = f"dcm ingest, {'PostgreSQL' if postgres else 'SQLite'}"
+        outcome = timed(label, rows, lambda: service.ingest(store, "ev", path, principal=admin))
+        print(f"  {outcome.added:,} rows added")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--store", action="store_true", help="also time dcm ingest (SQLite)")
+    parser.add_argument("--postgres", metavar="URL", help="also time dcm ingest on PostgreSQL")
+    parser.add_argument("--store-only", action="store_true", help="skip the readers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clean = Path(tmp) / "clean.csv"
-        dirty = Path(tmp) / "dirty.csv"
         make_csv(clean, args.rows)
+        if args.store or args.store_only:
+            ingest_into_store(clean, args.rows, Path(tmp) / "sqlite", None)
+        if args.postgres:
+            ingest_into_store(clean, args.rows, Path(tmp) / "postgres", args.postgres)
+        if args.store_only:
+            return
+        dirty = Path(tmp) / "dirty.csv"
         make_csv(dirty, args.rows, bad_fraction=0.01, seed=1)
         result = timed("measurements clean CSV", args.rows, lambda: read_measurements(clean))
         print("  " + result.report.summary().splitlines()[1])

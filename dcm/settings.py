@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     #: rejected (device clocks run a little ahead; a row "from 2035" never moves an
     #: event's clock).
     clock_allowance_minutes: float = 15.0
+    #: Measurement rows an ingest writes at a time (all in its one transaction): the
+    #: ingest's memory grows with it, not with the file.
+    ingest_batch_rows: int = 50_000
 
     @field_validator("public_url")
     @classmethod

@@ -253,19 +253,26 @@ async def upload_measurements(
         from dcm import service
 
         # On a worker thread: the store proxy resolves to the store lent to this request.
-        outcome = await run_in_threadpool(
-            lambda: service.ingest_upload(
-                store,
-                event,
-                path,
-                checksum=checksum,
-                kind=kind,
-                licence=licence,
-                visibility=visibility,
-                name=label,
-                principal=principal,
+        try:
+            outcome = await run_in_threadpool(
+                lambda: service.ingest_upload(
+                    store,
+                    event,
+                    path,
+                    checksum=checksum,
+                    kind=kind,
+                    licence=licence,
+                    visibility=visibility,
+                    name=label,
+                    principal=principal,
+                )
             )
-        )
+        except OSError as exc:  # the raw copy or the rows waiting on disk found no room
+            if exc.errno in _NO_ROOM:
+                raise HTTPException(
+                    507, "the server has no room left for the upload: nothing was kept; try later"
+                ) from exc
+            raise
     dataset = outcome.dataset
     body = {
         "event": event,

@@ -9,14 +9,18 @@ FeatureCollection is parsed as a stream, a batch of features at a time
 Parquet file a record batch at a time (the "line" is the row number).
 
 Copies of a measurement are dropped within a chunk; copies in different chunks are
-found by :func:`combine_chunks`, which gives exactly what the whole-file reader gives.
+found by :func:`combine_chunks`, which gives exactly what the whole-file reader gives,
+or, without keeping the rows, by :func:`spool_measurements` (what ``dcm ingest`` and
+uploads use: the rows wait on disk for the store, a batch at a time).
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -48,8 +52,8 @@ from dcm.ingest.measurements import (
     header_delimiter,
     normalise_measurements,
 )
-from dcm.ingest.report import IngestReport, IngestResult
-from dcm.schema import MEASUREMENT_COLUMNS, MEASUREMENT_REQUIRED
+from dcm.ingest.report import IngestReport, IngestResult, RejectedRow
+from dcm.schema import MEASUREMENT_COLUMNS, MEASUREMENT_REQUIRED, empty_frame
 
 #: Bytes of CSV parsed at a time (whole records; a record longer than this grows it).
 #: About 135 000 canonical rows: a convert then peaks near 650 MB whatever the file size.
@@ -280,6 +284,150 @@ def combine_chunks(results: list[IngestResult], *, name: str) -> IngestResult:
     return IngestResult(frame=frame, report=report)
 
 
+class CopyFinder:
+    """Copies of a measurement across the chunks of one read, as :func:`combine_chunks`
+    finds them in the whole frame (same ``measurement_id``, or same content when it has
+    none; the first kept), remembering 16 bytes per row instead of the rows: a 128-bit
+    hash of the id, or of the content."""
+
+    _KEYS = ("dcm-copies-key-1", "dcm-copies-key-2")
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def later_copies(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows of ``frame`` (a chunk with no copies within it) seen in an earlier chunk;
+        its rows count as seen from now on."""
+        if frame.empty:
+            return np.zeros(0, dtype=bool)
+        ids = frame["measurement_id"].astype("string")
+        has_id = ids.notna().to_numpy()
+        content = [c for c in MEASUREMENT_COLUMNS if c != "measurement_id" and c in frame]
+        halves = np.empty((len(frame), 2), dtype=np.uint64)
+        for half, key in enumerate(self._KEYS):
+            if has_id.any():
+                values = ids.to_numpy(dtype=object, na_value="")[has_id]
+                halves[has_id, half] = pd.util.hash_array(values, hash_key=key)
+            if not has_id.all():
+                rows = frame.loc[~has_id, content]
+                halves[~has_id, half] = pd.util.hash_pandas_object(
+                    rows, index=False, hash_key=key
+                ).to_numpy()
+        keys = halves.view("V16").ravel().tolist()
+        later = np.fromiter(map(self._seen.__contains__, keys), dtype=bool, count=len(keys))
+        self._seen.update(keys)
+        return later
+
+
+class MeasurementSpool:
+    """Canonical measurement frames kept for writing ``batch_rows`` rows at a time: in
+    memory while they fit in one batch, else in an Arrow IPC file in ``folder``, unlinked
+    from the start (nothing is left behind, even by a killed process)."""
+
+    def __init__(self, *, folder: Path, batch_rows: int) -> None:
+        self.folder = Path(folder)
+        self.batch_rows = max(int(batch_rows), 1)
+        self.rows = 0
+        self._held: list[pd.DataFrame] = []
+        self._held_rows = 0
+        self._file: Any = None
+        self._writer: Any = None
+        self._schema: Any = None
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Keep the rows of ``frame`` (MEASUREMENT_COLUMNS) after those added before."""
+        if frame.empty:
+            return
+        self._held.append(frame)
+        self._held_rows += len(frame)
+        self.rows += len(frame)
+        if self._held_rows >= self.batch_rows:
+            self._spill()
+
+    def _spill(self) -> None:
+        import pyarrow as pa
+
+        frame = pd.concat(self._held, ignore_index=True)
+        self._held, self._held_rows = [], 0
+        if self._writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # Closed by close(); unlinked at once, so a killed process leaves no file.
+            self._file = tempfile.TemporaryFile(dir=self.folder, prefix="dcm-spool-")  # noqa: SIM115
+            self._schema = pa.Schema.from_pandas(frame, preserve_index=False)
+            self._writer = pa.ipc.new_file(pa.PythonFile(self._file, mode="w"), self._schema)
+        table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        self._writer.write_table(table, max_chunksize=self.batch_rows)
+
+    def batches(self) -> Iterator[pd.DataFrame]:
+        """The rows kept, in order, in frames of at most ``batch_rows`` rows (one empty
+        frame when none were kept)."""
+        import pyarrow as pa
+
+        if self._writer is None:
+            frame = (
+                pd.concat(self._held, ignore_index=True)
+                if self._held
+                else empty_frame(MEASUREMENT_COLUMNS)
+            )
+            for start in range(0, max(len(frame), 1), self.batch_rows):
+                yield frame.iloc[start : start + self.batch_rows].reset_index(drop=True)
+            return
+        if self._held:
+            self._spill()
+        self._writer.close()
+        self._file.flush()
+        self._file.seek(0)
+        reader = pa.ipc.open_file(pa.PythonFile(self._file, mode="r"))
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i).to_pandas()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> MeasurementSpool:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def spool_measurements(
+    results: Iterable[IngestResult], spool: MeasurementSpool, *, name: str
+) -> IngestReport:
+    """Keep the frames of a chunked read (:func:`iter_measurements`) in ``spool``,
+    copies across chunks dropped, and return the report of the whole read: the same
+    rows kept and the same report as :func:`combine_chunks` gives, without holding
+    the rows in memory."""
+    copies = CopyFinder()
+    rows_in = duplicates = 0
+    rejected: list[RejectedRow] = []
+    for result in results:
+        frame = result.frame
+        later = copies.later_copies(frame)
+        if later.any():
+            frame = frame.loc[~later].reset_index(drop=True)
+        spool.add(frame)
+        rows_in += result.report.rows_in
+        duplicates += result.report.duplicates + int(later.sum())
+        rejected += result.report.rejected
+    rejected.sort(key=lambda r: r.line)
+    return IngestReport(
+        path=name,
+        kind="measurements",
+        rows_in=rows_in,
+        accepted=spool.rows,
+        duplicates=duplicates,
+        rejected=rejected,
+    )
+
+
 def _csv_chunks(
     chunks: Iterator[bytes],
     *,
@@ -423,4 +571,11 @@ def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-__all__ = ["CHUNK_BYTES", "combine_chunks", "iter_measurements"]
+__all__ = [
+    "CHUNK_BYTES",
+    "CopyFinder",
+    "MeasurementSpool",
+    "combine_chunks",
+    "iter_measurements",
+    "spool_measurements",
+]

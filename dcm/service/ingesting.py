@@ -3,13 +3,18 @@
 The dataset record, its rows, the dirty windows and the high-water mark are one unit of
 work (:func:`ingest_frame`); the raw bytes are kept under ``data_dir/raw/<sha256>``
 before it, so a run that dies anywhere leaves either nothing or the whole dataset.
+
+A measurement file is never held whole in memory: the raw copy is copied file to file,
+the file read chunk by chunk (:func:`dcm.ingest.chunks.iter_measurements`), the rows
+kept on disk (:class:`dcm.ingest.chunks.MeasurementSpool`) and written
+``Settings.ingest_batch_rows`` at a time, all in the one transaction.
 """
 
 from __future__ import annotations
 
-import io
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,38 +41,45 @@ class IngestOutcome:
     dirty_windows: int = 0
 
 
-def _read_source(
+def _keep_source(
+    store: Store,
     source: str | Path | BinaryIO | bytes,
     name: str | None,
     *,
     line_based: bool | Callable[[bytes], bool] = False,
-) -> tuple[bytes, str]:
-    """The bytes of ``source`` as kept raw (gzip stays gzip) and its name. A path is
-    refused unread when it is larger than ``DCM_MAX_DECOMPRESSED_BYTES``, and, when
-    ``line_based`` (or it says so of the first MiB), read through first, nothing kept,
-    so that a line past ``DCM_MAX_LINE_BYTES`` or a gzip bomb is refused before the
-    file is read whole or a raw copy is kept."""
+) -> tuple[str, Path, str]:
+    """Keep ``source`` as its raw copy (gzip stays gzip, see :meth:`Store.keep_raw`) and
+    return (checksum, raw copy, name). A path is refused unread when it is larger than
+    ``DCM_MAX_DECOMPRESSED_BYTES``, and, when ``line_based`` (or it says so of the first
+    MiB), read through first, nothing kept, so that a line past ``DCM_MAX_LINE_BYTES`` or
+    a gzip bomb is refused before a raw copy is kept. A path or a stream is copied a MiB
+    at a time (a stream that cannot seek first to a file in ``data_dir``, unlinked at
+    once)."""
     if isinstance(source, bytes):
-        return source, name or "<upload>"
-    if isinstance(source, str | Path):
-        path = Path(source)
-        label = name or str(path)
-        if not path.is_file():
-            raise IngestError(
-                "file not found" if not path.exists() else "not a file", path=str(path)
-            )
-        from dcm.ingest._source import InputLimits, check_lines
+        return (*store.keep_raw(source), name or "<upload>")
+    if not isinstance(source, str | Path):
+        label = name or str(getattr(source, "name", "<stream>"))
+        if source.seekable():
+            return (*store.keep_raw(source), label)
+        folder = Path(store.data_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Unlinked from the start: a killed process leaves nothing behind.
+        with tempfile.TemporaryFile(dir=folder, prefix="dcm-stream-") as copy:
+            shutil.copyfileobj(source, copy, 1024**2)
+            copy.seek(0)
+            return (*store.keep_raw(copy), label)
+    path = Path(source)
+    label = name or str(path)
+    if not path.is_file():
+        raise IngestError("file not found" if not path.exists() else "not a file", path=str(path))
+    from dcm.ingest._source import InputLimits, check_lines
 
-        limits, size = InputLimits.from_settings(), path.stat().st_size
-        if size > limits.max_bytes:  # refused unread: it would not fit once read
-            raise limits.too_large(size, name=label)
-        if line_based is not False:
-            check_lines(path, name=label, limits=limits, line_based=line_based)
-        return path.read_bytes(), label
-    data = source.read()
-    return (data.encode() if isinstance(data, str) else bytes(data)), name or str(
-        getattr(source, "name", "<stream>")
-    )
+    limits, size = InputLimits.from_settings(), path.stat().st_size
+    if size > limits.max_bytes:  # refused unread: it would not fit once read
+        raise limits.too_large(size, name=label)
+    if line_based is not False:
+        check_lines(path, name=label, limits=limits, line_based=line_based)
+    return (*store.keep_raw(path), label)
 
 
 def received_limit(store: Store, received: pd.Timestamp | None = None) -> pd.Timestamp:
@@ -103,58 +115,67 @@ def ingest(
     ev = store.get_event(event)
     principal.require(principal.can_ingest(ev), f"ingest into {ev.name}")
     received = pd.Timestamp.now(tz="UTC")
-    data, label = _read_source(source, name, line_based=_line_based(kind, name or source))
     # The raw copy is written before the transaction: a run that dies after it leaves a
     # file the retry writes again (same name), never a dataset without rows.
-    checksum, raw_path = store.keep_raw(data)
+    checksum, raw_path, label = _keep_source(
+        store, source, name, line_based=_line_based(kind, name or source)
+    )
     fault_point("ingest.raw_kept")
     known = store.find_dataset(ev.id, checksum, kind)
     if known is not None:
         return IngestOutcome(dataset=known, report=None, added=0, new=False)
+    options: dict[str, Any] = {
+        "kind": kind,
+        "source": label,
+        "checksum": checksum,
+        "licence": licence,
+        "visibility": visibility,
+        "principal": principal,
+    }
+    if kind in ("measurements", "baseline"):
+        from dcm.ingest.chunks import MeasurementSpool, iter_measurements, spool_measurements
 
+        chunks = iter_measurements(
+            raw_path,
+            name=label,
+            format=_format_hint(label),
+            device_secret=store.device_secret().encode(),
+            not_after=received_limit(store, received),
+        )
+        # The rows wait on disk, not in memory, while the file is read; the transaction
+        # then writes them a batch at a time.
+        spool = MeasurementSpool(
+            folder=Path(store.data_dir), batch_rows=store.settings.ingest_batch_rows
+        )
+        with spool:
+            report = spool_measurements(chunks, spool, name=label)
+            return _commit(
+                store, ev, spool.batches(), counts=_counts(report), report=report, **options
+            )
     report: IngestReport | None = None
     frame: Any
-    if kind in ("measurements", "baseline", "cells"):
+    if kind == "cells":
         from dcm import ingest as readers
 
-        if kind == "cells":
-            result = readers.read_cells(io.BytesIO(data), name=label)
-        else:
-            secret = store.device_secret().encode()
-            result = readers.read_measurements(
-                io.BytesIO(data),
-                name=label,
-                device_secret=secret,
-                format=_format_hint(label),
-                not_after=received_limit(store, received),
-            )
+        result = readers.read_cells(raw_path, name=label)
         frame, report = result.frame, result.report
-        counts = {
-            "rows_in": report.rows_in,
-            "accepted": report.accepted,
-            "rejected": report.rejected_count,
-            "duplicates": report.duplicates,
-        }
+        counts = _counts(report)
     elif kind in ("population", "areas", "hazard"):
         frame = _read_file_kind(kind, raw_path, label)
         counts = {"rows_in": len(frame), "accepted": len(frame)}
     else:
         raise ParameterError(f"unknown dataset kind {kind!r}")
+    return _commit(store, ev, [frame], counts=counts, report=report, **options)
 
-    return ingest_frame(
-        store,
-        ev,
-        frame,
-        kind=kind,
-        source=label,
-        checksum=checksum,
-        counts=counts,
-        report=report,
-        licence=licence,
-        visibility=visibility,
-        received=received,
-        principal=principal,
-    )
+
+def _counts(report: IngestReport) -> dict[str, int]:
+    """The counts a dataset record keeps of a reader's report."""
+    return {
+        "rows_in": report.rows_in,
+        "accepted": report.accepted,
+        "rejected": report.rejected_count,
+        "duplicates": report.duplicates,
+    }
 
 
 def ingest_frame(
@@ -194,6 +215,38 @@ def ingest_frame(
                 "accepted": int(counts.get("accepted", 0)) - int(late.sum()),
                 "rejected": int(counts.get("rejected", 0)) + int(late.sum()),
             }
+    return _commit(
+        store,
+        ev,
+        [frame],
+        kind=kind,
+        source=source,
+        checksum=checksum,
+        counts=counts,
+        report=report,
+        licence=licence,
+        visibility=visibility,
+        principal=principal,
+    )
+
+
+def _commit(
+    store: Store,
+    ev: Event,
+    batches: Iterable[Any],
+    *,
+    kind: str,
+    source: str,
+    checksum: str,
+    counts: dict[str, int],
+    report: IngestReport | None,
+    licence: str | None,
+    visibility: str,
+    principal: Principal,
+) -> IngestOutcome:
+    """The unit of work of one dataset: its record, its rows (``batches``: frames of
+    ``kind``, written one after the other), the dirty windows and the high-water mark
+    commit together or not at all."""
     try:
         with store.db.transaction():
             known = store.find_dataset(ev.id, checksum, kind)
@@ -210,7 +263,7 @@ def ingest_frame(
                 principal=principal,
             )
             fault_point("ingest.dataset_recorded")
-            added, dirty = _add_rows(store, ev, dataset.id, frame, kind)
+            added, dirty = _add_rows(store, ev, dataset.id, batches, kind)
             store.set_dataset_added(dataset.id, added)
             fault_point("ingest.windows_marked")
     except Conflict:  # the same file ingested concurrently: the other call did the work
@@ -225,32 +278,61 @@ def ingest_frame(
     return IngestOutcome(dataset=dataset, report=report, added=added, new=True, dirty_windows=dirty)
 
 
-def _add_rows(store: Store, ev: Event, dataset_id: int, frame: Any, kind: str) -> tuple[int, int]:
-    """Insert the rows of one dataset and mark what they change (inside the caller's
-    transaction); returns (rows added, windows dirty now)."""
-    dirty = 0
+def _add_rows(
+    store: Store, ev: Event, dataset_id: int, batches: Iterable[Any], kind: str
+) -> tuple[int, int]:
+    """Insert the rows of one dataset, given in ``batches``, and mark what they change
+    (inside the caller's transaction); returns (rows added, windows dirty now)."""
     if kind in ("measurements", "baseline"):
-        period = "event" if kind == "measurements" else "baseline"
-        added_rows = store.insert_measurements(ev.id, dataset_id, frame, period=period)
+        return _add_measurements(store, ev, dataset_id, batches, kind)
+    added = 0
+    for frame in batches:
+        if kind == "cells":
+            added += store.insert_cells(ev.id, dataset_id, frame)
+        elif kind == "population":
+            added += store.insert_population(ev.id, dataset_id, frame)
+        elif kind == "areas":
+            added += store.insert_areas(ev.id, dataset_id, frame)
+        else:
+            added += store.insert_hazard(ev.id, dataset_id, frame)
+    if kind == "population" or (kind == "cells" and added):
+        return added, _invalidate_all(store, ev)  # people per outage change everywhere
+    return added, 0
+
+
+def _add_measurements(
+    store: Store, ev: Event, dataset_id: int, batches: Iterable[pd.DataFrame], kind: str
+) -> tuple[int, int]:
+    """Insert measurement ``batches`` (rows not repeated between batches) one after the
+    other; the high-water mark and the dirty windows are set once, from all rows added."""
+    period = "event" if kind == "measurements" else "baseline"
+    # Whether the period held rows before this dataset: if not, a row of a later batch
+    # cannot be stored already (copies between batches were dropped before), so it is
+    # not looked up.
+    stored = store.time_range(ev.id, period=period)[0] is not None
+    added = 0
+    latest: pd.Timestamp | None = None
+    touched: list[pd.DatetimeIndex] = []
+    for i, frame in enumerate(batches):
+        rows = store.insert_measurements(
+            ev.id, dataset_id, frame, period=period, look_up=stored or i == 0
+        )
         fault_point("ingest.rows_inserted")
-        added = len(added_rows)
-        if added and period == "event":
-            store.set_high_water(ev.id, added_rows["timestamp"].max())
-            dirty = store.mark_dirty(ev.id, touched_windows(added_rows["timestamp"], ev))
-        elif added:
-            dirty = _invalidate_all(store, ev)
-    elif kind == "cells":
-        added = store.insert_cells(ev.id, dataset_id, frame)
-        if added:
-            dirty = _invalidate_all(store, ev)
-    elif kind == "population":
-        added = store.insert_population(ev.id, dataset_id, frame)
-        dirty = _invalidate_all(store, ev)  # people per outage change everywhere
-    elif kind == "areas":
-        added = store.insert_areas(ev.id, dataset_id, frame)
-    else:
-        added = store.insert_hazard(ev.id, dataset_id, frame)
-    return added, dirty
+        if rows.empty:
+            continue
+        added += len(rows)
+        if period == "event":
+            last = rows["timestamp"].max()
+            latest = last if latest is None else max(latest, last)
+            touched.append(touched_windows(rows["timestamp"], ev))
+    if not added:
+        return 0, 0
+    if period == "baseline":
+        return added, _invalidate_all(store, ev)
+    assert latest is not None
+    store.set_high_water(ev.id, latest)
+    windows = touched[0].append(touched[1:]).unique() if len(touched) > 1 else touched[0]
+    return added, store.mark_dirty(ev.id, windows)
 
 
 def _line_based(kind: str, label: object) -> bool | Callable[[bytes], bool]:

@@ -396,6 +396,9 @@ class Database:
                         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _bulk_{table} "
                         "ON CONFLICT DO NOTHING"
                     )
+                    # Emptied now, not only at commit: the next call of the same
+                    # transaction (the next batch of one dataset) must not copy these again.
+                    cur.execute(f"TRUNCATE _bulk_{table}")
             except psycopg.Error as exc:
                 wrapped = sa_exc.DBAPIError.instance(f"COPY {table}", None, exc, psycopg.Error)
                 raise _store_error(wrapped, f"COPY {table}", self) from exc

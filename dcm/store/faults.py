@@ -10,7 +10,8 @@ lookup.
 Points (in the order a command reaches them): ``migrate.step_applied`` (after each
 migration step, inside the upgrade's one transaction; ``@N`` for the N-th step of an
 upgrade), ``raw.tmp_written``, ``ingest.raw_kept``,
-``ingest.dataset_recorded``, ``ingest.rows_inserted``, ``ingest.windows_marked``,
+``ingest.dataset_recorded``, ``ingest.rows_inserted`` (after each batch of rows of a
+dataset), ``ingest.windows_marked``,
 ``ingest.committed``; ``update.run_started``, ``update.results_saved``,
 ``update.alerts_written``, ``update.committed``; ``replay.slice_ingested``,
 ``replay.slice_updated``.

@@ -367,16 +367,17 @@ def ensure_rtree(db: Database, event_id: int, visibility: str) -> str:
     return name
 
 
-def fill_rtree(db: Database, dataset_id: int) -> None:
-    """Index the points of one dataset in the R*Tree of its event and visibility."""
+def fill_rtree(db: Database, dataset_id: int, *, after: int | None = None) -> None:
+    """Index the points of one dataset in the R*Tree of its event and visibility (those
+    with an id above ``after`` only, when given: the rows just added to it)."""
     row = db.one("SELECT event_id, visibility FROM datasets WHERE id = :id", {"id": dataset_id})
     if row is None:
         return
     name = ensure_rtree(db, int(row[0]), row[1])
     db.execute(
         f"INSERT OR IGNORE INTO {name} SELECT id, lon, lon, lat, lat FROM measurements "
-        "WHERE dataset_id = :dataset",
-        {"dataset": dataset_id},
+        "WHERE dataset_id = :dataset AND id > :after",
+        {"dataset": dataset_id, "after": -1 if after is None else int(after)},
     )
 
 

@@ -76,6 +76,8 @@ def test_an_upload_cut_by_a_server_crash_is_stored_whole_on_retry(
             ):
                 client.post(**request)
             assert process.wait(timeout=30) == -signal.SIGKILL
+        # The killed server could not remove its upload file: the next one sweeps it.
+        assert list((data_dir / "uploads").glob("upload-*"))
         with (
             serving(data_dir, url, fault=None) as (base, _),
             httpx.Client(base_url=base, timeout=120) as client,
@@ -88,3 +90,4 @@ def test_an_upload_cut_by_a_server_crash_is_stored_whole_on_retry(
         with open_store(Settings(data_dir=data_dir, secret="s"), url=url) as store:
             assert len(store.measurements("quake", period="event")) == ROWS
             assert len(store.list_datasets("quake")) == 1
+        assert not list((data_dir / "uploads").glob("*"))

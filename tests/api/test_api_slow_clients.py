@@ -167,3 +167,32 @@ def test_full_disk_answers_507_and_keeps_nothing(data_dir: tuple[Path, str]) -> 
     )
     assert events.status_code == 200  # still serving
     assert not list((folder / "uploads").glob("*"))
+
+
+def test_rows_that_find_no_room_on_disk_answer_507_and_keep_nothing(
+    data_dir: tuple[Path, str],
+) -> None:
+    """The body (7 MB) and its raw copy fit the file-size limit, but the 200,000 rows
+    waiting for the store in their own file (about 150 bytes each) do not: 507, no
+    dataset, no raw copy, no upload file left."""
+    folder, token = data_dir
+    limit = (folder / "dcm.sqlite").stat().st_size + 16 * 1024**2
+    seconds = pd.date_range("2021-04-09T02:00:00Z", periods=200_000, freq="s")
+    lines = seconds.strftime("%Y-%m-%dT%H:%M:%SZ,13.25,-61.25,ok\n")
+    body = b"timestamp,lat,lon,status\n" + "".join(lines).encode()
+    assert len(body) < limit - (folder / "dcm.sqlite").stat().st_size
+    with (
+        dcm_serve(folder, idle_s=60, file_limit=limit) as (host, port),
+        httpx.Client(base_url=f"http://{host}:{port}", timeout=120) as client,
+    ):
+        full = client.post(
+            "/events/ev/measurements",
+            content=body,
+            headers={"Content-Type": "text/csv", "X-API-Key": token},
+        )
+    assert full.status_code == 507, full.text
+    assert "no room left" in full.json()["detail"]
+    assert not list((folder / "uploads").glob("*"))
+    assert not [p for p in (folder / "raw").glob("*") if p.stat().st_size == len(body)]
+    with open_store(Settings(data_dir=folder, secret="s")) as store:
+        assert [d.rows_in for d in store.list_datasets("ev")] == [ROWS]

@@ -11,7 +11,12 @@ import pytest
 
 from dcm.errors import IngestError
 from dcm.ingest import read_measurements
-from dcm.ingest.chunks import combine_chunks, iter_measurements
+from dcm.ingest.chunks import (
+    MeasurementSpool,
+    combine_chunks,
+    iter_measurements,
+    spool_measurements,
+)
 
 HEADER = (
     "timestamp,lat,lon,status,mcc,mnc,radio,area,cell,signal_dbm,download_kbps,"
@@ -106,6 +111,39 @@ def test_chunks_of_a_gzip_file_and_of_bytes(tmp_path: Path) -> None:
     chunks = list(iter_measurements(body, name=str(path), chunk_bytes=999))
     assert len(chunks) > 50
     _assert_same(whole, combine_chunks(chunks, name=str(path)))
+
+
+@pytest.mark.parametrize(("chunk_bytes", "batch_rows"), [(700, 7), (150, 1000), (1 << 24, 40)])
+def test_spooled_chunks_give_the_whole_file_rows_and_report(
+    tmp_path: Path, chunk_bytes: int, batch_rows: int
+) -> None:
+    """What ``dcm ingest`` keeps of a chunked read: copies across chunks (by id and by
+    content) dropped as the whole-file reader drops them, the rows given back in
+    batches of ``batch_rows`` from a file (or from memory when they fit one batch),
+    the same report line for line."""
+    path = tmp_path / "m.csv"
+    path.write_bytes(("\n".join(_messy_lines(600)) + "\n").encode())
+    whole = read_measurements(path)
+    spool_dir = tmp_path / "spool"
+    with MeasurementSpool(folder=spool_dir, batch_rows=batch_rows) as spool:
+        report = spool_measurements(
+            iter_measurements(path, chunk_bytes=chunk_bytes), spool, name=str(path)
+        )
+        batches = list(spool.batches())
+        assert not list(spool_dir.glob("*"))  # the file is unlinked from the start
+    assert report.to_dict() == whole.report.to_dict()
+    assert report.duplicates > 3
+    assert max(len(b) for b in batches) <= batch_rows
+    assert len(batches) >= -(-len(whole.frame) // batch_rows)
+    pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), whole.frame)
+
+
+def test_an_empty_spool_gives_one_empty_batch(tmp_path: Path) -> None:
+    with MeasurementSpool(folder=tmp_path, batch_rows=10) as spool:
+        (batch,) = spool.batches()
+    assert batch.empty and list(batch.columns) == list(
+        read_measurements((HEADER + "\n").encode(), name="h.csv").frame.columns
+    )
 
 
 def test_a_lone_carriage_return_at_a_block_end_counts_once(tmp_path: Path) -> None:

@@ -96,13 +96,19 @@ def test_dcm_ingest_refuses_a_bomb_in_one_line(tmp_path: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     done = subprocess.run(
-        [*dcm, "ingest", "--event", "ev", str(path)], env=env, capture_output=True, text=True
+        [sys.executable, "-c", _PEAK, *dcm, "ingest", "--event", "ev", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
-    assert done.returncode == 2
+    code, peak_kb = map(int, done.stdout.split())
+    assert code == 2
     assert done.stderr.strip().splitlines() == [
         f"dcm: error: {path}: refused: the gzip data inflates more than 100 times (a gzip "
         "bomb? the limit is DCM_MAX_INFLATION_RATIO)"
     ]
+    assert peak_kb < 500 * 1024, f"peak {peak_kb / 1024:.0f} MB"
+    assert not (tmp_path / "data" / "raw").exists()  # refused before a copy was kept
 
 
 def _file_size_limit(limit: int):  # type: ignore[no-untyped-def]

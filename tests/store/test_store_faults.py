@@ -282,6 +282,69 @@ def test_ctrl_c_during_an_ingest_rolls_it_back(
             assert len(store.measurements(EVENT, period="event")) == len(files.scenario.event)
 
 
+# -- an ingest written in batches -----------------------------------------------------------------
+
+
+def _state(url: str, data_dir: Path) -> dict[str, Any]:
+    """What an ingest changes: datasets (with their counts), rows, windows, high water."""
+    with open_store(make_settings(data_dir), url=url) as store:
+        ev = store.get_event(EVENT)
+        return {
+            "datasets": sorted(
+                (d.kind, d.checksum, d.rows_in, d.accepted, d.rejected, d.duplicates, d.added)
+                for d in store.list_datasets(EVENT)
+            ),
+            "measurements": store.measurements(EVENT).sort_values(
+                ["timestamp", "measurement_id"], ignore_index=True
+            ),
+            "windows": store.event_windows(EVENT)[["window_start", "window_end", "dirty"]],
+            "high_water": ev.high_water,
+        }
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["rows-stored-before", "first-rows"])
+def test_a_kill_between_the_batches_of_one_ingest_leaves_nothing_and_the_retry_is_whole(
+    first: bool, backend: str, files: Files, tmp_path: Path
+) -> None:
+    """``dcm ingest`` writes 1,800 rows 250 at a time (``DCM_INGEST_BATCH_ROWS``), all in
+    one transaction: killed after its third batch, it leaves the store as it was (no
+    dataset, no row, no window, the same high-water mark); run again, it stores every
+    row once and leaves what one uninterrupted, unbatched ingest leaves. With
+    ``first``, half the rows were stored before (each batch looks its rows up)."""
+    args = ["ingest", "--event", EVENT, str(files.whole)]
+    batched = {"DCM_INGEST_BATCH_ROWS": "250"}
+    (tmp_path / "ref").mkdir()
+    with backend_url(backend, tmp_path / "ref") as url:
+        _prepare(url, tmp_path / "ref" / "data", files, first=first)
+        assert dcm(args, url, tmp_path / "ref" / "data") == 0
+        want = _state(url, tmp_path / "ref" / "data")
+    with backend_url(backend, tmp_path) as url:
+        data_dir = tmp_path / "data"
+        _prepare(url, data_dir, files, first=first)
+        before = _state(url, data_dir)
+        done = subprocess.run(
+            [sys.executable, "-m", "dcm.cli.main", *args],
+            env=_env(url, data_dir, "ingest.rows_inserted@3") | batched,
+            capture_output=True,
+            timeout=300,
+        )
+        assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+        assert_same(_state(url, data_dir), before)
+        retry = subprocess.run(
+            [sys.executable, "-m", "dcm.cli.main", *args],
+            env=_env(url, data_dir) | batched,
+            capture_output=True,
+            timeout=300,
+        )
+        assert retry.returncode == 0, retry.stderr.decode()[-2000:]
+        got = _state(url, data_dir)
+    assert_same(got, want)
+    rows = got["measurements"]
+    assert rows["measurement_id"].is_unique
+    assert rows["measurement_id"].str.startswith("e").sum() == len(files.scenario.event)
+    assert len(got["datasets"]) == len(before["datasets"]) + 1
+
+
 # -- an ingest while an update computes ----------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import pytest
 from dcm import live
 from dcm.analysis import DetectionParams
 from dcm.errors import IngestError, NotFound, ParameterError
+from dcm.ingest.report import IngestReport
 from dcm.settings import Settings
 from dcm.store import Principal, Store, open_store
 
@@ -171,3 +173,91 @@ def test_updates_of_one_event_wait_for_each_other(
         waited = time.perf_counter() - started
     worker.join()
     assert waited >= 0.3
+
+
+def test_a_file_written_in_batches_keeps_the_readers_rows_and_report(
+    store_url: str, settings: Settings, scenario: Scenario, admin: Principal, tmp_path: Path
+) -> None:
+    """Rows written 40 at a time (``ingest_batch_rows``) in the one transaction: the
+    dataset holds the rows and the report (line, field, reason) the whole-file reader
+    gives, copies by id and by content dropped once, the high-water mark and windows
+    of every batch."""
+    from dcm.ingest import read_measurements
+
+    lines = scenario.event_slice(0, 3).read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    columns = header.split(",")
+
+    def changed(row: str, **values: str) -> str:
+        fields = row.split(",")
+        for column, value in values.items():
+            fields[columns.index(column)] = value
+        return ",".join(fields)
+
+    no_id = changed(rows[7], measurement_id="")  # copies by content, not by id
+    future = changed(rows[9], timestamp="2035-01-01T00:00:00Z", measurement_id="late")
+    messy = [header, *rows[:150], rows[3], changed(rows[5], lat="91"), no_id, "not,a,row"]
+    messy += [*rows[150:], rows[140], no_id, future]
+    path = tmp_path / "messy.csv"
+    path.write_text("\n".join(messy) + "\n")
+    batched = settings.model_copy(update={"ingest_batch_rows": 40})
+    with open_store(batched, url=store_url) as store:
+        store.create_event("vincent", start=START, principal=admin)
+        outcome = live.ingest(store, "vincent", path, principal=admin)
+        whole = read_measurements(
+            path, device_secret=store.device_secret().encode(), not_after=pd.Timestamp.now("UTC")
+        )
+        stored = store.measurements("vincent")
+        ev = store.get_event("vincent")
+        dirty = store.dirty_windows("vincent")
+    assert outcome.report is not None
+
+    def without_clock(report: IngestReport) -> dict[str, object]:
+        """The report with the time received (seconds apart in the two reads) left out."""
+        rows = [
+            {**r, "reason": re.sub(r"\(\S+Z\)", "(…)", r["reason"])}
+            for r in report.to_dict()["rejected_rows"]
+        ]  # type: ignore[attr-defined]
+        return {**report.to_dict(), "rejected_rows": rows}
+
+    assert without_clock(outcome.report) == without_clock(whole.report)
+    assert [r.field for r in whole.report.rejected] == ["lat", "row", "timestamp"]
+    assert whole.report.duplicates == 3 and len(whole.report.rejected) == 3
+    assert outcome.added == len(whole.frame) > 4 * 40
+    want = whole.frame.sort_values(["timestamp", "measurement_id"], ignore_index=True)
+    got = stored.sort_values(["timestamp", "measurement_id"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert ev.high_water == whole.frame["timestamp"].max()
+    assert len(dirty) == len(live.touched_windows(whole.frame["timestamp"], ev))
+
+
+def test_bytes_and_streams_are_kept_like_the_file(
+    event_store: Store, scenario: Scenario, admin: Principal
+) -> None:
+    """The same data as a path, bytes, a seekable stream or one that cannot seek (an
+    upload body): one raw copy, one checksum, one dataset."""
+    import io
+
+    path = scenario.event_slice(0, 1)
+    data = path.read_bytes()
+
+    class Body(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+            return self.data.readinto(buffer)
+
+    first = live.ingest(event_store, "vincent", Body(), name="hour.csv", principal=admin)
+    assert first.new and first.added > 100
+    for source in (path, data, io.BytesIO(b"skip" + data)):
+        if isinstance(source, io.BytesIO):
+            source.read(4)  # kept from the current position
+        again = live.ingest(event_store, "vincent", source, name="hour.csv", principal=admin)
+        assert not again.new and again.dataset.id == first.dataset.id
+    raw = Path(event_store.data_dir) / "raw"
+    assert [p.name for p in raw.iterdir()] == [hashlib.sha256(data).hexdigest()]
+    assert not [p for p in Path(event_store.data_dir).iterdir() if p.name.startswith("dcm-")]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import shapely
@@ -186,15 +187,34 @@ class EventRepository(Repository):
         return frame
 
     # -- datasets and raw files ------------------------------------------------------------
-    def keep_raw(self, data: bytes) -> tuple[str, Path]:
-        """Write ``data`` to ``data_dir/raw/<sha256>`` (once) and return (checksum, path)."""
-        checksum = hashlib.sha256(data).hexdigest()
+    def keep_raw(self, data: bytes | Path | BinaryIO) -> tuple[str, Path]:
+        """Keep ``data`` (bytes, the file at a path, or a seekable binary stream from its
+        current position; a file or stream is copied a MiB at a time, never read whole)
+        as ``data_dir/raw/<sha256>`` (once) and return (checksum, path)."""
+        if isinstance(data, bytes):
+            checksum = hashlib.sha256(data).hexdigest()
+        elif isinstance(data, str | Path):
+            with Path(data).open("rb") as fh:
+                checksum = hashlib.file_digest(fh, "sha256").hexdigest()
+        else:
+            start, digest = data.tell(), hashlib.sha256()
+            # Not hashlib.file_digest: it hashes a BytesIO whole, whatever its position.
+            while block := data.read(1024**2):
+                digest.update(block)
+            checksum = digest.hexdigest()
+            data.seek(start)
         path = self.data_dir / "raw" / checksum
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{checksum}.{os.getpid()}.tmp")
             try:
-                tmp.write_bytes(data)
+                if isinstance(data, bytes):
+                    tmp.write_bytes(data)
+                elif isinstance(data, str | Path):
+                    shutil.copyfile(data, tmp)
+                else:
+                    with tmp.open("wb") as out:
+                        shutil.copyfileobj(data, out, 1024**2)
                 fault_point("raw.tmp_written")
                 os.replace(tmp, path)  # atomic: a reader never sees half a file
             except BaseException:

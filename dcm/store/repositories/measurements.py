@@ -36,12 +36,21 @@ class MeasurementRepository(Repository):
 
     # -- data rows -----------------------------------------------------------------------
     def insert_measurements(
-        self, event: str | int, dataset_id: int, frame: pd.DataFrame, *, period: str
+        self,
+        event: str | int,
+        dataset_id: int,
+        frame: pd.DataFrame,
+        *,
+        period: str,
+        look_up: bool = True,
     ) -> pd.DataFrame:
         """Insert measurement rows (MEASUREMENT_COLUMNS) of ``period`` baseline|event.
 
         Rows already stored for the event (same measurement_id, else same content hash)
-        are skipped. Returns the rows actually added.
+        are skipped. Returns the rows actually added. ``look_up=False``: the caller
+        knows none of the rows is stored (the later batches of one dataset into a period
+        that held no rows before it), so they are not looked up. A dataset may be
+        inserted in several calls (batches) within one transaction.
         """
         if period not in ("baseline", "event"):
             raise ParameterError(f"period must be baseline or event, got {period!r}")
@@ -53,7 +62,7 @@ class MeasurementRepository(Repository):
         frame = frame[~frame["mkey"].duplicated()]
         known: set[str] = set()
         keys = frame["mkey"].tolist()
-        stored = self.db.one(
+        stored = look_up and self.db.one(
             "SELECT 1 FROM measurements WHERE event_id = :event AND period = :period LIMIT 1",
             {"event": eid, "period": period},
         )
@@ -84,11 +93,13 @@ class MeasurementRepository(Repository):
         # pages: a bbox query then reads few pages (PostgreSQL heap, SQLite table).
         rows = rows.sort_values("h3", kind="stable")
         with self.db.transaction():
+            # Ids grow: the rows of this call are those above the largest id before it.
+            before = None if self.db.is_pg else self.db.scalar("SELECT max(id) FROM measurements")
             self.db.bulk_insert(
                 "measurements", _MEASUREMENT_DB_COLUMNS, frame_rows(rows, _MEASUREMENT_DB_COLUMNS)
             )
             if not self.db.is_pg:  # PostGIS indexes the generated geom column itself
-                fill_rtree(self.db, int(dataset_id))
+                fill_rtree(self.db, int(dataset_id), after=before)
         return new.drop(columns="mkey")
 
     def measurement_rows_estimate(self) -> float:
