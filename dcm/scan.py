@@ -106,6 +106,20 @@ def row_keys(frame: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def _union_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted distinct keys of two sorted distinct runs: a stable sort of the two
+    runs end to end is a linear merge (timsort finds the runs), and the keys of
+    :meth:`SeenRows.fresh` are new, so usually nothing is dropped (``np.union1d``
+    sorts from scratch and always builds the mask and a copy)."""
+    merged = np.concatenate([a, b])
+    merged.sort(kind="stable")
+    if merged.size > 1:
+        dup = merged[1:] == merged[:-1]
+        if dup.any():
+            return merged[np.r_[True, ~dup]]
+    return merged
+
+
 class SeenRows:
     """Keys of the rows counted so far (sorted runs, merged as they grow)."""
 
@@ -136,7 +150,7 @@ class SeenRows:
         self._runs.append(np.unique(keys))
         while len(self._runs) > 1 and self._runs[-2].size <= 2 * self._runs[-1].size:
             last = self._runs.pop()
-            self._runs[-1] = np.union1d(self._runs[-1], last)
+            self._runs[-1] = _union_sorted(self._runs[-1], last)
 
     def keys(self) -> np.ndarray:
         return np.unique(np.concatenate(self._runs)) if self._runs else np.zeros(0, "uint64")
