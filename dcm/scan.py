@@ -442,17 +442,36 @@ def scan_with_dask(
         )
         counts = [c for c in client.gather(futures) if c is not None]
         return (merge_all(counts) if counts else None), [PieceCount(None, accepted=len(frame))]
+    from distributed import as_completed
+
     futures = client.map(
         count_piece, pieces, counter=counter, merge_all=merge_all, size=size, pure=False
     )
-    parts: list[PieceCount] = client.gather(futures)
+    order = {f.key: i for i, f in enumerate(futures)}
+    results = as_completed(futures, with_results=True)
+    del futures  # each result leaves the workers once it is here and folded
+    # Results are folded in input order as they come (a piece is only known to hold no
+    # copies of earlier pieces' rows once those are in): the client holds the merged
+    # counts, the row keys and the few results that came early, not every piece's counts.
+    fold = Fold(merge_all)
     seen = SeenRows()
+    parts: list[PieceCount] = []
+    early: dict[int, PieceCount] = {}
     redo: dict[int, np.ndarray] = {}
-    for i, part in enumerate(parts):
-        earlier = seen.seen(part.keys)
-        if earlier.any():
-            redo[i] = part.keys[earlier]
-        seen.add(part.keys)
+    for future, part in results:
+        early[order.pop(future.key)] = part
+        del future, part
+        while len(parts) in early:
+            i = len(parts)
+            part = early.pop(i)
+            earlier = seen.seen(part.keys)
+            if earlier.any():
+                redo[i] = part.keys[earlier]
+            elif part.counts is not None:
+                fold.add(part.counts)
+            seen.add(part.keys)
+            part.counts, part.keys = None, part.keys[:0]
+            parts.append(part)
     if redo:
         again = client.map(
             _recount,
@@ -464,11 +483,11 @@ def scan_with_dask(
             pure=False,
         )
         for i, part in zip(redo, client.gather(again), strict=True):
+            if part.counts is not None:
+                fold.add(part.counts)
+            part.counts = None
             parts[i] = part
-    counts = [p.counts for p in parts if p.counts is not None]
-    for p in parts:
-        p.counts = None
-    return (merge_all(counts) if counts else None), parts
+    return fold.result(), parts
 
 
 def _recount(

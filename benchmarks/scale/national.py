@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dask", type=int, help="also run on a LocalCluster of N workers")
     ap.add_argument("--memory-limit")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument(
+        "--dask-only",
+        action="store_true",
+        help="with --dask: compare with the one-process outputs of an earlier --keep run",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the outputs of dcm compare")
     ap.add_argument("--drop-data", action="store_true", help="delete the datasets at the end")
     args = ap.parse_args(argv)
@@ -206,16 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     print("| rows (baseline + event) | wall | CPU | peak RSS | load (1 min) after | run |")
     print("|---|---|---|---|---|---|")
     out = folder / "out"
-    load0 = os.getloadavg()[0]
-    wall, peak, cpu = run.run_compare(paths, out, memory_limit=args.memory_limit, dask=None)
     counted = f"{info['rows']['baseline']:,} + {info['rows']['event']:,}"
-    print(
-        f"| {counted} | {wall:.1f} s | {cpu:.1f} s | {peak:.2f} GB "
-        f"| {os.getloadavg()[0]:.1f} (before {load0:.1f}) | one process |",
-        flush=True,
-    )
-    summary = json.loads((out / "summary.json").read_text())
-    print("timings_s:", json.dumps(summary.get("timings_s", {})), flush=True)
+    if not (args.dask_only and args.dask and (out / "summary.json").exists()):
+        load0 = os.getloadavg()[0]
+        wall, peak, cpu = run.run_compare(paths, out, memory_limit=args.memory_limit, dask=None)
+        print(
+            f"| {counted} | {wall:.1f} s | {cpu:.1f} s | {peak:.2f} GB "
+            f"| {os.getloadavg()[0]:.1f} (before {load0:.1f}) | one process |",
+            flush=True,
+        )
+        summary = json.loads((out / "summary.json").read_text())
+        print("timings_s:", json.dumps(summary.get("timings_s", {})), flush=True)
     if args.dask:
         from distributed import Client, LocalCluster
 
