@@ -432,6 +432,9 @@ def scan_with_dask(
     """Count the pieces on the workers of a ``dask.distributed`` client and merge the
     counts here. A frame is cut into one piece per worker thread. Pieces holding copies
     of rows of earlier pieces (in input order) are counted again without them."""
+    # The counter carries the cell list (tens of MB for a national one): sent to each
+    # worker once, not with every task (each queued task held its own copy).
+    [counter] = client.scatter([counter], broadcast=True, hash=False)
     if len(pieces) == 1 and pieces[0].kind == "frame":
         frame = pieces[0].source
         n = max(sum(client.nthreads().values()), 1)
