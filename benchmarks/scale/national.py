@@ -3,11 +3,12 @@
 The simulator's quake scenario on the real OpenCelliD cells of mainland Ecuador
 (``../shared/data/opencellid``; the box below holds 74,807 of the export's 75,068
 cells, the 261 of the Galápagos lie outside it and are never heard), 14 baseline days
-and 3 event days, drawn in blocks of one UTC day at most (:func:`dcm.simulate.
-simulate_blocks`) and written straight into two Parquet datasets partitioned by day
-and resolution-3 parent cell, the layout ``dcm convert`` writes. The datasets are
-cached under ``--data`` (keyed by rows, seed and the simulator's source), so a rerun
-skips the generation. Then ``dcm -q compare`` runs in a child process on them and the
+and 3 event days, drawn in blocks of a quarter day at most (``--block-days``;
+:func:`dcm.simulate.scenarios.simulate_blocks`) and written straight into two Parquet
+datasets partitioned by day and resolution-3 parent cell, the layout ``dcm convert``
+writes. The datasets are cached under ``--data`` (keyed by rows, seed, blocks and the
+simulator's source), so a rerun skips the generation; ``--drop-data`` deletes them at
+the end. Then ``dcm -q compare`` runs in a child process on them and the
 full 75,068-cell export, timed like ``benchmarks/scale/run.py`` (wall, CPU, peak RSS);
 ``--dask N`` also runs it with the counting on a LocalCluster of N single-threaded
 worker processes and checks the outputs are byte-identical.
