@@ -106,6 +106,20 @@ def row_keys(frame: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def _union_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted distinct keys of two sorted distinct runs: a stable sort of the two
+    runs end to end is a linear merge (timsort finds the runs), and the keys of
+    :meth:`SeenRows.fresh` are new, so usually nothing is dropped (``np.union1d``
+    sorts from scratch and always builds the mask and a copy)."""
+    merged = np.concatenate([a, b])
+    merged.sort(kind="stable")
+    if merged.size > 1:
+        dup = merged[1:] == merged[:-1]
+        if dup.any():
+            return merged[np.r_[True, ~dup]]
+    return merged
+
+
 class SeenRows:
     """Keys of the rows counted so far (sorted runs, merged as they grow)."""
 
@@ -136,7 +150,7 @@ class SeenRows:
         self._runs.append(np.unique(keys))
         while len(self._runs) > 1 and self._runs[-2].size <= 2 * self._runs[-1].size:
             last = self._runs.pop()
-            self._runs[-1] = np.union1d(self._runs[-1], last)
+            self._runs[-1] = _union_sorted(self._runs[-1], last)
 
     def keys(self) -> np.ndarray:
         return np.unique(np.concatenate(self._runs)) if self._runs else np.zeros(0, "uint64")
@@ -418,6 +432,9 @@ def scan_with_dask(
     """Count the pieces on the workers of a ``dask.distributed`` client and merge the
     counts here. A frame is cut into one piece per worker thread. Pieces holding copies
     of rows of earlier pieces (in input order) are counted again without them."""
+    # The counter carries the cell list (tens of MB for a national one): sent to each
+    # worker once, not with every task (each queued task held its own copy).
+    [counter] = client.scatter([counter], broadcast=True, hash=False)
     if len(pieces) == 1 and pieces[0].kind == "frame":
         frame = pieces[0].source
         n = max(sum(client.nthreads().values()), 1)
@@ -428,17 +445,36 @@ def scan_with_dask(
         )
         counts = [c for c in client.gather(futures) if c is not None]
         return (merge_all(counts) if counts else None), [PieceCount(None, accepted=len(frame))]
+    from distributed import as_completed
+
     futures = client.map(
         count_piece, pieces, counter=counter, merge_all=merge_all, size=size, pure=False
     )
-    parts: list[PieceCount] = client.gather(futures)
+    order = {f.key: i for i, f in enumerate(futures)}
+    results = as_completed(futures, with_results=True)
+    del futures  # each result leaves the workers once it is here and folded
+    # Results are folded in input order as they come (a piece is only known to hold no
+    # copies of earlier pieces' rows once those are in): the client holds the merged
+    # counts, the row keys and the few results that came early, not every piece's counts.
+    fold = Fold(merge_all)
     seen = SeenRows()
+    parts: list[PieceCount] = []
+    early: dict[int, PieceCount] = {}
     redo: dict[int, np.ndarray] = {}
-    for i, part in enumerate(parts):
-        earlier = seen.seen(part.keys)
-        if earlier.any():
-            redo[i] = part.keys[earlier]
-        seen.add(part.keys)
+    for future, part in results:
+        early[order.pop(future.key)] = part
+        del future, part
+        while len(parts) in early:
+            i = len(parts)
+            part = early.pop(i)
+            earlier = seen.seen(part.keys)
+            if earlier.any():
+                redo[i] = part.keys[earlier]
+            elif part.counts is not None:
+                fold.add(part.counts)
+            seen.add(part.keys)
+            part.counts, part.keys = None, part.keys[:0]
+            parts.append(part)
     if redo:
         again = client.map(
             _recount,
@@ -450,11 +486,11 @@ def scan_with_dask(
             pure=False,
         )
         for i, part in zip(redo, client.gather(again), strict=True):
+            if part.counts is not None:
+                fold.add(part.counts)
+            part.counts = None
             parts[i] = part
-    counts = [p.counts for p in parts if p.counts is not None]
-    for p in parts:
-        p.counts = None
-    return (merge_all(counts) if counts else None), parts
+    return fold.result(), parts
 
 
 def _recount(

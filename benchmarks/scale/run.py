@@ -2,7 +2,7 @@
 
 For each total in ``--rows`` (two thirds baseline over 14 days, one third event over 3
 days, the speed benchmark's synthetic region and 50 k cells), writes the CSV inputs,
-runs ``dcm -q compare`` in a child process (wall time and the child's peak RSS) and
+runs ``dcm -q compare`` in a child process (wall time, CPU time, the child's peak RSS) and
 prints one table row. ``--memory-limit`` is passed on; ``--dask N`` also runs it on a
 LocalCluster of N single-threaded worker processes and checks the outputs are the same.
 
@@ -24,19 +24,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "speed"))
 from run import synthesise
 
-#: Runs a command and prints the peak RSS (KiB) of its process tree's largest process.
+#: Runs a command and prints, on its last stderr line, the peak RSS (KiB) of its
+#: process tree's largest process and the CPU seconds (user + system) of the tree.
 _MEASURE = (
     "import resource, subprocess, sys; "
     "rc = subprocess.run(sys.argv[1:]).returncode; "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); "
     "sys.exit(rc)"
 )
 
 
 def run_compare(
     paths: dict[str, Path], out: Path, *, memory_limit: str | None, dask: str | None
-) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB) of one ``dcm compare`` in a child process."""
+) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (GB) and CPU seconds of one ``dcm compare`` in a child
+    process (CPU and RSS of the child alone: with ``dask``, not the workers')."""
     cmd = [
         sys.executable,
         "-c",
@@ -71,8 +74,8 @@ def run_compare(
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"dcm compare failed:\n{proc.stderr}")
-    peak_kib = int(proc.stderr.strip().splitlines()[-1])
-    return wall, peak_kib / 1024**2
+    peak_kib, cpu = proc.stderr.strip().splitlines()[-1].split()
+    return wall, int(peak_kib) / 1024**2, float(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the inputs and outputs in this folder")
     args = ap.parse_args(argv)
     print(
-        "| rows (baseline + event) | input CSV | write inputs | `dcm compare` wall | peak RSS "
-        "| s per M rows | load (1 min) |"
+        "| rows (baseline + event) | input CSV | write inputs | `dcm compare` wall | CPU "
+        "| peak RSS | s per M rows | load (1 min) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     cluster = client = None
     if args.dask:
         from distributed import Client, LocalCluster
@@ -106,16 +109,17 @@ def main(argv: list[str] | None = None) -> int:
                 paths = synthesise(folder, baseline_rows=base, event_rows=event, n_cells=args.cells)
                 written = time.perf_counter() - t0
                 size_gb = (paths["baseline"].stat().st_size + paths["event"].stat().st_size) / 1e9
-                wall, peak = run_compare(
+                wall, peak, cpu = run_compare(
                     paths, folder / "out", memory_limit=args.memory_limit, dask=None
                 )
                 print(
                     f"| {base:,} + {event:,} | {size_gb:.2f} GB | {written:.0f} s | {wall:.1f} s "
-                    f"| {peak:.2f} GB | {wall / total * 1e6:.1f} | {os.getloadavg()[0]:.1f} |",
+                    f"| {cpu:.1f} s | {peak:.2f} GB | {wall / total * 1e6:.1f} "
+                    f"| {os.getloadavg()[0]:.1f} |",
                     flush=True,
                 )
                 if client is not None:
-                    wall_d, peak_d = run_compare(
+                    wall_d, peak_d, _ = run_compare(
                         paths,
                         folder / "out-dask",
                         memory_limit=None,
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                         for n in ("outages.geojson", "cells.csv")
                     )
                     print(
-                        f"| same on {args.dask} Dask workers | | | {wall_d:.1f} s "
+                        f"| same on {args.dask} Dask workers | | | {wall_d:.1f} s | "
                         f"| {peak_d:.2f} GB (client) | identical outputs: {same} "
                         f"| {os.getloadavg()[0]:.1f} |",
                         flush=True,

@@ -493,10 +493,10 @@ def _site_reporters(
     out = np.full(n_site, np.nan)
     if rep.empty:
         return out
-    day = (rep["hour"].to_numpy() - start.value // 3_600_000_000_000) // 24
+    day = (rep["hour"].to_numpy("int64") - start.value // 3_600_000_000_000) // 24
     n_days = max(int(np.ceil((end - start) / pd.Timedelta(days=1))), 1)
-    site = rep["site"].to_numpy()
-    device = rep["device"].to_numpy()
+    site = rep["site"].to_numpy("int64")
+    device = rep["device"].to_numpy("int64")
     n_dev = int(device.max()) + 1
     day = np.clip(day, 0, n_days - 1)
     # One int64 per (site, day, device): a 1-D unique is far cheaper than rows, and
@@ -524,8 +524,8 @@ def _site_dispersion(
     per = counts.site_hours
     if per.empty:
         return 10.0
-    site = per["site"].to_numpy()
-    hour_ix = per["hour"].to_numpy() - start.value // 3_600_000_000_000
+    site = per["site"].to_numpy("int64")
+    hour_ix = per["hour"].to_numpy("int64") - start.value // 3_600_000_000_000
     n_hours = int((end - start) // pd.Timedelta(hours=1))
     ok = (hour_ix >= 0) & (hour_ix < n_hours)
     counts_sh = np.bincount(

@@ -13,7 +13,7 @@ log every failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -76,6 +76,21 @@ class People:
     device_id: np.ndarray  # (d,) hashed-looking id strings
     field_devices: np.ndarray  # indices of the field teams' devices
     field_px_weight: np.ndarray  # (p,) where field teams go (the hit places)
+    _cdfs: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    def draw(self, weights: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` indices drawn with replacement in proportion to the named weights
+        ("activity", "px_weight" or "px_after": the pixels' weight once the hazard
+        struck): the draws of ``rng.choice(len(w), size=n, p=w / w.sum())``, with the
+        cumulative distribution over millions of pixels computed once, not per call."""
+        cdf = self._cdfs.get(weights)
+        if cdf is None:
+            w = self.px_weight * self.px_stay if weights == "px_after" else getattr(self, weights)
+            # As Generator.choice does it: cumulative sum of p, scaled to end at 1.
+            cdf = (w / w.sum()).cumsum()
+            cdf /= cdf[-1]
+            self._cdfs[weights] = cdf
+        return cdf.searchsorted(rng.random(n), side="right")
 
 
 def make_people(
@@ -151,18 +166,17 @@ def make_people(
     )
 
 
-def _sample_times(
+def _hour_weights(
     start: pd.Timestamp,
     end: pd.Timestamp,
-    n: int,
     *,
     utc_offset_h: float,
     campaign: float,
     onset: pd.Timestamp,
-    rng: np.random.Generator,
     diurnal: np.ndarray = DIURNAL,
-) -> np.ndarray:
-    """n times (int64 ns) in [start, end): hour-of-day cycle x campaign ramp-up."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start (int64 ns), width (ns, float) and weight of each (clipped) hour of [start,
+    end): hour-of-day cycle x campaign ramp-up x width."""
     hours = pd.date_range(start.floor("h"), end.ceil("h"), freq="h")
     edges = np.clip(
         hours.asi8 if hours.unit == "ns" else hours.as_unit("ns").asi8,
@@ -176,7 +190,43 @@ def _sample_times(
     since = (mid - onset.as_unit("ns").value) / 3.6e12
     # An app campaign ramps up over the first half day after onset.
     ramp = np.where(since > 0, 1.0 + (campaign - 1.0) * (1.0 - np.exp(-since / 12.0)), 1.0)
-    w = width * diurnal[local_hour] * ramp
+    return lo, width, width * diurnal[local_hour] * ramp
+
+
+def time_weight(
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    utc_offset_h: float,
+    campaign: float,
+    onset: pd.Timestamp,
+    diurnal: np.ndarray = DIURNAL,
+) -> float:
+    """Expected share (unnormalised) of measurements falling in [start, end): the sum
+    of the hour weights :func:`generate` draws times by."""
+    if end <= start:
+        return 0.0
+    _, _, w = _hour_weights(
+        start, end, utc_offset_h=utc_offset_h, campaign=campaign, onset=onset, diurnal=diurnal
+    )
+    return float(w.sum())
+
+
+def _sample_times(
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    n: int,
+    *,
+    utc_offset_h: float,
+    campaign: float,
+    onset: pd.Timestamp,
+    rng: np.random.Generator,
+    diurnal: np.ndarray = DIURNAL,
+) -> np.ndarray:
+    """n times (int64 ns) in [start, end): hour-of-day cycle x campaign ramp-up."""
+    lo, width, w = _hour_weights(
+        start, end, utc_offset_h=utc_offset_h, campaign=campaign, onset=onset, diurnal=diurnal
+    )
     b = rng.choice(len(w), size=n, p=w / w.sum())
     t = lo[b] + (rng.uniform(size=n) * width[b]).astype(np.int64)
     # Apps log whole seconds.
@@ -212,16 +262,13 @@ def generate(
     t = _sample_times(
         start, end, n, utc_offset_h=utc_offset_h, campaign=campaign, onset=onset, rng=rng
     )
-    act = people.activity
-    dev = rng.choice(len(act), size=n, p=act / act.sum())
+    dev = people.draw("activity", n, rng)
     away = rng.uniform(size=n) < AWAY_SHARE
     since_h = (t - onset.as_unit("ns").value) / 3.6e12
     # Away from home: a population-weighted place; after the hazard, people avoid the
     # evacuated zones as much as residents left them.
-    w_before = people.px_weight
-    w_after = people.px_weight * people.px_stay
-    visit_before = rng.choice(len(w_before), size=n, p=w_before / w_before.sum())
-    visit_after = rng.choice(len(w_after), size=n, p=w_after / w_after.sum())
+    visit_before = people.draw("px_weight", n, rng)
+    visit_after = people.draw("px_after", n, rng)
     visit_px = np.where(since_h >= 0, visit_after, visit_before)
     visit_xy = people.px_xy[visit_px] + (rng.uniform(size=(n, 2)) - 0.5) * people.pixel_m
     left = (~people.home_stay[dev]) & (since_h >= people.evac_delay_h[dev])

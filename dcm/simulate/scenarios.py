@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,14 @@ from dcm.schema import CELL_COLUMNS, CRS, MEASUREMENT_COLUMNS, validate_frame
 from dcm.simulate.conditions import Conditions
 from dcm.simulate.geo import LocalProjection, pixel_centres
 from dcm.simulate.hazard import Hazard, Zone
-from dcm.simulate.measurements import generate, make_people
+from dcm.simulate.measurements import (
+    FIELD_DELAY_H,
+    FIELD_DIURNAL,
+    People,
+    generate,
+    make_people,
+    time_weight,
+)
 from dcm.simulate.network import RADIO_PREFERENCE, assign_outages, build_cells, build_sites
 from dcm.simulate.realcells import RealNetwork, real_network, real_population
 from dcm.simulate.regions import Region, st_vincent, synthetic
@@ -436,14 +445,74 @@ def _sector_failures(
     return out
 
 
-def simulate(
-    name: str, *, seed: int = 0, scale: float = 1.0, conditions: Conditions | None = None
-) -> Scenario:
-    """Generate the named scenario; ``scale`` multiplies the measurement volume.
+@dataclass
+class World:
+    """Everything fixed for a scenario before its measurements are drawn: the spec, the
+    network and its outages, the people and their phones, the random stream."""
 
-    ``conditions`` changes how the disaster plays out (see :class:`Conditions`);
-    ``None`` or all defaults give the named scenario unchanged. Deterministic for a
-    (name, seed, scale, conditions).
+    spec: ScenarioSpec
+    real: RealNetwork | None
+    rng: np.random.Generator
+    proj: LocalProjection
+    baseline_start: pd.Timestamp
+    event_start: pd.Timestamp
+    event_end: pd.Timestamp
+    population: np.ndarray
+    transform: affine.Affine
+    sites: pd.DataFrame
+    cells: pd.DataFrame
+    index: SiteIndex
+    lookup: np.ndarray
+    people: People
+    n_baseline: int
+    n_event: int
+    n_field: int
+    n_devices: int
+    n_field_devices: int
+
+    def generate(
+        self,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        n_rows: int,
+        *,
+        event: bool,
+        field_rows: int = 0,
+    ) -> pd.DataFrame:
+        """About ``n_rows`` measurements in [start, end) (``event``: with the event's
+        campaign ramp-up), drawn from the world's random stream."""
+        return generate(
+            self.people,
+            self.index,
+            self.lookup,
+            self.cells,
+            start=start,
+            end=end,
+            n_rows=n_rows,
+            field_rows=field_rows,
+            campaign=self.spec.campaign if event else 1.0,
+            onset=self.event_start,
+            hazard=self.spec.hazard,
+            utc_offset_h=self.spec.region.utc_offset_h,
+            proj=self.proj,
+            rng=self.rng,
+        )
+
+
+def build_world(
+    name: str,
+    *,
+    seed: int = 0,
+    scale: float = 1.0,
+    conditions: Conditions | None = None,
+    days: tuple[float, float] | None = None,
+    rows: tuple[int, int] | None = None,
+) -> World:
+    """The :class:`World` of a named scenario (see :func:`simulate` for the arguments).
+
+    ``days`` (baseline, event) and ``rows`` (baseline, event) replace the scenario's
+    own durations and volumes (then ``scale`` and ``conditions.density`` are not used
+    for the volume).
     """
     if not scale > 0:
         raise ParameterError(f"scale must be > 0, got {scale}")
@@ -463,6 +532,8 @@ def simulate(
         real = real_network(_read_export(cond.cells_from), cond.bbox, rng=rng_cond)
         spec = _synthetic_spec(name, region=real.region)
     spec = _with_conditions(spec, cond)
+    if days is not None:
+        spec = replace(spec, baseline_days=float(days[0]), event_days=float(days[1]))
     region = spec.region
     rng = np.random.default_rng(seed)
     proj = LocalProjection(*region.centre)
@@ -512,7 +583,9 @@ def simulate(
     networks = [(n.key, n.mcc, n.mnc, n.share) for n in region.networks]
     n_baseline = max(1, round(spec.baseline_rows * scale))
     n_event = max(1, round(spec.event_rows * scale))
-    if cond.density is not None:
+    if rows is not None:
+        n_baseline, n_event = max(1, int(rows[0])), max(1, int(rows[1]))
+    elif cond.density is not None:
         # Reports per site-hour in the baseline; the event keeps the scenario's ratio.
         hours = (event_start - baseline_start) / pd.Timedelta(hours=1)
         n_baseline = max(1, round(cond.density * len(sites) * hours * scale))
@@ -534,36 +607,127 @@ def simulate(
         shelter_px=shelter_px,
         rng=rng,
     )
-    common: dict[str, Any] = {
-        "onset": event_start,
-        "hazard": spec.hazard,
-        "utc_offset_h": region.utc_offset_h,
-        "proj": proj,
-        "rng": rng,
-    }
-    baseline = generate(
-        people,
-        index,
-        lookup,
-        cells,
-        start=baseline_start,
-        end=event_start,
-        n_rows=n_baseline,
-        campaign=1.0,
-        **common,
+    return World(
+        spec=spec,
+        real=real,
+        rng=rng,
+        proj=proj,
+        baseline_start=baseline_start,
+        event_start=event_start,
+        event_end=event_end,
+        population=population,
+        transform=transform,
+        sites=sites,
+        cells=cells,
+        index=index,
+        lookup=lookup,
+        people=people,
+        n_baseline=n_baseline,
+        n_event=n_event,
+        n_field=n_field,
+        n_devices=n_devices,
+        n_field_devices=n_field_devices,
     )
-    event = generate(
-        people,
-        index,
-        lookup,
-        cells,
-        start=event_start,
-        end=event_end,
-        n_rows=n_event,
-        field_rows=n_field,
-        campaign=spec.campaign,
-        **common,
-    )
+
+
+def simulate_blocks(world: World, *, block_days: float = 1.0) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The world's baseline, then event measurements, in time blocks of at most
+    ``block_days`` that end at UTC midnights (so each block lies in one UTC day when
+    ``block_days`` <= 1): ("baseline" | "event", frame) pairs, each frame time-sorted.
+
+    Rows are split over the blocks in proportion to the hour-of-day cycle and campaign
+    ramp-up, field teams' rows over their working hours, and each block is drawn like a
+    whole period of :func:`simulate` (same people, outages and random stream), so a
+    large scenario is generated with the memory of one block.
+    """
+    if not block_days > 0:
+        raise ParameterError(f"block_days must be > 0, got {block_days}")
+    for kind, start, end, n_rows, n_field in (
+        ("baseline", world.baseline_start, world.event_start, world.n_baseline, 0),
+        ("event", world.event_start, world.event_end, world.n_event, world.n_field),
+    ):
+        bounds = _block_bounds(start, end, block_days)
+        event = kind == "event"
+        campaign = world.spec.campaign if event else 1.0
+        tz = world.spec.region.utc_offset_h
+        weights = np.array(
+            [
+                time_weight(a, b, utc_offset_h=tz, campaign=campaign, onset=world.event_start)
+                for a, b in bounds
+            ]
+        )
+        field_start = world.event_start + pd.Timedelta(hours=FIELD_DELAY_H)
+        field_w = np.array(
+            [
+                time_weight(
+                    max(a, field_start),
+                    b,
+                    utc_offset_h=tz,
+                    campaign=1.0,
+                    onset=world.event_start,
+                    diurnal=FIELD_DIURNAL,
+                )
+                if b > field_start
+                else 0.0
+                for a, b in bounds
+            ]
+        )
+        public = _split(n_rows - n_field, weights)
+        field = _split(n_field, field_w) if n_field else np.zeros(len(bounds), "int64")
+        for (a, b), n_pub, n_fld in zip(bounds, public, field, strict=True):
+            if n_pub + n_fld == 0:
+                continue
+            frame = world.generate(a, b, int(n_pub + n_fld), event=event, field_rows=int(n_fld))
+            yield kind, frame
+
+
+def _block_bounds(
+    start: pd.Timestamp, end: pd.Timestamp, block_days: float
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """[start, end) cut at UTC midnights and then into pieces of at most ``block_days``."""
+    cuts = [start, *pd.date_range(start.ceil("D"), end, freq="D", inclusive="left"), end]
+    cuts = sorted(set(c for c in cuts if start <= c <= end))
+    step = pd.Timedelta(days=block_days)
+    out = []
+    for a, b in itertools.pairwise(cuts):
+        while a < b:
+            out.append((a, min(a + step, b)))
+            a = out[-1][1]
+    return out
+
+
+def _split(total: int, weights: np.ndarray) -> np.ndarray:
+    """``total`` split in proportion to ``weights`` (largest remainders; sums to total)."""
+    if weights.sum() <= 0:
+        out = np.zeros(len(weights), "int64")
+        out[0] = total
+        return out
+    exact = total * weights / weights.sum()
+    out = np.floor(exact).astype("int64")
+    rest = total - int(out.sum())
+    out[np.argsort(-(exact - out), kind="stable")[:rest]] += 1
+    return out
+
+
+def simulate(
+    name: str, *, seed: int = 0, scale: float = 1.0, conditions: Conditions | None = None
+) -> Scenario:
+    """Generate the named scenario; ``scale`` multiplies the measurement volume.
+
+    ``conditions`` changes how the disaster plays out (see :class:`Conditions`);
+    ``None`` or all defaults give the named scenario unchanged. Deterministic for a
+    (name, seed, scale, conditions).
+    """
+    world = build_world(name, seed=seed, scale=scale, conditions=conditions)
+    spec, real, rng, proj = world.spec, world.real, world.rng, world.proj
+    region = spec.region
+    sites, cells = world.sites, world.cells
+    population, transform = world.population, world.transform
+    event_start, event_end = world.event_start, world.event_end
+    baseline_start = world.baseline_start
+    n_field, n_devices, n_field_devices = world.n_field, world.n_devices, world.n_field_devices
+    baseline = world.generate(baseline_start, event_start, world.n_baseline, event=False)
+    event = world.generate(event_start, event_end, world.n_event, event=True, field_rows=n_field)
     validate_frame(baseline, MEASUREMENT_COLUMNS, name="simulated baseline")
     validate_frame(event, MEASUREMENT_COLUMNS, name="simulated event")
 
@@ -663,4 +827,13 @@ def simulate(
     )
 
 
-__all__ = ["SCENARIOS", "Scenario", "ScenarioSpec", "scenario_spec", "simulate"]
+__all__ = [
+    "SCENARIOS",
+    "Scenario",
+    "ScenarioSpec",
+    "World",
+    "build_world",
+    "scenario_spec",
+    "simulate",
+    "simulate_blocks",
+]

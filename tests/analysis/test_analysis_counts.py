@@ -12,7 +12,13 @@ import pytest
 from dcm import ingest
 from dcm.analysis import DetectionParams, build_baseline, detect
 from dcm.analysis.baseline import baseline_from_counts
-from dcm.analysis.counts import BaselineCounts, CellContext, EventCounts, group_medians
+from dcm.analysis.counts import (
+    BaselineCounts,
+    CellContext,
+    EventCounts,
+    _distinct_reporters,
+    group_medians,
+)
 from dcm.analysis.detect import count_event
 
 
@@ -114,3 +120,24 @@ def test_group_medians_equal_pandas() -> None:
     got = group_medians(counts.rename(columns={"size": "n"}))
     assert np.array_equal(got[["h3", "network"]].to_numpy(), want[["h3", "network"]].to_numpy())
     assert np.array_equal(got["median"].to_numpy(), want["value"].to_numpy())
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_distinct_reporters_equal_drop_duplicates(wide: bool) -> None:
+    """Packed into one int64 (narrow ranges) or not (ranges too wide to pack), the
+    distinct (site, hour, device) rows are those of drop_duplicates, in its order."""
+    rng = np.random.default_rng(4)
+    n = 20_000
+    site = rng.integers(0, 300, n)
+    hour = 473_000 + rng.integers(0, 400, n)
+    device = rng.integers(0, 2_000, n)
+    if wide:
+        # 10^6 sites x 2 x 10^5 hours x 3 x 10^7 devices > 2^62: not packed.
+        site[0], hour[1], device[2] = 999_999, 273_000, 30_000_000
+    want = pd.DataFrame({"site": site, "hour": hour, "device": device}).drop_duplicates(
+        ignore_index=True
+    )
+    got = _distinct_reporters(site, hour, device)
+    assert len(got) < n
+    assert list(got.dtypes) == ["int32"] * 3
+    assert np.array_equal(got.to_numpy("int64"), want.to_numpy())
