@@ -84,6 +84,12 @@ class Score:
     #: p_offline and true state of every (cell, window), for calibration
     calib_p: list[np.ndarray] = field(default_factory=list)
     calib_truth: list[np.ndarray] = field(default_factory=list)
+    #: every outage-severity polygon at a checkpoint: its confidence, whether it is
+    #: suspected, the people inside it and how many of them are truly cut off
+    conf_p: list[np.ndarray] = field(default_factory=list)
+    conf_suspected: list[np.ndarray] = field(default_factory=list)
+    conf_people: list[np.ndarray] = field(default_factory=list)
+    conf_out: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +106,8 @@ class Prediction:
     #: float (cells × windows): p_offline (NaN: cell unknown to the method); None: the
     #: method gives no probabilities
     p_offline: np.ndarray | None = None
+    #: the method's outage rows (dcm only), for measuring their confidence
+    outages: pd.DataFrame | None = None
 
 
 def dcm_prediction(
@@ -136,6 +144,7 @@ def dcm_prediction(
         _align_cells(model.cells, scenario.cells, offline),
         per_window,
         _align_cells(model.cells, scenario.cells, p_off, fill=np.nan),
+        out,
     )
 
 
@@ -316,6 +325,90 @@ def collect_calibration(scenario, pred: Prediction, result: Score) -> None:
     result.calib_truth.append(down[known])
 
 
+def collect_confidence(
+    scenario, outages: pd.DataFrame, window: pd.Timedelta, population: pd.DataFrame, result: Score
+) -> None:
+    """Pair each outage-severity polygon of a checkpoint window (both tiers) with the
+    people inside it and those of them truly cut off: served by its network before
+    onset and not at the checkpoint (by any network and by none, for ``"all"``)."""
+    if outages is None or len(outages) == 0 or "confidence" not in outages:
+        return
+    sel = outages[(outages["severity"] == "outage").to_numpy()]
+    if len(sel) == 0:
+        return
+    truth = scenario.truth
+    onset = scenario.event_start
+    lon = population["lon"].to_numpy()
+    lat = population["lat"].to_numpy()
+    people = population["population"].to_numpy("float64")
+    points = shapely.points(lon, lat)
+    before = truth.served(lon, lat, onset - pd.Timedelta(minutes=1))
+    tier = (
+        sel["tier"].astype("string").fillna("confirmed").to_numpy(dtype=object)
+        if "tier" in sel
+        else np.full(len(sel), "confirmed", dtype=object)
+    )
+    starts = pd.DatetimeIndex(sel["window_start"])
+    for hours in CHECKPOINT_HOURS:
+        t = onset + pd.Timedelta(hours=hours)
+        if t >= scenario.event_end:
+            continue
+        rows = np.flatnonzero(starts == t.floor(window))
+        if rows.size == 0:
+            continue
+        now = truth.served(lon, lat, t)
+        cut = {net: before[net].to_numpy() & ~now[net].to_numpy() for net in before.columns}
+        cut["all"] = before.any(axis=1).to_numpy() & ~now.any(axis=1).to_numpy()
+        nets = sel["network"].astype(str).to_numpy()[rows]
+        tree = shapely.STRtree(sel.geometry.to_numpy()[rows])
+        pt, poly = tree.query(points, predicate="within")
+        inside = np.bincount(poly, weights=people[pt], minlength=rows.size)
+        out_w = np.zeros(pt.size)
+        for net in np.unique(nets):
+            mask = nets[poly] == net
+            if net in cut:
+                out_w[mask] = people[pt[mask]] * cut[net][pt[mask]]
+        result.conf_p.append(sel["confidence"].to_numpy("float64")[rows])
+        result.conf_suspected.append(tier[rows] == "suspected")
+        result.conf_people.append(inside)
+        result.conf_out.append(np.bincount(poly, weights=out_w, minlength=rows.size))
+
+
+def confidence_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
+    """Reliability of dcm's outage ``confidence``: of the people inside polygons given
+    a confidence in a bin, the share truly cut off; per tier, pooled over scenarios."""
+    parts = [s for (_, m), s in scores.items() if m == "dcm" and s.conf_p]
+    if not parts:
+        return []
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([a for s in parts for a in getattr(s, name)])
+
+    p, sus, ppl, out = cat("conf_p"), cat("conf_suspected"), cat("conf_people"), cat("conf_out")
+    edges = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0])
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, edges.size - 2)
+    lines = [
+        "",
+        "Outage `confidence` against the truth (outage-severity polygons at the "
+        "checkpoints, every scenario and seed; people-weighted):",
+        "",
+        "| tier | confidence | polygons | people inside | mean confidence | share truly cut off |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, mask in (("confirmed", ~sus), ("suspected", sus)):
+        for b in range(edges.size - 1):
+            sel = mask & (which == b)
+            w = ppl[sel].sum()
+            if not sel.any() or w <= 0:
+                continue
+            lines.append(
+                f"| {label} | {edges[b]:g}–{edges[b + 1]:g} | {int(sel.sum()):,} | {w:,.0f} "
+                f"| {float((p[sel] * ppl[sel]).sum() / w):.3f} "
+                f"| {float(out[sel].sum() / w):.3f} |"
+            )
+    return lines
+
+
 def calibration_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
     """Reliability of dcm's cell p_offline, pooled over every scenario and seed."""
     from sklearn.metrics import brier_score_loss
@@ -462,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     score(scenario, pred, population, scores[(name, method)])
                 collect_calibration(scenario, pred, scores[(name, method)])
+                if method == "dcm":
+                    collect_confidence(
+                        scenario, pred.outages, params.window_td, population, scores[(name, method)]
+                    )
             print(f"  {name} seed {seed} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     lines = [
         f"Accuracy on simulated scenarios (seeds {', '.join(map(str, args.seeds))}, scale "
@@ -491,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         lines.append(_row("**all disasters**", method, total[method]))
     lines += calibration_lines(scores)
+    lines += confidence_lines(scores)
     if args.calibration_out is not None:
         save_calibration(scores, args.calibration_out)
     lines.append("")

@@ -479,6 +479,9 @@ def run_one(
                 acc._align_cells(model.cells, scenario.cells, p_off, fill=np.nan),
             )
             acc.collect_calibration(scenario, pred, tallies[method].score)
+            acc.collect_confidence(
+                scenario, outages, params.window_td, population, tallies[method].score
+            )
         elif method == "naive":
             pred = acc.naive_prediction(
                 scenario,
@@ -665,6 +668,7 @@ def report(
     if calibration:
         calib = {(str(c), m): t.score for (c, m), t in results.items() if m == "dcm"}
         lines += acc.calibration_lines(calib)
+        lines += acc.confidence_lines(calib)
     return lines
 
 
