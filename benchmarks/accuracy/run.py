@@ -84,6 +84,8 @@ class Score:
     #: p_offline and true state of every (cell, window), for calibration
     calib_p: list[np.ndarray] = field(default_factory=list)
     calib_truth: list[np.ndarray] = field(default_factory=list)
+    #: the evidence one silent hour adds at each pair's site (how thin the data are)
+    calib_density: list[np.ndarray] = field(default_factory=list)
     #: every outage-severity polygon at a checkpoint: its confidence, whether it is
     #: suspected, the people inside it and how many of them are truly cut off
     conf_p: list[np.ndarray] = field(default_factory=list)
@@ -108,6 +110,8 @@ class Prediction:
     p_offline: np.ndarray | None = None
     #: the method's outage rows (dcm only), for measuring their confidence
     outages: pd.DataFrame | None = None
+    #: float (cells × windows): evidence per silent hour at the cell's site (dcm only)
+    density: np.ndarray | None = None
 
 
 def dcm_prediction(
@@ -137,6 +141,7 @@ def dcm_prediction(
         else np.zeros(len(found.windows), dtype=int)
     )
     p_off = cw["p_offline"].to_numpy("float64").reshape(len(model.cells), len(found.windows))
+    density = cw["silence_llr_per_h"].to_numpy("float64").reshape(p_off.shape)
     return Prediction(
         found.windows,
         params.window_td,
@@ -145,6 +150,7 @@ def dcm_prediction(
         per_window,
         _align_cells(model.cells, scenario.cells, p_off, fill=np.nan),
         out,
+        _align_cells(model.cells, scenario.cells, density, fill=np.nan),
     )
 
 
@@ -323,6 +329,8 @@ def collect_calibration(scenario, pred: Prediction, result: Score) -> None:
     known = np.isfinite(p)
     result.calib_p.append(p[known])
     result.calib_truth.append(down[known])
+    if pred.density is not None:
+        result.calib_density.append(pred.density[rows][known])
 
 
 def collect_confidence(
@@ -445,7 +453,8 @@ def save_calibration(scores: dict[tuple[str, str], Score], path: Path) -> None:
     parts = [s for (_, m), s in scores.items() if m == "dcm"]
     p = np.concatenate([a for s in parts for a in s.calib_p] or [np.zeros(0)])
     y = np.concatenate([a for s in parts for a in s.calib_truth] or [np.zeros(0, bool)])
-    np.savez_compressed(path, p=p.astype("float64"), truth=y.astype(bool))
+    d = np.concatenate([a for s in parts for a in s.calib_density] or [np.zeros(0)])
+    np.savez_compressed(path, p=p.astype("float64"), truth=y.astype(bool), density=d)
 
 
 def score_oracle(scenario, population: pd.DataFrame, resolution: int, result: Score) -> None:

@@ -470,6 +470,7 @@ def run_one(
             shape = (len(model.cells), len(found.windows))
             offline = (cw["status"].to_numpy() == "offline").reshape(shape)
             p_off = cw["p_offline"].to_numpy("float64").reshape(shape)
+            density = cw["silence_llr_per_h"].to_numpy("float64").reshape(shape)
             pred = acc.Prediction(
                 found.windows,
                 params.window_td,
@@ -477,6 +478,8 @@ def run_one(
                 acc._align_cells(model.cells, scenario.cells, offline),
                 _polygons_per_window(outages, found.windows),
                 acc._align_cells(model.cells, scenario.cells, p_off, fill=np.nan),
+                outages,
+                acc._align_cells(model.cells, scenario.cells, density, fill=np.nan),
             )
             acc.collect_calibration(scenario, pred, tallies[method].score)
             acc.collect_confidence(

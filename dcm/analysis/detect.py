@@ -187,6 +187,7 @@ def detect(
             "status": cell_ev["status"][:, out_cols].ravel(),
             "p_offline": cell_ev["p"][:, out_cols].ravel(),
             "silence_h_needed": cell_ev["hours"][:, out_cols].ravel(),
+            "silence_llr_per_h": cell_ev["per_hour"][:, out_cols].ravel(),
         }
     )
     cells = _cell_intervals(baseline.cells, cell_windows, win)
@@ -880,6 +881,7 @@ def _site_evidence(
         "llr": llr,
         "prior": prior,
         "rate": overall_rate(prior, known, params.prior_down),
+        "per_hour": per_hour,
         "hours_to_decide": hours_to_decide(
             prior, llr_now=llr, llr_per_hour=per_hour, p_down=params.p_down
         ),
@@ -1181,8 +1183,20 @@ def _cell_evidence(
     # Hours of silence needed to decide: the site's, for cells that share its fate.
     hours = site["hours_to_decide"][cs].astype("float64")
     hours[use_disc] = np.nan
-    p_reported = calibrate(p, params.calibration_shift, params.calibration_slope)
-    return {"p": p_reported, "status": status, "hours": hours}
+    # How thin the data are: the evidence one silent hour adds at the cell's site (0
+    # for cells judged from the grid, whose sites have no reporting rate).
+    per_hour = np.where(
+        use_disc[:, None], 0.0, np.broadcast_to(site["per_hour"], site["p"].shape)[cs]
+    )
+    p_reported = calibrate(
+        p,
+        params.calibration_shift,
+        params.calibration_slope,
+        density=per_hour,
+        density_shift=params.calibration_density_shift,
+        density_slope=params.calibration_density_slope,
+    )
+    return {"p": p_reported, "status": status, "hours": hours, "per_hour": per_hour}
 
 
 def _grid_frame(
