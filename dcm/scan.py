@@ -447,12 +447,27 @@ def scan_with_dask(
         return (merge_all(counts) if counts else None), [PieceCount(None, accepted=len(frame))]
     from distributed import as_completed
 
-    futures = client.map(
-        count_piece, pieces, counter=counter, merge_all=merge_all, size=size, pure=False
-    )
-    order = {f.key: i for i, f in enumerate(futures)}
-    results = as_completed(futures, with_results=True)
-    del futures  # each result leaves the workers once it is here and folded
+    # A bounded number of pieces in flight: a worker keeps each result until the client
+    # has fetched it, and the client folds more slowly than the workers count, so with
+    # every piece queued at once the results piled up on the workers (7.5 GB each for
+    # 60 M rows). A new piece goes out as each result comes in.
+    ahead = max(2 * sum(client.nthreads().values()), 2)
+    queue = iter(range(len(pieces)))
+    order: dict[str, int] = {}
+    results = as_completed([], with_results=True)
+
+    def submit() -> None:
+        i = next(queue, None)
+        if i is None:
+            return
+        future = client.submit(
+            count_piece, pieces[i], counter=counter, merge_all=merge_all, size=size, pure=False
+        )
+        order[future.key] = i
+        results.add(future)
+
+    for _ in range(ahead):
+        submit()
     # Results are folded in input order as they come (a piece is only known to hold no
     # copies of earlier pieces' rows once those are in): the client holds the merged
     # counts, the row keys and the few results that came early, not every piece's counts.
@@ -463,7 +478,8 @@ def scan_with_dask(
     redo: dict[int, np.ndarray] = {}
     for future, part in results:
         early[order.pop(future.key)] = part
-        del future, part
+        del future, part  # the result leaves the worker once it is here and folded
+        submit()
         while len(parts) in early:
             i = len(parts)
             part = early.pop(i)

@@ -72,7 +72,8 @@ def test_dask_counts_give_the_same_files(sample_data: Path, tmp_path: Path, clie
     for name in ("baseline", "event"):
         sources = [folder / f"{name}.csv.gz", _copies(folder, tmp_path, name, 700)]
         data[name] = convert(sources, tmp_path / f"{name}.dcm", chunk_bytes=400_000).path
-        assert len(list(data[name].rglob("*.parquet"))) > 2
+        # More pieces than the 4 kept in flight on 2 workers: results come out of order.
+        assert len(list(data[name].rglob("*.parquet"))) > 4
     local = dcm.compare(cells=cells, baseline=data["baseline"], event=data["event"])
     write_comparison(local, tmp_path / "ds-local")
     on_dask = dcm.compare(
