@@ -57,7 +57,8 @@ class Detection:
     ``grid``: dcm.schema.GRID_STATUS_COLUMNS (+ ``llr``), per network and ``"all"``.
     ``cells``: dcm.schema.CELL_STATUS_COLUMNS status intervals.
     ``cell_windows``: per cell and window: ``cell`` (row of ``baseline.cells``),
-    ``window_start``, ``status``, ``p_offline``.
+    ``window_start``, ``status``, ``p_offline``, ``silence_h_needed`` and
+    ``silence_llr_per_h`` (the evidence one silent hour adds at the cell's site).
     ``outages``: dcm.schema.OUTAGE_COLUMNS + ``restored``, ``hexes`` and geometry.
     ``volume``: event volume factor per window.
     """
@@ -1183,19 +1184,12 @@ def _cell_evidence(
     # Hours of silence needed to decide: the site's, for cells that share its fate.
     hours = site["hours_to_decide"][cs].astype("float64")
     hours[use_disc] = np.nan
-    # How thin the data are: the evidence one silent hour adds at the cell's site (0
-    # for cells judged from the grid, whose sites have no reporting rate).
+    # How thin the data are (for fitting the calibration): the evidence one silent hour
+    # adds at the cell's site (0 for cells judged from the grid: no reporting rate).
     per_hour = np.where(
         use_disc[:, None], 0.0, np.broadcast_to(site["per_hour"], site["p"].shape)[cs]
     )
-    p_reported = calibrate(
-        p,
-        params.calibration_shift,
-        params.calibration_slope,
-        density=per_hour,
-        density_shift=params.calibration_density_shift,
-        density_slope=params.calibration_density_slope,
-    )
+    p_reported = calibrate(p, params.calibration_shift, params.calibration_slope)
     return {"p": p_reported, "status": status, "hours": hours, "per_hour": per_hour}
 
 

@@ -231,39 +231,16 @@ def failure_llr(
     return out
 
 
-#: Range (nats per silent hour) of the data density the calibration reads: below it a
-#: site's silence says next to nothing, above it an hour of silence is decisive.
-DENSITY_RANGE = (0.01, 10.0)
-
-
-def calibrate(
-    p: np.ndarray,
-    shift: float,
-    slope: float,
-    *,
-    density: np.ndarray | None = None,
-    density_shift: float = 0.0,
-    density_slope: float = 0.0,
-) -> np.ndarray:
-    """Platt scaling of probabilities: logit p' = a + b × logit p, where
-    a = shift + density_shift × z and b = slope + density_slope × z, with
-    z = log10 of ``density`` (the evidence one silent hour adds, clipped to
-    DENSITY_RANGE; z = 0 without it).
+def calibrate(p: np.ndarray, shift: float, slope: float) -> np.ndarray:
+    """Platt scaling of probabilities: logit p' = shift + slope × logit p.
 
     0 and 1 stay 0 and 1 (a cell heard now is online whatever the scaling); NaN stays
-    NaN. The identity for shift 0, slope 1 and no density terms.
+    NaN. The identity for shift 0, slope 1.
     """
     p = np.asarray(p, dtype="float64")
-    dense = density is not None and (density_shift != 0.0 or density_slope != 0.0)
-    if shift == 0.0 and slope == 1.0 and not dense:
+    if shift == 0.0 and slope == 1.0:
         return p
-    a: float | np.ndarray = shift
-    b: float | np.ndarray = slope
-    if dense:
-        z = np.log10(np.clip(np.asarray(density, dtype="float64"), *DENSITY_RANGE))
-        a = shift + density_shift * z
-        b = slope + density_slope * z
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         logit = np.log(p) - np.log1p(-p)
-        out = 1.0 / (1.0 + np.exp(-(a + b * logit)))
+        out = 1.0 / (1.0 + np.exp(-(shift + slope * logit)))
     return np.where((p <= 0.0) | (p >= 1.0), p, out)

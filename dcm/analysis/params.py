@@ -98,11 +98,6 @@ class DetectionParams:
     #: on the posterior, the reported p_offline is calibrated (docs/method.md).
     calibration_shift: float = -0.35
     calibration_slope: float = 0.5
-    #: ... each moved by this times log10 of the evidence one silent hour adds at the
-    #: cell's site (dcm.analysis.evidence.calibrate): thin data and dense data are
-    #: over- and underconfident in different places.
-    calibration_density_shift: float = 0.0
-    calibration_density_slope: float = 0.0
     #: Clip of OpenCelliD ranges (m) for cells never heard in the baseline.
     cell_range_min_m: float = 500.0
     cell_range_max_m: float = 2500.0
