@@ -472,3 +472,24 @@ def test_calibration_rescales_reported_p_offline_not_statuses(two_networks: pd.D
     # A confident posterior is pulled towards the middle.
     assert (p1[middle & (p0 > 0.5)] < p0[middle & (p0 > 0.5)]).all()
     assert np.array_equal(p1[(p0 == 0) | (p0 == 1)], p0[(p0 == 0) | (p0 == 1)])
+
+
+def test_evidence_per_silent_hour_grows_with_the_sites_reporting_rate(
+    two_networks: pd.DataFrame,
+) -> None:
+    """Cell windows carry how thin the data are: the evidence one silent hour adds at
+    the cell's site, ten times the reports giving several times the evidence."""
+
+    def per_hour(rate: int) -> float:
+        baseline = concat(
+            measurements(start=BASE, hours=168, per_hour=rate, network="358-10", cell=1, seed=1),
+            measurements(start=BASE, hours=168, per_hour=2, network="358-20", cell=2, seed=2),
+        )
+        event = measurements(start=EVENT, hours=3, per_hour=2, network="358-20", cell=2, seed=3)
+        cw = detect(build_baseline(baseline, two_networks), event).cell_windows
+        values = cw.loc[cw["cell"] == 0, "silence_llr_per_h"].to_numpy()
+        assert np.isfinite(values).all() and (values > 0).all()
+        return float(values[0])
+
+    thin, dense = per_hour(1), per_hour(10)
+    assert dense > 3 * thin
