@@ -449,12 +449,29 @@ def calibration_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
 
 def save_calibration(scores: dict[tuple[str, str], Score], path: Path) -> None:
     """Every (p_offline, truth) pair of dcm as ``p`` and ``truth`` arrays in an .npz file,
-    for fitting the reported-probability calibration on tuning seeds (docs/method.md)."""
+    with each pair's ``density`` and the outage polygons' ``conf_*`` arrays
+    (collect_confidence), for fitting calibrations on tuning seeds (docs/method.md)."""
     parts = [s for (_, m), s in scores.items() if m == "dcm"]
     p = np.concatenate([a for s in parts for a in s.calib_p] or [np.zeros(0)])
     y = np.concatenate([a for s in parts for a in s.calib_truth] or [np.zeros(0, bool)])
     d = np.concatenate([a for s in parts for a in s.calib_density] or [np.zeros(0)])
-    np.savez_compressed(path, p=p.astype("float64"), truth=y.astype(bool), density=d)
+
+    def cat(name: str, dtype: str) -> np.ndarray:
+        return np.concatenate([a for s in parts for a in getattr(s, name)] or [np.zeros(0)]).astype(
+            dtype
+        )
+
+    np.savez_compressed(
+        path,
+        p=p.astype("float64"),
+        truth=y.astype(bool),
+        density=d,
+        # outage polygons at the checkpoints: confidence, tier, people inside, cut off
+        conf_p=cat("conf_p", "float64"),
+        conf_suspected=cat("conf_suspected", "bool"),
+        conf_people=cat("conf_people", "float64"),
+        conf_out=cat("conf_out", "float64"),
+    )
 
 
 def score_oracle(scenario, population: pd.DataFrame, resolution: int, result: Score) -> None:
