@@ -21,7 +21,6 @@ from dcm.analysis.coverage import (
     coverage_outages,
     object_ids,
 )
-from dcm.analysis.evidence import calibrate
 from dcm.analysis.grid import (
     cell_areas_km2,
     cells_to_polygon,
@@ -155,7 +154,7 @@ def build_outages(
             "window_end": start + window,
             "network": np.where(layer >= 0, names[np.maximum(layer, 0)], ALL_NETWORKS),
             "severity": np.where(layer == ALL_DEGRADED, "degraded", "outage"),
-            "confidence": _confidence(comp["confidence"].to_numpy(), params),
+            "confidence": comp["confidence"].round(4).to_numpy(),
             "area_km2": comp["area_km2"].round(3).to_numpy(),
             "population": comp["population"].round(1).to_numpy(),
             "cells_offline": comp["cells_offline"].astype("int64").to_numpy(),
@@ -259,14 +258,6 @@ def _polygonal(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
-def _confidence(p: np.ndarray, params: DetectionParams) -> np.ndarray:
-    """An outage's reported confidence: the mean probability behind it, calibrated
-    (``outage_confidence_shift``/``_slope``) towards the share of its people truly cut
-    off, rounded to 4 places."""
-    shift, slope = params.outage_confidence_shift, params.outage_confidence_slope
-    return np.round(calibrate(np.asarray(p, dtype="float64"), shift, slope), 4)
-
-
 def _certainty(tier: np.ndarray, reported: np.ndarray) -> np.ndarray:
     """CAP-style certainty: observed (confirmed and backed by failure reports), likely
     (confirmed by silence against expectation) or possible (suspected)."""
@@ -344,7 +335,7 @@ def _outage_frame(
             "window_end": start + window,
             "network": np.where(layer >= 0, names[np.maximum(layer, 0)], ALL_NETWORKS),
             "severity": np.where(layer == ALL_DEGRADED, "degraded", "outage"),
-            "confidence": _confidence(parts["p"].to_numpy(), params),
+            "confidence": np.round(parts["p"].to_numpy(), 4),
             "area_km2": np.round(area_km2(snapped)[shape], 3),
             "population": np.round(people, 1),
             "cells_offline": offline.astype("int64"),

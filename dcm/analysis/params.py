@@ -98,11 +98,6 @@ class DetectionParams:
     #: on the posterior, the reported p_offline is calibrated (docs/method.md).
     calibration_shift: float = -0.35
     calibration_slope: float = 0.5
-    #: Calibration of an outage's confidence (the mean p_offline of its down sites, or
-    #: p_down of its grid cells), the same way, towards the share of the people inside
-    #: it who are truly cut off (fitted on tuning seeds only; docs/method.md).
-    outage_confidence_shift: float = 0.0
-    outage_confidence_slope: float = 1.0
     #: Clip of OpenCelliD ranges (m) for cells never heard in the baseline.
     cell_range_min_m: float = 500.0
     cell_range_max_m: float = 2500.0
