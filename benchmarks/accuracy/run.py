@@ -41,6 +41,7 @@ import shapely
 from dcm.analysis import DetectionParams, build_baseline, detect
 from dcm.analysis.grid import points_to_cells
 from dcm.analysis.impact import population_points
+from dcm.schema import suspected_outages
 from dcm.simulate import simulate
 
 SCENARIOS = ("quake", "cyclone", "eruption", "control")
@@ -351,11 +352,7 @@ def collect_confidence(
     people = population["population"].to_numpy("float64")
     points = shapely.points(lon, lat)
     before = truth.served(lon, lat, onset - pd.Timedelta(minutes=1))
-    tier = (
-        sel["tier"].astype("string").fillna("confirmed").to_numpy(dtype=object)
-        if "tier" in sel
-        else np.full(len(sel), "confirmed", dtype=object)
-    )
+    suspected = suspected_outages(sel)
     starts = pd.DatetimeIndex(sel["window_start"])
     for hours in CHECKPOINT_HOURS:
         t = onset + pd.Timedelta(hours=hours)
@@ -377,7 +374,7 @@ def collect_confidence(
             if net in cut:
                 out_w[mask] = people[pt[mask]] * cut[net][pt[mask]]
         result.conf_p.append(sel["confidence"].to_numpy("float64")[rows])
-        result.conf_suspected.append(tier[rows] == "suspected")
+        result.conf_suspected.append(suspected[rows])
         result.conf_people.append(inside)
         result.conf_out.append(np.bincount(poly, weights=out_w, minlength=rows.size))
 
@@ -385,14 +382,12 @@ def collect_confidence(
 def confidence_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
     """Reliability of dcm's outage ``confidence``: of the people inside polygons given
     a confidence in a bin, the share truly cut off; per tier, pooled over scenarios."""
-    parts = [s for (_, m), s in scores.items() if m == "dcm" and s.conf_p]
-    if not parts:
+    p = _pooled(scores, "conf_p", "float64")
+    if p.size == 0:
         return []
-
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([a for s in parts for a in getattr(s, name)])
-
-    p, sus, ppl, out = cat("conf_p"), cat("conf_suspected"), cat("conf_people"), cat("conf_out")
+    sus = _pooled(scores, "conf_suspected", "bool")
+    ppl = _pooled(scores, "conf_people", "float64")
+    out = _pooled(scores, "conf_out", "float64")
     edges = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0])
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, edges.size - 2)
     lines = [
@@ -417,13 +412,19 @@ def confidence_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
     return lines
 
 
+def _pooled(scores: dict[tuple[str, str], Score], name: str, dtype: str) -> np.ndarray:
+    """dcm's arrays of one Score list field (``calib_p``, ``conf_out``, ...), joined over
+    every scenario and seed."""
+    arrays = [a for (_, m), s in scores.items() if m == "dcm" for a in getattr(s, name)]
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
+
+
 def calibration_lines(scores: dict[tuple[str, str], Score]) -> list[str]:
     """Reliability of dcm's cell p_offline, pooled over every scenario and seed."""
     from sklearn.metrics import brier_score_loss
 
-    parts = [(s.calib_p, s.calib_truth) for (_, m), s in scores.items() if m == "dcm"]
-    p = np.concatenate([a for ps, _ in parts for a in ps] or [np.zeros(0)])
-    y = np.concatenate([a for _, ys in parts for a in ys] or [np.zeros(0, bool)])
+    p = _pooled(scores, "calib_p", "float64")
+    y = _pooled(scores, "calib_truth", "bool")
     if p.size == 0:
         return []
     edges = np.array([0.0, 0.01, 0.05, 0.2, 0.5, 0.8, 0.9, 0.99, 1.0])
@@ -451,26 +452,16 @@ def save_calibration(scores: dict[tuple[str, str], Score], path: Path) -> None:
     """Every (p_offline, truth) pair of dcm as ``p`` and ``truth`` arrays in an .npz file,
     with each pair's ``density`` and the outage polygons' ``conf_*`` arrays
     (collect_confidence), for fitting calibrations on tuning seeds (docs/method.md)."""
-    parts = [s for (_, m), s in scores.items() if m == "dcm"]
-    p = np.concatenate([a for s in parts for a in s.calib_p] or [np.zeros(0)])
-    y = np.concatenate([a for s in parts for a in s.calib_truth] or [np.zeros(0, bool)])
-    d = np.concatenate([a for s in parts for a in s.calib_density] or [np.zeros(0)])
-
-    def cat(name: str, dtype: str) -> np.ndarray:
-        return np.concatenate([a for s in parts for a in getattr(s, name)] or [np.zeros(0)]).astype(
-            dtype
-        )
-
     np.savez_compressed(
         path,
-        p=p.astype("float64"),
-        truth=y.astype(bool),
-        density=d,
+        p=_pooled(scores, "calib_p", "float64"),
+        truth=_pooled(scores, "calib_truth", "bool"),
+        density=_pooled(scores, "calib_density", "float64"),
         # outage polygons at the checkpoints: confidence, tier, people inside, cut off
-        conf_p=cat("conf_p", "float64"),
-        conf_suspected=cat("conf_suspected", "bool"),
-        conf_people=cat("conf_people", "float64"),
-        conf_out=cat("conf_out", "float64"),
+        conf_p=_pooled(scores, "conf_p", "float64"),
+        conf_suspected=_pooled(scores, "conf_suspected", "bool"),
+        conf_people=_pooled(scores, "conf_people", "float64"),
+        conf_out=_pooled(scores, "conf_out", "float64"),
     )
 
 
@@ -581,10 +572,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     score(scenario, pred, population, scores[(name, method)])
                 collect_calibration(scenario, pred, scores[(name, method)])
-                if method == "dcm":
-                    collect_confidence(
-                        scenario, pred.outages, params.window_td, population, scores[(name, method)]
-                    )
+                collect_confidence(
+                    scenario, pred.outages, params.window_td, population, scores[(name, method)]
+                )
             print(f"  {name} seed {seed} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     lines = [
         f"Accuracy on simulated scenarios (seeds {', '.join(map(str, args.seeds))}, scale "

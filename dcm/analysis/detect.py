@@ -862,8 +862,9 @@ def _site_evidence(
     heard_in = np.where(sev.recent_ok, sev.start - 1, -1)
     prior = _site_prior(llr, known, sites, params, hazard_rank=hazard_rank, heard=heard_in)
     p = expit(logit(prior) + llr)
-    # Evidence one more silent hour would add, at the site's current expected rate.
-    per_hour = k * np.log1p(expected * activity / k) / max(win / pd.Timedelta(hours=1), 1e-9)
+    # Evidence one more silent hour would add, at the site's current expected rate (the
+    # silence evidence of one window, per hour of it).
+    per_hour = per_window / max(win / pd.Timedelta(hours=1), 1e-9)
     sighted = (
         sightings.groupby(["key", "site"], as_index=False)["w"].min().rename(columns={"w": "w0"})
     )
@@ -1186,9 +1187,7 @@ def _cell_evidence(
     hours[use_disc] = np.nan
     # How thin the data are (for fitting the calibration): the evidence one silent hour
     # adds at the cell's site (0 for cells judged from the grid: no reporting rate).
-    per_hour = np.where(
-        use_disc[:, None], 0.0, np.broadcast_to(site["per_hour"], site["p"].shape)[cs]
-    )
+    per_hour = np.where(use_disc[:, None], 0.0, site["per_hour"][cs])
     p_reported = calibrate(p, params.calibration_shift, params.calibration_slope)
     return {"p": p_reported, "status": status, "hours": hours, "per_hour": per_hour}
 
