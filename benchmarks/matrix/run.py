@@ -2,12 +2,21 @@
 
 One operating point hides where a detector breaks. This script runs the simulator's
 scenarios over a grid of conditions (``dcm.simulate.Conditions``) and scores, in each
-matrix cell, dcm beside two references:
+matrix cell, dcm beside these references:
 
 * the *naive* reading of earlier disaster maps (``benchmarks/accuracy/run.py``);
 * an *oracle*: dcm's own coverage model (site reach from the data, outages drawn by
   ``dcm.analysis.outages.build_outages``) fed the true site states instead of the
-  estimated p_offline. It is the bound any detector reaches with that coverage model.
+  estimated p_offline. It is the bound any detector reaches with that coverage model;
+* a *silence oracle* (``silence-oracle``): the same, but a failure is known only once
+  the failed site (or cell) has missed ``SILENCE_K`` expected sightings (its baseline
+  rate × the hour-of-day profile, from the failure to the end of the judged window):
+  what a detector that knows which sites fail but must wait for silence to say so can
+  reach. It shows how much of the gap to the oracle is the data's thinness rather than
+  the method;
+* a *silence rule* (``silence-rule``), a simple detector to beat: no truth, a site is
+  down once it has been silent that long in the event data (the "quick site-silence
+  detector" issue #10 compared dcm with).
 
 Scores per matrix cell (seeds pooled): network-level and all-network area F1 (people-
 weighted, checkpoints 6 h to 144 h after onset, as in benchmarks/accuracy/run.py),
@@ -100,7 +109,12 @@ SCALE_BY_DENSITY: dict[float, float] = {}
 BASE_DENSITY = 200_000 / (232 * 14 * 24)
 DURATION_BINS = ((0.0, 2.0, "1–2 h"), (2.0, 12.0, "2–12 h"), (12.0, 48.0, "12–48 h"))
 DURATION_BINS += ((48.0, np.inf, "> 48 h"),)
-METHODS = ("dcm", "naive", "oracle")
+METHODS = ("dcm", "naive", "silence-rule", "oracle", "silence-oracle")
+#: Methods that know the truth: bounds, not detectors.
+BOUNDS = ("oracle", "silence-oracle")
+#: Expected sightings a failed site must miss before the silence oracle knows of it:
+#: a working site is that silent with probability e^-3, about 5 %.
+SILENCE_K = 3.0
 
 #: Targets (density -> thresholds), checked on the dcm rows.
 TARGETS = (
@@ -264,16 +278,118 @@ def _truth_down(scenario: Any, cells: pd.DataFrame, at: np.ndarray) -> np.ndarra
     return down & (tidx >= 0)[:, None]
 
 
+def _expected_hours(model: Any, times: np.ndarray) -> np.ndarray:
+    """Hours of baseline-average sightings from a fixed origin to each time (ns,
+    datetime64; NaT gives NaN): the integral of the baseline's hour-of-day profile,
+    so a rate (sightings per hour) times a difference of these is an expected count."""
+    t = times.astype("datetime64[ns]")
+    ok = ~np.isnat(t)
+    out = np.full(t.shape, np.nan)
+    if not ok.any():
+        return out
+    hour_ns = np.int64(3_600_000_000_000)
+    ns = t[ok].astype("int64")
+    first = ns.min() // hour_ns
+    knots = np.arange(first, ns.max() // hour_ns + 2, dtype="int64")
+    cum = np.concatenate([[0.0], np.cumsum(model.hour_profile[knots[:-1] % 24])])
+    out[ok] = np.interp(ns / hour_ns, knots.astype("float64"), cum)
+    return out
+
+
+def _silence_known(
+    scenario: Any, model: Any, at: np.ndarray, until: np.ndarray, k: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(site known down (sites × times), cell known down (cells × times)).
+
+    A site is known down at ``at`` when every cell of it known to the truth is down
+    then and its baseline rate of sightings, over the hour-of-day profile from the
+    last of those failures to ``until`` (the judged window's end), gives at least
+    ``k`` expected sightings. A cell is known down when it is down and its site is
+    known down, or its own rate gives ``k`` since its failure (a silent sector).
+    """
+    cell_down = _truth_down(scenario, model.cells, at)
+    tc = scenario.truth.truth_cells
+    key = ["mcc", "net", "area", "cell"]
+    tidx = pd.MultiIndex.from_frame(tc[key]).get_indexer(
+        pd.MultiIndex.from_frame(model.cells[key].astype("int64"))
+    )
+    known = tidx >= 0
+    d0 = pd.to_datetime(tc["down_from"], utc=True).dt.tz_convert(None)
+    d0 = d0.to_numpy("datetime64[ns]")[np.maximum(tidx, 0)]
+    d0[~known] = np.datetime64("NaT")
+    site = model.cell_site
+    n_site = len(model.sites)
+    n_known = np.bincount(site[known], minlength=n_site)
+    n_down = np.zeros((n_site, at.size))
+    np.add.at(n_down, site[known], cell_down[known].astype("float64"))
+    all_down = (n_known[:, None] > 0) & (n_down >= n_known[:, None])
+    # The site fell silent when the last of its cells failed (NaT sorts as the smallest).
+    since = np.full(n_site, np.iinfo("int64").min)
+    np.maximum.at(since, site[known], d0[known].astype("int64"))
+    since_h = _expected_hours(model, since.astype("datetime64[ns]"))
+    end_h = _expected_hours(model, until)
+    rate = model.sites["rate"].to_numpy("float64")
+    site_known = all_down & (rate[:, None] * (end_h[None, :] - since_h[:, None]) >= k)
+    cell_h = _expected_hours(model, d0)
+    own = np.asarray(model.cell_rate, dtype="float64")[:, None] * (end_h[None, :] - cell_h[:, None])
+    cell_known = cell_down & (site_known[site] | (own >= k))
+    return site_known, cell_known
+
+
+def _silence_rule(
+    scenario: Any, model: Any, every: pd.DatetimeIndex, win: pd.Timedelta, k: float
+) -> np.ndarray:
+    """bool (sites × windows): the site has missed at least ``k`` expected sightings
+    (baseline rate × hour-of-day profile) since it was last heard in the event data,
+    or since the event data begin, by the window's end. Data only: no truth."""
+    event = scenario.event
+    ok = (event["status"] == "ok").to_numpy() & event["cell"].notna().to_numpy()
+    seen = event.loc[ok, ["mcc", "mnc", "area", "cell"]].astype("int64")
+    row = pd.MultiIndex.from_frame(model.cells[["mcc", "net", "area", "cell"]].astype("int64"))
+    cell = row.get_indexer(pd.MultiIndex.from_frame(seen))
+    ts = event.loc[ok, "timestamp"].dt.tz_convert(None).to_numpy("datetime64[ns]")
+    ts = ts[cell >= 0].astype("int64")
+    site = model.cell_site[cell[cell >= 0]]
+    first = int(every[0].tz_convert(None).value)
+    w = (ts - first) // int(win.value)
+    inside = (w >= 0) & (w < len(every))
+    n_site = len(model.sites)
+    last = np.full((n_site, len(every)), np.iinfo("int64").min)
+    np.maximum.at(last, (site[inside], w[inside]), ts[inside])
+    last = np.maximum.accumulate(last, axis=1)
+    start = int(event["timestamp"].min().tz_convert(None).value)
+    since = np.maximum(last, start).astype("datetime64[ns]")
+    until = (every + win).tz_convert(None).to_numpy("datetime64[ns]")
+    rate = model.sites["rate"].to_numpy("float64")
+    end_h = _expected_hours(model, until)
+    missed = rate[:, None] * (end_h[None, :] - _expected_hours(model, since))
+    return missed >= k
+
+
 def oracle_outages(
-    scenario: Any, model: Any, params: DetectionParams, population: pd.DataFrame
+    scenario: Any,
+    model: Any,
+    params: DetectionParams,
+    population: pd.DataFrame,
+    *,
+    rule: str = "oracle",
 ) -> tuple[pd.DataFrame, pd.DatetimeIndex, np.ndarray] | None:
-    """Outages of dcm's coverage model fed the true site states.
+    """Outages of dcm's coverage model fed site states other than dcm's estimates.
 
     Reach comes from the data exactly as in ``detect`` (baseline reach, widened by
-    precise sightings in the trailing span); p_offline is 1 for a site whose every
-    cell known to the truth is down at the time of the checkpoints' phase in the
-    window, else 0. A site with one sector down still serves the rest of its disc,
-    which a per-site coverage model cannot tell apart.
+    precise sightings in the trailing span). ``rule`` gives the site states:
+
+    * ``"oracle"``: p_offline is 1 for a site whose every cell known to the truth is
+      down at the time of the checkpoints' phase in the window, else 0. A site with
+      one sector down still serves the rest of its disc, which a per-site coverage
+      model cannot tell apart. Offline cells are given for the checkpoint windows.
+    * ``"silence-oracle"``: the truth, known only once the site has missed
+      ``SILENCE_K`` expected sightings by the window's end (:func:`_silence_known`).
+    * ``"silence-rule"``: no truth; a site is down once it has been silent for
+      ``SILENCE_K`` expected sightings (:func:`_silence_rule`); its cells with it.
+
+    The last two give offline cells for every event window (for delays), outages for
+    the checkpoint windows.
     """
     event = scenario.event
     win = params.window_td
@@ -295,18 +411,34 @@ def oracle_outages(
         return None
     # Site states at the checkpoints' phase within each window.
     phase = scenario.event_start - scenario.event_start.floor(win)
-    at = (windows + phase).to_numpy("datetime64[ns]")
-    cell_down = _truth_down(scenario, model.cells, at)
-    tc = scenario.truth.truth_cells
-    known = pd.MultiIndex.from_frame(
-        model.cells[["mcc", "net", "area", "cell"]].astype("int64")
-    ).isin(pd.MultiIndex.from_frame(tc[["mcc", "net", "area", "cell"]]))
-    site = model.cell_site
-    n_known = np.bincount(site[known], minlength=n_site)
-    n_down = np.zeros((n_site, len(windows)))
-    np.add.at(n_down, site[known], cell_down[known].astype("float64"))
-    coverage.p = ((n_known[:, None] > 0) & (n_down >= n_known[:, None])).astype("float64")
-    coverage.p_block = coverage.p  # the truth decides which sites still serve
+    if rule == "oracle":
+        at = (windows + phase).to_numpy("datetime64[ns]")
+        cell_down = _truth_down(scenario, model.cells, at)
+        tc = scenario.truth.truth_cells
+        known = pd.MultiIndex.from_frame(
+            model.cells[["mcc", "net", "area", "cell"]].astype("int64")
+        ).isin(pd.MultiIndex.from_frame(tc[["mcc", "net", "area", "cell"]]))
+        site = model.cell_site
+        n_known = np.bincount(site[known], minlength=n_site)
+        n_down = np.zeros((n_site, len(windows)))
+        np.add.at(n_down, site[known], cell_down[known].astype("float64"))
+        site_down = (n_known[:, None] > 0) & (n_down >= n_known[:, None])
+        cell_at_checkpoints = cell_down
+    else:
+        if rule == "silence-oracle":
+            at = (every + phase).tz_convert(None).to_numpy("datetime64[ns]")
+            until = (every + win).tz_convert(None).to_numpy("datetime64[ns]")
+            site_all, cell_down = _silence_known(scenario, model, at, until, SILENCE_K)
+        elif rule == "silence-rule":
+            site_all = _silence_rule(scenario, model, every, win, SILENCE_K)
+            cell_down = site_all[model.cell_site]
+        else:
+            raise ValueError(rule)
+        cols = every.get_indexer(windows)
+        site_down = site_all[:, cols]
+        cell_at_checkpoints = cell_down[:, cols]
+    coverage.p = site_down.astype("float64")
+    coverage.p_block = coverage.p  # the rule decides which sites still serve
     empty_keys = pd.DataFrame({"h3": pd.Series(dtype="uint64"), "network": [], "hex": []})
     outages = build_outages(
         keys=empty_keys,
@@ -318,10 +450,10 @@ def oracle_outages(
         params=params,
         population=population,
         cells=model.cells,
-        cell_offline=cell_down,
+        cell_offline=cell_at_checkpoints,
         coverage=coverage,
     )
-    return outages, windows, cell_down
+    return outages, windows if rule == "oracle" else every, cell_down
 
 
 def checkpoint_windows(scenario: Any, win: pd.Timedelta) -> pd.DatetimeIndex:
@@ -493,7 +625,7 @@ def run_one(
                 area_windows=checkpoint_windows(scenario, params.window_td),
             )
         else:
-            got = oracle_outages(scenario, model, params, population)
+            got = oracle_outages(scenario, model, params, population, rule=method)
             if got is None:
                 continue
             outages, windows, cell_down = got
@@ -511,7 +643,7 @@ def run_one(
             score_control(pred, outages, population, out)
         else:
             acc.score(scenario, pred, population, out.score)
-            if method != "oracle":
+            if method != "oracle":  # its offline cells are the checkpoints' only
                 score_failed_cells(scenario, pred, out)
 
 
@@ -590,7 +722,8 @@ def report(
         head += [f"net F1 {m}" for m in cols] + [f"all F1 {m}" for m in cols]
         head += [f"cell F1 {m}" for m in cols if m != "oracle"]
         head += [f"delay h {m}" for m in cols if m != "oracle"]
-        head += [f"dcm detected {label}" for _, _, label in DURATION_BINS]
+        found_by = [m for m in ("dcm", "silence-rule", "silence-oracle") if m in cols]
+        head += [f"{m} detected {label}" for m in found_by for _, _, label in DURATION_BINS]
         head += ["people out of all networks (× checkpoints)"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for d in densities:
@@ -603,12 +736,14 @@ def report(
                     t = results.get((cell, m))
                     v = value(t, what) if t is not None else float("nan")
                     row.append(fmt(v, 1 if what == "delay" else 3))
+            for m in found_by:
+                t = results.get((cell, m))
+                for b in range(len(DURATION_BINS)):
+                    if t is None or t.failed[b] == 0:
+                        row.append("–")
+                    else:
+                        row.append(f"{fmt(t.detected[b] / t.failed[b])} ({int(t.failed[b])})")
             t = results.get((cell, "dcm"))
-            for b in range(len(DURATION_BINS)):
-                if t is None or t.failed[b] == 0:
-                    row.append("–")
-                else:
-                    row.append(f"{fmt(t.detected[b] / t.failed[b])} ({int(t.failed[b])})")
             row.append(f"{t.score.all.tp + t.score.all.fn:,.0f}" if t is not None else "–")
             lines.append("| " + " | ".join(row) + " |")
     if any(c.control for c in cells):
@@ -616,7 +751,7 @@ def report(
         head = ["density (reports/site-h)"]
         when = {m: "every window" if m == "dcm" else "checkpoint windows" for m in cols}
         head += [f"{m}: outage polygons ({when[m]})" for m in cols]
-        head += [f"{m}: people flagged ({when[m]})" for m in cols if m != "oracle"]
+        head += [f"{m}: people flagged ({when[m]})" for m in cols if m not in BOUNDS]
         head += ["dcm: people under suspected (every window)"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for d in densities:
@@ -628,7 +763,7 @@ def report(
                 t = results.get((cell, m))
                 row.append(str(t.polygons) if t is not None else "–")
             for m in cols:
-                if m == "oracle":
+                if m in BOUNDS:
                     continue
                 t = results.get((cell, m))
                 row.append(f"{fmt(100 * _share(t.flagged_people, t.people))} %" if t else "–")
@@ -636,9 +771,11 @@ def report(
             row.append(f"{fmt(100 * _share(t.suspected_people, t.people))} %" if t else "–")
             lines.append("| " + " | ".join(row) + " |")
     lines += ["", "### Targets (dcm)", ""]
+    bounds = [m for m in BOUNDS if m in methods]
     lines += [
-        "| target | pooled over disasters | worst matrix cell | met |",
-        "|---|---|---|---|",
+        "| target | pooled over disasters | worst matrix cell | met |"
+        + "".join(f" {m}, pooled |" for m in bounds),
+        "|---|---|---|---|" + "---|" * len(bounds),
     ]
     for label, dens, what, op, bound in TARGETS:
         sel = [c for c in cells if not c.control and c.density >= dens - 1e-9]
@@ -653,9 +790,15 @@ def report(
         worst = (max(each) if op == "<=" else min(each)) if each else float("nan")
         ok = np.isfinite(pool) and (pool >= bound if op == ">=" else pool <= bound)
         digits = 1 if what == "delay" else 3
+        beside = [
+            value(pooled(results, sel, m), what)
+            if not (m == "oracle" and what in ("cell", "delay"))
+            else float("nan")
+            for m in bounds
+        ]
         lines.append(
             f"| {label} {op} {bound:g} | {fmt(pool, digits)} | {fmt(worst, digits)} "
-            f"| {'yes' if ok else 'no'} |"
+            f"| {'yes' if ok else 'no'} |" + "".join(f" {fmt(v, digits)} |" for v in beside)
         )
     for c in sorted({c.density for c in cells if c.control}):
         found = [results.get((x, "dcm")) for x in cells if x.control and x.density == c]
@@ -666,7 +809,7 @@ def report(
         lines.append(
             f"| control at {c:g}: 0 outage polygons, suspected < 0.5 % of people "
             f"| {t.polygons} polygons, {fmt(100 * share)} % | | "
-            f"{'yes' if t.polygons == 0 and share < 0.005 else 'no'} |"
+            f"{'yes' if t.polygons == 0 and share < 0.005 else 'no'} |" + " |" * len(bounds)
         )
     if calibration:
         calib = {(str(c), m): t.score for (c, m), t in results.items() if m == "dcm"}
@@ -687,7 +830,7 @@ def plot(results: dict[tuple[Cell, str], Tallies], cells: list[Cell], path: Path
     densities = sorted({c.density for c in cells})
     disasters = sorted({(c.hazard, c.onset_hour) for c in cells if not c.control})
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
-    styles = {"dcm": "-", "naive": ":", "oracle": "--"}
+    styles = {"dcm": "-", "naive": ":", "oracle": "--", "silence-oracle": "-."}
     panels = (("net", "network-level area F1"), ("all", "all-network area F1"), ("cell", "cell F1"))
     for ax, (what, title) in zip(axes, panels, strict=True):
         for k, (hazard, onset) in enumerate(disasters):
@@ -859,7 +1002,11 @@ def main(argv: list[str] | None = None) -> int:
             "of the first window that calls it offline (failed cells detected). 'dcm detected': "
             "share of failed cells ever called offline while down, by outage duration (failed "
             "cells). Oracle: dcm's coverage model fed the true site states (a bound, not a "
-            "method).",
+            "method). Silence-oracle: the oracle, but a failure known only once the site (or "
+            f"cell) has missed {SILENCE_K:g} expected sightings by the window's end (a bound "
+            "for deciding by silence alone at that density). Silence-rule: no truth, a site "
+            f"is called down once silent for {SILENCE_K:g} expected sightings (a simple "
+            "detector to beat).",
             "",
             f"Volume scale per density: {scale_note}. Run time {total_s:.0f} s "
             f"({sim_s:.0f} s simulating or reading the cache).",
