@@ -902,10 +902,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--calibration-out", type=Path, default=None, help="save (p_offline, truth) pairs (.npz)"
     )
+    ap.add_argument(
+        "--silence-k",
+        type=float,
+        default=3.0,
+        help="expected sightings a site must miss for the silence oracle and rule",
+    )
     args = ap.parse_args(argv)
-    global SITES_FROM_CELLS, GIVE_HAZARD
+    global SITES_FROM_CELLS, GIVE_HAZARD, SILENCE_K
     SITES_FROM_CELLS = args.sites == "cells"
     GIVE_HAZARD = args.hazard
+    if not args.silence_k > 0:
+        print(f"error: --silence-k {args.silence_k:g}: must be > 0", file=sys.stderr)
+        return 2
+    SILENCE_K = args.silence_k
 
     if args.geometry == "ecuador" and Conditions is None:
         print("error: --geometry ecuador needs dcm.simulate.Conditions", file=sys.stderr)
