@@ -780,15 +780,10 @@ def report(
     for label, dens, what, op, bound in TARGETS:
         sel = [c for c in cells if not c.control and c.density >= dens - 1e-9]
         sel = [c for c in sel if c.density == dens] if dens < 3 else sel
-        sel = [c for c in sel if (c, "dcm") in results]
+        sel = [c for c in sel if any((c, m) in results for m in ("dcm", *bounds))]
         if not sel:
-            lines.append(f"| {label} {op} {bound:g} | not run | | |")
+            lines.append(f"| {label} {op} {bound:g} | not run | | |" + " |" * len(bounds))
             continue
-        pool = value(pooled(results, sel, "dcm"), what)
-        each = [value(results[(c, "dcm")], what) for c in sel if (c, "dcm") in results]
-        each = [v for v in each if np.isfinite(v)]
-        worst = (max(each) if op == "<=" else min(each)) if each else float("nan")
-        ok = np.isfinite(pool) and (pool >= bound if op == ">=" else pool <= bound)
         digits = 1 if what == "delay" else 3
         beside = [
             value(pooled(results, sel, m), what)
@@ -796,9 +791,19 @@ def report(
             else float("nan")
             for m in bounds
         ]
+        after = "".join(f" {fmt(v, digits)} |" for v in beside)
+        mine = [c for c in sel if (c, "dcm") in results]
+        if not mine:
+            lines.append(f"| {label} {op} {bound:g} | not run | | |" + after)
+            continue
+        pool = value(pooled(results, mine, "dcm"), what)
+        each = [value(results[(c, "dcm")], what) for c in mine]
+        each = [v for v in each if np.isfinite(v)]
+        worst = (max(each) if op == "<=" else min(each)) if each else float("nan")
+        ok = np.isfinite(pool) and (pool >= bound if op == ">=" else pool <= bound)
         lines.append(
             f"| {label} {op} {bound:g} | {fmt(pool, digits)} | {fmt(worst, digits)} "
-            f"| {'yes' if ok else 'no'} |" + "".join(f" {fmt(v, digits)} |" for v in beside)
+            f"| {'yes' if ok else 'no'} |" + after
         )
     for c in sorted({c.density for c in cells if c.control}):
         found = [results.get((x, "dcm")) for x in cells if x.control and x.density == c]
