@@ -8,6 +8,7 @@ can call it on each new window with the previous outages.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,8 @@ from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, empty_frame
 class Detection:
     """Everything :func:`detect` found.
 
-    ``grid``: dcm.schema.GRID_STATUS_COLUMNS (+ ``llr``), per network and ``"all"``.
+    ``grid``: dcm.schema.GRID_STATUS_COLUMNS, per network and ``"all"`` (no rows when
+    they went to :func:`detect`'s ``grid_sink``).
     ``cells``: dcm.schema.CELL_STATUS_COLUMNS status intervals.
     ``cell_windows``: per cell and window: ``cell`` (row of ``baseline.cells``),
     ``window_start``, ``status``, ``p_offline``, ``silence_h_needed`` and
@@ -109,6 +111,7 @@ def detect(
     population: pd.DataFrame | None = None,
     previous: gpd.GeoDataFrame | None = None,
     hazard: gpd.GeoDataFrame | None = None,
+    grid_sink: Callable[[pd.DataFrame], None] | None = None,
 ) -> Detection:
     """Judge ``event`` measurements window by window against ``baseline``.
 
@@ -122,6 +125,10 @@ def detect(
     ``event`` is a measurement frame (counted here as one chunk) or the merged
     :class:`~dcm.analysis.counts.EventCounts` of all event measurements, counted with
     the baseline's cells and networks (:func:`count_event`).
+
+    ``grid_sink``: called with the grid rows part by part, in order (frames whose
+    concatenation is what ``grid`` would be: millions of rows for a large event); the
+    whole frame is then never built and ``Detection.grid`` holds no rows.
     """
     params = params or baseline.params
     if params.resolution != baseline.params.resolution:
@@ -212,7 +219,14 @@ def detect(
     # The grid rows last: the largest frame is built when the site, cell and coverage
     # arrays are gone.
     del site_ev, cell_ev, coverage
-    grid = _grid_frame(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
+    rows = _GridRows(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
+    if grid_sink is None:
+        grid = rows.whole()
+    else:
+        for part in rows.frames():
+            grid_sink(part)
+        grid = rows.empty()
+    del rows
     vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
     stats = {
         "event_measurements": float(counts.rows),
@@ -1192,105 +1206,148 @@ def _cell_evidence(
     return {"p": p_reported, "status": status, "hours": hours, "per_hour": per_hour}
 
 
-def _grid_frame(
-    keys: pd.DataFrame,
-    ev: dict[str, np.ndarray],
-    all_layer: tuple[np.ndarray, np.ndarray],
-    windows: pd.DatetimeIndex,
-    cols: np.ndarray,
-    baseline: Baseline,
-    win: pd.Timedelta,
-) -> pd.DataFrame:
-    """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all".
+#: dtypes of the grid rows' value columns (``state``: codes of STATE_CODES).
+_GRID_VALUE_DTYPES = {
+    "expected_count": "float64",
+    "observed_count": "int64",
+    "ok_count": "int64",
+    "fail_count": "int64",
+    "state": "int8",
+    "p_down": "float64",
+}
 
-    Rows come window by window; grid cells with under 0.05 expected reports, no
-    report and no outage are left out (they are ``no_data``). ``h3``, ``network``
-    and ``state`` are categoricals (string values, compact for millions of rows).
+
+class _GridRows:
+    """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all",
+    in parts: each window's per-network rows, window by window, then each window's
+    "all" rows, window by window. Grid cells with under 0.05 expected reports, no
+    report and no outage are left out (they are ``no_data``). ``h3``, ``network`` and
+    ``state`` are categoricals (string values, compact for millions of rows).
+
+    Values are read from the (keys × windows) arrays in place, at column ``cols[j]``
+    (no copies of the reported windows); "all": hex rows of the reported windows.
     """
-    starts = windows[cols]
-    hex_strings = to_strings(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
-    hex_cat = pd.CategoricalDtype(pd.Index(hex_strings))
-    net_cat = pd.CategoricalDtype([*baseline.networks, ALL_NETWORKS])
-    state_cat = pd.CategoricalDtype(list(STATE_CODES))
-    hex_of_key = keys["hex"].to_numpy()
-    network = keys["network"].to_numpy()
-    all_state, all_p = all_layer  # all_network_state of state and p
-    # Per network: key rows of the full (keys × windows) arrays, read at column
-    # cols[j] (no copies of the reported windows); "all": hex rows, reported windows.
-    net_rows = {
-        "expected_count": ev["expected"],
-        "ok_count": ev["ok"],
-        "fail_count": ev["fail"],
-        "state": ev["state"],
-        "p_down": ev["p"],
-    }
-    all_rows = {
-        "expected_count": ev["exp_hex"][:, cols],
-        "observed_count": ev["obs_hex"][:, cols],
-        "ok_count": rows_to_groups(hex_of_key, ev["exp_hex"].shape[0]) @ ev["ok"][:, cols],
-        "state": all_state,
-        "p_down": all_p,
-    }
-    all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
-    keep_net = np.empty((len(keys), cols.size), dtype=bool)
-    for j, w in enumerate(cols.tolist()):
-        keep_net[:, j] = (
-            (ev["expected"][:, w] >= 0.05)
-            | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
-            | (ev["state"][:, w] == DOWN)
+
+    def __init__(
+        self,
+        keys: pd.DataFrame,
+        ev: dict[str, np.ndarray],
+        all_layer: tuple[np.ndarray, np.ndarray],
+        windows: pd.DatetimeIndex,
+        cols: np.ndarray,
+        baseline: Baseline,
+        win: pd.Timedelta,
+    ) -> None:
+        self.starts, self.cols, self.win = windows[cols], cols, win
+        hex_strings = to_strings(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
+        self.hex_cat = pd.CategoricalDtype(pd.Index(hex_strings))
+        self.net_cat = pd.CategoricalDtype([*baseline.networks, ALL_NETWORKS])
+        self.state_cat = pd.CategoricalDtype(list(STATE_CODES))
+        self.all_code = len(baseline.networks)
+        self.hex_of_key = keys["hex"].to_numpy()
+        self.network = keys["network"].to_numpy()
+        self.ev = ev
+        all_state, all_p = all_layer  # all_network_state of state and p
+        self.net_rows = {
+            "expected_count": ev["expected"],
+            "ok_count": ev["ok"],
+            "fail_count": ev["fail"],
+            "state": ev["state"],
+            "p_down": ev["p"],
+        }
+        all_rows = {
+            "expected_count": ev["exp_hex"][:, cols],
+            "observed_count": ev["obs_hex"][:, cols],
+            "ok_count": rows_to_groups(self.hex_of_key, ev["exp_hex"].shape[0]) @ ev["ok"][:, cols],
+            "state": all_state,
+            "p_down": all_p,
+        }
+        all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
+        self.all_rows = all_rows
+        keep_net = np.empty((len(keys), cols.size), dtype=bool)
+        for j, w in enumerate(cols.tolist()):
+            keep_net[:, j] = (
+                (ev["expected"][:, w] >= 0.05)
+                | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
+                | (ev["state"][:, w] == DOWN)
+            )
+        self.keep_net = keep_net
+        self.keep_all = (
+            (all_rows["expected_count"] >= 0.05)
+            | (all_rows["observed_count"] > 0)
+            | (all_state != NO_DATA)
         )
-    keep_all = (
-        (all_rows["expected_count"] >= 0.05)
-        | (all_rows["observed_count"] > 0)
-        | (all_state != NO_DATA)
-    )
-    # The per-network rows (window by window), then the "all" rows (window by window).
-    # Columns are filled one window at a time into arrays of their final size: no
-    # index arrays over all rows, no concatenated or cast copies.
-    n_net, n_all = keep_net.sum(axis=0), keep_all.sum(axis=0)
-    net_end = np.cumsum(n_net)
-    all_end = int(net_end[-1]) + np.cumsum(n_all) if cols.size else np.zeros(0, "int64")
-    n = int(all_end[-1]) if cols.size else 0
-    dtypes = {
-        "expected_count": "float64",
-        "observed_count": "int64",
-        "ok_count": "int64",
-        "fail_count": "int64",
-        "state": "int8",
-        "p_down": "float64",
-    }
-    out = {name: np.empty(n, dtype=dtype) for name, dtype in dtypes.items()}
-    h3 = np.empty(n, dtype="int32")
-    net = np.empty(n, dtype="int16")
-    col = np.empty(n, dtype="int32")
-    for j, w in enumerate(cols.tolist()):
-        a, b = int(net_end[j] - n_net[j]), int(net_end[j])
-        r = np.flatnonzero(keep_net[:, j])
-        h3[a:b], net[a:b], col[a:b] = hex_of_key[r], network[r], j
-        for name, values in net_rows.items():
-            out[name][a:b] = values[r, w]
-        out["observed_count"][a:b] = ev["ok"][r, w] + ev["fail"][r, w]
-        a, b = int(all_end[j] - n_all[j]), int(all_end[j])
-        r = np.flatnonzero(keep_all[:, j])
-        h3[a:b], net[a:b], col[a:b] = r, len(baseline.networks), j
-        for name, values in all_rows.items():
-            out[name][a:b] = values[r, j]
-    del net_rows, all_rows
-    return pd.DataFrame(
-        {
-            "h3": pd.Categorical.from_codes(h3, dtype=hex_cat),
-            "network": pd.Categorical.from_codes(net, dtype=net_cat),
-            "window_start": starts[col],
-            "window_end": starts[col] + win,
-            "expected_count": out["expected_count"],
-            "observed_count": out["observed_count"],
-            "ok_count": out["ok_count"],
-            "fail_count": out["fail_count"],
-            "state": pd.Categorical.from_codes(out["state"], dtype=state_cat),
-            "p_down": out["p_down"],
-        },
-        copy=False,  # the columns are fresh arrays: no second copy of millions of rows
-    )
+        self.n_net, self.n_all = keep_net.sum(axis=0), self.keep_all.sum(axis=0)
+
+    def parts(self) -> Iterator[tuple[np.ndarray, np.ndarray | int, int, dict[str, np.ndarray]]]:
+        """(hex codes, network code(s), window j, values) of each part, in row order."""
+        ev = self.ev
+        for j, w in enumerate(self.cols.tolist()):
+            r = np.flatnonzero(self.keep_net[:, j])
+            values = {name: v[r, w] for name, v in self.net_rows.items()}
+            values["observed_count"] = ev["ok"][r, w] + ev["fail"][r, w]
+            yield self.hex_of_key[r], self.network[r], j, values
+        for j in range(self.cols.size):
+            r = np.flatnonzero(self.keep_all[:, j])
+            yield r, self.all_code, j, {name: v[r, j] for name, v in self.all_rows.items()}
+
+    def frame(
+        self, h3: np.ndarray, net: np.ndarray, col: np.ndarray, values: dict[str, np.ndarray]
+    ) -> pd.DataFrame:
+        """The rows of hex codes ``h3``, network codes ``net``, reported windows ``col``."""
+        return pd.DataFrame(
+            {
+                "h3": pd.Categorical.from_codes(h3, dtype=self.hex_cat),
+                "network": pd.Categorical.from_codes(net, dtype=self.net_cat),
+                "window_start": self.starts[col],
+                "window_end": self.starts[col] + self.win,
+                "expected_count": values["expected_count"],
+                "observed_count": values["observed_count"],
+                "ok_count": values["ok_count"],
+                "fail_count": values["fail_count"],
+                "state": pd.Categorical.from_codes(values["state"], dtype=self.state_cat),
+                "p_down": values["p_down"],
+            },
+            copy=False,  # the columns are fresh arrays: no second copy of millions of rows
+        )
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        """Each part as a frame (two a window: its network rows, its "all" rows); the
+        whole grid when concatenated in order."""
+        for h3, net, j, values in self.parts():
+            n = h3.size
+            yield self.frame(
+                h3.astype("int32"),
+                np.full(n, net, dtype="int16") if np.isscalar(net) else net.astype("int16"),
+                np.full(n, j, dtype="int32"),
+                {
+                    name: v.astype(_GRID_VALUE_DTYPES[name], copy=False)
+                    for name, v in values.items()
+                },
+            )
+
+    def empty(self) -> pd.DataFrame:
+        """No rows, the columns and dtypes of the others."""
+        none = np.empty(0, dtype="int32")
+        values = {name: np.empty(0, dtype=dtype) for name, dtype in _GRID_VALUE_DTYPES.items()}
+        return self.frame(none, none.astype("int16"), none, values)
+
+    def whole(self) -> pd.DataFrame:
+        """All rows in one frame. Columns are filled one part at a time into arrays of
+        their final size: no index arrays over all rows, no concatenated or cast copies."""
+        n = int(self.n_net.sum() + self.n_all.sum())
+        out = {name: np.empty(n, dtype=dtype) for name, dtype in _GRID_VALUE_DTYPES.items()}
+        h3 = np.empty(n, dtype="int32")
+        net = np.empty(n, dtype="int16")
+        col = np.empty(n, dtype="int32")
+        a = 0
+        for hexes, nets, j, values in self.parts():
+            b = a + hexes.size
+            h3[a:b], net[a:b], col[a:b] = hexes, nets, j
+            for name, v in values.items():
+                out[name][a:b] = v
+            a = b
+        return self.frame(h3, net, col, out)
 
 
 def _cell_intervals(

@@ -170,6 +170,29 @@ def test_only_requested_windows_are_judged(two_networks: pd.DataFrame) -> None:
     pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
 
 
+def test_grid_rows_handed_to_a_sink_are_the_grid_in_order(two_networks: pd.DataFrame) -> None:
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=10, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=10, network="358-20", cell=2, seed=2),
+    )
+    event = measurements(start=EVENT, hours=10, per_hour=10, network="358-20", cell=2, seed=3)
+    model = build_baseline(baseline, two_networks)
+    whole = detect(model, event)
+    parts: list[pd.DataFrame] = []
+    streamed = detect(model, event, grid_sink=parts.append)
+    # Two parts a window: every window's network rows, then every window's "all" rows.
+    assert len(parts) == 2 * len(whole.windows)
+    assert [p["network"].eq("all").all() for p in parts] == [False] * len(whole.windows) + [
+        True
+    ] * len(whole.windows)
+    assert (whole.grid["network"] == "358-10").any() and (whole.grid["state"] == "down").any()
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole.grid)
+    assert streamed.grid.empty
+    assert streamed.grid.dtypes.to_dict() == whole.grid.dtypes.to_dict()
+    pd.testing.assert_frame_equal(streamed.cells, whole.cells)
+    pd.testing.assert_frame_equal(streamed.cell_windows, whole.cell_windows)
+
+
 def test_params_are_validated() -> None:
     from dcm.errors import ParameterError
 
