@@ -282,6 +282,10 @@ def _window_profile(baseline: Baseline, windows: pd.DatetimeIndex, win: pd.Timed
     return baseline.hour_profile[hours].mean(axis=1)
 
 
+#: Keys per block of the grid evidence's row-wise arithmetic (bounds its temporaries).
+EVIDENCE_BLOCK_ROWS = 16_384
+
+
 def _grid_evidence(
     baseline: Baseline,
     keys: pd.DataFrame,
@@ -304,22 +308,7 @@ def _grid_evidence(
         return np.bincount(flat, weights=values, minlength=size).reshape(n_key, n_win)
 
     ok = dense("ok")
-    # Ok reports that name a known cell: only those can name a site (or another one).
-    named = dense("named")
     fail = dense("fail")
-
-    # Share of each (key, window) after its last ok report: failures before it are
-    # stale. Written where the window has an ok report (one counted row per key and
-    # window), zero elsewhere.
-    fail_after = dense("fail_after")
-    win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
-    last_ok = g["last_ok"].to_numpy()
-    with_ok = (g["ok"].to_numpy() > 0) & (last_ok > NO_TS)
-    share_after = np.zeros(size)
-    share_after[flat[with_ok]] = (
-        win_end[g["w"].to_numpy()[with_ok]] - last_ok[with_ok]
-    ) / win.value
-    share_after = np.clip(share_after, 0.0, 1.0, out=share_after).reshape(n_key, n_win)
 
     profile = _window_profile(baseline, windows, win)
     expected = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
@@ -353,28 +342,59 @@ def _grid_evidence(
     act_exp = window_sums(exp_hex, span)[hex_of_key]
     act_exp -= window_sums(expected, span)
     act_exp = np.maximum(act_exp, 0.0, out=act_exp)
+    # From here on only the grid rows read the places' counts, in float32.
+    obs_hex, exp_hex = obs_hex.astype("float32"), exp_hex.astype("float32")
 
-    ev = trailing_evidence(
-        ok, fail, expected, fail_after_ok=fail_after, share_after_ok=share_after, span=span
-    )
-    # Only what the log-likelihood ratios and the states read stays: its temporaries
-    # are the largest of the judging step.
-    span_expected, span_fails, ok_now = ev.expected, ev.fails, ev.ok_now
-    del ev, fail_after, share_after
+    # Share of each (key, window) after its last ok report: failures before it are
+    # stale. Written where the window has an ok report (one counted row per key and
+    # window), zero elsewhere.
+    fail_after = dense("fail_after")
+    win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
+    last_ok = g["last_ok"].to_numpy()
+    with_ok = (g["ok"].to_numpy() > 0) & (last_ok > NO_TS)
+    share_after = np.zeros(size)
+    share_after[flat[with_ok]] = (
+        win_end[g["w"].to_numpy()[with_ok]] - last_ok[with_ok]
+    ) / win.value
+    share_after = np.clip(share_after, 0.0, 1.0, out=share_after).reshape(n_key, n_win)
+
+    # The trailing evidence and the log-likelihood ratios, block of keys by block:
+    # every value depends on its own row only, and the temporaries (the largest of the
+    # judging step) stay the size of a block.
+    span_expected = np.empty((n_key, n_win))
+    span_fails = np.empty((n_key, n_win))
+    llr = np.empty((n_key, n_win))
     fail_share = keys["fail_share"].to_numpy()[:, None]
-    llr = (
-        np.where(ok_now, np.log(params.ok_when_down), 0.0)
-        + silence_llr(
-            span_expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
+    for a in range(0, n_key, EVIDENCE_BLOCK_ROWS):
+        b = slice(a, a + EVIDENCE_BLOCK_ROWS)
+        ev = trailing_evidence(
+            ok[b],
+            fail[b],
+            expected[b],
+            fail_after_ok=fail_after[b],
+            share_after_ok=share_after[b],
+            span=span,
         )
-        + failure_llr(
-            np.minimum(span_fails, params.max_fail_reports),
-            span_expected * activity_mean(act_obs, act_exp, params.dispersion),
-            fail_share,
-            dispersion=params.fail_dispersion,
+        span_expected[b], span_fails[b] = ev.expected, ev.fails
+        llr[b] = (
+            np.where(ev.ok_now, np.log(params.ok_when_down), 0.0)
+            + silence_llr(
+                ev.expected * (1 - fail_share[b]),
+                act_obs[b],
+                act_exp[b],
+                dispersion=params.dispersion,
+            )
+            + failure_llr(
+                np.minimum(ev.fails, params.max_fail_reports),
+                ev.expected * activity_mean(act_obs[b], act_exp[b], params.dispersion),
+                fail_share[b],
+                dispersion=params.fail_dispersion,
+            )
         )
-    )
-    del ok_now
+        del ev
+    del fail_after, share_after
+    # Ok reports that name a known cell: only those can name a site (or another one).
+    named = dense("named")
     cols = np.arange(n_win, dtype="int32")[None, :]
     last_ok_win = np.maximum.accumulate(np.where(ok > 0, cols, np.int32(-(10**6))), axis=1)
     ok_age = np.subtract(cols, last_ok_win, out=last_ok_win)

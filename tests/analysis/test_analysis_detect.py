@@ -193,6 +193,42 @@ def test_grid_rows_handed_to_a_sink_are_the_grid_in_order(two_networks: pd.DataF
     pd.testing.assert_frame_equal(streamed.cell_windows, whole.cell_windows)
 
 
+def test_evidence_worked_in_blocks_of_keys_is_the_same(
+    two_networks: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    detect_module = sys.modules["dcm.analysis.detect"]  # dcm.analysis.detect is the function
+    # Four places, two networks, no cell named: eight keys or more, in blocks of 3.
+    places = [{"lat": LAT0 + 0.05 * i, "lon": LON0} for i in range(4)]
+    baseline = concat(
+        *(
+            measurements(start=BASE, hours=168, per_hour=30, network=net, cell=None, seed=i, **at)
+            for i, at in enumerate(places)
+            for net in ("358-10", "358-20")
+        )
+    )
+    # 358-10 falls silent in two of the places.
+    event = concat(
+        *(
+            measurements(
+                start=EVENT, hours=6, per_hour=30, network=net, cell=None, seed=9 + i, **at
+            )
+            for i, at in enumerate(places)
+            for net in ("358-10", "358-20")
+            if net == "358-20" or i % 2
+        )
+    )
+    model = build_baseline(baseline, two_networks)
+    whole = detect(model, event)
+    monkeypatch.setattr(detect_module, "EVIDENCE_BLOCK_ROWS", 3)  # several blocks, one short
+    blocks = detect(model, event)
+    assert whole.grid["h3"].nunique() >= 4 and (whole.grid["state"] == "down").any()
+    pd.testing.assert_frame_equal(blocks.grid, whole.grid, check_exact=True)
+    pd.testing.assert_frame_equal(blocks.cells, whole.cells, check_exact=True)
+    pd.testing.assert_frame_equal(blocks.outages, whole.outages, check_exact=True)
+
+
 def test_params_are_validated() -> None:
     from dcm.errors import ParameterError
 
