@@ -175,7 +175,7 @@ def detect(
     for name in ("act_obs", "act_exp", "named_ok"):
         grid_ev.pop(name)
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
-    for name in ("span_expected", "span_fails", "ok_age", "llr"):
+    for name in ("informed", "ok_recent", "llr"):
         grid_ev.pop(name)
     for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
         grid_ev[name] = grid_ev[name].astype("float32")  # halves what stays in memory
@@ -361,8 +361,9 @@ def _grid_evidence(
     # The trailing evidence and the log-likelihood ratios, block of keys by block:
     # every value depends on its own row only, and the temporaries (the largest of the
     # judging step) stay the size of a block.
-    span_expected = np.empty((n_key, n_win))
-    span_fails = np.empty((n_key, n_win))
+    # Of the span sums, the states read only whether the grid cell's own data can
+    # tell (enough reports due, or failure reports): kept as that.
+    informed = np.empty((n_key, n_win), dtype=bool)
     llr = np.empty((n_key, n_win))
     fail_share = keys["fail_share"].to_numpy()[:, None]
     for a in range(0, n_key, EVIDENCE_BLOCK_ROWS):
@@ -375,7 +376,7 @@ def _grid_evidence(
             share_after_ok=share_after[b],
             span=span,
         )
-        span_expected[b], span_fails[b] = ev.expected, ev.fails
+        informed[b] = (ev.expected >= params.min_expected) | (ev.fails > 0)
         llr[b] = (
             np.where(ev.ok_now, np.log(params.ok_when_down), 0.0)
             + silence_llr(
@@ -395,18 +396,20 @@ def _grid_evidence(
     del fail_after, share_after
     # Ok reports that name a known cell: only those can name a site (or another one).
     named = dense("named")
+    # An ok report within the last ok_memory_windows windows (the age of the last one).
     cols = np.arange(n_win, dtype="int32")[None, :]
     last_ok_win = np.maximum.accumulate(np.where(ok > 0, cols, np.int32(-(10**6))), axis=1)
     ok_age = np.subtract(cols, last_ok_win, out=last_ok_win)
+    ok_recent = ok_age < params.ok_memory_windows
+    del ok_age, last_ok_win
     return {
         "ok": ok,
         "named_ok": named,
         "fail": fail,
         "expected": expected,
-        "span_expected": span_expected,
-        "span_fails": span_fails,
+        "informed": informed,
         "llr": llr,
-        "ok_age": ok_age,
+        "ok_recent": ok_recent,
         "fail_share": fail_share,
         "volume": volume,
         "act_obs": act_obs,
@@ -836,7 +839,9 @@ def _site_evidence(
             weights=dev_seen["n"].to_numpy("float64"),
             minlength=len(keys) * n_win,
         ).reshape(len(keys), n_win)
-        named_ok = np.maximum(named_ok - per_key, 0.0)
+        named_ok = named_ok - per_key
+        del per_key
+        named_ok = np.maximum(named_ok, 0.0, out=named_ok)
         with_dev = dev_seen.groupby(["site", "key", "w"], as_index=False)["n"].sum()
         anonymous = sightings.merge(
             with_dev, on=["site", "key", "w"], how="left", suffixes=("", "_dev")
@@ -1141,8 +1146,10 @@ def _grid_states(
     share = site["share"].T.tocsr()  # key × site
     coverage = np.asarray(share.sum(axis=1)).ravel()
     p_server = _no_server_probability(share, site, ev, params)
+    # The share-weighted mean of the sites' "known", read only as whether it reaches 1/2.
     known = (share @ site["known"].astype("float64")) / np.maximum(coverage, 1e-12)[:, None]
-    ok_recent = ev["ok_age"] < params.ok_memory_windows
+    known = known >= 0.5
+    ok_recent = ev["ok_recent"]
     eps = 1e-6
     # Work arrays are (places × windows): updated in place, not copied per step.
     by_site = np.clip(p_server, eps, 1 - eps, out=p_server)
@@ -1163,11 +1170,7 @@ def _grid_states(
     p = expit(p, out=p)
     served = keys["served"].to_numpy()[:, None]
     np.minimum(p, params.prior_down, out=p, where=~served)
-    informed = np.where(
-        has_sites,
-        known >= 0.5,
-        (ev["span_expected"] >= params.min_expected) | (ev["span_fails"] > 0),
-    )
+    informed = np.where(has_sites, known, ev["informed"])
     state = np.full(p.shape, UNCERTAIN, dtype="int8")
     state[p <= params.p_up] = UP
     state[~informed & ~ok_recent] = NO_DATA
