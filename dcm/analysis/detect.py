@@ -170,9 +170,10 @@ def detect(
         all_windows,
         params,
         hazard_rank=site_hazard_rank(baseline.sites, hazard),
+        named_ok=grid_ev.pop("named_ok"),  # its last reader: reduced there in place
     )
     # Large (places × windows) arrays go as soon as their last reader is done.
-    for name in ("act_obs", "act_exp", "named_ok"):
+    for name in ("act_obs", "act_exp"):
         grid_ev.pop(name)
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
     for name in ("informed", "ok_recent", "llr"):
@@ -182,11 +183,13 @@ def detect(
     cell_ev = _cell_evidence(
         baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
     )
+    coverage = _coverage_input(baseline, prep, site_ev, n_win, out_cols, params)
+    del site_ev  # its last reader: a dozen (sites × windows) arrays
+    state_out = _reported(grid_ev["state"], out_cols)
+    p_out = _reported(grid_ev["p"], out_cols)
     # The "all networks" layer of the reported windows feeds both the grid rows and
     # the outages: compute it once.
-    all_layer = all_network_state(
-        keys, grid_ev["state"][:, out_cols], grid_ev["p"][:, out_cols], pairs
-    )
+    all_layer = all_network_state(keys, state_out, p_out, pairs)
     cell_windows = pd.DataFrame(
         {
             "cell": np.repeat(np.arange(len(baseline.cells)), out_cols.size),
@@ -198,27 +201,28 @@ def detect(
             "silence_llr_per_h": cell_ev["per_hour"][:, out_cols].ravel(),
         }
     )
+    cell_offline = cell_ev["status"][:, out_cols] == "offline"
+    del cell_ev
     cells = _cell_intervals(baseline.cells, cell_windows, win)
-    coverage = _coverage_input(baseline, prep, site_ev, n_win, out_cols, params)
     outages = build_outages(
         coverage=coverage,
         keys=keys,
-        state=grid_ev["state"][:, out_cols],
-        p_down=grid_ev["p"][:, out_cols],
+        state=state_out,
+        p_down=p_out,
         windows=out_windows,
         window=win,
         networks=baseline.networks,
         params=params,
         population=population,
         cells=baseline.cells,
-        cell_offline=cell_ev["status"][:, out_cols] == "offline",
+        cell_offline=cell_offline,
         pairs=pairs,
         previous=previous,
         all_layer=all_layer,
     )
     # The grid rows last: the largest frame is built when the site, cell and coverage
     # arrays are gone.
-    del site_ev, cell_ev, coverage
+    del coverage, cell_offline, state_out, p_out
     rows = _GridRows(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
     if grid_sink is None:
         grid = rows.whole()
@@ -243,6 +247,16 @@ def detect(
         volume=vol,
         stats=stats,
     )
+
+
+def _reported(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The reported windows' columns of a (keys × windows) array: a read-only view when
+    they are all the columns in order (no copy), else a copy."""
+    if cols.size == values.shape[1] and np.array_equal(cols, np.arange(cols.size)):
+        view = values.view()
+        view.flags.writeable = False
+        return view
+    return values[:, cols]
 
 
 def count_event(
@@ -746,8 +760,12 @@ def _site_evidence(
     params: DetectionParams,
     *,
     hazard_rank: np.ndarray | None = None,
+    named_ok: np.ndarray,
 ) -> dict[str, Any]:
     """p_offline per site × window.
+
+    ``named_ok``: the grid evidence's ok reports naming a known cell, per key × window
+    (changed in place: less the reports with a device id, when those are judged apart).
 
     A site is heard when an ok report names one of its cells; that is direct
     evidence it is up. Its silence since it was last heard is judged against its
@@ -825,7 +843,7 @@ def _site_evidence(
         .sum()
     )
     siblings = _siblings(baseline, params)
-    named_ok, anonymous = ev["named_ok"], sightings
+    anonymous = sightings
     by_device = np.zeros((n_site, n_win))
     dev_seen = prep.device_sightings
     if params.takeover_by_device and not baseline.habits.empty and not dev_seen.empty:
@@ -834,14 +852,13 @@ def _site_evidence(
             pd.MultiIndex.from_frame(dev_seen[["h3", "network"]])
         )
         dev_seen = dev_seen.loc[dev_key >= 0].assign(key=dev_key[dev_key >= 0])
-        per_key = np.bincount(
-            dev_seen["key"].to_numpy() * n_win + dev_seen["w"].to_numpy(),
-            weights=dev_seen["n"].to_numpy("float64"),
-            minlength=len(keys) * n_win,
-        ).reshape(len(keys), n_win)
-        named_ok = named_ok - per_key
-        del per_key
-        named_ok = np.maximum(named_ok, 0.0, out=named_ok)
+        # Less the reports with a device id, where there are any (elsewhere less 0).
+        at, per_at = np.unique(
+            dev_seen["key"].to_numpy() * n_win + dev_seen["w"].to_numpy(), return_inverse=True
+        )
+        per_at = np.bincount(per_at, weights=dev_seen["n"].to_numpy("float64"))
+        row, col = np.divmod(at, n_win)
+        named_ok[row, col] = np.maximum(named_ok[row, col] - per_at, 0.0)
         with_dev = dev_seen.groupby(["site", "key", "w"], as_index=False)["n"].sum()
         anonymous = sightings.merge(
             with_dev, on=["site", "key", "w"], how="left", suffixes=("", "_dev")
@@ -1090,6 +1107,10 @@ def _silent_siblings(
     return out
 
 
+#: Windows per block of :func:`_no_server_probability` (bounds its temporaries).
+NO_SERVER_BLOCK_WINDOWS = 16
+
+
 def _no_server_probability(
     share: sparse.csr_matrix,
     site: dict[str, Any],
@@ -1113,12 +1134,19 @@ def _no_server_probability(
         pairs.append(sighted)
     cap = pd.concat(pairs, ignore_index=True).groupby(["key", "site"], as_index=False)["w0"].min()
     log_p = np.log(np.clip(site["p"], 1e-12, 1.0))
-    contrib = log_p[cap["site"].to_numpy()]
-    contrib *= np.arange(n_win)[None, :] >= cap["w0"].to_numpy()[:, None]
+    cap_site, cap_w0 = cap["site"].to_numpy(), cap["w0"].to_numpy()[:, None]
     # Only the grid cells with a server: each row of a sparse product is its own sum.
     has, key = np.unique(cap["key"].to_numpy(), return_inverse=True)
+    to_key = rows_to_groups(key, has.size)
     out = np.empty((n_key, n_win))
-    out[has] = np.exp(rows_to_groups(key, has.size) @ contrib)
+    # A block of windows at a time (windows are independent): the (pairs × windows)
+    # terms are the largest temporaries of the states.
+    for a in range(0, n_win, NO_SERVER_BLOCK_WINDOWS):
+        c = slice(a, a + NO_SERVER_BLOCK_WINDOWS)
+        contrib = log_p[cap_site, c]
+        contrib *= np.arange(n_win)[None, c] >= cap_w0
+        by_key = to_key @ contrib
+        out[has, c] = np.exp(by_key, out=by_key)
     # Grid cells without a strong baseline server fall back to the share-weighted mean.
     rest = np.ones(n_key, dtype=bool)
     rest[has] = False
@@ -1154,7 +1182,9 @@ def _grid_states(
     # Work arrays are (places × windows): updated in place, not copied per step.
     by_site = np.clip(p_server, eps, 1 - eps, out=p_server)
     by_site = logit(by_site, out=by_site)
-    by_site += np.where(ok_recent, np.log(params.ok_when_down), 0.0)
+    # (Adding 0 where there is no recent ok report would change nothing but -0.0 to
+    # 0.0, which the logistic function maps alike.)
+    np.add(by_site, np.log(params.ok_when_down), out=by_site, where=ok_recent)
     llr = ev["llr"]
     clipped = np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
     support = _neighbour_matrix(keys, pairs) @ clipped

@@ -229,6 +229,30 @@ def test_evidence_worked_in_blocks_of_keys_is_the_same(
     pd.testing.assert_frame_equal(blocks.outages, whole.outages, check_exact=True)
 
 
+def test_no_server_probability_worked_in_blocks_of_windows_is_the_same(
+    two_networks: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    detect_module = sys.modules["dcm.analysis.detect"]
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
+    )
+    # 358-10's site falls silent after two hours: its grid cell has a server, then not.
+    event = concat(
+        measurements(start=EVENT, hours=2, per_hour=50, network="358-10", cell=1, seed=3),
+        measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
+    )
+    model = build_baseline(baseline, two_networks)
+    whole = detect(model, event)
+    assert len(whole.windows) == 10 and (whole.grid["state"] == "down").any()
+    monkeypatch.setattr(detect_module, "NO_SERVER_BLOCK_WINDOWS", 3)  # 3, 3, 3 and 1
+    blocks = detect(model, event)
+    pd.testing.assert_frame_equal(blocks.grid, whole.grid, check_exact=True)
+    pd.testing.assert_frame_equal(blocks.cells, whole.cells, check_exact=True)
+
+
 def test_params_are_validated() -> None:
     from dcm.errors import ParameterError
 
