@@ -35,6 +35,7 @@ from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.analysis.land import clip_to_land
 from dcm.errors import Conflict, IngestError, ParameterError, SchemaError
+from dcm.memory import release_freed_memory
 from dcm.scan import ChunkSize, parse_memory, pieces_of, scan_local, scan_with_dask, summarise
 from dcm.schema import (
     CELL_OFFLINE_SINCE,
@@ -191,6 +192,7 @@ def compare(
             raise SchemaError("baseline: no measurements")
         model = baseline_from_counts(base_counts, ctx, params)
     del base_counts
+    release_freed_memory()  # what counting freed, before the judging's large arrays
     sink = _GridSink(Path(grid_path), last=windows.max()) if grid_path is not None else None
     with step(f"judging {len(windows)} window(s)"):
         try:
@@ -211,6 +213,7 @@ def compare(
         timings[WITHIN_STEP] = round(sink.seconds, 3)
         grid = sink.kept(empty=found.grid)
     outages = found.outages
+    release_freed_memory()
     if land:
         with step("cutting outages to the land"):
             outages, inputs["land"] = clip_outages_to_land(outages)

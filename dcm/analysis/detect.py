@@ -48,6 +48,7 @@ from dcm.analysis.states import (
     rows_to_groups,
 )
 from dcm.errors import ParameterError
+from dcm.memory import release_freed_memory
 from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, empty_frame
 
 
@@ -157,11 +158,18 @@ def detect(
     prep = counts.in_windows((t0.value - counts.phase) // win_ns, n_win)
     keys = _keys(baseline, prep)
     grid_ev = _grid_evidence(baseline, keys, prep, all_windows, params)
+    # The pages the steps' temporaries held go back to the system before the next step.
+    release_freed_memory()
     out_cols = all_windows.get_indexer(out_windows)
     if (out_cols < 0).any():
         raise ParameterError("requested windows are not aligned to the window length")
 
     pairs = hex_pairs(keys)
+    # After the site evidence only the grid rows read the counts, in float32: halves
+    # what stays. The site evidence is the last reader of the float64 ones.
+    key64 = {name: grid_ev[name] for name in ("fail", "expected")}
+    for name in ("fail", "expected"):
+        grid_ev[name] = grid_ev[name].astype("float32")
     site_ev = _site_evidence(
         baseline,
         keys,
@@ -170,16 +178,20 @@ def detect(
         all_windows,
         params,
         hazard_rank=site_hazard_rank(baseline.sites, hazard),
-        named_ok=grid_ev.pop("named_ok"),  # its last reader: reduced there in place
+        # Large (places × windows) arrays go as soon as their last reader is done:
+        # these are read there once (named_ok is reduced there in place).
+        named_ok=grid_ev.pop("named_ok"),
+        act_obs=grid_ev.pop("act_obs"),
+        act_exp=grid_ev.pop("act_exp"),
+        key_fail=key64.pop("fail"),
+        key_expected=key64.pop("expected"),
     )
-    # Large (places × windows) arrays go as soon as their last reader is done.
-    for name in ("act_obs", "act_exp"):
-        grid_ev.pop(name)
+    release_freed_memory()
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
     for name in ("informed", "ok_recent", "llr"):
         grid_ev.pop(name)
-    for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
-        grid_ev[name] = grid_ev[name].astype("float32")  # halves what stays in memory
+    grid_ev["p"] = grid_ev["p"].astype("float32")
+    release_freed_memory()
     cell_ev = _cell_evidence(
         baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
     )
@@ -204,6 +216,7 @@ def detect(
     cell_offline = cell_ev["status"][:, out_cols] == "offline"
     del cell_ev
     cells = _cell_intervals(baseline.cells, cell_windows, win)
+    release_freed_memory()
     outages = build_outages(
         coverage=coverage,
         keys=keys,
@@ -223,6 +236,7 @@ def detect(
     # The grid rows last: the largest frame is built when the site, cell and coverage
     # arrays are gone.
     del coverage, cell_offline, state_out, p_out
+    release_freed_memory()
     rows = _GridRows(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
     if grid_sink is None:
         grid = rows.whole()
@@ -417,7 +431,7 @@ def _grid_evidence(
     ok_recent = ok_age < params.ok_memory_windows
     del ok_age, last_ok_win
     return {
-        "ok": ok,
+        "ok": ok.astype("float32"),  # read in float64 only here (exact: counts)
         "named_ok": named,
         "fail": fail,
         "expected": expected,
@@ -761,11 +775,19 @@ def _site_evidence(
     *,
     hazard_rank: np.ndarray | None = None,
     named_ok: np.ndarray,
+    act_obs: np.ndarray,
+    act_exp: np.ndarray,
+    key_fail: np.ndarray,
+    key_expected: np.ndarray,
 ) -> dict[str, Any]:
     """p_offline per site × window.
 
     ``named_ok``: the grid evidence's ok reports naming a known cell, per key × window
-    (changed in place: less the reports with a device id, when those are judged apart).
+    (changed in place: less the reports with a device id, when those are judged apart);
+    ``act_obs``, ``act_exp``: its activity of the other networks, key × window (read
+    once, into the sites' footprints); ``key_fail``, ``key_expected``: its failure
+    reports and expected reports, key × window, float64 (read once, likewise). ``ev``: the rest of
+    the grid evidence.
 
     A site is heard when an ok report names one of its cells; that is direct
     evidence it is up. Its silence since it was last heard is judged against its
@@ -800,7 +822,7 @@ def _site_evidence(
         (areas["share_of_hex"].to_numpy()[on], (areas["site"].to_numpy()[on], key_idx[on])),
         shape=(n_site, len(keys)),
     )
-    per_window = ev["expected"].sum(axis=0) / max(keys["rate"].to_numpy().sum(), 1e-12)
+    per_window = key_expected.sum(axis=0) / max(keys["rate"].to_numpy().sum(), 1e-12)
     # per_window = hour-of-day multiplier × volume factor × window hours, same for all places.
     expected = sites["rate"].to_numpy()[:, None] * per_window[None, :]
     span = params.span_windows
@@ -814,12 +836,13 @@ def _site_evidence(
     )
     # Activity of every network in the site's footprint (each grid cell counted by the
     # site's share of it), over the whole trailing span.
-    act_obs = share @ ev["act_obs"]
-    act_exp = share @ ev["act_exp"]
+    act_obs = share @ act_obs
+    act_exp = share @ act_exp
     # Failure reports from the site's footprint since it was last heard (weighted by its
     # share of each grid cell), against the reports its network would have sent there.
-    fails = span_sum(cumulative(share @ ev["fail"]), sev.start, sev.stop)
-    exposure = span_sum(cumulative(share @ ev["expected"]), sev.start, sev.stop)
+    fails = span_sum(cumulative(share @ key_fail), sev.start, sev.stop)
+    exposure = span_sum(cumulative(share @ key_expected), sev.start, sev.stop)
+    del key_fail, key_expected  # the caller holds them no more: 2 (keys × windows) arrays
     fail_share = (share @ np.broadcast_to(ev["fail_share"], (len(keys), 1))) / np.maximum(
         np.asarray(share.sum(axis=1)), 1e-12
     )
