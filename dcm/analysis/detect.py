@@ -211,7 +211,8 @@ def detect(
             "p_offline": cell_ev["p"][:, out_cols].ravel(),
             "silence_h_needed": cell_ev["hours"][:, out_cols].ravel(),
             "silence_llr_per_h": cell_ev["per_hour"][:, out_cols].ravel(),
-        }
+        },
+        copy=False,  # fresh arrays: not copied again into one block
     )
     cell_offline = cell_ev["status"][:, out_cols] == "offline"
     del cell_ev
