@@ -3,12 +3,15 @@
 ``compare(...)`` reads what it is given as paths (through :mod:`dcm.ingest`), runs
 the method (:mod:`dcm.analysis`) and returns a :class:`ComparisonResult`;
 ``write_comparison(result, out_dir)`` writes the result files (through
-:mod:`dcm.publish`). The module itself is callable, so ``dcm.compare(...)`` works
-both as ``from dcm.compare import compare`` and after ``import dcm.compare``.
+:mod:`dcm.publish`); ``compare_and_write(out_dir, ...)`` does both, writing the grid
+rows to ``status.parquet`` as they are judged (never the whole grid in memory). The
+module itself is callable, so ``dcm.compare(...)`` works both as ``from dcm.compare
+import compare`` and after ``import dcm.compare``.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import types
@@ -32,6 +35,7 @@ from dcm.analysis.detect import event_windows
 from dcm.analysis.impact import overlay_areas, population_points
 from dcm.analysis.land import clip_to_land
 from dcm.errors import Conflict, IngestError, ParameterError, SchemaError
+from dcm.memory import release_freed_memory
 from dcm.scan import ChunkSize, parse_memory, pieces_of, scan_local, scan_with_dask, summarise
 from dcm.schema import (
     CELL_OFFLINE_SINCE,
@@ -52,6 +56,11 @@ CELLS_NEAR_KM = 20.0
 
 #: Name in ``timings_s`` of the step that runs alongside the other writers.
 PARALLEL_STEP = "writing status.parquet (alongside the others)"
+#: Name in ``timings_s`` of status.parquet's writing when the grid rows are written as
+#: they are judged (part of the judging step's time).
+WITHIN_STEP = "writing status.parquet (within the judging)"
+#: Where :func:`compare_and_write` writes the grid rows until the other files are written.
+PARTIAL_STATUS = ".status.parquet.partial"
 
 
 @dataclass
@@ -62,6 +71,10 @@ class ComparisonResult:
     ``hexes``, ``areas``, ``hazard_level``) per outage and window; ``cells``:
     CELL_STATUS_COLUMNS intervals; ``grid``: GRID_STATUS_COLUMNS rows; ``summary``:
     JSON-ready dict; ``windows``: window starts judged.
+
+    ``grid_path``: the Parquet file holding every grid row when :func:`compare` wrote
+    them there as it judged; ``grid`` then holds only the rows the summary and the map
+    read (see :class:`_GridSink`).
     """
 
     outages: gpd.GeoDataFrame
@@ -72,6 +85,7 @@ class ComparisonResult:
     cell_positions: pd.DataFrame = field(default_factory=pd.DataFrame)
     areas: gpd.GeoDataFrame | None = None
     hazard: gpd.GeoDataFrame | None = None
+    grid_path: Path | None = None
 
 
 def compare(
@@ -91,6 +105,7 @@ def compare(
     memory_limit: int | str | None = None,
     client: Any = None,
     status: Progress | None = None,
+    grid_path: str | Path | None = None,
 ) -> ComparisonResult:
     """Compare event measurements with the baseline; frames or paths in, results out.
 
@@ -110,6 +125,11 @@ def compare(
     ``dask.distributed.Client``; the reading and counting then run on its workers and
     only the counts come back. ``status``: called with short progress lines (rows
     counted) that replace each other.
+
+    ``grid_path``: write the grid rows (GRID_STATUS_COLUMNS, the bytes
+    :func:`write_comparison` would write as ``status.parquet``) to this Parquet file
+    as they are judged, so the whole grid (16 M rows for 50 k cells and 72 windows) is
+    never held; the result's ``grid`` then holds only the rows its summary and map read.
     """
     say = progress or (lambda _msg: None)
     params = (params or DetectionParams()).with_(window=window, resolution=resolution)
@@ -172,11 +192,28 @@ def compare(
             raise SchemaError("baseline: no measurements")
         model = baseline_from_counts(base_counts, ctx, params)
     del base_counts
+    release_freed_memory()  # what counting freed, before the judging's large arrays
+    sink = _GridSink(Path(grid_path), last=windows.max()) if grid_path is not None else None
     with step(f"judging {len(windows)} window(s)"):
-        found = detect(
-            model, event_counts, params=params, windows=windows, population=pop_f, hazard=hazard_f
-        )
+        try:
+            found = detect(
+                model,
+                event_counts,
+                params=params,
+                windows=windows,
+                population=pop_f,
+                hazard=hazard_f,
+                grid_sink=sink.write if sink is not None else None,
+            )
+        finally:
+            if sink is not None:
+                sink.close()
+    grid = found.grid
+    if sink is not None:
+        timings[WITHIN_STEP] = round(sink.seconds, 3)
+        grid = sink.kept(empty=found.grid)
     outages = found.outages
+    release_freed_memory()
     if land:
         with step("cutting outages to the land"):
             outages, inputs["land"] = clip_outages_to_land(outages)
@@ -193,7 +230,7 @@ def compare(
     summary = _summary(
         outages=outages,
         cells=found.cells,
-        grid=found.grid,
+        grid=grid,
         windows=found.windows,
         params=params,
         inputs=inputs,
@@ -207,13 +244,87 @@ def compare(
     return ComparisonResult(
         outages=outages,
         cells=cells,
-        grid=found.grid,
+        grid=grid,
         summary=summary,
         windows=found.windows,
         cell_positions=cell_positions,
         areas=areas_f,
         hazard=hazard_f,
+        grid_path=Path(grid_path) if grid_path is not None else None,
     )
+
+
+class _GridSink:
+    """Takes :func:`~dcm.analysis.detect.detect`'s grid rows part by part: writes them
+    all to a Parquet file (:class:`dcm.publish.tables.ParquetAppender`) and keeps what
+    the summary and the map read: every row of the ``last`` window, the rows whose
+    state is not up, and each part's first row (so every window with rows is known).
+    """
+
+    def __init__(self, path: Path, *, last: pd.Timestamp) -> None:
+        from dcm.publish.tables import ParquetAppender
+
+        self.file = ParquetAppender(path)
+        self.last = last
+        self.parts: list[pd.DataFrame] = []
+        self.seconds = 0.0
+
+    def write(self, part: pd.DataFrame) -> None:
+        t0 = time.perf_counter()
+        self.file.write(part)
+        self.seconds += time.perf_counter() - t0
+        if len(part) and part["window_start"].iloc[0] == self.last:
+            self.parts.append(part)
+            return
+        keep = (part["state"] != "up").to_numpy(copy=True)
+        keep[:1] = True
+        self.parts.append(part[keep])
+
+    def close(self) -> None:
+        t0 = time.perf_counter()
+        self.file.close()
+        self.seconds += time.perf_counter() - t0
+
+    def kept(self, *, empty: pd.DataFrame) -> pd.DataFrame:
+        """The kept rows in their order (``empty``, the grid's columns, without parts)."""
+        return pd.concat(self.parts, ignore_index=True) if self.parts else empty
+
+
+def compare_and_write(
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    **options: Any,
+) -> tuple[ComparisonResult, dict[str, Path]]:
+    """:func:`compare` with ``options`` and :func:`write_comparison` to ``out_dir``; the
+    grid rows go to ``status.parquet`` as they are judged (through a partial file in
+    ``out_dir``, removed if the run fails), so the whole grid is never held. Refuses
+    (:class:`~dcm.errors.Conflict`) to replace existing files unless ``overwrite``,
+    before any work."""
+    out = Path(out_dir)
+    check_out_dir(out, overwrite=overwrite)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / PARTIAL_STATUS
+    try:
+        result = compare(progress=progress, grid_path=partial, **options)
+        paths = write_comparison(result, out, overwrite=overwrite, progress=progress)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    return result, paths
+
+
+def check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Conflict when ``out`` is a file, or holds result files and not ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise Conflict(f"{out} exists and is not a directory")
+    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise Conflict(f"{out} already holds {', '.join(existing)}; use --overwrite to replace")
 
 
 def write_comparison(
@@ -227,16 +338,14 @@ def write_comparison(
 
     Refuses (:class:`~dcm.errors.Conflict`) to replace existing files unless
     ``overwrite``. map.html is skipped with a warning when the map renderer is absent.
+    When the result's grid rows were written as they were judged (``grid_path``), that
+    file becomes status.parquet (moved; ``result.grid_path`` then names it).
     """
     from dcm import publish
 
     say = progress or (lambda _msg: None)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise Conflict(f"{out} exists and is not a directory")
-    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise Conflict(f"{out} already holds {', '.join(existing)}; use --overwrite to replace")
+    check_out_dir(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     timings = dict(result.summary.get("timings_s", {}))
@@ -246,8 +355,12 @@ def write_comparison(
         return _Timer(timings, name)
 
     def write_status() -> Path:
+        target = out / "status.parquet"
+        if result.grid_path is not None:  # written while judging
+            result.grid_path = Path(shutil.move(result.grid_path, target))
+            return result.grid_path
         with _Timer(timings, PARALLEL_STEP):
-            return publish.write_parquet(result.grid, out / "status.parquet")
+            return publish.write_parquet(result.grid, target)
 
     # Parquet encoding runs in Arrow's C++ without the GIL: it overlaps the other
     # writers, which are mostly Python.

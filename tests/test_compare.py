@@ -14,7 +14,14 @@ from shapely.geometry import shape
 
 import dcm
 from dcm.analysis.impact import population_points
-from dcm.compare import ComparisonResult, write_comparison
+from dcm.compare import (
+    PARALLEL_STEP,
+    PARTIAL_STATUS,
+    WITHIN_STEP,
+    ComparisonResult,
+    compare_and_write,
+    write_comparison,
+)
 from dcm.errors import Conflict
 from dcm.schema import (
     CELL_OFFLINE_SINCE,
@@ -123,6 +130,57 @@ def test_at_judges_one_window(quake) -> None:
     assert list(result.windows) == [at.floor("h")]
     assert set(result.grid["window_start"]) == {at.floor("h")}
     assert set(result.outages["window_start"]) <= {at.floor("h")}
+
+
+def test_compare_and_write_streams_the_grid_into_the_same_files(quake, tmp_path: Path) -> None:
+    """The grid rows written as they are judged give the files of compare() followed by
+    write_comparison(); the result keeps only the grid rows its summary and map read."""
+    scenario, whole = quake
+    write_comparison(whole, tmp_path / "whole")
+    population = population_points(scenario.population, scenario.population_transform)
+    inputs = {
+        "cells": scenario.cells,
+        "baseline": scenario.baseline,
+        "event": scenario.event,
+        "population": population,
+        "areas": scenario.areas,
+        "hazard": scenario.hazard,
+    }
+    result, paths = compare_and_write(tmp_path / "streamed", **inputs)
+    for name in ("outages.geojson", "cells.csv", "status.parquet", "map.html"):
+        assert (tmp_path / "streamed" / name).read_bytes() == (
+            tmp_path / "whole" / name
+        ).read_bytes(), name
+    assert not (tmp_path / "streamed" / PARTIAL_STATUS).exists()
+    assert result.grid_path == paths["status"] == tmp_path / "streamed" / "status.parquet"
+    summaries = [
+        json.loads((tmp_path / folder / "summary.json").read_text())
+        for folder in ("whole", "streamed")
+    ]
+    assert WITHIN_STEP in summaries[1]["timings_s"]
+    assert PARALLEL_STEP not in summaries[1]["timings_s"]
+    for summary in summaries:
+        del summary["created"], summary["timings_s"]
+    assert summaries[0] == summaries[1]
+    # Kept: every row of the last window, every row not up, and each window.
+    full, kept = whole.grid, result.grid
+    last = full["window_start"] == full["window_start"].max()
+    assert 0 < len(kept) < len(full) and (full["state"] == "up").any()
+    want = full[last.to_numpy() | (full["state"] != "up").to_numpy()].reset_index(drop=True)
+    got_last = (kept["window_start"] == full["window_start"].max()).to_numpy()
+    got = kept[got_last | (kept["state"] != "up").to_numpy()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert set(kept["window_start"]) == set(full["window_start"])
+
+    # A run that fails leaves no partial grid file behind.
+    failing = tmp_path / "failing"
+    (failing / "outages.geojson").mkdir(parents=True)  # not writable as a file
+    with pytest.raises(OSError):
+        compare_and_write(failing, overwrite=True, **inputs)
+    assert PARTIAL_STATUS not in {p.name for p in failing.iterdir()}
+    assert (failing / "outages.geojson").is_dir()
+    with pytest.raises(Conflict):
+        compare_and_write(failing, **inputs)
 
 
 def test_write_comparison_files(quake, tmp_path: Path) -> None:

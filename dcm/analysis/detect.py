@@ -8,6 +8,7 @@ can call it on each new window with the previous outages.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ from dcm.analysis.states import (
     rows_to_groups,
 )
 from dcm.errors import ParameterError
+from dcm.memory import release_freed_memory
 from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, empty_frame
 
 
@@ -54,7 +56,8 @@ from dcm.schema import ALL_NETWORKS, CELL_STATUS_COLUMNS, empty_frame
 class Detection:
     """Everything :func:`detect` found.
 
-    ``grid``: dcm.schema.GRID_STATUS_COLUMNS (+ ``llr``), per network and ``"all"``.
+    ``grid``: dcm.schema.GRID_STATUS_COLUMNS, per network and ``"all"`` (no rows when
+    they went to :func:`detect`'s ``grid_sink``).
     ``cells``: dcm.schema.CELL_STATUS_COLUMNS status intervals.
     ``cell_windows``: per cell and window: ``cell`` (row of ``baseline.cells``),
     ``window_start``, ``status``, ``p_offline``, ``silence_h_needed`` and
@@ -109,6 +112,7 @@ def detect(
     population: pd.DataFrame | None = None,
     previous: gpd.GeoDataFrame | None = None,
     hazard: gpd.GeoDataFrame | None = None,
+    grid_sink: Callable[[pd.DataFrame], None] | None = None,
 ) -> Detection:
     """Judge ``event`` measurements window by window against ``baseline``.
 
@@ -122,6 +126,10 @@ def detect(
     ``event`` is a measurement frame (counted here as one chunk) or the merged
     :class:`~dcm.analysis.counts.EventCounts` of all event measurements, counted with
     the baseline's cells and networks (:func:`count_event`).
+
+    ``grid_sink``: called with the grid rows part by part, in order (frames whose
+    concatenation is what ``grid`` would be: millions of rows for a large event); the
+    whole frame is then never built and ``Detection.grid`` holds no rows.
     """
     params = params or baseline.params
     if params.resolution != baseline.params.resolution:
@@ -150,11 +158,18 @@ def detect(
     prep = counts.in_windows((t0.value - counts.phase) // win_ns, n_win)
     keys = _keys(baseline, prep)
     grid_ev = _grid_evidence(baseline, keys, prep, all_windows, params)
+    # The pages the steps' temporaries held go back to the system before the next step.
+    release_freed_memory()
     out_cols = all_windows.get_indexer(out_windows)
     if (out_cols < 0).any():
         raise ParameterError("requested windows are not aligned to the window length")
 
     pairs = hex_pairs(keys)
+    # After the site evidence only the grid rows read the counts, in float32: halves
+    # what stays. The site evidence is the last reader of the float64 ones.
+    key64 = {name: grid_ev[name] for name in ("fail", "expected")}
+    for name in ("fail", "expected"):
+        grid_ev[name] = grid_ev[name].astype("float32")
     site_ev = _site_evidence(
         baseline,
         keys,
@@ -163,23 +178,30 @@ def detect(
         all_windows,
         params,
         hazard_rank=site_hazard_rank(baseline.sites, hazard),
+        # Large (places × windows) arrays go as soon as their last reader is done:
+        # these are read there once (named_ok is reduced there in place).
+        named_ok=grid_ev.pop("named_ok"),
+        act_obs=grid_ev.pop("act_obs"),
+        act_exp=grid_ev.pop("act_exp"),
+        key_fail=key64.pop("fail"),
+        key_expected=key64.pop("expected"),
     )
-    # Large (places × windows) arrays go as soon as their last reader is done.
-    for name in ("act_obs", "act_exp", "named_ok"):
-        grid_ev.pop(name)
+    release_freed_memory()
     grid_ev["p"], grid_ev["state"] = _grid_states(keys, grid_ev, site_ev, pairs, params)
-    for name in ("span_expected", "span_fails", "ok_age", "llr"):
+    for name in ("informed", "ok_recent", "llr"):
         grid_ev.pop(name)
-    for name in ("ok", "fail", "expected", "p", "exp_hex", "obs_hex"):
-        grid_ev[name] = grid_ev[name].astype("float32")  # halves what stays in memory
+    grid_ev["p"] = grid_ev["p"].astype("float32")
+    release_freed_memory()
     cell_ev = _cell_evidence(
         baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
     )
+    coverage = _coverage_input(baseline, prep, site_ev, n_win, out_cols, params)
+    del site_ev  # its last reader: a dozen (sites × windows) arrays
+    state_out = _reported(grid_ev["state"], out_cols)
+    p_out = _reported(grid_ev["p"], out_cols)
     # The "all networks" layer of the reported windows feeds both the grid rows and
     # the outages: compute it once.
-    all_layer = all_network_state(
-        keys, grid_ev["state"][:, out_cols], grid_ev["p"][:, out_cols], pairs
-    )
+    all_layer = all_network_state(keys, state_out, p_out, pairs)
     cell_windows = pd.DataFrame(
         {
             "cell": np.repeat(np.arange(len(baseline.cells)), out_cols.size),
@@ -189,30 +211,41 @@ def detect(
             "p_offline": cell_ev["p"][:, out_cols].ravel(),
             "silence_h_needed": cell_ev["hours"][:, out_cols].ravel(),
             "silence_llr_per_h": cell_ev["per_hour"][:, out_cols].ravel(),
-        }
+        },
+        copy=False,  # fresh arrays: not copied again into one block
     )
+    cell_offline = cell_ev["status"][:, out_cols] == "offline"
+    del cell_ev
     cells = _cell_intervals(baseline.cells, cell_windows, win)
-    coverage = _coverage_input(baseline, prep, site_ev, n_win, out_cols, params)
+    release_freed_memory()
     outages = build_outages(
         coverage=coverage,
         keys=keys,
-        state=grid_ev["state"][:, out_cols],
-        p_down=grid_ev["p"][:, out_cols],
+        state=state_out,
+        p_down=p_out,
         windows=out_windows,
         window=win,
         networks=baseline.networks,
         params=params,
         population=population,
         cells=baseline.cells,
-        cell_offline=cell_ev["status"][:, out_cols] == "offline",
+        cell_offline=cell_offline,
         pairs=pairs,
         previous=previous,
         all_layer=all_layer,
     )
     # The grid rows last: the largest frame is built when the site, cell and coverage
     # arrays are gone.
-    del site_ev, cell_ev, coverage
-    grid = _grid_frame(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
+    del coverage, cell_offline, state_out, p_out
+    release_freed_memory()
+    rows = _GridRows(keys, grid_ev, all_layer, all_windows, out_cols, baseline, win)
+    if grid_sink is None:
+        grid = rows.whole()
+    else:
+        for part in rows.frames():
+            grid_sink(part)
+        grid = rows.empty()
+    del rows
     vol = pd.Series(grid_ev["volume"][out_cols], index=out_windows, name="volume_factor")
     stats = {
         "event_measurements": float(counts.rows),
@@ -229,6 +262,16 @@ def detect(
         volume=vol,
         stats=stats,
     )
+
+
+def _reported(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The reported windows' columns of a (keys × windows) array: a read-only view when
+    they are all the columns in order (no copy), else a copy."""
+    if cols.size == values.shape[1] and np.array_equal(cols, np.arange(cols.size)):
+        view = values.view()
+        view.flags.writeable = False
+        return view
+    return values[:, cols]
 
 
 def count_event(
@@ -268,6 +311,10 @@ def _window_profile(baseline: Baseline, windows: pd.DatetimeIndex, win: pd.Timed
     return baseline.hour_profile[hours].mean(axis=1)
 
 
+#: Keys per block of the grid evidence's row-wise arithmetic (bounds its temporaries).
+EVIDENCE_BLOCK_ROWS = 16_384
+
+
 def _grid_evidence(
     baseline: Baseline,
     keys: pd.DataFrame,
@@ -290,22 +337,7 @@ def _grid_evidence(
         return np.bincount(flat, weights=values, minlength=size).reshape(n_key, n_win)
 
     ok = dense("ok")
-    # Ok reports that name a known cell: only those can name a site (or another one).
-    named = dense("named")
     fail = dense("fail")
-
-    # Share of each (key, window) after its last ok report: failures before it are
-    # stale. Written where the window has an ok report (one counted row per key and
-    # window), zero elsewhere.
-    fail_after = dense("fail_after")
-    win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
-    last_ok = g["last_ok"].to_numpy()
-    with_ok = (g["ok"].to_numpy() > 0) & (last_ok > NO_TS)
-    share_after = np.zeros(size)
-    share_after[flat[with_ok]] = (
-        win_end[g["w"].to_numpy()[with_ok]] - last_ok[with_ok]
-    ) / win.value
-    share_after = np.clip(share_after, 0.0, 1.0, out=share_after).reshape(n_key, n_win)
 
     profile = _window_profile(baseline, windows, win)
     expected = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
@@ -339,40 +371,74 @@ def _grid_evidence(
     act_exp = window_sums(exp_hex, span)[hex_of_key]
     act_exp -= window_sums(expected, span)
     act_exp = np.maximum(act_exp, 0.0, out=act_exp)
+    # From here on only the grid rows read the places' counts, in float32.
+    obs_hex, exp_hex = obs_hex.astype("float32"), exp_hex.astype("float32")
 
-    ev = trailing_evidence(
-        ok, fail, expected, fail_after_ok=fail_after, share_after_ok=share_after, span=span
-    )
-    # Only what the log-likelihood ratios and the states read stays: its temporaries
-    # are the largest of the judging step.
-    span_expected, span_fails, ok_now = ev.expected, ev.fails, ev.ok_now
-    del ev, fail_after, share_after
+    # Share of each (key, window) after its last ok report: failures before it are
+    # stale. Written where the window has an ok report (one counted row per key and
+    # window), zero elsewhere.
+    fail_after = dense("fail_after")
+    win_end = (windows + win).to_numpy(dtype="datetime64[ns]").view("int64")
+    last_ok = g["last_ok"].to_numpy()
+    with_ok = (g["ok"].to_numpy() > 0) & (last_ok > NO_TS)
+    share_after = np.zeros(size)
+    share_after[flat[with_ok]] = (
+        win_end[g["w"].to_numpy()[with_ok]] - last_ok[with_ok]
+    ) / win.value
+    share_after = np.clip(share_after, 0.0, 1.0, out=share_after).reshape(n_key, n_win)
+
+    # The trailing evidence and the log-likelihood ratios, block of keys by block:
+    # every value depends on its own row only, and the temporaries (the largest of the
+    # judging step) stay the size of a block.
+    # Of the span sums, the states read only whether the grid cell's own data can
+    # tell (enough reports due, or failure reports): kept as that.
+    informed = np.empty((n_key, n_win), dtype=bool)
+    llr = np.empty((n_key, n_win))
     fail_share = keys["fail_share"].to_numpy()[:, None]
-    llr = (
-        np.where(ok_now, np.log(params.ok_when_down), 0.0)
-        + silence_llr(
-            span_expected * (1 - fail_share), act_obs, act_exp, dispersion=params.dispersion
+    for a in range(0, n_key, EVIDENCE_BLOCK_ROWS):
+        b = slice(a, a + EVIDENCE_BLOCK_ROWS)
+        ev = trailing_evidence(
+            ok[b],
+            fail[b],
+            expected[b],
+            fail_after_ok=fail_after[b],
+            share_after_ok=share_after[b],
+            span=span,
         )
-        + failure_llr(
-            np.minimum(span_fails, params.max_fail_reports),
-            span_expected * activity_mean(act_obs, act_exp, params.dispersion),
-            fail_share,
-            dispersion=params.fail_dispersion,
+        informed[b] = (ev.expected >= params.min_expected) | (ev.fails > 0)
+        llr[b] = (
+            np.where(ev.ok_now, np.log(params.ok_when_down), 0.0)
+            + silence_llr(
+                ev.expected * (1 - fail_share[b]),
+                act_obs[b],
+                act_exp[b],
+                dispersion=params.dispersion,
+            )
+            + failure_llr(
+                np.minimum(ev.fails, params.max_fail_reports),
+                ev.expected * activity_mean(act_obs[b], act_exp[b], params.dispersion),
+                fail_share[b],
+                dispersion=params.fail_dispersion,
+            )
         )
-    )
-    del ok_now
+        del ev
+    del fail_after, share_after
+    # Ok reports that name a known cell: only those can name a site (or another one).
+    named = dense("named")
+    # An ok report within the last ok_memory_windows windows (the age of the last one).
     cols = np.arange(n_win, dtype="int32")[None, :]
     last_ok_win = np.maximum.accumulate(np.where(ok > 0, cols, np.int32(-(10**6))), axis=1)
     ok_age = np.subtract(cols, last_ok_win, out=last_ok_win)
+    ok_recent = ok_age < params.ok_memory_windows
+    del ok_age, last_ok_win
     return {
-        "ok": ok,
+        "ok": ok.astype("float32"),  # read in float64 only here (exact: counts)
         "named_ok": named,
         "fail": fail,
         "expected": expected,
-        "span_expected": span_expected,
-        "span_fails": span_fails,
+        "informed": informed,
         "llr": llr,
-        "ok_age": ok_age,
+        "ok_recent": ok_recent,
         "fail_share": fail_share,
         "volume": volume,
         "act_obs": act_obs,
@@ -709,8 +775,20 @@ def _site_evidence(
     params: DetectionParams,
     *,
     hazard_rank: np.ndarray | None = None,
+    named_ok: np.ndarray,
+    act_obs: np.ndarray,
+    act_exp: np.ndarray,
+    key_fail: np.ndarray,
+    key_expected: np.ndarray,
 ) -> dict[str, Any]:
     """p_offline per site × window.
+
+    ``named_ok``: the grid evidence's ok reports naming a known cell, per key × window
+    (changed in place: less the reports with a device id, when those are judged apart);
+    ``act_obs``, ``act_exp``: its activity of the other networks, key × window (read
+    once, into the sites' footprints); ``key_fail``, ``key_expected``: its failure
+    reports and expected reports, key × window, float64 (read once, likewise). ``ev``: the rest of
+    the grid evidence.
 
     A site is heard when an ok report names one of its cells; that is direct
     evidence it is up. Its silence since it was last heard is judged against its
@@ -745,7 +823,7 @@ def _site_evidence(
         (areas["share_of_hex"].to_numpy()[on], (areas["site"].to_numpy()[on], key_idx[on])),
         shape=(n_site, len(keys)),
     )
-    per_window = ev["expected"].sum(axis=0) / max(keys["rate"].to_numpy().sum(), 1e-12)
+    per_window = key_expected.sum(axis=0) / max(keys["rate"].to_numpy().sum(), 1e-12)
     # per_window = hour-of-day multiplier × volume factor × window hours, same for all places.
     expected = sites["rate"].to_numpy()[:, None] * per_window[None, :]
     span = params.span_windows
@@ -759,12 +837,13 @@ def _site_evidence(
     )
     # Activity of every network in the site's footprint (each grid cell counted by the
     # site's share of it), over the whole trailing span.
-    act_obs = share @ ev["act_obs"]
-    act_exp = share @ ev["act_exp"]
+    act_obs = share @ act_obs
+    act_exp = share @ act_exp
     # Failure reports from the site's footprint since it was last heard (weighted by its
     # share of each grid cell), against the reports its network would have sent there.
-    fails = span_sum(cumulative(share @ ev["fail"]), sev.start, sev.stop)
-    exposure = span_sum(cumulative(share @ ev["expected"]), sev.start, sev.stop)
+    fails = span_sum(cumulative(share @ key_fail), sev.start, sev.stop)
+    exposure = span_sum(cumulative(share @ key_expected), sev.start, sev.stop)
+    del key_fail, key_expected  # the caller holds them no more: 2 (keys × windows) arrays
     fail_share = (share @ np.broadcast_to(ev["fail_share"], (len(keys), 1))) / np.maximum(
         np.asarray(share.sum(axis=1)), 1e-12
     )
@@ -788,7 +867,7 @@ def _site_evidence(
         .sum()
     )
     siblings = _siblings(baseline, params)
-    named_ok, anonymous = ev["named_ok"], sightings
+    anonymous = sightings
     by_device = np.zeros((n_site, n_win))
     dev_seen = prep.device_sightings
     if params.takeover_by_device and not baseline.habits.empty and not dev_seen.empty:
@@ -797,12 +876,13 @@ def _site_evidence(
             pd.MultiIndex.from_frame(dev_seen[["h3", "network"]])
         )
         dev_seen = dev_seen.loc[dev_key >= 0].assign(key=dev_key[dev_key >= 0])
-        per_key = np.bincount(
-            dev_seen["key"].to_numpy() * n_win + dev_seen["w"].to_numpy(),
-            weights=dev_seen["n"].to_numpy("float64"),
-            minlength=len(keys) * n_win,
-        ).reshape(len(keys), n_win)
-        named_ok = np.maximum(named_ok - per_key, 0.0)
+        # Less the reports with a device id, where there are any (elsewhere less 0).
+        at, per_at = np.unique(
+            dev_seen["key"].to_numpy() * n_win + dev_seen["w"].to_numpy(), return_inverse=True
+        )
+        per_at = np.bincount(per_at, weights=dev_seen["n"].to_numpy("float64"))
+        row, col = np.divmod(at, n_win)
+        named_ok[row, col] = np.maximum(named_ok[row, col] - per_at, 0.0)
         with_dev = dev_seen.groupby(["site", "key", "w"], as_index=False)["n"].sum()
         anonymous = sightings.merge(
             with_dev, on=["site", "key", "w"], how="left", suffixes=("", "_dev")
@@ -1051,6 +1131,10 @@ def _silent_siblings(
     return out
 
 
+#: Windows per block of :func:`_no_server_probability` (bounds its temporaries).
+NO_SERVER_BLOCK_WINDOWS = 16
+
+
 def _no_server_probability(
     share: sparse.csr_matrix,
     site: dict[str, Any],
@@ -1074,12 +1158,19 @@ def _no_server_probability(
         pairs.append(sighted)
     cap = pd.concat(pairs, ignore_index=True).groupby(["key", "site"], as_index=False)["w0"].min()
     log_p = np.log(np.clip(site["p"], 1e-12, 1.0))
-    contrib = log_p[cap["site"].to_numpy()]
-    contrib *= np.arange(n_win)[None, :] >= cap["w0"].to_numpy()[:, None]
+    cap_site, cap_w0 = cap["site"].to_numpy(), cap["w0"].to_numpy()[:, None]
     # Only the grid cells with a server: each row of a sparse product is its own sum.
     has, key = np.unique(cap["key"].to_numpy(), return_inverse=True)
+    to_key = rows_to_groups(key, has.size)
     out = np.empty((n_key, n_win))
-    out[has] = np.exp(rows_to_groups(key, has.size) @ contrib)
+    # A block of windows at a time (windows are independent): the (pairs × windows)
+    # terms are the largest temporaries of the states.
+    for a in range(0, n_win, NO_SERVER_BLOCK_WINDOWS):
+        c = slice(a, a + NO_SERVER_BLOCK_WINDOWS)
+        contrib = log_p[cap_site, c]
+        contrib *= np.arange(n_win)[None, c] >= cap_w0
+        by_key = to_key @ contrib
+        out[has, c] = np.exp(by_key, out=by_key)
     # Grid cells without a strong baseline server fall back to the share-weighted mean.
     rest = np.ones(n_key, dtype=bool)
     rest[has] = False
@@ -1107,13 +1198,17 @@ def _grid_states(
     share = site["share"].T.tocsr()  # key × site
     coverage = np.asarray(share.sum(axis=1)).ravel()
     p_server = _no_server_probability(share, site, ev, params)
+    # The share-weighted mean of the sites' "known", read only as whether it reaches 1/2.
     known = (share @ site["known"].astype("float64")) / np.maximum(coverage, 1e-12)[:, None]
-    ok_recent = ev["ok_age"] < params.ok_memory_windows
+    known = known >= 0.5
+    ok_recent = ev["ok_recent"]
     eps = 1e-6
     # Work arrays are (places × windows): updated in place, not copied per step.
     by_site = np.clip(p_server, eps, 1 - eps, out=p_server)
     by_site = logit(by_site, out=by_site)
-    by_site += np.where(ok_recent, np.log(params.ok_when_down), 0.0)
+    # (Adding 0 where there is no recent ok report would change nothing but -0.0 to
+    # 0.0, which the logistic function maps alike.)
+    np.add(by_site, np.log(params.ok_when_down), out=by_site, where=ok_recent)
     llr = ev["llr"]
     clipped = np.clip(llr, -params.neighbour_clip, params.neighbour_clip)
     support = _neighbour_matrix(keys, pairs) @ clipped
@@ -1129,11 +1224,7 @@ def _grid_states(
     p = expit(p, out=p)
     served = keys["served"].to_numpy()[:, None]
     np.minimum(p, params.prior_down, out=p, where=~served)
-    informed = np.where(
-        has_sites,
-        known >= 0.5,
-        (ev["span_expected"] >= params.min_expected) | (ev["span_fails"] > 0),
-    )
+    informed = np.where(has_sites, known, ev["informed"])
     state = np.full(p.shape, UNCERTAIN, dtype="int8")
     state[p <= params.p_up] = UP
     state[~informed & ~ok_recent] = NO_DATA
@@ -1192,105 +1283,148 @@ def _cell_evidence(
     return {"p": p_reported, "status": status, "hours": hours, "per_hour": per_hour}
 
 
-def _grid_frame(
-    keys: pd.DataFrame,
-    ev: dict[str, np.ndarray],
-    all_layer: tuple[np.ndarray, np.ndarray],
-    windows: pd.DatetimeIndex,
-    cols: np.ndarray,
-    baseline: Baseline,
-    win: pd.Timedelta,
-) -> pd.DataFrame:
-    """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all".
+#: dtypes of the grid rows' value columns (``state``: codes of STATE_CODES).
+_GRID_VALUE_DTYPES = {
+    "expected_count": "float64",
+    "observed_count": "int64",
+    "ok_count": "int64",
+    "fail_count": "int64",
+    "state": "int8",
+    "p_down": "float64",
+}
 
-    Rows come window by window; grid cells with under 0.05 expected reports, no
-    report and no outage are left out (they are ``no_data``). ``h3``, ``network``
-    and ``state`` are categoricals (string values, compact for millions of rows).
+
+class _GridRows:
+    """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all",
+    in parts: each window's per-network rows, window by window, then each window's
+    "all" rows, window by window. Grid cells with under 0.05 expected reports, no
+    report and no outage are left out (they are ``no_data``). ``h3``, ``network`` and
+    ``state`` are categoricals (string values, compact for millions of rows).
+
+    Values are read from the (keys × windows) arrays in place, at column ``cols[j]``
+    (no copies of the reported windows); "all": hex rows of the reported windows.
     """
-    starts = windows[cols]
-    hex_strings = to_strings(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
-    hex_cat = pd.CategoricalDtype(pd.Index(hex_strings))
-    net_cat = pd.CategoricalDtype([*baseline.networks, ALL_NETWORKS])
-    state_cat = pd.CategoricalDtype(list(STATE_CODES))
-    hex_of_key = keys["hex"].to_numpy()
-    network = keys["network"].to_numpy()
-    all_state, all_p = all_layer  # all_network_state of state and p
-    # Per network: key rows of the full (keys × windows) arrays, read at column
-    # cols[j] (no copies of the reported windows); "all": hex rows, reported windows.
-    net_rows = {
-        "expected_count": ev["expected"],
-        "ok_count": ev["ok"],
-        "fail_count": ev["fail"],
-        "state": ev["state"],
-        "p_down": ev["p"],
-    }
-    all_rows = {
-        "expected_count": ev["exp_hex"][:, cols],
-        "observed_count": ev["obs_hex"][:, cols],
-        "ok_count": rows_to_groups(hex_of_key, ev["exp_hex"].shape[0]) @ ev["ok"][:, cols],
-        "state": all_state,
-        "p_down": all_p,
-    }
-    all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
-    keep_net = np.empty((len(keys), cols.size), dtype=bool)
-    for j, w in enumerate(cols.tolist()):
-        keep_net[:, j] = (
-            (ev["expected"][:, w] >= 0.05)
-            | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
-            | (ev["state"][:, w] == DOWN)
+
+    def __init__(
+        self,
+        keys: pd.DataFrame,
+        ev: dict[str, np.ndarray],
+        all_layer: tuple[np.ndarray, np.ndarray],
+        windows: pd.DatetimeIndex,
+        cols: np.ndarray,
+        baseline: Baseline,
+        win: pd.Timedelta,
+    ) -> None:
+        self.starts, self.cols, self.win = windows[cols], cols, win
+        hex_strings = to_strings(keys.drop_duplicates("hex").sort_values("hex")["h3"].to_numpy())
+        self.hex_cat = pd.CategoricalDtype(pd.Index(hex_strings))
+        self.net_cat = pd.CategoricalDtype([*baseline.networks, ALL_NETWORKS])
+        self.state_cat = pd.CategoricalDtype(list(STATE_CODES))
+        self.all_code = len(baseline.networks)
+        self.hex_of_key = keys["hex"].to_numpy()
+        self.network = keys["network"].to_numpy()
+        self.ev = ev
+        all_state, all_p = all_layer  # all_network_state of state and p
+        self.net_rows = {
+            "expected_count": ev["expected"],
+            "ok_count": ev["ok"],
+            "fail_count": ev["fail"],
+            "state": ev["state"],
+            "p_down": ev["p"],
+        }
+        all_rows = {
+            "expected_count": ev["exp_hex"][:, cols],
+            "observed_count": ev["obs_hex"][:, cols],
+            "ok_count": rows_to_groups(self.hex_of_key, ev["exp_hex"].shape[0]) @ ev["ok"][:, cols],
+            "state": all_state,
+            "p_down": all_p,
+        }
+        all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
+        self.all_rows = all_rows
+        keep_net = np.empty((len(keys), cols.size), dtype=bool)
+        for j, w in enumerate(cols.tolist()):
+            keep_net[:, j] = (
+                (ev["expected"][:, w] >= 0.05)
+                | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
+                | (ev["state"][:, w] == DOWN)
+            )
+        self.keep_net = keep_net
+        self.keep_all = (
+            (all_rows["expected_count"] >= 0.05)
+            | (all_rows["observed_count"] > 0)
+            | (all_state != NO_DATA)
         )
-    keep_all = (
-        (all_rows["expected_count"] >= 0.05)
-        | (all_rows["observed_count"] > 0)
-        | (all_state != NO_DATA)
-    )
-    # The per-network rows (window by window), then the "all" rows (window by window).
-    # Columns are filled one window at a time into arrays of their final size: no
-    # index arrays over all rows, no concatenated or cast copies.
-    n_net, n_all = keep_net.sum(axis=0), keep_all.sum(axis=0)
-    net_end = np.cumsum(n_net)
-    all_end = int(net_end[-1]) + np.cumsum(n_all) if cols.size else np.zeros(0, "int64")
-    n = int(all_end[-1]) if cols.size else 0
-    dtypes = {
-        "expected_count": "float64",
-        "observed_count": "int64",
-        "ok_count": "int64",
-        "fail_count": "int64",
-        "state": "int8",
-        "p_down": "float64",
-    }
-    out = {name: np.empty(n, dtype=dtype) for name, dtype in dtypes.items()}
-    h3 = np.empty(n, dtype="int32")
-    net = np.empty(n, dtype="int16")
-    col = np.empty(n, dtype="int32")
-    for j, w in enumerate(cols.tolist()):
-        a, b = int(net_end[j] - n_net[j]), int(net_end[j])
-        r = np.flatnonzero(keep_net[:, j])
-        h3[a:b], net[a:b], col[a:b] = hex_of_key[r], network[r], j
-        for name, values in net_rows.items():
-            out[name][a:b] = values[r, w]
-        out["observed_count"][a:b] = ev["ok"][r, w] + ev["fail"][r, w]
-        a, b = int(all_end[j] - n_all[j]), int(all_end[j])
-        r = np.flatnonzero(keep_all[:, j])
-        h3[a:b], net[a:b], col[a:b] = r, len(baseline.networks), j
-        for name, values in all_rows.items():
-            out[name][a:b] = values[r, j]
-    del net_rows, all_rows
-    return pd.DataFrame(
-        {
-            "h3": pd.Categorical.from_codes(h3, dtype=hex_cat),
-            "network": pd.Categorical.from_codes(net, dtype=net_cat),
-            "window_start": starts[col],
-            "window_end": starts[col] + win,
-            "expected_count": out["expected_count"],
-            "observed_count": out["observed_count"],
-            "ok_count": out["ok_count"],
-            "fail_count": out["fail_count"],
-            "state": pd.Categorical.from_codes(out["state"], dtype=state_cat),
-            "p_down": out["p_down"],
-        },
-        copy=False,  # the columns are fresh arrays: no second copy of millions of rows
-    )
+        self.n_net, self.n_all = keep_net.sum(axis=0), self.keep_all.sum(axis=0)
+
+    def parts(self) -> Iterator[tuple[np.ndarray, np.ndarray | int, int, dict[str, np.ndarray]]]:
+        """(hex codes, network code(s), window j, values) of each part, in row order."""
+        ev = self.ev
+        for j, w in enumerate(self.cols.tolist()):
+            r = np.flatnonzero(self.keep_net[:, j])
+            values = {name: v[r, w] for name, v in self.net_rows.items()}
+            values["observed_count"] = ev["ok"][r, w] + ev["fail"][r, w]
+            yield self.hex_of_key[r], self.network[r], j, values
+        for j in range(self.cols.size):
+            r = np.flatnonzero(self.keep_all[:, j])
+            yield r, self.all_code, j, {name: v[r, j] for name, v in self.all_rows.items()}
+
+    def frame(
+        self, h3: np.ndarray, net: np.ndarray, col: np.ndarray, values: dict[str, np.ndarray]
+    ) -> pd.DataFrame:
+        """The rows of hex codes ``h3``, network codes ``net``, reported windows ``col``."""
+        return pd.DataFrame(
+            {
+                "h3": pd.Categorical.from_codes(h3, dtype=self.hex_cat),
+                "network": pd.Categorical.from_codes(net, dtype=self.net_cat),
+                "window_start": self.starts[col],
+                "window_end": self.starts[col] + self.win,
+                "expected_count": values["expected_count"],
+                "observed_count": values["observed_count"],
+                "ok_count": values["ok_count"],
+                "fail_count": values["fail_count"],
+                "state": pd.Categorical.from_codes(values["state"], dtype=self.state_cat),
+                "p_down": values["p_down"],
+            },
+            copy=False,  # the columns are fresh arrays: no second copy of millions of rows
+        )
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        """Each part as a frame (two a window: its network rows, its "all" rows); the
+        whole grid when concatenated in order."""
+        for h3, net, j, values in self.parts():
+            n = h3.size
+            yield self.frame(
+                h3.astype("int32"),
+                np.full(n, net, dtype="int16") if np.isscalar(net) else net.astype("int16"),
+                np.full(n, j, dtype="int32"),
+                {
+                    name: v.astype(_GRID_VALUE_DTYPES[name], copy=False)
+                    for name, v in values.items()
+                },
+            )
+
+    def empty(self) -> pd.DataFrame:
+        """No rows, the columns and dtypes of the others."""
+        none = np.empty(0, dtype="int32")
+        values = {name: np.empty(0, dtype=dtype) for name, dtype in _GRID_VALUE_DTYPES.items()}
+        return self.frame(none, none.astype("int16"), none, values)
+
+    def whole(self) -> pd.DataFrame:
+        """All rows in one frame. Columns are filled one part at a time into arrays of
+        their final size: no index arrays over all rows, no concatenated or cast copies."""
+        n = int(self.n_net.sum() + self.n_all.sum())
+        out = {name: np.empty(n, dtype=dtype) for name, dtype in _GRID_VALUE_DTYPES.items()}
+        h3 = np.empty(n, dtype="int32")
+        net = np.empty(n, dtype="int16")
+        col = np.empty(n, dtype="int32")
+        a = 0
+        for hexes, nets, j, values in self.parts():
+            b = a + hexes.size
+            h3[a:b], net[a:b], col[a:b] = hexes, nets, j
+            for name, v in values.items():
+                out[name][a:b] = v
+            a = b
+        return self.frame(h3, net, col, out)
 
 
 def _cell_intervals(

@@ -21,6 +21,10 @@ def rows_to_groups(group: np.ndarray, n_groups: int) -> sparse.csr_matrix:
     )
 
 
+#: Windows per block of :func:`all_network_state` (bounds its temporaries).
+ALL_NETWORKS_BLOCK_WINDOWS = 8
+
+
 def all_network_state(
     keys: pd.DataFrame,
     state: np.ndarray,
@@ -35,24 +39,38 @@ def all_network_state(
     With ``pairs`` (touching hexes), a network that served next door but left no
     baseline report here may well serve here too: unless it is down next door and
     up nowhere next door, the place is not "nobody serves".
+
+    Windows are independent: they are worked a block of windows at a time, so the
+    temporaries stay the size of a block.
     """
     hex_of_key = keys["hex"].to_numpy()
     n_hex = int(hex_of_key.max()) + 1 if len(keys) else 0
     served = keys["served"].to_numpy()[:, None]
     shape = (n_hex, state.shape[1])
     to_hex = rows_to_groups(hex_of_key, n_hex)
-    n_served = np.broadcast_to(to_hex @ served.astype("float32"), shape)
-    n_down = to_hex @ ((state == DOWN) & served).astype("float32")
-    n_up = to_hex @ (state == UP).astype("float32")
-    n_known = to_hex @ (state != NO_DATA).astype("float32")
-    p_min = np.where(n_served > 0, _group_min(hex_of_key, np.where(served, p, 1.0), shape), 0.0)
-    out = np.full(shape, UNCERTAIN, dtype="int8")
-    out[n_known == 0] = NO_DATA
-    out[n_up > 0] = UP
-    all_down = (n_served > 0) & (n_down == n_served) & (n_up == 0)
-    if pairs is not None:
-        all_down &= ~_unseen_network_may_serve(keys, state, pairs, n_hex)
-    out[all_down] = DOWN
+    n_served_hex = to_hex @ served.astype("float32")
+    unseen = _UnseenNetworks(keys, pairs, n_hex) if pairs is not None else None
+    out = np.empty(shape, dtype="int8")
+    p_min = np.empty(shape)
+    for a in range(0, shape[1], ALL_NETWORKS_BLOCK_WINDOWS):
+        c = slice(a, a + ALL_NETWORKS_BLOCK_WINDOWS)
+        st = state[:, c]
+        block = (n_hex, st.shape[1])
+        n_served = np.broadcast_to(n_served_hex, block)
+        n_down = to_hex @ ((st == DOWN) & served).astype("float32")
+        n_up = to_hex @ (st == UP).astype("float32")
+        n_known = to_hex @ (st != NO_DATA).astype("float32")
+        p_min[:, c] = np.where(
+            n_served > 0, _group_min(hex_of_key, np.where(served, p[:, c], 1.0), block), 0.0
+        )
+        o = np.full(block, UNCERTAIN, dtype="int8")
+        o[n_known == 0] = NO_DATA
+        o[n_up > 0] = UP
+        all_down = (n_served > 0) & (n_down == n_served) & (n_up == 0)
+        if unseen is not None:
+            all_down &= ~unseen.may_serve(st)
+        o[all_down] = DOWN
+        out[:, c] = o
     return out, p_min
 
 
@@ -75,30 +93,39 @@ def _group_min(group: np.ndarray, values: np.ndarray, shape: tuple[int, int]) ->
     return out
 
 
-def _unseen_network_may_serve(
-    keys: pd.DataFrame, state: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], n_hex: int
-) -> np.ndarray:
+class _UnseenNetworks:
     """Hex × window: some network without a baseline report here, but serving a
     touching hex, is not clearly down there (down next door and up nowhere next door)."""
-    served = keys[keys["served"].to_numpy()]
-    here = pd.MultiIndex.from_arrays([served["hex"].to_numpy(), served["network"].to_numpy()])
-    nb = pd.DataFrame({"hex": pairs[0], "hex_b": pairs[1]}).merge(
-        served[["hex", "network"]].reset_index(names="key_b").rename(columns={"hex": "hex_b"}),
-        on="hex_b",
-    )
-    missing = here.get_indexer(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]])) < 0
-    nb = nb[missing]
-    if nb.empty:
-        return np.zeros((n_hex, state.shape[1]), dtype=bool)
-    group, uniq = pd.factorize(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]]))
-    agg = sparse.csr_matrix(
-        (np.ones(len(nb)), (group, nb["key_b"].to_numpy())), shape=(len(uniq), len(keys))
-    )
-    down_next = agg @ (state == DOWN).astype("float32")
-    up_next = agg @ (state == UP).astype("float32")
-    may_serve = ~((down_next > 0) & (up_next == 0))
-    hex_of_group = np.asarray(uniq.get_level_values(0), dtype="int64")
-    to_hex = sparse.csr_matrix(
-        (np.ones(len(uniq)), (hex_of_group, np.arange(len(uniq)))), shape=(n_hex, len(uniq))
-    )
-    return (to_hex @ may_serve.astype("float32")) > 0
+
+    def __init__(
+        self, keys: pd.DataFrame, pairs: tuple[np.ndarray, np.ndarray], n_hex: int
+    ) -> None:
+        self.n_hex = n_hex
+        served = keys[keys["served"].to_numpy()]
+        here = pd.MultiIndex.from_arrays([served["hex"].to_numpy(), served["network"].to_numpy()])
+        nb = pd.DataFrame({"hex": pairs[0], "hex_b": pairs[1]}).merge(
+            served[["hex", "network"]].reset_index(names="key_b").rename(columns={"hex": "hex_b"}),
+            on="hex_b",
+        )
+        missing = here.get_indexer(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]])) < 0
+        nb = nb[missing]
+        self.agg: sparse.csr_matrix | None = None
+        if nb.empty:
+            return
+        group, uniq = pd.factorize(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]]))
+        self.agg = sparse.csr_matrix(
+            (np.ones(len(nb)), (group, nb["key_b"].to_numpy())), shape=(len(uniq), len(keys))
+        )
+        hex_of_group = np.asarray(uniq.get_level_values(0), dtype="int64")
+        self.to_hex = sparse.csr_matrix(
+            (np.ones(len(uniq)), (hex_of_group, np.arange(len(uniq)))), shape=(n_hex, len(uniq))
+        )
+
+    def may_serve(self, state: np.ndarray) -> np.ndarray:
+        """Of key × window ``state`` (any windows), hex × the same windows."""
+        if self.agg is None:
+            return np.zeros((self.n_hex, state.shape[1]), dtype=bool)
+        down_next = self.agg @ (state == DOWN).astype("float32")
+        up_next = self.agg @ (state == UP).astype("float32")
+        may_serve = ~((down_next > 0) & (up_next == 0))
+        return (self.to_hex @ may_serve.astype("float32")) > 0

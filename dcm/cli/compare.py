@@ -167,20 +167,21 @@ def command(
     scheduler: str | None,
 ) -> None:
     """Compare event measurements with the baseline and write the results to OUT."""
-    from dcm.compare import OUTPUT_FILES, compare, write_comparison
-    from dcm.errors import Conflict
+    from dcm.compare import check_out_dir, compare_and_write
 
     out = Path(out_dir)
-    existing = [n for n in OUTPUT_FILES if (out / n).exists()]
-    if existing and not overwrite:  # fail before the long work, not after
-        raise Conflict(f"{out} already holds {', '.join(existing)}; use --overwrite to replace")
+    check_out_dir(out, overwrite=overwrite)  # fail before the long work, not after
     quiet = bool((ctx.obj or {}).get("quiet"))
     if memory_limit is not None:
         from dcm.scan import parse_memory
 
         parse_memory(memory_limit)  # a bad size fails before the long work
     with progress_steps(quiet=quiet) as step, _dask_client(scheduler) as client:
-        result = compare(
+        # The grid rows go to status.parquet as they are judged: never held whole.
+        result, paths = compare_and_write(
+            out,
+            overwrite=overwrite,
+            progress=step,
             cells=cells,
             baseline=baseline,
             event=event,
@@ -190,11 +191,9 @@ def command(
             areas=areas,
             hazard=hazard,
             at=at,
-            progress=step,
             memory_limit=memory_limit,
             client=client,
             status=step.tick,
         )
-        paths = write_comparison(result, out, overwrite=overwrite, progress=step)
     if not quiet:
         print_summary(result, paths)

@@ -361,6 +361,18 @@ def geojson_text(
     ensure_ascii=False)``, assembled from the texts of :func:`geometry_json` and
     :func:`property_json` without a Python object per feature.
     """
+    features = _feature_texts(gdf, id_column, precision)
+    return _COLLECTION_HEAD + join_texts(features) + _COLLECTION_TAIL
+
+
+#: The text around the features of a FeatureCollection.
+_COLLECTION_HEAD, _COLLECTION_TAIL = '{"type":"FeatureCollection","features":[', "]}"
+#: Features joined and written at a time by :func:`write_geojson`.
+WRITE_FEATURES = 10_000
+
+
+def _feature_texts(gdf: gpd.GeoDataFrame, id_column: str | None, precision: int) -> pa.Array:
+    """Compact GeoJSON text of each feature of ``gdf`` (see :func:`geojson_text`)."""
     _check_id_column(gdf, id_column)
     geometries = geometry_json(prepare_geometries(gdf.geometry, precision=precision))
     pieces: list[Any] = [_text('{"type":"Feature",')]
@@ -379,8 +391,7 @@ def geojson_text(
         )
     geometry_texts = pa.array(np.where(pd.isna(geometries), "null", geometries), pa.large_string())
     pieces += [_text('"geometry":'), geometry_texts, _text(',"properties":'), property_json(gdf)]
-    features = pc.binary_join_element_wise(*pieces, _text("}"), _text(""))
-    return '{"type":"FeatureCollection","features":[' + join_texts(features) + "]}"
+    return pc.binary_join_element_wise(*pieces, _text("}"), _text(""))
 
 
 def join_texts(texts: pa.Array) -> str:
@@ -404,7 +415,18 @@ def write_geojson(
     id_column: str | None = None,
     precision: int = MAX_PRECISION,
 ) -> Path:
-    """Write ``gdf`` as an RFC 7946 GeoJSON file (see :func:`to_geojson`); returns the path."""
+    """Write ``gdf`` as an RFC 7946 GeoJSON file (see :func:`to_geojson`); returns the path.
+
+    The bytes of :func:`geojson_bytes` and a newline, written :data:`WRITE_FEATURES`
+    features at a time: the whole text is never held (nor its copies as text and bytes).
+    """
     path = Path(path)
-    path.write_bytes(geojson_bytes(gdf, id_column=id_column, precision=precision) + b"\n")
+    features = _feature_texts(gdf, id_column, precision)
+    with path.open("wb") as out:
+        out.write(_COLLECTION_HEAD.encode())
+        for start in range(0, len(features), WRITE_FEATURES):
+            if start:
+                out.write(b",")
+            out.write(join_texts(features.slice(start, WRITE_FEATURES)).encode())
+        out.write((_COLLECTION_TAIL + "\n").encode())
     return path

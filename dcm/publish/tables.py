@@ -53,6 +53,86 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+#: Rows per row group of the Parquet files written here (pyarrow's default, 1 Mi rows).
+PARQUET_ROW_GROUP_ROWS = 1024 * 1024
+
+
+class ParquetAppender:
+    """Frames written one after another into one Parquet file, as :func:`write_parquet`
+    writes them concatenated: the same schema, values, statistics and row groups of
+    :data:`PARQUET_ROW_GROUP_ROWS` rows (so the file has the same bytes). Only a row
+    group's worth of rows is held at a time, never the whole table.
+
+    Every frame must have the first one's columns and dtypes (categoricals with the
+    same categories). Use as a context manager, or call :meth:`close`; a file that got
+    no frame is not written.
+    """
+
+    def __init__(self, path: str | Path, *, row_group_rows: int = PARQUET_ROW_GROUP_ROWS) -> None:
+        self.path = Path(path)
+        self.row_group_rows = row_group_rows
+        self.rows = 0
+        self._held: list[Any] = []  # Arrow tables not yet written
+        self._held_rows = 0
+        self._writer: Any = None
+        self._empty: Any = None  # the first frame's table, for a file with no rows
+
+    def __enter__(self) -> ParquetAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append ``frame``'s rows."""
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._empty is None:
+            self._empty = table.slice(0, 0)
+        self.rows += table.num_rows
+        if table.num_rows:
+            self._held.append(table)
+            self._held_rows += table.num_rows
+        while self._held_rows >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def close(self) -> None:
+        """Write the last (short) row group and the footer."""
+        import pyarrow.parquet as pq
+
+        if self._held_rows:
+            self._flush(self._held_rows)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        elif self._empty is not None:
+            # No rows: the file write_parquet writes for an empty frame.
+            pq.write_table(self._empty, self.path, write_statistics=self._statistics(self._empty))
+            self._empty = None
+
+    def _flush(self, n: int) -> None:
+        """Write the first ``n`` held rows as one row group."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        held = pa.concat_tables(self._held)
+        # One chunk per column, as a whole table has: where a column's dictionary
+        # encoding gives way to plain depends on the batches the writer is handed.
+        group, rest = held.slice(0, n).combine_chunks(), held.slice(n)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.path, group.schema, write_statistics=self._statistics(group)
+            )
+        self._writer.write_table(group, row_group_size=n)
+        self._held = [rest] if rest.num_rows else []
+        self._held_rows = rest.num_rows
+
+    @staticmethod
+    def _statistics(table: Any) -> list[str]:
+        return [c for c in table.column_names if _statistics_worthwhile(table.column(c))]
+
+
 #: Text columns with more distinct values than this get no row-group statistics.
 STATISTICS_MAX_DISTINCT_TEXT = 1000
 

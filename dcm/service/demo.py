@@ -45,19 +45,20 @@ def run(
     """Compare the St Vincent sample and write the outputs to ``out_dir`` (replaced if
     present); returns the sample folder, the :class:`dcm.compare.ComparisonResult` and
     the written paths. ``progress`` is passed to the comparison's steps."""
-    from dcm.compare import compare, write_comparison
+    from dcm.compare import compare_and_write
 
     folder = sample_dir()
-    result = compare(
+    result, paths = compare_and_write(
+        out_dir,
+        overwrite=True,
+        progress=progress,
         cells=folder / "cells.csv.gz",
         baseline=folder / "baseline.csv.gz",
         event=folder / "event.csv.gz",
         population=folder / "population.tif",
         areas=folder / "areas.geojson",
         hazard=folder / "hazard.geojson",
-        progress=progress,
     )
-    paths = write_comparison(result, out_dir, overwrite=True, progress=progress)
     return folder, result, paths
 
 

@@ -170,6 +170,89 @@ def test_only_requested_windows_are_judged(two_networks: pd.DataFrame) -> None:
     pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
 
 
+def test_grid_rows_handed_to_a_sink_are_the_grid_in_order(two_networks: pd.DataFrame) -> None:
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=10, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=10, network="358-20", cell=2, seed=2),
+    )
+    event = measurements(start=EVENT, hours=10, per_hour=10, network="358-20", cell=2, seed=3)
+    model = build_baseline(baseline, two_networks)
+    whole = detect(model, event)
+    parts: list[pd.DataFrame] = []
+    streamed = detect(model, event, grid_sink=parts.append)
+    # Two parts a window: every window's network rows, then every window's "all" rows.
+    assert len(parts) == 2 * len(whole.windows)
+    assert [p["network"].eq("all").all() for p in parts] == [False] * len(whole.windows) + [
+        True
+    ] * len(whole.windows)
+    assert (whole.grid["network"] == "358-10").any() and (whole.grid["state"] == "down").any()
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole.grid)
+    assert streamed.grid.empty
+    assert streamed.grid.dtypes.to_dict() == whole.grid.dtypes.to_dict()
+    pd.testing.assert_frame_equal(streamed.cells, whole.cells)
+    pd.testing.assert_frame_equal(streamed.cell_windows, whole.cell_windows)
+
+
+def test_evidence_worked_in_blocks_of_keys_is_the_same(
+    two_networks: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    detect_module = sys.modules["dcm.analysis.detect"]  # dcm.analysis.detect is the function
+    # Four places, two networks, no cell named: eight keys or more, in blocks of 3.
+    places = [{"lat": LAT0 + 0.05 * i, "lon": LON0} for i in range(4)]
+    baseline = concat(
+        *(
+            measurements(start=BASE, hours=168, per_hour=30, network=net, cell=None, seed=i, **at)
+            for i, at in enumerate(places)
+            for net in ("358-10", "358-20")
+        )
+    )
+    # 358-10 falls silent in two of the places.
+    event = concat(
+        *(
+            measurements(
+                start=EVENT, hours=6, per_hour=30, network=net, cell=None, seed=9 + i, **at
+            )
+            for i, at in enumerate(places)
+            for net in ("358-10", "358-20")
+            if net == "358-20" or i % 2
+        )
+    )
+    model = build_baseline(baseline, two_networks)
+    whole = detect(model, event)
+    monkeypatch.setattr(detect_module, "EVIDENCE_BLOCK_ROWS", 3)  # several blocks, one short
+    blocks = detect(model, event)
+    assert whole.grid["h3"].nunique() >= 4 and (whole.grid["state"] == "down").any()
+    pd.testing.assert_frame_equal(blocks.grid, whole.grid, check_exact=True)
+    pd.testing.assert_frame_equal(blocks.cells, whole.cells, check_exact=True)
+    pd.testing.assert_frame_equal(blocks.outages, whole.outages, check_exact=True)
+
+
+def test_no_server_probability_worked_in_blocks_of_windows_is_the_same(
+    two_networks: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    detect_module = sys.modules["dcm.analysis.detect"]
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
+    )
+    # 358-10's site falls silent after two hours: its grid cell has a server, then not.
+    event = concat(
+        measurements(start=EVENT, hours=2, per_hour=50, network="358-10", cell=1, seed=3),
+        measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
+    )
+    model = build_baseline(baseline, two_networks)
+    whole = detect(model, event)
+    assert len(whole.windows) == 10 and (whole.grid["state"] == "down").any()
+    monkeypatch.setattr(detect_module, "NO_SERVER_BLOCK_WINDOWS", 3)  # 3, 3, 3 and 1
+    blocks = detect(model, event)
+    pd.testing.assert_frame_equal(blocks.grid, whole.grid, check_exact=True)
+    pd.testing.assert_frame_equal(blocks.cells, whole.cells, check_exact=True)
+
+
 def test_params_are_validated() -> None:
     from dcm.errors import ParameterError
 

@@ -35,3 +35,36 @@ def test_all_network_p_is_the_smallest_of_serving_networks(shuffle: bool) -> Non
             all_down = (state[rows] == DOWN).all(axis=0)
             any_up = (state[keys.index[keys["hex"] == h]] == UP).any(axis=0)
             assert ((out[h] == DOWN) == (all_down & ~any_up)).all()
+
+
+def test_all_network_layer_worked_in_blocks_of_windows_is_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dcm.analysis.states as states
+
+    rng = np.random.default_rng(8)
+    n_hex, n_net, n_win = 40, 3, 11
+    keys = pd.DataFrame(
+        {
+            "hex": np.repeat(np.arange(n_hex), n_net),
+            "network": np.tile(np.arange(n_net), n_hex),
+            "served": rng.random(n_hex * n_net) < 0.6,
+        }
+    )
+    keys = keys[rng.random(len(keys)) < 0.8].reset_index(drop=True)
+    state = rng.choice([UP, DOWN, NO_DATA], size=(len(keys), n_win), p=[0.3, 0.6, 0.1])
+    state = state.astype("int8")
+    p = rng.random((len(keys), n_win)).astype("float32")
+    # Touching hexes in a row: networks unseen here but serving next door count.
+    pairs = (
+        np.r_[np.arange(n_hex - 1), np.arange(1, n_hex)],
+        np.r_[np.arange(1, n_hex), np.arange(n_hex - 1)],
+    )
+    monkeypatch.setattr(states, "ALL_NETWORKS_BLOCK_WINDOWS", n_win)  # one block
+    whole = all_network_state(keys, state, p, pairs)
+    assert (whole[0] == DOWN).any() and (whole[0] == UP).any()
+    for block in (1, 4):  # one window a block; blocks of 4, the last short
+        monkeypatch.setattr(states, "ALL_NETWORKS_BLOCK_WINDOWS", block)
+        out, p_min = all_network_state(keys, state, p, pairs)
+        np.testing.assert_array_equal(out, whole[0])
+        np.testing.assert_array_equal(p_min, whole[1])

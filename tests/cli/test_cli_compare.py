@@ -60,14 +60,16 @@ def test_compare_writes_results_and_refuses_to_overwrite(
     assert {"outages.geojson", "cells.csv", "status.parquet", "summary.json"} <= names
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"]["population"]["people"] > 0
-    # Every step is timed, the writers too (Parquet alongside the others).
+    # Every step is timed, the writers too (Parquet within the judging: the grid rows
+    # are written as they are judged).
     assert {
         "reading inputs",
         "writing outages.geojson",
         "writing cells.csv",
-        "writing status.parquet (alongside the others)",
+        "writing status.parquet (within the judging)",
         "rendering map.html",
     } <= set(summary["timings_s"])
+    assert not (out / ".status.parquet.partial").exists()
     assert summary["outputs"] == {
         "outages": "outages.geojson",
         "cells": "cells.csv",

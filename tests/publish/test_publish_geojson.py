@@ -124,6 +124,19 @@ def test_bytes_and_file_round_trip(frame: gpd.GeoDataFrame, tmp_path: Path) -> N
     )
 
 
+@pytest.mark.parametrize("batch", [1, 2, 10_000])
+def test_file_is_written_in_batches_with_the_bytes_of_the_text(
+    frame: gpd.GeoDataFrame, tmp_path: Path, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dcm.publish.geojson as geojson
+
+    monkeypatch.setattr(geojson, "WRITE_FEATURES", batch)  # 3 features: 3, 2 or 1 batches
+    for gdf, id_column in ((frame, "outage_id"), (frame, None), (frame.iloc[:0], None)):
+        path = write_geojson(gdf, tmp_path / "out.geojson", id_column=id_column)
+        assert path.read_bytes() == geojson_bytes(gdf, id_column=id_column) + b"\n"
+    assert json.loads(path.read_text()) == {"type": "FeatureCollection", "features": []}
+
+
 def test_empty_frame() -> None:
     gdf = gpd.GeoDataFrame({"v": []}, geometry=[], crs=4326)
     assert to_geojson(gdf) == {"type": "FeatureCollection", "features": []}

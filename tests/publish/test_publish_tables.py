@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from shapely.geometry import Point, Polygon
 
 from dcm.errors import ParameterError
 from dcm.publish import write_csv, write_geopackage, write_json, write_parquet
+from dcm.publish.tables import PARQUET_ROW_GROUP_ROWS, ParquetAppender
 from dcm.schema import CELL_STATUS_COLUMNS, validate_frame
 
 
@@ -141,3 +143,45 @@ def test_json_converts_numpy_and_pandas_values(tmp_path: Path) -> None:
     assert back["where"] == {"type": "Point", "coordinates": [1.0, 2.0]}
     with pytest.raises(TypeError):
         write_json({"x": object()}, tmp_path / "bad.json")
+
+
+def test_parquet_appender_writes_the_bytes_of_the_whole_frame(tmp_path: Path) -> None:
+    """Frames appended in uneven pieces give the file write_parquet writes for them
+    concatenated: same bytes, row groups of PARQUET_ROW_GROUP_ROWS rows."""
+    import pyarrow.parquet as pq
+
+    n = PARQUET_ROW_GROUP_ROWS + 70_001  # two row groups, the second short
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "h3": pd.Categorical.from_codes(
+                rng.integers(0, 3000, n), categories=[f"88{i:013x}" for i in range(3000)]
+            ),
+            "window_start": pd.Timestamp("2021-04-09", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 72, n), unit="h"),
+            "observed_count": rng.integers(0, 9, n),
+            # Many distinct values: the dictionary encoding gives way to plain mid-group.
+            "p_down": rng.random(n),
+        }
+    )
+    whole = write_parquet(frame, tmp_path / "whole.parquet")
+    # Pieces cut near where p_down's dictionary outgrows its page (~131 k doubles).
+    cuts = [0, 5, 130_000, 131_000, 131_000, PARQUET_ROW_GROUP_ROWS + 3, n]
+    with ParquetAppender(tmp_path / "parts.parquet") as out:
+        for a, b in itertools.pairwise(cuts):
+            out.write(frame.iloc[a:b])
+    assert out.rows == n
+    parts = tmp_path / "parts.parquet"
+    assert parts.read_bytes() == whole.read_bytes()
+    meta = pq.ParquetFile(parts).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [
+        PARQUET_ROW_GROUP_ROWS,
+        70_001,
+    ]
+    empty = write_parquet(frame.iloc[:0], tmp_path / "empty.parquet")
+    with ParquetAppender(tmp_path / "none.parquet") as out:
+        out.write(frame.iloc[:0])
+    assert (tmp_path / "none.parquet").read_bytes() == empty.read_bytes()
+    with ParquetAppender(tmp_path / "never.parquet"):
+        pass
+    assert not (tmp_path / "never.parquet").exists()
