@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -166,3 +168,32 @@ def test_compare_memory_limit_gives_the_same_results(
     assert _run(_args(scenario_dir, tmp_path / "b", "--memory-limit", "170MB")) == 0
     for name in ("outages.geojson", "cells.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_a_killed_compare_keeps_the_old_results_and_a_rerun_completes(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """kill -9 after the grid rows went to the partial status.parquet, before any result
+    file is written: the previous results stay whole, and the next run writes them."""
+    out = tmp_path / "out"
+    assert _run(_args(scenario_dir, out)) == 0
+    names = ("outages.geojson", "cells.csv", "status.parquet")
+    before = {name: (out / name).read_bytes() for name in names}
+    script = (
+        "import os, signal, sys\n"
+        "import dcm.compare\n"
+        "def killed(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "dcm.compare.write_comparison = killed\n"
+        "from dcm.cli.main import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    argv = _args(scenario_dir, out, "--overwrite")
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, timeout=600)
+    assert proc.returncode == -9
+    assert (out / ".status.parquet.partial").exists()  # the kill came after the grid rows
+    assert {name: (out / name).read_bytes() for name in names} == before
+    # The leftover partial file is neither a result nor in the way.
+    assert _run(argv) == 0
+    assert not (out / ".status.parquet.partial").exists()
+    assert {name: (out / name).read_bytes() for name in names} == before
