@@ -264,13 +264,30 @@ def _suspected_flags(outages: pd.DataFrame, lon: np.ndarray, lat: np.ndarray) ->
     return flagged
 
 
+def _truth_rows(scenario: Any, cells: pd.DataFrame) -> np.ndarray:
+    """Row of each cell in the truth's cell table (-1: unknown to the truth)."""
+    tc = scenario.truth.truth_cells
+    key = ["mcc", "net", "area", "cell"]
+    return pd.MultiIndex.from_frame(tc[key]).get_indexer(
+        pd.MultiIndex.from_frame(cells[key].astype("int64"))
+    )
+
+
+def _site_all_down(model: Any, known: np.ndarray, cell_down: np.ndarray) -> np.ndarray:
+    """bool (sites × times): every cell of the site known to the truth (``known``) is
+    down (``cell_down``, cells × times); a site with no such cell is up."""
+    site = model.cell_site
+    n_site = len(model.sites)
+    n_known = np.bincount(site[known], minlength=n_site)
+    n_down = np.zeros((n_site, cell_down.shape[1]))
+    np.add.at(n_down, site[known], cell_down[known].astype("float64"))
+    return (n_known[:, None] > 0) & (n_down >= n_known[:, None])
+
+
 def _truth_down(scenario: Any, cells: pd.DataFrame, at: np.ndarray) -> np.ndarray:
     """bool (cells x times): the cell is truly down (cells unknown to the truth: up)."""
     tc = scenario.truth.truth_cells
-    key = ["mcc", "net", "area", "cell"]
-    tidx = pd.MultiIndex.from_frame(tc[key]).get_indexer(
-        pd.MultiIndex.from_frame(cells[key].astype("int64"))
-    )
+    tidx = _truth_rows(scenario, cells)
     d0 = pd.to_datetime(tc["down_from"], utc=True).to_numpy("datetime64[ns]")[np.maximum(tidx, 0)]
     d1 = pd.to_datetime(tc["up_at"], utc=True).to_numpy("datetime64[ns]")[np.maximum(tidx, 0)]
     # NaT compares False: never down / never restored.
@@ -308,21 +325,14 @@ def _silence_known(
     known down, or its own rate gives ``k`` since its failure (a silent sector).
     """
     cell_down = _truth_down(scenario, model.cells, at)
-    tc = scenario.truth.truth_cells
-    key = ["mcc", "net", "area", "cell"]
-    tidx = pd.MultiIndex.from_frame(tc[key]).get_indexer(
-        pd.MultiIndex.from_frame(model.cells[key].astype("int64"))
-    )
+    tidx = _truth_rows(scenario, model.cells)
     known = tidx >= 0
-    d0 = pd.to_datetime(tc["down_from"], utc=True).dt.tz_convert(None)
+    d0 = pd.to_datetime(scenario.truth.truth_cells["down_from"], utc=True).dt.tz_convert(None)
     d0 = d0.to_numpy("datetime64[ns]")[np.maximum(tidx, 0)]
     d0[~known] = np.datetime64("NaT")
     site = model.cell_site
     n_site = len(model.sites)
-    n_known = np.bincount(site[known], minlength=n_site)
-    n_down = np.zeros((n_site, at.size))
-    np.add.at(n_down, site[known], cell_down[known].astype("float64"))
-    all_down = (n_known[:, None] > 0) & (n_down >= n_known[:, None])
+    all_down = _site_all_down(model, known, cell_down)
     # The site fell silent when the last of its cells failed (NaT sorts as the smallest).
     since = np.full(n_site, np.iinfo("int64").min)
     np.maximum.at(since, site[known], d0[known].astype("int64"))
@@ -414,15 +424,7 @@ def oracle_outages(
     if rule == "oracle":
         at = (windows + phase).to_numpy("datetime64[ns]")
         cell_down = _truth_down(scenario, model.cells, at)
-        tc = scenario.truth.truth_cells
-        known = pd.MultiIndex.from_frame(
-            model.cells[["mcc", "net", "area", "cell"]].astype("int64")
-        ).isin(pd.MultiIndex.from_frame(tc[["mcc", "net", "area", "cell"]]))
-        site = model.cell_site
-        n_known = np.bincount(site[known], minlength=n_site)
-        n_down = np.zeros((n_site, len(windows)))
-        np.add.at(n_down, site[known], cell_down[known].astype("float64"))
-        site_down = (n_known[:, None] > 0) & (n_down >= n_known[:, None])
+        site_down = _site_all_down(model, _truth_rows(scenario, model.cells) >= 0, cell_down)
         cell_at_checkpoints = cell_down
     else:
         if rule == "silence-oracle":
@@ -532,10 +534,7 @@ def score_failed_cells(scenario: Any, pred: Any, out: Tallies) -> None:
     the end of the first such window.
     """
     tc = scenario.truth.truth_cells
-    key = ["mcc", "net", "area", "cell"]
-    tidx = pd.MultiIndex.from_frame(tc[key]).get_indexer(
-        pd.MultiIndex.from_frame(scenario.cells[key].astype("int64"))
-    )
+    tidx = _truth_rows(scenario, scenario.cells)
     rows = np.flatnonzero(tidx >= 0)
     d0 = pd.to_datetime(tc["down_from"], utc=True).to_numpy("datetime64[ns]")[tidx[rows]]
     d1 = pd.to_datetime(tc["up_at"], utc=True).to_numpy("datetime64[ns]")[tidx[rows]]
