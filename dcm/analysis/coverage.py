@@ -176,6 +176,24 @@ class _DiscCache:
         return [self._discs[k] for k in keys]
 
 
+class _UnionCache:
+    """Unions of lists of shapes, each distinct list (the same objects in the same
+    order) unioned once: a cluster that keeps its sites while a neighbour's reach
+    changes brings the same discs back window after window. The inputs are kept, so
+    their ids stay theirs."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[int, ...], tuple[list[shapely.Geometry], shapely.Geometry]] = {}
+
+    def union(self, geoms: list[shapely.Geometry]) -> shapely.Geometry:
+        """``shapely.union_all(geoms)`` (also of one shape, which it may re-node)."""
+        key = tuple(map(id, geoms))
+        hit = self._done.get(key)
+        if hit is None:
+            hit = self._done[key] = (geoms, shapely.union_all(geoms))
+        return hit[1]
+
+
 def coverage_outages(
     sites: CoverageInput,
     *,
@@ -214,6 +232,7 @@ def coverage_outages(
     good = np.isfinite(xy).all(axis=1) & server.any(axis=1)
     max_reach = np.where(good, reach.max(axis=1), 0.0)
     discs = _DiscCache(sites.lon, sites.lat)
+    unions = _UnionCache()
     tree = cKDTree(np.where(good[:, None], xy, 0.0))
     # Sites whose discs can ever overlap: within the sum of their largest reaches.
     pairs = tree.query_pairs(2 * float(max_reach.max()), output_type="ndarray")
@@ -261,13 +280,13 @@ def coverage_outages(
             p = float(p_all[mem, col].mean())
             key = _key(mem, up_same[c], r_now)
             if key not in cache:
-                cache[key] = _minus(discs.get(mem, r_now[mem]), up_same[c], r_now, discs)
+                cache[key] = _minus(discs.get(mem, r_now[mem]), up_same[c], r_now, discs, unions)
             pieces = cache[key]
             rows += [(net, col, g, p, said[c]) for g in pieces]
             # Nobody serves: this area minus what other networks still reach.
             key_all = ("all", key, *_key(up_other[c], up_other[c], r_now)[2:])
             if key_all not in cache:
-                cache[key_all] = _minus(pieces, up_other[c], r_now, discs)
+                cache[key_all] = _minus(pieces, up_other[c], r_now, discs, unions)
             lost += [(g, p, c) for g in cache[key_all]]
             nets.append(net)
         any_said = any(said)
@@ -298,6 +317,7 @@ def coverage_outages(
                     np.empty(0, dtype=np.int64),
                     r_now,
                     discs,
+                    unions,
                     cut=[nobody[i][0] for i in hit],
                 )
             left += [(x, p) for x in cache[key_deg]]
@@ -340,15 +360,16 @@ def _minus(
     up: np.ndarray,
     reach: np.ndarray,
     discs: _DiscCache,
+    unions: _UnionCache,
     *,
     cut: list[shapely.Geometry] | None = None,
 ) -> list[shapely.Geometry]:
     """Parts of the union of ``pieces`` outside the discs of ``up`` (and ``cut``)."""
-    area = pieces[0] if len(pieces) == 1 else shapely.union_all(pieces)
+    area = pieces[0] if len(pieces) == 1 else unions.union(pieces)
     remove = list(discs.get(up, reach[up])) if up.size else []
     remove += cut or []
     if remove:
-        area = shapely.difference(area, shapely.union_all(remove))
+        area = shapely.difference(area, unions.union(remove))
     return [g for g in shapely.get_parts(area) if not g.is_empty]
 
 

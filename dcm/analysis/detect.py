@@ -1294,6 +1294,26 @@ _GRID_VALUE_DTYPES = {
 }
 
 
+#: Reported windows whose grid rows are gathered from one window-major copy.
+GRID_ROWS_BLOCK_WINDOWS = 8
+
+
+def _window_columns(
+    arrays: dict[str, np.ndarray], cols: np.ndarray
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(j, each array's column ``cols[j]`` as a contiguous copy), j = 0, 1, ...
+
+    The columns are copied :data:`GRID_ROWS_BLOCK_WINDOWS` at a time, window-major: a
+    column of a (rows × windows) array is one value per row, a cache line each, and
+    gathering rows from it window after window reads every line once per window.
+    """
+    for j0 in range(0, cols.size, GRID_ROWS_BLOCK_WINDOWS):
+        block = cols[j0 : j0 + GRID_ROWS_BLOCK_WINDOWS]
+        copies = {name: np.ascontiguousarray(v[:, block].T) for name, v in arrays.items()}
+        for b in range(block.size):
+            yield j0 + b, {name: v[b] for name, v in copies.items()}
+
+
 class _GridRows:
     """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all",
     in parts: each window's per-network rows, window by window, then each window's
@@ -1323,7 +1343,6 @@ class _GridRows:
         self.all_code = len(baseline.networks)
         self.hex_of_key = keys["hex"].to_numpy()
         self.network = keys["network"].to_numpy()
-        self.ev = ev
         all_state, all_p = all_layer  # all_network_state of state and p
         self.net_rows = {
             "expected_count": ev["expected"],
@@ -1342,8 +1361,10 @@ class _GridRows:
         all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
         self.all_rows = all_rows
         keep_net = np.empty((len(keys), cols.size), dtype=bool)
-        for j, w in enumerate(cols.tolist()):
-            keep_net[:, j] = (
+        for j0 in range(0, cols.size, GRID_ROWS_BLOCK_WINDOWS):
+            b = slice(j0, j0 + GRID_ROWS_BLOCK_WINDOWS)
+            w = cols[b]
+            keep_net[:, b] = (
                 (ev["expected"][:, w] >= 0.05)
                 | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
                 | (ev["state"][:, w] == DOWN)
@@ -1358,15 +1379,14 @@ class _GridRows:
 
     def parts(self) -> Iterator[tuple[np.ndarray, np.ndarray | int, int, dict[str, np.ndarray]]]:
         """(hex codes, network code(s), window j, values) of each part, in row order."""
-        ev = self.ev
-        for j, w in enumerate(self.cols.tolist()):
+        for j, column in _window_columns(self.net_rows, self.cols):
             r = np.flatnonzero(self.keep_net[:, j])
-            values = {name: v[r, w] for name, v in self.net_rows.items()}
-            values["observed_count"] = ev["ok"][r, w] + ev["fail"][r, w]
+            values = {name: v[r] for name, v in column.items()}
+            values["observed_count"] = values["ok_count"] + values["fail_count"]
             yield self.hex_of_key[r], self.network[r], j, values
-        for j in range(self.cols.size):
+        for j, column in _window_columns(self.all_rows, np.arange(self.cols.size)):
             r = np.flatnonzero(self.keep_all[:, j])
-            yield r, self.all_code, j, {name: v[r, j] for name, v in self.all_rows.items()}
+            yield r, self.all_code, j, {name: v[r] for name, v in column.items()}
 
     def frame(
         self, h3: np.ndarray, net: np.ndarray, col: np.ndarray, values: dict[str, np.ndarray]

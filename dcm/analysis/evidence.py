@@ -105,11 +105,12 @@ def window_sums(values: np.ndarray, span: int) -> np.ndarray:
     # cumulative sums (slices, no gathers over places × windows). The result is their
     # transpose, column-major like the gather this replaces, so later sums over places
     # add up in the same order. The first span - 1 windows subtract 0: left as they are.
-    cum = np.zeros((n + 1, rows), dtype="float64")
-    np.cumsum(values.T, axis=0, out=cum[1:])
-    out = cum[1:].copy()
-    if span < n:
-        out[span:] -= cum[1 : n - span + 1]
+    # One array, no copy: the differences are taken in place from the last window
+    # back, so each subtracts a window's cumulative sum before it is itself replaced.
+    out = np.empty((n, rows), dtype="float64")
+    np.cumsum(values.T, axis=0, out=out)
+    for w in range(n - 1, span - 1, -1):
+        out[w] -= out[w - span]
     return out.T
 
 

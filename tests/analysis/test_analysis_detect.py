@@ -253,6 +253,53 @@ def test_no_server_probability_worked_in_blocks_of_windows_is_the_same(
     pd.testing.assert_frame_equal(blocks.cells, whole.cells, check_exact=True)
 
 
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_grid_rows_gathered_in_blocks_of_windows_are_the_same(
+    two_networks: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    import sys
+
+    detect_module = sys.modules["dcm.analysis.detect"]
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
+    )
+    event = concat(
+        measurements(start=EVENT, hours=3, per_hour=50, network="358-10", cell=1, seed=3),
+        measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
+    )
+    model = build_baseline(baseline, two_networks)
+    monkeypatch.setattr(detect_module, "GRID_ROWS_BLOCK_WINDOWS", 1)  # window by window
+    whole = detect(model, event)
+    # Some windows only, not adjacent: their columns are not the arrays' first ones.
+    some = whole.windows[[1, 4, 5, 9]]
+    few = detect(model, event, windows=some)
+    monkeypatch.setattr(detect_module, "GRID_ROWS_BLOCK_WINDOWS", block)
+    assert len(whole.windows) == 10 and (whole.grid["state"] == "down").any()
+    pd.testing.assert_frame_equal(detect(model, event).grid, whole.grid, check_exact=True)
+    pd.testing.assert_frame_equal(
+        detect(model, event, windows=some).grid, few.grid, check_exact=True
+    )
+    assert set(few.grid["window_start"]) == set(some)
+
+
+def test_window_columns_are_the_columns_asked_for() -> None:
+    import sys
+
+    window_columns = sys.modules["dcm.analysis.detect"]._window_columns
+    rng = np.random.default_rng(5)
+    arrays = {"a": rng.random((7, 20)), "b": rng.integers(0, 4, (7, 20)).astype("int8")}
+    for cols in (np.arange(20), np.array([19, 2, 3, 11]), np.array([], dtype="int64")):
+        got = list(window_columns(arrays, cols))
+        assert [j for j, _ in got] == list(range(cols.size))
+        for j, column in got:
+            for name, v in arrays.items():
+                assert column[name].flags["C_CONTIGUOUS"]
+                assert column[name].dtype == v.dtype
+                assert np.array_equal(column[name], v[:, cols[j]])
+    assert list(window_columns({"a": np.empty((0, 3))}, np.arange(3)))[2][1]["a"].size == 0
+
+
 def test_params_are_validated() -> None:
     from dcm.errors import ParameterError
 

@@ -132,6 +132,25 @@ def test_window_sums_are_trailing_sums_in_column_major_order(span: int) -> None:
     assert got.flags["F_CONTIGUOUS"]
 
 
+@pytest.mark.parametrize(
+    ("rows", "windows", "span"), [(50, 72, 24), (9, 5, 5), (9, 5, 9), (0, 6, 2), (3, 1, 1)]
+)
+def test_window_sums_equal_differences_of_cumulative_sums_bit_for_bit(
+    rows: int, windows: int, span: int
+) -> None:
+    # The bytes of status.parquet and outages.geojson depend on these sums: each must be
+    # the running sum to its window less the running sum to span windows before.
+    rng = np.random.default_rng(rows * 100 + span)
+    values = rng.gamma(0.3, 3.0, (rows, windows)) * (rng.random((rows, windows)) < 0.4)
+    cum = np.cumsum(values, axis=1)
+    want = cum.copy()
+    want[:, span:] = cum[:, span:] - cum[:, : windows - span]
+    got = window_sums(values, span)
+    assert got.shape == (rows, windows)
+    assert np.array_equal(got, want)
+    assert got.flags["F_CONTIGUOUS"]
+
+
 def test_partial_counts_add_up() -> None:
     cells = prepare_cells(cells_frame([("358-10", 1, 13.25, -61.2)]))
     frame = concat(
