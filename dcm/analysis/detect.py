@@ -535,8 +535,10 @@ def _takeover(
             per[fix] -= less[sl[fix]]
         # A burst of reports from one place in one window is mostly one phone's.
         cum = cumulative(np.clip(per, 0.0, cap))
-        rows = np.arange(s.size)[:, None]
-        seen = cum[rows, stop[s]] - cum[rows, start[s]]
+        # Rows of a broadcast stop are all alike: broadcast again (not gathered), so
+        # span_sum reads the upper sums as a slice when they end at the window judged.
+        stop_s = np.broadcast_to(stop[0], (s.size, n_win)) if stop.strides[0] == 0 else stop[s]
+        seen = span_sum(cum, start[s], stop_s)
         # Only (pair, window)s with reports naming other sites carry evidence (the
         # llr of none is 0): the special functions run on those alone.
         r, c = np.nonzero(seen > 0)

@@ -451,6 +451,35 @@ def test_takeover_leaves_out_reports_naming_a_sibling() -> None:
     assert together[0].tolist() == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("n_pairs", [1, 40])
+def test_takeover_with_spans_ending_at_each_window_equals_any_stop(n_pairs: int) -> None:
+    from dcm.analysis.detect import _takeover
+
+    # More (site, grid cell) pairs than sites: the stop rows are taken per pair.
+    rng = np.random.default_rng(n_pairs)
+    n_site, n_key, n_win = 3, 12, 9
+    areas = pd.DataFrame(
+        {
+            "site": rng.integers(0, n_site, n_pairs),
+            "count": rng.integers(1, 40, n_pairs).astype("float64"),
+            "share_of_hex": rng.uniform(0.1, 1.0, n_pairs),
+        }
+    )
+    key_idx = rng.integers(0, n_key, n_pairs)
+    ok = rng.poisson(1.5, (n_key, n_win)).astype("float64")
+    start = np.minimum(rng.integers(0, n_win, (n_site, n_win)), np.arange(n_win))
+    stop = np.broadcast_to(np.arange(1, n_win + 1), (n_site, n_win))
+    sightings = pd.DataFrame(
+        {"site": [1, 2], "key": [int(key_idx[0])] * 2, "w": [3, 4], "n": [2, 1]}
+    )
+    siblings = (np.array([0, 1]), np.array([1, 0]))
+    params = DetectionParams()
+    fast = _takeover(areas, key_idx, ok, start, stop, sightings, siblings, params)
+    gathered = _takeover(areas, key_idx, ok, start, np.array(stop), sightings, siblings, params)
+    assert np.array_equal(fast, gathered)
+    assert (fast > 0).any()
+
+
 def _habit_case(events: list[tuple[str, int]], start: np.ndarray) -> np.ndarray:
     """Takeover evidence of site 0 in one grid cell shared with site 1: phone "res"
     named site 0 twenty times in the baseline, phone "nb" site 1 twenty times.
