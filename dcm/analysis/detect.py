@@ -304,6 +304,35 @@ def _keys(baseline: Baseline, prep: WindowCounts) -> pd.DataFrame:
     return keys.reset_index(drop=True)
 
 
+def key_rows(keys: pd.DataFrame, h3: np.ndarray, network: np.ndarray) -> np.ndarray:
+    """Row of ``keys`` (:func:`_keys`: unique (h3, network) pairs, ``hex`` their grid
+    cell's code) holding each (``h3``, ``network``) pair; -1 where there is none.
+
+    What ``MultiIndex.get_indexer`` gives, without building two MultiIndexes: grid
+    cells are looked up by their int64 number, then (hex, network) codes by search.
+    """
+    h3 = np.asarray(h3)
+    out = np.full(h3.size, -1, dtype="int64")
+    if len(keys) == 0 or h3.size == 0:
+        return out
+    key_hex = keys["hex"].to_numpy("int64")
+    key_net = keys["network"].to_numpy("int64")
+    hex_h3 = np.empty(int(key_hex.max()) + 1, dtype=keys["h3"].dtype)
+    hex_h3[key_hex] = keys["h3"].to_numpy()
+    low, width = int(key_net.min()), int(key_net.max() - key_net.min()) + 1
+    code = key_hex * width + (key_net - low)
+    order = np.argsort(code, kind="stable")
+    ranked = code[order]
+    hx = pd.Index(hex_h3).get_indexer(h3)
+    net = np.asarray(network, dtype="int64") - low
+    ask = np.flatnonzero((hx >= 0) & (net >= 0) & (net < width))
+    want = hx[ask] * width + net[ask]
+    pos = np.minimum(np.searchsorted(ranked, want), ranked.size - 1)
+    hit = ranked[pos] == want
+    out[ask[hit]] = order[pos[hit]]
+    return out
+
+
 def _window_profile(baseline: Baseline, windows: pd.DatetimeIndex, win: pd.Timedelta) -> np.ndarray:
     """Mean hour-of-day multiplier over each window."""
     per_hour = max(int(win / pd.Timedelta(hours=1)), 1)
@@ -326,9 +355,8 @@ def _grid_evidence(
     n_key, n_win = len(keys), len(windows)
     win = params.window_td
     win_h = win / pd.Timedelta(hours=1)
-    idx = pd.MultiIndex.from_frame(keys[["h3", "network"]])
     g = prep.grid[prep.grid["network"] >= 0]
-    key_row = idx.get_indexer(pd.MultiIndex.from_frame(g[["h3", "network"]]))
+    key_row = key_rows(keys, g["h3"].to_numpy(), g["network"].to_numpy())
     flat = key_row * n_win + g["w"].to_numpy()
     size = n_key * n_win
 
@@ -817,9 +845,7 @@ def _site_evidence(
 
     # Site × key weights: the site's share of its network's sightings in each grid cell.
     areas = baseline.site_areas
-    key_idx = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-        pd.MultiIndex.from_frame(areas[["h3", "network"]])
-    )
+    key_idx = key_rows(keys, areas["h3"].to_numpy(), areas["network"].to_numpy())
     on = key_idx >= 0
     share = sparse.csr_matrix(
         (areas["share_of_hex"].to_numpy()[on], (areas["site"].to_numpy()[on], key_idx[on])),
@@ -852,9 +878,7 @@ def _site_evidence(
     fail_share = np.maximum(fail_share, params.fail_share_floor)
     # Ok reports of the site's network from its footprint that name other sites (reports
     # without a cell id name nobody: the baseline shares count only those with one).
-    key_of_row = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-        pd.MultiIndex.from_frame(seen[["h3", "network"]])
-    )
+    key_of_row = key_rows(keys, seen["h3"].to_numpy(), seen["network"].to_numpy())
     has_key = key_of_row >= 0
     sightings = (
         pd.DataFrame(
@@ -874,9 +898,7 @@ def _site_evidence(
     dev_seen = prep.device_sightings
     if params.takeover_by_device and not baseline.habits.empty and not dev_seen.empty:
         # Reports with a device id weigh by their phone's habit; the rest as before.
-        dev_key = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-            pd.MultiIndex.from_frame(dev_seen[["h3", "network"]])
-        )
+        dev_key = key_rows(keys, dev_seen["h3"].to_numpy(), dev_seen["network"].to_numpy())
         dev_seen = dev_seen.loc[dev_key >= 0].assign(key=dev_key[dev_key >= 0])
         # Less the reports with a device id, where there are any (elsewhere less 0).
         at, per_at = np.unique(
@@ -1257,9 +1279,7 @@ def _cell_evidence(
     known = site["known"][cs].copy()
     areas = baseline.cell_areas[~baseline.cell_areas["observed"]]
     net_of_cell = baseline.network_index(cells["network"])
-    key_idx = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-        pd.MultiIndex.from_arrays([areas["h3"].to_numpy(), net_of_cell[areas["cell"].to_numpy()]])
-    )
+    key_idx = key_rows(keys, areas["h3"].to_numpy(), net_of_cell[areas["cell"].to_numpy()])
     on = key_idx >= 0
     weight = sparse.csr_matrix(
         (np.ones(int(on.sum())), (areas["cell"].to_numpy()[on], key_idx[on])),

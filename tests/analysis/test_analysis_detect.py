@@ -652,3 +652,32 @@ def test_evidence_per_silent_hour_grows_with_the_sites_reporting_rate(
 
     thin, dense = per_hour(1), per_hour(10)
     assert dense > 3 * thin
+
+
+@pytest.mark.parametrize("n_keys", [0, 1, 300])
+def test_key_rows_are_what_a_multiindex_finds(n_keys: int) -> None:
+    from dcm.analysis.detect import key_rows
+
+    rng = np.random.default_rng(n_keys)
+    # Grid cells as large H3-like numbers, networks 0..3; unique pairs sorted as _keys.
+    cells = 0x0882A10000000000 + rng.choice(10_000, 120, replace=False) * 0x1000
+    pairs = pd.DataFrame(
+        {"h3": rng.choice(cells, n_keys), "network": rng.integers(0, 4, n_keys)}
+    ).drop_duplicates()
+    keys = pairs.sort_values(["h3", "network"]).reset_index(drop=True)
+    keys["hex"] = pd.factorize(keys["h3"])[0]
+    # Asked: known pairs, known cells with another network, unknown cells, and
+    # networks outside the keys' range (-1: reports without a network).
+    h3 = np.concatenate([keys["h3"].to_numpy(), rng.choice(cells, 200), cells[:3] + 1])
+    net = np.concatenate([keys["network"].to_numpy(), rng.integers(-1, 6, 203)])
+    want = (
+        pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
+            pd.MultiIndex.from_arrays([h3, net])
+        )
+        if n_keys
+        else np.full(h3.size, -1)
+    )
+    got = key_rows(keys, h3, net)
+    assert got.tolist() == want.tolist()
+    assert (got[: len(keys)] == np.arange(len(keys))).all()
+    assert key_rows(keys, h3[:0], net[:0]).size == 0
