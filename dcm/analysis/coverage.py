@@ -194,6 +194,16 @@ class _UnionCache:
         return hit[1]
 
 
+class ShapeCache:
+    """Reach discs and their unions, shared by :func:`coverage_outages` calls on the
+    same sites (the confirmed and the suspected tier block with the same discs)."""
+
+    def __init__(self, sites: CoverageInput) -> None:
+        self.sites = sites
+        self.discs = _DiscCache(sites.lon, sites.lat)
+        self.unions = _UnionCache()
+
+
 def coverage_outages(
     sites: CoverageInput,
     *,
@@ -201,6 +211,7 @@ def coverage_outages(
     n_networks: int,
     p_min: float | None = None,
     p_max: float | None = None,
+    shapes: ShapeCache | None = None,
 ) -> pd.DataFrame:
     """Outage parts per layer and window: ``layer``, ``col``, ``geometry``, ``p``,
     ``reported``.
@@ -214,6 +225,7 @@ def coverage_outages(
     the per-network areas minus the discs of the servers
     of every other network (nobody serves); ``ALL_DEGRADED``: the per-network areas
     outside it. Parts smaller than ``params.min_outage_km2`` are dropped.
+    ``shapes``: discs and unions kept from an earlier call on the same ``sites``.
     """
     n_win = sites.p.shape[1]
     server = np.isfinite(sites.reach)
@@ -231,8 +243,9 @@ def coverage_outages(
     xy = local_xy(sites.lon, sites.lat, lat0)
     good = np.isfinite(xy).all(axis=1) & server.any(axis=1)
     max_reach = np.where(good, reach.max(axis=1), 0.0)
-    discs = _DiscCache(sites.lon, sites.lat)
-    unions = _UnionCache()
+    if shapes is None or shapes.sites is not sites:
+        shapes = ShapeCache(sites)
+    discs, unions = shapes.discs, shapes.unions
     tree = cKDTree(np.where(good[:, None], xy, 0.0))
     # Sites whose discs can ever overlap: within the sum of their largest reaches.
     pairs = tree.query_pairs(2 * float(max_reach.max()), output_type="ndarray")

@@ -17,6 +17,7 @@ from dcm.analysis.coverage import (
     ALL_DEGRADED,
     ALL_OUTAGE,
     CoverageInput,
+    ShapeCache,
     area_km2,
     coverage_outages,
     object_ids,
@@ -181,7 +182,8 @@ def _tiered_parts(
     """Coverage parts of confirmed outages (sites at or above ``params.p_down``) and of
     suspected ones (sites between ``params.p_suspect`` and ``p_down``, outside every
     confirmed part of the same layer and window), with a ``tier`` column."""
-    confirmed = coverage_outages(coverage, params=params, n_networks=n_networks)
+    shapes = ShapeCache(coverage)
+    confirmed = coverage_outages(coverage, params=params, n_networks=n_networks, shapes=shapes)
     confirmed["tier"] = CONFIRMED
     if params.p_suspect >= params.p_down:
         return confirmed
@@ -191,6 +193,7 @@ def _tiered_parts(
         n_networks=n_networks,
         p_min=params.p_suspect,
         p_max=params.p_down,
+        shapes=shapes,
     )
     if len(suspected) and len(confirmed):
         geoms = _outside(suspected, confirmed)

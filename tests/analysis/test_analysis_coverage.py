@@ -214,3 +214,42 @@ def test_coverage_outages_reuse_unions_with_the_same_parts(
         shapely.to_wkb(parts["geometry"].to_numpy()).tolist()
         == shapely.to_wkb(again["geometry"].to_numpy()).tolist()
     )
+
+
+def test_tiers_sharing_discs_and_unions_give_the_parts_of_fresh_ones() -> None:
+    from dcm.analysis.coverage import ShapeCache
+
+    # Confirmed (p >= 0.9) and suspected (0.5 <= p < 0.9) sites among up ones of two
+    # networks, over three windows.
+    cov = CoverageInput(
+        lon=np.array([east(x) for x in (0, 900, 1800, 2700, 600)]),
+        lat=np.zeros(5),
+        network=np.array([0, 0, 0, 0, 1]),
+        reach=np.array([[700.0] * 3, [650.0, 700.0, 650.0], [700.0] * 3, [600.0] * 3, [900.0] * 3]),
+        p=np.array(
+            [[0.99] * 3, [0.01] * 3, [0.7, 0.7, 0.01], [0.95, 0.6, 0.6], [0.01, 0.01, 0.99]]
+        ),
+    )
+    params = DetectionParams()
+    shapes = ShapeCache(cov)
+    tiers = [
+        coverage_outages(cov, params=params, n_networks=2, shapes=shapes),
+        coverage_outages(cov, params=params, n_networks=2, p_min=0.5, p_max=0.9, shapes=shapes),
+    ]
+    fresh = [
+        coverage_outages(cov, params=params, n_networks=2),
+        coverage_outages(cov, params=params, n_networks=2, p_min=0.5, p_max=0.9),
+    ]
+    assert len(tiers[0]) and len(tiers[1])
+    for shared, alone in zip(tiers, fresh, strict=True):
+        assert shared[["layer", "col", "p", "reported"]].equals(
+            alone[["layer", "col", "p", "reported"]]
+        )
+        assert (
+            shapely.to_wkb(shared["geometry"].to_numpy()).tolist()
+            == shapely.to_wkb(alone["geometry"].to_numpy()).tolist()
+        )
+    # A cache of other sites is not used.
+    other = CoverageInput(**{**cov.__dict__, "lon": cov.lon + 0.01})
+    moved = coverage_outages(other, params=params, n_networks=2, shapes=shapes)
+    assert not shapely.equals(moved["geometry"].iloc[0], tiers[0]["geometry"].iloc[0])
