@@ -369,12 +369,17 @@ def _grid_evidence(
 
     profile = _window_profile(baseline, windows, win)
     expected = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
+    span = params.span_windows
+    # The ok reports' trailing sums: read by the volume factor (when its span is the
+    # evidence span) and by the activity below, computed once.
+    ok_sums = window_sums(ok, span)
     volume = volume_factor(
         ok + fail,
         expected,
         ok,
         span=params.volume_windows,
         min_expected=params.volume_min_expected,
+        ok_sums=ok_sums if params.volume_windows == span else None,
     )
     expected *= volume[None, :]
 
@@ -390,11 +395,11 @@ def _grid_evidence(
         minlength=n_hex * n_win,
     ).reshape(n_hex, n_win)
     exp_hex = rows_to_groups(hex_of_key, n_hex) @ expected
-    span = params.span_windows
     # Activity seen by the *other* networks (and this network's failure reports): the
     # network's own silence is what is being judged, so it must not explain itself.
     act_obs = window_sums(obs_hex, span)[hex_of_key]
-    act_obs -= window_sums(ok, span)
+    act_obs -= ok_sums
+    del ok_sums
     act_obs = np.maximum(act_obs, 0.0, out=act_obs)
     act_exp = window_sums(exp_hex, span)[hex_of_key]
     act_exp -= window_sums(expected, span)
