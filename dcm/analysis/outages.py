@@ -245,9 +245,18 @@ def _intersects_once(
 ) -> np.ndarray:
     """``intersects(a[i], b[j])`` per candidate pair, computed once per distinct
     (``a_key``, ``b_key``): lasting outages repeat the same shapes window after window."""
-    pair, _ = pd.factorize(pd.MultiIndex.from_arrays([a_key, b_key]))
+    pair = pair_codes(a_key, b_key)
     first = np.unique(pair, return_index=True)[1]
     return shapely.intersects(a[i[first]], b[j[first]])[pair]
+
+
+def pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Codes of the distinct (``a[i]``, ``b[i]``) pairs, in order of first appearance:
+    ``pd.factorize`` of their MultiIndex, without building one (each side is coded
+    first, then the pair as one integer)."""
+    code_a = pd.factorize(a, use_na_sentinel=False)[0].astype("int64")
+    code_b, uniq_b = pd.factorize(b, use_na_sentinel=False)
+    return pd.factorize(code_a * max(len(uniq_b), 1) + code_b)[0]
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -409,7 +418,7 @@ def _cells_serving(
     # A site's disc usually keeps its reach for many windows, and an outage its shape
     # (the same object): build each disc once, test each (shape, disc) pair once, and
     # only pairs of the same window and network.
-    disc_of = pd.factorize(pd.MultiIndex.from_arrays([site, reach]))[0]
+    disc_of = pair_codes(site, reach)
     uniq = np.unique(disc_of, return_index=True)[1]
     discs = _discs(coverage.lon[site[uniq]], coverage.lat[site[uniq]], reach[uniq])
     # Candidate pairs window by window: a tree of the window's discs, queried by the
