@@ -176,6 +176,34 @@ class _DiscCache:
         return [self._discs[k] for k in keys]
 
 
+class _UnionCache:
+    """Unions of lists of shapes, each distinct list (the same objects in the same
+    order) unioned once: a cluster that keeps its sites while a neighbour's reach
+    changes brings the same discs back window after window. The inputs are kept, so
+    their ids stay theirs."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[int, ...], tuple[list[shapely.Geometry], shapely.Geometry]] = {}
+
+    def union(self, geoms: list[shapely.Geometry]) -> shapely.Geometry:
+        """``shapely.union_all(geoms)`` (also of one shape, which it may re-node)."""
+        key = tuple(map(id, geoms))
+        hit = self._done.get(key)
+        if hit is None:
+            hit = self._done[key] = (geoms, shapely.union_all(geoms))
+        return hit[1]
+
+
+class ShapeCache:
+    """Reach discs and their unions, shared by :func:`coverage_outages` calls on the
+    same sites (the confirmed and the suspected tier block with the same discs)."""
+
+    def __init__(self, sites: CoverageInput) -> None:
+        self.sites = sites
+        self.discs = _DiscCache(sites.lon, sites.lat)
+        self.unions = _UnionCache()
+
+
 def coverage_outages(
     sites: CoverageInput,
     *,
@@ -183,6 +211,7 @@ def coverage_outages(
     n_networks: int,
     p_min: float | None = None,
     p_max: float | None = None,
+    shapes: ShapeCache | None = None,
 ) -> pd.DataFrame:
     """Outage parts per layer and window: ``layer``, ``col``, ``geometry``, ``p``,
     ``reported``.
@@ -196,6 +225,7 @@ def coverage_outages(
     the per-network areas minus the discs of the servers
     of every other network (nobody serves); ``ALL_DEGRADED``: the per-network areas
     outside it. Parts smaller than ``params.min_outage_km2`` are dropped.
+    ``shapes``: discs and unions kept from an earlier call on the same ``sites``.
     """
     n_win = sites.p.shape[1]
     server = np.isfinite(sites.reach)
@@ -213,7 +243,9 @@ def coverage_outages(
     xy = local_xy(sites.lon, sites.lat, lat0)
     good = np.isfinite(xy).all(axis=1) & server.any(axis=1)
     max_reach = np.where(good, reach.max(axis=1), 0.0)
-    discs = _DiscCache(sites.lon, sites.lat)
+    if shapes is None or shapes.sites is not sites:
+        shapes = ShapeCache(sites)
+    discs, unions = shapes.discs, shapes.unions
     tree = cKDTree(np.where(good[:, None], xy, 0.0))
     # Sites whose discs can ever overlap: within the sum of their largest reaches.
     pairs = tree.query_pairs(2 * float(max_reach.max()), output_type="ndarray")
@@ -261,13 +293,13 @@ def coverage_outages(
             p = float(p_all[mem, col].mean())
             key = _key(mem, up_same[c], r_now)
             if key not in cache:
-                cache[key] = _minus(discs.get(mem, r_now[mem]), up_same[c], r_now, discs)
+                cache[key] = _minus(discs.get(mem, r_now[mem]), up_same[c], r_now, discs, unions)
             pieces = cache[key]
             rows += [(net, col, g, p, said[c]) for g in pieces]
             # Nobody serves: this area minus what other networks still reach.
             key_all = ("all", key, *_key(up_other[c], up_other[c], r_now)[2:])
             if key_all not in cache:
-                cache[key_all] = _minus(pieces, up_other[c], r_now, discs)
+                cache[key_all] = _minus(pieces, up_other[c], r_now, discs, unions)
             lost += [(g, p, c) for g in cache[key_all]]
             nets.append(net)
         any_said = any(said)
@@ -298,6 +330,7 @@ def coverage_outages(
                     np.empty(0, dtype=np.int64),
                     r_now,
                     discs,
+                    unions,
                     cut=[nobody[i][0] for i in hit],
                 )
             left += [(x, p) for x in cache[key_deg]]
@@ -340,15 +373,16 @@ def _minus(
     up: np.ndarray,
     reach: np.ndarray,
     discs: _DiscCache,
+    unions: _UnionCache,
     *,
     cut: list[shapely.Geometry] | None = None,
 ) -> list[shapely.Geometry]:
     """Parts of the union of ``pieces`` outside the discs of ``up`` (and ``cut``)."""
-    area = pieces[0] if len(pieces) == 1 else shapely.union_all(pieces)
+    area = pieces[0] if len(pieces) == 1 else unions.union(pieces)
     remove = list(discs.get(up, reach[up])) if up.size else []
     remove += cut or []
     if remove:
-        area = shapely.difference(area, shapely.union_all(remove))
+        area = shapely.difference(area, unions.union(remove))
     return [g for g in shapely.get_parts(area) if not g.is_empty]
 
 

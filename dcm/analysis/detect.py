@@ -304,6 +304,35 @@ def _keys(baseline: Baseline, prep: WindowCounts) -> pd.DataFrame:
     return keys.reset_index(drop=True)
 
 
+def key_rows(keys: pd.DataFrame, h3: np.ndarray, network: np.ndarray) -> np.ndarray:
+    """Row of ``keys`` (:func:`_keys`: unique (h3, network) pairs, ``hex`` their grid
+    cell's code) holding each (``h3``, ``network``) pair; -1 where there is none.
+
+    What ``MultiIndex.get_indexer`` gives, without building two MultiIndexes: grid
+    cells are looked up by their int64 number, then (hex, network) codes by search.
+    """
+    h3 = np.asarray(h3)
+    out = np.full(h3.size, -1, dtype="int64")
+    if len(keys) == 0 or h3.size == 0:
+        return out
+    key_hex = keys["hex"].to_numpy("int64")
+    key_net = keys["network"].to_numpy("int64")
+    hex_h3 = np.empty(int(key_hex.max()) + 1, dtype=keys["h3"].dtype)
+    hex_h3[key_hex] = keys["h3"].to_numpy()
+    low, width = int(key_net.min()), int(key_net.max() - key_net.min()) + 1
+    code = key_hex * width + (key_net - low)
+    order = np.argsort(code, kind="stable")
+    ranked = code[order]
+    hx = pd.Index(hex_h3).get_indexer(h3)
+    net = np.asarray(network, dtype="int64") - low
+    ask = np.flatnonzero((hx >= 0) & (net >= 0) & (net < width))
+    want = hx[ask] * width + net[ask]
+    pos = np.minimum(np.searchsorted(ranked, want), ranked.size - 1)
+    hit = ranked[pos] == want
+    out[ask[hit]] = order[pos[hit]]
+    return out
+
+
 def _window_profile(baseline: Baseline, windows: pd.DatetimeIndex, win: pd.Timedelta) -> np.ndarray:
     """Mean hour-of-day multiplier over each window."""
     per_hour = max(int(win / pd.Timedelta(hours=1)), 1)
@@ -326,9 +355,8 @@ def _grid_evidence(
     n_key, n_win = len(keys), len(windows)
     win = params.window_td
     win_h = win / pd.Timedelta(hours=1)
-    idx = pd.MultiIndex.from_frame(keys[["h3", "network"]])
     g = prep.grid[prep.grid["network"] >= 0]
-    key_row = idx.get_indexer(pd.MultiIndex.from_frame(g[["h3", "network"]]))
+    key_row = key_rows(keys, g["h3"].to_numpy(), g["network"].to_numpy())
     flat = key_row * n_win + g["w"].to_numpy()
     size = n_key * n_win
 
@@ -341,12 +369,17 @@ def _grid_evidence(
 
     profile = _window_profile(baseline, windows, win)
     expected = keys["rate"].to_numpy()[:, None] * profile[None, :] * win_h
+    span = params.span_windows
+    # The ok reports' trailing sums: read by the volume factor (when its span is the
+    # evidence span) and by the activity below, computed once.
+    ok_sums = window_sums(ok, span)
     volume = volume_factor(
         ok + fail,
         expected,
         ok,
         span=params.volume_windows,
         min_expected=params.volume_min_expected,
+        ok_sums=ok_sums if params.volume_windows == span else None,
     )
     expected *= volume[None, :]
 
@@ -362,11 +395,11 @@ def _grid_evidence(
         minlength=n_hex * n_win,
     ).reshape(n_hex, n_win)
     exp_hex = rows_to_groups(hex_of_key, n_hex) @ expected
-    span = params.span_windows
     # Activity seen by the *other* networks (and this network's failure reports): the
     # network's own silence is what is being judged, so it must not explain itself.
     act_obs = window_sums(obs_hex, span)[hex_of_key]
-    act_obs -= window_sums(ok, span)
+    act_obs -= ok_sums
+    del ok_sums
     act_obs = np.maximum(act_obs, 0.0, out=act_obs)
     act_exp = window_sums(exp_hex, span)[hex_of_key]
     act_exp -= window_sums(expected, span)
@@ -535,8 +568,10 @@ def _takeover(
             per[fix] -= less[sl[fix]]
         # A burst of reports from one place in one window is mostly one phone's.
         cum = cumulative(np.clip(per, 0.0, cap))
-        rows = np.arange(s.size)[:, None]
-        seen = cum[rows, stop[s]] - cum[rows, start[s]]
+        # Rows of a broadcast stop are all alike: broadcast again (not gathered), so
+        # span_sum reads the upper sums as a slice when they end at the window judged.
+        stop_s = np.broadcast_to(stop[0], (s.size, n_win)) if stop.strides[0] == 0 else stop[s]
+        seen = span_sum(cum, start[s], stop_s)
         # Only (pair, window)s with reports naming other sites carry evidence (the
         # llr of none is 0): the special functions run on those alone.
         r, c = np.nonzero(seen > 0)
@@ -815,9 +850,7 @@ def _site_evidence(
 
     # Site × key weights: the site's share of its network's sightings in each grid cell.
     areas = baseline.site_areas
-    key_idx = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-        pd.MultiIndex.from_frame(areas[["h3", "network"]])
-    )
+    key_idx = key_rows(keys, areas["h3"].to_numpy(), areas["network"].to_numpy())
     on = key_idx >= 0
     share = sparse.csr_matrix(
         (areas["share_of_hex"].to_numpy()[on], (areas["site"].to_numpy()[on], key_idx[on])),
@@ -850,9 +883,7 @@ def _site_evidence(
     fail_share = np.maximum(fail_share, params.fail_share_floor)
     # Ok reports of the site's network from its footprint that name other sites (reports
     # without a cell id name nobody: the baseline shares count only those with one).
-    key_of_row = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-        pd.MultiIndex.from_frame(seen[["h3", "network"]])
-    )
+    key_of_row = key_rows(keys, seen["h3"].to_numpy(), seen["network"].to_numpy())
     has_key = key_of_row >= 0
     sightings = (
         pd.DataFrame(
@@ -872,9 +903,7 @@ def _site_evidence(
     dev_seen = prep.device_sightings
     if params.takeover_by_device and not baseline.habits.empty and not dev_seen.empty:
         # Reports with a device id weigh by their phone's habit; the rest as before.
-        dev_key = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-            pd.MultiIndex.from_frame(dev_seen[["h3", "network"]])
-        )
+        dev_key = key_rows(keys, dev_seen["h3"].to_numpy(), dev_seen["network"].to_numpy())
         dev_seen = dev_seen.loc[dev_key >= 0].assign(key=dev_key[dev_key >= 0])
         # Less the reports with a device id, where there are any (elsewhere less 0).
         at, per_at = np.unique(
@@ -1255,9 +1284,7 @@ def _cell_evidence(
     known = site["known"][cs].copy()
     areas = baseline.cell_areas[~baseline.cell_areas["observed"]]
     net_of_cell = baseline.network_index(cells["network"])
-    key_idx = pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
-        pd.MultiIndex.from_arrays([areas["h3"].to_numpy(), net_of_cell[areas["cell"].to_numpy()]])
-    )
+    key_idx = key_rows(keys, areas["h3"].to_numpy(), net_of_cell[areas["cell"].to_numpy()])
     on = key_idx >= 0
     weight = sparse.csr_matrix(
         (np.ones(int(on.sum())), (areas["cell"].to_numpy()[on], key_idx[on])),
@@ -1294,6 +1321,26 @@ _GRID_VALUE_DTYPES = {
 }
 
 
+#: Reported windows whose grid rows are gathered from one window-major copy.
+GRID_ROWS_BLOCK_WINDOWS = 8
+
+
+def _window_columns(
+    arrays: dict[str, np.ndarray], cols: np.ndarray
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(j, each array's column ``cols[j]`` as a contiguous copy), j = 0, 1, ...
+
+    The columns are copied :data:`GRID_ROWS_BLOCK_WINDOWS` at a time, window-major: a
+    column of a (rows × windows) array is one value per row, a cache line each, and
+    gathering rows from it window after window reads every line once per window.
+    """
+    for j0 in range(0, cols.size, GRID_ROWS_BLOCK_WINDOWS):
+        block = cols[j0 : j0 + GRID_ROWS_BLOCK_WINDOWS]
+        copies = {name: np.ascontiguousarray(v[:, block].T) for name, v in arrays.items()}
+        for b in range(block.size):
+            yield j0 + b, {name: v[b] for name, v in copies.items()}
+
+
 class _GridRows:
     """GRID_STATUS_COLUMNS rows for the requested windows, per network and for "all",
     in parts: each window's per-network rows, window by window, then each window's
@@ -1323,7 +1370,6 @@ class _GridRows:
         self.all_code = len(baseline.networks)
         self.hex_of_key = keys["hex"].to_numpy()
         self.network = keys["network"].to_numpy()
-        self.ev = ev
         all_state, all_p = all_layer  # all_network_state of state and p
         self.net_rows = {
             "expected_count": ev["expected"],
@@ -1342,8 +1388,10 @@ class _GridRows:
         all_rows["fail_count"] = all_rows["observed_count"] - all_rows["ok_count"]
         self.all_rows = all_rows
         keep_net = np.empty((len(keys), cols.size), dtype=bool)
-        for j, w in enumerate(cols.tolist()):
-            keep_net[:, j] = (
+        for j0 in range(0, cols.size, GRID_ROWS_BLOCK_WINDOWS):
+            b = slice(j0, j0 + GRID_ROWS_BLOCK_WINDOWS)
+            w = cols[b]
+            keep_net[:, b] = (
                 (ev["expected"][:, w] >= 0.05)
                 | (ev["ok"][:, w] + ev["fail"][:, w] > 0)
                 | (ev["state"][:, w] == DOWN)
@@ -1358,15 +1406,14 @@ class _GridRows:
 
     def parts(self) -> Iterator[tuple[np.ndarray, np.ndarray | int, int, dict[str, np.ndarray]]]:
         """(hex codes, network code(s), window j, values) of each part, in row order."""
-        ev = self.ev
-        for j, w in enumerate(self.cols.tolist()):
+        for j, column in _window_columns(self.net_rows, self.cols):
             r = np.flatnonzero(self.keep_net[:, j])
-            values = {name: v[r, w] for name, v in self.net_rows.items()}
-            values["observed_count"] = ev["ok"][r, w] + ev["fail"][r, w]
+            values = {name: v[r] for name, v in column.items()}
+            values["observed_count"] = values["ok_count"] + values["fail_count"]
             yield self.hex_of_key[r], self.network[r], j, values
-        for j in range(self.cols.size):
+        for j, column in _window_columns(self.all_rows, np.arange(self.cols.size)):
             r = np.flatnonzero(self.keep_all[:, j])
-            yield r, self.all_code, j, {name: v[r, j] for name, v in self.all_rows.items()}
+            yield r, self.all_code, j, {name: v[r] for name, v in column.items()}
 
     def frame(
         self, h3: np.ndarray, net: np.ndarray, col: np.ndarray, values: dict[str, np.ndarray]

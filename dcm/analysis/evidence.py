@@ -105,11 +105,12 @@ def window_sums(values: np.ndarray, span: int) -> np.ndarray:
     # cumulative sums (slices, no gathers over places × windows). The result is their
     # transpose, column-major like the gather this replaces, so later sums over places
     # add up in the same order. The first span - 1 windows subtract 0: left as they are.
-    cum = np.zeros((n + 1, rows), dtype="float64")
-    np.cumsum(values.T, axis=0, out=cum[1:])
-    out = cum[1:].copy()
-    if span < n:
-        out[span:] -= cum[1 : n - span + 1]
+    # One array, no copy: the differences are taken in place from the last window
+    # back, so each subtracts a window's cumulative sum before it is itself replaced.
+    out = np.empty((n, rows), dtype="float64")
+    np.cumsum(values.T, axis=0, out=out)
+    for w in range(n - 1, span - 1, -1):
+        out[w] -= out[w - span]
     return out.T
 
 
@@ -162,19 +163,31 @@ def volume_factor(
     *,
     span: int,
     min_expected: float,
+    ok_sums: np.ndarray | None = None,
 ) -> np.ndarray:
     """Event-period measurement volume relative to the baseline, per window.
 
     Estimated only from places that are evidently still up (an ok report within the
     trailing span) and that expect enough reports for the ratio to mean something,
     so outages and evacuated places do not drag it down. Falls back to the ratio
-    over the whole period, then 1, when too few places qualify.
+    over the whole period, then 1, when too few places qualify. ``ok_sums``:
+    ``window_sums(ok, span)``, when the caller has them.
     """
     obs_s = window_sums(observed, span)
     exp_s = window_sums(expected, span)
-    up = (window_sums(ok, span) > 0) & (exp_s >= min_expected)
-    num = np.where(up, obs_s, 0.0).sum(axis=0)
-    den = np.where(up, exp_s, 0.0).sum(axis=0)
+    ok_s = window_sums(ok, span) if ok_sums is None else ok_sums
+    up = (ok_s > 0) & (exp_s >= min_expected)
+    del ok_s
+    # The places not counted are zeroed in place (the sums' own fresh arrays, in
+    # their column-major order): the same sums over places as of zero-filled copies.
+    out = ~up
+    del up
+    obs_s[out] = 0.0
+    exp_s[out] = 0.0
+    del out
+    num = obs_s.sum(axis=0)
+    den = exp_s.sum(axis=0)
+    del obs_s, exp_s
     tot_up = (ok.sum(axis=1) > 0) & (expected.sum(axis=1) >= min_expected)
     glob_den = expected[tot_up].sum()
     fallback = observed[tot_up].sum() / glob_den if glob_den >= 4 * min_expected else 1.0

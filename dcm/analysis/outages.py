@@ -17,6 +17,7 @@ from dcm.analysis.coverage import (
     ALL_DEGRADED,
     ALL_OUTAGE,
     CoverageInput,
+    ShapeCache,
     area_km2,
     coverage_outages,
     object_ids,
@@ -181,7 +182,8 @@ def _tiered_parts(
     """Coverage parts of confirmed outages (sites at or above ``params.p_down``) and of
     suspected ones (sites between ``params.p_suspect`` and ``p_down``, outside every
     confirmed part of the same layer and window), with a ``tier`` column."""
-    confirmed = coverage_outages(coverage, params=params, n_networks=n_networks)
+    shapes = ShapeCache(coverage)
+    confirmed = coverage_outages(coverage, params=params, n_networks=n_networks, shapes=shapes)
     confirmed["tier"] = CONFIRMED
     if params.p_suspect >= params.p_down:
         return confirmed
@@ -191,6 +193,7 @@ def _tiered_parts(
         n_networks=n_networks,
         p_min=params.p_suspect,
         p_max=params.p_down,
+        shapes=shapes,
     )
     if len(suspected) and len(confirmed):
         geoms = _outside(suspected, confirmed)
@@ -242,9 +245,18 @@ def _intersects_once(
 ) -> np.ndarray:
     """``intersects(a[i], b[j])`` per candidate pair, computed once per distinct
     (``a_key``, ``b_key``): lasting outages repeat the same shapes window after window."""
-    pair, _ = pd.factorize(pd.MultiIndex.from_arrays([a_key, b_key]))
+    pair = pair_codes(a_key, b_key)
     first = np.unique(pair, return_index=True)[1]
     return shapely.intersects(a[i[first]], b[j[first]])[pair]
+
+
+def pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Codes of the distinct (``a[i]``, ``b[i]``) pairs, in order of first appearance:
+    ``pd.factorize`` of their MultiIndex, without building one (each side is coded
+    first, then the pair as one integer)."""
+    code_a = pd.factorize(a, use_na_sentinel=False)[0].astype("int64")
+    code_b, uniq_b = pd.factorize(b, use_na_sentinel=False)
+    return pd.factorize(code_a * max(len(uniq_b), 1) + code_b)[0]
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -406,7 +418,7 @@ def _cells_serving(
     # A site's disc usually keeps its reach for many windows, and an outage its shape
     # (the same object): build each disc once, test each (shape, disc) pair once, and
     # only pairs of the same window and network.
-    disc_of = pd.factorize(pd.MultiIndex.from_arrays([site, reach]))[0]
+    disc_of = pair_codes(site, reach)
     uniq = np.unique(disc_of, return_index=True)[1]
     discs = _discs(coverage.lon[site[uniq]], coverage.lat[site[uniq]], reach[uniq])
     # Candidate pairs window by window: a tree of the window's discs, queried by the

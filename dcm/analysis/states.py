@@ -102,21 +102,27 @@ class _UnseenNetworks:
     ) -> None:
         self.n_hex = n_hex
         served = keys[keys["served"].to_numpy()]
-        here = pd.MultiIndex.from_arrays([served["hex"].to_numpy(), served["network"].to_numpy()])
         nb = pd.DataFrame({"hex": pairs[0], "hex_b": pairs[1]}).merge(
             served[["hex", "network"]].reset_index(names="key_b").rename(columns={"hex": "hex_b"}),
             on="hex_b",
         )
-        missing = here.get_indexer(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]])) < 0
-        nb = nb[missing]
         self.agg: sparse.csr_matrix | None = None
         if nb.empty:
             return
-        group, uniq = pd.factorize(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]]))
+        # (hex, network) pairs as one integer each (hex-major): no MultiIndexes.
+        low = int(keys["network"].min())
+        width = int(keys["network"].max()) - low + 1
+        here = served["hex"].to_numpy("int64") * width + (served["network"].to_numpy("int64") - low)
+        pair = nb["hex"].to_numpy("int64") * width + (nb["network"].to_numpy("int64") - low)
+        missing = ~np.isin(pair, here)
+        nb, pair = nb[missing], pair[missing]
+        if nb.empty:
+            return
+        group, uniq = pd.factorize(pair)
         self.agg = sparse.csr_matrix(
             (np.ones(len(nb)), (group, nb["key_b"].to_numpy())), shape=(len(uniq), len(keys))
         )
-        hex_of_group = np.asarray(uniq.get_level_values(0), dtype="int64")
+        hex_of_group = uniq // width
         self.to_hex = sparse.csr_matrix(
             (np.ones(len(uniq)), (hex_of_group, np.arange(len(uniq)))), shape=(n_hex, len(uniq))
         )

@@ -167,3 +167,89 @@ def test_suspected_parts_leave_out_confirmed_areas() -> None:
     # Without suspected sites the tier is all confirmed; p_suspect = p_down turns it off.
     off = _tiered_parts(cov, params=DetectionParams(p_suspect=0.9), n_networks=1)
     assert set(off["tier"]) == {"confirmed"}
+
+
+def test_union_cache_unions_each_list_of_shapes_once() -> None:
+    from dcm.analysis.coverage import _discs, _UnionCache
+
+    discs = list(_discs(np.array([0.0, east(800), east(5000)]), np.zeros(3), np.full(3, 600.0)))
+    unions = _UnionCache()
+    both = unions.union(discs[:2])
+    assert shapely.equals_exact(both, shapely.union_all(discs[:2]), tolerance=0)
+    assert unions.union(list(discs[:2])) is both  # the same shapes again: no new union
+    assert unions.union(discs[1::-1]) is not both  # another order is another union
+    # One shape is unioned too (GEOS may re-node it), as shapely.union_all does.
+    one = unions.union(discs[2:])
+    assert shapely.equals_exact(one, shapely.union_all(discs[2:]), tolerance=0)
+    assert shapely.to_wkb(one) == shapely.to_wkb(shapely.union_all(discs[2:]))
+
+
+def test_coverage_outages_reuse_unions_with_the_same_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A down site beside an up one for several windows while the up site's reach
+    # changes: the same parts as when every union is computed anew.
+    import dcm.analysis.coverage as coverage
+
+    cov = CoverageInput(
+        lon=np.array([0.0, east(900), east(1800)]),
+        lat=np.zeros(3),
+        network=np.array([0, 0, 1]),
+        reach=np.array([[700.0] * 4, [600.0, 650.0, 600.0, 700.0], [800.0] * 4]),
+        p=np.array([[0.99, 0.99, 0.99, 0.2], [0.01] * 4, [0.01] * 4]),
+    )
+    parts = coverage_outages(cov, params=DetectionParams(), n_networks=2)
+    fresh = []
+
+    class NoReuse(coverage._UnionCache):
+        def union(self, geoms: list[shapely.Geometry]) -> shapely.Geometry:
+            fresh.append(len(geoms))
+            return shapely.union_all(geoms)
+
+    monkeypatch.setattr(coverage, "_UnionCache", NoReuse)
+    again = coverage_outages(cov, params=DetectionParams(), n_networks=2)
+    assert fresh and len(parts) == len(again) > 0
+    assert (parts["col"].to_numpy() == again["col"].to_numpy()).all()
+    assert (
+        shapely.to_wkb(parts["geometry"].to_numpy()).tolist()
+        == shapely.to_wkb(again["geometry"].to_numpy()).tolist()
+    )
+
+
+def test_tiers_sharing_discs_and_unions_give_the_parts_of_fresh_ones() -> None:
+    from dcm.analysis.coverage import ShapeCache
+
+    # Confirmed (p >= 0.9) and suspected (0.5 <= p < 0.9) sites among up ones of two
+    # networks, over three windows.
+    cov = CoverageInput(
+        lon=np.array([east(x) for x in (0, 900, 1800, 2700, 600)]),
+        lat=np.zeros(5),
+        network=np.array([0, 0, 0, 0, 1]),
+        reach=np.array([[700.0] * 3, [650.0, 700.0, 650.0], [700.0] * 3, [600.0] * 3, [900.0] * 3]),
+        p=np.array(
+            [[0.99] * 3, [0.01] * 3, [0.7, 0.7, 0.01], [0.95, 0.6, 0.6], [0.01, 0.01, 0.99]]
+        ),
+    )
+    params = DetectionParams()
+    shapes = ShapeCache(cov)
+    tiers = [
+        coverage_outages(cov, params=params, n_networks=2, shapes=shapes),
+        coverage_outages(cov, params=params, n_networks=2, p_min=0.5, p_max=0.9, shapes=shapes),
+    ]
+    fresh = [
+        coverage_outages(cov, params=params, n_networks=2),
+        coverage_outages(cov, params=params, n_networks=2, p_min=0.5, p_max=0.9),
+    ]
+    assert len(tiers[0]) and len(tiers[1])
+    for shared, alone in zip(tiers, fresh, strict=True):
+        assert shared[["layer", "col", "p", "reported"]].equals(
+            alone[["layer", "col", "p", "reported"]]
+        )
+        assert (
+            shapely.to_wkb(shared["geometry"].to_numpy()).tolist()
+            == shapely.to_wkb(alone["geometry"].to_numpy()).tolist()
+        )
+    # A cache of other sites is not used.
+    other = CoverageInput(**{**cov.__dict__, "lon": cov.lon + 0.01})
+    moved = coverage_outages(other, params=params, n_networks=2, shapes=shapes)
+    assert not shapely.equals(moved["geometry"].iloc[0], tiers[0]["geometry"].iloc[0])

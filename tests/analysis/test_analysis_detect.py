@@ -253,6 +253,53 @@ def test_no_server_probability_worked_in_blocks_of_windows_is_the_same(
     pd.testing.assert_frame_equal(blocks.cells, whole.cells, check_exact=True)
 
 
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_grid_rows_gathered_in_blocks_of_windows_are_the_same(
+    two_networks: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    import sys
+
+    detect_module = sys.modules["dcm.analysis.detect"]
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
+    )
+    event = concat(
+        measurements(start=EVENT, hours=3, per_hour=50, network="358-10", cell=1, seed=3),
+        measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
+    )
+    model = build_baseline(baseline, two_networks)
+    monkeypatch.setattr(detect_module, "GRID_ROWS_BLOCK_WINDOWS", 1)  # window by window
+    whole = detect(model, event)
+    # Some windows only, not adjacent: their columns are not the arrays' first ones.
+    some = whole.windows[[1, 4, 5, 9]]
+    few = detect(model, event, windows=some)
+    monkeypatch.setattr(detect_module, "GRID_ROWS_BLOCK_WINDOWS", block)
+    assert len(whole.windows) == 10 and (whole.grid["state"] == "down").any()
+    pd.testing.assert_frame_equal(detect(model, event).grid, whole.grid, check_exact=True)
+    pd.testing.assert_frame_equal(
+        detect(model, event, windows=some).grid, few.grid, check_exact=True
+    )
+    assert set(few.grid["window_start"]) == set(some)
+
+
+def test_window_columns_are_the_columns_asked_for() -> None:
+    import sys
+
+    window_columns = sys.modules["dcm.analysis.detect"]._window_columns
+    rng = np.random.default_rng(5)
+    arrays = {"a": rng.random((7, 20)), "b": rng.integers(0, 4, (7, 20)).astype("int8")}
+    for cols in (np.arange(20), np.array([19, 2, 3, 11]), np.array([], dtype="int64")):
+        got = list(window_columns(arrays, cols))
+        assert [j for j, _ in got] == list(range(cols.size))
+        for j, column in got:
+            for name, v in arrays.items():
+                assert column[name].flags["C_CONTIGUOUS"]
+                assert column[name].dtype == v.dtype
+                assert np.array_equal(column[name], v[:, cols[j]])
+    assert list(window_columns({"a": np.empty((0, 3))}, np.arange(3)))[2][1]["a"].size == 0
+
+
 def test_params_are_validated() -> None:
     from dcm.errors import ParameterError
 
@@ -402,6 +449,35 @@ def test_takeover_leaves_out_reports_naming_a_sibling() -> None:
     both = (np.array([0, 1]), np.array([1, 0]))
     together = _takeover(areas, key_idx, ok, start, stop, sightings, both, params)
     assert together[0].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("n_pairs", [1, 40])
+def test_takeover_with_spans_ending_at_each_window_equals_any_stop(n_pairs: int) -> None:
+    from dcm.analysis.detect import _takeover
+
+    # More (site, grid cell) pairs than sites: the stop rows are taken per pair.
+    rng = np.random.default_rng(n_pairs)
+    n_site, n_key, n_win = 3, 12, 9
+    areas = pd.DataFrame(
+        {
+            "site": rng.integers(0, n_site, n_pairs),
+            "count": rng.integers(1, 40, n_pairs).astype("float64"),
+            "share_of_hex": rng.uniform(0.1, 1.0, n_pairs),
+        }
+    )
+    key_idx = rng.integers(0, n_key, n_pairs)
+    ok = rng.poisson(1.5, (n_key, n_win)).astype("float64")
+    start = np.minimum(rng.integers(0, n_win, (n_site, n_win)), np.arange(n_win))
+    stop = np.broadcast_to(np.arange(1, n_win + 1), (n_site, n_win))
+    sightings = pd.DataFrame(
+        {"site": [1, 2], "key": [int(key_idx[0])] * 2, "w": [3, 4], "n": [2, 1]}
+    )
+    siblings = (np.array([0, 1]), np.array([1, 0]))
+    params = DetectionParams()
+    fast = _takeover(areas, key_idx, ok, start, stop, sightings, siblings, params)
+    gathered = _takeover(areas, key_idx, ok, start, np.array(stop), sightings, siblings, params)
+    assert np.array_equal(fast, gathered)
+    assert (fast > 0).any()
 
 
 def _habit_case(events: list[tuple[str, int]], start: np.ndarray) -> np.ndarray:
@@ -576,3 +652,32 @@ def test_evidence_per_silent_hour_grows_with_the_sites_reporting_rate(
 
     thin, dense = per_hour(1), per_hour(10)
     assert dense > 3 * thin
+
+
+@pytest.mark.parametrize("n_keys", [0, 1, 300])
+def test_key_rows_are_what_a_multiindex_finds(n_keys: int) -> None:
+    from dcm.analysis.detect import key_rows
+
+    rng = np.random.default_rng(n_keys)
+    # Grid cells as large H3-like numbers, networks 0..3; unique pairs sorted as _keys.
+    cells = 0x0882A10000000000 + rng.choice(10_000, 120, replace=False) * 0x1000
+    pairs = pd.DataFrame(
+        {"h3": rng.choice(cells, n_keys), "network": rng.integers(0, 4, n_keys)}
+    ).drop_duplicates()
+    keys = pairs.sort_values(["h3", "network"]).reset_index(drop=True)
+    keys["hex"] = pd.factorize(keys["h3"])[0]
+    # Asked: known pairs, known cells with another network, unknown cells, and
+    # networks outside the keys' range (-1: reports without a network).
+    h3 = np.concatenate([keys["h3"].to_numpy(), rng.choice(cells, 200), cells[:3] + 1])
+    net = np.concatenate([keys["network"].to_numpy(), rng.integers(-1, 6, 203)])
+    want = (
+        pd.MultiIndex.from_frame(keys[["h3", "network"]]).get_indexer(
+            pd.MultiIndex.from_arrays([h3, net])
+        )
+        if n_keys
+        else np.full(h3.size, -1)
+    )
+    got = key_rows(keys, h3, net)
+    assert got.tolist() == want.tolist()
+    assert (got[: len(keys)] == np.arange(len(keys))).all()
+    assert key_rows(keys, h3[:0], net[:0]).size == 0

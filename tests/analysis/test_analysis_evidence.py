@@ -132,6 +132,49 @@ def test_window_sums_are_trailing_sums_in_column_major_order(span: int) -> None:
     assert got.flags["F_CONTIGUOUS"]
 
 
+@pytest.mark.parametrize(
+    ("rows", "windows", "span"), [(50, 72, 24), (9, 5, 5), (9, 5, 9), (0, 6, 2), (3, 1, 1)]
+)
+def test_window_sums_equal_differences_of_cumulative_sums_bit_for_bit(
+    rows: int, windows: int, span: int
+) -> None:
+    # The bytes of status.parquet and outages.geojson depend on these sums: each must be
+    # the running sum to its window less the running sum to span windows before.
+    rng = np.random.default_rng(rows * 100 + span)
+    values = rng.gamma(0.3, 3.0, (rows, windows)) * (rng.random((rows, windows)) < 0.4)
+    cum = np.cumsum(values, axis=1)
+    want = cum.copy()
+    want[:, span:] = cum[:, span:] - cum[:, : windows - span]
+    got = window_sums(values, span)
+    assert got.shape == (rows, windows)
+    assert np.array_equal(got, want)
+    assert got.flags["F_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_volume_factor_is_the_zero_filled_sums_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    expected = rng.gamma(0.4, 2.0, (3000, 30))
+    ok = rng.poisson(expected * rng.uniform(0.2, 3.0, (3000, 1))).astype("float64")
+    ok[rng.random(3000) < 0.2] = 0.0  # places gone silent
+    observed = ok + rng.poisson(0.05, ok.shape)
+    span, least = 6, 0.5
+    # The formula as written before the in-place zeroing.
+    obs_s, exp_s = window_sums(observed, span), window_sums(expected, span)
+    up = (window_sums(ok, span) > 0) & (exp_s >= least)
+    num = np.where(up, obs_s, 0.0).sum(axis=0)
+    den = np.where(up, exp_s, 0.0).sum(axis=0)
+    tot_up = (ok.sum(axis=1) > 0) & (expected.sum(axis=1) >= least)
+    fallback = observed[tot_up].sum() / expected[tot_up].sum()
+    want = np.clip(np.where(den >= 4 * least, num / np.maximum(den, 1e-12), fallback), 0.1, 10.0)
+    got = volume_factor(observed, expected, ok, span=span, min_expected=least)
+    given = volume_factor(
+        observed, expected, ok, span=span, min_expected=least, ok_sums=window_sums(ok, span)
+    )
+    assert np.array_equal(got, want) and np.array_equal(given, want)
+    assert len(set(got.round(6).tolist())) > 1
+
+
 def test_partial_counts_add_up() -> None:
     cells = prepare_cells(cells_frame([("358-10", 1, 13.25, -61.2)]))
     frame = concat(

@@ -68,3 +68,54 @@ def test_all_network_layer_worked_in_blocks_of_windows_is_the_same(
         out, p_min = all_network_state(keys, state, p, pairs)
         np.testing.assert_array_equal(out, whole[0])
         np.testing.assert_array_equal(p_min, whole[1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unseen_networks_match_the_pairs_a_multiindex_finds(seed: int) -> None:
+    from scipy import sparse
+
+    from dcm.analysis.states import _UnseenNetworks
+
+    rng = np.random.default_rng(seed)
+    n_hex = 40
+    keys = (
+        pd.DataFrame({"hex": rng.integers(0, n_hex, 90), "network": rng.integers(0, 3, 90)})
+        .drop_duplicates()
+        .sort_values(["hex", "network"], ignore_index=True)
+    )
+    keys["served"] = rng.random(len(keys)) < 0.6
+    a = rng.integers(0, n_hex, 150)
+    b = rng.integers(0, n_hex, 150)
+    pairs = (a[a != b], b[a != b])
+    unseen = _UnseenNetworks(keys, pairs, n_hex)
+    # The same matrices built with MultiIndexes: touching hex, network served there
+    # but not here.
+    served = keys[keys["served"].to_numpy()]
+    here = pd.MultiIndex.from_arrays([served["hex"].to_numpy(), served["network"].to_numpy()])
+    nb = pd.DataFrame({"hex": pairs[0], "hex_b": pairs[1]}).merge(
+        served[["hex", "network"]].reset_index(names="key_b").rename(columns={"hex": "hex_b"}),
+        on="hex_b",
+    )
+    nb = nb[here.get_indexer(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]])) < 0]
+    assert len(nb) > 0 and unseen.agg is not None
+    group, uniq = pd.factorize(pd.MultiIndex.from_arrays([nb["hex"], nb["network"]]))
+    agg = sparse.csr_matrix(
+        (np.ones(len(nb)), (group, nb["key_b"].to_numpy())), shape=(len(uniq), len(keys))
+    )
+    hexes = np.asarray(uniq.get_level_values(0), dtype="int64")
+    to_hex = sparse.csr_matrix(
+        (np.ones(len(uniq)), (hexes, np.arange(len(uniq)))), shape=(n_hex, len(uniq))
+    )
+    assert (unseen.agg != agg).nnz == 0 and unseen.agg.shape == agg.shape
+    assert (unseen.to_hex != to_hex).nnz == 0 and unseen.to_hex.shape == to_hex.shape
+    state = rng.choice([DOWN, UP, NO_DATA], (len(keys), 5)).astype("int8")
+    assert unseen.may_serve(state).shape == (n_hex, 5)
+
+
+def test_unseen_networks_without_touching_hexes_serve_nowhere() -> None:
+    from dcm.analysis.states import _UnseenNetworks
+
+    keys = pd.DataFrame({"hex": [0, 1], "network": [0, 0], "served": [True, True]})
+    none = _UnseenNetworks(keys, (np.array([0, 1]), np.array([1, 0])), 2)
+    assert none.agg is None  # every neighbour's network is served here too
+    assert not none.may_serve(np.zeros((2, 3), dtype="int8")).any()

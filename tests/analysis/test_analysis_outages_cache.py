@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 import shapely
 
 from dcm.analysis.outages import OverlapCache
@@ -66,3 +68,16 @@ def test_overlap_cache_intersects_as_a_tree_query_does() -> None:
     np.testing.assert_array_equal(cache.intersects(a2, b2), got[:3])
     assert len(cache._intersects) == 4
     assert bool(cache.intersects(np.array([touching]), np.array([a[0]]))[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pair_codes_are_what_factorizing_a_multiindex_gives(seed: int) -> None:
+    from dcm.analysis.outages import pair_codes
+
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(np.arange(10**12, 10**12 + 50), 400)  # object ids: large ints
+    reach = rng.choice([250.0, 500.0, 750.0, 1000.0], 400)
+    for a, b in ((ids, ids[::-1].copy()), (rng.integers(0, 30, 400), reach)):
+        want = pd.factorize(pd.MultiIndex.from_arrays([a, b]))[0]
+        assert pair_codes(a, b).tolist() == want.tolist()
+    assert pair_codes(np.empty(0, "int64"), np.empty(0)).size == 0
