@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
+from dcm.analysis.grouping import sorted_unique
 from dcm.errors import IngestError, ParameterError
 from dcm.ingest.chunks import CSV_BYTES_PER_ROW
 from dcm.ingest.report import IngestReport, RejectedRow
@@ -147,13 +148,13 @@ class SeenRows:
     def add(self, keys: np.ndarray) -> None:
         if not keys.size:
             return
-        self._runs.append(np.unique(keys))
+        self._runs.append(sorted_unique(keys))
         while len(self._runs) > 1 and self._runs[-2].size <= 2 * self._runs[-1].size:
             last = self._runs.pop()
             self._runs[-1] = _union_sorted(self._runs[-1], last)
 
     def keys(self) -> np.ndarray:
-        return np.unique(np.concatenate(self._runs)) if self._runs else np.zeros(0, "uint64")
+        return sorted_unique(np.concatenate(self._runs)) if self._runs else np.zeros(0, "uint64")
 
     @property
     def nbytes(self) -> int:
@@ -270,7 +271,7 @@ def count_piece(
     fold = Fold(merge_all)
     own = seen if seen is not None else SeenRows()
     out = PieceCount(counts=None)
-    drop_sorted = np.unique(drop) if drop is not None and drop.size else None
+    drop_sorted = sorted_unique(drop) if drop is not None and drop.size else None
     for frame, report in piece_chunks(piece, size or ChunkSize()):
         if report is not None:
             out.rows_in += report.rows_in

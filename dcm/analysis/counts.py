@@ -30,6 +30,7 @@ from dcm.analysis.baseline import (
     prepare_measurements,
 )
 from dcm.analysis.coverage import sighting_reach, site_positions
+from dcm.analysis.grouping import group_frame, key_groups, sorted_unique
 from dcm.analysis.params import DetectionParams
 
 HOUR_NS = 3_600_000_000_000
@@ -63,22 +64,10 @@ def _frame(columns: dict[str, str], **values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({c: np.asarray(values[c], dtype=t) for c, t in columns.items()})
 
 
-def _group(
-    frame: pd.DataFrame, keys: list[str], sums: list[str], maxes: tuple[str, ...] = ()
-) -> pd.DataFrame:
-    """Rows summed (``sums``) and maximised (``maxes``) per distinct ``keys``, sorted
-    (each column keeps its dtype)."""
-    if frame.empty:
-        return frame.reset_index(drop=True)
-    agg = {c: "sum" for c in sums} | {c: "max" for c in maxes}
-    out = frame.groupby(keys, as_index=False, sort=True).agg(agg)[list(frame.columns)]
-    return out.astype(frame.dtypes.to_dict())
-
-
 def _distinct_reporters(site: np.ndarray, hour: np.ndarray, device: np.ndarray) -> pd.DataFrame:
-    """The distinct (site, hour, device) rows, first occurrences in order (as
-    ``drop_duplicates`` gives them): packed into one int64 per row when their ranges
-    allow (a 1-D hash unique, far cheaper in time and memory than on three columns)."""
+    """The distinct (site, hour, device) rows, sorted: packed into one int64 per row
+    when their ranges allow (a 1-D sort, far cheaper in time and memory than on three
+    columns)."""
     site, hour, device = (np.asarray(a, dtype="int64") for a in (site, hour, device))
     if site.size:
         h0 = int(hour.min())
@@ -86,12 +75,13 @@ def _distinct_reporters(site: np.ndarray, hour: np.ndarray, device: np.ndarray) 
         n_dev = int(device.max()) + 1
         n_site = int(site.max()) + 1
         if min(int(site.min()), int(device.min())) >= 0 and n_site * n_hour * n_dev < 2**62:
-            key = pd.unique((site * n_hour + (hour - h0)) * n_dev + device)
+            key = sorted_unique((site * n_hour + (hour - h0)) * n_dev + device)
             rest, device = np.divmod(key, n_dev)
             site, hour = np.divmod(rest, n_hour)
             return _frame(_REPORTERS, site=site, hour=hour + h0, device=device)
-    frame = _frame(_REPORTERS, site=site, hour=hour, device=device)
-    return frame.drop_duplicates(ignore_index=True)
+    order, starts = key_groups([site, hour, device])
+    first = order[starts]
+    return _frame(_REPORTERS, site=site[first], hour=hour[first], device=device[first])
 
 
 def _recode(codes: np.ndarray, old: tuple[str, ...], new: tuple[str, ...]) -> np.ndarray:
@@ -224,7 +214,7 @@ class BaselineCounts:
             frame, cells=ctx.cells, networks=nets, resolution=params.resolution
         )
         hour_abs = prep.ts // HOUR_NS
-        grid = _group(
+        grid = group_frame(
             _frame(
                 _GRID_B,
                 h3=prep.h3,
@@ -238,7 +228,7 @@ class BaselineCounts:
             ["count", "ok_count", "fail_count"],
         )
         seen = prep.ok & (prep.cell >= 0)
-        sightings = _group(
+        sightings = group_frame(
             _frame(_SIGHT_B, cell=prep.cell[seen], h3=prep.h3[seen], count=np.ones(seen.sum())),
             ["cell", "h3"],
             ["count"],
@@ -266,7 +256,7 @@ class BaselineCounts:
         # Phones' habits only when the decisions read them (they cost a row per
         # distinct place and phone).
         habit = with_dev if params.takeover_by_device else with_dev & False
-        place_devices = _group(
+        place_devices = group_frame(
             _frame(
                 _PLACE_DEVICES,
                 site=ctx.cell_site[prep.cell[habit]],
@@ -277,7 +267,7 @@ class BaselineCounts:
             ["site", "h3", "device"],
             ["n"],
         )
-        site_hours = _group(
+        site_hours = group_frame(
             _frame(_SITE_HOURS, site=site, hour=hour_abs[seen], n=np.ones(site.size)),
             ["site", "hour"],
             ["n"],
@@ -341,19 +331,19 @@ class BaselineCounts:
             ts_min=lo,
             ts_max=hi,
             extent=_merge_extent((p.rows, p.extent) for p in parts),
-            grid=_group(
+            grid=group_frame(
                 cat("grid", _GRID_B),
                 ["h3", "network", "hour"],
                 ["count", "ok_count", "fail_count"],
             ),
-            sightings=_group(cat("sightings", _SIGHT_B), ["cell", "h3"], ["count"]),
-            signal=_group(cat("signal", _VALUES), ["h3", "network", "value"], ["n"]),
-            download=_group(cat("download", _VALUES), ["h3", "network", "value"], ["n"]),
+            sightings=group_frame(cat("sightings", _SIGHT_B), ["cell", "h3"], ["count"]),
+            signal=group_frame(cat("signal", _VALUES), ["h3", "network", "value"], ["n"]),
+            download=group_frame(cat("download", _VALUES), ["h3", "network", "value"], ["n"]),
             reach=np.maximum.reduce([p.reach for p in parts]),
             reporters=reporters,
             devices=np.asarray(devices, dtype=object),
-            site_hours=_group(cat("site_hours", _SITE_HOURS), ["site", "hour"], ["n"]),
-            place_devices=_group(
+            site_hours=group_frame(cat("site_hours", _SITE_HOURS), ["site", "hour"], ["n"]),
+            place_devices=group_frame(
                 pd.concat(place_frames, ignore_index=True)
                 if place_frames
                 else _empty(_PLACE_DEVICES),
@@ -367,7 +357,7 @@ class BaselineCounts:
 
     def seen_networks(self) -> tuple[str, ...]:
         """Networks of the measurements themselves (not only of the cells), sorted."""
-        codes = np.unique(self.grid["network"].to_numpy())
+        codes = sorted_unique(self.grid["network"].to_numpy())
         return tuple(sorted(self.networks[c] for c in codes if c >= 0))
 
     def without_cells(self, ctx: CellContext) -> BaselineCounts:
@@ -409,7 +399,7 @@ def _union_names(names: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]
 def _value_counts(h3: np.ndarray, network: np.ndarray, value: np.ndarray) -> pd.DataFrame:
     """(h3, network, value) → n of the non-missing values."""
     have = ~np.isnan(value)
-    return _group(
+    return group_frame(
         _frame(
             _VALUES, h3=h3[have], network=network[have], value=value[have], n=np.ones(have.sum())
         ),
@@ -505,7 +495,7 @@ class EventCounts:
             fail=prep.fail[on] & (prep.network[on] >= 0),
             last_ok=np.where(prep.ok[on] & (prep.network[on] >= 0), prep.ts[on], NO_TS),
         )
-        grid = _group(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
+        grid = group_frame(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
         fails = keyed & prep.fail
         late = _prune_late(
             _frame(
@@ -515,7 +505,7 @@ class EventCounts:
         )
         sel = on & named
         site, d, use = _sightings(prep, sel, ctx, params)
-        sightings = _group(
+        sightings = group_frame(
             _frame(
                 _SIGHT_E,
                 cell=prep.cell[sel],
@@ -541,7 +531,7 @@ class EventCounts:
         else:
             codes = np.asarray(dev_codes)
             mine = sel & (codes >= 0)
-            device_sightings = _group(
+            device_sightings = group_frame(
                 _frame(
                     _DEV_SIGHT,
                     site=ctx.cell_site[prep.cell[mine]],
@@ -580,7 +570,7 @@ class EventCounts:
         for p in parts[1:]:
             if (p.networks, p.window_ns, p.phase) != (first.networks, first.window_ns, first.phase):
                 raise ValueError("event counts of different networks or windows do not merge")
-        grid = _group(
+        grid = group_frame(
             pd.concat([p.grid for p in parts], ignore_index=True),
             ["h3", "network", "w"],
             ["n", "ok", "named", "fail"],
@@ -600,13 +590,13 @@ class EventCounts:
             extent=_merge_extent((p.rows, p.extent) for p in parts),
             grid=grid,
             late=_prune_late(pd.concat([p.late for p in parts], ignore_index=True), grid),
-            sightings=_group(
+            sightings=group_frame(
                 pd.concat([p.sightings for p in parts], ignore_index=True),
                 ["cell", "h3", "network", "w"],
                 ["n"],
                 ("last", "far"),
             ),
-            device_sightings=_group(
+            device_sightings=group_frame(
                 pd.concat(dev_frames, ignore_index=True),
                 ["site", "h3", "network", "w", "device"],
                 ["n"],
@@ -631,7 +621,9 @@ class EventCounts:
                 fail=np.where(known, grid["fail"], 0),
                 last_ok=np.where(known, grid["last_ok"], NO_TS),
             )
-            grid = _group(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
+            grid = group_frame(
+                grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",)
+            )
             code = _recode(late["network"].to_numpy(), self.networks, networks)
             late = late.assign(network=code).loc[code >= 0].reset_index(drop=True)
         return replace(
