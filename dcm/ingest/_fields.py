@@ -178,9 +178,27 @@ def refuse_nul(frame: pd.DataFrame, errors: RowErrors, columns: Iterable[str]) -
     for name in columns:
         if name not in frame.columns or not is_texty(frame[name]):
             continue
+        if not _may_hold_nul(frame[name]):
+            continue
         # No trimming needed: stripping whitespace never removes a NUL.
         found = pc.match_substring(_arrow_strings(frame[name]), "\x00")
         errors.add(pc.fill_null(found, False).to_numpy(zero_copy_only=False), name, NUL_CHARACTER)
+
+
+def _may_hold_nul(col: pd.Series) -> bool:
+    """False when the column is Arrow strings whose character data hold no zero byte
+    (one pass over the data buffer, far cheaper than a substring search per value);
+    True otherwise (then each value is searched)."""
+    if not isinstance(col.array, pd.arrays.ArrowExtensionArray):
+        return True
+    arr = pa.array(col.array)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return True
+    for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
+        data = chunk.buffers()[2]
+        if data is not None and not np.frombuffer(data, dtype=np.uint8).all():
+            return True
+    return False
 
 
 def required(col: pd.Series, errors: RowErrors, field: str) -> None:
