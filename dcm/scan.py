@@ -99,11 +99,86 @@ def row_keys(frame: pd.DataFrame) -> np.ndarray:
         out[has] = pd.util.hash_array(ids[has].to_numpy(dtype=object))
     if not has.all():
         content = [c for c in MEASUREMENT_COLUMNS if c != "measurement_id" and c in frame]
-        rows = frame.loc[~has, content].copy()
-        for c in rows.columns:
-            if pd.api.types.is_float_dtype(rows[c].dtype):
-                rows[c] = (rows[c] + 0.0).where(rows[c].notna())
-        out[~has] = pd.util.hash_pandas_object(rows, index=False).to_numpy() ^ _CONTENT_SALT
+        rows = frame.loc[~has, content] if has.any() else frame[content]
+        key = np.zeros(len(rows), dtype="uint64")
+        for c in content:  # each column's hashes are mixed already: folded, mixed once
+            key = (key * _STEP) ^ column_hashes(rows[c])
+        out[~has] = _mix(key) ^ _CONTENT_SALT
+    return out
+
+
+#: Odd multiplier folding one column's hashes into a row's key.
+_STEP = np.uint64(0x100000001B3)
+#: Hash of a missing value (of any column type).
+_MISSING = np.uint64(0x5851F42D4C957F2D)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on uint64 arrays (every input bit reaches every output
+    bit; wrapping multiplication)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def column_hashes(col: pd.Series) -> np.ndarray:
+    """64-bit hash of each value of a column, equal for equal values (0.0 and -0.0,
+    and all missing values, one): numbers and times from their bits, text from its
+    bytes (:func:`_text_hashes`, whatever the column's string storage)."""
+    import pyarrow as pa
+
+    dtype = col.dtype
+    if pd.api.types.is_float_dtype(dtype) and not isinstance(dtype, pd.ArrowDtype):
+        values = col.to_numpy("float64", na_value=np.nan) + 0.0
+        bits = _mix(values.view("uint64"))
+        return np.where(np.isnan(values), _MISSING, bits)
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        stamps = col.to_numpy("datetime64[ns]").view("int64")
+        return np.where(col.isna().to_numpy(), _MISSING, _mix(stamps.view("uint64")))
+    if pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.ArrowDtype):
+        missing = col.isna().to_numpy()
+        ints = col.to_numpy("int64", na_value=0)
+        return np.where(missing, _MISSING, _mix(ints.view("uint64")))
+    if pd.api.types.is_string_dtype(dtype):
+        try:
+            text = pa.array(col, from_pandas=True)
+        except (pa.ArrowException, TypeError):
+            text = None
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        if text is not None and pa.types.is_string(text.type):
+            text = text.cast(pa.large_string())
+        if text is not None and pa.types.is_large_string(text.type):
+            return _text_hashes(text)
+    # Anything else: pandas' hash of each value (missing values alike).
+    return np.where(col.isna().to_numpy(), _MISSING, pd.util.hash_array(col.to_numpy(object)))
+
+
+def _text_hashes(text: Any) -> np.ndarray:
+    """64-bit hash of each string of an Arrow large_string array (missing: _MISSING),
+    computed on its UTF-8 bytes as 8-byte words (zero-padded) folded into its length:
+    strings of one length at a time, from the array's buffers, no Python string made."""
+    n = len(text)
+    out = np.full(n, _MISSING, dtype="uint64")
+    if not n:
+        return out
+    valid = ~text.is_null().to_numpy(zero_copy_only=False)
+    _, offset_buf, data_buf = text.buffers()
+    offsets = np.frombuffer(offset_buf, dtype="int64")[text.offset : text.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype="uint8") if data_buf is not None else np.zeros(0, "u1")
+    lengths = np.diff(offsets)
+    for length in sorted_unique(lengths[valid]).tolist():
+        rows = np.flatnonzero(valid & (lengths == length))
+        width = -(-length // 8) * 8
+        words = np.zeros((rows.size, max(width, 8)), dtype="uint8")
+        if length:
+            words[:, :length] = data[offsets[rows][:, None] + np.arange(length)]
+        h = np.full(rows.size, np.uint64(length))
+        for word in words.view("uint64").T:
+            h = _mix((h * _STEP) ^ word)
+        out[rows] = h
     return out
 
 
@@ -131,6 +206,14 @@ class SeenRows:
         return bool(self.seen(np.asarray([key], dtype="uint64"))[0])
 
     def seen(self, keys: np.ndarray) -> np.ndarray:
+        order = np.argsort(keys)
+        out = np.empty(keys.size, dtype=bool)
+        out[order] = self._seen_sorted(keys[order])
+        return out
+
+    def _seen_sorted(self, keys: np.ndarray) -> np.ndarray:
+        """:meth:`seen` of sorted keys (looked up in order: each search starts near
+        the last one's place, far fewer cache misses than keys in any order)."""
         out = np.zeros(keys.size, dtype=bool)
         for run in self._runs:
             pos = np.searchsorted(run, keys)
@@ -140,15 +223,25 @@ class SeenRows:
 
     def fresh(self, keys: np.ndarray) -> np.ndarray:
         """Mask of rows not seen before (nor earlier in ``keys``); they are now seen."""
-        first = ~pd.Series(keys).duplicated().to_numpy()
-        new = first & ~self.seen(keys)
-        self.add(keys[new])
-        return new
+        order = np.argsort(keys, kind="stable")  # the first of equal keys first
+        ordered = keys[order]
+        new = np.empty(keys.size, dtype=bool)
+        new[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+        new &= ~self._seen_sorted(ordered)
+        self._push(ordered[new])
+        out = np.empty(keys.size, dtype=bool)
+        out[order] = new
+        return out
 
     def add(self, keys: np.ndarray) -> None:
-        if not keys.size:
+        self._push(sorted_unique(keys))
+
+    def _push(self, run: np.ndarray) -> None:
+        """Keep a sorted run of distinct keys, merging runs of like sizes."""
+        if not run.size:
             return
-        self._runs.append(sorted_unique(keys))
+        self._runs.append(run)
         while len(self._runs) > 1 and self._runs[-2].size <= 2 * self._runs[-1].size:
             last = self._runs.pop()
             self._runs[-1] = _union_sorted(self._runs[-1], last)
