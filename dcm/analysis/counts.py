@@ -30,7 +30,7 @@ from dcm.analysis.baseline import (
     prepare_measurements,
 )
 from dcm.analysis.coverage import sighting_reach, site_positions
-from dcm.analysis.grouping import group_frame, key_groups, sorted_unique
+from dcm.analysis.grouping import group_frame, key_groups, match_rows, sorted_unique
 from dcm.analysis.params import DetectionParams
 
 HOUR_NS = 3_600_000_000_000
@@ -646,11 +646,10 @@ class EventCounts:
 
         grid = cut(self.grid)
         late = cut(self.late)
-        after = late.merge(grid[["h3", "network", "w", "last_ok"]], on=["h3", "network", "w"])
-        after = after[after["ts"] > after["last_ok"]]
-        per = after.groupby(["h3", "network", "w"]).size().rename("fail_after").reset_index()
-        grid = grid.merge(per, on=["h3", "network", "w"], how="left")
-        grid["fail_after"] = grid["fail_after"].fillna(0).astype("int64")
+        # Failures later than their group's last ok report, counted per group.
+        at, after = _after_last_ok(late, grid)
+        after &= at >= 0
+        grid["fail_after"] = np.bincount(at[after], minlength=len(grid)).astype("int64")
         return WindowCounts(
             n_win=n_win,
             grid=grid,
@@ -669,11 +668,18 @@ def _prune_late(late: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     never be "after the last ok" once more rows come in."""
     if late.empty:
         return late.reset_index(drop=True)
-    last = late[["h3", "network", "w"]].merge(
-        grid[["h3", "network", "w", "last_ok"]], on=["h3", "network", "w"], how="left"
-    )["last_ok"]
-    keep = late["ts"].to_numpy() > last.fillna(NO_TS).to_numpy("int64")
-    return late.loc[keep].reset_index(drop=True)
+    _, after = _after_last_ok(late, grid)
+    return late.loc[after].reset_index(drop=True)
+
+
+def _after_last_ok(late: pd.DataFrame, grid: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row of ``grid`` holding each failure row's (h3, network, w) group (-1: none)
+    and whether the failure is later than that group's ``last_ok`` (NO_TS: none)."""
+    keys = ["h3", "network", "w"]
+    at = match_rows([grid[k].to_numpy() for k in keys], [late[k].to_numpy() for k in keys])
+    last = grid["last_ok"].to_numpy("int64")
+    last_ok = np.where(at >= 0, last[np.maximum(at, 0)] if last.size else NO_TS, NO_TS)
+    return at, late["ts"].to_numpy("int64") > last_ok
 
 
 @dataclass(frozen=True)

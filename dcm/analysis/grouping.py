@@ -115,6 +115,25 @@ def key_groups(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(change)
 
 
+def match_rows(table: list[np.ndarray], query: list[np.ndarray]) -> np.ndarray:
+    """Row of ``table`` (key columns of distinct rows) holding each ``query`` row's
+    key (the same columns, in order), -1 where none does: a join on several key
+    columns by one sort of both tables' keys (:func:`key_groups`)."""
+    n_table = int(table[0].shape[0])
+    n = n_table + int(query[0].shape[0])
+    if n == n_table:
+        return np.zeros(0, dtype="int64")
+    columns = [
+        np.concatenate([np.asarray(t), np.asarray(q)]) for t, q in zip(table, query, strict=True)
+    ]
+    order, starts = key_groups(columns)
+    group = np.empty(n, dtype="int64")
+    group[order] = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n)))
+    row = np.full(starts.size, -1, dtype="int64")
+    row[group[:n_table]] = np.arange(n_table)
+    return row[group[n_table:]]
+
+
 def _code(values: np.ndarray) -> tuple[np.ndarray, int]:
     """An int64 code of each value, in the values' order, and the codes' range."""
     if values.dtype.kind == "f":
@@ -144,4 +163,4 @@ def _rank(values: np.ndarray) -> tuple[np.ndarray, int]:
     return rank, int(new.sum())
 
 
-__all__ = ["group_frame", "key_groups", "sorted_unique"]
+__all__ = ["group_frame", "key_groups", "match_rows", "sorted_unique"]
