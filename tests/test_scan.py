@@ -261,3 +261,9 @@ def test_text_hashes_follow_the_strings_not_their_storage() -> None:
     by_value = pd.Series(hashes[0]).groupby(pd.Series(values, dtype=object).fillna("<NA>"))
     assert (by_value.nunique() == 1).all()
     assert by_value.first().nunique() == len(set(values))
+    # Strings of one length side by side in the buffer (hashed from it uncopied) hash
+    # as the same strings gathered from among others.
+    side_by_side = ["a" * 32, None, "b" * 32, "a" * 32, "8charsxx"[:8]]
+    first = dict(zip(values, hashes[0], strict=True))
+    got = column_hashes(pd.Series(side_by_side, dtype="string"))
+    assert got.tolist() == [first[v] for v in side_by_side]

@@ -43,7 +43,9 @@ class PreparedMeasurements:
     lon: np.ndarray  #: float64 degrees
     lat: np.ndarray  #: float64 degrees
     accuracy_m: np.ndarray  #: float64 reported position accuracy, NaN when unknown
-    device: np.ndarray  #: int64 code of the (hashed) device id, -1 when unknown
+    device: np.ndarray  #: int64 code of the (hashed) device id into ``devices``, -1 when unknown
+    #: the device ids as strings, first seen first (object array)
+    devices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -172,6 +174,8 @@ def prepare_measurements(
             sub = frame.loc[have, ["mcc", "mnc", "area", "cell"]].astype("int64")
             cell[have] = key.get_indexer(pd.MultiIndex.from_frame(sub))
 
+    device, devices = device_codes(frame)
+
     def numeric(col: str) -> np.ndarray:
         if col in frame.columns:
             return pd.to_numeric(frame[col], errors="coerce").to_numpy("float64", na_value=np.nan)
@@ -189,12 +193,32 @@ def prepare_measurements(
         lon=lon,
         lat=lat,
         accuracy_m=numeric("accuracy_m"),
-        device=(
-            np.asarray(pd.factorize(frame["device"])[0], dtype="int64")
-            if "device" in frame.columns
-            else np.full(n, -1, dtype="int64")
-        ),
+        device=device,
+        devices=devices,
     )
+
+
+def device_codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Code of each row's device id (-1: none) and the ids as strings, first seen first
+    (``pd.factorize``'s codes and uniques; Arrow's dictionary encoding for text, far
+    faster on Arrow-backed columns). A device column of another type (a frame given
+    directly) still tells devices apart."""
+    if "device" not in frame.columns:
+        return np.full(len(frame), -1, dtype="int64"), np.empty(0, dtype=object)
+    col = frame["device"]
+    if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = pa.array(col, from_pandas=True)
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        encoded = pc.dictionary_encode(text)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        names = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return codes.astype("int64"), np.asarray(names, dtype=object)
+    codes, uniques = pd.factorize(col)
+    return np.asarray(codes, dtype="int64"), np.asarray(pd.Index(uniques).astype(str), dtype=object)
 
 
 def _given_cells(frame: pd.DataFrame, resolution: int) -> np.ndarray | None:

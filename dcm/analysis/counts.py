@@ -241,17 +241,11 @@ class BaselineCounts:
         site, d, use = _sightings(prep, seen, ctx, params)
         reach = np.full(ctx.n_site, -np.inf)
         np.maximum.at(reach, site[use], d[use])
-        dev_codes, devices = pd.factorize(frame["device"]) if "device" in frame else (None, None)
-        # Names as strings: they are merged as strings (a device column of another type
-        # in a frame given directly still tells devices apart).
-        dev_names = np.asarray(
-            [] if devices is None else pd.Index(devices).astype(str), dtype=object
-        )
-        with_dev = seen & (np.asarray(dev_codes) >= 0) if dev_codes is not None else seen & False
+        with_dev = seen & (prep.device >= 0)
         reporters = _distinct_reporters(
             ctx.cell_site[prep.cell[with_dev]],
             hour_abs[with_dev],
-            np.asarray(dev_codes)[with_dev] if dev_codes is not None else np.zeros(0, "int64"),
+            prep.device[with_dev],
         )
         # Phones' habits only when the decisions read them (they cost a row per
         # distinct place and phone).
@@ -261,7 +255,7 @@ class BaselineCounts:
                 _PLACE_DEVICES,
                 site=ctx.cell_site[prep.cell[habit]],
                 h3=prep.h3[habit],
-                device=np.asarray(dev_codes)[habit] if dev_codes is not None else [],
+                device=prep.device[habit],
                 n=np.ones(int(habit.sum())),
             ),
             ["site", "h3", "device"],
@@ -284,7 +278,7 @@ class BaselineCounts:
             download=values["download"],
             reach=reach,
             reporters=reporters,
-            devices=dev_names,
+            devices=prep.devices,
             site_hours=site_hours,
             place_devices=place_devices,
         )
@@ -383,17 +377,22 @@ class BaselineCounts:
 
 def _union_names(names: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The distinct names of all lists (first seen first) and, per list, the position
-    of each of its names in them (Arrow hash tables: far faster than object indexes)."""
+    of each of its names in them: one Arrow dictionary encoding of the lists end to
+    end (its dictionary is the union; far faster than object indexes)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arrays = [pa.array(n, type=pa.string()) for n in names]
-    union = pa.chunked_array(arrays, type=pa.string()).unique()
-    luts = [
-        pc.index_in(a, value_set=union).to_numpy(zero_copy_only=False).astype("int64")
-        for a in arrays
-    ]
-    return np.asarray(union.to_pylist(), dtype=object), luts
+    encoded = pc.dictionary_encode(pa.chunked_array(arrays, type=pa.string()))
+    if encoded.num_chunks:
+        union = encoded.chunk(encoded.num_chunks - 1).dictionary
+        codes = np.concatenate(
+            [c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks]
+        ).astype("int64")
+    else:
+        union, codes = pa.array([], type=pa.string()), np.zeros(0, "int64")
+    luts = np.split(codes, np.cumsum([len(a) for a in arrays])[:-1])
+    return np.asarray(union.to_numpy(zero_copy_only=False), dtype=object), luts
 
 
 def _value_counts(h3: np.ndarray, network: np.ndarray, value: np.ndarray) -> pd.DataFrame:
@@ -520,17 +519,11 @@ class EventCounts:
             ["n"],
             ("last", "far"),
         )
-        dev_codes, devices = (
-            pd.factorize(frame["device"])
-            if "device" in frame and params.takeover_by_device
-            else (None, None)
-        )
-        if dev_codes is None:
+        if not params.takeover_by_device:
             device_sightings = _empty(_DEV_SIGHT)
             dev_names = np.empty(0, dtype=object)
         else:
-            codes = np.asarray(dev_codes)
-            mine = sel & (codes >= 0)
+            mine = sel & (prep.device >= 0)
             device_sightings = group_frame(
                 _frame(
                     _DEV_SIGHT,
@@ -538,13 +531,13 @@ class EventCounts:
                     h3=prep.h3[mine],
                     network=prep.network[mine],
                     w=w[mine],
-                    device=codes[mine],
+                    device=prep.device[mine],
                     n=np.ones(int(mine.sum())),
                 ),
                 ["site", "h3", "network", "w", "device"],
                 ["n"],
             )
-            dev_names = np.asarray(pd.Index(devices).astype(str), dtype=object)
+            dev_names = prep.devices
         return cls(
             networks=networks,
             window_ns=win_ns,

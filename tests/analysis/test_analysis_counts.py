@@ -143,3 +143,40 @@ def test_distinct_reporters_equal_drop_duplicates(wide: bool) -> None:
     assert len(got) < n
     assert list(got.dtypes) == ["int32"] * 3
     assert np.array_equal(got.to_numpy("int64"), want.to_numpy())
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series(["b", None, "a", "b", ""], dtype="string"),
+        pd.Series(["b", None, "a", "b"], dtype=object),
+        pd.Series([3, 1, 3], dtype="Int64"),
+        pd.Series([], dtype="string"),
+    ],
+)
+def test_device_codes_equal_factorize(values: pd.Series) -> None:
+    """Codes (-1: missing) and names as strings, first seen first, as pd.factorize
+    gives them, whatever the column's type."""
+    from dcm.analysis.baseline import device_codes
+
+    codes, names = device_codes(pd.DataFrame({"device": values}))
+    want_codes, uniques = pd.factorize(values)
+    assert codes.dtype == np.int64 and names.dtype == object
+    assert np.array_equal(codes, want_codes)
+    assert list(names) == [str(u) for u in uniques]
+    none, no_names = device_codes(pd.DataFrame({"x": values}))
+    assert (none == -1).all() and len(none) == len(values) and no_names.size == 0
+
+
+def test_union_names_keeps_first_seen_order_and_maps_each_list() -> None:
+    from dcm.analysis.counts import _union_names
+
+    for lists in (
+        [["a", "b"], ["b", "c"], []],
+        [[], ["x"]],
+        [[], []],
+        [["q", "r"], [], ["r", "s"]],
+    ):
+        union, luts = _union_names([np.asarray(n, dtype=object) for n in lists])
+        assert list(union) == list(dict.fromkeys(x for n in lists for x in n))
+        assert [list(union[lut]) for lut in luts] == lists
