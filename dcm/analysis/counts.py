@@ -61,7 +61,8 @@ def _empty(columns: dict[str, str]) -> pd.DataFrame:
 
 
 def _frame(columns: dict[str, str], **values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({c: np.asarray(values[c], dtype=t) for c, t in columns.items()})
+    # copy=False: each column its own block (consolidating them copies every row).
+    return pd.DataFrame({c: np.asarray(values[c], dtype=t) for c, t in columns.items()}, copy=False)
 
 
 def _distinct_reporters(site: np.ndarray, hour: np.ndarray, device: np.ndarray) -> pd.DataFrame:

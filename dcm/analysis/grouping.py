@@ -73,7 +73,10 @@ def group_frame(
             out[c] = fn.reduceat(v[order], starts)
         else:
             raise ValueError(f"column {c!r} is neither a key nor summed nor maximised")
-    return pd.DataFrame({c: out[c].astype(frame[c].dtype, copy=False) for c in frame.columns})
+    # copy=False: each column its own block (consolidating them copies every row).
+    return pd.DataFrame(
+        {c: out[c].astype(frame[c].dtype, copy=False) for c in frame.columns}, copy=False
+    )
 
 
 def key_groups(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
