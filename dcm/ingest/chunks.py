@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dcm.errors import IngestError
-from dcm.ingest._csv import _records, read_csv_strings
+from dcm.ingest._csv import read_csv_strings, structural_quotes
 from dcm.ingest._fields import DeviceHasher
 from dcm.ingest._json import Loaded, iter_geojson, json_records, ndjson_frame
 from dcm.ingest._source import (
@@ -526,9 +526,14 @@ def _last_boundary(data: bytes, *, first: bool, delimiter: str) -> int:
         return -1  # only empty lines so far: the header is still to come
     if b'"' not in data:
         return data.rfind(b"\n")
-    ends = _records(data, delimiter).ends
-    ends = ends[ends < len(data)]
-    return int(ends[-1]) if ends.size else -1
+    # A newline ends a record when an even number of structural quotes precede it:
+    # newlines are tried from the last back (usually the last one is such an end).
+    quotes = structural_quotes(np.frombuffer(data, dtype=np.uint8), ord(delimiter))
+    cut = len(data)
+    while (cut := data.rfind(b"\n", 0, cut)) >= 0:
+        if np.searchsorted(quotes, cut) % 2 == 0:
+            return cut
+    return -1
 
 
 def _blocks(source: Source, *, name: str, size: int) -> Generator[bytes, None, None]:
