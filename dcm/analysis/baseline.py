@@ -165,7 +165,7 @@ def prepare_measurements(
         )
     else:
         names = pd.Series(pd.NA, index=frame.index, dtype="string")
-    network = np.asarray(pd.Index(networks).get_indexer(pd.Index(names.fillna(""))), dtype="int64")
+    network = _network_codes(names, networks)
     cell = np.full(n, -1, dtype="int64")
     if {"mcc", "mnc", "area", "cell"} <= set(frame.columns) and len(cells):
         key = pd.MultiIndex.from_frame(cells[list(CELL_KEY)].astype("int64"))
@@ -196,6 +196,20 @@ def prepare_measurements(
         device=device,
         devices=devices,
     )
+
+
+def _network_codes(names: pd.Series, networks: tuple[str, ...]) -> np.ndarray:
+    """Index of each network name (missing: "") in ``networks``, -1 for none (Arrow's
+    lookup: far faster than a pandas index of Python strings)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(names, type=pa.large_string(), from_pandas=True)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = pc.fill_null(text, "")
+    where = pc.index_in(text, value_set=pa.array(list(networks), type=pa.large_string()))
+    return pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def device_codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -180,3 +180,14 @@ def test_union_names_keeps_first_seen_order_and_maps_each_list() -> None:
         union, luts = _union_names([np.asarray(n, dtype=object) for n in lists])
         assert list(union) == list(dict.fromkeys(x for n in lists for x in n))
         assert [list(union[lut]) for lut in luts] == lists
+
+
+@pytest.mark.parametrize("networks", [("740-0", "740-1"), (), ("", "740-1")])
+def test_network_codes_equal_an_index_lookup(networks: tuple[str, ...]) -> None:
+    from dcm.analysis.baseline import _network_codes
+
+    names = pd.Series(["740-1", None, "740-0", "x", "", "740-1"], dtype="string")
+    want = pd.Index(networks).get_indexer(pd.Index(names.fillna("")))
+    got = _network_codes(names, networks)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+    assert _network_codes(names.iloc[:0], networks).size == 0

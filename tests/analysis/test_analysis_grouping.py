@@ -98,6 +98,12 @@ def test_key_groups_orders_like_lexsort() -> None:
         keys = np.column_stack(columns)[order]
         change = np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)]
         assert np.array_equal(starts, np.flatnonzero(change))
+        # In any order within groups: the same groups, each with the same rows.
+        loose, loose_starts = key_groups(columns, stable=False)
+        assert np.array_equal(loose_starts, starts)
+        bounds = np.append(starts, len(order))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            assert np.array_equal(np.sort(loose[a:b]), order[a:b])
     order, starts = key_groups([np.zeros(0, "int64")])
     assert order.size == 0 and starts.size == 0
 
