@@ -267,3 +267,28 @@ def test_text_hashes_follow_the_strings_not_their_storage() -> None:
     first = dict(zip(values, hashes[0], strict=True))
     got = column_hashes(pd.Series(side_by_side, dtype="string"))
     assert got.tolist() == [first[v] for v in side_by_side]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 50, 10**9])
+def test_fold_merges_every_chunk_once_in_order(batch_rows: int) -> None:
+    """Gathered in batches then merged geometrically, the folded counts are those of
+    all chunks in their order; bigger batches mean fewer merges."""
+    from dcm.scan import Fold
+
+    merges: list[int] = []
+
+    def merge_all(parts: list[tuple[int, ...]]) -> tuple[int, ...]:
+        merges.append(len(parts))
+        return tuple(i for p in parts for i in p)
+
+    class Part(tuple):  # the rows Fold reads from counts
+        rows = 3
+
+    fold = Fold(merge_all, batch_rows=batch_rows)
+    assert fold.result() is None
+    for i in range(40):
+        fold.add(Part((i,)))
+    assert fold.result() == tuple(range(40))
+    assert len(merges) <= 40
+    if batch_rows == 10**9:
+        assert merges == [40]  # one merge of all, at the end

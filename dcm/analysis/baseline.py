@@ -133,11 +133,13 @@ def prepare_measurements(
     cells: pd.DataFrame,
     networks: tuple[str, ...],
     resolution: int,
+    cell_keys: pd.MultiIndex | None = None,
 ) -> PreparedMeasurements:
     """Grid cell, network index, status flags and serving cell row of each measurement.
 
     An ``h3`` column of cells at ``resolution`` (from a ``dcm convert`` dataset) is
-    used as it is instead of computing the cells again.
+    used as it is instead of computing the cells again. ``cell_keys``: the cells' keys
+    (:func:`cell_index` of ``cells``) when they are looked up chunk after chunk.
     """
     validate_frame(
         frame,
@@ -168,7 +170,7 @@ def prepare_measurements(
     network = _network_codes(names, networks)
     cell = np.full(n, -1, dtype="int64")
     if {"mcc", "mnc", "area", "cell"} <= set(frame.columns) and len(cells):
-        key = pd.MultiIndex.from_frame(cells[list(CELL_KEY)].astype("int64"))
+        key = cell_index(cells) if cell_keys is None else cell_keys
         have = frame[["mcc", "mnc", "area", "cell"]].notna().all(axis=1).to_numpy()
         if have.any():
             sub = frame.loc[have, ["mcc", "mnc", "area", "cell"]].astype("int64")
@@ -196,6 +198,11 @@ def prepare_measurements(
         device=device,
         devices=devices,
     )
+
+
+def cell_index(cells: pd.DataFrame) -> pd.MultiIndex:
+    """The (mcc, net, area, cell) key of each row of a prepared cell frame."""
+    return pd.MultiIndex.from_frame(cells[list(CELL_KEY)].astype("int64"))
 
 
 def _network_codes(names: pd.Series, networks: tuple[str, ...]) -> np.ndarray:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from dcm.analysis.baseline import (
     PreparedMeasurements,
+    cell_index,
     network_list,
     prepare_cells,
     prepare_measurements,
@@ -135,6 +136,8 @@ class CellContext:
     cell_site: np.ndarray
     site_lon: np.ndarray
     site_lat: np.ndarray
+    #: the cells' (mcc, net, area, cell) keys, built once for every chunk's lookup
+    cell_index: pd.MultiIndex | None = None
 
     @classmethod
     def of(cls, cells: pd.DataFrame, *, prepared: bool = False) -> CellContext:
@@ -143,7 +146,13 @@ class CellContext:
         codes, ids = pd.factorize(cells["site_id"].astype(str))
         cell_site = np.asarray(codes, dtype="int64")
         lon, lat = site_positions(cells, cell_site, len(ids))
-        return cls(cells=cells, cell_site=cell_site, site_lon=lon, site_lat=lat)
+        return cls(
+            cells=cells,
+            cell_site=cell_site,
+            site_lon=lon,
+            site_lat=lat,
+            cell_index=cell_index(cells),
+        )
 
     @property
     def n_site(self) -> int:
@@ -212,7 +221,11 @@ class BaselineCounts:
         of the chunk and the cells)."""
         nets = networks or tuple(sorted(set(network_list(frame)) | set(network_list(ctx.cells))))
         prep = prepare_measurements(
-            frame, cells=ctx.cells, networks=nets, resolution=params.resolution
+            frame,
+            cells=ctx.cells,
+            networks=nets,
+            resolution=params.resolution,
+            cell_keys=ctx.cell_index,
         )
         hour_abs = prep.ts // HOUR_NS
         grid = group_frame(
@@ -478,7 +491,11 @@ class EventCounts:
         multiple of the window."""
         win_ns = int(params.window_td.value)
         prep = prepare_measurements(
-            frame, cells=ctx.cells, networks=networks, resolution=params.resolution
+            frame,
+            cells=ctx.cells,
+            networks=networks,
+            resolution=params.resolution,
+            cell_keys=ctx.cell_index,
         )
         w = (prep.ts - phase) // win_ns
         on = prep.h3 != 0
