@@ -3,6 +3,8 @@ concatenated sorted tables merging gives it, including empty, one-row and NaN ke
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,7 +104,7 @@ def test_key_groups_orders_like_lexsort() -> None:
         loose, loose_starts = key_groups(columns, stable=False)
         assert np.array_equal(loose_starts, starts)
         bounds = np.append(starts, len(order))
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for a, b in itertools.pairwise(bounds):
             assert np.array_equal(np.sort(loose[a:b]), order[a:b])
     order, starts = key_groups([np.zeros(0, "int64")])
     assert order.size == 0 and starts.size == 0
