@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import sys
 from collections.abc import Callable
 
 
@@ -33,6 +34,13 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 def release_freed_memory() -> bool:
     """Return the pages malloc's heaps hold free to the system; True when something
-    was returned (glibc only; elsewhere False and nothing is done)."""
+    was returned (glibc only; elsewhere False and nothing is done).
+
+    Arrow's memory pool (mimalloc or jemalloc, not malloc) keeps freed pages too: after
+    reading and counting 2 M rows with Arrow kernels, about 0.1 GiB. Its unused pages
+    are released as well when pyarrow is loaded."""
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False

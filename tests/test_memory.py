@@ -26,3 +26,17 @@ def test_freed_small_arrays_leave_the_resident_size() -> None:
     assert release_freed_memory() is True
     assert _rss_mib() < before - 100  # most of the ~190 MB freed went back
     assert keep.sum() == 12_000
+
+
+def test_arrow_pool_pages_leave_the_resident_size_too() -> None:
+    """Arrow's own allocator (mimalloc or jemalloc) keeps freed pages until told."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = [pc.add(pa.array(np.arange(20_000)), 1) for _ in range(1500)]  # ~240 MB
+    keep = chunks[-1]
+    del chunks
+    before = _rss_mib()
+    release_freed_memory()
+    assert _rss_mib() < before - 100
+    assert pc.sum(keep).as_py() == sum(range(1, 20_001))

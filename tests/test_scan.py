@@ -177,3 +177,118 @@ def test_seen_rows_keep_the_first_of_each_key_across_chunks() -> None:
     seen.add(rng.integers(0, 10_000, 3_000).astype("uint64"))
     assert np.array_equal(np.unique(seen.keys()), seen.keys())
     assert all(np.all(np.diff(r.astype("float64")) > 0) for r in seen._runs)
+
+
+def _measurements_with_copies(n: int, seed: int) -> pd.DataFrame:
+    """Canonical measurements drawn from few values (so rows repeat), with missing
+    values of every type, 0.0 and -0.0, and a few measurement ids."""
+    import numpy as np
+
+    from dcm.schema import MEASUREMENT_COLUMNS
+
+    rng = np.random.default_rng(seed)
+
+    def pick(values: list, p_missing: float = 0.2) -> list:
+        return [
+            None if rng.random() < p_missing else values[i] for i in rng.integers(0, len(values), n)
+        ]
+
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.DatetimeIndex(
+                [pd.Timestamp("2024-03-11T06:00", tz="UTC"), pd.NaT], dtype="datetime64[ns, UTC]"
+            )[rng.integers(0, 2, n)],
+            "lat": rng.choice([13.1, 13.2, 0.0, -0.0], n),
+            "lon": rng.choice([-61.2, np.nan], n),
+            "status": pick(["ok", "failed"], 0),
+            "mcc": pick([358, 0]),
+            "mnc": pick([110, 0]),
+            "network": pick(["358-110", "358-0"]),
+            "radio": pick(["LTE", "GSM"]),
+            "area": pick([7, 2**32]),
+            "cell": pick([1, 2**40]),
+            "signal_dbm": rng.choice([-90.0, -0.0, 0.0, np.nan], n),
+            "download_kbps": rng.choice([1.5, np.nan], n),
+            "upload_kbps": np.nan,
+            "latency_ms": rng.choice([20.0, np.nan], n),
+            "accuracy_m": np.nan,
+            "measurement_id": pick(["m1", "m2", "m3"], 0.9),
+            "device": pick(["a" * 32, "b" * 32, ""], 0.3),
+        }
+    )
+    return frame.astype(MEASUREMENT_COLUMNS)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3000])
+def test_row_keys_tell_copies_apart_as_the_reader_does(n: int) -> None:
+    """Two rows get the same key exactly when the reader calls one a copy of the
+    other (same id, or same content with 0.0/-0.0 and missing values alike)."""
+    import numpy as np
+
+    from dcm.ingest.measurements import duplicated_measurements
+    from dcm.scan import row_keys
+
+    frame = _measurements_with_copies(n, seed=n)
+    keys = row_keys(frame)
+    assert keys.dtype == np.uint64 and keys.shape == (n,)
+    assert np.array_equal(pd.Series(keys).duplicated().to_numpy(), duplicated_measurements(frame))
+    if n > 100:
+        assert 1 < pd.Series(keys).nunique() < n
+
+
+def test_text_hashes_follow_the_strings_not_their_storage() -> None:
+    """Equal strings hash alike whatever their length, chunk, slice or storage (Arrow
+    string, large_string or Python objects); different ones differ; missing values
+    share one hash that no string of this test has."""
+    import numpy as np
+    import pyarrow as pa
+
+    from dcm.scan import column_hashes
+
+    values = ["", "a", "ab", "é", "8charsxx", "9chars xx", "a" * 32, "b" * 32, "ok", None]
+    values = values * 3
+    rng = np.random.default_rng(11)
+    rng.shuffle(values)
+    series = [
+        pd.Series(values, dtype=object),
+        pd.Series(pd.arrays.ArrowExtensionArray(pa.array(values, pa.string()))),
+        pd.Series(pd.arrays.ArrowExtensionArray(pa.array(["x", *values], pa.large_string())[1:])),
+        pd.Series(values, dtype="string"),
+    ]
+    hashes = [column_hashes(s) for s in series]
+    for h in hashes[1:]:
+        assert np.array_equal(h, hashes[0])
+    by_value = pd.Series(hashes[0]).groupby(pd.Series(values, dtype=object).fillna("<NA>"))
+    assert (by_value.nunique() == 1).all()
+    assert by_value.first().nunique() == len(set(values))
+    # Strings of one length side by side in the buffer (hashed from it uncopied) hash
+    # as the same strings gathered from among others.
+    side_by_side = ["a" * 32, None, "b" * 32, "a" * 32, "8charsxx"[:8]]
+    first = dict(zip(values, hashes[0], strict=True))
+    got = column_hashes(pd.Series(side_by_side, dtype="string"))
+    assert got.tolist() == [first[v] for v in side_by_side]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 50, 10**9])
+def test_fold_merges_every_chunk_once_in_order(batch_rows: int) -> None:
+    """Gathered in batches then merged geometrically, the folded counts are those of
+    all chunks in their order; bigger batches mean fewer merges."""
+    from dcm.scan import Fold
+
+    merges: list[int] = []
+
+    def merge_all(parts: list[tuple[int, ...]]) -> tuple[int, ...]:
+        merges.append(len(parts))
+        return tuple(i for p in parts for i in p)
+
+    class Part(tuple):  # the rows Fold reads from counts
+        rows = 3
+
+    fold = Fold(merge_all, batch_rows=batch_rows)
+    assert fold.result() is None
+    for i in range(40):
+        fold.add(Part((i,)))
+    assert fold.result() == tuple(range(40))
+    assert len(merges) <= 40
+    if batch_rows == 10**9:
+        assert merges == [40]  # one merge of all, at the end

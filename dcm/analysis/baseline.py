@@ -16,6 +16,7 @@ import pandas as pd
 
 from dcm.analysis.coverage import fallback_reach, site_positions
 from dcm.analysis.grid import cell_resolutions, disk_cells, edge_length_m, points_to_cells
+from dcm.analysis.grouping import sorted_unique
 from dcm.analysis.params import DetectionParams
 from dcm.errors import SchemaError
 from dcm.schema import MEASUREMENT_REQUIRED, validate_frame
@@ -42,7 +43,9 @@ class PreparedMeasurements:
     lon: np.ndarray  #: float64 degrees
     lat: np.ndarray  #: float64 degrees
     accuracy_m: np.ndarray  #: float64 reported position accuracy, NaN when unknown
-    device: np.ndarray  #: int64 code of the (hashed) device id, -1 when unknown
+    device: np.ndarray  #: int64 code of the (hashed) device id into ``devices``, -1 when unknown
+    #: the device ids as strings, first seen first (object array)
+    devices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -130,11 +133,13 @@ def prepare_measurements(
     cells: pd.DataFrame,
     networks: tuple[str, ...],
     resolution: int,
+    cell_keys: pd.MultiIndex | None = None,
 ) -> PreparedMeasurements:
     """Grid cell, network index, status flags and serving cell row of each measurement.
 
     An ``h3`` column of cells at ``resolution`` (from a ``dcm convert`` dataset) is
-    used as it is instead of computing the cells again.
+    used as it is instead of computing the cells again. ``cell_keys``: the cells' keys
+    (:func:`cell_index` of ``cells``) when they are looked up chunk after chunk.
     """
     validate_frame(
         frame,
@@ -162,14 +167,16 @@ def prepare_measurements(
         )
     else:
         names = pd.Series(pd.NA, index=frame.index, dtype="string")
-    network = np.asarray(pd.Index(networks).get_indexer(pd.Index(names.fillna(""))), dtype="int64")
+    network = _network_codes(names, networks)
     cell = np.full(n, -1, dtype="int64")
     if {"mcc", "mnc", "area", "cell"} <= set(frame.columns) and len(cells):
-        key = pd.MultiIndex.from_frame(cells[list(CELL_KEY)].astype("int64"))
+        key = cell_index(cells) if cell_keys is None else cell_keys
         have = frame[["mcc", "mnc", "area", "cell"]].notna().all(axis=1).to_numpy()
         if have.any():
             sub = frame.loc[have, ["mcc", "mnc", "area", "cell"]].astype("int64")
             cell[have] = key.get_indexer(pd.MultiIndex.from_frame(sub))
+
+    device, devices = device_codes(frame)
 
     def numeric(col: str) -> np.ndarray:
         if col in frame.columns:
@@ -188,12 +195,51 @@ def prepare_measurements(
         lon=lon,
         lat=lat,
         accuracy_m=numeric("accuracy_m"),
-        device=(
-            np.asarray(pd.factorize(frame["device"])[0], dtype="int64")
-            if "device" in frame.columns
-            else np.full(n, -1, dtype="int64")
-        ),
+        device=device,
+        devices=devices,
     )
+
+
+def cell_index(cells: pd.DataFrame) -> pd.MultiIndex:
+    """The (mcc, net, area, cell) key of each row of a prepared cell frame."""
+    return pd.MultiIndex.from_frame(cells[list(CELL_KEY)].astype("int64"))
+
+
+def _network_codes(names: pd.Series, networks: tuple[str, ...]) -> np.ndarray:
+    """Index of each network name (missing: "") in ``networks``, -1 for none (Arrow's
+    lookup: far faster than a pandas index of Python strings)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(names, type=pa.large_string(), from_pandas=True)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = pc.fill_null(text, "")
+    where = pc.index_in(text, value_set=pa.array(list(networks), type=pa.large_string()))
+    return pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype("int64")
+
+
+def device_codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Code of each row's device id (-1: none) and the ids as strings, first seen first
+    (``pd.factorize``'s codes and uniques; Arrow's dictionary encoding for text, far
+    faster on Arrow-backed columns). A device column of another type (a frame given
+    directly) still tells devices apart."""
+    if "device" not in frame.columns:
+        return np.full(len(frame), -1, dtype="int64"), np.empty(0, dtype=object)
+    col = frame["device"]
+    if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = pa.array(col, from_pandas=True)
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        encoded = pc.dictionary_encode(text)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        names = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return codes.astype("int64"), np.asarray(names, dtype=object)
+    codes, uniques = pd.factorize(col)
+    return np.asarray(codes, dtype="int64"), np.asarray(pd.Index(uniques).astype(str), dtype=object)
 
 
 def _given_cells(frame: pd.DataFrame, resolution: int) -> np.ndarray | None:
@@ -499,9 +545,8 @@ def _site_reporters(
     device = rep["device"].to_numpy("int64")
     n_dev = int(device.max()) + 1
     day = np.clip(day, 0, n_days - 1)
-    # One int64 per (site, day, device): a 1-D unique is far cheaper than rows, and
-    # pandas' hash-based unique ~10x cheaper than numpy's sort on millions of keys.
-    distinct = pd.unique((site * n_days + day) * n_dev + device)
+    # One int64 per (site, day, device): a 1-D unique (a sort) is far cheaper than rows.
+    distinct = sorted_unique((site * n_days + day) * n_dev + device)
     out[:] = np.bincount(distinct // (n_days * n_dev), minlength=n_site) / n_days
     return out
 

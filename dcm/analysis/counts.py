@@ -25,11 +25,13 @@ import pandas as pd
 
 from dcm.analysis.baseline import (
     PreparedMeasurements,
+    cell_index,
     network_list,
     prepare_cells,
     prepare_measurements,
 )
 from dcm.analysis.coverage import sighting_reach, site_positions
+from dcm.analysis.grouping import group_frame, key_groups, match_rows, sorted_unique
 from dcm.analysis.params import DetectionParams
 
 HOUR_NS = 3_600_000_000_000
@@ -60,25 +62,14 @@ def _empty(columns: dict[str, str]) -> pd.DataFrame:
 
 
 def _frame(columns: dict[str, str], **values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({c: np.asarray(values[c], dtype=t) for c, t in columns.items()})
-
-
-def _group(
-    frame: pd.DataFrame, keys: list[str], sums: list[str], maxes: tuple[str, ...] = ()
-) -> pd.DataFrame:
-    """Rows summed (``sums``) and maximised (``maxes``) per distinct ``keys``, sorted
-    (each column keeps its dtype)."""
-    if frame.empty:
-        return frame.reset_index(drop=True)
-    agg = {c: "sum" for c in sums} | {c: "max" for c in maxes}
-    out = frame.groupby(keys, as_index=False, sort=True).agg(agg)[list(frame.columns)]
-    return out.astype(frame.dtypes.to_dict())
+    # copy=False: each column its own block (consolidating them copies every row).
+    return pd.DataFrame({c: np.asarray(values[c], dtype=t) for c, t in columns.items()}, copy=False)
 
 
 def _distinct_reporters(site: np.ndarray, hour: np.ndarray, device: np.ndarray) -> pd.DataFrame:
-    """The distinct (site, hour, device) rows, first occurrences in order (as
-    ``drop_duplicates`` gives them): packed into one int64 per row when their ranges
-    allow (a 1-D hash unique, far cheaper in time and memory than on three columns)."""
+    """The distinct (site, hour, device) rows, sorted: packed into one int64 per row
+    when their ranges allow (a 1-D sort, far cheaper in time and memory than on three
+    columns)."""
     site, hour, device = (np.asarray(a, dtype="int64") for a in (site, hour, device))
     if site.size:
         h0 = int(hour.min())
@@ -86,12 +77,13 @@ def _distinct_reporters(site: np.ndarray, hour: np.ndarray, device: np.ndarray) 
         n_dev = int(device.max()) + 1
         n_site = int(site.max()) + 1
         if min(int(site.min()), int(device.min())) >= 0 and n_site * n_hour * n_dev < 2**62:
-            key = pd.unique((site * n_hour + (hour - h0)) * n_dev + device)
+            key = sorted_unique((site * n_hour + (hour - h0)) * n_dev + device)
             rest, device = np.divmod(key, n_dev)
             site, hour = np.divmod(rest, n_hour)
             return _frame(_REPORTERS, site=site, hour=hour + h0, device=device)
-    frame = _frame(_REPORTERS, site=site, hour=hour, device=device)
-    return frame.drop_duplicates(ignore_index=True)
+    order, starts = key_groups([site, hour, device])
+    first = order[starts]
+    return _frame(_REPORTERS, site=site[first], hour=hour[first], device=device[first])
 
 
 def _recode(codes: np.ndarray, old: tuple[str, ...], new: tuple[str, ...]) -> np.ndarray:
@@ -144,6 +136,8 @@ class CellContext:
     cell_site: np.ndarray
     site_lon: np.ndarray
     site_lat: np.ndarray
+    #: the cells' (mcc, net, area, cell) keys, built once for every chunk's lookup
+    cell_index: pd.MultiIndex | None = None
 
     @classmethod
     def of(cls, cells: pd.DataFrame, *, prepared: bool = False) -> CellContext:
@@ -152,7 +146,13 @@ class CellContext:
         codes, ids = pd.factorize(cells["site_id"].astype(str))
         cell_site = np.asarray(codes, dtype="int64")
         lon, lat = site_positions(cells, cell_site, len(ids))
-        return cls(cells=cells, cell_site=cell_site, site_lon=lon, site_lat=lat)
+        return cls(
+            cells=cells,
+            cell_site=cell_site,
+            site_lon=lon,
+            site_lat=lat,
+            cell_index=cell_index(cells),
+        )
 
     @property
     def n_site(self) -> int:
@@ -221,10 +221,14 @@ class BaselineCounts:
         of the chunk and the cells)."""
         nets = networks or tuple(sorted(set(network_list(frame)) | set(network_list(ctx.cells))))
         prep = prepare_measurements(
-            frame, cells=ctx.cells, networks=nets, resolution=params.resolution
+            frame,
+            cells=ctx.cells,
+            networks=nets,
+            resolution=params.resolution,
+            cell_keys=ctx.cell_index,
         )
         hour_abs = prep.ts // HOUR_NS
-        grid = _group(
+        grid = group_frame(
             _frame(
                 _GRID_B,
                 h3=prep.h3,
@@ -238,7 +242,7 @@ class BaselineCounts:
             ["count", "ok_count", "fail_count"],
         )
         seen = prep.ok & (prep.cell >= 0)
-        sightings = _group(
+        sightings = group_frame(
             _frame(_SIGHT_B, cell=prep.cell[seen], h3=prep.h3[seen], count=np.ones(seen.sum())),
             ["cell", "h3"],
             ["count"],
@@ -251,33 +255,27 @@ class BaselineCounts:
         site, d, use = _sightings(prep, seen, ctx, params)
         reach = np.full(ctx.n_site, -np.inf)
         np.maximum.at(reach, site[use], d[use])
-        dev_codes, devices = pd.factorize(frame["device"]) if "device" in frame else (None, None)
-        # Names as strings: they are merged as strings (a device column of another type
-        # in a frame given directly still tells devices apart).
-        dev_names = np.asarray(
-            [] if devices is None else pd.Index(devices).astype(str), dtype=object
-        )
-        with_dev = seen & (np.asarray(dev_codes) >= 0) if dev_codes is not None else seen & False
+        with_dev = seen & (prep.device >= 0)
         reporters = _distinct_reporters(
             ctx.cell_site[prep.cell[with_dev]],
             hour_abs[with_dev],
-            np.asarray(dev_codes)[with_dev] if dev_codes is not None else np.zeros(0, "int64"),
+            prep.device[with_dev],
         )
         # Phones' habits only when the decisions read them (they cost a row per
         # distinct place and phone).
         habit = with_dev if params.takeover_by_device else with_dev & False
-        place_devices = _group(
+        place_devices = group_frame(
             _frame(
                 _PLACE_DEVICES,
                 site=ctx.cell_site[prep.cell[habit]],
                 h3=prep.h3[habit],
-                device=np.asarray(dev_codes)[habit] if dev_codes is not None else [],
+                device=prep.device[habit],
                 n=np.ones(int(habit.sum())),
             ),
             ["site", "h3", "device"],
             ["n"],
         )
-        site_hours = _group(
+        site_hours = group_frame(
             _frame(_SITE_HOURS, site=site, hour=hour_abs[seen], n=np.ones(site.size)),
             ["site", "hour"],
             ["n"],
@@ -294,7 +292,7 @@ class BaselineCounts:
             download=values["download"],
             reach=reach,
             reporters=reporters,
-            devices=dev_names,
+            devices=prep.devices,
             site_hours=site_hours,
             place_devices=place_devices,
         )
@@ -341,19 +339,19 @@ class BaselineCounts:
             ts_min=lo,
             ts_max=hi,
             extent=_merge_extent((p.rows, p.extent) for p in parts),
-            grid=_group(
+            grid=group_frame(
                 cat("grid", _GRID_B),
                 ["h3", "network", "hour"],
                 ["count", "ok_count", "fail_count"],
             ),
-            sightings=_group(cat("sightings", _SIGHT_B), ["cell", "h3"], ["count"]),
-            signal=_group(cat("signal", _VALUES), ["h3", "network", "value"], ["n"]),
-            download=_group(cat("download", _VALUES), ["h3", "network", "value"], ["n"]),
+            sightings=group_frame(cat("sightings", _SIGHT_B), ["cell", "h3"], ["count"]),
+            signal=group_frame(cat("signal", _VALUES), ["h3", "network", "value"], ["n"]),
+            download=group_frame(cat("download", _VALUES), ["h3", "network", "value"], ["n"]),
             reach=np.maximum.reduce([p.reach for p in parts]),
             reporters=reporters,
             devices=np.asarray(devices, dtype=object),
-            site_hours=_group(cat("site_hours", _SITE_HOURS), ["site", "hour"], ["n"]),
-            place_devices=_group(
+            site_hours=group_frame(cat("site_hours", _SITE_HOURS), ["site", "hour"], ["n"]),
+            place_devices=group_frame(
                 pd.concat(place_frames, ignore_index=True)
                 if place_frames
                 else _empty(_PLACE_DEVICES),
@@ -367,7 +365,7 @@ class BaselineCounts:
 
     def seen_networks(self) -> tuple[str, ...]:
         """Networks of the measurements themselves (not only of the cells), sorted."""
-        codes = np.unique(self.grid["network"].to_numpy())
+        codes = sorted_unique(self.grid["network"].to_numpy())
         return tuple(sorted(self.networks[c] for c in codes if c >= 0))
 
     def without_cells(self, ctx: CellContext) -> BaselineCounts:
@@ -393,23 +391,28 @@ class BaselineCounts:
 
 def _union_names(names: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The distinct names of all lists (first seen first) and, per list, the position
-    of each of its names in them (Arrow hash tables: far faster than object indexes)."""
+    of each of its names in them: one Arrow dictionary encoding of the lists end to
+    end (its dictionary is the union; far faster than object indexes)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arrays = [pa.array(n, type=pa.string()) for n in names]
-    union = pa.chunked_array(arrays, type=pa.string()).unique()
-    luts = [
-        pc.index_in(a, value_set=union).to_numpy(zero_copy_only=False).astype("int64")
-        for a in arrays
-    ]
-    return np.asarray(union.to_pylist(), dtype=object), luts
+    encoded = pc.dictionary_encode(pa.chunked_array(arrays, type=pa.string()))
+    if encoded.num_chunks:
+        union = encoded.chunk(encoded.num_chunks - 1).dictionary
+        codes = np.concatenate(
+            [c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks]
+        ).astype("int64")
+    else:
+        union, codes = pa.array([], type=pa.string()), np.zeros(0, "int64")
+    luts = np.split(codes, np.cumsum([len(a) for a in arrays])[:-1])
+    return np.asarray(union.to_numpy(zero_copy_only=False), dtype=object), luts
 
 
 def _value_counts(h3: np.ndarray, network: np.ndarray, value: np.ndarray) -> pd.DataFrame:
     """(h3, network, value) → n of the non-missing values."""
     have = ~np.isnan(value)
-    return _group(
+    return group_frame(
         _frame(
             _VALUES, h3=h3[have], network=network[have], value=value[have], n=np.ones(have.sum())
         ),
@@ -488,7 +491,11 @@ class EventCounts:
         multiple of the window."""
         win_ns = int(params.window_td.value)
         prep = prepare_measurements(
-            frame, cells=ctx.cells, networks=networks, resolution=params.resolution
+            frame,
+            cells=ctx.cells,
+            networks=networks,
+            resolution=params.resolution,
+            cell_keys=ctx.cell_index,
         )
         w = (prep.ts - phase) // win_ns
         on = prep.h3 != 0
@@ -505,7 +512,7 @@ class EventCounts:
             fail=prep.fail[on] & (prep.network[on] >= 0),
             last_ok=np.where(prep.ok[on] & (prep.network[on] >= 0), prep.ts[on], NO_TS),
         )
-        grid = _group(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
+        grid = group_frame(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
         fails = keyed & prep.fail
         late = _prune_late(
             _frame(
@@ -515,7 +522,7 @@ class EventCounts:
         )
         sel = on & named
         site, d, use = _sightings(prep, sel, ctx, params)
-        sightings = _group(
+        sightings = group_frame(
             _frame(
                 _SIGHT_E,
                 cell=prep.cell[sel],
@@ -530,31 +537,25 @@ class EventCounts:
             ["n"],
             ("last", "far"),
         )
-        dev_codes, devices = (
-            pd.factorize(frame["device"])
-            if "device" in frame and params.takeover_by_device
-            else (None, None)
-        )
-        if dev_codes is None:
+        if not params.takeover_by_device:
             device_sightings = _empty(_DEV_SIGHT)
             dev_names = np.empty(0, dtype=object)
         else:
-            codes = np.asarray(dev_codes)
-            mine = sel & (codes >= 0)
-            device_sightings = _group(
+            mine = sel & (prep.device >= 0)
+            device_sightings = group_frame(
                 _frame(
                     _DEV_SIGHT,
                     site=ctx.cell_site[prep.cell[mine]],
                     h3=prep.h3[mine],
                     network=prep.network[mine],
                     w=w[mine],
-                    device=codes[mine],
+                    device=prep.device[mine],
                     n=np.ones(int(mine.sum())),
                 ),
                 ["site", "h3", "network", "w", "device"],
                 ["n"],
             )
-            dev_names = np.asarray(pd.Index(devices).astype(str), dtype=object)
+            dev_names = prep.devices
         return cls(
             networks=networks,
             window_ns=win_ns,
@@ -580,7 +581,7 @@ class EventCounts:
         for p in parts[1:]:
             if (p.networks, p.window_ns, p.phase) != (first.networks, first.window_ns, first.phase):
                 raise ValueError("event counts of different networks or windows do not merge")
-        grid = _group(
+        grid = group_frame(
             pd.concat([p.grid for p in parts], ignore_index=True),
             ["h3", "network", "w"],
             ["n", "ok", "named", "fail"],
@@ -600,13 +601,13 @@ class EventCounts:
             extent=_merge_extent((p.rows, p.extent) for p in parts),
             grid=grid,
             late=_prune_late(pd.concat([p.late for p in parts], ignore_index=True), grid),
-            sightings=_group(
+            sightings=group_frame(
                 pd.concat([p.sightings for p in parts], ignore_index=True),
                 ["cell", "h3", "network", "w"],
                 ["n"],
                 ("last", "far"),
             ),
-            device_sightings=_group(
+            device_sightings=group_frame(
                 pd.concat(dev_frames, ignore_index=True),
                 ["site", "h3", "network", "w", "device"],
                 ["n"],
@@ -631,7 +632,9 @@ class EventCounts:
                 fail=np.where(known, grid["fail"], 0),
                 last_ok=np.where(known, grid["last_ok"], NO_TS),
             )
-            grid = _group(grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",))
+            grid = group_frame(
+                grid, ["h3", "network", "w"], ["n", "ok", "named", "fail"], ("last_ok",)
+            )
             code = _recode(late["network"].to_numpy(), self.networks, networks)
             late = late.assign(network=code).loc[code >= 0].reset_index(drop=True)
         return replace(
@@ -654,11 +657,10 @@ class EventCounts:
 
         grid = cut(self.grid)
         late = cut(self.late)
-        after = late.merge(grid[["h3", "network", "w", "last_ok"]], on=["h3", "network", "w"])
-        after = after[after["ts"] > after["last_ok"]]
-        per = after.groupby(["h3", "network", "w"]).size().rename("fail_after").reset_index()
-        grid = grid.merge(per, on=["h3", "network", "w"], how="left")
-        grid["fail_after"] = grid["fail_after"].fillna(0).astype("int64")
+        # Failures later than their group's last ok report, counted per group.
+        at, after = _after_last_ok(late, grid)
+        after &= at >= 0
+        grid["fail_after"] = np.bincount(at[after], minlength=len(grid)).astype("int64")
         return WindowCounts(
             n_win=n_win,
             grid=grid,
@@ -677,11 +679,18 @@ def _prune_late(late: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     never be "after the last ok" once more rows come in."""
     if late.empty:
         return late.reset_index(drop=True)
-    last = late[["h3", "network", "w"]].merge(
-        grid[["h3", "network", "w", "last_ok"]], on=["h3", "network", "w"], how="left"
-    )["last_ok"]
-    keep = late["ts"].to_numpy() > last.fillna(NO_TS).to_numpy("int64")
-    return late.loc[keep].reset_index(drop=True)
+    _, after = _after_last_ok(late, grid)
+    return late.loc[after].reset_index(drop=True)
+
+
+def _after_last_ok(late: pd.DataFrame, grid: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row of ``grid`` holding each failure row's (h3, network, w) group (-1: none)
+    and whether the failure is later than that group's ``last_ok`` (NO_TS: none)."""
+    keys = ["h3", "network", "w"]
+    at = match_rows([grid[k].to_numpy() for k in keys], [late[k].to_numpy() for k in keys])
+    last = grid["last_ok"].to_numpy("int64")
+    last_ok = np.where(at >= 0, last[np.maximum(at, 0)] if last.size else NO_TS, NO_TS)
+    return at, late["ts"].to_numpy("int64") > last_ok
 
 
 @dataclass(frozen=True)

@@ -95,12 +95,7 @@ def _records(data: bytes, delimiter: str) -> _Records:
     quoted = b'"' in data
     qpos = np.zeros(0, dtype=np.int64)
     if quoted:
-        qpos = np.flatnonzero(arr == QUOTE)
-        prev = np.where(qpos > 0, arr[np.maximum(qpos - 1, 0)], NL)
-        nxt = np.where(qpos < n - 1, arr[np.minimum(qpos + 1, n - 1)], NL)
-        edge = (NL, CR, QUOTE, delim)
-        structural = np.isin(prev, edge) | np.isin(nxt, edge)
-        qpos = qpos[structural]
+        qpos = structural_quotes(arr, delim)
         boundary = np.searchsorted(qpos, newlines) % 2 == 0
         ends = newlines[boundary]
     else:
@@ -115,6 +110,18 @@ def _records(data: bytes, delimiter: str) -> _Records:
     # Without quotes every record is one line; with them, count newlines before its start.
     lines = np.searchsorted(newlines, starts) + 1 if quoted else np.arange(1, starts.size + 1)
     return _Records(starts[keep], stops[keep], ends[keep], lines[keep], quoted, qpos)
+
+
+def structural_quotes(arr: np.ndarray, delim: int) -> np.ndarray:
+    """Positions of the quotes in ``arr`` (bytes as uint8) that can open or close a
+    value: next to a delimiter, a line end, another quote or the data's ends."""
+    n = arr.size
+    qpos = np.flatnonzero(arr == QUOTE)
+    edge = np.zeros(256, dtype=bool)
+    edge[[NL, CR, QUOTE, delim]] = True
+    prev = np.where(qpos > 0, arr[np.maximum(qpos - 1, 0)], NL)
+    nxt = np.where(qpos < n - 1, arr[np.minimum(qpos + 1, n - 1)], NL)
+    return qpos[edge[prev] | edge[nxt]]
 
 
 def _line_count(data: bytes) -> int | None:

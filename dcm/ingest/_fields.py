@@ -178,9 +178,27 @@ def refuse_nul(frame: pd.DataFrame, errors: RowErrors, columns: Iterable[str]) -
     for name in columns:
         if name not in frame.columns or not is_texty(frame[name]):
             continue
+        if not _may_hold_nul(frame[name]):
+            continue
         # No trimming needed: stripping whitespace never removes a NUL.
         found = pc.match_substring(_arrow_strings(frame[name]), "\x00")
         errors.add(pc.fill_null(found, False).to_numpy(zero_copy_only=False), name, NUL_CHARACTER)
+
+
+def _may_hold_nul(col: pd.Series) -> bool:
+    """False when the column is Arrow strings whose character data hold no zero byte
+    (one pass over the data buffer, far cheaper than a substring search per value);
+    True otherwise (then each value is searched)."""
+    if not isinstance(col.array, pd.arrays.ArrowExtensionArray):
+        return True
+    arr = pa.array(col.array)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return True
+    for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
+        data = chunk.buffers()[2]
+        if data is not None and not np.frombuffer(data, dtype=np.uint8).all():
+            return True
+    return False
 
 
 def required(col: pd.Series, errors: RowErrors, field: str) -> None:
@@ -307,17 +325,46 @@ def choices(
 
 def hash_devices(devices: pd.Series, secret: bytes | None = None) -> pd.Series:
     """HMAC-SHA256 of each device id (hex, 128 bits kept); hashes unique values only."""
-    key = DEFAULT_DEVICE_SECRET if secret is None else secret
-    txt = _arrow_text(devices)
-    if isinstance(txt, pa.ChunkedArray):
-        txt = txt.combine_chunks()
-    encoded = pc.dictionary_encode(txt)
-    # hmac.digest is the one-shot C path: a third of the time of hmac.new per device.
-    digests = pa.array(
-        [
-            hmac.digest(key, u.encode("utf-8"), hashlib.sha256).hex()[:DEVICE_HASH_HEX]
-            for u in encoded.dictionary.to_pylist()
-        ],
-        type=pa.large_string(),
-    )
-    return _arrow_series(pc.take(digests, encoded.indices), devices.index)
+    return DeviceHasher(secret)(devices)
+
+
+class DeviceHasher:
+    """:func:`hash_devices` for the chunks of one read: the ids hashed so far are
+    remembered (Arrow strings, with their digests), so each distinct id is hashed once
+    per read, not once per chunk; a file's chunks share most of their phones, and the
+    HMACs were most of the time of reading it. At most ``limit`` ids are remembered
+    (about 40 bytes each); past that they are forgotten and the next chunk starts
+    afresh."""
+
+    def __init__(self, secret: bytes | None = None, *, limit: int = 1 << 20) -> None:
+        self.key = DEFAULT_DEVICE_SECRET if secret is None else secret
+        self.limit = limit
+        self._names = pa.array([], type=pa.large_string())
+        self._digests = pa.array([], type=pa.large_string())
+
+    def __call__(self, devices: pd.Series) -> pd.Series:
+        txt = _arrow_text(devices)
+        if isinstance(txt, pa.ChunkedArray):
+            txt = txt.combine_chunks()
+        encoded = pc.dictionary_encode(txt)
+        ids = encoded.dictionary
+        if len(self._names) > self.limit:
+            self._names, self._digests = self._names[:0], self._digests[:0]
+        known = pc.index_in(ids, value_set=self._names)
+        new = pc.is_null(known).to_numpy(zero_copy_only=False)
+        fresh = ids.filter(pa.array(new))
+        # hmac.digest is the one-shot C path: a third of the time of hmac.new per device.
+        digests = pa.array(
+            [
+                hmac.digest(self.key, u.encode("utf-8"), hashlib.sha256).hex()[:DEVICE_HASH_HEX]
+                for u in fresh.to_pylist()
+            ],
+            type=pa.large_string(),
+        )
+        at = np.empty(len(ids), dtype=np.int64)
+        at[~new] = known.filter(pa.array(~new)).to_numpy(zero_copy_only=False)
+        at[new] = len(self._names) + np.arange(len(fresh))
+        self._names = pa.concat_arrays([self._names, fresh])
+        self._digests = pa.concat_arrays([self._digests, digests])
+        of_ids = self._digests.take(pa.array(at))
+        return _arrow_series(pc.take(of_ids, encoded.indices), devices.index)

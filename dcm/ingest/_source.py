@@ -189,6 +189,8 @@ class LineGuard:
         self._cr = piece.endswith(b"\r")
 
     def _check(self, piece: bytes) -> None:
+        if self._fits(piece):
+            return
         arr = np.frombuffer(piece, dtype=np.uint8)
         lf, cr = arr == 10, arr == 13
         ends = np.flatnonzero(lf | cr)
@@ -202,6 +204,20 @@ class LineGuard:
         breaks = cr | (lf & ~np.concatenate(([False], cr[:-1])))
         at = ends[over[0]] if over[0] < ends.size else arr.size
         raise self.too_long(self.line + int(breaks[:at].sum()))
+
+    def _fits(self, piece: bytes) -> bool:
+        """Whether every line of ``piece`` (the first continuing the open line) is at
+        most ``max_bytes`` long: each stretch of ``max_bytes`` + 1 bytes from a line's
+        start must hold a line end, found from the stretch's end (a C search over the
+        bytes, skipping whole lines, instead of an array pass over every byte)."""
+        start, before, n = 0, self.length, len(piece)
+        while start + self.max_bytes - before + 1 <= n:
+            stop = start + self.max_bytes - before + 1
+            end = max(piece.rfind(b"\n", start, stop), piece.rfind(b"\r", start, stop))
+            if end < 0:
+                return False
+            start, before = end + 1, 0
+        return True
 
     def too_long(self, line: int) -> InputTooLarge:
         return InputTooLarge(

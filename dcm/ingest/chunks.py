@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from dcm.errors import IngestError
-from dcm.ingest._csv import _records, read_csv_strings
+from dcm.ingest._csv import read_csv_strings, structural_quotes
+from dcm.ingest._fields import DeviceHasher
 from dcm.ingest._json import Loaded, iter_geojson, json_records, ndjson_frame
 from dcm.ingest._source import (
     GZIP_MAGIC,
@@ -170,6 +171,7 @@ def _json_chunks(
     and the columns of all pieces together are checked as one header at the end."""
     columns: dict[str, None] = {}  # of the pieces with rows, in order
     kept = rejected_before = records = 0
+    hasher = DeviceHasher(device_secret)
     for (raw, lines, raw_rows, rejected), before in parts:
         records += json_records((raw, lines, raw_rows, rejected))
         if before:
@@ -196,6 +198,7 @@ def _json_chunks(
             rejected=rejected,
             rows_in=len(raw) + len(rejected),
             not_after=not_after,
+            device_hasher=hasher,
         )
     if not records and rejected_before:
         raise IngestError("no line is valid JSON (not an NDJSON file)", path=name)
@@ -221,6 +224,7 @@ def _parquet_chunks(
 
     plain = isinstance(source, str | Path) and _magic(Path(source)) != GZIP_MAGIC
     done = 0
+    hasher = DeviceHasher(device_secret)
     try:
         parquet = pq.ParquetFile(source if plain else io.BytesIO(read_bytes(source, name=name)))
         batches = parquet.iter_batches(batch_size=batch_rows)
@@ -235,6 +239,7 @@ def _parquet_chunks(
                 kind="measurements",
                 device_secret=device_secret,
                 not_after=not_after,
+                device_hasher=hasher,
             )
             done += n
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -438,6 +443,7 @@ def _csv_chunks(
     names: list[str] | None = None
     delimiter = ","
     lines_before = 0
+    hasher = DeviceHasher(device_secret)
     for chunk in chunks:
         first = names is None
         text = decode_utf8(chunk, name=name, start=first)
@@ -460,6 +466,7 @@ def _csv_chunks(
             rejected=table.rejected,
             rows_in=table.rows_in,
             not_after=not_after,
+            device_hasher=hasher,
         )
         lines_before += text.count(b"\n")
     if names is None:
@@ -519,9 +526,14 @@ def _last_boundary(data: bytes, *, first: bool, delimiter: str) -> int:
         return -1  # only empty lines so far: the header is still to come
     if b'"' not in data:
         return data.rfind(b"\n")
-    ends = _records(data, delimiter).ends
-    ends = ends[ends < len(data)]
-    return int(ends[-1]) if ends.size else -1
+    # A newline ends a record when an even number of structural quotes precede it:
+    # newlines are tried from the last back (usually the last one is such an end).
+    quotes = structural_quotes(np.frombuffer(data, dtype=np.uint8), ord(delimiter))
+    cut = len(data)
+    while (cut := data.rfind(b"\n", 0, cut)) >= 0:
+        if np.searchsorted(quotes, cut) % 2 == 0:
+            return cut
+    return -1
 
 
 def _blocks(source: Source, *, name: str, size: int) -> Generator[bytes, None, None]:

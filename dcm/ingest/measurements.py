@@ -158,6 +158,7 @@ def normalise_measurements(
     reject_unknown_radio: bool = True,
     errors: f.RowErrors | None = None,
     not_after: pd.Timestamp | None = None,
+    device_hasher: f.DeviceHasher | None = None,
 ) -> IngestResult:
     """Validate a frame of canonical-named columns (strings or typed) → canonical frame.
 
@@ -166,6 +167,8 @@ def normalise_measurements(
     may carry reasons found by a format-specific reader (they take precedence).
     With ``reject_unknown_radio=False`` radio names are mapped through
     :data:`RADIO_ALIASES` and unknown ones become ``<NA>`` (app logs).
+    ``device_hasher``: one shared by the chunks of a read (keyed by its own secret,
+    ``device_secret`` then unused).
     """
     rejected = list(rejected or [])
     raw = _canonical_names(raw, name=name)
@@ -205,7 +208,8 @@ def normalise_measurements(
     for c in ("download_kbps", "upload_kbps", "latency_ms", "accuracy_m"):
         out[c] = f.floats(col(c), errors, c, lo=0)
     out["measurement_id"] = f.text(col("measurement_id")).astype("string")
-    out["device"] = f.hash_devices(col("device"), device_secret)
+    hasher = device_hasher or f.DeviceHasher(device_secret)
+    out["device"] = hasher(col("device"))
 
     bad = errors.bad
     if bad.any():

@@ -125,7 +125,7 @@ def test_group_medians_equal_pandas() -> None:
 @pytest.mark.parametrize("wide", [False, True])
 def test_distinct_reporters_equal_drop_duplicates(wide: bool) -> None:
     """Packed into one int64 (narrow ranges) or not (ranges too wide to pack), the
-    distinct (site, hour, device) rows are those of drop_duplicates, in its order."""
+    distinct (site, hour, device) rows are those of drop_duplicates, sorted."""
     rng = np.random.default_rng(4)
     n = 20_000
     site = rng.integers(0, 300, n)
@@ -134,10 +134,60 @@ def test_distinct_reporters_equal_drop_duplicates(wide: bool) -> None:
     if wide:
         # 10^6 sites x 2 x 10^5 hours x 3 x 10^7 devices > 2^62: not packed.
         site[0], hour[1], device[2] = 999_999, 273_000, 30_000_000
-    want = pd.DataFrame({"site": site, "hour": hour, "device": device}).drop_duplicates(
-        ignore_index=True
+    want = (
+        pd.DataFrame({"site": site, "hour": hour, "device": device})
+        .drop_duplicates()
+        .sort_values(["site", "hour", "device"], ignore_index=True)
     )
     got = _distinct_reporters(site, hour, device)
     assert len(got) < n
     assert list(got.dtypes) == ["int32"] * 3
     assert np.array_equal(got.to_numpy("int64"), want.to_numpy())
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series(["b", None, "a", "b", ""], dtype="string"),
+        pd.Series(["b", None, "a", "b"], dtype=object),
+        pd.Series([3, 1, 3], dtype="Int64"),
+        pd.Series([], dtype="string"),
+    ],
+)
+def test_device_codes_equal_factorize(values: pd.Series) -> None:
+    """Codes (-1: missing) and names as strings, first seen first, as pd.factorize
+    gives them, whatever the column's type."""
+    from dcm.analysis.baseline import device_codes
+
+    codes, names = device_codes(pd.DataFrame({"device": values}))
+    want_codes, uniques = pd.factorize(values)
+    assert codes.dtype == np.int64 and names.dtype == object
+    assert np.array_equal(codes, want_codes)
+    assert list(names) == [str(u) for u in uniques]
+    none, no_names = device_codes(pd.DataFrame({"x": values}))
+    assert (none == -1).all() and len(none) == len(values) and no_names.size == 0
+
+
+def test_union_names_keeps_first_seen_order_and_maps_each_list() -> None:
+    from dcm.analysis.counts import _union_names
+
+    for lists in (
+        [["a", "b"], ["b", "c"], []],
+        [[], ["x"]],
+        [[], []],
+        [["q", "r"], [], ["r", "s"]],
+    ):
+        union, luts = _union_names([np.asarray(n, dtype=object) for n in lists])
+        assert list(union) == list(dict.fromkeys(x for n in lists for x in n))
+        assert [list(union[lut]) for lut in luts] == lists
+
+
+@pytest.mark.parametrize("networks", [("740-0", "740-1"), (), ("", "740-1")])
+def test_network_codes_equal_an_index_lookup(networks: tuple[str, ...]) -> None:
+    from dcm.analysis.baseline import _network_codes
+
+    names = pd.Series(["740-1", None, "740-0", "x", "", "740-1"], dtype="string")
+    want = pd.Index(networks).get_indexer(pd.Index(names.fillna("")))
+    got = _network_codes(names, networks)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+    assert _network_codes(names.iloc[:0], networks).size == 0

@@ -177,3 +177,26 @@ def test_other_formats_are_one_chunk_and_errors_are_one_line(tmp_path: Path) -> 
     header_only.write_text(HEADER + "\n")
     (chunk,) = iter_measurements(header_only, chunk_bytes=5)
     assert chunk.report.rows_in == 0
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 333, 4096])
+def test_chunks_of_an_all_quoted_file_with_values_over_lines(
+    tmp_path: Path, chunk_bytes: int
+) -> None:
+    """Every field quoted (as pyarrow and spreadsheets write text), values spanning
+    lines and quotes inside values: chunks end only where records end."""
+    lines = _messy_lines(200)
+    quoted = [
+        ",".join(f'"{v}"' if '"' not in v else v for v in line.split(","))
+        if line and not line.startswith(HEADER)
+        else line
+        for line in lines
+    ]
+    quoted[50] = quoted[50].replace('"phone-', '"pho""ne\n-')  # "" inside, a newline
+    path = tmp_path / "q.csv"
+    path.write_bytes(("\n".join(quoted) + "\n").encode())
+    whole = read_measurements(path)
+    assert whole.report.rejected_count > 10
+    chunks = list(iter_measurements(path, chunk_bytes=chunk_bytes))
+    assert len(chunks) > 3
+    _assert_same(whole, combine_chunks(chunks, name=str(path)))

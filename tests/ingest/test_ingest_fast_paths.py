@@ -110,3 +110,36 @@ def test_zero_and_negative_zero_are_the_same_place() -> None:
     text = "timestamp,lat,lon,status,mcc,mnc,device\n" + "\n".join(rows) + "\n"
     result = read_measurements(text.encode(), format="csv")
     assert result.report.duplicates == 2 and len(result.frame) == 1
+
+
+def _hmac_hex(device: str, secret: bytes) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(secret, device.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+@pytest.mark.parametrize("limit", [3, 1 << 20])
+def test_device_hasher_remembers_ids_and_gives_the_plain_hashes(limit: int) -> None:
+    """A hasher shared by the chunks of a read (remembering ids, or forgetting them
+    past its limit) gives each chunk the HMAC of each stripped id, missing and blank
+    ids missing, as hashing the chunk alone does."""
+    from dcm.ingest._fields import DEFAULT_DEVICE_SECRET, DeviceHasher, hash_devices
+
+    rng = np.random.default_rng(7)
+    hasher = DeviceHasher(b"k", limit=limit)
+    for size in (0, 1, 40, 200):
+        values = [
+            None if r < 0.1 else (" " if r < 0.15 else f" ph{rng.integers(0, 30)} ")
+            for r in rng.random(size)
+        ]
+        chunk = pd.Series(values, dtype="string")
+        want = [None if v is None or not v.strip() else _hmac_hex(v.strip(), b"k") for v in values]
+        got = hasher(chunk)
+        assert str(got.dtype) == "large_string[pyarrow]"
+        assert [None if pd.isna(v) else v for v in got] == want
+        alone = hash_devices(chunk, b"k")
+        assert alone.equals(got)
+    default = hash_devices(pd.Series(["a"], dtype="string"))
+    assert default.iloc[0] == _hmac_hex("a", DEFAULT_DEVICE_SECRET)
+    assert len(hasher._names) <= limit + 30  # forgotten past the limit

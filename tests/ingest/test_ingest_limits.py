@@ -189,6 +189,35 @@ def test_line_guard_names_the_line_as_the_readers_count_it() -> None:
     assert (guard.line, guard.length) == (6, 0)
 
 
+def test_line_guard_finds_the_first_long_line_in_pieces_of_any_size() -> None:
+    """Pieces longer than the limit are checked by searching back from each stretch's
+    end; the line named is the first too long one, as splitting the whole text at LF,
+    CRLF and lone CRs finds it (a CRLF may be cut between two pieces)."""
+    import re
+
+    import numpy as np
+
+    from dcm.ingest._source import LineGuard
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        limit = int(rng.integers(1, 12))
+        pieces = [
+            bytes(rng.choice(list(b"ab\n\r"), size=int(k), p=[0.4, 0.4, 0.12, 0.08]).astype("u1"))
+            for k in rng.integers(0, 40, int(rng.integers(1, 5)))
+        ]
+        lines = re.split(rb"\r\n|\r|\n", b"".join(pieces))
+        want = next((i + 1 for i, line in enumerate(lines) if len(line) > limit), None)
+        guard = LineGuard(limit, name="f.csv")
+        got = None
+        try:
+            for piece in pieces:
+                guard.feed(piece)
+        except InputTooLarge as exc:
+            got = int(re.search(r"line ([0-9,]+)", str(exc)).group(1).replace(",", ""))
+        assert got == want, (pieces, limit)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".ndjson", ".csv.gz"])
 def test_a_line_past_the_limit_is_refused_by_every_reader(
     suffix: str, monkeypatch: pytest.MonkeyPatch

@@ -253,3 +253,26 @@ def test_any_cell_seconds_keep_the_cell(seconds: float) -> None:
     assert result.report.accepted == 1 and list(result.frame.columns) == list(CELL_COLUMNS)
     created = result.frame["created"].iloc[0]
     assert pd.isna(created) or TIMESTAMP_MIN <= created < TIMESTAMP_MAX
+
+
+def test_nul_check_skips_only_columns_whose_text_holds_none() -> None:
+    """The one-pass check of an Arrow column's character data never lets a NUL by:
+    a NUL anywhere in the data (even outside a sliced column's values) sends the
+    column to the per-value search, which finds only the values holding one."""
+    import pyarrow as pa
+
+    from dcm.ingest._fields import RowErrors, _may_hold_nul, refuse_nul
+
+    def arrow(values: pa.Array) -> pd.Series:
+        return pd.Series(pd.arrays.ArrowExtensionArray(values))
+
+    clean = arrow(pa.array(["a", "bc", None]))
+    dirty = arrow(pa.array(["a", "b\x00c", None]))
+    sliced = arrow(pa.array(["x\x00", "a", "b"]).slice(1))  # the NUL lies outside
+    assert not _may_hold_nul(clean)
+    assert _may_hold_nul(dirty) and _may_hold_nul(sliced)
+    assert _may_hold_nul(pd.Series(["a"], dtype=object))  # not Arrow: searched
+    frame = pd.DataFrame({"device": dirty, "radio": clean, "status": sliced})
+    errors = RowErrors(3)
+    refuse_nul(frame, errors, ["device", "radio", "status"])
+    assert errors.bad.tolist() == [False, True, False]
