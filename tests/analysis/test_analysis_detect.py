@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from dcm.analysis import DetectionParams, build_baseline, detect
+from dcm.analysis import Baseline, DetectionParams, build_baseline, detect
 from dcm.analysis.evidence import calibrate
 from dcm.schema import CELL_STATUS_COLUMNS, GRID_STATUS_COLUMNS, validate_frame
 
@@ -229,22 +229,30 @@ def test_evidence_worked_in_blocks_of_keys_is_the_same(
     pd.testing.assert_frame_equal(blocks.outages, whole.outages, check_exact=True)
 
 
+def _one_site_falls_silent(
+    cells: pd.DataFrame, *, after_hours: int
+) -> tuple[Baseline, pd.DataFrame]:
+    """A week of two networks' sites (cells 1 and 2) at 50 reports an hour, then ten event
+    hours in which 358-10's site falls silent after ``after_hours``."""
+    baseline = concat(
+        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
+        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
+    )
+    event = concat(
+        measurements(start=EVENT, hours=after_hours, per_hour=50, network="358-10", cell=1, seed=3),
+        measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
+    )
+    return build_baseline(baseline, cells), event
+
+
 def test_no_server_probability_worked_in_blocks_of_windows_is_the_same(
     two_networks: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sys
 
     detect_module = sys.modules["dcm.analysis.detect"]
-    baseline = concat(
-        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
-        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
-    )
     # 358-10's site falls silent after two hours: its grid cell has a server, then not.
-    event = concat(
-        measurements(start=EVENT, hours=2, per_hour=50, network="358-10", cell=1, seed=3),
-        measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
-    )
-    model = build_baseline(baseline, two_networks)
+    model, event = _one_site_falls_silent(two_networks, after_hours=2)
     whole = detect(model, event)
     assert len(whole.windows) == 10 and (whole.grid["state"] == "down").any()
     monkeypatch.setattr(detect_module, "NO_SERVER_BLOCK_WINDOWS", 3)  # 3, 3, 3 and 1
@@ -260,15 +268,7 @@ def test_grid_rows_gathered_in_blocks_of_windows_are_the_same(
     import sys
 
     detect_module = sys.modules["dcm.analysis.detect"]
-    baseline = concat(
-        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
-        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
-    )
-    event = concat(
-        measurements(start=EVENT, hours=3, per_hour=50, network="358-10", cell=1, seed=3),
-        measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
-    )
-    model = build_baseline(baseline, two_networks)
+    model, event = _one_site_falls_silent(two_networks, after_hours=3)
     monkeypatch.setattr(detect_module, "GRID_ROWS_BLOCK_WINDOWS", 1)  # window by window
     whole = detect(model, event)
     # Some windows only, not adjacent: their columns are not the arrays' first ones.
