@@ -35,6 +35,7 @@ from dcm.analysis.evidence import (
     window_sums,
 )
 from dcm.analysis.grid import neighbour_pairs, to_strings
+from dcm.analysis.grouping import match_rows
 from dcm.analysis.outages import build_outages
 from dcm.analysis.params import DetectionParams
 from dcm.analysis.prior import hours_to_decide, learned_prior, overall_rate
@@ -305,32 +306,16 @@ def _keys(baseline: Baseline, prep: WindowCounts) -> pd.DataFrame:
 
 
 def key_rows(keys: pd.DataFrame, h3: np.ndarray, network: np.ndarray) -> np.ndarray:
-    """Row of ``keys`` (:func:`_keys`: unique (h3, network) pairs, ``hex`` their grid
-    cell's code) holding each (``h3``, ``network``) pair; -1 where there is none.
-
-    What ``MultiIndex.get_indexer`` gives, without building two MultiIndexes: grid
-    cells are looked up by their int64 number, then (hex, network) codes by search.
-    """
+    """Row of ``keys`` (:func:`_keys`: unique (h3, network) pairs) holding each
+    (``h3``, ``network``) pair; -1 where there is none (``MultiIndex.get_indexer``
+    without building two MultiIndexes: :func:`dcm.analysis.grouping.match_rows`)."""
     h3 = np.asarray(h3)
-    out = np.full(h3.size, -1, dtype="int64")
     if len(keys) == 0 or h3.size == 0:
-        return out
-    key_hex = keys["hex"].to_numpy("int64")
-    key_net = keys["network"].to_numpy("int64")
-    hex_h3 = np.empty(int(key_hex.max()) + 1, dtype=keys["h3"].dtype)
-    hex_h3[key_hex] = keys["h3"].to_numpy()
-    low, width = int(key_net.min()), int(key_net.max() - key_net.min()) + 1
-    code = key_hex * width + (key_net - low)
-    order = np.argsort(code, kind="stable")
-    ranked = code[order]
-    hx = pd.Index(hex_h3).get_indexer(h3)
-    net = np.asarray(network, dtype="int64") - low
-    ask = np.flatnonzero((hx >= 0) & (net >= 0) & (net < width))
-    want = hx[ask] * width + net[ask]
-    pos = np.minimum(np.searchsorted(ranked, want), ranked.size - 1)
-    hit = ranked[pos] == want
-    out[ask[hit]] = order[pos[hit]]
-    return out
+        return np.full(h3.size, -1, dtype="int64")
+    return match_rows(
+        [keys["h3"].to_numpy("int64"), keys["network"].to_numpy("int64")],
+        [h3.astype("int64", copy=False), np.asarray(network, dtype="int64")],
+    )
 
 
 def _window_profile(baseline: Baseline, windows: pd.DatetimeIndex, win: pd.Timedelta) -> np.ndarray:
