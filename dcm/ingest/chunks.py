@@ -194,7 +194,6 @@ def _json_chunks(
             raw_rows=raw_rows,
             name=name,
             kind="measurements",
-            device_secret=device_secret,
             rejected=rejected,
             rows_in=len(raw) + len(rejected),
             not_after=not_after,
@@ -237,7 +236,6 @@ def _parquet_chunks(
                 raw_rows=_parquet_rows(frame),
                 name=name,
                 kind="measurements",
-                device_secret=device_secret,
                 not_after=not_after,
                 device_hasher=hasher,
             )
@@ -462,7 +460,6 @@ def _csv_chunks(
             raw_rows=table.raw_rows,
             name=name,
             kind="measurements",
-            device_secret=device_secret,
             rejected=table.rejected,
             rows_in=table.rows_in,
             not_after=not_after,

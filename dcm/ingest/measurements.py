@@ -152,7 +152,7 @@ def normalise_measurements(
     raw_rows: RawRows,
     name: str,
     kind: str,
-    device_secret: bytes | None,
+    device_secret: bytes | None = None,
     rejected: list[RejectedRow] | None = None,
     rows_in: int | None = None,
     reject_unknown_radio: bool = True,
@@ -167,8 +167,8 @@ def normalise_measurements(
     may carry reasons found by a format-specific reader (they take precedence).
     With ``reject_unknown_radio=False`` radio names are mapped through
     :data:`RADIO_ALIASES` and unknown ones become ``<NA>`` (app logs).
-    ``device_hasher``: one shared by the chunks of a read (keyed by its own secret,
-    ``device_secret`` then unused).
+    ``device_hasher``: one shared by the chunks of a read, keyed by the read's secret
+    (given instead of ``device_secret``).
     """
     rejected = list(rejected or [])
     raw = _canonical_names(raw, name=name)
