@@ -112,17 +112,29 @@ def test_no_service_reports_make_a_place_down_without_silence() -> None:
     assert row["state"] == "down"
 
 
-def test_calm_period_is_up_everywhere(two_networks: pd.DataFrame) -> None:
-    baseline = concat(
-        measurements(start=BASE, hours=168, per_hour=10, network="358-10", cell=1, seed=1),
-        measurements(start=BASE, hours=168, per_hour=10, network="358-20", cell=2, seed=2),
+def _two_site_week(cells: pd.DataFrame, *, per_hour: int) -> Baseline:
+    """The baseline model of a week of two networks' sites, cells 1 (358-10) and 2
+    (358-20), each heard ``per_hour`` times an hour."""
+    return build_baseline(
+        concat(
+            measurements(
+                start=BASE, hours=168, per_hour=per_hour, network="358-10", cell=1, seed=1
+            ),
+            measurements(
+                start=BASE, hours=168, per_hour=per_hour, network="358-20", cell=2, seed=2
+            ),
+        ),
+        cells,
     )
+
+
+def test_calm_period_is_up_everywhere(two_networks: pd.DataFrame) -> None:
     # A campaign doubles the volume; nothing is down.
     event = concat(
         measurements(start=EVENT, hours=24, per_hour=20, network="358-10", cell=1, seed=3),
         measurements(start=EVENT, hours=24, per_hour=20, network="358-20", cell=2, seed=4),
     )
-    found = detect(build_baseline(baseline, two_networks), event)
+    found = detect(_two_site_week(two_networks, per_hour=10), event)
     assert set(found.grid["state"]) == {"up"}
     assert set(found.cells["status"]) == {"online"}
     assert found.outages.empty
@@ -154,12 +166,8 @@ def test_an_ok_report_ends_an_outage(two_networks: pd.DataFrame) -> None:
 
 
 def test_only_requested_windows_are_judged(two_networks: pd.DataFrame) -> None:
-    baseline = concat(
-        measurements(start=BASE, hours=168, per_hour=10, network="358-10", cell=1, seed=1),
-        measurements(start=BASE, hours=168, per_hour=10, network="358-20", cell=2, seed=2),
-    )
     event = measurements(start=EVENT, hours=10, per_hour=10, network="358-20", cell=2, seed=3)
-    model = build_baseline(baseline, two_networks)
+    model = _two_site_week(two_networks, per_hour=10)
     one = pd.DatetimeIndex([pd.Timestamp("2026-01-08T06:00Z")])
     found = detect(model, event, windows=one)
     assert set(found.grid["window_start"]) == set(one)
@@ -171,12 +179,8 @@ def test_only_requested_windows_are_judged(two_networks: pd.DataFrame) -> None:
 
 
 def test_grid_rows_handed_to_a_sink_are_the_grid_in_order(two_networks: pd.DataFrame) -> None:
-    baseline = concat(
-        measurements(start=BASE, hours=168, per_hour=10, network="358-10", cell=1, seed=1),
-        measurements(start=BASE, hours=168, per_hour=10, network="358-20", cell=2, seed=2),
-    )
     event = measurements(start=EVENT, hours=10, per_hour=10, network="358-20", cell=2, seed=3)
-    model = build_baseline(baseline, two_networks)
+    model = _two_site_week(two_networks, per_hour=10)
     whole = detect(model, event)
     parts: list[pd.DataFrame] = []
     streamed = detect(model, event, grid_sink=parts.append)
@@ -234,15 +238,11 @@ def _one_site_falls_silent(
 ) -> tuple[Baseline, pd.DataFrame]:
     """A week of two networks' sites (cells 1 and 2) at 50 reports an hour, then ten event
     hours in which 358-10's site falls silent after ``after_hours``."""
-    baseline = concat(
-        measurements(start=BASE, hours=168, per_hour=50, network="358-10", cell=1, seed=1),
-        measurements(start=BASE, hours=168, per_hour=50, network="358-20", cell=2, seed=2),
-    )
     event = concat(
         measurements(start=EVENT, hours=after_hours, per_hour=50, network="358-10", cell=1, seed=3),
         measurements(start=EVENT, hours=10, per_hour=50, network="358-20", cell=2, seed=4),
     )
-    return build_baseline(baseline, cells), event
+    return _two_site_week(cells, per_hour=50), event
 
 
 def test_no_server_probability_worked_in_blocks_of_windows_is_the_same(

@@ -9,10 +9,8 @@ import pytest
 from dcm.analysis.states import DOWN, NO_DATA, UP, all_network_state
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_all_network_p_is_the_smallest_of_serving_networks(shuffle: bool) -> None:
-    rng = np.random.default_rng(5)
-    n_hex, n_net, n_win = 30, 3, 6
+def _random_keys(rng: np.random.Generator, n_hex: int, n_net: int) -> pd.DataFrame:
+    """(hex, network, served) keys, 60 % served, some networks absent from some places."""
     keys = pd.DataFrame(
         {
             "hex": np.repeat(np.arange(n_hex), n_net),
@@ -20,8 +18,14 @@ def test_all_network_p_is_the_smallest_of_serving_networks(shuffle: bool) -> Non
             "served": rng.random(n_hex * n_net) < 0.6,
         }
     )
-    keep = rng.random(len(keys)) < 0.8  # some networks absent from some places
-    keys = keys[keep].reset_index(drop=True)
+    return keys[rng.random(len(keys)) < 0.8].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_all_network_p_is_the_smallest_of_serving_networks(shuffle: bool) -> None:
+    rng = np.random.default_rng(5)
+    n_hex, n_net, n_win = 30, 3, 6
+    keys = _random_keys(rng, n_hex, n_net)
     if shuffle:  # rows of a hex need not be next to each other
         keys = keys.sample(frac=1.0, random_state=1).reset_index(drop=True)
     state = rng.choice([UP, DOWN, NO_DATA], size=(len(keys), n_win)).astype("int8")
@@ -44,14 +48,7 @@ def test_all_network_layer_worked_in_blocks_of_windows_is_the_same(
 
     rng = np.random.default_rng(8)
     n_hex, n_net, n_win = 40, 3, 11
-    keys = pd.DataFrame(
-        {
-            "hex": np.repeat(np.arange(n_hex), n_net),
-            "network": np.tile(np.arange(n_net), n_hex),
-            "served": rng.random(n_hex * n_net) < 0.6,
-        }
-    )
-    keys = keys[rng.random(len(keys)) < 0.8].reset_index(drop=True)
+    keys = _random_keys(rng, n_hex, n_net)
     state = rng.choice([UP, DOWN, NO_DATA], size=(len(keys), n_win), p=[0.3, 0.6, 0.1])
     state = state.astype("int8")
     p = rng.random((len(keys), n_win)).astype("float32")
