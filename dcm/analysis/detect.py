@@ -194,7 +194,14 @@ def detect(
     grid_ev["p"] = grid_ev["p"].astype("float32")
     release_freed_memory()
     cell_ev = _cell_evidence(
-        baseline, keys, grid_ev, site_ev, grid_ev["p"], grid_ev["state"], params
+        baseline,
+        keys,
+        grid_ev,
+        site_ev,
+        grid_ev["p"],
+        grid_ev["state"],
+        params,
+        sectors=site_ev["sectors"],
     )
     coverage = _coverage_input(baseline, prep, site_ev, n_win, out_cols, params)
     del site_ev  # its last reader: a dozen (sites × windows) arrays
@@ -496,6 +503,7 @@ def _takeover(
     sightings: pd.DataFrame,
     siblings: tuple[np.ndarray, np.ndarray],
     params: DetectionParams,
+    counted: np.ndarray | None = None,
 ) -> np.ndarray:
     """Takeover evidence per site × window: :func:`~dcm.analysis.evidence.takeover_llr`
     of the ok reports since the site was last heard, summed over the grid cells of its
@@ -505,7 +513,8 @@ def _takeover(
     close enough to share its mast) are left out, and so are the siblings' baseline
     sightings: another radio of the same mast taking the night's few reports says
     nothing about this one. ``sightings``: ok reports naming a site, counted per
-    (``site``, ``key``, ``w``). Worked through in blocks of (site, grid cell) pairs, so
+    (``site``, ``key``, ``w``). ``counted``: (sites × windows) bool, the windows whose
+    reports count (None: all). Worked through in blocks of (site, grid cell) pairs, so
     memory stays bounded by the block, not by pairs × windows.
     """
     n_site, n_win = start.shape
@@ -551,6 +560,8 @@ def _takeover(
         fix = np.flatnonzero(sl >= 0)
         if fix.size:
             per[fix] -= less[sl[fix]]
+        if counted is not None:
+            per *= counted[s]
         # A burst of reports from one place in one window is mostly one phone's.
         cum = cumulative(np.clip(per, 0.0, cap))
         # Rows of a broadcast stop are all alike: broadcast again (not gathered), so
@@ -841,9 +852,9 @@ def _site_evidence(
         (areas["share_of_hex"].to_numpy()[on], (areas["site"].to_numpy()[on], key_idx[on])),
         shape=(n_site, len(keys)),
     )
-    per_window = key_expected.sum(axis=0) / max(keys["rate"].to_numpy().sum(), 1e-12)
-    # per_window = hour-of-day multiplier × volume factor × window hours, same for all places.
-    expected = sites["rate"].to_numpy()[:, None] * per_window[None, :]
+    # Hour-of-day multiplier × volume factor × window hours, the same for all places.
+    hour_volume = key_expected.sum(axis=0) / max(keys["rate"].to_numpy().sum(), 1e-12)
+    expected = sites["rate"].to_numpy()[:, None] * hour_volume[None, :]
     span = params.span_windows
     sev = trailing_evidence(
         heard,
@@ -930,6 +941,14 @@ def _site_evidence(
     # Busier than usual does not make silence more telling (a crowd of other networks'
     # users says little about this network's); quieter than usual makes it less so.
     activity = np.minimum(activity_mean(act_obs, act_exp, params.dispersion), 1.0)
+    sectors = sector_evidence(
+        baseline,
+        keys,
+        seen,
+        named_ok,
+        {"heard": heard, "hour_volume": hour_volume, "activity": activity, "dispersion": k},
+        params,
+    )
     per_window = k * np.log1p(expected * activity / k)
     hourly = span_sum(cumulative(per_window), sev.start, sev.stop)
     # Over the whole span the sightings come from the site's few regular reporters:
@@ -965,6 +984,7 @@ def _site_evidence(
     return {
         "p": p,
         "known": known,
+        "sectors": sectors,
         "sighted": sighted,
         "heard_now": sev.ok_now,
         "heard_in": heard_in,
@@ -1247,6 +1267,152 @@ def _grid_states(
     return p, state
 
 
+@dataclass(frozen=True)
+class SectorEvidence:
+    """Cells judged on their own while their site stands (:func:`sector_evidence`).
+
+    ``cells``: rows of ``baseline.cells``; ``p``: (cells × windows) posterior that the
+    cell is down while its site is up; ``known``: its evidence counts; ``heard_now``:
+    the cell itself was named by an ok report in the window.
+    """
+
+    cells: np.ndarray
+    p: np.ndarray
+    known: np.ndarray
+    heard_now: np.ndarray
+
+
+def sector_evidence(
+    baseline: Baseline,
+    keys: pd.DataFrame,
+    seen: pd.DataFrame,
+    named_ok: np.ndarray,
+    site: dict[str, Any],
+    params: DetectionParams,
+) -> SectorEvidence | None:
+    """A sector down on a mast that stands: each cell of a site with two or more cells
+    heard in the baseline, judged on its own since it was last heard.
+
+    * **Silence** against its own rate, in the windows where other cells of its site
+      were heard (the mast is up then): each adds ``k · log(1 + μ_c/k)``, with ``μ_c``
+      the cell's baseline sightings an hour × the window's hour-and-volume factor × its
+      site's activity and ``k`` the sites' burstiness (as for sites).
+    * **Takeover** (:func:`_takeover`, as for sites), in those windows too: ok reports
+      of its network from the grid cells where it was heard that name other sites,
+      against its baseline share of the network's sightings there. Reports naming the
+      other cells of its own site are left out, and so are their baseline sightings.
+      (Counted while its whole site was silent, a site's failure would stay on its
+      cells after the site is heard again, until each is.)
+
+    The evidence is the larger of the two; the prior is learned like the sites'
+    (:func:`learned_prior`, from the cells' own confirmed failures, towards
+    ``prior_down``). ``site``: the site evidence so far (``heard``, ``hour_volume``,
+    ``activity``, ``dispersion``). None when no cell qualifies.
+    """
+    if not params.sector_evidence:
+        return None
+    cs = baseline.cell_site
+    rate = baseline.cell_rate
+    heard_cells = np.bincount(cs[rate > 0], minlength=len(baseline.sites))
+    judged = np.flatnonzero((rate > 0) & (heard_cells[cs] >= 2))
+    if judged.size == 0:
+        return None
+    n_win = site["heard"].shape[1]
+    row_of = np.full(len(cs), -1, dtype="int64")
+    row_of[judged] = np.arange(judged.size)
+    row = row_of[seen["cell"].to_numpy()]
+    on = row >= 0
+    heard = np.bincount(
+        row[on] * n_win + seen["w"].to_numpy()[on],
+        weights=seen["n"].to_numpy("float64")[on],
+        minlength=judged.size * n_win,
+    ).reshape(judged.size, n_win)
+    own_site = cs[judged]
+    others_heard = site["heard"][own_site] > heard
+    k = site["dispersion"]
+    mu = rate[judged][:, None] * site["hour_volume"][None, :] * site["activity"][own_site]
+    sev = trailing_evidence(
+        heard,
+        np.zeros_like(heard),
+        np.where(others_heard, k * np.log1p(mu / k), 0.0),
+        fail_after_ok=np.zeros_like(heard),
+        share_after_ok=np.zeros_like(heard),
+        span=params.span_windows,
+    )
+    silence = sev.expected
+    # Where each judged cell was heard in the baseline: its sightings there and its
+    # share of its network's (the site areas' totals per grid cell and network).
+    areas = baseline.cell_areas
+    areas = areas[areas["observed"].to_numpy() & (row_of[areas["cell"].to_numpy()] >= 0)]
+    cell = areas["cell"].to_numpy()
+    network = baseline.sites["network"].to_numpy("int64")[cs[cell]]
+    count = areas["weight"].to_numpy("float64") * rate[cell] * baseline.hours
+    sa = baseline.site_areas
+    totals = match_rows(
+        [sa["h3"].to_numpy("int64"), sa["network"].to_numpy("int64")],
+        [areas["h3"].to_numpy("int64"), network],
+    )
+    hex_total = (sa["count"] / sa["share_of_hex"]).to_numpy("float64")
+    total = np.where(totals >= 0, hex_total[np.maximum(totals, 0)], count)
+    key_idx = key_rows(keys, areas["h3"].to_numpy(), network)
+    keep = key_idx >= 0
+    cell_areas = pd.DataFrame(
+        {
+            "site": row_of[cell[keep]],
+            "count": count[keep],
+            "share_of_hex": count[keep] / np.maximum(total[keep], count[keep]),
+        }
+    )
+    key_of_row = key_rows(keys, seen["h3"].to_numpy(), seen["network"].to_numpy())
+    named = on & (key_of_row >= 0)
+    sightings = (
+        pd.DataFrame(
+            {
+                "site": row[named],
+                "key": key_of_row[named],
+                "w": seen["w"].to_numpy()[named],
+                "n": seen["n"].to_numpy()[named],
+            }
+        )
+        .groupby(["site", "key", "w"], as_index=False)["n"]
+        .sum()
+    )
+    # The other cells of each judged cell's site: its siblings here.
+    of_site = pd.DataFrame({"cell": np.arange(judged.size), "site": own_site})
+    pairs = of_site.merge(of_site, on="site", suffixes=("", "_sib"))
+    pairs = pairs[pairs["cell"] != pairs["cell_sib"]]
+    takeover = _takeover(
+        cell_areas,
+        key_idx[keep],
+        named_ok,
+        sev.start,
+        sev.stop,
+        sightings,
+        (pairs["cell"].to_numpy(), pairs["cell_sib"].to_numpy()),
+        params,
+        counted=others_heard,
+    )
+    llr = np.where(sev.ok_now, np.log(params.ok_when_down), np.maximum(silence, takeover))
+    known = sev.recent_ok
+    heard_in = np.where(sev.recent_ok, sev.start - 1, -1)
+    prior = learned_prior(
+        llr,
+        informed=known,
+        base=params.prior_down,
+        strength=params.prior_strength,
+        group_strength=params.prior_group_strength,
+        cap=params.prior_max,
+        confirm_p=params.p_down,
+        heard=heard_in,
+    )
+    return SectorEvidence(
+        cells=judged,
+        p=expit(logit(prior) + llr),
+        known=known,
+        heard_now=sev.ok_now,
+    )
+
+
 def _cell_evidence(
     baseline: Baseline,
     keys: pd.DataFrame,
@@ -1255,11 +1421,14 @@ def _cell_evidence(
     p_grid: np.ndarray,
     state: np.ndarray,
     params: DetectionParams,
+    sectors: SectorEvidence | None = None,
 ) -> dict[str, np.ndarray]:
     """p_offline and status per cell × window.
 
-    A cell heard in the baseline shares its site's fate (sites fail whole). A cell
-    never heard takes the state of its network in the disc of its (clipped) range.
+    A cell heard in the baseline shares its site's fate (sites fail whole), and with
+    ``sectors`` may also be down on its own while its site stands: its ``p_offline``
+    is then ``1 − (1 − p_site)(1 − p_sector)``. A cell never heard takes the state of
+    its network in the disc of its (clipped) range.
     """
     cells = baseline.cells
     cs = baseline.cell_site
@@ -1267,6 +1436,14 @@ def _cell_evidence(
     site_rate = baseline.sites["rate"].to_numpy()[cs] > 0
     p = site["p"][cs].copy()
     known = site["known"][cs].copy()
+    online_now = site["heard_now"][cs].copy()
+    if sectors is not None:
+        c = sectors.cells
+        p[c] = 1.0 - (1.0 - p[c]) * (1.0 - sectors.p)
+        known[c] |= sectors.known
+        # A cell named now is up; one silent on a mast heard now is up unless its own
+        # silence says otherwise.
+        online_now[c] = sectors.heard_now | (online_now[c] & (sectors.p < params.cell_offline_p))
     areas = baseline.cell_areas[~baseline.cell_areas["observed"]]
     net_of_cell = baseline.network_index(cells["network"])
     key_idx = key_rows(keys, areas["h3"].to_numpy(), net_of_cell[areas["cell"].to_numpy()])
@@ -1284,7 +1461,7 @@ def _cell_evidence(
     status = np.full(p.shape, "unknown", dtype=object)
     status[(p <= params.cell_online_p) & known] = "online"
     status[(p >= params.cell_offline_p) & known] = "offline"
-    status[site["heard_now"][cs]] = "online"
+    status[online_now] = "online"
     # Hours of silence needed to decide: the site's, for cells that share its fate.
     hours = site["hours_to_decide"][cs].astype("float64")
     hours[use_disc] = np.nan

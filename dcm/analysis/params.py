@@ -66,6 +66,10 @@ class DetectionParams:
     #: calm weeks of the real Portoviejo cells but costs the St Vincent sample a sixth
     #: of its recall (docs/method.md, Tried).
     takeover_by_device: bool = False
+    #: Judge each cell of a site with two or more cells heard in the baseline also on
+    #: its own: silent against its own rate while other cells of its site are heard
+    #: (a sector down on a mast that stands). Off: a cell shares its site's fate.
+    sector_evidence: bool = True
     #: Weight (pseudo-sightings) of the site's share of a grid cell in a phone's habit.
     habit_prior: float = 1.0
     #: Upper bound of the gamma shape of hour-to-hour variation of site sightings (the

@@ -681,3 +681,78 @@ def test_key_rows_are_what_a_multiindex_finds(n_keys: int) -> None:
     assert got.tolist() == want.tolist()
     assert (got[: len(keys)] == np.arange(len(keys))).all()
     assert key_rows(keys, h3[:0], net[:0]).size == 0
+
+
+def _three_sector_site() -> tuple[Baseline, pd.DataFrame]:
+    """One 358-10 mast with three sector cells (1, 2, 3) heard 10 times an hour each for
+    a week, and 358-20 beside it; cells 1 and 2 and 358-20 go on reporting for ten event
+    hours, cell 3 falls silent after two."""
+    cells = cells_frame(
+        [
+            ("358-10", 1, LAT0, LON0),
+            ("358-10", 2, LAT0, LON0),
+            ("358-10", 3, LAT0, LON0),
+            ("358-20", 4, LAT0, LON0),
+        ]
+    )
+    cells.loc[cells["network"] == "358-10", "site_id"] = "358-10-mast"
+    week = [
+        measurements(start=BASE, hours=168, per_hour=10, network=net, cell=c, seed=c)
+        for net, c in (("358-10", 1), ("358-10", 2), ("358-10", 3), ("358-20", 4))
+    ]
+    event = concat(
+        *(
+            measurements(start=EVENT, hours=10, per_hour=10, network=net, cell=c, seed=10 + c)
+            for net, c in (("358-10", 1), ("358-10", 2), ("358-20", 4))
+        ),
+        measurements(start=EVENT, hours=2, per_hour=10, network="358-10", cell=3, seed=13),
+    )
+    return build_baseline(concat(*week), cells), event
+
+
+def _status_at(found, cell: int, at: str) -> str:
+    intervals = found.cells[found.cells["cell"] == cell]
+    t = pd.Timestamp(at)
+    return intervals[(intervals["start"] <= t) & (intervals["end"] > t)]["status"].item()
+
+
+def test_a_sector_silent_on_a_mast_that_stands_is_offline_alone() -> None:
+    model, event = _three_sector_site()
+    assert model.cell_site[0] == model.cell_site[1] == model.cell_site[2]
+    found = detect(model, event)
+    late = "2026-01-08T09:30Z"
+    assert _status_at(found, 3, late) == "offline"
+    assert _status_at(found, 1, late) == "online"
+    assert _status_at(found, 2, late) == "online"
+    # Heard for its first two hours: online then.
+    assert _status_at(found, 3, "2026-01-08T01:30Z") == "online"
+    # The mast stands: no outage area on its network.
+    assert found.outages.empty
+    # Sites failing whole (the option off), the silent sector shares its mast's fate.
+    whole = detect(model, event, params=DetectionParams(sector_evidence=False))
+    assert _status_at(whole, 3, late) == "online"
+
+
+def test_sectors_reporting_as_usual_stay_online() -> None:
+    model, _ = _three_sector_site()
+    event = concat(
+        *(
+            measurements(start=EVENT, hours=10, per_hour=10, network=net, cell=c, seed=20 + c)
+            for net, c in (("358-10", 1), ("358-10", 2), ("358-10", 3), ("358-20", 4))
+        )
+    )
+    found = detect(model, event)
+    assert set(found.cells["status"]) == {"online"}
+
+
+def test_a_whole_mast_silent_takes_all_its_sectors() -> None:
+    model, _ = _three_sector_site()
+    event = measurements(start=EVENT, hours=10, per_hour=10, network="358-20", cell=4, seed=30)
+    found = detect(model, event)
+    late = "2026-01-08T09:30Z"
+    assert [_status_at(found, c, late) for c in (1, 2, 3, 4)] == [
+        "offline",
+        "offline",
+        "offline",
+        "online",
+    ]
