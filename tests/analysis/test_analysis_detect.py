@@ -756,3 +756,85 @@ def test_a_whole_mast_silent_takes_all_its_sectors() -> None:
         "offline",
         "online",
     ]
+
+
+def _mast_restored_with_a_quiet_sector() -> tuple[Baseline, pd.DataFrame]:
+    """A 358-10 mast (cells 1 and 2 at one place, heard 10 times an hour each; cell 3
+    serving a place 1 km north, heard 0.5 times an hour, where site 5 of the same
+    network is heard 0.2 times an hour) and 358-20 beside it. The
+    mast is silent from 02:00 to 10:00 while site 5 takes its place in the north; from
+    10:00 it is heard again, its north sector from 11:00 only."""
+    north = {"lat": LAT0 + 0.01, "lon": LON0}
+    cells = cells_frame(
+        [
+            ("358-10", 1, LAT0, LON0),
+            ("358-10", 2, LAT0, LON0),
+            ("358-10", 3, LAT0, LON0),
+            ("358-10", 5, LAT0 + 0.01, LON0 + 0.005),
+            ("358-20", 4, LAT0, LON0),
+        ]
+    )
+    cells.loc[cells["cell"] <= 3, "site_id"] = "358-10-mast"
+
+    def reports(start: str, hours: float, per_hour: float, cell: int, seed: int, **at):
+        net = "358-20" if cell == 4 else "358-10"
+        return measurements(
+            start=start, hours=hours, per_hour=per_hour, network=net, cell=cell, seed=seed, **at
+        )
+
+    week = concat(
+        reports(BASE, 168, 10, 1, 1),
+        reports(BASE, 168, 10, 2, 2),
+        reports(BASE, 168, 0.5, 3, 3, **north),
+        reports(BASE, 168, 0.2, 5, 5, **north),
+        reports(BASE, 168, 10, 4, 4),
+    )
+    event = concat(
+        reports(EVENT, 2, 10, 1, 11),
+        reports(EVENT, 2, 10, 2, 12),
+        reports(EVENT, 2, 5, 3, 13, **north),
+        reports(EVENT, 2, 1, 5, 15, **north),
+        reports("2026-01-08T02:00Z", 8, 5, 5, 25, **north),  # site 5 takes over the north
+        reports("2026-01-08T10:00Z", 4, 10, 1, 31),
+        reports("2026-01-08T10:00Z", 4, 10, 2, 32),
+        reports("2026-01-08T11:00Z", 3, 5, 3, 33, **north),
+        reports("2026-01-08T10:00Z", 4, 1, 5, 35, **north),
+        reports(EVENT, 14, 10, 4, 14),
+    )
+    return build_baseline(week, cells), event
+
+
+def test_a_quiet_sector_is_found_by_the_site_that_takes_over_its_place() -> None:
+    model, _ = _mast_restored_with_a_quiet_sector()
+    north = {"lat": LAT0 + 0.01, "lon": LON0}
+    standing = [
+        measurements(start=EVENT, hours=14, per_hour=10, network=net, cell=c, seed=40 + c)
+        for net, c in (("358-10", 1), ("358-10", 2), ("358-20", 4))
+    ]
+    # The north sector falls silent at 02:00; its place keeps reporting, on site 5.
+    north_sector = measurements(
+        start=EVENT, hours=2, per_hour=5, network="358-10", cell=3, seed=43, **north
+    )
+    taken_over = measurements(
+        start=EVENT, hours=14, per_hour=5, network="358-10", cell=5, seed=45, **north
+    )
+    found = detect(model, concat(*standing, north_sector, taken_over))
+    assert _status_at(found, 3, "2026-01-08T13:30Z") == "offline"
+    assert _status_at(found, 1, "2026-01-08T13:30Z") == "online"
+    assert found.outages.empty
+    # Nobody left in the north: its silence alone (0.5 sightings an hour) does not
+    # tell yet.
+    quiet = detect(model, concat(*standing, north_sector))
+    assert _status_at(quiet, 3, "2026-01-08T13:30Z") != "offline"
+
+
+def test_a_sector_is_not_held_down_by_its_mast_s_failure_once_the_mast_is_heard() -> None:
+    model, event = _mast_restored_with_a_quiet_sector()
+    found = detect(model, event)
+    # The whole mast silent: all its cells offline.
+    assert [_status_at(found, c, "2026-01-08T09:30Z") for c in (1, 2, 3)] == ["offline"] * 3
+    # Heard again: the north sector's one quiet hour does not make it offline, though
+    # site 5 took its reports there for eight hours while the whole mast was silent.
+    assert _status_at(found, 1, "2026-01-08T10:30Z") == "online"
+    assert _status_at(found, 3, "2026-01-08T10:30Z") != "offline"
+    assert _status_at(found, 3, "2026-01-08T12:30Z") == "online"
