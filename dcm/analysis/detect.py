@@ -494,6 +494,24 @@ def _neighbour_matrix(
     )
 
 
+def _sightings_by(owner: np.ndarray, key_of_row: np.ndarray, seen: pd.DataFrame) -> pd.DataFrame:
+    """Ok reports naming each ``owner`` (a site or cell row per sighting; -1: none),
+    summed per (owner as ``site``, ``key``, ``w``); sightings without a key row left out."""
+    named = (owner >= 0) & (key_of_row >= 0)
+    return (
+        pd.DataFrame(
+            {
+                "site": owner[named],
+                "key": key_of_row[named],
+                "w": seen["w"].to_numpy()[named],
+                "n": seen["n"].to_numpy()[named],
+            }
+        )
+        .groupby(["site", "key", "w"], as_index=False)["n"]
+        .sum()
+    )
+
+
 def _takeover(
     areas: pd.DataFrame,
     key_idx: np.ndarray,
@@ -880,19 +898,7 @@ def _site_evidence(
     # Ok reports of the site's network from its footprint that name other sites (reports
     # without a cell id name nobody: the baseline shares count only those with one).
     key_of_row = key_rows(keys, seen["h3"].to_numpy(), seen["network"].to_numpy())
-    has_key = key_of_row >= 0
-    sightings = (
-        pd.DataFrame(
-            {
-                "site": site_row[has_key],
-                "key": key_of_row[has_key],
-                "w": seen["w"].to_numpy()[has_key],
-                "n": seen["n"].to_numpy()[has_key],
-            }
-        )
-        .groupby(["site", "key", "w"], as_index=False)["n"]
-        .sum()
-    )
+    sightings = _sightings_by(site_row, key_of_row, seen)
     siblings = _siblings(baseline, params)
     anonymous = sightings
     by_device = np.zeros((n_site, n_win))
@@ -945,6 +951,7 @@ def _site_evidence(
         baseline,
         keys,
         seen,
+        key_of_row,
         named_ok,
         {"heard": heard, "hour_volume": hour_volume, "activity": activity, "dispersion": k},
         params,
@@ -1066,6 +1073,21 @@ def _site_prior(
         # prior) in the same window: power cuts and damage come in clusters.
         confirmed = (expit(logit(params.prior_down) + llr) >= params.p_down) & known
         group = 2 * group + (_near_sites(sites, params.prior_near_m) @ confirmed > 0)
+    return _learned_rate(llr, known, params, group=group, heard=heard)
+
+
+def _learned_rate(
+    llr: np.ndarray,
+    known: np.ndarray,
+    params: DetectionParams,
+    *,
+    group: np.ndarray | None = None,
+    heard: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`learned_prior` with the parameters' rates and weights (``prior_down``
+    everywhere when ``learn_prior`` is off)."""
+    if not params.learn_prior:
+        return np.full(llr.shape, params.prior_down)
     return learned_prior(
         llr,
         informed=known,
@@ -1286,6 +1308,7 @@ def sector_evidence(
     baseline: Baseline,
     keys: pd.DataFrame,
     seen: pd.DataFrame,
+    key_of_row: np.ndarray,
     named_ok: np.ndarray,
     site: dict[str, Any],
     params: DetectionParams,
@@ -1305,9 +1328,11 @@ def sector_evidence(
       cells after the site is heard again, until each is.)
 
     The evidence is the larger of the two; the prior is learned like the sites'
-    (:func:`learned_prior`, from the cells' own confirmed failures, towards
-    ``prior_down``). ``site``: the site evidence so far (``heard``, ``hour_volume``,
-    ``activity``, ``dispersion``). None when no cell qualifies.
+    (:func:`_learned_rate`, from the cells' own confirmed failures, towards
+    ``prior_down``). ``seen``: the event's sightings, ``key_of_row`` their key rows
+    (-1: none); ``named_ok``: ok reports naming a known cell, key × window. ``site``:
+    the site evidence so far (``heard``, ``hour_volume``, ``activity``,
+    ``dispersion``). None when no cell qualifies.
     """
     if not params.sector_evidence:
         return None
@@ -1363,20 +1388,7 @@ def sector_evidence(
             "share_of_hex": count[keep] / np.maximum(total[keep], count[keep]),
         }
     )
-    key_of_row = key_rows(keys, seen["h3"].to_numpy(), seen["network"].to_numpy())
-    named = on & (key_of_row >= 0)
-    sightings = (
-        pd.DataFrame(
-            {
-                "site": row[named],
-                "key": key_of_row[named],
-                "w": seen["w"].to_numpy()[named],
-                "n": seen["n"].to_numpy()[named],
-            }
-        )
-        .groupby(["site", "key", "w"], as_index=False)["n"]
-        .sum()
-    )
+    sightings = _sightings_by(row, key_of_row, seen)
     # The other cells of each judged cell's site: its siblings here.
     of_site = pd.DataFrame({"cell": np.arange(judged.size), "site": own_site})
     pairs = of_site.merge(of_site, on="site", suffixes=("", "_sib"))
@@ -1395,16 +1407,7 @@ def sector_evidence(
     llr = np.where(sev.ok_now, np.log(params.ok_when_down), np.maximum(silence, takeover))
     known = sev.recent_ok
     heard_in = np.where(sev.recent_ok, sev.start - 1, -1)
-    prior = learned_prior(
-        llr,
-        informed=known,
-        base=params.prior_down,
-        strength=params.prior_strength,
-        group_strength=params.prior_group_strength,
-        cap=params.prior_max,
-        confirm_p=params.p_down,
-        heard=heard_in,
-    )
+    prior = _learned_rate(llr, known, params, heard=heard_in)
     return SectorEvidence(
         cells=judged,
         p=expit(logit(prior) + llr),
