@@ -704,9 +704,9 @@ class OverlapCache:
         """Whether the interiors of ``a[i]`` and ``b[i]`` meet (DE-9IM ``T********``).
 
         Tested as ``intersects and not touches`` (DE-9IM: two shapes touch when they
-        intersect and their interiors do not meet) with ``a`` prepared: half the time
-        of ``relate_pattern(a, b, "T********")``, the same answers (a test checks them
-        against it).
+        intersect and their interiors do not meet) with ``a`` prepared: a fifth less
+        time than ``relate_pattern(a, b, "T********")``, the same answers (a test
+        checks them against it).
         """
 
         def test(x: np.ndarray, y: np.ndarray) -> np.ndarray:
