@@ -15,8 +15,9 @@ import shutil
 import sys
 import time
 import types
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -254,11 +255,22 @@ def compare(
     )
 
 
+#: Grid parts handed to :class:`_GridSink`'s writer thread and not yet written, at most
+#: (each a window's rows, about 5 MB for 80 k rows): bounds what waiting adds to the peak.
+SINK_PENDING_PARTS = 2
+
+
 class _GridSink:
     """Takes :func:`~dcm.analysis.detect.detect`'s grid rows part by part: writes them
     all to a Parquet file (:class:`dcm.publish.tables.ParquetAppender`) and keeps what
     the summary and the map read: every row of the ``last`` window, the rows whose
     state is not up, and each part's first row (so every window with rows is known).
+
+    The parts are written in order by one thread beside the judging: Arrow's
+    conversion and Parquet encoding run in C++ without the GIL, so they overlap the
+    judging of the next windows on a second core (the same calls on the same parts in
+    the same order: the same file). At most :data:`SINK_PENDING_PARTS` parts wait;
+    :meth:`write` waits for the oldest beyond them, and raises what writing it raised.
     """
 
     def __init__(self, path: Path, *, last: pd.Timestamp) -> None:
@@ -267,20 +279,36 @@ class _GridSink:
         self.file = ParquetAppender(path)
         self.last = last
         self.parts: list[pd.DataFrame] = []
-        self.seconds = 0.0
+        self.seconds = 0.0  # time the writer thread spent writing
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcm-status")
+        self._pending: deque[Future[None]] = deque()
 
-    def write(self, part: pd.DataFrame) -> None:
+    def _write(self, part: pd.DataFrame) -> None:
         t0 = time.perf_counter()
         self.file.write(part)
         self.seconds += time.perf_counter() - t0
+
+    def write(self, part: pd.DataFrame) -> None:
+        # What is kept is read before the part is handed over (then only the writer
+        # reads it).
         if len(part) and part["window_start"].iloc[0] == self.last:
             self.parts.append(part)
-            return
-        keep = (part["state"] != "up").to_numpy(copy=True)
-        keep[:1] = True
-        self.parts.append(part[keep])
+        else:
+            keep = (part["state"] != "up").to_numpy(copy=True)
+            keep[:1] = True
+            self.parts.append(part[keep])
+        while len(self._pending) >= SINK_PENDING_PARTS:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, part))
 
     def close(self) -> None:
+        """Wait for the parts handed over, then write the file's end; raises the first
+        error writing raised."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         t0 = time.perf_counter()
         self.file.close()
         self.seconds += time.perf_counter() - t0

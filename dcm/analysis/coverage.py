@@ -271,20 +271,9 @@ def coverage_outages(
             continue
         r_now = reach[:, col]
         blocks = server[:, col] & (p_block[:, col] < params.coverage_block_p) & ~d_now
-        meets = (dab < r_now[a] + r_now[b]) & server[a, col] & server[b, col] & d_now[a]
-        # Clusters: down sites of one network whose discs overlap.
-        dn = np.flatnonzero(d_now)
-        pos = np.full(d_now.size, -1)
-        pos[dn] = np.arange(dn.size)
-        link = meets & same_net & d_now[b]
-        graph = sparse.coo_matrix(
-            (np.ones(int(link.sum())), (pos[a[link]], pos[b[link]])), shape=(dn.size, dn.size)
+        members, up_same, up_other = _clusters(
+            a, b, dab, same_net, d_now, r_now, server[:, col], blocks
         )
-        _, label = connected_components(graph, directed=False)
-        members = _groups(label, dn)
-        near = meets & blocks[b]
-        up_same = _groups(label[pos[a[near & same_net]]], b[near & same_net], len(members))
-        up_other = _groups(label[pos[a[near & ~same_net]]], b[near & ~same_net], len(members))
         lost: list[tuple[shapely.Geometry, float, int]] = []
         nets: list[int] = []
         said = [bool(reported[mem, col].any()) for mem in members]
@@ -342,6 +331,45 @@ def coverage_outages(
     if len(frame):
         frame = frame[area_km2(frame["geometry"].to_numpy()) >= params.min_outage_km2]
     return frame.reset_index(drop=True)
+
+
+def _clusters(
+    a: np.ndarray,
+    b: np.ndarray,
+    dab: np.ndarray,
+    same_net: np.ndarray,
+    down: np.ndarray,
+    reach: np.ndarray,
+    server: np.ndarray,
+    blocks: np.ndarray,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """One window's clusters: down sites of one network whose discs overlap (each
+    cluster's sites, sorted), and per cluster the blocking sites of its network and of
+    the others whose discs meet one of its sites (sorted, unique).
+
+    ``a``, ``b``: site pairs that can overlap (both ways), ``dab`` their distances,
+    ``same_net`` whether they share a network; ``down``, ``reach``, ``server``,
+    ``blocks``: per site in this window.
+    """
+    # Only pairs from a down site can meet: the rest is left out before the tests (in
+    # their order, so every selection below is what the whole list gives).
+    from_down = np.flatnonzero(down[a])
+    a, b, dab, same_net = a[from_down], b[from_down], dab[from_down], same_net[from_down]
+    meets = (dab < reach[a] + reach[b]) & server[a] & server[b]
+    dn = np.flatnonzero(down)
+    pos = np.full(down.size, -1)
+    pos[dn] = np.arange(dn.size)
+    link = meets & same_net & down[b]
+    graph = sparse.coo_matrix(
+        (np.ones(int(link.sum())), (pos[a[link]], pos[b[link]])), shape=(dn.size, dn.size)
+    )
+    _, label = connected_components(graph, directed=False)
+    members = _groups(label, dn)
+    near = meets & blocks[b]
+    near_same, near_other = near & same_net, near & ~same_net
+    up_same = _groups(label[pos[a[near_same]]], b[near_same], len(members))
+    up_other = _groups(label[pos[a[near_other]]], b[near_other], len(members))
+    return members, up_same, up_other
 
 
 def _groups(label: np.ndarray, values: np.ndarray, n: int | None = None) -> list[np.ndarray]:

@@ -253,3 +253,79 @@ def test_tiers_sharing_discs_and_unions_give_the_parts_of_fresh_ones() -> None:
     other = CoverageInput(**{**cov.__dict__, "lon": cov.lon + 0.01})
     moved = coverage_outages(other, params=params, n_networks=2, shapes=shapes)
     assert not shapely.equals(moved["geometry"].iloc[0], tiers[0]["geometry"].iloc[0])
+
+
+def _clusters_whole_list(
+    a: np.ndarray,
+    b: np.ndarray,
+    dab: np.ndarray,
+    same_net: np.ndarray,
+    down: np.ndarray,
+    reach: np.ndarray,
+    server: np.ndarray,
+    blocks: np.ndarray,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The clusters as coverage_outages found them before: tests over every pair."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    from dcm.analysis.coverage import _groups
+
+    meets = (dab < reach[a] + reach[b]) & server[a] & server[b] & down[a]
+    dn = np.flatnonzero(down)
+    pos = np.full(down.size, -1)
+    pos[dn] = np.arange(dn.size)
+    link = meets & same_net & down[b]
+    graph = sparse.coo_matrix(
+        (np.ones(int(link.sum())), (pos[a[link]], pos[b[link]])), shape=(dn.size, dn.size)
+    )
+    _, label = connected_components(graph, directed=False)
+    members = _groups(label, dn)
+    near = meets & blocks[b]
+    up_same = _groups(label[pos[a[near & same_net]]], b[near & same_net], len(members))
+    up_other = _groups(label[pos[a[near & ~same_net]]], b[near & ~same_net], len(members))
+    return members, up_same, up_other
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clusters_from_the_down_sites_pairs_are_those_of_every_pair(seed: int) -> None:
+    from scipy.spatial import cKDTree
+
+    from dcm.analysis.coverage import _clusters
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    xy = rng.uniform(0, 20_000, (n, 2))
+    network = rng.integers(0, 3, n)
+    reach = rng.choice([0.0, 300.0, 1000.0, 2500.0], n)
+    server = reach > 0
+    # Down shares from one site to all, the rest blocking or not (undecided).
+    down = server & (rng.random(n) < [0.0, 0.05, 0.3, 1.0, 0.5, 0.1][seed])
+    down[np.flatnonzero(server)[:1]] = True  # coverage_outages skips windows without
+    blocks = server & ~down & (rng.random(n) < 0.8)
+    pairs = cKDTree(xy).query_pairs(5000.0, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    a, b = np.concatenate([i, j]), np.concatenate([j, i])
+    dab = np.hypot(*(xy[a] - xy[b]).T)
+    same_net = network[a] == network[b]
+    args = (a, b, dab, same_net, down, reach, server, blocks)
+    got, want = _clusters(*args), _clusters_whole_list(*args)
+    for g, w in zip(got, want, strict=True):
+        assert len(g) == len(w)
+        for x, y in zip(g, w, strict=True):
+            assert x.dtype == y.dtype and x.tolist() == y.tolist()
+    assert np.sort(np.concatenate(got[0])).tolist() == np.flatnonzero(down).tolist()
+    if seed == 3:  # every server down: clusters, and nothing blocks
+        assert len(got[0]) and not any(len(u) for u in got[1] + got[2])
+
+
+def test_clusters_of_no_pairs() -> None:
+    from dcm.analysis.coverage import _clusters
+
+    none = np.empty(0, dtype=np.int64)
+    down = np.array([True, False, True])
+    args = (none, none, np.empty(0), np.empty(0, bool), down, np.full(3, 500.0))
+    got = _clusters(*args, np.ones(3, bool), ~down)
+    want = _clusters_whole_list(*args, np.ones(3, bool), ~down)
+    assert [m.tolist() for m in got[0]] == [m.tolist() for m in want[0]] == [[0], [2]]
+    assert [u.tolist() for u in got[1] + got[2]] == [[]] * 4

@@ -81,3 +81,58 @@ def test_pair_codes_are_what_factorizing_a_multiindex_gives(seed: int) -> None:
         want = pd.factorize(pd.MultiIndex.from_arrays([a, b]))[0]
         assert pair_codes(a, b).tolist() == want.tolist()
     assert pair_codes(np.empty(0, "int64"), np.empty(0)).size == 0
+
+
+def _random_shapes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Outage-like shapes on a 1e-6 grid: unions and differences of discs (parts that
+    share boundaries, holes, several parts), boxes on the grid lines."""
+    x, y = rng.uniform(0, 0.05, (2, n))
+    discs = shapely.buffer(shapely.points(x, y), rng.uniform(0.002, 0.01, n))
+    discs = shapely.set_precision(discs, 1e-6)
+    other = discs[rng.permutation(n)]
+    kind = rng.integers(0, 4, n)
+    out = np.where(kind == 0, discs, shapely.difference(discs, other, grid_size=1e-6))
+    out = np.where(kind == 2, shapely.union(discs, other, grid_size=1e-6), out)
+    x0, y0 = np.round(rng.uniform(0, 0.05, (2, n)), 3)
+    boxes = shapely.box(x0, y0, x0 + 0.01, y0 + 0.01)
+    return np.where(kind == 3, shapely.set_precision(boxes, 1e-6), out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_interiors_meet_is_the_de9im_pattern(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shapes = _random_shapes(rng, 200)
+    parts = shapely.get_parts(shapes)
+    a, b = shapes, np.concatenate([shapes[rng.permutation(200)], parts[:200]])[:200]
+    # Pairs that intersect, as tracking asks about most of them.
+    i, j = shapely.STRtree(np.concatenate([b, parts])).query(a, predicate="intersects")
+    pool = np.concatenate([b, parts])
+    a, b = a[i], pool[j]
+    # Edge cases: a shape with itself and with its own parts, boxes sharing an edge or
+    # a corner, a shape and the difference it was cut into (shared boundaries).
+    left = shapely.box(0, 0, 1, 1)
+    extra_a = [shapes[0], shapes[1], left, left, left, shapes[2]]
+    extra_b = [
+        shapes[0],
+        shapely.get_parts(shapes[1])[0],
+        shapely.box(1, 0, 2, 1),
+        shapely.box(1, 1, 2, 2),
+        shapely.box(0.5, 0.5, 1.5, 1.5),
+        shapely.difference(shapely.buffer(shapes[2], 0.005), shapes[2], grid_size=1e-6),
+    ]
+    a = np.concatenate([a, np.array(extra_a, dtype=object)])
+    b = np.concatenate([b, np.array(extra_b, dtype=object)])
+    # And pairs apart.
+    far = shapely.box(5, 5, 6, 6)
+    a = np.concatenate([a, shapes[:5]])
+    b = np.concatenate([b, np.array([far] * 5, dtype=object)])
+    want = shapely.relate_pattern(a, b, "T********")
+    # Both answers occur (touching neighbours are common among outage parts).
+    assert want.any() and not want.all()
+    fresh_a = shapely.from_wkb(shapely.to_wkb(a))  # not prepared, no grid
+    got = OverlapCache().interiors_meet(a, b)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(
+        OverlapCache().interiors_meet(fresh_a, b), shapely.relate_pattern(fresh_a, b, "T********")
+    )
+    assert got[-9:].tolist() == [False, False, True, False] + [False] * 5
