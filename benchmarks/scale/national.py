@@ -178,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --dask: compare with the one-process outputs of an earlier --keep run",
     )
-    ap.add_argument("--keep", action="store_true", help="keep the outputs of dcm compare")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the outputs of dcm compare in out/ and out-dask/ (without it: scratch folders)",
+    )
     ap.add_argument("--drop-data", action="store_true", help="delete the datasets at the end")
     args = ap.parse_args(argv)
     if not CELLS.exists():
@@ -211,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"commit {commit}; load average before: {os.getloadavg()}", flush=True)
     print("| rows (baseline + event) | wall | CPU | peak RSS | load (1 min) after | run |")
     print("|---|---|---|---|---|---|")
-    out = folder / "out"
+    # Outputs kept by --keep live in out/ and out-dask/; a run without --keep writes its
+    # own scratch folders, so it never replaces or deletes what an earlier run kept.
+    kept = folder / "out"
+    reuse = bool(args.dask_only and args.dask and (kept / "summary.json").exists())
+    out = kept if (args.keep or reuse) else folder / "out-scratch"
+    dask_out = folder / ("out-dask" if args.keep else "out-dask-scratch")
     counted = f"{info['rows']['baseline']:,} + {info['rows']['event']:,}"
-    if not (args.dask_only and args.dask and (out / "summary.json").exists()):
+    if not reuse:
         load0 = os.getloadavg()[0]
         wall, peak, cpu = run.run_compare(paths, out, memory_limit=args.memory_limit, dask=None)
         print(
@@ -234,12 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         ):
             load0 = os.getloadavg()[0]
             wall, peak, cpu = run.run_compare(
-                paths, folder / "out-dask", memory_limit=None, dask=cluster.scheduler_address
+                paths, dask_out, memory_limit=None, dask=cluster.scheduler_address
             )
             workers = _worker_peaks(client)
         same = {
-            name: (out / name).read_bytes() == (folder / "out-dask" / name).read_bytes()
-            for name in OUTPUTS
+            name: (out / name).read_bytes() == (dask_out / name).read_bytes() for name in OUTPUTS
         }
         print(
             f"| {counted} | {wall:.1f} s | {cpu:.1f} s (client) | {peak:.2f} GB (client); "
@@ -253,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the Dask run's outputs differ", file=sys.stderr)
             return 1
     if not args.keep:
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.rmtree(folder / "out-dask", ignore_errors=True)
+        shutil.rmtree(folder / "out-scratch", ignore_errors=True)
+        shutil.rmtree(folder / "out-dask-scratch", ignore_errors=True)
     if args.drop_data:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
