@@ -77,8 +77,9 @@ class ChunkSize:
 
 @dataclass(frozen=True)
 class Piece:
-    """One unit of reading: a whole frame, a measurement file, or one Parquet file of a
-    dataset (``keep_h3``: its stored cells are at the analysis resolution)."""
+    """One unit of reading: a whole frame, a measurement file, or consecutive Parquet
+    files of a dataset (a tuple of paths; ``keep_h3``: their stored cells are at the
+    analysis resolution)."""
 
     kind: str  #: "frame" | "file" | "parquet"
     source: Any
@@ -350,25 +351,68 @@ def piece_chunks(
 
 
 def _parquet_batches(piece: Piece, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """The piece's files read in order, as frames of about ``batch_rows`` rows: batches
+    of small files are gathered into one frame (each frame costs the same pandas work
+    whatever its size; a dataset holds a file per day and H3 parent cell)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from dcm.ingest.dataset import _pandas_type
 
     columns = [*MEASUREMENT_COLUMNS, "h3"]
+    files = piece.source if isinstance(piece.source, tuple) else (piece.source,)
+
+    def frame_of(batches: list[pa.RecordBatch]) -> pd.DataFrame:
+        table = pa.concat_tables(
+            [pa.Table.from_batches([b]) for b in batches], promote_options="permissive"
+        )
+        frame = table.to_pandas(types_mapper=_pandas_type)
+        h3 = frame["h3"].to_numpy("int64")
+        frame = frame.astype(MEASUREMENT_COLUMNS)[list(MEASUREMENT_COLUMNS)]
+        if piece.keep_h3:
+            frame["h3"] = h3
+        return frame
+
+    pending: list[pa.RecordBatch] = []
+    rows = 0
     try:
-        pf = pq.ParquetFile(piece.source)
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-            if not batch.num_rows:
-                continue
-            frame = batch.to_pandas(types_mapper=_pandas_type)
-            h3 = frame["h3"].to_numpy("int64")
-            frame = frame.astype(MEASUREMENT_COLUMNS)[list(MEASUREMENT_COLUMNS)]
-            if piece.keep_h3:
-                frame["h3"] = h3
-            yield frame
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+                if not batch.num_rows:
+                    continue
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield frame_of(pending)
+                    pending, rows = [], 0
+        if pending:
+            yield frame_of(pending)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise IngestError(f"not a readable dcm dataset ({exc})", path=piece.name) from exc
+
+
+#: A dataset's Parquet files are read in pieces of consecutive files of about this many
+#: bytes (a piece is what one Dask task reads).
+PIECE_BYTES = 64 * 1024**2
+
+
+def file_groups(files: list[Path], limit: int | None = None) -> list[tuple[str, ...]]:
+    """Consecutive ``files`` in groups whose sizes add up to about ``limit`` bytes
+    (:data:`PIECE_BYTES`; a group ends at the file that reaches it, so a larger file is
+    a group of its own)."""
+    limit = PIECE_BYTES if limit is None else limit
+    groups: list[tuple[str, ...]] = []
+    group: list[str] = []
+    size = 0
+    for f in files:
+        group.append(str(f))
+        size += f.stat().st_size
+        if size >= limit:
+            groups.append(tuple(group))
+            group, size = [], 0
+    if group:
+        groups.append(tuple(group))
+    return groups
 
 
 def count_piece(
@@ -444,7 +488,7 @@ def pieces_of(source: Any, kind: str, *, resolution: int) -> tuple[list[Piece], 
         for p in path.rglob("*.parquet")
         if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
     )
-    pieces = [Piece("parquet", str(f), str(path), keep_h3=keep) for f in files]
+    pieces = [Piece("parquet", g, str(path), keep_h3=keep) for g in file_groups(files)]
     return pieces, {"source": str(path), "dataset": True, "h3": note, "_meta": meta}
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import dcm
+import dcm.scan
 from dcm.compare import write_comparison
 from dcm.convert import convert
 from dcm.errors import ParameterError
@@ -47,7 +48,9 @@ def _copies(sample: Path, tmp_path: Path, name: str, rows: int) -> Path:
 
 
 @pytest.mark.slow
-def test_dask_counts_give_the_same_files(sample_data: Path, tmp_path: Path, client: object) -> None:
+def test_dask_counts_give_the_same_files(
+    sample_data: Path, tmp_path: Path, client: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Sample CSV files and the same rows as converted datasets (several Parquet files,
     rows copied across files): the LocalCluster run writes outages.geojson, cells.csv and
     status.parquet byte-identical to the single-process run, with the same report."""
@@ -72,8 +75,11 @@ def test_dask_counts_give_the_same_files(sample_data: Path, tmp_path: Path, clie
     for name in ("baseline", "event"):
         sources = [folder / f"{name}.csv.gz", _copies(folder, tmp_path, name, 700)]
         data[name] = convert(sources, tmp_path / f"{name}.dcm", chunk_bytes=400_000).path
-        # More pieces than the 4 kept in flight on 2 workers: results come out of order.
+        # More pieces than the 4 kept in flight on 2 workers: results come out of order
+        # (a piece per file: the sample's files are far smaller than a piece).
         assert len(list(data[name].rglob("*.parquet"))) > 4
+    monkeypatch.setattr(dcm.scan, "PIECE_BYTES", 1)
+    assert len(dcm.scan.pieces_of(data["baseline"], "baseline", resolution=8)[0]) > 4
     local = dcm.compare(cells=cells, baseline=data["baseline"], event=data["event"])
     write_comparison(local, tmp_path / "ds-local")
     on_dask = dcm.compare(

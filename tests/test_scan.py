@@ -292,3 +292,40 @@ def test_fold_merges_every_chunk_once_in_order(batch_rows: int) -> None:
     assert len(merges) <= 40
     if batch_rows == 10**9:
         assert merges == [40]  # one merge of all, at the end
+
+
+def test_a_dataset_read_in_pieces_of_many_files_gives_the_same_files(
+    thin: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset of many small Parquet files: read as a few pieces of many files (their
+    batches gathered into larger frames) or as one piece per file, the same files and
+    the same report."""
+    import dcm.scan
+    from dcm.convert import convert
+    from dcm.scan import file_groups, pieces_of
+
+    data = {
+        k: convert([thin[k]], tmp_path / f"{k}.dcm", chunk_bytes=60_000).path
+        for k in ("baseline", "event")
+    }
+    files = sorted(data["baseline"].rglob("*.parquet"))
+    assert len(files) > 10
+    gathered = pieces_of(data["baseline"], "baseline", resolution=8)[0]
+    assert len(gathered) < len(files)
+    assert [f for p in gathered for f in p.source] == [str(f) for f in files]
+    runs = {}
+    for name, limit in (("gathered", dcm.scan.PIECE_BYTES), ("per-file", 1)):
+        monkeypatch.setattr(dcm.scan, "PIECE_BYTES", limit)
+        result = dcm.compare(cells=thin["cells"], baseline=data["baseline"], event=data["event"])
+        write_comparison(result, tmp_path / name)
+        runs[name] = result.summary["inputs"]
+    assert len(pieces_of(data["baseline"], "baseline", resolution=8)[0]) == len(files)
+    assert _files(tmp_path / "gathered") == _files(tmp_path / "per-file")
+    assert runs["gathered"] == runs["per-file"]
+    # Groups end at the file that reaches the limit; a larger file stands alone.
+    sizes = [f.stat().st_size for f in files[:4]]
+    groups = file_groups(files[:4], limit=sizes[0] + sizes[1])
+    assert groups[0] == (str(files[0]), str(files[1]))
+    assert [f for g in groups for f in g] == [str(f) for f in files[:4]]
+    assert file_groups(files[:3], limit=1) == [(str(f),) for f in files[:3]]
+    assert file_groups([], limit=1) == []
