@@ -380,6 +380,9 @@ def _parquet_batches(piece: Piece, batch_rows: int) -> Iterator[pd.DataFrame]:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
                 if not batch.num_rows:
                     continue
+                if pending and rows + batch.num_rows > batch_rows:  # no frame above the size
+                    yield frame_of(pending)
+                    pending, rows = [], 0
                 pending.append(batch)
                 rows += batch.num_rows
                 if rows >= batch_rows:

@@ -329,3 +329,27 @@ def test_a_dataset_read_in_pieces_of_many_files_gives_the_same_files(
     assert [f for g in groups for f in g] == [str(f) for f in files[:4]]
     assert file_groups(files[:3], limit=1) == [(str(f),) for f in files[:3]]
     assert file_groups([], limit=1) == []
+
+
+@pytest.mark.parametrize("batch_rows", [700, 5_000, 10**7])
+def test_gathered_batches_keep_every_row_in_order_and_the_chunk_size(
+    thin: dict[str, Path], tmp_path: Path, batch_rows: int
+) -> None:
+    from dcm.convert import convert
+    from dcm.scan import piece_chunks, pieces_of
+
+    data = convert([thin["event"]], tmp_path / "event.dcm", chunk_bytes=60_000).path
+    pieces = pieces_of(data, "event", resolution=8)[0]
+    size = ChunkSize(batch_rows=batch_rows)
+    frames = [f for p in pieces for f, _ in piece_chunks(p, size)]
+    one_by_one = [
+        f
+        for p in pieces
+        for name in p.source
+        for f, _ in piece_chunks(Piece("parquet", name, p.name, keep_h3=True), size)
+    ]
+    assert all(len(f) <= batch_rows for f in frames)
+    whole = pd.concat(frames, ignore_index=True)
+    pd.testing.assert_frame_equal(whole, pd.concat(one_by_one, ignore_index=True))
+    if batch_rows >= 10**7:
+        assert len(frames) == len(pieces)
