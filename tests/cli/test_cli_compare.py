@@ -197,3 +197,37 @@ def test_a_killed_compare_keeps_the_old_results_and_a_rerun_completes(
     assert _run(argv) == 0
     assert not (out / ".status.parquet.partial").exists()
     assert {name: (out / name).read_bytes() for name in names} == before
+
+
+def test_a_compare_killed_while_its_writer_thread_writes_keeps_the_old_results(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """kill -9 from the status.parquet writer thread, once part of the file is written:
+    the previous results stay whole, and the next run writes them."""
+    out = tmp_path / "out"
+    assert _run(_args(scenario_dir, out)) == 0
+    names = ("outages.geojson", "cells.csv", "status.parquet")
+    before = {name: (out / name).read_bytes() for name in names}
+    script = (
+        "import os, signal, sys, threading\n"
+        "from dcm.publish.tables import ParquetAppender\n"
+        "write, init = ParquetAppender.write, ParquetAppender.__init__\n"
+        "def small_groups(self, path, **kwargs):\n"
+        "    init(self, path, row_group_rows=1000)  # the file is written part by part\n"
+        "def dying(self, frame):\n"
+        "    # On the writer thread, once a row group is in the file.\n"
+        "    if threading.current_thread().name.startswith('dcm-status') and self._writer:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    write(self, frame)\n"
+        "ParquetAppender.write, ParquetAppender.__init__ = dying, small_groups\n"
+        "from dcm.cli.main import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    argv = _args(scenario_dir, out, "--overwrite")
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, timeout=600)
+    assert proc.returncode == -9
+    assert (out / ".status.parquet.partial").exists()  # killed while writing it
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert _run(argv) == 0
+    assert not (out / ".status.parquet.partial").exists()
+    assert {name: (out / name).read_bytes() for name in names} == before
