@@ -271,9 +271,10 @@ class Counts(Protocol):
 C = TypeVar("C", bound=Counts)
 
 
-#: Rows of counts gathered before they are merged at once (Fold): small chunks (the
-#: Parquet files of a dataset hold ~30 k rows each) merged pairwise meant ten merges per
-#: row at national scale; merged many at a time, each merge sorts runs it finds sorted.
+#: Rows of counts gathered before they are merged at once (Fold): small chunks (a tight
+#: memory limit, or Parquet files larger than a chunk read batch by batch) merged
+#: pairwise meant many merges per row; merged many at a time, each merge sorts runs it
+#: finds sorted.
 FOLD_BATCH_ROWS = 1 << 20
 
 
