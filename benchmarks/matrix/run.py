@@ -152,6 +152,9 @@ class Tallies:
     people: float = 0.0
     flagged_people: float = 0.0
     suspected_people: float = 0.0
+    #: calm weeks: cell-windows called offline, of all cell-windows
+    offline_cells: float = 0.0
+    cell_windows: float = 0.0
 
 
 def matrix_cells(args: argparse.Namespace) -> list[Cell]:
@@ -571,6 +574,8 @@ def score_control(
     out.people += float(people.sum())
     out.flagged_people += float(people[flagged].sum())
     out.polygons += int(pred.polygons_per_window.sum())
+    out.offline_cells += float(pred.offline.sum())
+    out.cell_windows += float(pred.offline.size)
     if outages is not None:
         out.suspected_people += float(people[_suspected_flags(outages, lon, lat)].sum())
 
@@ -685,7 +690,14 @@ def pooled(results: dict[tuple[Cell, str], Tallies], cells: list[Cell], method: 
         total.delays_h += t.delays_h
         total.failed += t.failed
         total.detected += t.detected
-        for name in ("polygons", "people", "flagged_people", "suspected_people"):
+        for name in (
+            "polygons",
+            "people",
+            "flagged_people",
+            "suspected_people",
+            "offline_cells",
+            "cell_windows",
+        ):
             setattr(total, name, getattr(total, name) + getattr(t, name))
     return total
 
@@ -752,6 +764,7 @@ def report(
         head += [f"{m}: outage polygons ({when[m]})" for m in cols]
         head += [f"{m}: people flagged ({when[m]})" for m in cols if m not in BOUNDS]
         head += ["dcm: people under suspected (every window)"]
+        head += ["dcm: cell-windows called offline"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for d in densities:
             cell = next((c for c in cells if c.control and c.density == d), None)
@@ -768,6 +781,9 @@ def report(
                 row.append(f"{fmt(100 * _share(t.flagged_people, t.people))} %" if t else "–")
             t = results.get((cell, "dcm"))
             row.append(f"{fmt(100 * _share(t.suspected_people, t.people))} %" if t else "–")
+            row.append(
+                f"{int(t.offline_cells):,} of {int(t.cell_windows):,}" if t is not None else "–"
+            )
             lines.append("| " + " | ".join(row) + " |")
     lines += ["", "### Targets (dcm; the other methods and bounds beside it)", ""]
     # Beside dcm: the other methods and the bounds, pooled the same way.

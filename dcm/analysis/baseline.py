@@ -90,6 +90,10 @@ class Baseline:
     habits: pd.DataFrame = field(default_factory=lambda: no_habits())
     #: Gamma shape k of hour-to-hour variation of a site's sightings (smaller = burstier).
     site_dispersion: float = 10.0
+    #: Per hour of the day (at a span's end): the exponent c with which working sites'
+    #: silence over ``params.prior_silence_span`` comes out as often in the baseline as
+    #: ``exp(-c · silence LLR)`` says (see :func:`silence_scale`).
+    silence_scale: np.ndarray = field(default_factory=lambda: np.ones(24))
     stats: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -386,6 +390,15 @@ def baseline_from_counts(
     _site_reach(sites, counts, cells, cell_site, params)
     sites["reporters"] = _site_reporters(counts, cell_site, len(sites), start, end)
     dispersion = _site_dispersion(counts, cell_site, sites["rate"].to_numpy(), profile, start, end)
+    scale = silence_scale(
+        counts.site_hours,
+        sites,
+        profile,
+        start,
+        end,
+        dispersion=min(dispersion, params.site_dispersion_max),
+        span_hours=params.prior_silence_windows * params.window_td / pd.Timedelta(hours=1),
+    )
     place = counts.place_devices
     habits = pd.DataFrame(
         {
@@ -413,6 +426,7 @@ def baseline_from_counts(
         site_areas=site_areas,
         habits=habits,
         site_dispersion=dispersion,
+        silence_scale=scale,
         stats={
             "measurements": float(counts.rows),
             "hours": hours,
@@ -588,3 +602,99 @@ def _site_dispersion(
     if excess <= 0:
         return 100.0
     return float(np.clip((m**2).sum() / excess, 0.5, 100.0))
+
+
+#: Exponents tried for :func:`silence_scale` (silence judged 0.2 to 5 times as telling).
+_SCALES = np.geomspace(0.2, 5.0, 97)
+#: Silence LLRs are binned this finely (nats) up to _S_MAX for the fit; beyond it a
+#: working site's silence is too rare to count (e^-30).
+_S_STEP, _S_MAX = 0.01, 30.0
+
+
+def silence_scale(
+    site_hours: pd.DataFrame,
+    sites: pd.DataFrame,
+    profile: np.ndarray,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    dispersion: float,
+    span_hours: float,
+    chunk: int = 4096,
+) -> np.ndarray:
+    """Per hour of the day: how telling working sites' silence over ``span_hours`` is.
+
+    For every site heard in the baseline and every baseline hour, the silence LLR the
+    detector would give a whole span of expected sightings (the smaller of the
+    hour-by-hour gamma term, shape ``dispersion``, and the reporters bound) is ``s``;
+    the model says a working site is that silent with probability ``e^-s``. Sites are
+    burstier or steadier than that, so per hour of the day at the span's end the
+    exponent ``c`` is found with ``sum e^(-c·s) = the number of silent spans`` (ones
+    where the baseline is too short or nothing is silent). ``site_hours``: (site, hour
+    since epoch) → n ok sightings (``BaselineCounts.site_hours``). The ``s`` are
+    counted in bins of 0.01 nats per hour of the day, so the fit costs a histogram.
+    """
+    span = round(span_hours)
+    n_hours = int((end - start) // pd.Timedelta(hours=1))
+    rate = sites["rate"].to_numpy("float64")
+    heard = np.flatnonzero(rate > 0)
+    if span < 1 or n_hours < 2 * span or heard.size == 0 or site_hours.empty:
+        return np.ones(24)
+    reporters = sites["reporters"].to_numpy("float64")
+    shape = np.where(np.isfinite(reporters), np.maximum(reporters, 0.5), np.inf)
+    hours = pd.date_range(start, periods=n_hours, freq="h").hour.to_numpy()
+    hour_end = hours[span - 1 :]
+    k = max(dispersion, 1e-6)
+    row_of = np.full(len(rate), -1)
+    row_of[heard] = np.arange(heard.size)
+    site = site_hours["site"].to_numpy("int64")
+    hour_ix = site_hours["hour"].to_numpy("int64") - start.value // 3_600_000_000_000
+    keep = (hour_ix >= 0) & (hour_ix < n_hours) & (row_of[np.clip(site, 0, len(rate) - 1)] >= 0)
+    row, hour_ix = row_of[site[keep]], hour_ix[keep]
+    n = site_hours["n"].to_numpy("float64")[keep]
+    n_bins = int(_S_MAX / _S_STEP)
+    silent = np.zeros(24)
+    count = np.zeros(24 * n_bins)
+    total = np.zeros(24 * n_bins)
+    for lo in range(0, heard.size, chunk):
+        hi = min(lo + chunk, heard.size)
+        mine = (row >= lo) & (row < hi)
+        x = np.bincount(
+            (row[mine] - lo) * n_hours + hour_ix[mine],
+            weights=n[mine],
+            minlength=(hi - lo) * n_hours,
+        ).reshape(hi - lo, n_hours)
+        silent += np.bincount(hour_end, weights=(_trailing(x, span) <= 0).sum(axis=0), minlength=24)
+        del x
+        mu = rate[heard[lo:hi], None] * profile[hours][None, :]
+        hourly = _trailing(k * np.log1p(mu / k), span)
+        d = shape[heard[lo:hi], None]
+        with np.errstate(invalid="ignore"):
+            whole = np.where(np.isfinite(d), d * np.log1p(_trailing(mu, span) / d), np.inf)
+        s = np.minimum(hourly, whole)
+        near = s < _S_MAX
+        b = np.broadcast_to(hour_end[None, :], s.shape)[near] * n_bins + (s[near] / _S_STEP).astype(
+            "int64"
+        )
+        count += np.bincount(b, minlength=24 * n_bins)
+        total += np.bincount(b, weights=s[near], minlength=24 * n_bins)
+    count, total = count.reshape(24, n_bins), total.reshape(24, n_bins)
+    used = count > 0
+    out = np.ones(24)
+    for h in range(24):
+        if silent[h] <= 0 or not used[h].any():
+            continue
+        # Σ e^(-c·s) over the bins (at each bin's mean s) falls as c rises: the c
+        # where it meets the silent spans.
+        mean_s = total[h, used[h]] / count[h, used[h]]
+        modelled = np.exp(-np.outer(_SCALES, mean_s)) @ count[h, used[h]]
+        out[h] = float(np.interp(-silent[h], -modelled, _SCALES))
+    return out
+
+
+def _trailing(values: np.ndarray, span: int) -> np.ndarray:
+    """Sums over each run of ``span`` consecutive columns (columns span-1 .. end)."""
+    cum = np.cumsum(values, axis=1)
+    out = cum[:, span - 1 :].copy()
+    out[:, 1:] -= cum[:, :-span]
+    return out

@@ -38,7 +38,7 @@ from dcm.analysis.grid import neighbour_pairs, to_strings
 from dcm.analysis.grouping import match_rows
 from dcm.analysis.outages import build_outages
 from dcm.analysis.params import DetectionParams
-from dcm.analysis.prior import hours_to_decide, learned_prior, overall_rate
+from dcm.analysis.prior import hours_to_decide, learned_prior, overall_rate, silent_share
 from dcm.analysis.states import (
     DOWN,
     NO_DATA,
@@ -980,7 +980,10 @@ def _site_evidence(
     known = sev.recent_ok | (sev.expected >= params.min_expected) | (fails >= 1)
     # The window each site was last heard up in (-1: not within the evidence span).
     heard_in = np.where(sev.recent_ok, sev.start - 1, -1)
-    prior = _site_prior(llr, known, sites, params, hazard_rank=hazard_rank, heard=heard_in)
+    floor = _silent_share(baseline, heard, expected * activity, per_window, shape, windows, params)
+    prior = _site_prior(
+        llr, known, sites, params, hazard_rank=hazard_rank, heard=heard_in, floor=floor
+    )
     p = expit(logit(prior) + llr)
     # Evidence one more silent hour would add, at the site's current expected rate (the
     # silence evidence of one window, per hour of it).
@@ -1009,6 +1012,43 @@ def _site_evidence(
             prior, llr_now=llr, llr_per_hour=per_hour, p_down=params.p_down
         ),
     }
+
+
+def _silent_share(
+    baseline: Baseline,
+    heard: np.ndarray,
+    mu: np.ndarray,
+    per_window: np.ndarray,
+    shape: np.ndarray,
+    windows: pd.DatetimeIndex,
+    params: DetectionParams,
+) -> np.ndarray | None:
+    """Per window: the share of sites down that their silence over the last
+    ``prior_silence_span`` shows at least (:func:`dcm.analysis.prior.silent_share`;
+    None when off). ``heard``: sightings, ``mu``: expected sightings, ``per_window``:
+    silence LLR, per site × window; ``shape``: the reporters bound's gamma shape."""
+    span = params.prior_silence_windows
+    n_win = heard.shape[1]
+    if span < 1 or n_win < span:
+        return None
+    seen = window_sums(heard, span)
+    with np.errstate(invalid="ignore"):
+        whole = np.where(
+            np.isfinite(shape), shape * np.log1p(window_sums(mu, span) / shape), np.inf
+        )
+    llr = np.minimum(window_sums(per_window, span), whole)
+    # The exponent of the hour in which each span ends.
+    last_hour = (windows + params.window_td - pd.Timedelta(1, "ns")).hour.to_numpy()
+    floor = silent_share(
+        seen <= 0,
+        llr,
+        baseline.silence_scale[last_hour],
+        counted=baseline.sites["rate"].to_numpy() > 0,
+        n_se=params.prior_silence_z,
+        rel_error=params.prior_silence_error,
+    )
+    floor[: span - 1] = 0.0  # spans that begin before the data
+    return floor
 
 
 def site_hazard_rank(sites: pd.DataFrame, hazard: gpd.GeoDataFrame | None) -> np.ndarray | None:
@@ -1062,9 +1102,11 @@ def _site_prior(
     *,
     hazard_rank: np.ndarray | None,
     heard: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Prior of "down" per site × window: learned from all sites' evidence per hazard
-    level and window (:func:`dcm.analysis.prior.learned_prior`), or fixed."""
+    level and window (:func:`dcm.analysis.prior.learned_prior`), or fixed. ``floor``:
+    per window, the share of sites down that their silence shows at least."""
     if not params.learn_prior:
         return np.full(llr.shape, params.prior_down)
     group = np.zeros(llr.shape, dtype="int64") if hazard_rank is None else hazard_rank[:, None]
@@ -1073,7 +1115,7 @@ def _site_prior(
         # prior) in the same window: power cuts and damage come in clusters.
         confirmed = (expit(logit(params.prior_down) + llr) >= params.p_down) & known
         group = 2 * group + (_near_sites(sites, params.prior_near_m) @ confirmed > 0)
-    return _learned_rate(llr, known, params, group=group, heard=heard)
+    return _learned_rate(llr, known, params, group=group, heard=heard, floor=floor)
 
 
 def _learned_rate(
@@ -1083,6 +1125,7 @@ def _learned_rate(
     *,
     group: np.ndarray | None = None,
     heard: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`learned_prior` with the parameters' rates and weights (``prior_down``
     everywhere when ``learn_prior`` is off)."""
@@ -1098,6 +1141,7 @@ def _learned_rate(
         cap=params.prior_max,
         confirm_p=params.p_down,
         heard=heard,
+        floor=floor,
     )
 
 

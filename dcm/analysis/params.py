@@ -35,6 +35,14 @@ class DetectionParams:
     prior_near_m: float = 3000.0
     #: The learned rate never exceeds this.
     prior_max: float = 0.5
+    #: Bound the learned rate from below by the share of sites silent over this span
+    #: beyond what working sites' silence explains ("" or "0": off, the default; on,
+    #: "6h", it helps thin data but costs dense data calibration, docs/method.md).
+    prior_silence_span: str = ""
+    #: ... less this many standard errors of that share (a calm week stays at 0).
+    prior_silence_z: float = 2.0
+    #: ... with working sites' chance of silence known only to within this share.
+    prior_silence_error: float = 0.0
     #: Posterior probability at or above which an outage is shown as ``suspected``
     #: (below ``p_down``, where it is ``confirmed``).
     p_suspect: float = 0.5
@@ -154,6 +162,12 @@ class DetectionParams:
             raise ParameterError("p_up must be below p_down")
         if self.p_suspect > self.p_down:
             raise ParameterError("p_suspect must not be above p_down")
+        if not (self.prior_silence_z >= 0.0 and self.prior_silence_error >= 0.0):
+            raise ParameterError(
+                "prior_silence_z and prior_silence_error must not be negative, got "
+                f"{self.prior_silence_z} and {self.prior_silence_error}"
+            )
+        _ = self.prior_silence_windows  # a span that is not a duration fails here
         if self.span_windows < 1:
             raise ParameterError("span must be at least one window")
         if not self.takeover_per_window > 0.0:
@@ -171,6 +185,14 @@ class DetectionParams:
     @property
     def window_td(self) -> pd.Timedelta:
         return parse_duration(self.window, name="window")
+
+    @property
+    def prior_silence_windows(self) -> int:
+        """Windows of the silent-share span (0: the bound is off)."""
+        if not self.learn_prior or str(self.prior_silence_span).strip() in ("", "0"):
+            return 0
+        span = parse_duration(self.prior_silence_span, name="prior_silence_span")
+        return max(0, int(span // self.window_td))
 
     @property
     def span_windows(self) -> int:

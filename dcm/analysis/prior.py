@@ -36,6 +36,7 @@ def learned_prior(
     cap: float,
     confirm_p: float,
     heard: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Prior probability of "down" per site × window, learned per group and window.
 
@@ -58,8 +59,10 @@ def learned_prior(
     w = informed.astype("float64")
     confirmed = (expit(logit(base) + np.nan_to_num(llr, nan=0.0)) >= confirm_p) * w
     pi_t = np.minimum((base * strength + confirmed.sum(axis=0)) / (strength + w.sum(axis=0)), cap)
+    low = np.zeros(n_win) if floor is None else np.minimum(floor, cap)
     if group is None or group.max() <= 0:
-        return _since_heard(pi_t[None, :], np.zeros(llr.shape, dtype="int64"), heard, base)
+        pi = np.maximum(pi_t, low)[None, :]
+        return _since_heard(pi, np.zeros(llr.shape, dtype="int64"), heard, base)
     group = np.broadcast_to(group.astype("int64").reshape(n_site, -1), llr.shape)
     n_group = int(group.max()) + 1
     flat = (group * n_win + np.arange(n_win)[None, :]).ravel()
@@ -67,7 +70,40 @@ def learned_prior(
     c_gt = np.bincount(flat, weights=confirmed.ravel(), minlength=size).reshape(n_group, n_win)
     n_gt = np.bincount(flat, weights=w.ravel(), minlength=size).reshape(n_group, n_win)
     pi_gt = np.minimum((pi_t[None, :] * group_strength + c_gt) / (group_strength + n_gt), cap)
-    return _since_heard(pi_gt, group, heard, base)
+    return _since_heard(np.maximum(pi_gt, low[None, :]), group, heard, base)
+
+
+def silent_share(
+    silent: np.ndarray,
+    llr: np.ndarray,
+    scale: np.ndarray,
+    *,
+    counted: np.ndarray,
+    n_se: float,
+    rel_error: float = 0.0,
+) -> np.ndarray:
+    """Per window: a lower bound of the share of sites down, from their silence alone.
+
+    Over a fixed span a site that is down is silent for sure; one that is up is silent
+    with probability ``q = exp(-c · s)``: ``s`` the silence LLR of the span (``llr``,
+    sites × windows), ``c`` the window's exponent fitted on the baseline (``scale``,
+    per window). So the share down has the moment estimate and standard error
+
+        pi = sum(z - q) / sum(1 - q),   se = sqrt(sum q (1 - q)) / sum(1 - q)
+
+    (``z``: ``silent``, sites × windows). It is measured on a fixed span, not on the time
+    since each site was last heard, so it cannot feed on its own output; the bound is
+    ``pi - n_se · se``, at least 0. ``counted``: sites whose silence counts (heard in
+    the baseline).
+    """
+    q = np.exp(-scale[None, :] * np.maximum(llr, 0.0))
+    w = counted.astype("float64")[:, None]
+    den = ((1.0 - q) * w).sum(axis=0)
+    num = ((silent - q) * w).sum(axis=0)
+    var = (q * (1.0 - q) * w).sum(axis=0) + (rel_error * (q * w).sum(axis=0)) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = (num - n_se * np.sqrt(var)) / den
+    return np.where(den > 0, np.clip(np.nan_to_num(bound), 0.0, 1.0), 0.0)
 
 
 def _since_heard(

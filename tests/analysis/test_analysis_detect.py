@@ -311,6 +311,10 @@ def test_params_are_validated() -> None:
         DetectionParams(window="-1h")
     with pytest.raises(ParameterError, match="takeover_per_window"):
         DetectionParams(takeover_per_window=0.0)
+    with pytest.raises(ParameterError, match="prior_silence_z"):
+        DetectionParams(prior_silence_z=-1.0)
+    with pytest.raises(ParameterError, match="prior_silence_span"):
+        DetectionParams(prior_silence_span="soon")
 
 
 def test_outage_is_the_failed_sites_reach_minus_its_neighbours() -> None:
@@ -838,3 +842,57 @@ def test_a_sector_is_not_held_down_by_its_mast_s_failure_once_the_mast_is_heard(
     assert _status_at(found, 1, "2026-01-08T10:30Z") == "online"
     assert _status_at(found, 3, "2026-01-08T10:30Z") != "offline"
     assert _status_at(found, 3, "2026-01-08T12:30Z") == "online"
+
+
+#: The silent-share floor of the learned rate, switched on (it is off by default).
+SILENT_SHARE = DetectionParams(prior_silence_span="6h")
+
+
+def _thin_network(n_sites: int, silent: int) -> tuple[Baseline, pd.DataFrame]:
+    """``n_sites`` sites 2 km apart heard about 0.4 times an hour for four weeks; in the
+    event day the first ``silent`` go quiet and the rest report as before."""
+    cells = cells_frame([("358-10", i + 1, LAT0 + 0.02 * i, LON0) for i in range(n_sites)])
+    per_hour = 0.4
+
+    def stream(start: str, hours: float, i: int, seed: int) -> pd.DataFrame:
+        return measurements(
+            start=start,
+            hours=hours,
+            per_hour=per_hour,
+            network="358-10",
+            cell=i + 1,
+            lat=LAT0 + 0.02 * i,
+            seed=seed * 1000 + i,
+        )
+
+    baseline = concat(*(stream(BASE, 24 * 28, i, 1) for i in range(n_sites)))
+    event = concat(*(stream("2026-01-29T00:00Z", 24, i, 2) for i in range(silent, n_sites)))
+    return build_baseline(baseline, cells, SILENT_SHARE), event
+
+
+def _last_p(found, cells: range) -> np.ndarray:
+    cw = found.cell_windows
+    last = cw[cw["window_start"] == cw["window_start"].max()].set_index("cell")
+    return last.loc[list(cells), "p_offline"].to_numpy()
+
+
+def test_many_sites_silent_at_once_raise_the_event_s_failure_rate() -> None:
+    """A third of the sites silent for a day, each too thin to call on its own: their
+    number, beyond what chance silences working sites, says the event took a share of
+    the network down, and each silent site's p_offline rises with it."""
+    model, event = _thin_network(36, silent=12)
+    on = detect(model, event, params=SILENT_SHARE)
+    off = detect(model, event, params=DetectionParams())
+    p_on, p_off = _last_p(on, range(12)), _last_p(off, range(12))
+    assert (p_on > 2 * p_off).all()
+    assert p_on.min() > 0.8 and p_off.max() < 0.5
+    # The sites still heard stay well below them (the few heard longest ago rise too).
+    heard = _last_p(on, range(12, 36))
+    assert np.median(heard) < 0.05 and heard.max() < p_on.min()
+
+
+def test_a_calm_day_leaves_the_failure_rate_where_it_was() -> None:
+    model, event = _thin_network(36, silent=0)
+    on = detect(model, event, params=SILENT_SHARE)
+    off = detect(model, event, params=DetectionParams())
+    np.testing.assert_allclose(_last_p(on, range(36)), _last_p(off, range(36)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
-from dcm.analysis.prior import hours_to_decide, learned_prior, overall_rate
+from dcm.analysis.prior import hours_to_decide, learned_prior, overall_rate, silent_share
 
 BASE = 0.001
 KW = {"base": BASE, "strength": 200.0, "group_strength": 20.0, "cap": 0.5, "confirm_p": 0.9}
@@ -105,3 +105,75 @@ def test_a_site_heard_up_recently_can_only_have_failed_since() -> None:
     assert prior[99, 3] == pytest.approx((now - was) / (1 - was))
     assert prior[99, 3] < now / 2
     assert prior[98, 3] == pytest.approx(BASE)  # no time to fail since: the calm rate
+
+
+def _silent_sites(n: int, share_down: float, q: float, seed: int) -> np.ndarray:
+    """(sites × 1) silence: the first ``share_down`` of the sites down (silent), the
+    rest up and silent with probability ``q``."""
+    rng = np.random.default_rng(seed)
+    down = np.arange(n) < share_down * n
+    return (down | (rng.random(n) < q))[:, None]
+
+
+@pytest.mark.parametrize("share_down", [0.0, 0.1, 0.3])
+def test_silent_share_finds_the_share_down_beyond_chance(share_down: float) -> None:
+    n, q = 2000, 0.2
+    llr = np.full((n, 1), -np.log(q))  # the model's chance of silence while up: q
+    silent = _silent_sites(n, share_down, q, seed=3)
+    estimate = silent_share(silent, llr, np.ones(1), counted=np.ones(n, bool), n_se=0.0)
+    bound = silent_share(silent, llr, np.ones(1), counted=np.ones(n, bool), n_se=2.0)
+    assert estimate[0] == pytest.approx(share_down, abs=0.03)
+    assert bound[0] <= estimate[0]
+    if share_down == 0.0:
+        assert bound[0] == 0.0  # a calm week stays at the calm rate
+    else:
+        assert bound[0] > share_down - 0.06
+
+
+def test_silent_share_uses_the_fitted_exponent() -> None:
+    # Working sites silent half as often as e^-s says: with the exponent that the
+    # baseline fits (c = 2: e^-2s = q^2) a calm week shows nobody down; without it, the
+    # excess of predicted silence hides part of a real share down.
+    n, s = 4000, 1.0
+    q_true = np.exp(-2 * s)
+    llr = np.full((n, 1), s)
+    calm = _silent_sites(n, 0.0, q_true, seed=4)
+    assert silent_share(calm, llr, np.array([2.0]), counted=np.ones(n, bool), n_se=2.0)[0] == 0
+    storm = _silent_sites(n, 0.2, q_true, seed=5)
+    fitted = silent_share(storm, llr, np.array([2.0]), counted=np.ones(n, bool), n_se=0.0)[0]
+    unfitted = silent_share(storm, llr, np.array([1.0]), counted=np.ones(n, bool), n_se=0.0)[0]
+    assert fitted == pytest.approx(0.2, abs=0.03)
+    assert unfitted < 0.1
+
+
+def test_silent_share_counts_only_the_sites_asked_for() -> None:
+    n = 1000
+    llr = np.full((n, 1), 3.0)
+    silent = np.zeros((n, 1), bool)
+    silent[:300] = True  # sites never heard in the baseline: silent anyway
+    counted = np.arange(n) >= 300
+    assert silent_share(silent, llr, np.ones(1), counted=counted, n_se=0.0)[0] == 0.0
+
+
+def test_floor_raises_every_groups_rate_but_not_past_the_cap() -> None:
+    llr = np.zeros((400, 3))
+    group = np.zeros(400, dtype="int64")
+    group[200:] = 1
+    floor = np.array([0.0, 0.15, 0.9])
+    prior = learned_prior(llr, informed=np.ones(llr.shape, bool), group=group, floor=floor, **KW)
+    assert prior[0, 0] < 0.001 and prior[399, 0] < 0.001
+    np.testing.assert_allclose(prior[:, 1], 0.15)
+    np.testing.assert_allclose(prior[:, 2], KW["cap"])
+
+
+def test_silent_share_widens_with_the_error_of_the_silence_model() -> None:
+    # Working sites silent a third of the time, the model's chance known within 30 %:
+    # a calm hour's excess silence (0.4 where 0.33 was said) is no longer a failure.
+    n, q = 2000, 1 / 3
+    llr = np.full((n, 1), -np.log(q))
+    silent = _silent_sites(n, 0.0, 0.4, seed=6)
+    plain = silent_share(silent, llr, np.ones(1), counted=np.ones(n, bool), n_se=2.0)[0]
+    wide = silent_share(silent, llr, np.ones(1), counted=np.ones(n, bool), n_se=2.0, rel_error=0.3)[
+        0
+    ]
+    assert plain > 0.03 and wide == 0.0

@@ -1,0 +1,100 @@
+"""How telling working sites' silence is, fitted on the baseline (``silence_scale``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcm.analysis import DetectionParams, build_baseline
+from dcm.analysis.baseline import silence_scale
+
+from .conftest import cells_frame, concat, measurements
+
+START = pd.Timestamp("2024-01-01", tz="UTC")
+HOURS = 24 * 28
+
+
+def _site_hours(counts: np.ndarray) -> pd.DataFrame:
+    site, hour = np.nonzero(counts)
+    return pd.DataFrame(
+        {
+            "site": site,
+            "hour": START.value // 3_600_000_000_000 + hour,
+            "n": counts[site, hour],
+        }
+    )
+
+
+def _scale(counts: np.ndarray, rate: float) -> np.ndarray:
+    sites = pd.DataFrame({"rate": np.full(counts.shape[0], rate), "reporters": np.nan})
+    return silence_scale(
+        _site_hours(counts),
+        sites,
+        np.ones(24),
+        START,
+        START + pd.Timedelta(hours=HOURS),
+        dispersion=1e6,  # Poisson hour by hour
+        span_hours=6,
+    )
+
+
+def test_poisson_sites_are_as_silent_as_the_model_says() -> None:
+    rng = np.random.default_rng(1)
+    rate = 0.3
+    counts = rng.poisson(rate, size=(300, HOURS))
+    np.testing.assert_allclose(_scale(counts, rate), 1.0, atol=0.12)
+
+
+def test_bursty_sites_make_silence_less_telling() -> None:
+    # The same mean rate, but a site is heard only in a quarter of its 6-hour blocks
+    # (people come and go together): silent spans are far more common than Poisson
+    # says, so each nat of silence counts less.
+    rng = np.random.default_rng(2)
+    rate = 0.3
+    on = np.repeat(rng.random((300, HOURS // 6)) < 0.25, 6, axis=1)
+    counts = rng.poisson(4 * rate * on)
+    scale = _scale(counts, rate)
+    assert (scale < 0.6).all()
+
+
+def test_a_short_baseline_keeps_the_model_as_it_is() -> None:
+    counts = np.zeros((5, 8), dtype=int)
+    sites = pd.DataFrame({"rate": np.full(5, 0.3), "reporters": np.nan})
+    out = silence_scale(
+        _site_hours(counts) if counts.any() else pd.DataFrame(columns=["site", "hour", "n"]),
+        sites,
+        np.ones(24),
+        START,
+        START + pd.Timedelta(hours=8),
+        dispersion=2.0,
+        span_hours=6,
+    )
+    np.testing.assert_array_equal(out, np.ones(24))
+
+
+def test_the_baseline_model_carries_the_fitted_exponents() -> None:
+    cells = cells_frame([("358-10", 1, 13.25, -61.20), ("358-10", 2, 13.27, -61.20)])
+    base = concat(
+        measurements(
+            start="2024-01-01T00:00Z", hours=24 * 14, per_hour=0.5, network="358-10", cell=1
+        ),
+        measurements(
+            start="2024-01-01T00:00Z", hours=24 * 14, per_hour=0.5, network="358-10", cell=2, seed=1
+        ),
+    )
+    model = build_baseline(base, cells, DetectionParams(prior_silence_span="6h"))
+    assert model.silence_scale.shape == (24,)
+    assert np.isfinite(model.silence_scale).all()
+    # These sightings are a Poisson stream, steadier than the model's gamma hour by
+    # hour (shape at most site_dispersion_max), so silence tells more than it says.
+    assert model.silence_scale.mean() > 1.0
+    # Off (the default), nothing is fitted.
+    np.testing.assert_array_equal(build_baseline(base, cells).silence_scale, np.ones(24))
+
+
+@pytest.mark.parametrize("span", ["0", ""])
+def test_the_bound_can_be_switched_off(span: str) -> None:
+    assert DetectionParams(prior_silence_span=span).prior_silence_windows == 0
+    assert DetectionParams(prior_silence_span="6h").prior_silence_windows == 6
+    assert DetectionParams(prior_silence_span="6h", learn_prior=False).prior_silence_windows == 0
