@@ -101,8 +101,9 @@ class DetectionParams:
     volume_span: str = "24h"
     #: Only places expecting at least this many reports in the volume span count.
     volume_min_expected: float = 5.0
-    #: Cell status thresholds on the posterior (before the calibration below).
-    cell_offline_p: float = 0.8
+    #: Cell status thresholds on the posterior (before the calibration below); 0.67 is
+    #: where the reported p_offline reaches 0.5 with the default calibration.
+    cell_offline_p: float = 0.67
     cell_online_p: float = 0.2
     #: Calibration of the reported cell p_offline (Platt scaling, fitted on tuning
     #: seeds only): logit p' = shift + slope × logit p. The posterior treats reports as
