@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dcm.analysis.coverage import fallback_reach, site_positions
+from dcm.analysis.evidence import reporters_bound, window_sums
 from dcm.analysis.grid import cell_resolutions, disk_cells, edge_length_m, points_to_cells
 from dcm.analysis.grouping import sorted_unique
 from dcm.analysis.params import DetectionParams
@@ -664,14 +665,12 @@ def silence_scale(
             weights=n[mine],
             minlength=(hi - lo) * n_hours,
         ).reshape(hi - lo, n_hours)
-        silent += np.bincount(hour_end, weights=(_trailing(x, span) <= 0).sum(axis=0), minlength=24)
-        del x
+        seen = window_sums(x, span)[:, span - 1 :]
+        silent += np.bincount(hour_end, weights=(seen <= 0).sum(axis=0), minlength=24)
+        del x, seen
         mu = rate[heard[lo:hi], None] * profile[hours][None, :]
-        hourly = _trailing(k * np.log1p(mu / k), span)
-        d = shape[heard[lo:hi], None]
-        with np.errstate(invalid="ignore"):
-            whole = np.where(np.isfinite(d), d * np.log1p(_trailing(mu, span) / d), np.inf)
-        s = np.minimum(hourly, whole)
+        hourly = window_sums(k * np.log1p(mu / k), span)[:, span - 1 :]
+        s = reporters_bound(hourly, window_sums(mu, span)[:, span - 1 :], shape[heard[lo:hi], None])
         near = s < _S_MAX
         b = np.broadcast_to(hour_end[None, :], s.shape)[near] * n_bins + (s[near] / _S_STEP).astype(
             "int64"
@@ -689,12 +688,4 @@ def silence_scale(
         mean_s = total[h, used[h]] / count[h, used[h]]
         modelled = np.exp(-np.outer(_SCALES, mean_s)) @ count[h, used[h]]
         out[h] = float(np.interp(-silent[h], -modelled, _SCALES))
-    return out
-
-
-def _trailing(values: np.ndarray, span: int) -> np.ndarray:
-    """Sums over each run of ``span`` consecutive columns (columns span-1 .. end)."""
-    cum = np.cumsum(values, axis=1)
-    out = cum[:, span - 1 :].copy()
-    out[:, 1:] -= cum[:, :-span]
     return out

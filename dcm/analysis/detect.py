@@ -27,6 +27,7 @@ from dcm.analysis.evidence import (
     calibrate,
     cumulative,
     failure_llr,
+    reporters_bound,
     silence_llr,
     span_sum,
     takeover_llr,
@@ -964,9 +965,7 @@ def _site_evidence(
     reporters = sites["reporters"].to_numpy("float64")
     shape = np.where(np.isfinite(reporters), np.maximum(reporters, 0.5), np.inf)[:, None]
     span_mu = span_sum(cumulative(expected * activity), sev.start, sev.stop)
-    with np.errstate(invalid="ignore"):
-        whole = np.where(np.isfinite(shape), shape * np.log1p(span_mu / shape), np.inf)
-    silence = np.maximum(np.minimum(hourly, whole), takeover)
+    silence = np.maximum(reporters_bound(hourly, span_mu, shape), takeover)
     llr = (
         np.where(sev.ok_now, np.log(params.ok_when_down), 0.0)
         + silence
@@ -980,7 +979,7 @@ def _site_evidence(
     known = sev.recent_ok | (sev.expected >= params.min_expected) | (fails >= 1)
     # The window each site was last heard up in (-1: not within the evidence span).
     heard_in = np.where(sev.recent_ok, sev.start - 1, -1)
-    floor = _silent_share(baseline, heard, expected * activity, per_window, shape, windows, params)
+    floor = _silent_share(baseline, heard, expected, activity, per_window, shape, windows, params)
     prior = _site_prior(
         llr, known, sites, params, hazard_rank=hazard_rank, heard=heard_in, floor=floor
     )
@@ -1017,7 +1016,8 @@ def _site_evidence(
 def _silent_share(
     baseline: Baseline,
     heard: np.ndarray,
-    mu: np.ndarray,
+    expected: np.ndarray,
+    activity: np.ndarray,
     per_window: np.ndarray,
     shape: np.ndarray,
     windows: pd.DatetimeIndex,
@@ -1025,18 +1025,16 @@ def _silent_share(
 ) -> np.ndarray | None:
     """Per window: the share of sites down that their silence over the last
     ``prior_silence_span`` shows at least (:func:`dcm.analysis.prior.silent_share`;
-    None when off). ``heard``: sightings, ``mu``: expected sightings, ``per_window``:
-    silence LLR, per site × window; ``shape``: the reporters bound's gamma shape."""
+    None when off). ``heard``: sightings, ``expected``: expected sightings before the
+    local ``activity``, ``per_window``: silence LLR, per site × window; ``shape``: the
+    reporters bound's gamma shape."""
     span = params.prior_silence_windows
     n_win = heard.shape[1]
     if span < 1 or n_win < span:
         return None
     seen = window_sums(heard, span)
-    with np.errstate(invalid="ignore"):
-        whole = np.where(
-            np.isfinite(shape), shape * np.log1p(window_sums(mu, span) / shape), np.inf
-        )
-    llr = np.minimum(window_sums(per_window, span), whole)
+    mu = window_sums(expected * activity, span)
+    llr = reporters_bound(window_sums(per_window, span), mu, shape)
     # The exponent of the hour in which each span ends.
     last_hour = (windows + params.window_td - pd.Timedelta(1, "ns")).hour.to_numpy()
     floor = silent_share(

@@ -114,6 +114,16 @@ def window_sums(values: np.ndarray, span: int) -> np.ndarray:
     return out.T
 
 
+def reporters_bound(hourly: np.ndarray, mu: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """A span's silence LLR: the hour-by-hour term ``hourly``, at most what the span's
+    ``mu`` expected sightings tell when they come from a few regular reporters (a
+    gamma with their number ``shape`` as shape: ``shape · log(1 + mu/shape)``; no bound
+    where ``shape`` is inf)."""
+    with np.errstate(invalid="ignore"):
+        whole = np.where(np.isfinite(shape), shape * np.log1p(mu / shape), np.inf)
+    return np.minimum(hourly, whole)
+
+
 def silence_llr(
     expected: np.ndarray, activity_obs: np.ndarray, activity_exp: np.ndarray, *, dispersion: float
 ) -> np.ndarray:

@@ -170,15 +170,30 @@ def test_compare_memory_limit_gives_the_same_results(
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_a_killed_compare_keeps_the_old_results_and_a_rerun_completes(
-    scenario_dir: Path, tmp_path: Path
-) -> None:
-    """kill -9 after the grid rows went to the partial status.parquet, before any result
-    file is written: the previous results stay whole, and the next run writes them."""
+def _killed_then_rerun(scenario_dir: Path, tmp_path: Path, script: str) -> None:
+    """A first compare, then one run by ``script`` (dcm's CLI with a kill -9 patched in)
+    that dies after the partial status.parquet was begun: the previous results stay
+    whole, and the next run writes them and leaves no partial file."""
     out = tmp_path / "out"
     assert _run(_args(scenario_dir, out)) == 0
     names = ("outages.geojson", "cells.csv", "status.parquet")
     before = {name: (out / name).read_bytes() for name in names}
+    argv = _args(scenario_dir, out, "--overwrite")
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, timeout=600)
+    assert proc.returncode == -9
+    assert (out / ".status.parquet.partial").exists()  # the kill came after it was begun
+    assert {name: (out / name).read_bytes() for name in names} == before
+    # The leftover partial file is neither a result nor in the way.
+    assert _run(argv) == 0
+    assert not (out / ".status.parquet.partial").exists()
+    assert {name: (out / name).read_bytes() for name in names} == before
+
+
+def test_a_killed_compare_keeps_the_old_results_and_a_rerun_completes(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """kill -9 after the grid rows went to the partial status.parquet, before any result
+    file is written."""
     script = (
         "import os, signal, sys\n"
         "import dcm.compare\n"
@@ -188,26 +203,13 @@ def test_a_killed_compare_keeps_the_old_results_and_a_rerun_completes(
         "from dcm.cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
-    argv = _args(scenario_dir, out, "--overwrite")
-    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, timeout=600)
-    assert proc.returncode == -9
-    assert (out / ".status.parquet.partial").exists()  # the kill came after the grid rows
-    assert {name: (out / name).read_bytes() for name in names} == before
-    # The leftover partial file is neither a result nor in the way.
-    assert _run(argv) == 0
-    assert not (out / ".status.parquet.partial").exists()
-    assert {name: (out / name).read_bytes() for name in names} == before
+    _killed_then_rerun(scenario_dir, tmp_path, script)
 
 
 def test_a_compare_killed_while_its_writer_thread_writes_keeps_the_old_results(
     scenario_dir: Path, tmp_path: Path
 ) -> None:
-    """kill -9 from the status.parquet writer thread, once part of the file is written:
-    the previous results stay whole, and the next run writes them."""
-    out = tmp_path / "out"
-    assert _run(_args(scenario_dir, out)) == 0
-    names = ("outages.geojson", "cells.csv", "status.parquet")
-    before = {name: (out / name).read_bytes() for name in names}
+    """kill -9 from the status.parquet writer thread, once part of the file is written."""
     script = (
         "import os, signal, sys, threading\n"
         "from dcm.publish.tables import ParquetAppender\n"
@@ -223,11 +225,4 @@ def test_a_compare_killed_while_its_writer_thread_writes_keeps_the_old_results(
         "from dcm.cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
-    argv = _args(scenario_dir, out, "--overwrite")
-    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, timeout=600)
-    assert proc.returncode == -9
-    assert (out / ".status.parquet.partial").exists()  # killed while writing it
-    assert {name: (out / name).read_bytes() for name in names} == before
-    assert _run(argv) == 0
-    assert not (out / ".status.parquet.partial").exists()
-    assert {name: (out / name).read_bytes() for name in names} == before
+    _killed_then_rerun(scenario_dir, tmp_path, script)
