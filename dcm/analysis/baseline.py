@@ -93,8 +93,11 @@ class Baseline:
     site_dispersion: float = 10.0
     #: Per hour of the day (at a span's end): the exponent c with which working sites'
     #: silence over ``params.prior_silence_span`` comes out as often in the baseline as
-    #: ``exp(-c · silence LLR)`` says (see :func:`silence_scale`).
+    #: ``exp(-c · silence LLR)`` says (see :func:`silence_fit`).
     silence_scale: np.ndarray = field(default_factory=lambda: np.ones(24))
+    #: Per hour of the day: how many times the variance of independent sites the count
+    #: of silent working sites has in the baseline (at least 1; see :func:`silence_fit`).
+    silence_spread: np.ndarray = field(default_factory=lambda: np.ones(24))
     stats: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -391,7 +394,7 @@ def baseline_from_counts(
     _site_reach(sites, counts, cells, cell_site, params)
     sites["reporters"] = _site_reporters(counts, cell_site, len(sites), start, end)
     dispersion = _site_dispersion(counts, cell_site, sites["rate"].to_numpy(), profile, start, end)
-    scale = silence_scale(
+    scale, spread = silence_fit(
         counts.site_hours,
         sites,
         profile,
@@ -428,6 +431,7 @@ def baseline_from_counts(
         habits=habits,
         site_dispersion=dispersion,
         silence_scale=scale,
+        silence_spread=spread,
         stats={
             "measurements": float(counts.rows),
             "hours": hours,
@@ -605,14 +609,14 @@ def _site_dispersion(
     return float(np.clip((m**2).sum() / excess, 0.5, 100.0))
 
 
-#: Exponents tried for :func:`silence_scale` (silence judged 0.2 to 5 times as telling).
+#: Exponents tried for :func:`silence_fit` (silence judged 0.2 to 5 times as telling).
 _SCALES = np.geomspace(0.2, 5.0, 97)
 #: Silence LLRs are binned this finely (nats) up to _S_MAX for the fit; beyond it a
 #: working site's silence is too rare to count (e^-30).
 _S_STEP, _S_MAX = 0.01, 30.0
 
 
-def silence_scale(
+def silence_fit(
     site_hours: pd.DataFrame,
     sites: pd.DataFrame,
     profile: np.ndarray,
@@ -622,8 +626,9 @@ def silence_scale(
     dispersion: float,
     span_hours: float,
     chunk: int = 4096,
-) -> np.ndarray:
-    """Per hour of the day: how telling working sites' silence over ``span_hours`` is.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per hour of the day: how telling working sites' silence over ``span_hours`` is,
+    and how much more the count of silent sites spreads than independent sites would.
 
     For every site heard in the baseline and every baseline hour, the silence LLR the
     detector would give a whole span of expected sightings (the smaller of the
@@ -631,20 +636,30 @@ def silence_scale(
     the model says a working site is that silent with probability ``e^-s``. Sites are
     burstier or steadier than that, so per hour of the day at the span's end the
     exponent ``c`` is found with ``sum e^(-c·s) = the number of silent spans`` (ones
-    where the baseline is too short or nothing is silent). ``site_hours``: (site, hour
-    since epoch) → n ok sightings (``BaselineCounts.site_hours``). The ``s`` are
-    counted in bins of 0.01 nats per hour of the day, so the fit costs a histogram.
+    where the baseline is too short or nothing is silent).
+
+    With ``q = e^(-c·s)``, the number of silent sites at one span's end would have
+    variance ``sum q (1 - q)`` if sites fell silent independently. They do not (a
+    quiet night quiets many at once), so the second array is, per hour of the day,
+    the mean over the baseline's spans ending then of
+    ``(silent - sum q)^2 / sum q (1 - q)``, at least 1: the factor by which
+    :func:`dcm.analysis.prior.silent_share` widens its standard error.
+
+    ``site_hours``: (site, hour since epoch) → n ok sightings
+    (``BaselineCounts.site_hours``). The ``s`` are counted in bins of 0.01 nats per
+    hour (and per span), so the fit costs a histogram.
     """
     span = round(span_hours)
     n_hours = int((end - start) // pd.Timedelta(hours=1))
     rate = sites["rate"].to_numpy("float64")
     heard = np.flatnonzero(rate > 0)
     if span < 1 or n_hours < 2 * span or heard.size == 0 or site_hours.empty:
-        return np.ones(24)
+        return np.ones(24), np.ones(24)
     reporters = sites["reporters"].to_numpy("float64")
     shape = np.where(np.isfinite(reporters), np.maximum(reporters, 0.5), np.inf)
     hours = pd.date_range(start, periods=n_hours, freq="h").hour.to_numpy()
     hour_end = hours[span - 1 :]
+    n_spans = hour_end.size
     k = max(dispersion, 1e-6)
     row_of = np.full(len(rate), -1)
     row_of[heard] = np.arange(heard.size)
@@ -654,8 +669,8 @@ def silence_scale(
     row, hour_ix = row_of[site[keep]], hour_ix[keep]
     n = site_hours["n"].to_numpy("float64")[keep]
     n_bins = int(_S_MAX / _S_STEP)
-    silent = np.zeros(24)
-    count = np.zeros(24 * n_bins)
+    silent = np.zeros(n_spans)
+    count = np.zeros(n_spans * n_bins)
     total = np.zeros(24 * n_bins)
     for lo in range(0, heard.size, chunk):
         hi = min(lo + chunk, heard.size)
@@ -665,27 +680,38 @@ def silence_scale(
             weights=n[mine],
             minlength=(hi - lo) * n_hours,
         ).reshape(hi - lo, n_hours)
-        seen = window_sums(x, span)[:, span - 1 :]
-        silent += np.bincount(hour_end, weights=(seen <= 0).sum(axis=0), minlength=24)
-        del x, seen
+        silent += (window_sums(x, span)[:, span - 1 :] <= 0).sum(axis=0)
+        del x
         mu = rate[heard[lo:hi], None] * profile[hours][None, :]
         hourly = window_sums(k * np.log1p(mu / k), span)[:, span - 1 :]
         s = reporters_bound(hourly, window_sums(mu, span)[:, span - 1 :], shape[heard[lo:hi], None])
         near = s < _S_MAX
-        b = np.broadcast_to(hour_end[None, :], s.shape)[near] * n_bins + (s[near] / _S_STEP).astype(
-            "int64"
-        )
-        count += np.bincount(b, minlength=24 * n_bins)
-        total += np.bincount(b, weights=s[near], minlength=24 * n_bins)
-    count, total = count.reshape(24, n_bins), total.reshape(24, n_bins)
-    used = count > 0
-    out = np.ones(24)
+        span_ix = np.broadcast_to(np.arange(n_spans)[None, :], s.shape)[near]
+        b = (s[near] / _S_STEP).astype("int64")
+        count += np.bincount(span_ix * n_bins + b, minlength=n_spans * n_bins)
+        total += np.bincount(hour_end[span_ix] * n_bins + b, weights=s[near], minlength=24 * n_bins)
+    count = count.reshape(n_spans, n_bins)
+    by_hour = np.zeros((24, n_bins))
+    np.add.at(by_hour, hour_end, count)
+    total = total.reshape(24, n_bins)
+    silent_by_hour = np.bincount(hour_end, weights=silent, minlength=24)
+    scale, spread = np.ones(24), np.ones(24)
     for h in range(24):
-        if silent[h] <= 0 or not used[h].any():
+        used = by_hour[h] > 0
+        if silent_by_hour[h] <= 0 or not used.any():
             continue
         # Σ e^(-c·s) over the bins (at each bin's mean s) falls as c rises: the c
         # where it meets the silent spans.
-        mean_s = total[h, used[h]] / count[h, used[h]]
-        modelled = np.exp(-np.outer(_SCALES, mean_s)) @ count[h, used[h]]
-        out[h] = float(np.interp(-silent[h], -modelled, _SCALES))
-    return out
+        mean_s = total[h, used] / by_hour[h, used]
+        modelled = np.exp(-np.outer(_SCALES, mean_s)) @ by_hour[h, used]
+        scale[h] = float(np.interp(-silent_by_hour[h], -modelled, _SCALES))
+        # The silent count of each span ending at this hour against the model's.
+        mine = hour_end == h
+        q = np.exp(-scale[h] * mean_s)
+        expect = count[mine][:, used] @ q
+        var = count[mine][:, used] @ (q * (1.0 - q))
+        ok = var > 0
+        if ok.any():
+            z2 = (silent[mine][ok] - expect[ok]) ** 2 / var[ok]
+            spread[h] = max(float(z2.mean()), 1.0)
+    return scale, spread

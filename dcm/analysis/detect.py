@@ -1037,12 +1037,15 @@ def _silent_share(
     llr = reporters_bound(window_sums(per_window, span), mu, shape)
     # The exponent of the hour in which each span ends.
     last_hour = (windows + params.window_td - pd.Timedelta(1, "ns")).hour.to_numpy()
+    # Sites heard in the baseline, in places that kept their usual activity.
+    usual = window_sums(activity, span) >= params.prior_silence_activity * span
     floor = silent_share(
         seen <= 0,
         llr,
         baseline.silence_scale[last_hour],
-        counted=baseline.sites["rate"].to_numpy() > 0,
+        counted=(baseline.sites["rate"].to_numpy() > 0)[:, None] & usual,
         n_se=params.prior_silence_z,
+        spread=baseline.silence_spread[last_hour],
         rel_error=params.prior_silence_error,
     )
     floor[: span - 1] = 0.0  # spans that begin before the data

@@ -36,13 +36,16 @@ class DetectionParams:
     #: The learned rate never exceeds this.
     prior_max: float = 0.5
     #: Bound the learned rate from below by the share of sites silent over this span
-    #: beyond what working sites' silence explains ("" or "0": off, the default; on,
-    #: "6h", it helps thin data but costs dense data calibration, docs/method.md).
-    prior_silence_span: str = ""
+    #: beyond what working sites' silence explains ("" or "0": off; docs/method.md).
+    prior_silence_span: str = "6h"
     #: ... less this many standard errors of that share (a calm week stays at 0).
-    prior_silence_z: float = 2.0
+    prior_silence_z: float = 2.5
     #: ... with working sites' chance of silence known only to within this share.
     prior_silence_error: float = 0.0
+    #: ... counting only sites whose area kept at least this share of its usual activity
+    #: over the span (other networks' reports there): an evacuated place is silent
+    #: with its sites up.
+    prior_silence_activity: float = 0.6
     #: Posterior probability at or above which an outage is shown as ``suspected``
     #: (below ``p_down``, where it is ``confirmed``).
     p_suspect: float = 0.5
@@ -167,6 +170,10 @@ class DetectionParams:
             raise ParameterError(
                 "prior_silence_z and prior_silence_error must not be negative, got "
                 f"{self.prior_silence_z} and {self.prior_silence_error}"
+            )
+        if not 0.0 <= self.prior_silence_activity <= 1.0:
+            raise ParameterError(
+                f"prior_silence_activity must be between 0 and 1, got {self.prior_silence_activity}"
             )
         _ = self.prior_silence_windows  # a span that is not a duration fails here
         if self.span_windows < 1:

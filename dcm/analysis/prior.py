@@ -80,6 +80,7 @@ def silent_share(
     *,
     counted: np.ndarray,
     n_se: float,
+    spread: np.ndarray | None = None,
     rel_error: float = 0.0,
 ) -> np.ndarray:
     """Per window: a lower bound of the share of sites down, from their silence alone.
@@ -94,13 +95,17 @@ def silent_share(
     (``z``: ``silent``, sites × windows). It is measured on a fixed span, not on the time
     since each site was last heard, so it cannot feed on its own output; the bound is
     ``pi - n_se · se``, at least 0. ``counted``: sites whose silence counts (heard in
-    the baseline).
+    the baseline). Sites fall silent together (a quiet night quiets many), so the
+    variance is widened by ``spread`` (per window, the factor measured on the baseline's
+    own spans).
     """
     q = np.exp(-scale[None, :] * np.maximum(llr, 0.0))
-    w = counted.astype("float64")[:, None]
+    w = counted.astype("float64")
+    w = w[:, None] if w.ndim == 1 else w
     den = ((1.0 - q) * w).sum(axis=0)
     num = ((silent - q) * w).sum(axis=0)
-    var = (q * (1.0 - q) * w).sum(axis=0) + (rel_error * (q * w).sum(axis=0)) ** 2
+    factor = np.ones(llr.shape[1]) if spread is None else spread
+    var = factor * (q * (1.0 - q) * w).sum(axis=0) + (rel_error * (q * w).sum(axis=0)) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         bound = (num - n_se * np.sqrt(var)) / den
     return np.where(den > 0, np.clip(np.nan_to_num(bound), 0.0, 1.0), 0.0)

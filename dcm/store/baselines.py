@@ -29,9 +29,16 @@ from dcm.analysis.params import DetectionParams
 logger = logging.getLogger(__name__)
 
 #: Name and revision of the payload layout (bump when it changes).
-FORMAT = "dcm-baseline/2"
+FORMAT = "dcm-baseline/3"
 _FRAMES = ("grid", "cells", "cell_areas", "sites", "site_areas", "habits")
-_ARRAYS = ("hour_profile", "cell_rate", "network_fail_share", "cell_site", "silence_scale")
+_ARRAYS = (
+    "hour_profile",
+    "cell_rate",
+    "network_fail_share",
+    "cell_site",
+    "silence_scale",
+    "silence_spread",
+)
 #: Largest member read back (bytes): a cache row is never a reason to exhaust memory.
 _MAX_MEMBER = 2 << 30
 

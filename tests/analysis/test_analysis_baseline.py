@@ -1,4 +1,5 @@
-"""How telling working sites' silence is, fitted on the baseline (``silence_scale``)."""
+"""How telling working sites' silence is, and how much silent sites move together,
+fitted on the baseline (``silence_fit``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from dcm.analysis import DetectionParams, build_baseline
-from dcm.analysis.baseline import silence_scale
+from dcm.analysis.baseline import silence_fit
 
 from .conftest import cells_frame, concat, measurements
 
@@ -26,9 +27,9 @@ def _site_hours(counts: np.ndarray) -> pd.DataFrame:
     )
 
 
-def _scale(counts: np.ndarray, rate: float) -> np.ndarray:
+def _fit(counts: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
     sites = pd.DataFrame({"rate": np.full(counts.shape[0], rate), "reporters": np.nan})
-    return silence_scale(
+    return silence_fit(
         _site_hours(counts),
         sites,
         np.ones(24),
@@ -43,7 +44,22 @@ def test_poisson_sites_are_as_silent_as_the_model_says() -> None:
     rng = np.random.default_rng(1)
     rate = 0.3
     counts = rng.poisson(rate, size=(300, HOURS))
-    np.testing.assert_allclose(_scale(counts, rate), 1.0, atol=0.12)
+    scale, spread = _fit(counts, rate)
+    np.testing.assert_allclose(scale, 1.0, atol=0.12)
+    # Independent sites: the silent count spreads as a sum of independent ones (the
+    # mean of 28 squared z per hour, so within chance of 1).
+    assert spread.mean() < 1.4
+
+
+def test_sites_silent_together_widen_the_spread() -> None:
+    # Each 6-hour block, the whole town is busy or quiet at once (rate 0.6 or 0.05,
+    # the same mean as above would give 0.325): silent counts swing far beyond what
+    # independent sites allow.
+    rng = np.random.default_rng(3)
+    busy = np.repeat(rng.random(HOURS // 6) < 0.5, 6)
+    counts = rng.poisson(np.where(busy, 0.6, 0.05)[None, :], size=(300, HOURS))
+    _, spread = _fit(counts, 0.325)
+    assert spread.mean() > 5.0
 
 
 def test_bursty_sites_make_silence_less_telling() -> None:
@@ -54,14 +70,14 @@ def test_bursty_sites_make_silence_less_telling() -> None:
     rate = 0.3
     on = np.repeat(rng.random((300, HOURS // 6)) < 0.25, 6, axis=1)
     counts = rng.poisson(4 * rate * on)
-    scale = _scale(counts, rate)
+    scale, _ = _fit(counts, rate)
     assert (scale < 0.6).all()
 
 
 def test_a_short_baseline_keeps_the_model_as_it_is() -> None:
     counts = np.zeros((5, 8), dtype=int)
     sites = pd.DataFrame({"rate": np.full(5, 0.3), "reporters": np.nan})
-    out = silence_scale(
+    scale, spread = silence_fit(
         _site_hours(counts) if counts.any() else pd.DataFrame(columns=["site", "hour", "n"]),
         sites,
         np.ones(24),
@@ -70,7 +86,8 @@ def test_a_short_baseline_keeps_the_model_as_it_is() -> None:
         dispersion=2.0,
         span_hours=6,
     )
-    np.testing.assert_array_equal(out, np.ones(24))
+    np.testing.assert_array_equal(scale, np.ones(24))
+    np.testing.assert_array_equal(spread, np.ones(24))
 
 
 def test_the_baseline_model_carries_the_fitted_exponents() -> None:
@@ -83,14 +100,18 @@ def test_the_baseline_model_carries_the_fitted_exponents() -> None:
             start="2024-01-01T00:00Z", hours=24 * 14, per_hour=0.5, network="358-10", cell=2, seed=1
         ),
     )
-    model = build_baseline(base, cells, DetectionParams(prior_silence_span="6h"))
+    model = build_baseline(base, cells)  # on by default
     assert model.silence_scale.shape == (24,)
     assert np.isfinite(model.silence_scale).all()
     # These sightings are a Poisson stream, steadier than the model's gamma hour by
     # hour (shape at most site_dispersion_max), so silence tells more than it says.
     assert model.silence_scale.mean() > 1.0
-    # Off (the default), nothing is fitted.
-    np.testing.assert_array_equal(build_baseline(base, cells).silence_scale, np.ones(24))
+    assert model.silence_spread.shape == (24,)
+    assert (model.silence_spread >= 1.0).all()
+    # Off, nothing is fitted.
+    off = build_baseline(base, cells, DetectionParams(prior_silence_span=""))
+    np.testing.assert_array_equal(off.silence_scale, np.ones(24))
+    np.testing.assert_array_equal(off.silence_spread, np.ones(24))
 
 
 @pytest.mark.parametrize("span", ["0", ""])

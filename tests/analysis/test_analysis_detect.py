@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -315,6 +317,8 @@ def test_params_are_validated() -> None:
         DetectionParams(prior_silence_z=-1.0)
     with pytest.raises(ParameterError, match="prior_silence_span"):
         DetectionParams(prior_silence_span="soon")
+    with pytest.raises(ParameterError, match="prior_silence_activity"):
+        DetectionParams(prior_silence_activity=1.5)
 
 
 def test_outage_is_the_failed_sites_reach_minus_its_neighbours() -> None:
@@ -844,34 +848,49 @@ def test_a_sector_is_not_held_down_by_its_mast_s_failure_once_the_mast_is_heard(
     assert _status_at(found, 3, "2026-01-08T12:30Z") == "online"
 
 
-#: The silent-share floor of the learned rate, switched on (it is off by default).
-SILENT_SHARE = DetectionParams(prior_silence_span="6h")
+#: The silent-share floor of the learned rate: on (the default), and off.
+SILENT_SHARE = DetectionParams()
+NO_SILENT_SHARE = DetectionParams(prior_silence_span="")
 
 
-def _thin_network(n_sites: int, silent: int) -> tuple[Baseline, pd.DataFrame]:
+def _thin_network(
+    n_sites: int, silent: int, *, other: int | None = None, params: DetectionParams = SILENT_SHARE
+) -> tuple[Baseline, pd.DataFrame]:
     """``n_sites`` sites 2 km apart heard about 0.4 times an hour for four weeks; in the
-    event day the first ``silent`` go quiet and the rest report as before."""
-    cells = cells_frame([("358-10", i + 1, LAT0 + 0.02 * i, LON0) for i in range(n_sites)])
-    per_hour = 0.4
+    event day the first ``silent`` go quiet and the rest report as before. ``other``:
+    a second network's sites at the same places (heard twice as often), of which the
+    first ``other`` go quiet."""
+    networks = ["358-10"] if other is None else ["358-10", "358-20"]
+    cells = cells_frame(
+        [(net, i + 1, LAT0 + 0.02 * i, LON0) for net in networks for i in range(n_sites)]
+    )
+    quiet = {"358-10": silent, "358-20": other or 0}
 
-    def stream(start: str, hours: float, i: int, seed: int) -> pd.DataFrame:
+    def stream(start: str, hours: float, net: str, i: int, seed: int) -> pd.DataFrame:
         return measurements(
             start=start,
             hours=hours,
-            per_hour=per_hour,
-            network="358-10",
+            per_hour=0.4 if net == "358-10" else 0.8,
+            network=net,
             cell=i + 1,
             lat=LAT0 + 0.02 * i,
-            seed=seed * 1000 + i,
+            seed=seed * 1000 + i + (500 if net == "358-20" else 0),
         )
 
-    baseline = concat(*(stream(BASE, 24 * 28, i, 1) for i in range(n_sites)))
-    event = concat(*(stream("2026-01-29T00:00Z", 24, i, 2) for i in range(silent, n_sites)))
-    return build_baseline(baseline, cells, SILENT_SHARE), event
+    baseline = concat(*(stream(BASE, 24 * 28, n, i, 1) for n in networks for i in range(n_sites)))
+    event = concat(
+        *(
+            stream("2026-01-29T00:00Z", 24, n, i, 2)
+            for n in networks
+            for i in range(quiet[n], n_sites)
+        )
+    )
+    return build_baseline(baseline, cells, params), event
 
 
-def _last_p(found, cells: range) -> np.ndarray:
+def _last_p(found, cells: range, network: str = "358-10") -> np.ndarray:
     cw = found.cell_windows
+    cw = cw[cw["network"] == network] if "network" in cw else cw
     last = cw[cw["window_start"] == cw["window_start"].max()].set_index("cell")
     return last.loc[list(cells), "p_offline"].to_numpy()
 
@@ -882,7 +901,7 @@ def test_many_sites_silent_at_once_raise_the_event_s_failure_rate() -> None:
     the network down, and each silent site's p_offline rises with it."""
     model, event = _thin_network(36, silent=12)
     on = detect(model, event, params=SILENT_SHARE)
-    off = detect(model, event, params=DetectionParams())
+    off = detect(model, event, params=NO_SILENT_SHARE)
     p_on, p_off = _last_p(on, range(12)), _last_p(off, range(12))
     assert (p_on > 2 * p_off).all()
     assert p_on.min() > 0.8 and p_off.max() < 0.5
@@ -894,5 +913,24 @@ def test_many_sites_silent_at_once_raise_the_event_s_failure_rate() -> None:
 def test_a_calm_day_leaves_the_failure_rate_where_it_was() -> None:
     model, event = _thin_network(36, silent=0)
     on = detect(model, event, params=SILENT_SHARE)
-    off = detect(model, event, params=DetectionParams())
+    off = detect(model, event, params=NO_SILENT_SHARE)
     np.testing.assert_allclose(_last_p(on, range(36)), _last_p(off, range(36)))
+
+
+def test_sites_silent_where_everyone_left_do_not_raise_the_failure_rate() -> None:
+    """The same third of one network silent, but the other network is silent there too
+    (an evacuated place, not a failure): counting only sites whose place kept its usual
+    activity, the rate stays low; where the other network is still heard, it rises."""
+    params = SILENT_SHARE
+    every = dataclasses.replace(SILENT_SHARE, prior_silence_activity=0.0)
+    left, left_event = _thin_network(36, silent=12, other=12, params=params)
+    failed, failed_event = _thin_network(36, silent=12, other=0, params=params)
+    off = NO_SILENT_SHARE
+    p_left = _last_p(detect(left, left_event, params=params), range(12))
+    p_left_all = _last_p(detect(left, left_event, params=every), range(12))
+    p_left_off = _last_p(detect(left, left_event, params=off), range(12))
+    np.testing.assert_allclose(p_left, p_left_off)
+    assert (p_left_all > 5 * p_left).all()
+    p_failed = _last_p(detect(failed, failed_event, params=params), range(12))
+    p_failed_off = _last_p(detect(failed, failed_event, params=off), range(12))
+    assert (p_failed > 2 * p_failed_off).all() and p_failed.min() > 0.6

@@ -177,3 +177,17 @@ def test_silent_share_widens_with_the_error_of_the_silence_model() -> None:
         0
     ]
     assert plain > 0.03 and wide == 0.0
+
+
+def test_silent_share_widens_with_the_spread_measured_on_the_baseline() -> None:
+    # Sites that fall silent together: an hour with 5 % more silent than said is within
+    # the baseline's own swings when those are 9 times the independent variance.
+    n, q = 2000, 1 / 3
+    llr = np.full((n, 1), -np.log(q))
+    silent = _silent_sites(n, 0.0, 0.36, seed=7)
+    counted = np.ones(n, bool)
+    plain = silent_share(silent, llr, np.ones(1), counted=counted, n_se=2.0)[0]
+    wide = silent_share(silent, llr, np.ones(1), counted=counted, n_se=2.0, spread=np.full(1, 9.0))[
+        0
+    ]
+    assert plain > 0.0 and wide == 0.0

@@ -84,13 +84,17 @@ def test_payload_is_parquet_and_json_and_reads_back_the_same_model(
     assert back is not None
     for name in ("grid", "cells", "cell_areas", "sites", "site_areas"):
         pd.testing.assert_frame_equal(getattr(back, name), getattr(model, name))
-    for name in ("hour_profile", "cell_rate", "network_fail_share", "cell_site", "silence_scale"):
+    arrays = ("hour_profile", "cell_rate", "network_fail_share", "cell_site")
+    for name in (*arrays, "silence_scale", "silence_spread"):
         np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
-    # The fitted silence exponents travel too (the defaults fit none: all ones).
-    fitted = dataclasses.replace(model, silence_scale=np.linspace(0.8, 1.3, 24))
+    # The fitted silence exponents and spreads travel too (the defaults fit none: ones).
+    fitted = dataclasses.replace(
+        model, silence_scale=np.linspace(0.8, 1.3, 24), silence_spread=np.linspace(1, 3, 24)
+    )
     again = baseline_from_bytes(baseline_to_bytes(fitted))
     assert again is not None
     np.testing.assert_array_equal(again.silence_scale, fitted.silence_scale)
+    np.testing.assert_array_equal(again.silence_spread, fitted.silence_spread)
     assert (back.params, back.start, back.end, back.networks) == (
         model.params,
         model.start,
