@@ -708,8 +708,9 @@ def silence_fit(
         # The silent count of each span ending at this hour against the model's.
         mine = hour_end == h
         q = np.exp(-scale[h] * mean_s)
-        expect = count[mine][:, used] @ q
-        var = count[mine][:, used] @ (q * (1.0 - q))
+        binned = count[mine][:, used]
+        expect = binned @ q
+        var = binned @ (q * (1.0 - q))
         ok = var > 0
         if ok.any():
             z2 = (silent[mine][ok] - expect[ok]) ** 2 / var[ok]

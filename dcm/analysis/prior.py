@@ -80,7 +80,7 @@ def silent_share(
     *,
     counted: np.ndarray,
     n_se: float,
-    spread: np.ndarray | None = None,
+    spread: np.ndarray | float = 1.0,
     rel_error: float = 0.0,
 ) -> np.ndarray:
     """Per window: a lower bound of the share of sites down, from their silence alone.
@@ -104,8 +104,7 @@ def silent_share(
     w = w[:, None] if w.ndim == 1 else w
     den = ((1.0 - q) * w).sum(axis=0)
     num = ((silent - q) * w).sum(axis=0)
-    factor = np.ones(llr.shape[1]) if spread is None else spread
-    var = factor * (q * (1.0 - q) * w).sum(axis=0) + (rel_error * (q * w).sum(axis=0)) ** 2
+    var = spread * (q * (1.0 - q) * w).sum(axis=0) + (rel_error * (q * w).sum(axis=0)) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         bound = (num - n_se * np.sqrt(var)) / den
     return np.where(den > 0, np.clip(np.nan_to_num(bound), 0.0, 1.0), 0.0)
